@@ -10,9 +10,6 @@ build=${BUILD_DIR:-build}
 
 if [ -f "$build/meson-private/coredata.dat" ]; then
 	meson setup --reconfigure "$build" "$@"
-elif [ -e "$build" ]; then
-	# a directory meson does not recognise: start it over
-	meson setup --wipe "$build" "$@"
 else
 	meson setup "$build" "$@"
 fi
