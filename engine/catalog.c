@@ -1,0 +1,1096 @@
+/*
+ * catalog.c - all of sqlite3: the catalog's schema, queries and errors.
+ *
+ * THREAD SAFETY NOTES: one connection, opened SQLITE_OPEN_NOMUTEX and
+ * guarded by cat->lock, a GRecMutex so a transaction (which holds it from
+ * catalog_tx_begin() to catalog_tx_end()) can call the other functions.
+ * The lock is the innermost of the engine: code holding it calls nothing
+ * outside this file.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sqlite3.h>
+
+#include "catalog.h"
+#include "log.h"
+
+#define SCHEMA_VERSION 1
+
+struct catalog {
+	sqlite3 *db;
+	GRecMutex lock;
+};
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS volumes ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  uuid TEXT NOT NULL,"
+	"  uid INTEGER NOT NULL DEFAULT 0,"
+	"  gid INTEGER NOT NULL DEFAULT 0,"
+	"  top_layer TEXT NOT NULL DEFAULT '');"
+	"CREATE TABLE IF NOT EXISTS layers ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  volume_id INTEGER NOT NULL REFERENCES volumes(id),"
+	"  uuid TEXT NOT NULL UNIQUE,"
+	"  parent TEXT NOT NULL DEFAULT '',"
+	"  state INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS layers_parent ON layers(parent);"
+	"CREATE TABLE IF NOT EXISTS snapshots ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  volume_id INTEGER NOT NULL REFERENCES volumes(id),"
+	"  name TEXT NOT NULL,"
+	"  uuid TEXT NOT NULL UNIQUE,"
+	"  layer TEXT NOT NULL DEFAULT '',"
+	"  state INTEGER NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  backed_up_at INTEGER NOT NULL DEFAULT 0,"
+	"  virtual_size INTEGER NOT NULL DEFAULT 0,"
+	"  backup_bytes INTEGER NOT NULL DEFAULT 0,"
+	"  checksum TEXT NOT NULL DEFAULT '',"
+	"  err INTEGER NOT NULL DEFAULT 0,"
+	"  error TEXT NOT NULL DEFAULT '',"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  UNIQUE(volume_id, name));"
+	"CREATE INDEX IF NOT EXISTS snapshots_layer ON snapshots(layer);"
+	"CREATE TABLE IF NOT EXISTS jobs ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  kind INTEGER NOT NULL,"
+	"  snapshot_id INTEGER NOT NULL DEFAULT 0,"
+	"  volume_id INTEGER NOT NULL DEFAULT 0,"
+	"  state INTEGER NOT NULL,"
+	"  not_before INTEGER NOT NULL DEFAULT 0,"
+	"  attempts INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE IF NOT EXISTS events ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  time INTEGER NOT NULL,"
+	"  json TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS alerts ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  kind TEXT NOT NULL,"
+	"  snapshot_id INTEGER NOT NULL,"
+	"  time INTEGER NOT NULL,"
+	"  json TEXT NOT NULL);";
+
+/* The one table from sqlite result codes to errno. */
+static int catalog_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_CANTOPEN:
+		return -ENOENT;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	default:
+		return -EIO;
+	}
+}
+
+static int fail(struct catalog *cat, int rc, const char *what)
+{
+	int err = catalog_errno(rc);
+
+	if (err != -EEXIST)
+		snap_log(LOG_ERR, "catalog: %s failed: %s", what,
+			 sqlite3_errmsg(cat->db));
+	return err;
+}
+
+static int exec(struct catalog *cat, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(cat->db, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		snap_log(LOG_ERR, "catalog: '%.40s' failed: %s", sql,
+			 msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return catalog_errno(rc);
+	}
+	return 0;
+}
+
+/*
+ * Statements are prepared per call: they are cheap next to the fsync of a
+ * commit, and it keeps every function self-contained.
+ */
+static sqlite3_stmt *prepare(struct catalog *cat, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(cat->db, sql, -1, &st, NULL);
+
+	if (rc != SQLITE_OK) {
+		snap_log(LOG_ERR, "catalog: prepare '%.60s' failed: %s", sql,
+			 sqlite3_errmsg(cat->db));
+		return NULL;
+	}
+	return st;
+}
+
+static void stmt_free(sqlite3_stmt **st)
+{
+	if (*st)
+		sqlite3_finalize(*st);
+}
+#define _cleanup_stmt_ __attribute__((cleanup(stmt_free)))
+
+static void lock_release(struct catalog **cat)
+{
+	if (*cat)
+		g_rec_mutex_unlock(&(*cat)->lock);
+}
+/* Holds the catalog lock until the end of the enclosing block. */
+#define CATALOG_LOCKED(cat)                                                   \
+	struct catalog *_locked __attribute__((cleanup(lock_release))) = (cat); \
+	g_rec_mutex_lock(&_locked->lock)
+
+static void copy_text(char *dst, size_t size, sqlite3_stmt *st, int col)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+
+	g_strlcpy(dst, t ? (const char *)t : "", size);
+}
+#define COPY_TEXT(dst, st, col) copy_text((dst), sizeof(dst), (st), (col))
+
+/* Run a statement with no result rows. */
+static int step_done(struct catalog *cat, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_DONE)
+		return fail(cat, rc, what);
+	return 0;
+}
+
+int catalog_open(const char *path, struct catalog **out)
+{
+	struct catalog *cat = g_new0(struct catalog, 1);
+	sqlite3_stmt *st = NULL;
+	int rc, version = 0;
+
+	g_rec_mutex_init(&cat->lock);
+	rc = sqlite3_open_v2(path, &cat->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		rc = fail(cat, rc, "open");
+		goto undo_alloc;
+	}
+	sqlite3_extended_result_codes(cat->db, 0);
+	rc = exec(cat, "PRAGMA journal_mode=WAL;"
+		       "PRAGMA synchronous=FULL;"
+		       "PRAGMA foreign_keys=ON;");
+	if (rc < 0)
+		goto undo_open;
+	st = prepare(cat, "PRAGMA user_version");
+	if (!st || sqlite3_step(st) != SQLITE_ROW) {
+		rc = -EIO;
+		goto undo_stmt;
+	}
+	version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (version > SCHEMA_VERSION) {
+		snap_log(LOG_ERR, "catalog: '%s' has schema %d, newer than %d",
+			 path, version, SCHEMA_VERSION);
+		rc = -EINVAL;
+		goto undo_open;
+	}
+	rc = exec(cat, "BEGIN IMMEDIATE");
+	if (rc < 0)
+		goto undo_open;
+	rc = exec(cat, schema);
+	if (rc == 0)
+		rc = exec(cat, "PRAGMA user_version=1");
+	if (rc == 0)
+		rc = exec(cat, "COMMIT");
+	if (rc < 0) {
+		exec(cat, "ROLLBACK");
+		goto undo_open;
+	}
+	*out = cat;
+	return 0;
+
+undo_stmt:
+	if (st)
+		sqlite3_finalize(st);
+undo_open:
+	sqlite3_close(cat->db);
+undo_alloc:
+	g_rec_mutex_clear(&cat->lock);
+	g_free(cat);
+	return rc;
+}
+
+void catalog_close(struct catalog *cat)
+{
+	if (!cat)
+		return;
+	sqlite3_close(cat->db);
+	g_rec_mutex_clear(&cat->lock);
+	g_free(cat);
+}
+
+int catalog_tx_begin(struct catalog *cat)
+{
+	int rc;
+
+	g_rec_mutex_lock(&cat->lock);
+	rc = exec(cat, "BEGIN IMMEDIATE");
+	if (rc < 0)
+		g_rec_mutex_unlock(&cat->lock);
+	return rc;
+}
+
+int catalog_tx_end(struct catalog *cat, int rc)
+{
+	if (rc >= 0) {
+		int c = exec(cat, "COMMIT");
+
+		if (c < 0) {
+			exec(cat, "ROLLBACK");
+			rc = c;
+		}
+	} else {
+		exec(cat, "ROLLBACK");
+	}
+	g_rec_mutex_unlock(&cat->lock);
+	return rc;
+}
+
+const char *catalog_sqlite_version(void)
+{
+	return sqlite3_libversion();
+}
+
+int catalog_integrity_check(struct catalog *cat)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat, "PRAGMA integrity_check");
+
+	if (!st || sqlite3_step(st) != SQLITE_ROW)
+		return -EIO;
+	return strcmp((const char *)sqlite3_column_text(st, 0), "ok") ? -EIO : 0;
+}
+
+/* ---- volumes ---------------------------------------------------------- */
+
+#define VOLUME_COLS "id, name, uuid, uid, gid, top_layer"
+
+static void volume_row(sqlite3_stmt *st, struct catalog_volume *v)
+{
+	v->id = sqlite3_column_int64(st, 0);
+	COPY_TEXT(v->name, st, 1);
+	COPY_TEXT(v->uuid, st, 2);
+	v->uid = (uid_t)sqlite3_column_int64(st, 3);
+	v->gid = (gid_t)sqlite3_column_int64(st, 4);
+	COPY_TEXT(v->top_layer, st, 5);
+}
+
+static int volume_one(struct catalog *cat, sqlite3_stmt *st,
+		      struct catalog_volume *out)
+{
+	int rc;
+
+	if (!st)
+		return -EIO;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "volume read");
+	volume_row(st, out);
+	return 0;
+}
+
+int catalog_volume_get(struct catalog *cat, const char *name,
+		       struct catalog_volume *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " VOLUME_COLS " FROM volumes WHERE name = ?1");
+
+	if (st)
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	return volume_one(cat, st, out);
+}
+
+int catalog_volume_get_by_id(struct catalog *cat, int64_t id,
+			     struct catalog_volume *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " VOLUME_COLS " FROM volumes WHERE id = ?1");
+
+	if (st)
+		sqlite3_bind_int64(st, 1, id);
+	return volume_one(cat, st, out);
+}
+
+int catalog_volume_insert(struct catalog *cat, struct catalog_volume *vol)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"INSERT INTO volumes(name, uuid, uid, gid, top_layer)"
+		" VALUES (?1, ?2, ?3, ?4, ?5)");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, vol->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vol->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, vol->uid);
+	sqlite3_bind_int64(st, 4, vol->gid);
+	sqlite3_bind_text(st, 5, vol->top_layer, -1, SQLITE_STATIC);
+	rc = step_done(cat, st, "volume insert");
+	if (rc == 0)
+		vol->id = sqlite3_last_insert_rowid(cat->db);
+	return rc;
+}
+
+int catalog_volume_update(struct catalog *cat, const struct catalog_volume *vol)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"UPDATE volumes SET uid = ?2, gid = ?3, top_layer = ?4"
+		" WHERE id = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, vol->id);
+	sqlite3_bind_int64(st, 2, vol->uid);
+	sqlite3_bind_int64(st, 3, vol->gid);
+	sqlite3_bind_text(st, 4, vol->top_layer, -1, SQLITE_STATIC);
+	return step_done(cat, st, "volume update");
+}
+
+int catalog_volume_all(struct catalog *cat, GArray **out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " VOLUME_COLS " FROM volumes ORDER BY name");
+	GArray *a;
+	int rc;
+
+	if (!st)
+		return -EIO;
+	a = g_array_new(FALSE, TRUE, sizeof(struct catalog_volume));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct catalog_volume v;
+
+		volume_row(st, &v);
+		g_array_append_val(a, v);
+	}
+	if (rc != SQLITE_DONE) {
+		g_array_free(a, TRUE);
+		return fail(cat, rc, "volume list");
+	}
+	*out = a;
+	return (int)a->len;
+}
+
+/* ---- layers ----------------------------------------------------------- */
+
+#define LAYER_COLS "id, volume_id, uuid, parent, state"
+
+static void layer_row(sqlite3_stmt *st, struct catalog_layer *l)
+{
+	l->id = sqlite3_column_int64(st, 0);
+	l->volume_id = sqlite3_column_int64(st, 1);
+	COPY_TEXT(l->uuid, st, 2);
+	COPY_TEXT(l->parent, st, 3);
+	l->state = sqlite3_column_int(st, 4);
+}
+
+int catalog_layer_insert(struct catalog *cat, struct catalog_layer *layer)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"INSERT INTO layers(volume_id, uuid, parent, state)"
+		" VALUES (?1, ?2, ?3, ?4)");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, layer->volume_id);
+	sqlite3_bind_text(st, 2, layer->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, layer->parent, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, layer->state);
+	rc = step_done(cat, st, "layer insert");
+	if (rc == 0)
+		layer->id = sqlite3_last_insert_rowid(cat->db);
+	return rc;
+}
+
+int catalog_layer_get(struct catalog *cat, const char *uuid,
+		      struct catalog_layer *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " LAYER_COLS " FROM layers WHERE uuid = ?1");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "layer read");
+	layer_row(st, out);
+	return 0;
+}
+
+int catalog_layer_update(struct catalog *cat, const struct catalog_layer *layer)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"UPDATE layers SET parent = ?2, state = ?3 WHERE uuid = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, layer->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, layer->parent, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, layer->state);
+	return step_done(cat, st, "layer update");
+}
+
+int catalog_layer_delete(struct catalog *cat, const char *uuid)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"DELETE FROM layers WHERE uuid = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	return step_done(cat, st, "layer delete");
+}
+
+int catalog_layer_list(struct catalog *cat, int64_t volume_id, GArray **out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " LAYER_COLS " FROM layers"
+		" WHERE ?1 < 0 OR volume_id = ?1 ORDER BY id");
+	GArray *a;
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, volume_id);
+	a = g_array_new(FALSE, TRUE, sizeof(struct catalog_layer));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct catalog_layer l;
+
+		layer_row(st, &l);
+		g_array_append_val(a, l);
+	}
+	if (rc != SQLITE_DONE) {
+		g_array_free(a, TRUE);
+		return fail(cat, rc, "layer list");
+	}
+	*out = a;
+	return (int)a->len;
+}
+
+int catalog_layer_children(struct catalog *cat, const char *uuid)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT count(*) FROM layers WHERE parent = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return fail(cat, SQLITE_ERROR, "layer children");
+	return sqlite3_column_int(st, 0);
+}
+
+/* ---- snapshots -------------------------------------------------------- */
+
+#define SNAPSHOT_COLS                                                       \
+	"s.id, s.volume_id, v.name, s.name, s.uuid, s.layer, s.state,"     \
+	" s.created_at, s.backed_up_at, s.virtual_size, s.backup_bytes,"   \
+	" s.checksum, s.err, s.error, s.attempts"
+#define SNAPSHOT_FROM " FROM snapshots s JOIN volumes v ON v.id = s.volume_id"
+
+static void snapshot_row(sqlite3_stmt *st, struct catalog_snapshot *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->id = sqlite3_column_int64(st, 0);
+	s->volume_id = sqlite3_column_int64(st, 1);
+	COPY_TEXT(s->volume, st, 2);
+	COPY_TEXT(s->name, st, 3);
+	COPY_TEXT(s->uuid, st, 4);
+	COPY_TEXT(s->layer, st, 5);
+	s->state = sqlite3_column_int(st, 6);
+	s->created_at = sqlite3_column_int64(st, 7);
+	s->backed_up_at = sqlite3_column_int64(st, 8);
+	s->virtual_size = (uint64_t)sqlite3_column_int64(st, 9);
+	s->backup_bytes = (uint64_t)sqlite3_column_int64(st, 10);
+	COPY_TEXT(s->checksum, st, 11);
+	s->err = sqlite3_column_int(st, 12);
+	COPY_TEXT(s->error, st, 13);
+	s->attempts = sqlite3_column_int(st, 14);
+}
+
+static int snapshot_one(struct catalog *cat, sqlite3_stmt *st,
+			struct catalog_snapshot *out)
+{
+	int rc;
+
+	if (!st)
+		return -EIO;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "snapshot read");
+	snapshot_row(st, out);
+	return 0;
+}
+
+int catalog_snapshot_get(struct catalog *cat, int64_t volume_id,
+			 const char *name, struct catalog_snapshot *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " SNAPSHOT_COLS SNAPSHOT_FROM
+		" WHERE s.volume_id = ?1 AND s.name = ?2");
+
+	if (st) {
+		sqlite3_bind_int64(st, 1, volume_id);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	}
+	return snapshot_one(cat, st, out);
+}
+
+int catalog_snapshot_get_by_id(struct catalog *cat, int64_t id,
+			       struct catalog_snapshot *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " SNAPSHOT_COLS SNAPSHOT_FROM " WHERE s.id = ?1");
+
+	if (st)
+		sqlite3_bind_int64(st, 1, id);
+	return snapshot_one(cat, st, out);
+}
+
+int catalog_snapshot_by_layer(struct catalog *cat, const char *uuid,
+			      struct catalog_snapshot *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " SNAPSHOT_COLS SNAPSHOT_FROM " WHERE s.layer = ?1");
+
+	if (st)
+		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	return snapshot_one(cat, st, out);
+}
+
+int catalog_snapshot_insert(struct catalog *cat, struct catalog_snapshot *snap)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"INSERT INTO snapshots(volume_id, name, uuid, layer, state,"
+		" created_at, virtual_size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, snap->volume_id);
+	sqlite3_bind_text(st, 2, snap->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, snap->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, snap->layer, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, snap->state);
+	sqlite3_bind_int64(st, 6, snap->created_at);
+	sqlite3_bind_int64(st, 7, (sqlite3_int64)snap->virtual_size);
+	rc = step_done(cat, st, "snapshot insert");
+	if (rc == 0)
+		snap->id = sqlite3_last_insert_rowid(cat->db);
+	return rc;
+}
+
+int catalog_snapshot_update(struct catalog *cat,
+			    const struct catalog_snapshot *snap)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"UPDATE snapshots SET name = ?2, layer = ?3, state = ?4,"
+		" backed_up_at = ?5, virtual_size = ?6, backup_bytes = ?7,"
+		" checksum = ?8, err = ?9, error = ?10, attempts = ?11"
+		" WHERE id = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, snap->id);
+	sqlite3_bind_text(st, 2, snap->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, snap->layer, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, snap->state);
+	sqlite3_bind_int64(st, 5, snap->backed_up_at);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)snap->virtual_size);
+	sqlite3_bind_int64(st, 7, (sqlite3_int64)snap->backup_bytes);
+	sqlite3_bind_text(st, 8, snap->checksum, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 9, snap->err);
+	sqlite3_bind_text(st, 10, snap->error, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 11, snap->attempts);
+	return step_done(cat, st, "snapshot update");
+}
+
+int catalog_snapshot_delete(struct catalog *cat, int64_t id)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"DELETE FROM snapshots WHERE id = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	return step_done(cat, st, "snapshot delete");
+}
+
+int catalog_snapshot_list(struct catalog *cat, int64_t volume_id, int state,
+			  GArray **out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " SNAPSHOT_COLS SNAPSHOT_FROM
+		" WHERE (?1 < 0 OR s.volume_id = ?1) AND (?2 < 0 OR s.state = ?2)"
+		" ORDER BY s.created_at, s.id");
+	GArray *a;
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, volume_id);
+	sqlite3_bind_int(st, 2, state);
+	a = g_array_new(FALSE, TRUE, sizeof(struct catalog_snapshot));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct catalog_snapshot s;
+
+		snapshot_row(st, &s);
+		g_array_append_val(a, s);
+	}
+	if (rc != SQLITE_DONE) {
+		g_array_free(a, TRUE);
+		return fail(cat, rc, "snapshot list");
+	}
+	*out = a;
+	return (int)a->len;
+}
+
+static int names_query(struct catalog *cat, sqlite3_stmt *st, char ***out)
+{
+	GPtrArray *a;
+	int rc;
+
+	if (!st)
+		return -EIO;
+	a = g_ptr_array_new();
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		g_ptr_array_add(a, g_strdup((const char *)
+						    sqlite3_column_text(st, 0)));
+	if (rc != SQLITE_DONE) {
+		g_ptr_array_add(a, NULL);
+		g_strfreev((char **)g_ptr_array_free(a, FALSE));
+		return fail(cat, rc, "name list");
+	}
+	rc = (int)a->len;
+	g_ptr_array_add(a, NULL);
+	*out = (char **)g_ptr_array_free(a, FALSE);
+	return rc;
+}
+
+int catalog_snapshot_names(struct catalog *cat, int64_t volume_id,
+			   bool backed_up, char ***out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT name FROM snapshots WHERE volume_id = ?1"
+		" AND state != ?2 AND (?3 = 0 OR state = ?4) ORDER BY name");
+
+	if (st) {
+		sqlite3_bind_int64(st, 1, volume_id);
+		sqlite3_bind_int(st, 2, SNAP_STATE_CREATING);
+		sqlite3_bind_int(st, 3, backed_up);
+		sqlite3_bind_int(st, 4, SNAP_STATE_BACKED_UP);
+	}
+	return names_query(cat, st, out);
+}
+
+int catalog_backup_volume_names(struct catalog *cat, char ***out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT DISTINCT v.name FROM volumes v JOIN snapshots s"
+		" ON s.volume_id = v.id WHERE s.state = ?1 ORDER BY v.name");
+
+	if (st)
+		sqlite3_bind_int(st, 1, SNAP_STATE_BACKED_UP);
+	return names_query(cat, st, out);
+}
+
+/* ---- jobs ------------------------------------------------------------- */
+
+#define JOB_COLS "id, kind, snapshot_id, volume_id, state, not_before, attempts"
+
+static void job_row(sqlite3_stmt *st, struct catalog_job *j)
+{
+	j->id = sqlite3_column_int64(st, 0);
+	j->kind = sqlite3_column_int(st, 1);
+	j->snapshot_id = sqlite3_column_int64(st, 2);
+	j->volume_id = sqlite3_column_int64(st, 3);
+	j->state = sqlite3_column_int(st, 4);
+	j->not_before = sqlite3_column_int64(st, 5);
+	j->attempts = sqlite3_column_int(st, 6);
+}
+
+static int job_one(struct catalog *cat, sqlite3_stmt *st,
+		   struct catalog_job *out)
+{
+	int rc;
+
+	if (!st)
+		return -EIO;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "job read");
+	job_row(st, out);
+	return 0;
+}
+
+int catalog_job_insert(struct catalog *cat, struct catalog_job *job)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"INSERT INTO jobs(kind, snapshot_id, volume_id, state,"
+		" not_before, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int(st, 1, job->kind);
+	sqlite3_bind_int64(st, 2, job->snapshot_id);
+	sqlite3_bind_int64(st, 3, job->volume_id);
+	sqlite3_bind_int(st, 4, job->state);
+	sqlite3_bind_int64(st, 5, job->not_before);
+	sqlite3_bind_int(st, 6, job->attempts);
+	rc = step_done(cat, st, "job insert");
+	if (rc == 0)
+		job->id = sqlite3_last_insert_rowid(cat->db);
+	return rc;
+}
+
+int catalog_job_get(struct catalog *cat, int64_t id, struct catalog_job *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " JOB_COLS " FROM jobs WHERE id = ?1");
+
+	if (st)
+		sqlite3_bind_int64(st, 1, id);
+	return job_one(cat, st, out);
+}
+
+int catalog_job_for_snapshot(struct catalog *cat, int64_t snapshot_id,
+			     struct catalog_job *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " JOB_COLS " FROM jobs WHERE kind = ?1"
+		" AND snapshot_id = ?2");
+
+	if (st) {
+		sqlite3_bind_int(st, 1, JOB_KIND_BACKUP);
+		sqlite3_bind_int64(st, 2, snapshot_id);
+	}
+	return job_one(cat, st, out);
+}
+
+int catalog_job_find_merge(struct catalog *cat, int64_t volume_id,
+			   enum job_state state, struct catalog_job *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " JOB_COLS " FROM jobs WHERE kind = ?1"
+		" AND volume_id = ?2 AND state = ?3");
+
+	if (st) {
+		sqlite3_bind_int(st, 1, JOB_KIND_MERGE);
+		sqlite3_bind_int64(st, 2, volume_id);
+		sqlite3_bind_int(st, 3, state);
+	}
+	return job_one(cat, st, out);
+}
+
+int catalog_job_update(struct catalog *cat, const struct catalog_job *job)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"UPDATE jobs SET state = ?2, not_before = ?3, attempts = ?4"
+		" WHERE id = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, job->id);
+	sqlite3_bind_int(st, 2, job->state);
+	sqlite3_bind_int64(st, 3, job->not_before);
+	sqlite3_bind_int(st, 4, job->attempts);
+	return step_done(cat, st, "job update");
+}
+
+int catalog_job_delete(struct catalog *cat, int64_t id)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"DELETE FROM jobs WHERE id = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	return step_done(cat, st, "job delete");
+}
+
+int catalog_job_claim(struct catalog *cat, int64_t now, struct catalog_job *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " JOB_COLS " FROM jobs j WHERE"
+		" (state = ?1 OR (state = ?2 AND not_before <= ?3))"
+		" AND NOT (kind = ?4 AND EXISTS (SELECT 1 FROM jobs r WHERE"
+		"   r.kind = ?4 AND r.volume_id = j.volume_id AND r.state = ?5))"
+		" ORDER BY id LIMIT 1");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int(st, 1, JOB_STATE_QUEUED);
+	sqlite3_bind_int(st, 2, JOB_STATE_WAITING);
+	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_int(st, 4, JOB_KIND_MERGE);
+	sqlite3_bind_int(st, 5, JOB_STATE_RUNNING);
+	rc = job_one(cat, st, out);
+	if (rc < 0)
+		return rc;
+	out->state = JOB_STATE_RUNNING;
+	return catalog_job_update(cat, out);
+}
+
+int catalog_job_next_due(struct catalog *cat, int64_t *when)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT min(not_before) FROM jobs WHERE state = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int(st, 1, JOB_STATE_WAITING);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return fail(cat, SQLITE_ERROR, "job next due");
+	if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+		return -ENOENT;
+	*when = sqlite3_column_int64(st, 0);
+	return 0;
+}
+
+int catalog_job_requeue_running(struct catalog *cat)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"UPDATE jobs SET state = ?1 WHERE state = ?2");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int(st, 1, JOB_STATE_QUEUED);
+	sqlite3_bind_int(st, 2, JOB_STATE_RUNNING);
+	rc = step_done(cat, st, "job requeue");
+	return rc < 0 ? rc : sqlite3_changes(cat->db);
+}
+
+static int id_query(struct catalog *cat, sqlite3_stmt *st, GArray **out)
+{
+	GArray *a;
+	int rc;
+
+	if (!st)
+		return -EIO;
+	a = g_array_new(FALSE, TRUE, sizeof(int64_t));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+
+		g_array_append_val(a, id);
+	}
+	if (rc != SQLITE_DONE) {
+		g_array_free(a, TRUE);
+		return fail(cat, rc, "id list");
+	}
+	*out = a;
+	return (int)a->len;
+}
+
+int catalog_job_ids(struct catalog *cat, GArray **out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT id FROM jobs ORDER BY id");
+
+	return id_query(cat, st, out);
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+int catalog_event_add(struct catalog *cat, int64_t time, const char *json)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"INSERT INTO events(time, json) VALUES (?1, ?2)");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, time);
+	sqlite3_bind_text(st, 2, json, -1, SQLITE_STATIC);
+	return step_done(cat, st, "event insert");
+}
+
+int catalog_events_text(struct catalog *cat, GString *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT json FROM events ORDER BY id");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		g_string_append(out, (const char *)sqlite3_column_text(st, 0));
+		g_string_append_c(out, '\n');
+	}
+	return rc == SQLITE_DONE ? 0 : fail(cat, rc, "event list");
+}
+
+/* ---- alerts ----------------------------------------------------------- */
+
+int catalog_alert_raise(struct catalog *cat, const char *kind,
+			int64_t snapshot_id, int64_t time, const char *json,
+			int64_t *id_out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *find = prepare(cat,
+		"SELECT id FROM alerts WHERE kind = ?1 AND snapshot_id = ?2");
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int64_t id = 0;
+	int rc;
+
+	if (!find)
+		return -EIO;
+	sqlite3_bind_text(find, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(find, 2, snapshot_id);
+	rc = sqlite3_step(find);
+	if (rc == SQLITE_ROW)
+		id = sqlite3_column_int64(find, 0);
+	else if (rc != SQLITE_DONE)
+		return fail(cat, rc, "alert find");
+
+	if (id)
+		st = prepare(cat, "UPDATE alerts SET time = ?3, json = ?4"
+				  " WHERE id = ?5");
+	else
+		st = prepare(cat, "INSERT INTO alerts(kind, snapshot_id, time,"
+				  " json) VALUES (?1, ?2, ?3, ?4)");
+	if (!st)
+		return -EIO;
+	if (!id) {
+		sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, snapshot_id);
+	}
+	sqlite3_bind_int64(st, 3, time);
+	sqlite3_bind_text(st, 4, json, -1, SQLITE_STATIC);
+	if (id)
+		sqlite3_bind_int64(st, 5, id);
+	rc = step_done(cat, st, "alert raise");
+	if (rc == 0 && id_out)
+		*id_out = id ? id : sqlite3_last_insert_rowid(cat->db);
+	return rc;
+}
+
+int catalog_alert_resolve(struct catalog *cat, const char *kind,
+			  int64_t snapshot_id)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"DELETE FROM alerts WHERE kind = ?1 AND snapshot_id = ?2");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, snapshot_id);
+	rc = step_done(cat, st, "alert resolve");
+	return rc < 0 ? rc : sqlite3_changes(cat->db);
+}
+
+int catalog_alert_get(struct catalog *cat, int64_t id, char **json_out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT json FROM alerts WHERE id = ?1");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "alert read");
+	*json_out = g_strdup((const char *)sqlite3_column_text(st, 0));
+	return 0;
+}
+
+int catalog_alert_delete(struct catalog *cat, int64_t id)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"DELETE FROM alerts WHERE id = ?1");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	rc = step_done(cat, st, "alert delete");
+	if (rc == 0 && sqlite3_changes(cat->db) == 0)
+		return -ENOENT;
+	return rc;
+}
+
+int catalog_alert_ids(struct catalog *cat, GArray **out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT id FROM alerts ORDER BY id");
+
+	return id_query(cat, st, out);
+}

@@ -1,0 +1,211 @@
+/*
+ * catalog.h - the catalog: what snapfs knows, in sqlite (catalog.c).
+ *
+ * Tables: volumes, layers (the frozen qcow2 files under PRIMARY/.snapfs),
+ * snapshots, jobs (the backup queue), events, alerts.  One connection per
+ * engine, in WAL mode with synchronous=FULL: a call that returned has
+ * reached the disk.
+ *
+ * THREAD SAFETY: every function takes the catalog's recursive lock, so any
+ * thread may call any function.  catalog_tx_begin() keeps the lock until
+ * catalog_tx_end(), making a group of calls one transaction; nothing else
+ * may be done while a transaction is open (no subprocess, no other lock:
+ * the catalog lock is the innermost lock of the engine).  There is only
+ * one connection, so sqlite never busy-waits.
+ *
+ * Rows come back in fixed-size structs, so there is nothing to free.
+ */
+#ifndef SNAP_CATALOG_H
+#define SNAP_CATALOG_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <glib.h>
+
+#include "snap.h"
+#include "checksum.h"
+
+#define UUID_TEXT_MAX 37
+#define CATALOG_ERROR_MAX 512
+
+struct catalog;
+
+struct catalog_volume {
+	int64_t id;
+	char name[SNAP_NAME_MAX + 1];
+	char uuid[UUID_TEXT_MAX];
+	uid_t uid;
+	gid_t gid;
+	char top_layer[UUID_TEXT_MAX]; /* backing layer of the active file, "" */
+};
+
+enum layer_state {
+	LAYER_STATE_CREATING, /* a take is making it */
+	LAYER_STATE_LIVE,
+	LAYER_STATE_MERGING,  /* being folded into its only child */
+	LAYER_STATE_LAST
+};
+
+struct catalog_layer {
+	int64_t id;
+	int64_t volume_id;
+	char uuid[UUID_TEXT_MAX];
+	char parent[UUID_TEXT_MAX]; /* "" for the bottom of the chain */
+	enum layer_state state;
+};
+
+struct catalog_snapshot {
+	int64_t id;
+	int64_t volume_id;
+	char volume[SNAP_NAME_MAX + 1]; /* filled by reads (join) */
+	char name[SNAP_NAME_MAX + 1];
+	char uuid[UUID_TEXT_MAX];
+	char layer[UUID_TEXT_MAX]; /* "" when no longer on primary */
+	enum snap_state state;
+	int64_t created_at;
+	int64_t backed_up_at; /* 0 when not backed up */
+	uint64_t virtual_size;
+	uint64_t backup_bytes;
+	char checksum[CHECKSUM_TEXT_MAX];
+	int err; /* positive errno of the last failure, 0 */
+	char error[CATALOG_ERROR_MAX];
+	int attempts;
+};
+
+enum job_state {
+	JOB_STATE_QUEUED,
+	JOB_STATE_RUNNING,
+	JOB_STATE_WAITING, /* failed, automatic retry at not_before */
+	JOB_STATE_LAST
+};
+
+enum job_kind {
+	JOB_KIND_BACKUP,
+	JOB_KIND_MERGE, /* fold unreferenced layers of a volume */
+	JOB_KIND_LAST
+};
+
+struct catalog_job {
+	int64_t id;
+	enum job_kind kind;
+	int64_t snapshot_id; /* backup */
+	int64_t volume_id;
+	enum job_state state;
+	int64_t not_before;
+	int attempts;
+};
+
+/**
+ * catalog_open() - open or create the catalog at @path (":memory:" for
+ * tests).  Return: 0, *@out owns it (catalog_close); -EIO; -EACCES;
+ * -EINVAL a catalog from a newer snapfs.
+ */
+int catalog_open(const char *path, struct catalog **out);
+void catalog_close(struct catalog *cat);
+
+/* Transactions (see THREAD SAFETY). */
+int catalog_tx_begin(struct catalog *cat);
+/** catalog_tx_end() - commit when @rc >= 0, else roll back. Return: @rc,
+ * or the commit's error. */
+int catalog_tx_end(struct catalog *cat, int rc);
+
+/** catalog_sqlite_version() - the linked sqlite's version string. */
+const char *catalog_sqlite_version(void);
+
+/** catalog_integrity_check() - 0 when `PRAGMA integrity_check` says ok. */
+int catalog_integrity_check(struct catalog *cat);
+
+/* ---- volumes: 0, -ENOENT, -EEXIST, -EIO ---- */
+int catalog_volume_get(struct catalog *cat, const char *name,
+		       struct catalog_volume *out);
+int catalog_volume_get_by_id(struct catalog *cat, int64_t id,
+			     struct catalog_volume *out);
+/** catalog_volume_insert() - sets @vol->id. */
+int catalog_volume_insert(struct catalog *cat, struct catalog_volume *vol);
+int catalog_volume_update(struct catalog *cat, const struct catalog_volume *vol);
+/** catalog_volume_all() - every volume row; *@out owns a GArray. */
+int catalog_volume_all(struct catalog *cat, GArray **out);
+
+/* ---- layers ---- */
+int catalog_layer_insert(struct catalog *cat, struct catalog_layer *layer);
+int catalog_layer_get(struct catalog *cat, const char *uuid,
+		      struct catalog_layer *out);
+int catalog_layer_update(struct catalog *cat, const struct catalog_layer *layer);
+int catalog_layer_delete(struct catalog *cat, const char *uuid);
+/** catalog_layer_list() - layers of @volume_id (all volumes when < 0). */
+int catalog_layer_list(struct catalog *cat, int64_t volume_id, GArray **out);
+/** catalog_layer_children() - count layers whose parent is @uuid. */
+int catalog_layer_children(struct catalog *cat, const char *uuid);
+
+/* ---- snapshots ---- */
+int catalog_snapshot_get(struct catalog *cat, int64_t volume_id,
+			 const char *name, struct catalog_snapshot *out);
+int catalog_snapshot_get_by_id(struct catalog *cat, int64_t id,
+			       struct catalog_snapshot *out);
+/** catalog_snapshot_by_layer() - the snapshot using layer @uuid. */
+int catalog_snapshot_by_layer(struct catalog *cat, const char *uuid,
+			      struct catalog_snapshot *out);
+/** catalog_snapshot_insert() - sets @snap->id. -EEXIST name taken. */
+int catalog_snapshot_insert(struct catalog *cat, struct catalog_snapshot *snap);
+/** catalog_snapshot_update() - write every mutable field of @snap. */
+int catalog_snapshot_update(struct catalog *cat,
+			    const struct catalog_snapshot *snap);
+int catalog_snapshot_delete(struct catalog *cat, int64_t id);
+/**
+ * catalog_snapshot_list() - snapshots of @volume_id (all when < 0), oldest
+ * first; with @state >= 0 only that state.  *@out owns a GArray of
+ * struct catalog_snapshot.
+ */
+int catalog_snapshot_list(struct catalog *cat, int64_t volume_id, int state,
+			  GArray **out);
+/** catalog_snapshot_names() - visible names of @volume_id, sorted; with
+ * @backed_up only BackedUp ones.  *@out owns a NULL-terminated vector. */
+int catalog_snapshot_names(struct catalog *cat, int64_t volume_id,
+			   bool backed_up, char ***out);
+/** catalog_backup_volume_names() - volumes having a BackedUp snapshot. */
+int catalog_backup_volume_names(struct catalog *cat, char ***out);
+
+/* ---- jobs ---- */
+int catalog_job_insert(struct catalog *cat, struct catalog_job *job);
+int catalog_job_get(struct catalog *cat, int64_t id, struct catalog_job *out);
+int catalog_job_update(struct catalog *cat, const struct catalog_job *job);
+int catalog_job_delete(struct catalog *cat, int64_t id);
+/** catalog_job_for_snapshot() - the job of @snapshot_id. -ENOENT none. */
+int catalog_job_for_snapshot(struct catalog *cat, int64_t snapshot_id,
+			     struct catalog_job *out);
+/**
+ * catalog_job_claim() - mark the oldest due job RUNNING and return it
+ * A job is due when QUEUED or WAITING with not_before <= @now; merge jobs
+ * of a volume with a RUNNING merge job are skipped.
+ * Return: 0; -ENOENT nothing due.
+ */
+int catalog_job_claim(struct catalog *cat, int64_t now, struct catalog_job *out);
+/** catalog_job_find_merge() - the merge job of @volume_id in @state. */
+int catalog_job_find_merge(struct catalog *cat, int64_t volume_id,
+			   enum job_state state, struct catalog_job *out);
+/** catalog_job_next_due() - earliest not_before of a WAITING job, or -ENOENT. */
+int catalog_job_next_due(struct catalog *cat, int64_t *when);
+/** catalog_job_requeue_running() - RUNNING jobs back to QUEUED (recovery). */
+int catalog_job_requeue_running(struct catalog *cat);
+/** catalog_job_ids() - ids of all jobs, ascending. *@out owns a GArray of int64_t. */
+int catalog_job_ids(struct catalog *cat, GArray **out);
+
+/* ---- events ---- */
+int catalog_event_add(struct catalog *cat, int64_t time, const char *json);
+/** catalog_events_text() - every event, one JSON line each, oldest first. */
+int catalog_events_text(struct catalog *cat, GString *out);
+
+/* ---- alerts: one unresolved alert per (kind, snapshot) ---- */
+/** catalog_alert_raise() - insert or replace; *@id_out its id. */
+int catalog_alert_raise(struct catalog *cat, const char *kind,
+			int64_t snapshot_id, int64_t time, const char *json,
+			int64_t *id_out);
+/** catalog_alert_resolve() - drop the alerts of (kind, snapshot); count. */
+int catalog_alert_resolve(struct catalog *cat, const char *kind,
+			  int64_t snapshot_id);
+int catalog_alert_get(struct catalog *cat, int64_t id, char **json_out);
+int catalog_alert_delete(struct catalog *cat, int64_t id);
+int catalog_alert_ids(struct catalog *cat, GArray **out);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * checksum.c - all of libxxhash.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "checksum.h"
+#include "log.h"
+
+#define CHUNK (4u << 20)
+
+int checksum_file(int fd, GCancellable *cancel, char text[CHECKSUM_TEXT_MAX])
+{
+	g_autofree unsigned char *buf = g_try_malloc(CHUNK);
+	XXH3_state_t *st;
+	XXH128_hash_t h;
+	off_t off = 0;
+	ssize_t n;
+	int rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	st = XXH3_createState();
+	if (!st)
+		return -ENOMEM;
+	XXH3_128bits_reset(st);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	for (;;) {
+		if (cancel && g_cancellable_is_cancelled(cancel)) {
+			rc = -ECANCELED;
+			break;
+		}
+		n = pread(fd, buf, CHUNK, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			snap_log(LOG_ERR, "checksum: read failed: %m");
+			break;
+		}
+		if (n == 0)
+			break;
+		XXH3_128bits_update(st, buf, (size_t)n);
+		off += n;
+	}
+	if (rc == 0) {
+		h = XXH3_128bits_digest(st);
+		snprintf(text, CHECKSUM_TEXT_MAX, "xxh128:%016llx%016llx",
+			 (unsigned long long)h.high64,
+			 (unsigned long long)h.low64);
+	}
+	XXH3_freeState(st);
+	return rc;
+}

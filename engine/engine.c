@@ -1,0 +1,263 @@
+/*
+ * engine.c - open, start and close an engine; its configuration and clock.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "engine.h"
+#include "log.h"
+#include "proc.h"
+
+void snap_config_init(struct snap_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->workers = 2;
+	cfg->keep_primary = 1;
+	cfg->retries = 3;
+	cfg->retry_delay = 60;
+	cfg->min_free = 16u << 20;
+}
+
+int64_t engine_now(struct snap_engine *eng)
+{
+	/* atomic, not under eng->lock: events inside catalog transactions
+	 * read the clock, and the catalog lock is taken after eng->lock */
+	if (eng->cfg.test_clock)
+		return __atomic_load_n(&eng->test_now, __ATOMIC_ACQUIRE);
+	return (int64_t)time(NULL);
+}
+
+int64_t snap_clock_now(struct snap_engine *eng)
+{
+	return engine_now(eng);
+}
+
+void engine_wake(struct snap_engine *eng)
+{
+	g_mutex_lock(&eng->lock);
+	g_cond_broadcast(&eng->cond);
+	g_mutex_unlock(&eng->lock);
+}
+
+int snap_clock_set(struct snap_engine *eng, int64_t t)
+{
+	if (!eng->cfg.test_clock)
+		return -EPERM;
+	if (t < engine_now(eng))
+		return -EINVAL;
+	__atomic_store_n(&eng->test_now, t, __ATOMIC_RELEASE);
+	engine_wake(eng);
+	return 0;
+}
+
+/* mkdir -p, then the canonical path (no symlink games later). */
+static int make_dir(const char *path, mode_t mode, char **real_out)
+{
+	char *real;
+
+	if (g_mkdir_with_parents(path, (int)mode) < 0) {
+		int rc = -errno;
+
+		snap_log(LOG_ERR, "engine: cannot create '%s': %m", path);
+		return rc;
+	}
+	real = realpath(path, NULL);
+	if (!real)
+		return -errno;
+	if (real_out)
+		*real_out = g_strdup(real);
+	free(real);
+	return 0;
+}
+
+int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
+{
+	struct snap_engine *eng;
+	g_autofree char *logpath = NULL, *catpath = NULL;
+	g_autofree char *prim = NULL, *sec = NULL;
+	struct stat st;
+	int rc;
+
+	if (!cfg->source || stat(cfg->source, &st) < 0) {
+		rc = cfg->source ? -errno : -EINVAL;
+		snap_log(LOG_ERR, "engine: state directory '%s': %s",
+			 cfg->source ? cfg->source : "(none)", g_strerror(-rc));
+		return rc;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snap_log(LOG_ERR, "engine: '%s' is not a directory", cfg->source);
+		return -ENOTDIR;
+	}
+	if (cfg->workers < 1 || cfg->workers > 64) {
+		snap_log(LOG_ERR, "engine: workers must be 1..64");
+		return -EINVAL;
+	}
+
+	eng = g_new0(struct snap_engine, 1);
+	eng->cfg = *cfg;
+	g_mutex_init(&eng->lock);
+	g_cond_init(&eng->cond);
+	eng->running = g_hash_table_new(g_int64_hash, g_int64_equal);
+	eng->busy_volumes = g_hash_table_new_full(g_int64_hash, g_int64_equal,
+						  g_free, NULL);
+	eng->control_results = g_hash_table_new_full(g_str_hash, g_str_equal,
+						     g_free, g_free);
+	eng->test_now = (int64_t)time(NULL);
+
+	rc = make_dir(cfg->source, 0700, &eng->source);
+	if (rc < 0)
+		goto undo_alloc;
+	logpath = g_strdup_printf("%s/snapfs.log", eng->source);
+	if (snap_log_open(logpath, cfg->debug ? LOG_DEBUG : LOG_INFO,
+			  cfg->foreground) < 0)
+		snap_log(LOG_WARNING, "engine: cannot open log '%s': %m", logpath);
+
+	prim = cfg->primary ? g_strdup(cfg->primary) :
+			      g_strdup_printf("%s/primary", eng->source);
+	sec = cfg->secondary ? g_strdup(cfg->secondary) :
+			       g_strdup_printf("%s/secondary", eng->source);
+	rc = make_dir(prim, 0755, &eng->primary);
+	if (rc == 0)
+		rc = make_dir(sec, 0755, &eng->secondary);
+	if (rc < 0)
+		goto undo_alloc;
+	if (!strcmp(eng->primary, eng->secondary)) {
+		snap_log(LOG_ERR, "engine: primary and secondary storage are the same directory");
+		rc = -EINVAL;
+		goto undo_alloc;
+	}
+	eng->layers_dir = g_strdup_printf("%s/.snapfs", eng->primary);
+	eng->backups_dir = g_strdup_printf("%s/volumes", eng->secondary);
+	eng->tmp_dir = g_strdup_printf("%s/.tmp", eng->secondary);
+	rc = make_dir(eng->layers_dir, 0700, NULL);
+	if (rc == 0)
+		rc = make_dir(eng->backups_dir, 0755, NULL);
+	if (rc == 0)
+		rc = make_dir(eng->tmp_dir, 0700, NULL);
+	if (rc < 0)
+		goto undo_alloc;
+
+	catpath = g_strdup_printf("%s/catalog.db", eng->source);
+	rc = catalog_open(catpath, &eng->cat);
+	if (rc < 0)
+		goto undo_alloc;
+	*out = eng;
+	return 0;
+
+undo_alloc:
+	snap_engine_close(eng);
+	return rc;
+}
+
+int snap_engine_start(struct snap_engine *eng)
+{
+	int rc;
+
+	snap_log(LOG_INFO, "engine: starting: primary '%s', secondary '%s', %u worker(s), keep_primary=%u",
+		 eng->primary, eng->secondary, eng->cfg.workers,
+		 eng->cfg.keep_primary);
+	rc = recover_all(eng);
+	if (rc < 0) {
+		snap_log(LOG_ERR, "engine: recovery failed: %s", g_strerror(-rc));
+		return rc;
+	}
+	rc = pool_start(eng);
+	if (rc == 0)
+		eng->started = true;
+	return rc;
+}
+
+void snap_engine_close(struct snap_engine *eng)
+{
+	if (!eng)
+		return;
+	if (eng->started)
+		pool_stop(eng);
+	catalog_close(eng->cat);
+	g_hash_table_destroy(eng->running);
+	g_hash_table_destroy(eng->busy_volumes);
+	g_hash_table_destroy(eng->control_results);
+	g_mutex_clear(&eng->lock);
+	g_cond_clear(&eng->cond);
+	g_free(eng->source);
+	g_free(eng->primary);
+	g_free(eng->secondary);
+	g_free(eng->layers_dir);
+	g_free(eng->backups_dir);
+	g_free(eng->tmp_dir);
+	g_free(eng);
+	snap_log_close();
+}
+
+int snap_versions(char **out)
+{
+	g_auto(GStrv) argv = image_argv_version();
+	g_autofree char *text = NULL;
+	const char *qemu = "unknown";
+	char *nl;
+	int rc;
+
+	rc = proc_run(argv, NULL, &text, NULL);
+	if (rc == 0 && text) {
+		nl = strchr(text, '\n');
+		if (nl)
+			*nl = '\0';
+		qemu = text;
+		if (g_str_has_prefix(qemu, "qemu-img version "))
+			qemu += strlen("qemu-img version ");
+	}
+	*out = g_strdup_printf("snapfs %s (sqlite %s, qemu-img %s)",
+			       SNAPFS_VERSION, catalog_sqlite_version(), qemu);
+	return 0;
+}
+
+/* ---- backed-up/ --------------------------------------------------------- */
+
+int snap_backup_volumes(struct snap_engine *eng, char ***names_out)
+{
+	return catalog_backup_volume_names(eng->cat, names_out);
+}
+
+int snap_backup_list(struct snap_engine *eng, const char *vol,
+		     char ***names_out)
+{
+	struct catalog_volume v;
+	int rc = snap_name_valid(vol);
+
+	if (rc < 0)
+		return -ENOENT;
+	rc = catalog_volume_get(eng->cat, vol, &v);
+	if (rc < 0)
+		return rc;
+	return catalog_snapshot_names(eng->cat, v.id, true, names_out);
+}
+
+int snap_backup_paths(struct snap_engine *eng, const char *vol,
+		      const char *snap, uint64_t *id_out, char **image_out,
+		      char **manifest_out)
+{
+	struct catalog_volume v;
+	struct catalog_snapshot s;
+	int rc;
+
+	if (snap_name_valid(vol) < 0 || snap_name_valid(snap) < 0)
+		return -ENOENT;
+	rc = catalog_volume_get(eng->cat, vol, &v);
+	if (rc == 0)
+		rc = catalog_snapshot_get(eng->cat, v.id, snap, &s);
+	if (rc < 0)
+		return rc;
+	if (s.state != SNAP_STATE_BACKED_UP)
+		return -ENOENT;
+	if (id_out)
+		*id_out = (uint64_t)s.id;
+	if (image_out)
+		*image_out = backup_image_path(eng, &s);
+	if (manifest_out)
+		*manifest_out = backup_manifest_path(eng, &s);
+	return 0;
+}

@@ -1,0 +1,152 @@
+/*
+ * engine.h - the engine's insides, shared by the engine's own files only.
+ *
+ * LOCK ORDER (docs/design.md): eng->lock, then the catalog's lock.  Never
+ * the other way, and neither is held across a subprocess, a file copy, an
+ * fsync of data or a wait for another thread (waits use eng->cond, which
+ * releases eng->lock).
+ *
+ * eng->lock protects: stopping, test_now, running (the table of running
+ * jobs), busy_volumes, control_results, idle_workers.
+ */
+#ifndef SNAP_ENGINE_H
+#define SNAP_ENGINE_H
+
+#include <gio/gio.h>
+
+#include "snap.h"
+#include "catalog.h"
+#include "image.h"
+
+struct snap_engine {
+	struct snap_config cfg;
+	char *source;
+	char *primary;	 /* realpath */
+	char *secondary; /* realpath */
+	char *layers_dir;  /* PRIMARY/.snapfs */
+	char *backups_dir; /* SECONDARY/volumes */
+	char *tmp_dir;	   /* SECONDARY/.tmp */
+	struct catalog *cat;
+
+	GMutex lock;
+	GCond cond; /* anything changed: scheduler, busy volumes, job ends */
+	bool stopping;
+	bool started;
+	int64_t test_now;
+	GHashTable *running;	     /* job id (int64 *) -> struct running_job */
+	GHashTable *busy_volumes;    /* volume id (int64 *) -> itself */
+	GHashTable *control_results; /* volume name -> result text */
+	unsigned idle_workers;
+
+	GThread *scheduler;
+	GThreadPool *pool;
+};
+
+/* A job being run by a worker; refcounted because readers of jobs/<id> and
+ * an rmdir that cancels it may hold it after the worker drops it. */
+struct running_job {
+	gint refcount;
+	struct catalog_job job;
+	GCancellable *cancel;
+	uint64_t bytes_done;  /* atomically updated */
+	uint64_t bytes_total;
+};
+
+/* ---- engine.c ---- */
+int64_t engine_now(struct snap_engine *eng);
+/** engine_wake() - tell the scheduler something changed. Takes eng->lock. */
+void engine_wake(struct snap_engine *eng);
+
+/* ---- events.c: record what happened; may run inside a transaction ---- */
+/**
+ * event_record() - append an event and log it
+ * @err: 0 for success, else -errno (the event carries its name)
+ */
+void event_record(struct snap_engine *eng, const char *type, const char *volume,
+		  const char *snapshot, int err, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+/** event_reject() - a rejected operation: type "rejected" with op and path. */
+void event_reject(struct snap_engine *eng, const char *op, const char *path,
+		  int err, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/** alert_raise_backup() - raise or refresh the backup alert of @snap. */
+int alert_raise_backup(struct snap_engine *eng,
+		       const struct catalog_snapshot *snap);
+const char *errno_name(int err);
+
+/* ---- volume.c ---- */
+char *volume_path(struct snap_engine *eng, const char *vol);
+char *layer_path(struct snap_engine *eng, const char *vol, const char *uuid);
+char *layer_dir(struct snap_engine *eng, const char *vol);
+/**
+ * volume_resolve() - the catalog row of volume @name, created on first
+ * sight of its file.  *@on_primary (may be NULL) says whether the file
+ * exists.  Return: 0; -EINVAL bad name; -ENOENT no file and no row.
+ */
+int volume_resolve(struct snap_engine *eng, const char *name,
+		   struct catalog_volume *out, bool *on_primary);
+/** volume_read_header() - parse the qcow2 header of the file at @path. */
+int volume_read_header(const char *path, struct qcow2_header *out);
+/** volume_in_use() - 1 when another process holds @path open for writing
+ * (qemu's image locks), 0 when not, -errno. */
+int volume_in_use(const char *path);
+/** volume_busy_begin() - wait until no other structural operation runs on
+ * @volume_id and mark it busy; volume_busy_end() undoes. */
+void volume_busy_begin(struct snap_engine *eng, int64_t volume_id);
+void volume_busy_end(struct snap_engine *eng, int64_t volume_id);
+/** fsync_dir() - make a directory's entries durable. */
+int fsync_dir(const char *dir);
+/** fsync_path() - fsync a file by name. */
+int fsync_path(const char *path);
+
+/* ---- snapshot.c ---- */
+/** snapshot_lookup() - resolve @vol and the visible snapshot @name. */
+int snapshot_lookup(struct snap_engine *eng, const char *vol, const char *name,
+		    struct catalog_volume *v, struct catalog_snapshot *s);
+/** snapshot_finish_delete() - remove a Destroying snapshot's backup files,
+ * release its layer and drop its row (also used by recovery). */
+int snapshot_finish_delete(struct snap_engine *eng,
+			   struct catalog_snapshot *snap);
+/** snapshot_retry() - queue a failed backup again (control `retry`). */
+int snapshot_retry(struct snap_engine *eng, const char *vol, const char *name);
+
+/* ---- backup.c ---- */
+char *backup_image_path(struct snap_engine *eng, const struct catalog_snapshot *s);
+char *backup_manifest_path(struct snap_engine *eng,
+			   const struct catalog_snapshot *s);
+char *backup_tmp_path(struct snap_engine *eng, const struct catalog_snapshot *s,
+		      const char *suffix);
+/** backup_run() - run one backup job to its end (worker thread). */
+void backup_run(struct snap_engine *eng, struct running_job *rj);
+/** backup_write_manifest() - (re)write the manifest of a backed-up @s. */
+int backup_write_manifest(struct snap_engine *eng,
+			  const struct catalog_snapshot *s);
+/** backup_queue() - insert a fresh backup job for @s (inside a tx). */
+int backup_queue(struct snap_engine *eng, struct catalog_snapshot *s);
+
+/* ---- layer.c ---- */
+/** layer_prune_primary() - apply keep_primary to @volume_id (after a
+ * backup completes): release layers of the oldest backed-up snapshots. */
+int layer_prune_primary(struct snap_engine *eng, int64_t volume_id);
+/** layer_queue_merge() - queue a merge job for @volume_id unless one is
+ * queued (inside or outside a tx). */
+int layer_queue_merge(struct snap_engine *eng, int64_t volume_id);
+/** layer_merge_run() - fold the unreferenced layers of a volume (worker). */
+int layer_merge_run(struct snap_engine *eng, struct running_job *rj);
+/** layer_finish_merge() - complete or redo a merge a crash interrupted. */
+int layer_recover(struct snap_engine *eng);
+
+/* ---- pool.c ---- */
+int pool_start(struct snap_engine *eng);
+void pool_stop(struct snap_engine *eng);
+/** pool_cancel_snapshot() - cancel the running job of @snapshot_id and
+ * wait until its worker let go of it.  Takes eng->lock. */
+void pool_cancel_snapshot(struct snap_engine *eng, int64_t snapshot_id);
+/** running_job_find() - a new reference to the running job @id, or NULL. */
+struct running_job *running_job_find(struct snap_engine *eng, int64_t id);
+void running_job_unref(struct running_job *rj);
+
+/* ---- recover.c ---- */
+int recover_all(struct snap_engine *eng);
+
+#endif

@@ -1,0 +1,278 @@
+/*
+ * events.c - the event log, alerts, and their files in the tree.
+ *
+ * Events are rows in the catalog, written in the same transaction as the
+ * change they describe when there is one (the catalog lock is recursive),
+ * so the log can never claim something the catalog does not hold.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "json.h"
+#include "log.h"
+
+static const struct {
+	int err;
+	const char *name;
+} errno_names[] = {
+	{ EPERM, "EPERM" },	{ ENOENT, "ENOENT" },	{ EIO, "EIO" },
+	{ ENOMEM, "ENOMEM" },	{ EACCES, "EACCES" },	{ EBUSY, "EBUSY" },
+	{ EEXIST, "EEXIST" },	{ EXDEV, "EXDEV" },	{ ENOTDIR, "ENOTDIR" },
+	{ EISDIR, "EISDIR" },	{ EINVAL, "EINVAL" },	{ ENOSPC, "ENOSPC" },
+	{ EROFS, "EROFS" },	{ ENAMETOOLONG, "ENAMETOOLONG" },
+	{ ENOTEMPTY, "ENOTEMPTY" }, { EDQUOT, "EDQUOT" },
+	{ EOPNOTSUPP, "EOPNOTSUPP" }, { ECANCELED, "ECANCELED" },
+	{ ETIMEDOUT, "ETIMEDOUT" }, { EAGAIN, "EAGAIN" }, { EFBIG, "EFBIG" },
+	{ ENOTSUP, "ENOTSUP" }, { ESTALE, "ESTALE" },
+};
+
+const char *errno_name(int err)
+{
+	size_t i;
+
+	if (err < 0)
+		err = -err;
+	for (i = 0; i < G_N_ELEMENTS(errno_names); i++)
+		if (errno_names[i].err == err)
+			return errno_names[i].name;
+	return "EIO";
+}
+
+static void iso_time(int64_t t, char buf[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void emit(struct snap_engine *eng, struct jdoc *d, int err,
+		 const char *what)
+{
+	int64_t now = engine_now(eng);
+	g_autofree char *text = NULL;
+
+	text = jdoc_finish(d, false, false);
+	if (!text)
+		return;
+	snap_log(err ? LOG_WARNING : LOG_INFO, "event: %s", text);
+	if (catalog_event_add(eng->cat, now, text) < 0)
+		snap_log(LOG_ERR, "event: cannot record '%s'", what);
+}
+
+static struct jdoc *event_new(struct snap_engine *eng, const char *type)
+{
+	struct jdoc *d = jdoc_new();
+	char stamp[32];
+
+	iso_time(engine_now(eng), stamp);
+	jdoc_str(d, "time", stamp);
+	jdoc_str(d, "type", type);
+	return d;
+}
+
+void event_record(struct snap_engine *eng, const char *type, const char *volume,
+		  const char *snapshot, int err, const char *fmt, ...)
+{
+	struct jdoc *d = event_new(eng, type);
+	g_autofree char *msg = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	if (volume)
+		jdoc_str(d, "volume", volume);
+	if (snapshot)
+		jdoc_str(d, "snapshot", snapshot);
+	jdoc_str(d, "result", err ? "error" : "ok");
+	if (err)
+		jdoc_str(d, "errno", errno_name(err));
+	jdoc_str(d, "message", msg);
+	emit(eng, d, err, type);
+}
+
+void event_reject(struct snap_engine *eng, const char *op, const char *path,
+		  int err, const char *fmt, ...)
+{
+	struct jdoc *d = event_new(eng, "rejected");
+	g_autofree char *msg = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	jdoc_str(d, "op", op);
+	jdoc_str(d, "path", path);
+	jdoc_str(d, "result", "error");
+	jdoc_str(d, "errno", errno_name(err));
+	jdoc_str(d, "message", msg);
+	emit(eng, d, err, "rejected");
+}
+
+void snap_event_reject(struct snap_engine *eng, const char *op,
+		       const char *path, int err, const char *reason)
+{
+	event_reject(eng, op, path, err, "%s", reason);
+}
+
+int alert_raise_backup(struct snap_engine *eng,
+		       const struct catalog_snapshot *snap)
+{
+	struct jdoc *d = jdoc_new();
+	g_autofree char *text = NULL, *target = NULL;
+	int64_t now = engine_now(eng), id = 0;
+	char stamp[32];
+	int rc;
+
+	iso_time(now, stamp);
+	target = g_strdup_printf("volumes/%s/snapshots/%s", snap->volume,
+				 snap->name);
+	jdoc_str(d, "time", stamp);
+	jdoc_str(d, "kind", "backup");
+	jdoc_str(d, "target", target);
+	jdoc_str(d, "volume", snap->volume);
+	jdoc_str(d, "snapshot", snap->name);
+	jdoc_str(d, "errno", errno_name(snap->err ? snap->err : EIO));
+	jdoc_str(d, "message", snap->error);
+	jdoc_int(d, "attempts", snap->attempts);
+	text = jdoc_finish(d, true, true);
+	if (!text)
+		return -ENOMEM;
+	rc = catalog_alert_raise(eng->cat, "backup", snap->id, now, text, &id);
+	if (rc == 0)
+		event_record(eng, "alert.raise", snap->volume, snap->name,
+			     -(snap->err ? snap->err : EIO),
+			     "alert %" G_GINT64_FORMAT ": backup failed: %s",
+			     id, snap->error);
+	return rc;
+}
+
+int snap_events_read(struct snap_engine *eng, char **text_out, size_t *len)
+{
+	GString *s = g_string_new(NULL);
+	int rc = catalog_events_text(eng->cat, s);
+
+	if (rc < 0) {
+		g_string_free(s, TRUE);
+		return rc;
+	}
+	*len = s->len;
+	*text_out = g_string_free(s, FALSE);
+	return 0;
+}
+
+static int ids_out(GArray *a, uint64_t **ids_out)
+{
+	int n = (int)a->len;
+
+	*ids_out = (uint64_t *)g_array_free(a, FALSE);
+	return n;
+}
+
+int snap_alert_list(struct snap_engine *eng, uint64_t **ids)
+{
+	GArray *a;
+	int rc = catalog_alert_ids(eng->cat, &a);
+
+	return rc < 0 ? rc : ids_out(a, ids);
+}
+
+int snap_alert_read(struct snap_engine *eng, uint64_t id, char **json_out)
+{
+	g_autofree char *body = NULL;
+	int rc = catalog_alert_get(eng->cat, (int64_t)id, &body);
+	struct jdoc *d;
+
+	if (rc < 0)
+		return rc;
+	/* the id is the file's name; add it so a copied file says it too */
+	if (jdoc_parse(body, &d) < 0) {
+		*json_out = g_steal_pointer(&body);
+		return 0;
+	}
+	jdoc_int(d, "id", (int64_t)id);
+	*json_out = jdoc_finish(d, true, true);
+	return *json_out ? 0 : -ENOMEM;
+}
+
+int snap_alert_ack(struct snap_engine *eng, uint64_t id)
+{
+	int rc = catalog_alert_delete(eng->cat, (int64_t)id);
+
+	if (rc == 0)
+		event_record(eng, "alert.ack", NULL, NULL, 0,
+			     "alert %" G_GUINT64_FORMAT " acknowledged", id);
+	return rc;
+}
+
+int snap_job_list(struct snap_engine *eng, uint64_t **ids)
+{
+	GArray *a;
+	int rc = catalog_job_ids(eng->cat, &a);
+
+	return rc < 0 ? rc : ids_out(a, ids);
+}
+
+static const char *const job_state_names[JOB_STATE_LAST] = {
+	[JOB_STATE_QUEUED] = "queued",
+	[JOB_STATE_RUNNING] = "running",
+	[JOB_STATE_WAITING] = "waiting",
+};
+
+int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out)
+{
+	struct catalog_job job;
+	struct catalog_snapshot snap;
+	struct catalog_volume vol;
+	struct running_job *rj;
+	g_autofree char *target = NULL;
+	uint64_t done = 0, total = 0;
+	struct jdoc *d;
+	int rc;
+
+	rc = catalog_job_get(eng->cat, (int64_t)id, &job);
+	if (rc < 0)
+		return rc;
+	if (job.kind == JOB_KIND_BACKUP) {
+		rc = catalog_snapshot_get_by_id(eng->cat, job.snapshot_id, &snap);
+		if (rc < 0)
+			return rc == -ENOENT ? -ENOENT : rc;
+		target = g_strdup_printf("volumes/%s/snapshots/%s", snap.volume,
+					 snap.name);
+		total = snap.virtual_size;
+	} else {
+		rc = catalog_volume_get_by_id(eng->cat, job.volume_id, &vol);
+		if (rc < 0)
+			return rc;
+		target = g_strdup_printf("volumes/%s", vol.name);
+	}
+	rj = running_job_find(eng, (int64_t)id);
+	if (rj) {
+		done = __atomic_load_n(&rj->bytes_done, __ATOMIC_RELAXED);
+		if (rj->bytes_total)
+			total = rj->bytes_total;
+		running_job_unref(rj);
+	}
+	d = jdoc_new();
+	jdoc_int(d, "id", (int64_t)id);
+	jdoc_str(d, "kind", job.kind == JOB_KIND_BACKUP ? "backup" : "merge");
+	jdoc_str(d, "target", target);
+	jdoc_str(d, "state", job.state < JOB_STATE_LAST ?
+				     job_state_names[job.state] : "unknown");
+	jdoc_int(d, "bytes_done", (int64_t)done);
+	jdoc_int(d, "bytes_total", (int64_t)total);
+	jdoc_int(d, "attempts", job.attempts);
+	if (job.state == JOB_STATE_WAITING) {
+		char stamp[32];
+
+		iso_time(job.not_before, stamp);
+		jdoc_str(d, "next_attempt", stamp);
+	}
+	*json_out = jdoc_finish(d, true, true);
+	return *json_out ? 0 : -ENOMEM;
+}

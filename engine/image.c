@@ -1,0 +1,169 @@
+/*
+ * image.c - qemu-img argv builders and qcow2 header parsing (pure).
+ *
+ * Why these options:
+ *  - overlays are created with -u and an explicit size, so creating one
+ *    never opens the backing chain: its cost does not depend on the volume
+ *    (the chain may be large, or locked by a running VM);
+ *  - convert reads with -U (force share): the layers it reads are frozen,
+ *    and other snapfs operations must not be blocked by qemu's image locks;
+ *    -t unsafe is qemu-img's default and we fsync the result ourselves,
+ *    in parallel with checksumming it (see backup.c);
+ *  - commit uses -d so the committed layer keeps its data and any reader
+ *    still holding it sees an unchanged image (see layer.c).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <glib.h>
+
+#include "image.h"
+
+const char *image_qemu_img(void)
+{
+	const char *p = getenv("SNAPFS_QEMU_IMG");
+
+	return p && *p ? p : "qemu-img";
+}
+
+static char **argv_build(const char *first, ...)
+{
+	GPtrArray *v = g_ptr_array_new();
+	va_list ap;
+	const char *s;
+
+	g_ptr_array_add(v, g_strdup(image_qemu_img()));
+	va_start(ap, first);
+	for (s = first; s; s = va_arg(ap, const char *))
+		g_ptr_array_add(v, g_strdup(s));
+	va_end(ap);
+	g_ptr_array_add(v, NULL);
+	return (char **)g_ptr_array_free(v, FALSE);
+}
+
+static bool absolute(const char *path)
+{
+	return path && path[0] == '/';
+}
+
+char **image_argv_overlay(const char *backing, const char *path, uint64_t size)
+{
+	char sz[32];
+
+	if (!absolute(backing) || !absolute(path))
+		return NULL;
+	g_snprintf(sz, sizeof(sz), "%" G_GUINT64_FORMAT, size);
+	return argv_build("create", "-q", "-f", "qcow2", "-F", "qcow2", "-u",
+			  "-b", backing, path, sz, NULL);
+}
+
+char **image_argv_convert(const char *src, const char *dst)
+{
+	if (!absolute(src) || !absolute(dst))
+		return NULL;
+	return argv_build("convert", "-p", "-U", "-f", "qcow2", "-O", "qcow2",
+			  src, dst, NULL);
+}
+
+char **image_argv_check(const char *path)
+{
+	if (!absolute(path))
+		return NULL;
+	return argv_build("check", "-q", "-f", "qcow2", path, NULL);
+}
+
+char **image_argv_info(const char *path)
+{
+	if (!absolute(path))
+		return NULL;
+	return argv_build("info", "-U", "--output=json", "-f", "qcow2", path,
+			  NULL);
+}
+
+char **image_argv_commit(const char *path)
+{
+	if (!absolute(path))
+		return NULL;
+	return argv_build("commit", "-q", "-d", "-f", "qcow2", path, NULL);
+}
+
+char **image_argv_version(void)
+{
+	return argv_build("--version", NULL);
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t be64(const unsigned char *p)
+{
+	return (uint64_t)be32(p) << 32 | be32(p + 4);
+}
+
+int image_parse_header(const void *buf, size_t len, struct qcow2_header *out)
+{
+	const unsigned char *p = buf;
+	uint64_t boff;
+	uint32_t bsize;
+
+	memset(out, 0, sizeof(*out));
+	if (len < 72 || memcmp(p, "QFI\xfb", 4) != 0)
+		return -EINVAL;
+	out->version = be32(p + 4);
+	if (out->version < 2 || out->version > 3)
+		return -EINVAL;
+	boff = be64(p + 8);
+	bsize = be32(p + 16);
+	out->cluster_bits = be32(p + 20);
+	out->virtual_size = be64(p + 24);
+	if (out->cluster_bits < 9 || out->cluster_bits > 21)
+		return -EINVAL;
+	if (boff == 0)
+		return 0;
+	if (bsize == 0 || bsize >= sizeof(out->backing))
+		return -E2BIG;
+	if (boff > len || bsize > len - boff)
+		return -E2BIG;
+	memcpy(out->backing, p + boff, bsize);
+	out->backing[bsize] = '\0';
+	if (strlen(out->backing) != bsize)
+		return -EINVAL;
+	return 0;
+}
+
+int image_parse_progress(const char *line, double *percent)
+{
+	const char *p = strchr(line, '(');
+	char *end;
+	double v;
+
+	if (!p)
+		return -EINVAL;
+	v = g_ascii_strtod(p + 1, &end);
+	if (end == p + 1 || strncmp(end, "/100%)", 6) != 0)
+		return -EINVAL;
+	if (!(v >= 0.0 && v <= 100.0))
+		return -EINVAL;
+	*percent = v;
+	return 0;
+}
+
+int image_stderr_errno(const char *text)
+{
+	if (!text)
+		return -EIO;
+	if (strstr(text, "No space left on device"))
+		return -ENOSPC;
+	if (strstr(text, "Disk quota exceeded"))
+		return -EDQUOT;
+	if (strstr(text, "Permission denied"))
+		return -EACCES;
+	if (strstr(text, "Failed to get") && strstr(text, "lock"))
+		return -EBUSY;
+	if (strstr(text, "No such file or directory"))
+		return -ENOENT;
+	return -EIO;
+}

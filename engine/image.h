@@ -1,0 +1,85 @@
+/*
+ * image.h - qemu-img command lines and qcow2 facts, as pure functions.
+ *
+ * Nothing here runs a process or touches a file: argv vectors are built
+ * here (and checked against golden files in tests/unit), run by proc.c.
+ * Every argv ends with the image paths after "--"-free explicit options,
+ * so a path can never be taken for an option (paths are absolute).
+ */
+#ifndef SNAP_IMAGE_H
+#define SNAP_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+/* The program, overridable for tests through SNAPFS_QEMU_IMG. */
+const char *image_qemu_img(void);
+
+/*
+ * Each builder returns a NULL-terminated vector owned by the caller
+ * (g_strfreev), or NULL when a path is not absolute.
+ */
+
+/** image_argv_overlay() - empty qcow2 @path of @size bytes over @backing. */
+char **image_argv_overlay(const char *backing, const char *path, uint64_t size);
+
+/**
+ * image_argv_convert() - standalone qcow2 copy of the chain ending in @src,
+ * printing progress, sharing @src with other readers (-U) and leaving the
+ * flush of @dst to the caller.
+ */
+char **image_argv_convert(const char *src, const char *dst);
+
+/** image_argv_check() - structural check of a qcow2 image. */
+char **image_argv_check(const char *path);
+
+/** image_argv_info() - JSON facts of one image, shared with other users. */
+char **image_argv_info(const char *path);
+
+/**
+ * image_argv_commit() - write the data of @path into its backing file,
+ * leaving @path itself unchanged (-d), so readers of @path stay consistent.
+ */
+char **image_argv_commit(const char *path);
+
+/** image_argv_version() - `qemu-img --version`. */
+char **image_argv_version(void);
+
+/**
+ * struct qcow2_header - the parts of a qcow2 header snapfs reads
+ * @virtual_size: guest-visible size in bytes
+ * @cluster_bits: log2 of the cluster size
+ * @backing:      backing file name, "" when none (NUL-terminated)
+ */
+struct qcow2_header {
+	uint32_t version;
+	uint64_t virtual_size;
+	uint32_t cluster_bits;
+	char backing[4096];
+};
+
+/**
+ * image_parse_header() - read a qcow2 header from the first bytes of a file
+ * @buf, @len: the file's first bytes (the backing name lies in cluster 0,
+ *             so the first 64 KiB always suffice)
+ * Return: 0; -EINVAL not qcow2 or inconsistent; -E2BIG backing name not
+ * inside @buf or longer than 4095 bytes.
+ */
+int image_parse_header(const void *buf, size_t len, struct qcow2_header *out);
+
+/**
+ * image_parse_progress() - percent from one `qemu-img convert -p` line
+ * such as "    (42.17/100%)".  Return: 0 and *@percent; -EINVAL otherwise.
+ */
+int image_parse_progress(const char *line, double *percent);
+
+/**
+ * image_stderr_errno() - the errno a qemu-img error message stands for
+ *
+ * "No space left on device" is -ENOSPC, "Permission denied" -EACCES,
+ * "No such file" -ENOENT, a lock conflict -EBUSY, anything else -EIO.
+ */
+int image_stderr_errno(const char *text);
+
+#endif

@@ -1,0 +1,315 @@
+/*
+ * snap.h - the snapfs engine: the only engine header fs/ and tools/ include.
+ *
+ * The engine owns the catalog (sqlite), the volumes on primary storage, the
+ * backups on secondary storage and the background workers that copy one to
+ * the other.  It knows nothing of FUSE: the file system front end in fs/
+ * parses a path, calls one snap_* function and turns the result into a stat
+ * or an errno.
+ *
+ * Conventions, for every function below unless its contract says otherwise:
+ *
+ *  - Return 0 (or a count) on success, -errno on failure.  The errno is the
+ *    one a user should see (see docs/errors.md); nothing is flattened to EIO
+ *    that has a better meaning.
+ *  - A function that rejects a user's operation (mkdir, rmdir, rename, a
+ *    control command...) has already written the event that says why; the
+ *    caller only passes the errno on.  Lookups (stat, list, read) write no
+ *    events.
+ *  - Strings and arrays returned through out-parameters are owned by the
+ *    caller: free strings with g_free(), string vectors with g_strfreev(),
+ *    id arrays with g_free().
+ *  - Everything is thread-safe once snap_engine_start() has returned.  No
+ *    call holds an engine lock across a subprocess or a blocking wait, but
+ *    calls that change storage (take, delete, control commands) may block
+ *    for the time of a short subprocess (qemu-img create, tens of ms).
+ */
+#ifndef SNAP_H
+#define SNAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+struct snap_engine;
+
+/* Limits from the tree contract (../shared/TREE.md). */
+#define SNAP_NAME_MAX 128
+
+/**
+ * struct snap_config - how an engine is set up; see snapfs(8) for the options.
+ * @source:       state directory (catalog, log); must exist
+ * @primary:      primary storage directory; NULL means @source/primary
+ * @secondary:    secondary storage directory; NULL means @source/secondary
+ * @workers:      background copy workers (1..64)
+ * @keep_primary: backed-up snapshots per volume kept on primary storage
+ * @retries:      automatic retries of a failed backup
+ * @retry_delay:  seconds before the first automatic retry; doubled each time
+ * @min_free:     bytes that must stay free on primary for a take to succeed
+ * @test_clock:   the engine's clock only moves when snap_clock_set() says so
+ * @foreground:   log to stderr as well as to @source/snapfs.log
+ * @debug:        log at debug level
+ */
+struct snap_config {
+	const char *source;
+	const char *primary;
+	const char *secondary;
+	unsigned workers;
+	unsigned keep_primary;
+	unsigned retries;
+	unsigned retry_delay;
+	uint64_t min_free;
+	bool test_clock;
+	bool foreground;
+	bool debug;
+};
+
+/** snap_config_init() - fill @cfg with the documented defaults. */
+void snap_config_init(struct snap_config *cfg);
+
+/**
+ * snap_engine_open() - check the directories and open the catalog
+ *
+ * Starts no thread and no subprocess, so it may run before the process
+ * daemonizes.  Creates @primary and @secondary when missing.
+ * Return: 0 and *@out owns the engine (free with snap_engine_close());
+ * -ENOENT source missing; -ENOTDIR; -EACCES; -EIO catalog unreadable.
+ */
+int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out);
+
+/**
+ * snap_engine_start() - recover from the last run and start the workers
+ *
+ * Resolves everything the last run left unfinished (see docs/design.md,
+ * "Recovery"), reporting each finding as an event, then starts the
+ * scheduler and the copy workers.  Call after daemonizing.  Blocks for
+ * the recovery (qemu-img calls, one per unfinished item).
+ */
+int snap_engine_start(struct snap_engine *eng);
+
+/**
+ * snap_engine_close() - stop the workers and close the catalog
+ *
+ * Running copies are interrupted and stay queued in the catalog; the next
+ * start resumes them.  NULL is a no-op.
+ */
+void snap_engine_close(struct snap_engine *eng);
+
+/**
+ * snap_versions() - one line naming snapfs, sqlite and qemu-img versions
+ *
+ * Runs `qemu-img --version`.  On success *@out owns the line (g_free).
+ */
+int snap_versions(char **out);
+
+/** snap_name_valid() - 0 when @name is a valid object name, else -EINVAL. */
+int snap_name_valid(const char *name);
+
+/* ---- clock ------------------------------------------------------------ */
+
+/** snap_clock_now() - the engine's current time, seconds since the epoch. */
+int64_t snap_clock_now(struct snap_engine *eng);
+
+/**
+ * snap_clock_set() - move a test clock to @t and run what became due
+ *
+ * Return: 0; -EPERM when the engine was not opened with @test_clock;
+ * -EINVAL when @t is before the current time.
+ */
+int snap_clock_set(struct snap_engine *eng, int64_t t);
+
+/* ---- volumes ---------------------------------------------------------- */
+
+/**
+ * struct snap_volume_stat - what the tree needs to stat a volume
+ * @id:         catalog id, stable for the life of the volume (inode numbers)
+ * @uid, @gid:  owning account
+ * @mtime:      last change of the volume file (0 when gone from primary)
+ * @on_primary: the volume's file exists on primary storage
+ */
+struct snap_volume_stat {
+	uint64_t id;
+	uid_t uid;
+	gid_t gid;
+	time_t mtime;
+	bool on_primary;
+};
+
+/**
+ * snap_volume_list() - names of all volumes, sorted
+ *
+ * A volume is a regular file NAME.qcow2 in primary storage with a valid
+ * NAME (new files are picked up here, without a remount), or a volume whose
+ * file is gone but whose snapshots remain.
+ * Return: the count; *@names_out owns a NULL-terminated vector.
+ */
+int snap_volume_list(struct snap_engine *eng, char ***names_out);
+
+/** snap_volume_stat() - Return: 0; -ENOENT no such volume; -EINVAL bad name. */
+int snap_volume_stat(struct snap_engine *eng, const char *vol,
+		     struct snap_volume_stat *out);
+
+/**
+ * snap_volume_info() - the JSON of volumes/<vol>/info
+ *
+ * Fields: name, uuid, virtual_size, allocated, format, vm, owner.
+ * Return: 0, *@json_out owns the text (ends with a newline); -ENOENT.
+ */
+int snap_volume_info(struct snap_engine *eng, const char *vol,
+		     char **json_out);
+
+/**
+ * snap_volume_control() - run one command written to volumes/<vol>/control
+ *
+ * @cmd is the bytes of one write(2), @len long, not NUL-terminated; one
+ * trailing newline is allowed.  Commands: `retry <snap>` (issue 2),
+ * `revert <snap>` and `clone <snap> <newvol>` (-EOPNOTSUPP until built).
+ * The result is kept for snap_volume_control_text().
+ * Return: 0; -EINVAL unknown or malformed command; -ENOENT unknown snapshot;
+ * -EBUSY; others as the command's own contract says.
+ */
+int snap_volume_control(struct snap_engine *eng, const char *vol,
+			const char *cmd, size_t len);
+
+/**
+ * snap_volume_control_text() - what reading volumes/<vol>/control shows:
+ * the commands it takes and the result of the last one.
+ */
+int snap_volume_control_text(struct snap_engine *eng, const char *vol,
+			     char **text_out);
+
+/* ---- snapshots -------------------------------------------------------- */
+
+enum snap_state {
+	SNAP_STATE_CREATING,	 /* internal: not yet visible */
+	SNAP_STATE_BACKING_UP,
+	SNAP_STATE_BACKED_UP,
+	SNAP_STATE_BACKUP_FAILED,
+	SNAP_STATE_DESTROYING,
+	SNAP_STATE_LAST
+};
+
+/** snap_state_name() - the one word of a snapshot's `state` file. */
+const char *snap_state_name(enum snap_state state);
+
+/**
+ * struct snap_snapshot_stat - what the tree needs to stat a snapshot
+ * @id:           catalog id, never reused (inode numbers of backed-up files)
+ * @state:        never SNAP_STATE_CREATING (those are not visible)
+ * @created_at:   seconds since the epoch
+ * @on_primary:   its data is still on primary storage
+ * @on_secondary: its backup is complete on secondary storage
+ */
+struct snap_snapshot_stat {
+	uint64_t id;
+	enum snap_state state;
+	time_t created_at;
+	bool on_primary;
+	bool on_secondary;
+};
+
+/** snap_snapshot_list() - visible snapshots of @vol by name. Return: count. */
+int snap_snapshot_list(struct snap_engine *eng, const char *vol,
+		       char ***names_out);
+
+/** snap_snapshot_stat() - Return: 0; -ENOENT no such volume or snapshot. */
+int snap_snapshot_stat(struct snap_engine *eng, const char *vol,
+		       const char *snap, struct snap_snapshot_stat *out);
+
+/**
+ * snap_snapshot_take() - take a snapshot of @vol on primary storage
+ *
+ * Returns once the snapshot exists on primary storage; its backup to
+ * secondary storage is queued, never waited for.  Its cost does not depend
+ * on the size of the volume.
+ * Return: 0; -EEXIST name taken; -EINVAL bad name; -ENOENT no volume;
+ * -ENOSPC primary storage too full; -EBUSY another process writes the
+ * volume; -EIO qemu-img failed (logged).
+ */
+int snap_snapshot_take(struct snap_engine *eng, const char *vol,
+		       const char *name);
+
+/**
+ * snap_snapshot_delete() - delete a snapshot everywhere
+ *
+ * A running copy of it is cancelled and cleaned up first.  Blocks until
+ * the snapshot is gone from the catalog and secondary storage; its layer on
+ * primary storage is merged in the background.
+ * Return: 0; -ENOENT; -EBUSY a clone or revert reads it.
+ */
+int snap_snapshot_delete(struct snap_engine *eng, const char *vol,
+			 const char *name);
+
+/**
+ * snap_snapshot_rename() - rename a snapshot within its volume
+ *
+ * Return: 0; -ENOENT; -EEXIST @to is taken; -EINVAL bad name.
+ */
+int snap_snapshot_rename(struct snap_engine *eng, const char *vol,
+			 const char *from, const char *to);
+
+/** snap_snapshot_info() - the JSON of snapshots/<snap>/info. */
+int snap_snapshot_info(struct snap_engine *eng, const char *vol,
+		       const char *snap, char **json_out);
+
+/* ---- backed-up/ ------------------------------------------------------- */
+
+/** snap_backup_volumes() - volumes with at least one complete backup. */
+int snap_backup_volumes(struct snap_engine *eng, char ***names_out);
+
+/** snap_backup_list() - snapshots of @vol whose backup is complete. */
+int snap_backup_list(struct snap_engine *eng, const char *vol,
+		     char ***names_out);
+
+/**
+ * snap_backup_paths() - where the backup of @vol/@snap lives
+ *
+ * On success *@image_out and *@manifest_out (either may be NULL) own the
+ * absolute paths of the image and its manifest on secondary storage, and
+ * *@id_out (may be NULL) is the snapshot's id.  The files never change
+ * once the snapshot is BackedUp, except that a rename rewrites the manifest.
+ * Return: 0; -ENOENT not backed up (yet).
+ */
+int snap_backup_paths(struct snap_engine *eng, const char *vol,
+		      const char *snap, uint64_t *id_out, char **image_out,
+		      char **manifest_out);
+
+/* ---- events, alerts, jobs ---------------------------------------------- */
+
+/** snap_events_read() - all events as JSON Lines, oldest first. */
+int snap_events_read(struct snap_engine *eng, char **text_out, size_t *len);
+
+/**
+ * snap_event_reject() - record an operation the front end refused itself
+ *
+ * @op names the operation ("mkdir", "write"...), @path the object it was
+ * aimed at, @err the positive errno returned, @reason the why.
+ */
+void snap_event_reject(struct snap_engine *eng, const char *op,
+		       const char *path, int err, const char *reason);
+
+/** snap_alert_list() - ids of unresolved alerts. Return: count. */
+int snap_alert_list(struct snap_engine *eng, uint64_t **ids_out);
+
+/** snap_alert_read() - the JSON of alerts/<id>. Return: 0; -ENOENT. */
+int snap_alert_read(struct snap_engine *eng, uint64_t id, char **json_out);
+
+/** snap_alert_ack() - acknowledge (remove) an alert. Return: 0; -ENOENT. */
+int snap_alert_ack(struct snap_engine *eng, uint64_t id);
+
+/** snap_job_list() - ids of queued and running jobs. Return: count. */
+int snap_job_list(struct snap_engine *eng, uint64_t **ids_out);
+
+/**
+ * snap_job_read() - the JSON of jobs/<id>: kind, target, state,
+ * bytes_done, bytes_total. Return: 0; -ENOENT job ended.
+ */
+int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out);
+
+/** snap_statfs_primary() - total and free bytes of primary storage. */
+int snap_statfs_primary(struct snap_engine *eng, uint64_t *total,
+			uint64_t *avail);
+
+#endif /* SNAP_H */

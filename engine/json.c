@@ -1,0 +1,108 @@
+/*
+ * json.c - all of json-c.
+ */
+#include <errno.h>
+#include <string.h>
+#include <glib.h>
+#include <json-c/json.h>
+
+#include "json.h"
+
+#define OBJ(d) ((json_object *)(d))
+
+struct jdoc *jdoc_new(void)
+{
+	return (struct jdoc *)json_object_new_object();
+}
+
+void jdoc_free(struct jdoc *d)
+{
+	if (d)
+		json_object_put(OBJ(d));
+}
+
+static void put(struct jdoc *d, const char *key, json_object *v)
+{
+	json_object_object_add(OBJ(d), key, v);
+}
+
+void jdoc_str(struct jdoc *d, const char *key, const char *val)
+{
+	put(d, key, val ? json_object_new_string(val) : NULL);
+}
+
+void jdoc_int(struct jdoc *d, const char *key, int64_t val)
+{
+	put(d, key, json_object_new_int64(val));
+}
+
+void jdoc_bool(struct jdoc *d, const char *key, bool val)
+{
+	put(d, key, json_object_new_boolean(val));
+}
+
+void jdoc_strv(struct jdoc *d, const char *key, char **val)
+{
+	json_object *a = json_object_new_array();
+
+	for (; val && *val; val++)
+		json_object_array_add(a, json_object_new_string(*val));
+	put(d, key, a);
+}
+
+char *jdoc_finish(struct jdoc *d, bool pretty, bool newline)
+{
+	const char *s;
+	char *out;
+
+	s = json_object_to_json_string_ext(OBJ(d),
+		(pretty ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED :
+			  JSON_C_TO_STRING_PLAIN) | JSON_C_TO_STRING_NOSLASHESCAPE);
+	out = s ? g_strconcat(s, newline ? "\n" : "", NULL) : NULL;
+	json_object_put(OBJ(d));
+	return out;
+}
+
+int jdoc_parse(const char *text, struct jdoc **out)
+{
+	json_object *o = json_tokener_parse(text);
+
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return -EINVAL;
+	}
+	*out = (struct jdoc *)o;
+	return 0;
+}
+
+const char *jdoc_get_str(struct jdoc *d, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(OBJ(d), key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+int jdoc_get_int(struct jdoc *d, const char *key, int64_t *out)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(OBJ(d), key, &v))
+		return -ENOENT;
+	if (!json_object_is_type(v, json_type_int))
+		return -EINVAL;
+	*out = json_object_get_int64(v);
+	return 0;
+}
+
+struct jdoc *jdoc_get_obj(struct jdoc *d, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(OBJ(d), key, &v) ||
+	    !json_object_is_type(v, json_type_object))
+		return NULL;
+	return (struct jdoc *)v;
+}

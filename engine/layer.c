@@ -1,0 +1,254 @@
+/*
+ * layer.c - the layers under PRIMARY/.snapfs and how they are folded.
+ *
+ * A volume is a chain: base layer <- layer <- ... <- PRIMARY/vol.qcow2.
+ * Each snapshot on primary storage owns one layer (the volume frozen at
+ * its mkdir).  When a snapshot leaves primary storage (rmdir, or the
+ * keep_primary rule after its backup), its layer L is unreferenced and is
+ * folded into its only child X, in a merge job:
+ *
+ *   mark L Merging; qemu-img commit -d X (X's data into L, X unchanged);
+ *   rename(L, X); catalog: X's parent = L's parent, L gone.
+ *
+ * Readers of X (a backup in flight) stay consistent throughout: X keeps
+ * its clusters (-d), and what L gains is shadowed by X.  L is never read
+ * on its own (no snapshot refers to it).  A crash leaves L Merging:
+ * recovery redoes the commit (idempotent) or, if the rename happened,
+ * finishes the catalog.  L is never folded into the volume file itself
+ * (that would race with a writer); it waits for the next snapshot.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "log.h"
+#include "proc.h"
+
+int layer_queue_merge(struct snap_engine *eng, int64_t volume_id)
+{
+	struct catalog_job job;
+
+	if (catalog_job_find_merge(eng->cat, volume_id, JOB_STATE_QUEUED,
+				   &job) == 0)
+		return 0;
+	memset(&job, 0, sizeof(job));
+	job.kind = JOB_KIND_MERGE;
+	job.volume_id = volume_id;
+	job.state = JOB_STATE_QUEUED;
+	return catalog_job_insert(eng->cat, &job);
+}
+
+int layer_prune_primary(struct snap_engine *eng, int64_t volume_id)
+{
+	GArray *snaps = NULL;
+	unsigned kept = 0;
+	bool released = false;
+	int rc, i;
+
+	rc = catalog_snapshot_list(eng->cat, volume_id, SNAP_STATE_BACKED_UP,
+				   &snaps);
+	if (rc < 0)
+		return rc;
+	rc = 0;
+	/* newest first: keep the first keep_primary that are on primary */
+	for (i = (int)snaps->len - 1; i >= 0 && rc == 0; i--) {
+		struct catalog_snapshot *s =
+			&g_array_index(snaps, struct catalog_snapshot, i);
+
+		if (!s->layer[0])
+			continue;
+		if (kept < eng->cfg.keep_primary) {
+			kept++;
+			continue;
+		}
+		s->layer[0] = '\0';
+		rc = catalog_snapshot_update(eng->cat, s);
+		if (rc == 0)
+			event_record(eng, "primary.prune", s->volume, s->name, 0,
+				     "removed from primary storage (keep_primary=%u); the backup remains",
+				     eng->cfg.keep_primary);
+		released = true;
+	}
+	g_array_free(snaps, TRUE);
+	if (rc == 0 && released)
+		rc = layer_queue_merge(eng, volume_id);
+	return rc;
+}
+
+static bool layer_referenced(struct snap_engine *eng, const char *uuid)
+{
+	struct catalog_snapshot s;
+
+	return catalog_snapshot_by_layer(eng->cat, uuid, &s) != -ENOENT;
+}
+
+/* Fold @l into its only child @x (both of volume @v). */
+static int merge_one(struct snap_engine *eng, const struct catalog_volume *v,
+		     struct catalog_layer *l, struct catalog_layer *x,
+		     GCancellable *cancel)
+{
+	g_autofree char *lpath = layer_path(eng, v->name, l->uuid);
+	g_autofree char *xpath = layer_path(eng, v->name, x->uuid);
+	g_autofree char *dir = layer_dir(eng, v->name);
+	g_auto(GStrv) argv = image_argv_commit(xpath);
+	int rc;
+
+	l->state = LAYER_STATE_MERGING;
+	rc = catalog_layer_update(eng->cat, l);
+	if (rc < 0)
+		return rc;
+	rc = proc_run(argv, cancel, NULL, NULL);
+	if (rc == 0)
+		rc = fsync_path(lpath);
+	if (rc == 0 && rename(lpath, xpath) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "layer: cannot rename '%s': %m", lpath);
+	}
+	if (rc < 0) {
+		/* nothing visible changed; L stays, live, for a later try */
+		l->state = LAYER_STATE_LIVE;
+		catalog_layer_update(eng->cat, l);
+		return rc;
+	}
+	fsync_dir(dir);
+
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		return rc;
+	g_strlcpy(x->parent, l->parent, sizeof(x->parent));
+	rc = catalog_layer_update(eng->cat, x);
+	if (rc == 0)
+		rc = catalog_layer_delete(eng->cat, l->uuid);
+	if (rc == 0)
+		event_record(eng, "layer.merge", v->name, NULL, 0,
+			     "layer %s folded into %s", l->uuid, x->uuid);
+	return catalog_tx_end(eng->cat, rc);
+}
+
+/* One step: fold or drop one unreferenced layer. 1 done, 0 none, -errno. */
+static int merge_step(struct snap_engine *eng, const struct catalog_volume *v,
+		      GCancellable *cancel)
+{
+	GArray *layers = NULL;
+	guint i, j;
+	int rc = 0;
+
+	rc = catalog_layer_list(eng->cat, v->id, &layers);
+	if (rc < 0)
+		return rc;
+	rc = 0;
+	for (i = 0; i < layers->len && rc == 0; i++) {
+		struct catalog_layer *l =
+			&g_array_index(layers, struct catalog_layer, i);
+		struct catalog_layer *child = NULL;
+		int children = 0;
+
+		if (l->state == LAYER_STATE_CREATING ||
+		    layer_referenced(eng, l->uuid))
+			continue;
+		if (!strcmp(v->top_layer, l->uuid))
+			continue; /* the volume file's own backing: wait */
+		for (j = 0; j < layers->len; j++) {
+			struct catalog_layer *c =
+				&g_array_index(layers, struct catalog_layer, j);
+
+			if (!strcmp(c->parent, l->uuid)) {
+				children++;
+				child = c;
+			}
+		}
+		if (children == 0) {
+			g_autofree char *lpath = layer_path(eng, v->name, l->uuid);
+
+			if (unlink(lpath) < 0 && errno != ENOENT) {
+				rc = -errno;
+				break;
+			}
+			rc = catalog_layer_delete(eng->cat, l->uuid);
+			rc = rc < 0 ? rc : 1;
+		} else if (children == 1 && child->state == LAYER_STATE_LIVE) {
+			rc = merge_one(eng, v, l, child, cancel);
+			rc = rc < 0 ? rc : 1;
+		}
+	}
+	g_array_free(layers, TRUE);
+	return rc;
+}
+
+int layer_merge_run(struct snap_engine *eng, struct running_job *rj)
+{
+	struct catalog_volume v;
+	int rc;
+
+	rc = catalog_volume_get_by_id(eng->cat, rj->job.volume_id, &v);
+	while (rc == 0 || rc == 1) {
+		if (g_cancellable_is_cancelled(rj->cancel))
+			return -ECANCELED; /* stays RUNNING; requeued at start */
+		rc = catalog_volume_get_by_id(eng->cat, rj->job.volume_id, &v);
+		if (rc < 0)
+			break;
+		rc = merge_step(eng, &v, rj->cancel);
+		if (rc == 0)
+			break;
+	}
+	if (rc == -ECANCELED)
+		return rc;
+	if (rc < 0)
+		event_record(eng, "layer.merge", v.name, NULL, rc,
+			     "folding unreferenced layers failed; retried at the next snapshot or mount");
+	catalog_job_delete(eng->cat, rj->job.id);
+	return rc;
+}
+
+int layer_recover(struct snap_engine *eng)
+{
+	GArray *layers = NULL;
+	guint i, j;
+	int rc;
+
+	rc = catalog_layer_list(eng->cat, -1, &layers);
+	if (rc < 0)
+		return rc;
+	for (i = 0; i < layers->len; i++) {
+		struct catalog_layer *l =
+			&g_array_index(layers, struct catalog_layer, i);
+		struct catalog_volume v;
+		g_autofree char *lpath = NULL;
+		struct stat st;
+
+		if (l->state != LAYER_STATE_MERGING)
+			continue;
+		if (catalog_volume_get_by_id(eng->cat, l->volume_id, &v) < 0)
+			continue;
+		lpath = layer_path(eng, v.name, l->uuid);
+		if (lstat(lpath, &st) == 0) {
+			/* the rename did not happen: the merge runs again */
+			l->state = LAYER_STATE_LIVE;
+			catalog_layer_update(eng->cat, l);
+			event_record(eng, "recovery.merge", v.name, NULL, 0,
+				     "interrupted merge of layer %s will run again",
+				     l->uuid);
+			continue;
+		}
+		catalog_tx_begin(eng->cat);
+		for (j = 0; j < layers->len; j++) {
+			struct catalog_layer *c =
+				&g_array_index(layers, struct catalog_layer, j);
+
+			if (!strcmp(c->parent, l->uuid)) {
+				g_strlcpy(c->parent, l->parent, sizeof(c->parent));
+				catalog_layer_update(eng->cat, c);
+			}
+		}
+		catalog_layer_delete(eng->cat, l->uuid);
+		event_record(eng, "recovery.merge", v.name, NULL, 0,
+			     "finished an interrupted merge of layer %s",
+			     l->uuid);
+		catalog_tx_end(eng->cat, 0);
+	}
+	g_array_free(layers, TRUE);
+	return 0;
+}

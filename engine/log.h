@@ -1,0 +1,25 @@
+/*
+ * log.h - one logging call for the whole engine and front end.
+ *
+ * Messages read `module: what failed 'subject': reason`, lower case, no
+ * full stop.  They go to SOURCE/snapfs.log and, in the foreground, to
+ * stderr.  Levels are syslog's.  Thread-safe.
+ */
+#ifndef SNAP_LOG_H
+#define SNAP_LOG_H
+
+#include <syslog.h>
+#include <stdarg.h>
+
+/** snap_log_open() - start logging to @path (may be NULL: stderr only). */
+int snap_log_open(const char *path, int max_level, int to_stderr);
+
+/** snap_log_close() - stop logging to the file; stderr still works. */
+void snap_log_close(void);
+
+void snap_log(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void snap_vlog(int level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * names.c - object names and the control command parser: pure functions,
+ * no state, fuzzed by tests/fuzz.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "snap.h"
+#include "control.h"
+
+int snap_name_valid(const char *name)
+{
+	size_t i, len;
+
+	if (!name)
+		return -EINVAL;
+	len = strnlen(name, SNAP_NAME_MAX + 1);
+	if (len == 0 || len > SNAP_NAME_MAX)
+		return -EINVAL;
+	if (name[0] == '.' || name[0] == '-')
+		return -EINVAL;
+	for (i = 0; i < len; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static const char *const verb_names[CONTROL_VERB_LAST] = {
+	[CONTROL_VERB_RETRY] = "retry",
+	[CONTROL_VERB_REVERT] = "revert",
+	[CONTROL_VERB_CLONE] = "clone",
+};
+
+const char *control_verb_name(enum control_verb verb)
+{
+	return verb < CONTROL_VERB_LAST ? verb_names[verb] : "?";
+}
+
+/* Split @line into at most @max words; returns the count or -1 on excess. */
+static int split_words(char *line, char **words, int max)
+{
+	int n = 0;
+	char *p = line;
+
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			return n;
+		if (n == max)
+			return -1;
+		words[n++] = p;
+		while (*p && *p != ' ' && *p != '\t')
+			p++;
+		if (*p)
+			*p++ = '\0';
+	}
+}
+
+int control_parse(const char *buf, size_t len, struct control_cmd *out,
+		  const char **why)
+{
+	char line[3 * (SNAP_NAME_MAX + 8)];
+	char *words[4];
+	int n, want;
+	enum control_verb verb;
+	const char *dummy;
+
+	if (!why)
+		why = &dummy;
+	memset(out, 0, sizeof(*out));
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len == 0) {
+		*why = "empty command";
+		return -EINVAL;
+	}
+	if (len >= sizeof(line)) {
+		*why = "command too long";
+		return -EINVAL;
+	}
+	if (memchr(buf, '\0', len) || memchr(buf, '\n', len)) {
+		*why = "one command per write, without NUL bytes";
+		return -EINVAL;
+	}
+	memcpy(line, buf, len);
+	line[len] = '\0';
+
+	n = split_words(line, words, 4);
+	if (n <= 0) {
+		*why = n < 0 ? "too many words" : "empty command";
+		return -EINVAL;
+	}
+	for (verb = 0; verb < CONTROL_VERB_LAST; verb++)
+		if (!strcmp(words[0], verb_names[verb]))
+			break;
+	if (verb == CONTROL_VERB_LAST) {
+		*why = "unknown command (retry <snap>, revert <snap>, clone <snap> <newvol>)";
+		return -EINVAL;
+	}
+	want = verb == CONTROL_VERB_CLONE ? 3 : 2;
+	if (n != want) {
+		*why = verb == CONTROL_VERB_CLONE ?
+			"usage: clone <snap> <newvol>" :
+			verb == CONTROL_VERB_RETRY ? "usage: retry <snap>" :
+						     "usage: revert <snap>";
+		return -EINVAL;
+	}
+	if (snap_name_valid(words[1]) < 0 ||
+	    (want == 3 && snap_name_valid(words[2]) < 0)) {
+		*why = "names are 1-128 bytes of [A-Za-z0-9._-], not starting with '.' or '-'";
+		return -EINVAL;
+	}
+	out->verb = verb;
+	strcpy(out->snap, words[1]);
+	if (want == 3)
+		strcpy(out->newvol, words[2]);
+	return 0;
+}

@@ -1,0 +1,588 @@
+/*
+ * snapshot.c - volume snapshots: take, delete, rename, retry, and reads.
+ *
+ * Taking a snapshot freezes the volume file as a layer and puts a new,
+ * empty overlay in its place, all in constant time:
+ *
+ *   1. catalog: snapshot and layer rows in state Creating
+ *   2. link(PRIMARY/vol.qcow2, PRIMARY/.snapfs/vol/<uuid>.qcow2)
+ *   3. qemu-img create an overlay over that layer, as a temporary file
+ *   4. rename(temporary, PRIMARY/vol.qcow2)          <- the commit point
+ *   5. catalog: BackingUp, layer live, backup job queued, event
+ *
+ * Every step is atomic; a crash between any two is resolved by recovery
+ * (recover.c) by looking at whether step 4 happened.  On an error the
+ * steps done are undone in reverse order.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "control.h"
+#include "json.h"
+#include "log.h"
+#include "proc.h"
+
+static char *snap_target(const char *vol, const char *snap)
+{
+	return g_strdup_printf("volumes/%s/snapshots/%s", vol, snap);
+}
+
+int snapshot_lookup(struct snap_engine *eng, const char *vol, const char *name,
+		    struct catalog_volume *v, struct catalog_snapshot *s)
+{
+	int rc = volume_resolve(eng, vol, v, NULL);
+
+	if (rc < 0)
+		return rc;
+	rc = snap_name_valid(name);
+	if (rc < 0)
+		return -ENOENT;
+	rc = catalog_snapshot_get(eng->cat, v->id, name, s);
+	if (rc == 0 && s->state == SNAP_STATE_CREATING)
+		return -ENOENT;
+	return rc;
+}
+
+/* Steps 2-4 of a take; undone in reverse on failure. */
+static int take_files(struct snap_engine *eng, const struct catalog_volume *v,
+		      const char *uuid, uint64_t size)
+{
+	g_autofree char *vpath = volume_path(eng, v->name);
+	g_autofree char *lpath = layer_path(eng, v->name, uuid);
+	g_autofree char *ldir = layer_dir(eng, v->name);
+	g_autofree char *tmp = g_strdup_printf("%s/.%s.overlay", ldir, uuid);
+	g_auto(GStrv) argv = NULL;
+	struct stat st;
+	int rc;
+
+	if (lstat(vpath, &st) < 0)
+		return -errno;
+	if (link(vpath, lpath) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "snapshot: cannot link '%s' to '%s': %m",
+			 vpath, lpath);
+		return rc;
+	}
+	argv = image_argv_overlay(lpath, tmp, size);
+	rc = proc_run(argv, NULL, NULL, NULL);
+	if (rc < 0)
+		goto undo_link;
+	/* the overlay is the volume now: same owner and mode for its users */
+	if (chown(tmp, st.st_uid, st.st_gid) < 0 ||
+	    chmod(tmp, st.st_mode & 07777) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "snapshot: cannot set owner of '%s': %m", tmp);
+		goto undo_tmp;
+	}
+	rc = fsync_path(tmp);
+	if (rc < 0)
+		goto undo_tmp;
+	rc = fsync_dir(ldir);
+	if (rc < 0)
+		goto undo_tmp;
+	if (rename(tmp, vpath) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "snapshot: cannot rename '%s': %m", tmp);
+		goto undo_tmp;
+	}
+	fsync_dir(eng->primary);
+	return 0;
+
+undo_tmp:
+	unlink(tmp);
+undo_link:
+	unlink(lpath);
+	return rc;
+}
+
+static int take_locked(struct snap_engine *eng, const char *vol,
+		       const char *name)
+{
+	g_autofree char *target = snap_target(vol, name);
+	g_autofree char *vpath = volume_path(eng, vol);
+	g_autofree char *ldir = layer_dir(eng, vol);
+	g_autofree char *uuid = g_uuid_string_random();
+	struct catalog_volume v;
+	struct catalog_snapshot s;
+	struct catalog_layer l;
+	struct qcow2_header hdr;
+	int rc;
+
+	/* re-read: the top layer may have moved while we waited our turn */
+	rc = catalog_volume_get(eng->cat, vol, &v);
+	if (rc < 0)
+		return rc;
+	rc = volume_read_header(vpath, &hdr);
+	if (rc < 0) {
+		event_reject(eng, "mkdir", target, EIO,
+			     "volume file is not a readable qcow2 image (%s)",
+			     g_strerror(-rc));
+		return -EIO;
+	}
+	rc = volume_in_use(vpath);
+	if (rc > 0) {
+		event_reject(eng, "mkdir", target, EBUSY,
+			     "another process has the volume open for writing");
+		return -EBUSY;
+	}
+	if (g_mkdir_with_parents(ldir, 0700) < 0) {
+		rc = -errno;
+		event_reject(eng, "mkdir", target, -rc,
+			     "cannot create the layer directory: %s",
+			     g_strerror(-rc));
+		return rc;
+	}
+
+	memset(&s, 0, sizeof(s));
+	s.volume_id = v.id;
+	g_strlcpy(s.volume, v.name, sizeof(s.volume));
+	g_strlcpy(s.name, name, sizeof(s.name));
+	g_strlcpy(s.uuid, uuid, sizeof(s.uuid));
+	g_strlcpy(s.layer, uuid, sizeof(s.layer));
+	s.state = SNAP_STATE_CREATING;
+	s.created_at = engine_now(eng);
+	s.virtual_size = hdr.virtual_size;
+	memset(&l, 0, sizeof(l));
+	l.volume_id = v.id;
+	g_strlcpy(l.uuid, uuid, sizeof(l.uuid));
+	g_strlcpy(l.parent, v.top_layer, sizeof(l.parent));
+	l.state = LAYER_STATE_CREATING;
+
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		return rc;
+	rc = catalog_snapshot_insert(eng->cat, &s);
+	if (rc == 0)
+		rc = catalog_layer_insert(eng->cat, &l);
+	rc = catalog_tx_end(eng->cat, rc);
+	if (rc == -EEXIST) {
+		event_reject(eng, "mkdir", target, EEXIST,
+			     "a snapshot of that name exists");
+		return rc;
+	}
+	if (rc < 0)
+		return rc;
+
+	rc = take_files(eng, &v, uuid, hdr.virtual_size);
+	if (rc < 0)
+		goto undo_rows;
+
+	s.state = SNAP_STATE_BACKING_UP;
+	l.state = LAYER_STATE_LIVE;
+	g_strlcpy(v.top_layer, uuid, sizeof(v.top_layer));
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		return rc; /* the files are right; recovery completes the rows */
+	rc = catalog_snapshot_update(eng->cat, &s);
+	if (rc == 0)
+		rc = catalog_layer_update(eng->cat, &l);
+	if (rc == 0)
+		rc = catalog_volume_update(eng->cat, &v);
+	if (rc == 0)
+		rc = backup_queue(eng, &s);
+	if (rc == 0)
+		event_record(eng, "snapshot.take", vol, name, 0,
+			     "snapshot taken; backup queued");
+	return catalog_tx_end(eng->cat, rc);
+
+undo_rows:
+	catalog_tx_begin(eng->cat);
+	catalog_snapshot_delete(eng->cat, s.id);
+	catalog_layer_delete(eng->cat, uuid);
+	catalog_tx_end(eng->cat, 0);
+	event_reject(eng, "mkdir", target, -rc, "cannot take the snapshot: %s",
+		     g_strerror(-rc));
+	return rc;
+}
+
+int snap_snapshot_take(struct snap_engine *eng, const char *vol,
+		       const char *name)
+{
+	g_autofree char *target = snap_target(vol, name);
+	struct catalog_volume v;
+	struct catalog_snapshot s;
+	struct statvfs sv;
+	bool present;
+	int rc;
+
+	rc = volume_resolve(eng, vol, &v, &present);
+	if (rc == 0 && !present)
+		rc = -ENOENT;
+	if (rc < 0) {
+		event_reject(eng, "mkdir", target, -rc, "no such volume");
+		return rc;
+	}
+	if (snap_name_valid(name) < 0) {
+		event_reject(eng, "mkdir", target, EINVAL,
+			     "snapshot names are 1-128 bytes of [A-Za-z0-9._-], not starting with '.' or '-'");
+		return -EINVAL;
+	}
+	if (catalog_snapshot_get(eng->cat, v.id, name, &s) == 0) {
+		event_reject(eng, "mkdir", target, EEXIST,
+			     "a snapshot of that name exists");
+		return -EEXIST;
+	}
+	if (statvfs(eng->primary, &sv) == 0 &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize < eng->cfg.min_free) {
+		event_reject(eng, "mkdir", target, ENOSPC,
+			     "primary storage has %" G_GUINT64_FORMAT
+			     " bytes free, less than min_free=%" G_GUINT64_FORMAT,
+			     (uint64_t)sv.f_bavail * sv.f_frsize,
+			     eng->cfg.min_free);
+		return -ENOSPC;
+	}
+
+	volume_busy_begin(eng, v.id);
+	rc = take_locked(eng, vol, name);
+	volume_busy_end(eng, v.id);
+	if (rc == 0)
+		engine_wake(eng);
+	return rc;
+}
+
+static void unlink_quiet(const char *path)
+{
+	if (unlink(path) < 0 && errno != ENOENT)
+		snap_log(LOG_ERR, "snapshot: cannot remove '%s': %m", path);
+}
+
+int snapshot_finish_delete(struct snap_engine *eng,
+			   struct catalog_snapshot *snap)
+{
+	g_autofree char *image = backup_image_path(eng, snap);
+	g_autofree char *manifest = backup_manifest_path(eng, snap);
+	g_autofree char *tmp = backup_tmp_path(eng, snap, "qcow2");
+	g_autofree char *tmpm = backup_tmp_path(eng, snap, "json");
+	g_autofree char *dir = g_path_get_dirname(image);
+	struct catalog_job job;
+	bool had_layer = snap->layer[0] != '\0';
+	int rc;
+
+	/* secondary first: a crash here leaves a Destroying row to finish */
+	unlink_quiet(tmp);
+	unlink_quiet(tmpm);
+	unlink_quiet(manifest);
+	unlink_quiet(image);
+	fsync_dir(dir);
+
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		return rc;
+	if (catalog_job_for_snapshot(eng->cat, snap->id, &job) == 0)
+		rc = catalog_job_delete(eng->cat, job.id);
+	if (rc == 0)
+		rc = catalog_alert_resolve(eng->cat, "backup", snap->id);
+	if (rc >= 0)
+		rc = catalog_snapshot_delete(eng->cat, snap->id);
+	/* its layer, now unreferenced, is folded into its child later */
+	if (rc == 0 && had_layer)
+		rc = layer_queue_merge(eng, snap->volume_id);
+	rc = catalog_tx_end(eng->cat, rc);
+	if (rc == 0)
+		engine_wake(eng);
+	return rc;
+}
+
+int snap_snapshot_delete(struct snap_engine *eng, const char *vol,
+			 const char *name)
+{
+	g_autofree char *target = snap_target(vol, name);
+	struct catalog_volume v;
+	struct catalog_snapshot s;
+	enum snap_state was;
+	int rc;
+
+	rc = snapshot_lookup(eng, vol, name, &v, &s);
+	if (rc < 0) {
+		event_reject(eng, "rmdir", target, -rc, "no such snapshot");
+		return rc;
+	}
+	was = s.state;
+	s.state = SNAP_STATE_DESTROYING;
+	rc = catalog_snapshot_update(eng->cat, &s);
+	if (rc < 0)
+		return rc;
+	if (was == SNAP_STATE_BACKING_UP)
+		pool_cancel_snapshot(eng, s.id);
+	rc = snapshot_finish_delete(eng, &s);
+	if (rc < 0) {
+		event_record(eng, "snapshot.delete", vol, name, rc,
+			     "delete failed; it completes at the next mount");
+		return rc;
+	}
+	if (was == SNAP_STATE_BACKING_UP)
+		event_record(eng, "backup.cancel", vol, name, 0,
+			     "backup cancelled: snapshot deleted");
+	event_record(eng, "snapshot.delete", vol, name, 0, "snapshot deleted");
+	return 0;
+}
+
+int snap_snapshot_rename(struct snap_engine *eng, const char *vol,
+			 const char *from, const char *to)
+{
+	g_autofree char *target = snap_target(vol, from);
+	struct catalog_volume v;
+	struct catalog_snapshot s, other;
+	int rc;
+
+	rc = snapshot_lookup(eng, vol, from, &v, &s);
+	if (rc < 0) {
+		event_reject(eng, "rename", target, -rc, "no such snapshot");
+		return rc;
+	}
+	if (snap_name_valid(to) < 0) {
+		event_reject(eng, "rename", target, EINVAL,
+			     "snapshot names are 1-128 bytes of [A-Za-z0-9._-], not starting with '.' or '-'");
+		return -EINVAL;
+	}
+	if (!strcmp(from, to))
+		return 0;
+	if (s.state == SNAP_STATE_DESTROYING) {
+		event_reject(eng, "rename", target, ENOENT,
+			     "the snapshot is being deleted");
+		return -ENOENT;
+	}
+	if (catalog_snapshot_get(eng->cat, v.id, to, &other) == 0) {
+		event_reject(eng, "rename", target, EEXIST,
+			     "a snapshot named '%s' exists", to);
+		return -EEXIST;
+	}
+	g_strlcpy(s.name, to, sizeof(s.name));
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		return rc;
+	rc = catalog_snapshot_update(eng->cat, &s);
+	if (rc == 0)
+		event_record(eng, "snapshot.rename", vol, to, 0,
+			     "renamed from '%s'", from);
+	rc = catalog_tx_end(eng->cat, rc);
+	if (rc == -EEXIST) {
+		event_reject(eng, "rename", target, EEXIST,
+			     "a snapshot named '%s' exists", to);
+		return rc;
+	}
+	if (rc < 0)
+		return rc;
+	if (s.state == SNAP_STATE_BACKED_UP)
+		backup_write_manifest(eng, &s);
+	return 0;
+}
+
+int snapshot_retry(struct snap_engine *eng, const char *vol, const char *name)
+{
+	g_autofree char *target = snap_target(vol, name);
+	struct catalog_volume v;
+	struct catalog_snapshot s;
+	struct catalog_job job;
+	int rc;
+
+	rc = snapshot_lookup(eng, vol, name, &v, &s);
+	if (rc < 0) {
+		event_reject(eng, "retry", target, -rc, "no such snapshot");
+		return rc;
+	}
+	if (s.state == SNAP_STATE_BACKING_UP) {
+		event_reject(eng, "retry", target, EBUSY,
+			     "its backup is already queued or running");
+		return -EBUSY;
+	}
+	if (s.state != SNAP_STATE_BACKUP_FAILED) {
+		event_reject(eng, "retry", target, EINVAL,
+			     "only a snapshot in state BackupFailed can be retried (it is %s)",
+			     snap_state_name(s.state));
+		return -EINVAL;
+	}
+	if (!s.layer[0]) {
+		event_reject(eng, "retry", target, EIO,
+			     "its data is no longer on primary storage");
+		return -EIO;
+	}
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		return rc;
+	s.state = SNAP_STATE_BACKING_UP;
+	rc = catalog_snapshot_update(eng->cat, &s);
+	if (rc == 0 && catalog_job_for_snapshot(eng->cat, s.id, &job) == 0) {
+		job.state = JOB_STATE_QUEUED;
+		job.not_before = 0;
+		job.attempts = 0;
+		rc = catalog_job_update(eng->cat, &job);
+	} else if (rc == 0) {
+		rc = backup_queue(eng, &s);
+	}
+	if (rc == 0)
+		event_record(eng, "backup.retry", vol, name, 0,
+			     "backup queued again by hand");
+	rc = catalog_tx_end(eng->cat, rc);
+	if (rc == 0)
+		engine_wake(eng);
+	return rc;
+}
+
+/* ---- reads ------------------------------------------------------------ */
+
+static const char *const state_names[SNAP_STATE_LAST] = {
+	[SNAP_STATE_CREATING] = "Creating",
+	[SNAP_STATE_BACKING_UP] = "BackingUp",
+	[SNAP_STATE_BACKED_UP] = "BackedUp",
+	[SNAP_STATE_BACKUP_FAILED] = "BackupFailed",
+	[SNAP_STATE_DESTROYING] = "Destroying",
+};
+
+const char *snap_state_name(enum snap_state state)
+{
+	return state < SNAP_STATE_LAST ? state_names[state] : "Unknown";
+}
+
+int snap_snapshot_list(struct snap_engine *eng, const char *vol,
+		       char ***names_out)
+{
+	struct catalog_volume v;
+	int rc = volume_resolve(eng, vol, &v, NULL);
+
+	if (rc < 0)
+		return rc;
+	return catalog_snapshot_names(eng->cat, v.id, false, names_out);
+}
+
+int snap_snapshot_stat(struct snap_engine *eng, const char *vol,
+		       const char *snap, struct snap_snapshot_stat *out)
+{
+	struct catalog_volume v;
+	struct catalog_snapshot s;
+	int rc = snapshot_lookup(eng, vol, snap, &v, &s);
+
+	if (rc < 0)
+		return rc;
+	out->id = (uint64_t)s.id;
+	out->state = s.state;
+	out->created_at = (time_t)s.created_at;
+	out->on_primary = s.layer[0] != '\0';
+	out->on_secondary = s.state == SNAP_STATE_BACKED_UP;
+	return 0;
+}
+
+static void iso_time(int64_t t, char buf[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int snap_snapshot_info(struct snap_engine *eng, const char *vol,
+		       const char *snap, char **json_out)
+{
+	struct catalog_volume v;
+	struct catalog_snapshot s;
+	char stamp[32];
+	struct jdoc *d;
+	int rc = snapshot_lookup(eng, vol, snap, &v, &s);
+
+	if (rc < 0)
+		return rc;
+	d = jdoc_new();
+	jdoc_int(d, "id", s.id);
+	jdoc_str(d, "name", s.name);
+	jdoc_str(d, "volume", s.volume);
+	jdoc_str(d, "uuid", s.uuid);
+	iso_time(s.created_at, stamp);
+	jdoc_str(d, "created_at", stamp);
+	jdoc_str(d, "state", snap_state_name(s.state));
+	jdoc_int(d, "virtual_size", (int64_t)s.virtual_size);
+	jdoc_bool(d, "on_primary", s.layer[0] != '\0');
+	jdoc_bool(d, "on_secondary", s.state == SNAP_STATE_BACKED_UP);
+	jdoc_int(d, "backup_bytes", (int64_t)s.backup_bytes);
+	if (s.backed_up_at) {
+		iso_time(s.backed_up_at, stamp);
+		jdoc_str(d, "backed_up_at", stamp);
+	} else {
+		jdoc_str(d, "backed_up_at", NULL);
+	}
+	jdoc_str(d, "checksum", s.checksum[0] ? s.checksum : NULL);
+	jdoc_int(d, "attempts", s.attempts);
+	jdoc_str(d, "error", s.state == SNAP_STATE_BACKUP_FAILED && s.error[0] ?
+				     s.error : NULL);
+	*json_out = jdoc_finish(d, true, true);
+	return *json_out ? 0 : -ENOMEM;
+}
+
+/* ---- the control file ------------------------------------------------- */
+
+static void control_result(struct snap_engine *eng, const char *vol,
+			   char *text)
+{
+	g_mutex_lock(&eng->lock);
+	g_hash_table_replace(eng->control_results, g_strdup(vol), text);
+	g_mutex_unlock(&eng->lock);
+}
+
+int snap_volume_control(struct snap_engine *eng, const char *vol,
+			const char *cmd, size_t len)
+{
+	g_autofree char *target = g_strdup_printf("volumes/%s/control", vol);
+	g_autofree char *shown = g_strndup(cmd, MIN(len, 200));
+	struct catalog_volume v;
+	struct control_cmd c;
+	const char *why = NULL;
+	int rc;
+
+	g_strchomp(shown);
+	g_strcanon(shown, G_CSET_a_2_z G_CSET_A_2_Z G_CSET_DIGITS "._- <>", '?');
+	rc = volume_resolve(eng, vol, &v, NULL);
+	if (rc < 0) {
+		event_reject(eng, "write", target, -rc, "no such volume");
+		return rc;
+	}
+	rc = control_parse(cmd, len, &c, &why);
+	if (rc < 0) {
+		event_reject(eng, "write", target, -rc, "%s", why);
+		control_result(eng, vol, g_strdup_printf(
+			"%s: %s: %s\n", shown, errno_name(rc), why));
+		return rc;
+	}
+	switch (c.verb) {
+	case CONTROL_VERB_RETRY:
+		rc = snapshot_retry(eng, vol, c.snap);
+		break;
+	default:
+		rc = -EOPNOTSUPP;
+		event_reject(eng, "write", target, EOPNOTSUPP,
+			     "'%s' is not available in this version",
+			     control_verb_name(c.verb));
+		break;
+	}
+	control_result(eng, vol,
+		       rc == 0 ? g_strdup_printf("%s: ok\n", shown) :
+				 g_strdup_printf("%s: %s: %s\n", shown,
+						 errno_name(rc), g_strerror(-rc)));
+	return rc;
+}
+
+int snap_volume_control_text(struct snap_engine *eng, const char *vol,
+			     char **text_out)
+{
+	struct catalog_volume v;
+	const char *last;
+	int rc = volume_resolve(eng, vol, &v, NULL);
+
+	if (rc < 0)
+		return rc;
+	g_mutex_lock(&eng->lock);
+	last = g_hash_table_lookup(eng->control_results, vol);
+	*text_out = g_strdup_printf(
+		"# write one command per write(2), e.g. echo 'retry s1' > control\n"
+		"#   retry <snap>           back a failed snapshot up again\n"
+		"#   revert <snap>          volume back to that snapshot\n"
+		"#   clone <snap> <newvol>  new volume from that snapshot\n"
+		"last: %s", last ? last : "none\n");
+	g_mutex_unlock(&eng->lock);
+	return 0;
+}
