@@ -1,0 +1,766 @@
+"""snapfs_harness - mount a real snapfs on real qcow2 volumes, for the mount tests.
+
+Each test gets a fresh state directory under /var/tmp (SOURCE, with
+SOURCE/primary and SOURCE/secondary by default), a mount point, and a scratch
+directory for reference images.  Volumes are real qcow2 files written with
+qemu-io; the daemon is the real binary ($SNAPFS_BIN), started in the
+foreground with `-o testclock` so that nothing depends on real time passing.
+
+Cleanup always runs (Snapfs.cleanup(), called by the `env` fixture and by
+snapfs_env()): unmount with fusermount3 (then umount -l), stop the daemon
+(SIGKILL after a grace period), end the qemu-img processes a killed daemon
+left behind, unmount the tmpfs the test mounted, and only then remove the
+temporary tree, never through a live mount.
+
+A watchdog per test kills the daemon when a test runs too long: a FUSE
+request that never gets an answer can only be ended that way, and the test
+then fails with "Transport endpoint is not connected" instead of hanging.
+
+Only the Python 3.11 standard library is used here.
+"""
+
+import contextlib
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+MOUNT_TIMEOUT = 20          # seconds for the mount point to appear
+WAIT_TIMEOUT = 90           # default bound for waiting on a state change
+WATCHDOG_SECONDS = int(os.environ.get('SNAPFS_TEST_WATCHDOG', '150'))
+POLL = 0.02
+
+STATES = ('BackingUp', 'BackedUp', 'BackupFailed', 'Destroying')
+FINAL_STATES = ('BackedUp', 'BackupFailed')
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+# ---- prerequisites ----------------------------------------------------------
+
+def missing_prerequisites():
+    """Reasons the mount tests cannot run here (empty list: they can)."""
+    reasons = []
+    if os.geteuid() != 0:
+        reasons.append('not root')
+    if not os.path.exists('/dev/fuse'):
+        reasons.append('/dev/fuse missing')
+    for prog in ('qemu-img', 'qemu-io', 'fusermount3'):
+        if shutil.which(prog) is None:
+            reasons.append(prog + ' missing')
+    return reasons
+
+
+# ---- small helpers ------------------------------------------------------------
+
+def parse_size(size):
+    """'64M' / '1G' / '512k' / 4096 -> bytes (the suffixes qemu-img takes)."""
+    if isinstance(size, int):
+        return size
+    m = re.fullmatch(r'(\d+)([kKMGT]?)', str(size).strip())
+    if not m:
+        raise ValueError('bad size %r' % size)
+    mult = {'': 1, 'k': 1 << 10, 'K': 1 << 10, 'M': MiB, 'G': GiB,
+            'T': 1 << 40}[m.group(2)]
+    return int(m.group(1)) * mult
+
+
+def run(argv, timeout=120, check=True, **kw):
+    """Run a program (argv list, no shell); return CompletedProcess (text)."""
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError('%s exited %d\nstdout: %s\nstderr: %s' % (
+            ' '.join(argv), proc.returncode, proc.stdout[-2000:],
+            proc.stderr[-2000:]))
+    return proc
+
+
+def qemu_io_args(writes):
+    """[(pattern, offset, length), ...] -> qemu-io -c arguments."""
+    args = []
+    for pattern, offset, length in writes:
+        offset, length = parse_size(offset), parse_size(length)
+        # qemu-io allocates one buffer per request: keep requests modest
+        while length > 0:
+            chunk = min(length, 256 * MiB)
+            args += ['-c', 'write -q -P 0x%02x %d %d' % (pattern, offset, chunk)]
+            offset += chunk
+            length -= chunk
+    return args
+
+
+def qemu_img_create(path, size):
+    run(['qemu-img', 'create', '-q', '-f', 'qcow2', path, str(size)])
+
+
+def qemu_io_write(path, writes, force_share=False):
+    if not writes:
+        return
+    argv = ['qemu-io', '-f', 'qcow2']
+    if force_share:
+        argv.append('-U')
+    run(argv + qemu_io_args(writes) + [path], timeout=300)
+
+
+def qemu_img_compare(a, b, force_share=False):
+    """0: same guest-visible data; 1: they differ.  Other outcomes raise."""
+    argv = ['qemu-img', 'compare', '-f', 'qcow2', '-F', 'qcow2']
+    if force_share:
+        argv.append('-U')
+    proc = run(argv + [a, b], timeout=300, check=False)
+    if proc.returncode not in (0, 1):
+        raise AssertionError('qemu-img compare %s %s failed (%d): %s%s' % (
+            a, b, proc.returncode, proc.stdout, proc.stderr))
+    return proc.returncode
+
+
+def qemu_img_info(path, force_share=False):
+    argv = ['qemu-img', 'info', '--output=json']
+    if force_share:
+        argv.append('-U')
+    return json.loads(run(argv + [path]).stdout)
+
+
+def xxh128(path):
+    out = run(['xxh128sum', path], timeout=300).stdout
+    return out.split()[0]
+
+
+# ---- the mount table, read without touching the mounts themselves ---------------
+
+def _unescape(field):
+    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_table():
+    """[(mount point, fstype)] from /proc/self/mountinfo (no stat of a mount:
+    a dead FUSE mount answers those with ENOTCONN, a hung one never)."""
+    table = []
+    with open('/proc/self/mountinfo') as f:
+        for line in f:
+            left, _, right = line.partition(' - ')
+            fields = left.split()
+            table.append((_unescape(fields[4]), right.split()[0] if right else ''))
+    return table
+
+
+def is_mounted(path):
+    return any(mp == path for mp, _ in mount_table())
+
+
+def mounts_under(path):
+    """Mount points at or below @path, deepest first."""
+    prefix = path.rstrip('/') + '/'
+    found = {mp for mp, _ in mount_table() if mp == path or mp.startswith(prefix)}
+    return sorted(found, key=len, reverse=True)
+
+
+def unmount_path(path, fuse=True):
+    """Unmount @path: fusermount3 -u (or umount), retried while busy, then lazily."""
+    for _ in range(10):
+        if not is_mounted(path):
+            return True
+        argv = ['fusermount3', '-u', path] if fuse else ['umount', path]
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=30)
+        if not is_mounted(path):
+            return True
+        time.sleep(0.2)
+    subprocess.run(['umount', '-l', path], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=30)
+    return not is_mounted(path)
+
+
+def processes_mentioning(text, exclude=()):
+    """[(pid, cmdline)] of processes whose command line contains @text."""
+    found = []
+    for name in os.listdir('/proc'):
+        if not name.isdigit() or int(name) in exclude or int(name) == os.getpid():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % name, 'rb') as f:
+                cmd = f.read().replace(b'\0', b' ').decode(errors='replace')
+        except OSError:
+            continue
+        if text in cmd:
+            found.append((int(name), cmd.strip()))
+    return found
+
+
+# ---- the mounted snapfs ----------------------------------------------------------
+
+class Snapfs:
+    """One state directory, its volumes, and the snapfs mounted on it.
+
+    Paths: root (the temporary tree), source, primary, secondary, mnt,
+    scratch (reference images; never seen by snapfs).
+    """
+
+    def __init__(self, name='t', bin=None):
+        self.bin = bin or os.environ.get('SNAPFS_BIN')
+        base = '/var/tmp' if os.path.isdir('/var/tmp') else None
+        self.root = tempfile.mkdtemp(prefix='snapfs-%s-' % re.sub(r'\W', '_', name)[:40],
+                                     dir=base)
+        self.source = os.path.join(self.root, 'source')
+        self.primary = os.path.join(self.source, 'primary')
+        self.secondary = os.path.join(self.source, 'secondary')
+        self.mnt = os.path.join(self.root, 'mnt')
+        self.scratch = os.path.join(self.root, 'scratch')
+        for d in (self.source, self.primary, self.mnt, self.scratch):
+            os.makedirs(d, exist_ok=True)
+        self.options = {}
+        self.proc = None
+        self.pids = []              # every daemon pid this object started
+        self.mount_count = 0
+        self.extra_mounts = []      # tmpfs mounted by the test
+        self.problems = []          # found during cleanup: fail the test
+        self.watchdog = None
+        self.watchdog_fired = False
+        self.refs = 0
+
+    # -- storage set-up ------------------------------------------------------------
+
+    def tmpfs(self, name, size):
+        """Mount a tmpfs of @size (e.g. '32m') at ROOT/@name; unmounted by cleanup."""
+        path = os.path.join(self.root, name)
+        os.makedirs(path, exist_ok=True)
+        run(['mount', '-t', 'tmpfs', '-o', 'size=%s' % size, 'tmpfs', path])
+        self.extra_mounts.append(path)
+        return path
+
+    def volume_path(self, name):
+        return os.path.join(self.primary, name + '.qcow2')
+
+    def make_volume(self, name, size, writes=()):
+        """Create PRIMARY/@name.qcow2 of virtual @size and write
+        [(pattern, offset, length), ...] into it with qemu-io."""
+        path = self.volume_path(name)
+        os.makedirs(self.primary, exist_ok=True)
+        qemu_img_create(path, size)
+        qemu_io_write(path, writes)
+        return path
+
+    def write_volume(self, name, writes):
+        """Write into a live volume, as a guest would (qemu-io)."""
+        qemu_io_write(self.volume_path(name), writes)
+
+    def make_reference(self, size, writes=()):
+        """A qcow2 in scratch/ with the given data: what a backup should hold."""
+        self.refs += 1
+        path = os.path.join(self.scratch, 'ref%d.qcow2' % self.refs)
+        qemu_img_create(path, size)
+        qemu_io_write(path, writes)
+        return path
+
+    # -- the daemon ------------------------------------------------------------------
+
+    def mount(self, **options):
+        """Start `$SNAPFS_BIN -f -o testclock,... SOURCE MNT` and wait for the mount.
+
+        @options become -o key=value (True: a bare flag); they are remembered
+        for remount().  primary= and secondary= are passed when the test moved
+        them away from their defaults.
+        """
+        assert self.bin, 'SNAPFS_BIN is not set (meson sets it; by hand: ' \
+                         'SNAPFS_BIN=build/fs/snapfs python3 -m pytest tests/fs)'
+        assert os.access(self.bin, os.X_OK), 'SNAPFS_BIN=%s is not executable' % self.bin
+        assert self.proc is None, 'already mounted'
+        self.options.update(options)
+        opts = ['testclock']
+        if self.primary != os.path.join(self.source, 'primary'):
+            opts.append('primary=' + self.primary)
+        if self.secondary != os.path.join(self.source, 'secondary'):
+            opts.append('secondary=' + self.secondary)
+        for key, value in self.options.items():
+            opts.append(key if value is True else '%s=%s' % (key, value))
+        self.mount_count += 1
+        out_path = os.path.join(self.root, 'daemon-%d.out' % self.mount_count)
+        with open(out_path, 'wb') as out:
+            self.proc = subprocess.Popen(
+                [self.bin, '-f', '-o', ','.join(opts), self.source, self.mnt],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        self.pids.append(self.proc.pid)
+        deadline = time.monotonic() + MOUNT_TIMEOUT
+        while not is_mounted(self.mnt):
+            rc = self.proc.poll()
+            if rc is not None:
+                self.proc = None
+                raise AssertionError('snapfs exited with status %d before mounting\n%s'
+                                     % (rc, self.diagnostics()))
+            if time.monotonic() > deadline:
+                raise AssertionError('snapfs did not mount within %d s\n%s'
+                                     % (MOUNT_TIMEOUT, self.diagnostics()))
+            time.sleep(0.05)
+        # The first request waits for FUSE_INIT (and the engine's recovery).
+        os.listdir(self.mnt)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def unmount(self, check=True):
+        """fusermount3 -u; the daemon must then exit with status 0."""
+        if self.proc is None:
+            if is_mounted(self.mnt):
+                unmount_path(self.mnt)
+            return
+        proc, self.proc = self.proc, None
+        unmount_path(self.mnt)
+        try:
+            rc = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+            msg = 'snapfs did not exit within 20 s of its unmount (killed)'
+            if check:
+                raise AssertionError(msg + '\n' + self.diagnostics())
+            self.problems.append(msg)
+            return
+        if rc != 0:
+            msg = 'snapfs exited with status %d after its unmount%s' % (
+                rc, ' (signal %s)' % signal.Signals(-rc).name if rc < 0 else '')
+            if check:
+                raise AssertionError(msg + '\n' + self.diagnostics())
+            self.problems.append(msg)
+
+    def remount(self, **options):
+        self.unmount()
+        self.mount(**options)
+
+    def kill9(self):
+        """kill -9 the daemon (only it, as a crash would), then unmount the
+        dead mount.  Returns the daemon's leftover children still running."""
+        assert self.proc is not None, 'not mounted'
+        proc, self.proc = self.proc, None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert unmount_path(self.mnt), 'cannot unmount the dead mount ' + self.mnt
+        return self.leftover_processes()
+
+    def kill9_and_remount(self, **options):
+        leftovers = self.kill9()
+        self.mount(**options)
+        return leftovers
+
+    def leftover_processes(self):
+        """Processes other than a live daemon that mention our tree (qemu-img
+        children of a killed daemon, typically)."""
+        live = {self.proc.pid} if self.proc else set()
+        return processes_mentioning(self.root, exclude=live)
+
+    # -- the watchdog ------------------------------------------------------------------
+
+    def start_watchdog(self, seconds=WATCHDOG_SECONDS):
+        def fire():
+            self.watchdog_fired = True
+            self.problems.append('watchdog: the test ran for more than %d s; snapfs '
+                                 'was killed to end a request that got no answer'
+                                 % seconds)
+            proc = self.proc
+            if proc is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(proc.pid, signal.SIGKILL)
+            for pid, _ in self.leftover_processes():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        self.watchdog = threading.Timer(seconds, fire)
+        self.watchdog.daemon = True
+        self.watchdog.start()
+
+    # -- cleanup ----------------------------------------------------------------------
+
+    def cleanup(self):
+        """Always safe to call, also twice, also after a failure."""
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        try:
+            self.unmount(check=False)
+        except Exception as e:  # keep cleaning up
+            self.problems.append('unmount failed: %r' % e)
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        if is_mounted(self.mnt):
+            unmount_path(self.mnt)
+        for pid, cmd in self.leftover_processes():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for path in reversed(self.extra_mounts):
+            unmount_path(path, fuse=False)
+        self.extra_mounts = []
+        for path in mounts_under(self.root):
+            unmount_path(path, fuse=path == self.mnt)
+        still = mounts_under(self.root)
+        if still:
+            self.problems.append('left mounted (tree kept): %s' % ', '.join(still))
+        elif os.environ.get('SNAPFS_TEST_KEEP'):
+            print('SNAPFS_TEST_KEEP: kept %s' % self.root)
+        elif os.path.isdir(self.root):
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def log_text(self):
+        try:
+            with open(os.path.join(self.source, 'snapfs.log'), errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def diagnostics(self, lines=150):
+        """The tail of snapfs.log and of the daemons' own output."""
+        parts = []
+        log = self.log_text().splitlines()
+        parts.append('---- %s/snapfs.log (last %d of %d lines) ----' % (
+            self.source, min(lines, len(log)), len(log)))
+        parts += log[-lines:]
+        for n in range(1, self.mount_count + 1):
+            path = os.path.join(self.root, 'daemon-%d.out' % n)
+            try:
+                with open(path, errors='replace') as f:
+                    out = f.read().splitlines()
+            except OSError:
+                continue
+            if out:
+                parts.append('---- daemon run %d stdout/stderr (last 40 lines) ----' % n)
+                parts += out[-40:]
+        return '\n'.join(parts)
+
+    # -- paths in the tree ------------------------------------------------------------
+
+    def p(self, *parts):
+        return os.path.join(self.mnt, *parts)
+
+    def vol_dir(self, vol, *rest):
+        return self.p('volumes', vol, *rest)
+
+    def snap_dir(self, vol, snap, *rest):
+        return self.p('volumes', vol, 'snapshots', snap, *rest)
+
+    def backup_file(self, vol, snap, ext='qcow2'):
+        return self.p('backed-up', 'volumes', vol, '%s.%s' % (snap, ext))
+
+    def target(self, vol, snap):
+        return 'volumes/%s/snapshots/%s' % (vol, snap)
+
+    # -- reading the tree ----------------------------------------------------------------
+
+    def read(self, *parts):
+        with open(self.p(*parts), errors='replace') as f:
+            return f.read()
+
+    def read_json(self, *parts):
+        text = self.read(*parts)
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise AssertionError('%s is not JSON (%s): %r' % ('/'.join(parts), e, text))
+
+    def listdir(self, *parts):
+        try:
+            return sorted(os.listdir(self.p(*parts)))
+        except FileNotFoundError:
+            return []
+
+    def state(self, vol, snap):
+        """The one word of the snapshot's state file, or None when it is gone."""
+        try:
+            with open(self.snap_dir(vol, snap, 'state')) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return None
+
+    def info(self, vol, snap):
+        return self.read_json('volumes', vol, 'snapshots', snap, 'info')
+
+    def volume_info(self, vol):
+        return self.read_json('volumes', vol, 'info')
+
+    def snapshots(self, vol):
+        return self.listdir('volumes', vol, 'snapshots')
+
+    def backups(self, vol):
+        return self.listdir('backed-up', 'volumes', vol)
+
+    def manifest(self, vol, snap):
+        return self.read_json('backed-up', 'volumes', vol, snap + '.json')
+
+    def read_events(self):
+        """All events as a list of dicts; a line that is not a JSON object fails."""
+        events = []
+        for n, line in enumerate(self.read('events').splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError as e:
+                raise AssertionError('events line %d is not JSON (%s): %r' % (n, e, line))
+            assert isinstance(ev, dict), 'events line %d is not an object: %r' % (n, line)
+            events.append(ev)
+        return events
+
+    def events_since(self, count):
+        return self.read_events()[count:]
+
+    def jobs(self):
+        """The JSON of every jobs/<id> that still exists."""
+        found = []
+        for name in self.listdir('jobs'):
+            try:
+                job = self.read_json('jobs', name)
+            except FileNotFoundError:
+                continue  # ended while we listed
+            job.setdefault('_file', name)
+            found.append(job)
+        return found
+
+    def job_for(self, vol, snap):
+        for job in self.jobs():
+            if job.get('target') == self.target(vol, snap):
+                return job
+        return None
+
+    def alerts(self):
+        """{id: alert JSON} of every alerts/<id>."""
+        found = {}
+        for name in self.listdir('alerts'):
+            try:
+                found[name] = self.read_json('alerts', name)
+            except FileNotFoundError:
+                continue
+        return found
+
+    def alerts_for(self, vol, snap):
+        return {k: a for k, a in self.alerts().items()
+                if a.get('volume') == vol and a.get('snapshot') == snap}
+
+    # -- acting on the tree ----------------------------------------------------------------
+
+    def take(self, vol, snap):
+        """mkdir volumes/@vol/snapshots/@snap; returns the seconds it took."""
+        t0 = time.monotonic()
+        os.mkdir(self.snap_dir(vol, snap))
+        return time.monotonic() - t0
+
+    def write_file(self, path, data):
+        """One write(2) on a file opened the way `echo data > path` opens it."""
+        if isinstance(data, str):
+            data = data.encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            n = os.write(fd, data)
+        finally:
+            os.close(fd)
+        assert n == len(data), 'short write to %s: %d of %d' % (path, n, len(data))
+
+    def control(self, vol, command):
+        """Write one command to volumes/@vol/control (raises OSError)."""
+        self.write_file(self.vol_dir(vol, 'control'), command + '\n')
+
+    def clock(self):
+        return int(self.read('.clock').strip())
+
+    def set_clock(self, t):
+        self.write_file(self.p('.clock'), '%d\n' % t)
+
+    # -- waiting (for events, never for time to pass) ----------------------------------
+
+    def wait_for(self, predicate, what, timeout=WAIT_TIMEOUT):
+        """Poll @predicate until it returns a true value; return that value."""
+        deadline = time.monotonic() + timeout
+        delay = POLL
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if not self.alive():
+                raise AssertionError('snapfs died while waiting for %s\n%s'
+                                     % (what, self.diagnostics()))
+            if time.monotonic() > deadline:
+                raise AssertionError('timed out after %d s waiting for %s\n%s'
+                                     % (timeout, what, self.diagnostics()))
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.2)
+
+    def wait_state(self, vol, snap, wanted, timeout=WAIT_TIMEOUT):
+        """Wait until snapshots/@snap/state reads @wanted.  Reaching another
+        final state (BackedUp / BackupFailed) fails at once, with the info."""
+        seen = []
+
+        def check():
+            st = self.state(vol, snap)
+            if not seen or seen[-1] != st:
+                seen.append(st)
+            if st == wanted:
+                return True
+            if st in FINAL_STATES and wanted in FINAL_STATES:
+                try:
+                    info = self.info(vol, snap)
+                except OSError:
+                    info = None
+                raise AssertionError('%s/%s reached %s while waiting for %s; info: %s\n'
+                                     'alerts: %s\n%s' % (vol, snap, st, wanted, info,
+                                                         self.alerts(), self.diagnostics()))
+            return False
+        self.wait_for(check, '%s/%s to be %s (states seen: %s)' % (vol, snap, wanted, seen),
+                      timeout)
+
+    def wait_job_running(self, vol, snap, timeout=WAIT_TIMEOUT):
+        """Wait until jobs/ shows the backup of @vol/@snap running; return its JSON."""
+        def check():
+            job = self.job_for(vol, snap)
+            if job and job.get('state') == 'running':
+                return job
+            if self.state(vol, snap) in FINAL_STATES:
+                raise AssertionError('%s/%s reached %s before its job was seen running'
+                                     % (vol, snap, self.state(vol, snap)))
+            return None
+        return self.wait_for(check, 'the backup job of %s/%s to run' % (vol, snap), timeout)
+
+    def wait_event(self, predicate, since=0, what='an event', timeout=WAIT_TIMEOUT):
+        def check():
+            for ev in self.read_events()[since:]:
+                if predicate(ev):
+                    return ev
+            return None
+        return self.wait_for(check, what, timeout)
+
+    def start_blocker(self, vol='blocker', snap='b'):
+        """Keep the (single) worker busy: snapshot @vol, which the test made
+        large, and wait until its copy runs.  Returns the job JSON."""
+        self.take(vol, snap)
+        return self.wait_job_running(vol, snap)
+
+    # -- secondary storage ---------------------------------------------------------------
+
+    def secondary_files(self):
+        """Relative paths of regular files on secondary storage outside .tmp/."""
+        files = []
+        for dirpath, dirnames, filenames in os.walk(self.secondary):
+            rel = os.path.relpath(dirpath, self.secondary)
+            if rel == '.tmp' or rel.startswith('.tmp/'):
+                continue
+            for name in filenames:
+                files.append(os.path.normpath(os.path.join(rel, name)))
+        return sorted(files)
+
+    def secondary_tmp_files(self):
+        tmp = os.path.join(self.secondary, '.tmp')
+        files = []
+        for dirpath, _, filenames in os.walk(tmp):
+            files += [os.path.relpath(os.path.join(dirpath, n), tmp) for n in filenames]
+        return sorted(files)
+
+
+# ---- checks shared by the tests -------------------------------------------------------
+
+def check_backup(env, vol, snap, reference, virtual_size, force_share=False):
+    """The backup of @vol/@snap under backed-up/ is complete and right:
+    same guest data as @reference, standalone qcow2 (no backing file) of
+    @virtual_size, `qemu-img check` clean, and a manifest whose fields and
+    checksum (xxh128sum of the image) agree with it.  @force_share: the
+    reference is a live volume (qemu-img -U)."""
+    img = env.backup_file(vol, snap)
+    assert env.state(vol, snap) == 'BackedUp'
+    assert qemu_img_compare(reference, img, force_share=force_share) == 0, \
+        'backed-up/%s/%s.qcow2 does not hold the data it should' % (vol, snap)
+    info = qemu_img_info(img)
+    assert info.get('format') == 'qcow2', info
+    assert 'backing-filename' not in info and 'full-backing-filename' not in info, \
+        'backup has a backing file: %s' % info
+    assert info.get('virtual-size') == virtual_size, info
+    check = run(['qemu-img', 'check', img], check=False, timeout=300)
+    assert check.returncode == 0, 'qemu-img check %s: %s%s' % (img, check.stdout, check.stderr)
+    m = env.manifest(vol, snap)
+    for field in ('volume', 'snapshot', 'created_at', 'backed_up_at', 'virtual_size',
+                  'checksum'):
+        assert field in m, 'manifest lacks %r: %s' % (field, m)
+    assert m['volume'] == vol and m['snapshot'] == snap, m
+    assert m['virtual_size'] == virtual_size, m
+    assert m['checksum'] == 'xxh128:' + xxh128(img), \
+        'manifest checksum %s does not match xxh128sum of the image' % m['checksum']
+    sinfo = env.info(vol, snap)
+    assert sinfo.get('state') == 'BackedUp' and sinfo.get('on_secondary') is True, sinfo
+    assert sinfo.get('error') is None, sinfo
+    return m
+
+
+def assert_pattern(path, pattern, offset, length):
+    """The live image at @path reads @pattern over [offset, offset+length)."""
+    proc = run(['qemu-io', '-r', '-U', '-f', 'qcow2', '-c',
+                'read -P 0x%02x %d %d' % (pattern, parse_size(offset), parse_size(length)),
+                path], check=False, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and 'verification failed' not in out, \
+        '%s: pattern 0x%02x not found at %s+%s: %s' % (path, pattern, offset, length, out)
+
+
+def fill(path, leave):
+    """Fill the file system of @path with one file so that about @leave bytes
+    stay free; returns the file's path."""
+    st = os.statvfs(os.path.dirname(path))
+    size = st.f_bavail * st.f_frsize - parse_size(leave)
+    assert size > 0, 'nothing to fill at %s' % path
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+    return path
+
+
+def secondary_matches_backups(env):
+    """Every file on secondary storage (outside .tmp/) is byte for byte one of
+    the files under backed-up/, and every backed-up file is one of them."""
+    import filecmp
+    shown = []
+    for dirpath, _, names in os.walk(env.p('backed-up')):
+        shown += [os.path.join(dirpath, n) for n in names]
+    stored = [os.path.join(env.secondary, f) for f in env.secondary_files()]
+    assert len(stored) == len(shown), \
+        'secondary holds %s but backed-up/ shows %s' % (
+            env.secondary_files(), [os.path.relpath(s, env.mnt) for s in shown])
+    unmatched = list(stored)
+    for path in shown:
+        size = os.stat(path).st_size
+        twin = next((s for s in unmatched if os.stat(s).st_size == size
+                     and filecmp.cmp(path, s, shallow=False)), None)
+        assert twin is not None, '%s matches no file on secondary storage' % path
+        unmatched.remove(twin)
+
+
+# ---- event matching ----------------------------------------------------------------
+
+def event_mentions(ev, *names):
+    """True when every one of @names appears in the event's values (a volume,
+    a snapshot, a target or path such as volumes/v/snapshots/s)."""
+    text = json.dumps(ev)
+    return all(re.search(r'(?<![A-Za-z0-9._-])%s(?![A-Za-z0-9._-])' % re.escape(n), text)
+               for n in names)
+
+
+def events_of(events, type_, *names):
+    return [ev for ev in events if ev.get('type') == type_ and event_mentions(ev, *names)]
+
+
+@contextlib.contextmanager
+def snapfs_env(name='t'):
+    """Outside pytest: `with snapfs_env() as env: env.make_volume(...); env.mount()`."""
+    env = Snapfs(name)
+    try:
+        yield env
+    finally:
+        env.cleanup()
+
+
+def errno_name(code):
+    return errno.errorcode.get(code, str(code))
