@@ -27,7 +27,9 @@
 #ifndef SNAP_H
 #define SNAP_H
 
+#include <stdarg.h>
 #include <stdbool.h>
+#include <syslog.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -103,6 +105,16 @@ void snap_engine_close(struct snap_engine *eng);
  * Runs `qemu-img --version`.  On success *@out owns the line (g_free).
  */
 int snap_versions(char **out);
+
+/**
+ * snap_log() - log a line (syslog @level) to SOURCE/snapfs.log, and to
+ * stderr in the foreground.  Messages read `module: what failed 'subject':
+ * reason`.  Thread-safe.
+ */
+void snap_log(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void snap_vlog(int level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 /** snap_name_valid() - 0 when @name is a valid object name, else -EINVAL. */
 int snap_name_valid(const char *name);

@@ -1,0 +1,202 @@
+/*
+ * main.c - snapfs's command line, mount and session.
+ *
+ *   snapfs [options] SOURCE MOUNTPOINT
+ *
+ * mount(8)-compatible (fstab type fuse.snapfs).  The engine is opened
+ * before daemonizing, so a bad SOURCE fails with a message and an exit
+ * status; its threads are started after (a fork loses threads).
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "ops.h"
+#include <fuse_lowlevel.h>
+
+struct options {
+	char *source;
+	char *primary;
+	char *secondary;
+	unsigned workers;
+	unsigned keep_primary;
+	unsigned retries;
+	unsigned retry_delay;
+	unsigned long long min_free;
+	int test_clock;
+	int nonopts;
+};
+
+enum { KEY_IGNORE, KEY_HELP, KEY_VERSION };
+
+#define OPT(t, p) { t, offsetof(struct options, p), 1 }
+static const struct fuse_opt option_spec[] = {
+	OPT("primary=%s", primary),
+	OPT("secondary=%s", secondary),
+	OPT("workers=%u", workers),
+	OPT("keep_primary=%u", keep_primary),
+	OPT("retries=%u", retries),
+	OPT("retry_delay=%u", retry_delay),
+	OPT("min_free=%llu", min_free),
+	OPT("testclock", test_clock),
+	FUSE_OPT_KEY("nofail", KEY_IGNORE),
+	FUSE_OPT_KEY("noauto", KEY_IGNORE),
+	FUSE_OPT_KEY("auto", KEY_IGNORE),
+	FUSE_OPT_KEY("_netdev", KEY_IGNORE),
+	FUSE_OPT_KEY("defaults", KEY_IGNORE),
+	FUSE_OPT_KEY("user", KEY_IGNORE),
+	FUSE_OPT_KEY("nouser", KEY_IGNORE),
+	FUSE_OPT_END
+};
+
+static int option_proc(void *data, const char *arg, int key,
+		       struct fuse_args *out)
+{
+	struct options *o = data;
+
+	if (key == KEY_IGNORE)
+		return 0;
+	if (key == FUSE_OPT_KEY_OPT && strncmp(arg, "x-", 2) == 0)
+		return 0; /* fstab comments for other tools */
+	if (key == FUSE_OPT_KEY_NONOPT && o->nonopts++ == 0) {
+		o->source = strdup(arg);
+		return 0;
+	}
+	return 1;
+}
+
+static void fuse_log_to_snap(enum fuse_log_level level, const char *fmt,
+			     va_list ap)
+{
+	snap_vlog((int)level, fmt, ap);
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] SOURCE MOUNTPOINT\n"
+	       "\n"
+	       "SOURCE is the state directory (catalog, log).\n"
+	       "\n"
+	       "snapfs options:\n"
+	       "    -o primary=DIR         primary storage (default SOURCE/primary)\n"
+	       "    -o secondary=DIR       secondary storage (default SOURCE/secondary)\n"
+	       "    -o workers=N           background copy workers (default 2)\n"
+	       "    -o keep_primary=N      backed-up snapshots per volume kept on\n"
+	       "                           primary storage (default 1)\n"
+	       "    -o retries=N           automatic retries of a failed backup (default 3)\n"
+	       "    -o retry_delay=SECS    first retry delay, doubled each time (default 60)\n"
+	       "    -o min_free=BYTES      free bytes primary must keep to take a\n"
+	       "                           snapshot (default 16777216)\n"
+	       "    -o testclock           the clock only moves when MOUNT/.clock is written\n"
+	       "    -f                     stay in the foreground\n"
+	       "    -d                     debug output (implies -f)\n"
+	       "    -h, --help             this help\n"
+	       "    -V, --version          versions of snapfs and what it uses\n"
+	       "\n", prog);
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts cl = { 0 };
+	struct options o = { 0 };
+	struct snap_config cfg;
+	struct snapfs_ctx ctx = { 0 };
+	struct fuse_loop_config *loop = NULL;
+	struct fuse *fuse;
+	g_autofree char *fsname = NULL;
+	int rc, ret = 1;
+
+	snap_config_init(&cfg);
+	o.workers = cfg.workers;
+	o.keep_primary = cfg.keep_primary;
+	o.retries = cfg.retries;
+	o.retry_delay = cfg.retry_delay;
+	o.min_free = cfg.min_free;
+	if (fuse_opt_parse(&args, &o, option_spec, option_proc) < 0)
+		return 1;
+	if (fuse_parse_cmdline(&args, &cl) < 0)
+		return 1;
+	if (cl.show_help) {
+		usage(argv[0]);
+		fuse_lib_help(&args);
+		return 0;
+	}
+	if (cl.show_version) {
+		g_autofree char *v = NULL;
+
+		snap_versions(&v);
+		printf("%s, libfuse %s\n", v, fuse_pkgversion());
+		return 0;
+	}
+	if (!o.source || !cl.mountpoint) {
+		fprintf(stderr, "snapfs: usage: snapfs [options] SOURCE MOUNTPOINT (see -h)\n");
+		return 1;
+	}
+
+	cfg.source = o.source;
+	cfg.primary = o.primary;
+	cfg.secondary = o.secondary;
+	cfg.workers = o.workers;
+	cfg.keep_primary = o.keep_primary;
+	cfg.retries = o.retries;
+	cfg.retry_delay = o.retry_delay;
+	cfg.min_free = o.min_free;
+	cfg.test_clock = o.test_clock;
+	cfg.foreground = cl.foreground;
+	cfg.debug = cl.debug;
+	rc = snap_engine_open(&cfg, &ctx.eng);
+	if (rc < 0) {
+		fprintf(stderr, "snapfs: cannot open '%s': %s\n", o.source,
+			strerror(-rc));
+		return 1;
+	}
+	fuse_set_log_func(fuse_log_to_snap);
+	ctx.test_clock = o.test_clock;
+	ctx.mount_time = time(NULL);
+
+	fsname = g_strdup_printf("-ofsname=%s,subtype=snapfs,default_permissions",
+				 o.source);
+	fuse_opt_add_arg(&args, fsname);
+	fuse = fuse_new(&args, &snapfs_ops, sizeof(snapfs_ops), &ctx);
+	if (!fuse)
+		goto out_engine;
+	if (fuse_mount(fuse, cl.mountpoint) != 0)
+		goto out_fuse;
+	if (fuse_daemonize(cl.foreground) != 0)
+		goto out_unmount;
+	rc = snap_engine_start(ctx.eng);
+	if (rc < 0) {
+		snap_log(LOG_ERR, "main: cannot start the engine: %s",
+			 strerror(-rc));
+		goto out_unmount;
+	}
+	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+		goto out_unmount;
+
+	loop = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(loop, cl.clone_fd);
+	fuse_loop_cfg_set_max_threads(loop, cl.max_threads ? cl.max_threads : 16);
+	ret = cl.singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, loop);
+	fuse_loop_cfg_destroy(loop);
+	fuse_remove_signal_handlers(fuse_get_session(fuse));
+out_unmount:
+	fuse_unmount(fuse);
+out_fuse:
+	snap_engine_close(ctx.eng);
+	ctx.eng = NULL;
+	fuse_destroy(fuse);
+	goto out;
+out_engine:
+	snap_engine_close(ctx.eng);
+out:
+	free(cl.mountpoint);
+	fuse_opt_free_args(&args);
+	free(o.source);
+	free(o.primary);
+	free(o.secondary);
+	return ret ? 1 : 0;
+}

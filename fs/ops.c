@@ -1,0 +1,843 @@
+/*
+ * ops.c - the FUSE operations: parse the path, call one snap_* function,
+ * answer with a stat, bytes or an errno.
+ *
+ * DESIGN: libfuse's multi-threaded loop calls these from its worker
+ * threads; they hold no lock of their own (the engine is thread-safe).
+ * Files whose content changes (state, info, events, jobs, alerts, control)
+ * are rendered once at open into a buffer and served with direct_io, so a
+ * reader sees one consistent version and is never cut at a stale size.
+ * Backed-up images and manifests are passed through from secondary storage
+ * with keep_cache (they never change) and spliced when the kernel can.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <linux/fs.h>
+
+#include "ops.h"
+#include "path.h"
+
+/* Inode numbers: id * 32 + kind, stable across mounts (catalog ids). */
+#define INO(id, kind) ((ino_t)(id) * 32 + (ino_t)(kind))
+
+struct open_file {
+	enum node_kind kind;
+	int fd;	    /* backed-up files, else -1 */
+	char *data; /* rendered content */
+	size_t len;
+	char vol[SNAP_NAME_MAX + 1];
+};
+
+static struct snapfs_ctx *ctx(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+static struct snap_engine *engine(void)
+{
+	return ctx()->eng;
+}
+
+static void reject(const char *op, const char *path, int err, const char *why)
+{
+	snap_event_reject(engine(), op, path[0] == '/' ? path + 1 : path, err,
+			  why);
+}
+
+static const char readme_text[] =
+	"snapfs: the volumes of this host and their snapshots, as files.\n"
+	"\n"
+	"  volumes/<vol>/info                 JSON facts about the volume\n"
+	"  volumes/<vol>/control              write: retry <snap>\n"
+	"  volumes/<vol>/snapshots/<snap>/    mkdir takes a snapshot now; rmdir deletes\n"
+	"                                     it everywhere; mv renames it\n"
+	"      state                          BackingUp | BackedUp | BackupFailed | Destroying\n"
+	"      info                           JSON facts about the snapshot\n"
+	"  backed-up/volumes/<vol>/<snap>.qcow2  complete backups (read-only), with\n"
+	"  backed-up/volumes/<vol>/<snap>.json   their manifests\n"
+	"  jobs/<id>                          queued and running copies, with progress\n"
+	"  alerts/<id>                        failures to look at; rm acknowledges\n"
+	"  events                             what happened, JSON Lines, oldest first\n"
+	"\n"
+	"Example:\n"
+	"  mkdir volumes/web/snapshots/before-upgrade\n"
+	"  cat volumes/web/snapshots/before-upgrade/state\n"
+	"  ls -l backed-up/volumes/web/\n"
+	"\n"
+	"See snapfs(8) and docs/ in the source for the whole contract.\n";
+
+/* ---- attributes ------------------------------------------------------- */
+
+static void fill_dir(struct stat *st, ino_t ino)
+{
+	st->st_mode = S_IFDIR | 0755;
+	st->st_nlink = 2;
+	st->st_ino = ino;
+}
+
+static void fill_file(struct stat *st, ino_t ino, mode_t mode, off_t size)
+{
+	st->st_mode = S_IFREG | mode;
+	st->st_nlink = 1;
+	st->st_ino = ino;
+	st->st_size = size;
+}
+
+static void fill_times(struct stat *st, time_t t)
+{
+	st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = t;
+}
+
+/* stat of a backed-up file: the file's own size and times, our inode. */
+static int backed_up_stat(struct node *n, struct stat *st)
+{
+	g_autofree char *image = NULL, *manifest = NULL;
+	uint64_t id;
+	struct stat real;
+	int rc;
+
+	rc = snap_backup_paths(engine(), n->vol, n->snap, &id, &image, &manifest);
+	if (rc < 0)
+		return rc;
+	if (lstat(n->kind == NODE_BACKED_UP_IMAGE ? image : manifest, &real) < 0)
+		return -errno;
+	if (!S_ISREG(real.st_mode))
+		return -ENOENT;
+	fill_file(st, INO(id, n->kind), 0444, real.st_size);
+	st->st_atim = real.st_mtim;
+	st->st_mtim = real.st_mtim;
+	st->st_ctim = real.st_mtim;
+	st->st_blocks = real.st_blocks;
+	return 0;
+}
+
+static int node_stat(struct node *n, struct stat *st)
+{
+	struct snapfs_ctx *c = ctx();
+	struct snap_volume_stat vs;
+	struct snap_snapshot_stat ss;
+	g_autofree char *text = NULL;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	fill_times(st, c->mount_time);
+	switch (n->kind) {
+	case NODE_ROOT:
+	case NODE_ALERTS:
+	case NODE_JOBS:
+	case NODE_VOLUMES:
+	case NODE_BACKED_UP:
+	case NODE_BACKED_UP_VOLUMES:
+		fill_dir(st, INO(0, n->kind));
+		return 0;
+	case NODE_README:
+		fill_file(st, INO(0, n->kind), 0444, sizeof(readme_text) - 1);
+		return 0;
+	case NODE_EVENTS:
+		fill_file(st, INO(0, n->kind), 0444, 0);
+		return 0;
+	case NODE_CLOCK:
+		if (!c->test_clock)
+			return -ENOENT;
+		fill_file(st, INO(0, n->kind), 0644, 0);
+		return 0;
+	case NODE_ALERT:
+	case NODE_JOB:
+		rc = n->kind == NODE_ALERT ?
+			     snap_alert_read(c->eng, n->id, &text) :
+			     snap_job_read(c->eng, n->id, &text);
+		if (rc < 0)
+			return rc;
+		fill_file(st, INO(n->id, n->kind), n->kind == NODE_ALERT ? 0644 : 0444, 0);
+		return 0;
+	case NODE_VOLUME:
+	case NODE_VOLUME_INFO:
+	case NODE_VOLUME_CONTROL:
+	case NODE_SNAPSHOTS:
+		rc = snap_volume_stat(c->eng, n->vol, &vs);
+		if (rc < 0)
+			return rc;
+		if (node_is_dir(n->kind))
+			fill_dir(st, INO(vs.id, n->kind));
+		else
+			fill_file(st, INO(vs.id, n->kind),
+				  n->kind == NODE_VOLUME_CONTROL ? 0644 : 0444, 0);
+		st->st_uid = vs.uid;
+		st->st_gid = vs.gid;
+		if (vs.mtime)
+			fill_times(st, vs.mtime);
+		return 0;
+	case NODE_SNAPSHOT:
+	case NODE_SNAPSHOT_STATE:
+	case NODE_SNAPSHOT_INFO:
+		rc = snap_volume_stat(c->eng, n->vol, &vs);
+		if (rc == 0)
+			rc = snap_snapshot_stat(c->eng, n->vol, n->snap, &ss);
+		if (rc < 0)
+			return rc;
+		if (n->kind == NODE_SNAPSHOT)
+			fill_dir(st, INO(ss.id, n->kind));
+		else
+			fill_file(st, INO(ss.id, n->kind), 0444, 0);
+		st->st_uid = vs.uid;
+		st->st_gid = vs.gid;
+		fill_times(st, ss.created_at);
+		return 0;
+	case NODE_BACKED_UP_VOLUME: {
+		g_auto(GStrv) names = NULL;
+
+		rc = snap_backup_list(c->eng, n->vol, &names);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			return -ENOENT;
+		rc = snap_volume_stat(c->eng, n->vol, &vs);
+		fill_dir(st, INO(rc == 0 ? vs.id : 0, n->kind));
+		return 0;
+	}
+	case NODE_BACKED_UP_IMAGE:
+	case NODE_BACKED_UP_MANIFEST:
+		return backed_up_stat(n, st);
+	default:
+		return -ENOENT;
+	}
+}
+
+static int op_getattr(const char *path, struct stat *st,
+		      struct fuse_file_info *fi)
+{
+	struct node n;
+	int rc = path_parse(path, &n);
+
+	if (rc < 0)
+		return rc == -ENAMETOOLONG ? rc : -ENOENT;
+	return node_stat(&n, st);
+}
+
+/* ---- directories ------------------------------------------------------ */
+
+struct lister {
+	void *buf;
+	fuse_fill_dir_t filler;
+};
+
+static void add(struct lister *l, const char *name, ino_t ino, bool dir)
+{
+	struct stat st = { .st_ino = ino, .st_mode = dir ? S_IFDIR : S_IFREG };
+
+	l->filler(l->buf, name, &st, 0, 0);
+}
+
+/* Add each of @names (children of @parent, of @kind) with its inode. */
+static void add_names(struct lister *l, const struct node *parent, char **names,
+		      enum node_kind kind)
+{
+	for (; names && *names; names++) {
+		struct node child = *parent;
+		struct stat st;
+
+		child.kind = kind;
+		if (kind == NODE_SNAPSHOT)
+			g_strlcpy(child.snap, *names, sizeof(child.snap));
+		else
+			g_strlcpy(child.vol, *names, sizeof(child.vol));
+		if (node_stat(&child, &st) == 0)
+			add(l, *names, st.st_ino, node_is_dir(kind));
+	}
+}
+
+/* Add the fixed children of @parent by name and kind. */
+static void add_fixed(struct lister *l, const struct node *parent,
+		      const char *name, enum node_kind kind)
+{
+	struct node child = *parent;
+	struct stat st;
+
+	child.kind = kind;
+	if (node_stat(&child, &st) == 0)
+		add(l, name, st.st_ino, node_is_dir(kind));
+}
+
+static void add_ids(struct lister *l, uint64_t *ids, int n, enum node_kind kind)
+{
+	char name[32];
+	int i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%llu", (unsigned long long)ids[i]);
+		add(l, name, INO(ids[i], kind), false);
+	}
+}
+
+static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
+		      off_t off, struct fuse_file_info *fi,
+		      enum fuse_readdir_flags flags)
+{
+	struct snap_engine *eng = engine();
+	struct lister l = { buf, filler };
+	g_auto(GStrv) names = NULL;
+	g_autofree uint64_t *ids = NULL;
+	struct stat st;
+	struct node n;
+	int rc;
+
+	rc = path_parse(path, &n);
+	if (rc < 0)
+		return -ENOENT;
+	rc = node_stat(&n, &st);
+	if (rc < 0)
+		return rc;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	add(&l, ".", st.st_ino, true);
+	add(&l, "..", INO(0, NODE_ROOT), true);
+	switch (n.kind) {
+	case NODE_ROOT:
+		add(&l, "README", INO(0, NODE_README), false);
+		add(&l, "events", INO(0, NODE_EVENTS), false);
+		add(&l, "alerts", INO(0, NODE_ALERTS), true);
+		add(&l, "jobs", INO(0, NODE_JOBS), true);
+		add(&l, "volumes", INO(0, NODE_VOLUMES), true);
+		add(&l, "backed-up", INO(0, NODE_BACKED_UP), true);
+		return 0;
+	case NODE_ALERTS:
+		rc = snap_alert_list(eng, &ids);
+		if (rc >= 0)
+			add_ids(&l, ids, rc, NODE_ALERT);
+		return rc < 0 ? rc : 0;
+	case NODE_JOBS:
+		rc = snap_job_list(eng, &ids);
+		if (rc >= 0)
+			add_ids(&l, ids, rc, NODE_JOB);
+		return rc < 0 ? rc : 0;
+	case NODE_VOLUMES:
+		rc = snap_volume_list(eng, &names);
+		add_names(&l, &n, names, NODE_VOLUME);
+		return rc < 0 ? rc : 0;
+	case NODE_VOLUME:
+		add_fixed(&l, &n, "info", NODE_VOLUME_INFO);
+		add_fixed(&l, &n, "control", NODE_VOLUME_CONTROL);
+		add_fixed(&l, &n, "snapshots", NODE_SNAPSHOTS);
+		return 0;
+	case NODE_SNAPSHOTS:
+		rc = snap_snapshot_list(eng, n.vol, &names);
+		add_names(&l, &n, names, NODE_SNAPSHOT);
+		return rc < 0 ? rc : 0;
+	case NODE_SNAPSHOT:
+		add_fixed(&l, &n, "state", NODE_SNAPSHOT_STATE);
+		add_fixed(&l, &n, "info", NODE_SNAPSHOT_INFO);
+		return 0;
+	case NODE_BACKED_UP:
+		add(&l, "volumes", INO(0, NODE_BACKED_UP_VOLUMES), true);
+		return 0;
+	case NODE_BACKED_UP_VOLUMES:
+		rc = snap_backup_volumes(eng, &names);
+		add_names(&l, &n, names, NODE_BACKED_UP_VOLUME);
+		return rc < 0 ? rc : 0;
+	case NODE_BACKED_UP_VOLUME:
+		rc = snap_backup_list(eng, n.vol, &names);
+		if (rc < 0)
+			return rc;
+		for (char **p = names; p && *p; p++) {
+			struct node f = n;
+			struct stat fst;
+
+			g_strlcpy(f.snap, *p, sizeof(f.snap));
+			f.kind = NODE_BACKED_UP_IMAGE;
+			if (backed_up_stat(&f, &fst) == 0) {
+				g_autofree char *img = g_strconcat(*p, ".qcow2", NULL);
+
+				add(&l, img, fst.st_ino, false);
+			}
+			f.kind = NODE_BACKED_UP_MANIFEST;
+			if (backed_up_stat(&f, &fst) == 0) {
+				g_autofree char *man = g_strconcat(*p, ".json", NULL);
+
+				add(&l, man, fst.st_ino, false);
+			}
+		}
+		return 0;
+	default:
+		return -ENOTDIR;
+	}
+}
+
+/* ---- files ------------------------------------------------------------ */
+
+/* Render the content of a dynamic file. */
+static int render(struct node *n, char **data, size_t *len)
+{
+	struct snap_engine *eng = engine();
+	struct snap_snapshot_stat ss;
+	int rc;
+
+	*data = NULL;
+	switch (n->kind) {
+	case NODE_README:
+		*data = g_strdup(readme_text);
+		break;
+	case NODE_EVENTS:
+		return snap_events_read(eng, data, len);
+	case NODE_CLOCK:
+		*data = g_strdup_printf("%lld\n", (long long)snap_clock_now(eng));
+		break;
+	case NODE_ALERT:
+		rc = snap_alert_read(eng, n->id, data);
+		if (rc < 0)
+			return rc;
+		break;
+	case NODE_JOB:
+		rc = snap_job_read(eng, n->id, data);
+		if (rc < 0)
+			return rc;
+		break;
+	case NODE_VOLUME_INFO:
+		rc = snap_volume_info(eng, n->vol, data);
+		if (rc < 0)
+			return rc;
+		break;
+	case NODE_VOLUME_CONTROL:
+		rc = snap_volume_control_text(eng, n->vol, data);
+		if (rc < 0)
+			return rc;
+		break;
+	case NODE_SNAPSHOT_STATE:
+		rc = snap_snapshot_stat(eng, n->vol, n->snap, &ss);
+		if (rc < 0)
+			return rc;
+		*data = g_strdup_printf("%s\n", snap_state_name(ss.state));
+		break;
+	case NODE_SNAPSHOT_INFO:
+		rc = snap_snapshot_info(eng, n->vol, n->snap, data);
+		if (rc < 0)
+			return rc;
+		break;
+	default:
+		return -EISDIR;
+	}
+	*len = strlen(*data);
+	return 0;
+}
+
+static bool writable_kind(enum node_kind kind)
+{
+	return kind == NODE_VOLUME_CONTROL || kind == NODE_CLOCK;
+}
+
+static int op_open(const char *path, struct fuse_file_info *fi)
+{
+	bool writing = (fi->flags & O_ACCMODE) != O_RDONLY ||
+		       (fi->flags & O_TRUNC);
+	g_autofree char *image = NULL, *manifest = NULL;
+	struct open_file *of;
+	struct stat st;
+	struct node n;
+	int rc;
+
+	rc = path_parse(path, &n);
+	if (rc < 0)
+		return -ENOENT;
+	rc = node_stat(&n, &st);
+	if (rc < 0)
+		return rc;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (writing && n.read_only) {
+		reject("open", path, EROFS, "backed-up/ is read-only");
+		return -EROFS;
+	}
+	if (writing && !writable_kind(n.kind)) {
+		reject("open", path, EACCES, "this file is read-only");
+		return -EACCES;
+	}
+
+	of = g_new0(struct open_file, 1);
+	of->kind = n.kind;
+	of->fd = -1;
+	g_strlcpy(of->vol, n.vol, sizeof(of->vol));
+	if (n.kind == NODE_BACKED_UP_IMAGE || n.kind == NODE_BACKED_UP_MANIFEST) {
+		rc = snap_backup_paths(engine(), n.vol, n.snap, NULL, &image,
+				       &manifest);
+		if (rc == 0) {
+			of->fd = open(n.kind == NODE_BACKED_UP_IMAGE ? image : manifest,
+				      O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			if (of->fd < 0)
+				rc = -errno;
+		}
+		if (rc < 0) {
+			g_free(of);
+			return rc;
+		}
+		/* immutable: let the kernel keep its cache across opens */
+		fi->keep_cache = 1;
+	} else {
+		if (!(writing && (fi->flags & O_ACCMODE) == O_WRONLY)) {
+			rc = render(&n, &of->data, &of->len);
+			if (rc < 0) {
+				g_free(of);
+				return rc;
+			}
+		}
+		fi->direct_io = 1;
+	}
+	fi->fh = (uint64_t)(uintptr_t)of;
+	return 0;
+}
+
+static struct open_file *file_of(struct fuse_file_info *fi)
+{
+	return (struct open_file *)(uintptr_t)fi->fh;
+}
+
+static int op_read(const char *path, char *buf, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	struct open_file *of = file_of(fi);
+	ssize_t n;
+
+	if (of->fd >= 0) {
+		n = pread(of->fd, buf, size, off);
+		return n < 0 ? -errno : (int)n;
+	}
+	if (!of->data || off < 0 || (size_t)off >= of->len)
+		return 0;
+	if (size > of->len - (size_t)off)
+		size = of->len - (size_t)off;
+	memcpy(buf, of->data + off, size);
+	return (int)size;
+}
+
+/* Backed-up files go from the secondary file to the kernel by splice. */
+static int op_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size,
+		       off_t off, struct fuse_file_info *fi)
+{
+	struct open_file *of = file_of(fi);
+	struct fuse_bufvec *bv;
+
+	if (of->fd < 0) {
+		bv = malloc(sizeof(*bv));
+		if (!bv)
+			return -ENOMEM;
+		*bv = FUSE_BUFVEC_INIT(size);
+		bv->buf[0].mem = malloc(size ? size : 1);
+		if (!bv->buf[0].mem) {
+			free(bv);
+			return -ENOMEM;
+		}
+		int n = op_read(path, bv->buf[0].mem, size, off, fi);
+
+		bv->buf[0].size = n < 0 ? 0 : (size_t)n;
+		*bufp = bv;
+		return n < 0 ? n : 0;
+	}
+	bv = malloc(sizeof(*bv));
+	if (!bv)
+		return -ENOMEM;
+	*bv = FUSE_BUFVEC_INIT(size);
+	bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	bv->buf[0].fd = of->fd;
+	bv->buf[0].pos = off;
+	*bufp = bv;
+	return 0;
+}
+
+static int op_write(const char *path, const char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct open_file *of = file_of(fi);
+	struct node n;
+	int rc;
+
+	if (path_parse(path, &n) < 0)
+		return -ENOENT;
+	switch (of->kind) {
+	case NODE_VOLUME_CONTROL:
+		rc = snap_volume_control(engine(), of->vol, buf, size);
+		return rc < 0 ? rc : (int)size;
+	case NODE_CLOCK: {
+		char text[32];
+		char *end;
+		long long t;
+
+		if (size == 0 || size >= sizeof(text))
+			return -EINVAL;
+		memcpy(text, buf, size);
+		text[size] = '\0';
+		t = strtoll(text, &end, 10);
+		if (end == text || (*end && *end != '\n'))
+			return -EINVAL;
+		rc = snap_clock_set(engine(), t);
+		return rc < 0 ? rc : (int)size;
+	}
+	default:
+		return -EBADF;
+	}
+}
+
+static int op_release(const char *path, struct fuse_file_info *fi)
+{
+	struct open_file *of = file_of(fi);
+
+	if (of->fd >= 0)
+		close(of->fd);
+	g_free(of->data);
+	g_free(of);
+	return 0;
+}
+
+static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	struct node n;
+
+	if (path_parse(path, &n) < 0)
+		return -ENOENT;
+	if (n.read_only) {
+		reject("truncate", path, EROFS, "backed-up/ is read-only");
+		return -EROFS;
+	}
+	/* `echo cmd > control` truncates first: nothing to do */
+	if (writable_kind(n.kind) && size == 0)
+		return 0;
+	reject("truncate", path, EACCES, "this file cannot be truncated");
+	return -EACCES;
+}
+
+/* ---- changes to the tree --------------------------------------------- */
+
+/* Refuse creating an entry at @path: EROFS in backed-up/, else EPERM. */
+static int refuse_create(const char *op, const char *path)
+{
+	g_autofree char *parent = g_path_get_dirname(path);
+	struct node n, p;
+	struct stat st;
+	int rc = path_parse(path, &n);
+
+	if (path_parse(parent, &p) < 0 || node_stat(&p, &st) < 0) {
+		reject(op, path, ENOENT, "no such directory");
+		return -ENOENT;
+	}
+	if (p.read_only || (rc == 0 && n.read_only)) {
+		reject(op, path, EROFS, "backed-up/ is read-only");
+		return -EROFS;
+	}
+	if (rc == 0 && node_stat(&n, &st) == 0) {
+		reject(op, path, EEXIST, "it exists");
+		return -EEXIST;
+	}
+	reject(op, path, EPERM, "the tree has no such entry to create here");
+	return -EPERM;
+}
+
+static int op_mkdir(const char *path, mode_t mode)
+{
+	struct node n;
+	struct stat st;
+	int rc = path_parse(path, &n);
+
+	if (n.kind == NODE_SNAPSHOT && (rc == 0 || rc == -EINVAL)) {
+		if (rc == -EINVAL && snap_name_valid(n.vol) < 0)
+			return refuse_create("mkdir", path);
+		return snap_snapshot_take(engine(), n.vol, n.snap[0] ? n.snap :
+					  strrchr(path, '/') + 1);
+	}
+	if (rc == -ENAMETOOLONG) {
+		reject("mkdir", path, ENAMETOOLONG, "name too long");
+		return rc;
+	}
+	if (rc == 0 && node_stat(&n, &st) == 0 && !n.read_only) {
+		reject("mkdir", path, EEXIST, "it exists");
+		return -EEXIST;
+	}
+	return refuse_create("mkdir", path);
+}
+
+static int op_rmdir(const char *path)
+{
+	struct node n;
+	int rc = path_parse(path, &n);
+
+	if (rc < 0) {
+		reject("rmdir", path, ENOENT, "no such directory");
+		return -ENOENT;
+	}
+	if (n.read_only) {
+		reject("rmdir", path, EROFS, "backed-up/ is read-only");
+		return -EROFS;
+	}
+	if (n.kind == NODE_SNAPSHOT)
+		return snap_snapshot_delete(engine(), n.vol, n.snap);
+	reject("rmdir", path, EPERM, "only snapshot directories can be removed");
+	return -EPERM;
+}
+
+static int op_unlink(const char *path)
+{
+	struct node n;
+	int rc = path_parse(path, &n);
+
+	if (rc < 0) {
+		reject("unlink", path, ENOENT, "no such file");
+		return -ENOENT;
+	}
+	if (n.read_only) {
+		reject("unlink", path, EROFS, "backed-up/ is read-only");
+		return -EROFS;
+	}
+	if (n.kind == NODE_ALERT)
+		return snap_alert_ack(engine(), n.id);
+	reject("unlink", path, EPERM, "only alerts can be removed");
+	return -EPERM;
+}
+
+static int op_rename(const char *from, const char *to, unsigned int flags)
+{
+	struct node a, b;
+	int ra = path_parse(from, &a), rb = path_parse(to, &b);
+
+	if (a.read_only || b.read_only) {
+		reject("rename", from, EROFS, "backed-up/ is read-only");
+		return -EROFS;
+	}
+	if (flags & RENAME_EXCHANGE) {
+		reject("rename", from, EINVAL, "snapshots cannot be exchanged");
+		return -EINVAL;
+	}
+	if (ra == 0 && a.kind == NODE_SNAPSHOT && b.kind == NODE_SNAPSHOT &&
+	    (rb == 0 || rb == -EINVAL)) {
+		if (strcmp(a.vol, b.vol) != 0) {
+			reject("rename", from, EXDEV,
+			       "a snapshot stays with its volume");
+			return -EXDEV;
+		}
+		return snap_snapshot_rename(engine(), a.vol, a.snap,
+					    strrchr(to, '/') + 1);
+	}
+	if (ra < 0) {
+		reject("rename", from, ENOENT, "no such entry");
+		return -ENOENT;
+	}
+	reject("rename", from, EPERM, "only snapshots can be renamed");
+	return -EPERM;
+}
+
+static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	return refuse_create("create", path);
+}
+
+static int op_mknod(const char *path, mode_t mode, dev_t dev)
+{
+	return refuse_create("mknod", path);
+}
+
+static int op_symlink(const char *target, const char *path)
+{
+	return refuse_create("symlink", path);
+}
+
+static int op_link(const char *from, const char *to)
+{
+	return refuse_create("link", to);
+}
+
+static int refuse_change(const char *op, const char *path)
+{
+	struct node n;
+
+	if (path_parse(path, &n) < 0)
+		return -ENOENT;
+	if (n.read_only) {
+		reject(op, path, EROFS, "backed-up/ is read-only");
+		return -EROFS;
+	}
+	reject(op, path, EPERM, "attributes of this entry cannot be changed");
+	return -EPERM;
+}
+
+static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	return refuse_change("chmod", path);
+}
+
+static int op_chown(const char *path, uid_t uid, gid_t gid,
+		    struct fuse_file_info *fi)
+{
+	return refuse_change("chown", path);
+}
+
+static int op_utimens(const char *path, const struct timespec tv[2],
+		      struct fuse_file_info *fi)
+{
+	struct node n;
+
+	if (path_parse(path, &n) < 0)
+		return -ENOENT;
+	/* `touch control` is harmless; times here are not the user's */
+	if (writable_kind(n.kind))
+		return 0;
+	return refuse_change("utimens", path);
+}
+
+static int op_statfs(const char *path, struct statvfs *sv)
+{
+	uint64_t total, avail;
+	int rc = snap_statfs_primary(engine(), &total, &avail);
+
+	if (rc < 0)
+		return rc;
+	memset(sv, 0, sizeof(*sv));
+	sv->f_bsize = sv->f_frsize = 4096;
+	sv->f_blocks = total / 4096;
+	sv->f_bfree = sv->f_bavail = avail / 4096;
+	sv->f_namemax = SNAP_NAME_MAX;
+	return 0;
+}
+
+static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	struct snapfs_ctx *c = fuse_get_context()->private_data;
+
+	cfg->use_ino = 1;
+	cfg->readdir_ino = 1;
+	/* the tree changes behind the kernel's back: no attribute caching,
+	 * except that backed-up files keep their page cache (keep_cache) */
+	cfg->entry_timeout = 0;
+	cfg->attr_timeout = 0;
+	cfg->negative_timeout = 0;
+	/* big requests for image reads */
+	conn->max_readahead = 1u << 20;
+	conn->max_write = 1u << 20;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	return c;
+}
+
+const struct fuse_operations snapfs_ops = {
+	.init = op_init,
+	.getattr = op_getattr,
+	.readdir = op_readdir,
+	.open = op_open,
+	.read = op_read,
+	.read_buf = op_read_buf,
+	.write = op_write,
+	.release = op_release,
+	.truncate = op_truncate,
+	.mkdir = op_mkdir,
+	.rmdir = op_rmdir,
+	.unlink = op_unlink,
+	.rename = op_rename,
+	.create = op_create,
+	.mknod = op_mknod,
+	.symlink = op_symlink,
+	.link = op_link,
+	.chmod = op_chmod,
+	.chown = op_chown,
+	.utimens = op_utimens,
+	.statfs = op_statfs,
+};

@@ -1,0 +1,68 @@
+/*
+ * path.h - what a path under the mount names (pure parser, fuzzed).
+ *
+ * The tree is ../shared/TREE.md.  path_parse() only looks at the string;
+ * whether the volume or snapshot exists is the engine's business.
+ */
+#ifndef SNAPFS_PATH_H
+#define SNAPFS_PATH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "snap.h"
+
+enum node_kind {
+	NODE_NONE,
+	NODE_ROOT,
+	NODE_README,
+	NODE_EVENTS,
+	NODE_CLOCK, /* .clock, only with -o testclock */
+	NODE_ALERTS,
+	NODE_ALERT,
+	NODE_JOBS,
+	NODE_JOB,
+	NODE_VOLUMES,
+	NODE_VOLUME,
+	NODE_VOLUME_INFO,
+	NODE_VOLUME_CONTROL,
+	NODE_SNAPSHOTS,
+	NODE_SNAPSHOT,
+	NODE_SNAPSHOT_STATE,
+	NODE_SNAPSHOT_INFO,
+	NODE_BACKED_UP,
+	NODE_BACKED_UP_VOLUMES,
+	NODE_BACKED_UP_VOLUME,
+	NODE_BACKED_UP_IMAGE,
+	NODE_BACKED_UP_MANIFEST,
+	NODE_LAST
+};
+
+/**
+ * struct node - a parsed path
+ * @vol, @snap: names, when the kind has them
+ * @id:         alert or job id
+ * @read_only:  the path lies under backed-up/ (writes there are EROFS)
+ */
+struct node {
+	enum node_kind kind;
+	char vol[SNAP_NAME_MAX + 1];
+	char snap[SNAP_NAME_MAX + 1];
+	uint64_t id;
+	bool read_only;
+};
+
+/**
+ * path_parse() - classify @path ("/", "/volumes/v/snapshots/s"...)
+ *
+ * Return: 0; -ENOENT names no place in the tree; -EINVAL the place
+ * exists in the tree's shape but a volume or snapshot name in it is not a
+ * valid name (out->kind still says which place, so mkdir can say EINVAL);
+ * -ENAMETOOLONG a component longer than the kernel's NAME_MAX.
+ */
+int path_parse(const char *path, struct node *out);
+
+/** node_is_dir() - whether nodes of @kind are directories. */
+bool node_is_dir(enum node_kind kind);
+
+#endif
