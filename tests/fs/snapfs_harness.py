@@ -180,19 +180,36 @@ def unmount_path(path, fuse=True):
     return not is_mounted(path)
 
 
+def _ppid(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return int(f.read().rsplit(')', 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def processes_mentioning(text, exclude=()):
-    """[(pid, cmdline)] of processes whose command line contains @text."""
+    """[(pid, cmdline)] of processes whose command line contains @text,
+    leaving out this process and the processes in @exclude with all their
+    descendants."""
     found = []
     for name in os.listdir('/proc'):
-        if not name.isdigit() or int(name) in exclude or int(name) == os.getpid():
+        if not name.isdigit() or int(name) == os.getpid():
             continue
         try:
             with open('/proc/%s/cmdline' % name, 'rb') as f:
                 cmd = f.read().replace(b'\0', b' ').decode(errors='replace')
         except OSError:
             continue
-        if text in cmd:
-            found.append((int(name), cmd.strip()))
+        if text not in cmd:
+            continue
+        pid, ancestors = int(name), set()
+        while pid > 1 and pid not in ancestors:
+            ancestors.add(pid)
+            pid = _ppid(pid)
+        if ancestors & set(exclude):
+            continue
+        found.append((int(name), cmd.strip()))
     return found
 
 
@@ -516,6 +533,8 @@ class Snapfs:
         found = []
         for name in self.listdir('jobs'):
             try:
+                if not self.read('jobs', name).strip():
+                    continue  # ended while we read it
                 job = self.read_json('jobs', name)
             except FileNotFoundError:
                 continue  # ended while we listed
@@ -534,6 +553,8 @@ class Snapfs:
         found = {}
         for name in self.listdir('alerts'):
             try:
+                if not self.read('alerts', name).strip():
+                    continue
                 found[name] = self.read_json('alerts', name)
             except FileNotFoundError:
                 continue

@@ -164,7 +164,7 @@ def test_automatic_retries_are_bounded(env):
     assert _starts(env, n0) == 2, 'more automatic retries than retries=1 allows'
     assert env.state('v', 's1') == 'BackupFailed'
     alerts = env.alerts_for('v', 's1')
-    assert len(alerts) == 1 and list(alerts.values())[0]['attempts'] == 2, alerts
+    assert alerts and max(a['attempts'] for a in alerts.values()) == 2, alerts
 
 
 def test_rename_before_and_after_backup(env):
