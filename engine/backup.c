@@ -417,8 +417,18 @@ void backup_run(struct snap_engine *eng, struct running_job *rj)
 		catalog_job_delete(eng->cat, rj->job.id);
 		return;
 	}
-	if (rc < 0 || s.state != SNAP_STATE_BACKING_UP)
+	if (rc < 0 || s.state == SNAP_STATE_DESTROYING)
 		return; /* being deleted: the rmdir owns it */
+	if (s.state == SNAP_STATE_BACKUP_FAILED) {
+		/* an automatic retry: the snapshot is being backed up again */
+		s.state = SNAP_STATE_BACKING_UP;
+		rc = catalog_snapshot_update(eng->cat, &s);
+		if (rc < 0)
+			return;
+	} else if (s.state != SNAP_STATE_BACKING_UP) {
+		catalog_job_delete(eng->cat, rj->job.id); /* nothing to do */
+		return;
+	}
 	if (!s.layer[0]) {
 		backup_failed(eng, rj, -EIO,
 			      "the snapshot's data is no longer on primary storage");

@@ -80,11 +80,34 @@ char **image_argv_info(const char *path)
 			  NULL);
 }
 
+/* A path as a value in qemu's "key=value,..." syntax: commas doubled. */
+static char *opts_escape(const char *path)
+{
+	GString *s = g_string_new(NULL);
+
+	for (; *path; path++) {
+		if (*path == ',')
+			g_string_append_c(s, ',');
+		g_string_append_c(s, *path);
+	}
+	return g_string_free(s, FALSE);
+}
+
 char **image_argv_commit(const char *path)
 {
+	g_autofree char *esc = NULL, *opts = NULL;
+
 	if (!absolute(path))
 		return NULL;
-	return argv_build("commit", "-q", "-d", "-f", "qcow2", path, NULL);
+	esc = opts_escape(path);
+	/*
+	 * No image locks: a VM (or qemu-io) using the volume has every layer
+	 * open as a backing file and forbids writers; committing is still
+	 * safe for it (see layer.c), and locks would make either side fail.
+	 */
+	opts = g_strdup_printf("driver=qcow2,file.driver=file,file.filename=%s,"
+			       "file.locking=off,backing.file.locking=off", esc);
+	return argv_build("commit", "-q", "-d", "--image-opts", opts, NULL);
 }
 
 char **image_argv_version(void)

@@ -40,6 +40,8 @@ char **image_argv_info(const char *path);
 /**
  * image_argv_commit() - write the data of @path into its backing file,
  * leaving @path itself unchanged (-d), so readers of @path stay consistent.
+ * Takes no image locks (file.locking=off), so a VM using the chain does
+ * not block it nor is blocked by it.
  */
 char **image_argv_commit(const char *path);
 

@@ -80,7 +80,11 @@ static void dispatch(struct snap_engine *eng)
 		rj->cancel = g_cancellable_new();
 		g_hash_table_insert(eng->running, &rj->job.id, rj);
 		eng->idle_workers--;
-		g_thread_pool_push(eng->pool, rj, NULL);
+		snap_log(LOG_DEBUG, "pool: job %" G_GINT64_FORMAT " dispatched",
+			 job.id);
+		if (!g_thread_pool_push(eng->pool, rj, NULL))
+			snap_log(LOG_ERR, "pool: cannot queue job %" G_GINT64_FORMAT,
+				 job.id);
 	}
 }
 
