@@ -420,10 +420,22 @@ void backup_run(struct snap_engine *eng, struct running_job *rj)
 	if (rc < 0 || s.state == SNAP_STATE_DESTROYING)
 		return; /* being deleted: the rmdir owns it */
 	if (s.state == SNAP_STATE_BACKUP_FAILED) {
-		/* an automatic retry: the snapshot is being backed up again */
-		s.state = SNAP_STATE_BACKING_UP;
-		rc = catalog_snapshot_update(eng->cat, &s);
+		/*
+		 * An automatic retry: the snapshot is being backed up again.
+		 * Checked and changed in one transaction, so a concurrent
+		 * rmdir's Destroying is never overwritten.
+		 */
+		rc = catalog_tx_begin(eng->cat);
 		if (rc < 0)
+			return;
+		rc = catalog_snapshot_get_by_id(eng->cat, s.id, &s);
+		if (rc == 0 && s.state != SNAP_STATE_BACKUP_FAILED)
+			rc = -ECANCELED;
+		if (rc == 0) {
+			s.state = SNAP_STATE_BACKING_UP;
+			rc = catalog_snapshot_update(eng->cat, &s);
+		}
+		if (catalog_tx_end(eng->cat, rc) < 0)
 			return;
 	} else if (s.state != SNAP_STATE_BACKING_UP) {
 		catalog_job_delete(eng->cat, rj->job.id); /* nothing to do */

@@ -303,13 +303,26 @@ int snap_snapshot_delete(struct snap_engine *eng, const char *vol,
 		event_reject(eng, "rmdir", target, -rc, "no such snapshot");
 		return rc;
 	}
-	was = s.state;
-	s.state = SNAP_STATE_DESTROYING;
-	rc = catalog_snapshot_update(eng->cat, &s);
+	rc = catalog_tx_begin(eng->cat);
 	if (rc < 0)
 		return rc;
-	if (was == SNAP_STATE_BACKING_UP)
-		pool_cancel_snapshot(eng, s.id);
+	rc = catalog_snapshot_get_by_id(eng->cat, s.id, &s);
+	was = s.state;
+	if (rc == 0 && was == SNAP_STATE_DESTROYING)
+		rc = -ENOENT; /* another rmdir is at it */
+	if (rc == 0) {
+		s.state = SNAP_STATE_DESTROYING;
+		rc = catalog_snapshot_update(eng->cat, &s);
+	}
+	rc = catalog_tx_end(eng->cat, rc);
+	if (rc < 0) {
+		if (rc == -ENOENT)
+			event_reject(eng, "rmdir", target, ENOENT,
+				     "the snapshot is already being deleted");
+		return rc;
+	}
+	/* a worker that claimed its job is in the running table: stop it */
+	pool_cancel_snapshot(eng, s.id);
 	rc = snapshot_finish_delete(eng, &s);
 	if (rc < 0) {
 		event_record(eng, "snapshot.delete", vol, name, rc,
@@ -353,11 +366,16 @@ int snap_snapshot_rename(struct snap_engine *eng, const char *vol,
 			     "a snapshot named '%s' exists", to);
 		return -EEXIST;
 	}
-	g_strlcpy(s.name, to, sizeof(s.name));
 	rc = catalog_tx_begin(eng->cat);
 	if (rc < 0)
 		return rc;
-	rc = catalog_snapshot_update(eng->cat, &s);
+	rc = catalog_snapshot_get_by_id(eng->cat, s.id, &s);
+	if (rc == 0 && s.state == SNAP_STATE_DESTROYING)
+		rc = -ENOENT;
+	if (rc == 0) {
+		g_strlcpy(s.name, to, sizeof(s.name));
+		rc = catalog_snapshot_update(eng->cat, &s);
+	}
 	if (rc == 0)
 		event_record(eng, "snapshot.rename", vol, to, 0,
 			     "renamed from '%s'", from);
@@ -406,8 +424,13 @@ int snapshot_retry(struct snap_engine *eng, const char *vol, const char *name)
 	rc = catalog_tx_begin(eng->cat);
 	if (rc < 0)
 		return rc;
-	s.state = SNAP_STATE_BACKING_UP;
-	rc = catalog_snapshot_update(eng->cat, &s);
+	rc = catalog_snapshot_get_by_id(eng->cat, s.id, &s);
+	if (rc == 0 && s.state != SNAP_STATE_BACKUP_FAILED)
+		rc = -EBUSY; /* changed since we looked: a retry started */
+	if (rc == 0) {
+		s.state = SNAP_STATE_BACKING_UP;
+		rc = catalog_snapshot_update(eng->cat, &s);
+	}
 	if (rc == 0 && catalog_job_for_snapshot(eng->cat, s.id, &job) == 0) {
 		job.state = JOB_STATE_QUEUED;
 		job.not_before = 0;
@@ -420,6 +443,9 @@ int snapshot_retry(struct snap_engine *eng, const char *vol, const char *name)
 		event_record(eng, "backup.retry", vol, name, 0,
 			     "backup queued again by hand");
 	rc = catalog_tx_end(eng->cat, rc);
+	if (rc == -EBUSY)
+		event_reject(eng, "retry", target, EBUSY,
+			     "its backup is already queued or running");
 	if (rc == 0)
 		engine_wake(eng);
 	return rc;
