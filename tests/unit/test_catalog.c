@@ -1162,6 +1162,40 @@ static void test_file_not_a_catalog(void **state)
 	assert_null(cat);
 }
 
+/* Memory sqlite holds after one catalog_open() of @path (and a close). */
+static int64_t open_cost(const char *path, int want)
+{
+	struct catalog *cat = NULL;
+	int64_t before = sqlite3_memory_used();
+
+	assert_errno(catalog_open(path, &cat), want);
+	catalog_close(cat);
+	return sqlite3_memory_used() - before;
+}
+
+/*
+ * ENGINE BUG (engine/catalog.c): when sqlite3_open_v2() fails,
+ * catalog_open() frees its struct but never sqlite3_close()s the handle,
+ * which sqlite allocates even on failure ("resources associated with the
+ * database connection handle should be released by passing it to
+ * sqlite3_close()").  Every failed open leaks about 1.4 KB; LeakSanitizer
+ * reports it in an ASan build.  Measured here with sqlite3_memory_used().
+ */
+static void test_bug_failed_open_leaks(void **state)
+{
+	g_autofree char *ok = g_build_filename(*state, "ok.db", NULL);
+	g_autofree char *missing = g_build_filename(*state, "no", "such",
+						    "c.db", NULL);
+
+	/* the first calls may set up sqlite's own globals */
+	open_cost(ok, 0);
+	open_cost(missing, -ENOENT);
+	/* the method: a successful open and close costs nothing */
+	assert_int_equal(open_cost(ok, 0), 0);
+	/* a failed one must cost nothing either */
+	assert_int_equal(open_cost(missing, -ENOENT), 0);
+}
+
 int main(void)
 {
 #define MEM(f) cmocka_unit_test_setup_teardown(f, setup_memory, teardown_memory)
@@ -1194,6 +1228,7 @@ int main(void)
 		DIR(test_file_persists),
 		DIR(test_file_newer_version),
 		DIR(test_file_not_a_catalog),
+		DIR(test_bug_failed_open_leaks),
 	};
 #undef MEM
 #undef DIR
