@@ -42,7 +42,7 @@ static void test_build_plain(void **state)
 static void test_build_pretty(void **state)
 {
 	struct jdoc *d = jdoc_new(), *back = NULL;
-	char *text;
+	char *text, **lines;
 	int64_t v;
 
 	jdoc_str(d, "name", "vm1");
@@ -52,7 +52,11 @@ static void test_build_pretty(void **state)
 	assert_true(g_str_has_suffix(text, "}\n"));
 	assert_true(g_str_has_prefix(text, "{\n"));
 	/* one member per line */
-	assert_non_null(strstr(text, "\n  \"name\": \"vm1\",\n"));
+	assert_non_null(strstr(text, "\"name\": \"vm1\",\n"));
+	assert_non_null(strstr(text, "\"n\": 7\n"));
+	lines = g_strsplit(text, "\n", -1); /* {, 2 members, }, "" */
+	assert_int_equal(g_strv_length(lines), 5);
+	g_strfreev(lines);
 	assert_errno(jdoc_parse(text, &back), 0);
 	assert_string_equal(jdoc_get_str(back, "name"), "vm1");
 	assert_errno(jdoc_get_int(back, "n", &v), 0);
