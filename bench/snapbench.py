@@ -1,0 +1,771 @@
+#!/usr/bin/env python3
+"""snapbench.py - the snapfs benchmarks of issue 2, as ratios against a
+baseline measured in the same run.
+
+  1. mkdir latency: a volume with 64 MiB allocated vs one with 8 GiB
+     allocated (same virtual size).  Target: large <= 1.5x small, and the
+     large one's median under 50 ms.
+  2. mkdir -> BackedUp (state file polled every 5 ms) vs a bare
+     `qemu-img convert -U -f qcow2 -O qcow2` of the same volume plus fsync
+     of the output, both from a cold page cache.  Target: <= 1.15x.
+  3. reading a backed-up image through the mount vs reading the same file
+     directly on secondary storage, 1 MiB reads, warm and cold.
+     Targets: >= 0.9x warm, >= 0.5x cold (throughput).
+
+The machine is shared and noisy: every side is repeated, the two sides of a
+comparison alternate in order, the medians are compared and the spread
+(min..max of each side, range of the paired ratios) is printed.
+
+Normally started by bench/run.sh (which owns the work directory and cleans
+up after a crash of this script); it can also be run by hand:
+
+  python3 bench/snapbench.py --bin build/fs/snapfs [--quick]
+
+Python 3 standard library only.  Needs root (drop_caches, FUSE).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+MiB = 1 << 20
+GiB = 1 << 30
+POLL = 0.005            # state file poll interval for benchmark 2
+READ_BUF = 1 * MiB      # read size for benchmark 3
+
+
+def log(msg=''):
+    print(msg, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+def run(argv, timeout=600, check=True):
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise BenchError('%s exited %d: %s' % (' '.join(argv), p.returncode,
+                                               (p.stderr or p.stdout)[-1500:]))
+    return p
+
+
+def drop_caches():
+    os.sync()
+    with open('/proc/sys/vm/drop_caches', 'w') as f:
+        f.write('3\n')
+
+
+def mount_table():
+    out = []
+    with open('/proc/self/mountinfo') as f:
+        for line in f:
+            left, _, right = line.partition(' - ')
+            fields = left.split()
+            mp = fields[4].replace('\\040', ' ')
+            out.append((mp, right.split()[0] if right else '',
+                        right.split()[1] if right else ''))
+    return out
+
+
+def fs_of(path):
+    """(mount point, fstype, device) of the file system holding @path."""
+    path = os.path.realpath(path)
+    best = ('/', '?', '?')
+    for mp, fstype, dev in mount_table():
+        if (path == mp or path.startswith(mp.rstrip('/') + '/')) and \
+                len(mp) >= len(best[0]):
+            best = (mp, fstype, dev)
+    return best
+
+
+def is_mounted(path):
+    return any(mp == path for mp, _, _ in mount_table())
+
+
+def children_of(pid):
+    kids = []
+    for name in os.listdir('/proc'):
+        if not name.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % name) as f:
+                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            kids.append(int(name))
+    return kids
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def fmt_ms(s):
+    return '%.1f ms' % (s * 1e3)
+
+
+def fmt_s(s):
+    return '%.2f s' % s
+
+
+def fmt_gbs(bps):
+    return '%.2f GB/s' % (bps / 1e9)
+
+
+def spread(xs, fmt):
+    return '%s [%s..%s] n=%d' % (fmt(median(xs)), fmt(min(xs)), fmt(max(xs)),
+                                 len(xs))
+
+
+def qemu_io_chunks(total, pattern0):
+    """-c arguments writing @total bytes from offset 0 in <= 1 GiB writes,
+    each chunk with its own pattern (qemu-io refuses one write > 2 GiB)."""
+    args, off, i = [], 0, 0
+    while off < total:
+        n = min(GiB, total - off)
+        args += ['-c', 'write -q -P 0x%02x %d %d' % ((pattern0 + i) & 0xff, off, n)]
+        off += n
+        i += 1
+    return args
+
+
+def make_volume(path, virtual, allocated, pattern0):
+    run(['qemu-img', 'create', '-q', '-f', 'qcow2', path, str(virtual)])
+    run(['qemu-io', '-f', 'qcow2'] + qemu_io_chunks(allocated, pattern0) + [path],
+        timeout=1800)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def log_event_times(logpath, vol, snap):
+    """{event type: epoch seconds} from the daemon's log (millisecond
+    stamps), for the events of one snapshot; {} when the log says nothing."""
+    found = {}
+    try:
+        with open(logpath) as f:
+            for line in f:
+                if '"snapshot":"%s"' % snap not in line or \
+                        '"volume":"%s"' % vol not in line:
+                    continue
+                stamp = line.split(' ', 1)[0]
+                for kind in ('snapshot.take', 'backup.start', 'backup.end'):
+                    if '"type":"%s"' % kind in line:
+                        t = datetime.datetime.strptime(stamp, '%Y-%m-%dT%H:%M:%S.%fZ')
+                        found[kind] = t.replace(
+                            tzinfo=datetime.timezone.utc).timestamp()
+    except (OSError, ValueError):
+        return {}
+    return found
+
+
+def read_file(path, buf):
+    """Read @path sequentially with len(buf)-byte reads; (bytes, seconds)."""
+    mv = memoryview(buf)
+    total = 0
+    t0 = time.perf_counter()
+    with open(path, 'rb', buffering=0) as f:
+        while True:
+            n = f.readinto(mv)
+            if not n:
+                break
+            total += n
+    return total, time.perf_counter() - t0
+
+
+class Snapfs:
+    """One snapfs daemon, started in the foreground by us, ended by us."""
+
+    exit_seconds = None
+
+    def __init__(self, binary, work, opts):
+        self.binary = binary
+        self.work = work
+        self.source = os.path.join(work, 'source')
+        self.primary = os.path.join(work, 'primary')
+        self.secondary = os.path.join(work, 'secondary')
+        self.mnt = os.path.join(work, 'mnt')
+        self.opts = opts
+        self.proc = None
+        for d in (self.source, self.primary, self.secondary, self.mnt):
+            os.makedirs(d, exist_ok=True)
+
+    def start(self):
+        o = 'primary=%s,secondary=%s,%s' % (self.primary, self.secondary,
+                                           self.opts)
+        self.logf = open(os.path.join(self.work, 'snapfs.out'), 'ab')
+        self.proc = subprocess.Popen([self.binary, '-f', '-o', o, self.source,
+                                      self.mnt], stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=self.logf,
+                                     start_new_session=True)
+        with open(os.path.join(self.work, 'snapfs.pid'), 'w') as f:
+            f.write('%d\n' % self.proc.pid)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError('snapfs exited %d at start; see %s/snapfs.out'
+                                 % (self.proc.returncode, self.work))
+            if is_mounted(self.mnt) and os.path.isdir(self.p('volumes')):
+                return
+            time.sleep(0.05)
+        raise BenchError('snapfs did not mount within 30 s')
+
+    def p(self, *parts):
+        return os.path.join(self.mnt, *parts)
+
+    def snap_dir(self, vol, snap):
+        return self.p('volumes', vol, 'snapshots', snap)
+
+    def state(self, vol, snap):
+        with open(os.path.join(self.snap_dir(vol, snap), 'state')) as f:
+            return f.read().strip()
+
+    def wait_volume(self, vol, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.isdir(self.p('volumes', vol)):
+                return
+            time.sleep(0.05)
+        raise BenchError('volume %s did not show up' % vol)
+
+    def wait_quiet(self, timeout=900):
+        """No job in jobs/ and no child process (qemu-img) of the daemon,
+        twice in a row 50 ms apart."""
+        deadline = time.monotonic() + timeout
+        calm = 0
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError('snapfs died (exit %s)' % self.proc.returncode)
+            busy = os.listdir(self.p('jobs')) or children_of(self.proc.pid)
+            calm = 0 if busy else calm + 1
+            if calm >= 2:
+                return
+            time.sleep(0.05)
+        raise BenchError('snapfs still busy after %d s' % timeout)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        for _ in range(20):
+            if not is_mounted(self.mnt):
+                break
+            subprocess.run(['fusermount3', '-u', self.mnt],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if is_mounted(self.mnt):
+                time.sleep(0.25)
+        if is_mounted(self.mnt):
+            subprocess.run(['fusermount3', '-uz', self.mnt],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t = time.monotonic()
+        try:
+            self.proc.wait(timeout=30)
+            self.exit_seconds = time.monotonic() - t
+        except subprocess.TimeoutExpired:
+            self.exit_seconds = None
+            kids = children_of(self.proc.pid)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            for k in kids:
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        log('   snapfs exited %s after the unmount' %
+            ('%.2f s' % self.exit_seconds if self.exit_seconds is not None
+             else 'only when killed, more than 30 s'))
+        self.proc = None
+        self.logf.close()
+
+
+# ---- the benchmarks -------------------------------------------------------------
+
+
+def bench_mkdir(fs, a, results):
+    """1: mkdir latency, 64 MiB vs LARGE allocated."""
+    small, large = 'alloc64m', 'alloc%dg' % a.large_gib
+    virtual = max(16, a.large_gib * 2) * GiB
+    log('== 1. mkdir latency: %s (64 MiB allocated) vs %s (%d GiB allocated), '
+        'virtual %d GiB each' % (small, large, a.large_gib, virtual // GiB))
+    t0 = time.perf_counter()
+    make_volume(os.path.join(fs.primary, small + '.qcow2'), virtual, 64 * MiB, 0x10)
+    make_volume(os.path.join(fs.primary, large + '.qcow2'), virtual,
+                a.large_gib * GiB, 0x20)
+    os.sync()
+    log('   volumes written with qemu-io in %.0f s' % (time.perf_counter() - t0))
+    fs.wait_volume(small)
+    fs.wait_volume(large)
+
+    samples = {small: [], large: []}
+    # one untimed round first (first use of each volume creates its layer dir)
+    rounds = [('w', True)] + [(str(i), False) for i in range(a.mkdir_samples)]
+    for i, (tag, warmup) in enumerate(rounds):
+        order = (small, large) if i % 2 == 0 else (large, small)
+        for vol in order:
+            fs.wait_quiet()
+            d = fs.snap_dir(vol, 'm' + tag)
+            t = time.perf_counter()
+            os.mkdir(d)
+            dt = time.perf_counter() - t
+            st = fs.state(vol, 'm' + tag)
+            if st not in ('BackingUp', 'BackedUp'):
+                raise BenchError('snapshot %s/%s is %s after mkdir' % (vol, d, st))
+            # delete it at once: cancels its queued/running copy, so that no
+            # background copy loads the disk during the next sample
+            os.rmdir(d)
+            if not warmup:
+                samples[vol].append(dt)
+    fs.wait_quiet()
+    leftovers = check_leftovers(fs)
+
+    # for information (no target): mkdir on the small volume while the large
+    # volume's backup is being copied by the one worker, on the same disk
+    busy = []
+    os.mkdir(fs.snap_dir(large, 'busy'))
+    deadline = time.monotonic() + 30
+    while not children_of(fs.proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)
+    for i in range(min(5, a.mkdir_samples)):
+        t = time.perf_counter()
+        os.mkdir(fs.snap_dir(small, 'busy%d' % i))
+        busy.append(time.perf_counter() - t)
+        time.sleep(0.2)
+    copying = bool(children_of(fs.proc.pid))
+    for i in range(len(busy)):
+        os.rmdir(fs.snap_dir(small, 'busy%d' % i))
+    os.rmdir(fs.snap_dir(large, 'busy'))
+    fs.wait_quiet()
+
+    # the floor: what one qemu-img create -u (the one subprocess in a take) costs
+    floor = []
+    backing = os.path.join(fs.primary, large + '.qcow2')
+    for i in range(a.mkdir_samples):
+        tmp = os.path.join(fs.work, 'floor.qcow2')
+        t = time.perf_counter()
+        run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-u',
+             '-b', backing, tmp, str(virtual)])
+        floor.append(time.perf_counter() - t)
+        os.unlink(tmp)
+
+    s, l = samples[small], samples[large]
+    pairs = [y / x for x, y in zip(s, l)]
+    ratio = median(l) / median(s)
+    log('   64 MiB : %s' % spread(s, fmt_ms))
+    log('   %d GiB  : %s' % (a.large_gib, spread(l, fmt_ms)))
+    log('   ratio %.2fx (paired ratios %.2f..%.2f); target <= 1.5x and < 50 ms'
+        % (ratio, min(pairs), max(pairs)))
+    log('   for reference, a bare `qemu-img create -u` overlay: %s'
+        % spread(floor, fmt_ms))
+    log('   for information, mkdir on the 64 MiB volume while the %d GiB one is '
+        'being copied: %s%s' % (a.large_gib, spread(busy, fmt_ms),
+                                '' if copying else ' (the copy ended before the last sample)'))
+    if leftovers:
+        log('   WARNING: left behind after %d cancelled copies: %s'
+            % (2 * (a.mkdir_samples + 1), ', '.join(leftovers)))
+    results['mkdir'] = dict(small_s=s, large_s=l, floor_s=floor, busy_s=busy,
+                            leftovers=leftovers,
+                            large_gib=a.large_gib, ratio=ratio,
+                            pair_min=min(pairs), pair_max=max(pairs))
+    results['rows'].append(dict(
+        name='1 mkdir, %d GiB vs 64 MiB allocated' % a.large_gib,
+        base=fmt_ms(median(s)), snap=fmt_ms(median(l)),
+        ratio='%.2fx (%.2f..%.2f)' % (ratio, min(pairs), max(pairs)),
+        target='<= 1.5x', ok=ratio <= 1.5))
+    results['rows'].append(dict(
+        name='1 mkdir absolute, %d GiB volume' % a.large_gib,
+        base='-', snap='%s (%s..%s)' % (fmt_ms(median(l)), fmt_ms(min(l)),
+                                        fmt_ms(max(l))),
+        ratio='-', target='< 50 ms', ok=median(l) < 0.050))
+
+
+def check_leftovers(fs):
+    """Files a quiet snapfs should not have: anything in SECONDARY/.tmp, any
+    backup of a deleted snapshot, more than two layers of a volume."""
+    found = []
+    tmp = os.path.join(fs.secondary, '.tmp')
+    if os.path.isdir(tmp):
+        found += ['.tmp/' + n for n in os.listdir(tmp)]
+    vols = os.path.join(fs.secondary, 'volumes')
+    for vol in os.listdir(vols) if os.path.isdir(vols) else ():
+        names = os.listdir(os.path.join(vols, vol))
+        live = len(os.listdir(fs.p('backed-up', 'volumes', vol))) \
+            if os.path.isdir(fs.p('backed-up', 'volumes', vol)) else 0
+        if len(names) > live:
+            found.append('%d files in secondary/volumes/%s, %d under backed-up/'
+                         % (len(names), vol, live))
+    layers = os.path.join(fs.primary, '.snapfs')
+    for vol in os.listdir(layers) if os.path.isdir(layers) else ():
+        names = [n for n in os.listdir(os.path.join(layers, vol))]
+        if len(names) > 2:
+            found.append('%d layers in primary/.snapfs/%s' % (len(names), vol))
+    return found
+
+
+def bench_copy(fs, a, results):
+    """2: mkdir -> BackedUp vs bare qemu-img convert + fsync; then 3 on its result."""
+    vol = 'copy%dm' % a.copy_mib
+    size = a.copy_mib * MiB
+    virtual = size + GiB
+    log('== 2. mkdir -> BackedUp vs qemu-img convert + fsync, %d MiB allocated '
+        '(virtual %d MiB)' % (a.copy_mib, virtual // MiB))
+    vpath = os.path.join(fs.primary, vol + '.qcow2')
+    make_volume(vpath, virtual, size, 0x60)
+    os.sync()
+    fs.wait_volume(vol)
+    basedir = os.path.join(fs.work, 'baseline')   # same file system as secondary
+    os.makedirs(basedir, exist_ok=True)
+    out = os.path.join(basedir, 'out.qcow2')
+
+    def snapfs_side(i):
+        name = 'c%d' % i
+        fs.wait_quiet()
+        drop_caches()
+        wall0 = time.time()
+        t = time.perf_counter()
+        os.mkdir(fs.snap_dir(vol, name))
+        tm = time.perf_counter() - t
+        deadline = t + 120 + 60 * size / GiB
+        while True:
+            st = fs.state(vol, name)
+            if st == 'BackedUp':
+                break
+            if st != 'BackingUp':
+                raise BenchError('backup of %s/%s ended %s; see %s'
+                                 % (vol, name, st, fs.p('events')))
+            if time.perf_counter() > deadline:
+                raise BenchError('backup of %s/%s takes too long' % (vol, name))
+            time.sleep(POLL)
+        dt = time.perf_counter() - t
+        wall1 = wall0 + dt
+        if not os.path.exists(fs.p('backed-up', 'volumes', vol, name + '.qcow2')):
+            raise BenchError('%s/%s is BackedUp but not under backed-up/' % (vol, name))
+        ev = log_event_times(os.path.join(fs.source, 'snapfs.log'), vol, name)
+        if 'backup.start' in ev and 'backup.end' in ev:
+            phases.append((ev['backup.start'] - wall0,
+                           ev['backup.end'] - ev['backup.start'],
+                           wall1 - ev['backup.end']))
+        return dt, tm
+
+    def baseline_side():
+        # the same input snapfs copies: the newest snapshot's layer, which is
+        # the backing file of the volume file (same data: nothing writes)
+        fs.wait_quiet()
+        info = json.loads(run(['qemu-img', 'info', '-U', '--output=json',
+                               vpath]).stdout)
+        src = info.get('full-backing-filename') or info.get('backing-filename')
+        if not src:
+            raise BenchError('%s has no backing file after a snapshot' % vpath)
+        drop_caches()
+        t = time.perf_counter()
+        run(['qemu-img', 'convert', '-U', '-f', 'qcow2', '-O', 'qcow2', src, out],
+            timeout=3600)
+        tc = time.perf_counter() - t
+        fd = os.open(out, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+        dt = time.perf_counter() - t
+        bare_phases.append((tc, dt - tc))
+        os.unlink(out)
+        return dt
+
+    # an untimed snapshot first, so that the bare copy always has a layer to
+    # read and both sides always read a chain of the same shape
+    fs.wait_quiet()
+    os.mkdir(fs.snap_dir(vol, 'cw'))
+    fs.wait_quiet()
+    os.rmdir(fs.snap_dir(vol, 'cw'))
+    snap, base, mk = [], [], []
+    phases, bare_phases = [], []
+    for i in range(a.copy_samples):
+        if i % 2 == 0:
+            dt, tm = snapfs_side(i)
+            b = baseline_side()
+        else:
+            b = baseline_side()
+            dt, tm = snapfs_side(i)
+        snap.append(dt)
+        base.append(b)
+        mk.append(tm)
+        log('   pair %d (%s first): snapfs %.2f s, bare %.2f s'
+            % (i, 'snapfs' if i % 2 == 0 else 'bare', dt, b))
+        if i > 0:   # keep space bounded: only the newest backup stays
+            os.rmdir(fs.snap_dir(vol, 'c%d' % (i - 1)))
+    fs.wait_quiet()
+    pairs = [x / y for x, y in zip(snap, base)]
+    ratio = median(snap) / median(base)
+    log('   snapfs mkdir->BackedUp : %s (of which mkdir %s)'
+        % (spread(snap, fmt_s), fmt_ms(median(mk))))
+    log('   bare convert + fsync   : %s' % spread(base, fmt_s))
+    log('   ratio %.2fx (paired ratios %.2f..%.2f); target <= 1.15x'
+        % (ratio, min(pairs), max(pairs)))
+    if phases:
+        log('   where the time goes (medians; snapfs from its log, ms stamps):')
+        log('     snapfs: mkdir->backup.start %s, backup.start->backup.end %s '
+            '(convert, fsync||checksum, check, info, manifest, renames), '
+            'backup.end->state seen %s'
+            % tuple(fmt_ms(median([p[k] for p in phases])) for k in range(3)))
+    log('     bare:   convert %s, fsync %s'
+        % tuple(fmt_ms(median([p[k] for p in bare_phases])) for k in range(2)))
+    results['copy'] = dict(mib=a.copy_mib, snapfs_s=snap, bare_s=base,
+                           mkdir_s=mk, ratio=ratio, pair_min=min(pairs),
+                           pair_max=max(pairs), snapfs_phases_s=phases,
+                           bare_phases_s=bare_phases)
+    results['rows'].append(dict(
+        name='2 mkdir->BackedUp vs convert+fsync, %d MiB' % a.copy_mib,
+        base=fmt_s(median(base)), snap=fmt_s(median(snap)),
+        ratio='%.2fx (%.2f..%.2f)' % (ratio, min(pairs), max(pairs)),
+        target='<= 1.15x', ok=ratio <= 1.15))
+    return vol, 'c%d' % (a.copy_samples - 1)
+
+
+def bench_read(fs, a, results, vol, snap):
+    """3: read the backed-up image through the mount vs directly."""
+    via = fs.p('backed-up', 'volumes', vol, snap + '.qcow2')
+    with open(fs.p('backed-up', 'volumes', vol, snap + '.json')) as f:
+        manifest = json.load(f)
+    direct = os.path.join(fs.secondary, 'volumes', vol, manifest['uuid'] + '.qcow2')
+    size = os.stat(direct).st_size
+    if os.stat(via).st_size != size:
+        raise BenchError('size through the mount %d != on secondary %d'
+                         % (os.stat(via).st_size, size))
+    log('== 3. read %s (%d MiB) through the mount vs directly, %d KiB reads'
+        % (snap + '.qcow2', size // MiB, READ_BUF // 1024))
+    buf = bytearray(READ_BUF)
+    st_dev = os.stat(fs.mnt).st_dev
+    bdi = '/sys/class/bdi/%d:%d/read_ahead_kb' % (os.major(st_dev), os.minor(st_dev))
+    sec_dev = os.stat(direct).st_dev
+    blk = '/sys/dev/block/%d:%d' % (os.major(sec_dev), os.minor(sec_dev))
+    disk_ra = blk + ('/queue/read_ahead_kb' if os.path.isdir(blk + '/queue')
+                     else '/../queue/read_ahead_kb')   # a partition
+    ra = {}
+    for k, path in (('mount', bdi), ('disk', disk_ra)):
+        try:
+            with open(path) as f:
+                ra[k] = f.read().strip() + ' KiB'
+        except OSError:
+            ra[k] = '?'
+    log('   kernel readahead: mount %s, secondary disk %s' % (ra['mount'], ra['disk']))
+    results['read_ahead'] = ra
+
+    # untimed: both read once side by side and compared (warms both caches)
+    b2 = bytearray(READ_BUF)
+    with open(via, 'rb', buffering=0) as f1, open(direct, 'rb', buffering=0) as f2:
+        while True:
+            n1, n2 = f1.readinto(buf), f2.readinto(b2)
+            if n1 != n2 or buf[:n1] != b2[:n2]:
+                raise BenchError('the mount serves other bytes than secondary storage')
+            if not n1:
+                break
+
+    res = {}
+    for mode in ('warm', 'cold'):
+        m, d = [], []
+        for i in range(a.read_samples):
+            sides = (('mount', via), ('direct', direct))
+            if i % 2:
+                sides = sides[::-1]
+            for side, path in sides:
+                if mode == 'cold':
+                    drop_caches()
+                n, dt = read_file(path, buf)
+                if n != size:
+                    raise BenchError('read %d bytes of %s, expected %d' % (n, path, size))
+                (m if side == 'mount' else d).append(size / dt)
+        pairs = [x / y for x, y in zip(m, d)]
+        ratio = median(m) / median(d)
+        target = 0.9 if mode == 'warm' else 0.5
+        log('   %s: mount %s | direct %s | ratio %.2fx (paired %.2f..%.2f); '
+            'target >= %.1fx' % (mode, spread(m, fmt_gbs), spread(d, fmt_gbs),
+                                  ratio, min(pairs), max(pairs), target))
+        res[mode] = dict(mount_Bps=m, direct_Bps=d, ratio=ratio,
+                         pair_min=min(pairs), pair_max=max(pairs))
+        results['rows'].append(dict(
+            name='3 read %s, mount vs direct, %d MiB' % (mode, size // MiB),
+            base=fmt_gbs(median(d)), snap=fmt_gbs(median(m)),
+            ratio='%.2fx (%.2f..%.2f)' % (ratio, min(pairs), max(pairs)),
+            target='>= %.1fx' % target, ok=ratio >= target))
+    results['read'] = res
+
+
+# ---- the run ------------------------------------------------------------------
+
+
+def machine(work):
+    info = {}
+    info['date'] = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+    info['nproc'] = os.cpu_count()
+    info['kernel'] = platform.release()
+    try:
+        with open('/proc/cpuinfo') as f:
+            info['cpu'] = next((l.split(':', 1)[1].strip() for l in f
+                                if l.startswith('model name')), '?')
+        with open('/proc/meminfo') as f:
+            info['mem_gib'] = round(int(f.readline().split()[1]) / (1 << 20), 1)
+    except OSError:
+        pass
+    with open('/proc/loadavg') as f:
+        info['loadavg_start'] = ' '.join(f.read().split()[:3])
+    mp, fstype, dev = fs_of(work)
+    info['workdir_fs'] = '%s on %s (%s)' % (dev, mp, fstype)
+    blk = os.path.basename(os.path.realpath(dev)) if dev.startswith('/dev/') else ''
+    rot = '/sys/block/%s/queue/rotational' % blk
+    if blk and os.path.exists(rot):
+        with open(rot) as f:
+            info['disk'] = '%s, rotational=%s' % (blk, f.read().strip())
+        try:
+            with open('/sys/block/%s/size' % blk) as f:
+                info['disk'] += ', %d GiB' % (int(f.read()) * 512 // GiB)
+        except OSError:
+            pass
+    return info
+
+
+def print_table(rows):
+    head = ('benchmark', 'baseline', 'snapfs', 'ratio (paired range)', 'target',
+            'result')
+    cells = [head] + [(r['name'], r['base'], r['snap'], r['ratio'], r['target'],
+                       'PASS' if r['ok'] else 'MISS') for r in rows]
+    w = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    line = lambda c: '| ' + ' | '.join(x.ljust(w[i]) for i, x in enumerate(c)) + ' |'
+    log(line(head))
+    log('|' + '|'.join('-' * (x + 2) for x in w) + '|')
+    for c in cells[1:]:
+        log(line(c))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--bin', required=True, help='the snapfs binary')
+    ap.add_argument('--workdir', help='an empty directory on local disk '
+                    '(default: a new one under /var/tmp, removed at the end)')
+    ap.add_argument('--quick', action='store_true',
+                    help='smaller sizes and fewer samples (2 GiB, 1 GiB)')
+    ap.add_argument('--large-gib', type=int)
+    ap.add_argument('--copy-mib', type=int)
+    ap.add_argument('--mkdir-samples', type=int)
+    ap.add_argument('--copy-samples', type=int)
+    ap.add_argument('--read-samples', type=int)
+    ap.add_argument('--only', default='1,2,3',
+                    help='which benchmarks (3 needs 2): e.g. 1 or 2,3')
+    ap.add_argument('--json', help='also write the results here')
+    ap.add_argument('--keep', action='store_true', help='keep the work directory')
+    a = ap.parse_args()
+    defaults = dict(large_gib=(2, 8), copy_mib=(1024, 2048), mkdir_samples=(5, 10),
+                    copy_samples=(2, 6), read_samples=(2, 6))
+    for k, (quick, full) in defaults.items():
+        if getattr(a, k) is None:
+            setattr(a, k, quick if a.quick else full)
+    only = set(a.only.split(','))
+    if '3' in only:
+        only.add('2')
+
+    if os.geteuid() != 0:
+        sys.exit('snapbench: must run as root (FUSE mount, drop_caches)')
+    for prog in ('qemu-img', 'qemu-io', 'fusermount3'):
+        if not shutil.which(prog):
+            sys.exit('snapbench: %s is missing' % prog)
+    binary = os.path.realpath(a.bin)
+    if not os.access(binary, os.X_OK):
+        sys.exit('snapbench: no snapfs binary at %s' % a.bin)
+
+    own_work = a.workdir is None
+    work = a.workdir or tempfile.mkdtemp(prefix='snapfs-bench.', dir='/var/tmp')
+    work = os.path.realpath(work)
+    fstype = fs_of(work)[1]
+    if fstype in ('tmpfs', 'ramfs', 'overlay', 'fuse', 'nfs', 'nfs4'):
+        sys.exit('snapbench: %s is on %s; benchmarks need a local disk' % (work, fstype))
+    need = (('1' in only) * (a.large_gib * GiB + 64 * MiB)
+            + ('2' in only) * 4 * a.copy_mib * MiB + GiB)
+    free = shutil.disk_usage(work).free
+    if free < need:
+        sys.exit('snapbench: %s has %d MiB free, needs about %d MiB'
+                 % (work, free // MiB, need // MiB))
+
+    # SIGTERM/SIGHUP end the run through the finally below, like Ctrl-C
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt('signal %d' % signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    info = machine(work)
+    info['snapfs'] = run([binary, '-V'], check=False).stdout.strip()
+    info['binary'] = binary
+    info['qemu_img'] = run(['qemu-img', '--version']).stdout.splitlines()[0]
+    info['mode'] = 'quick' if a.quick else 'full'
+    info['params'] = dict(large_gib=a.large_gib, copy_mib=a.copy_mib,
+                          mkdir_samples=a.mkdir_samples,
+                          copy_samples=a.copy_samples,
+                          read_samples=a.read_samples)
+    log('snapfs benchmarks, %s run, %s' % (info['mode'], info['date']))
+    for k in ('nproc', 'cpu', 'mem_gib', 'kernel', 'workdir_fs', 'disk', 'snapfs',
+              'binary', 'qemu_img', 'params', 'loadavg_start'):
+        if k in info:
+            log('  %-10s %s' % (k, info[k]))
+    log('  work dir   %s' % work)
+    log('  mount      -f -o workers=1,keep_primary=1,retries=0 (secondary on the '
+        'same disk as primary)')
+    log()
+
+    results = dict(machine=info, rows=[])
+    fs = Snapfs(binary, work, 'workers=1,keep_primary=1,retries=0')
+    t_start = time.perf_counter()
+    failed = None
+    try:
+        fs.start()
+        if '1' in only:
+            bench_mkdir(fs, a, results)
+            log()
+        if '2' in only:
+            vol, snap = bench_copy(fs, a, results)
+            log()
+            if '3' in only:
+                bench_read(fs, a, results, vol, snap)
+                log()
+    except (BenchError, OSError, subprocess.SubprocessError, KeyboardInterrupt) as e:
+        failed = e
+    finally:
+        fs.stop()
+        if own_work and not a.keep and not is_mounted(fs.mnt):
+            shutil.rmtree(work, ignore_errors=True)
+    results['seconds'] = round(time.perf_counter() - t_start, 1)
+    with open('/proc/loadavg') as f:
+        info['loadavg_end'] = ' '.join(f.read().split()[:3])
+    if a.json:
+        with open(a.json, 'w') as f:
+            json.dump(results, f, indent=1)
+    if results['rows']:
+        log('== summary (%s run, %s, %d s, load average %s at the start, %s at '
+            'the end; medians, ratio of medians)'
+            % (info['mode'], info['date'], results['seconds'],
+               info['loadavg_start'], info['loadavg_end']))
+        print_table(results['rows'])
+    if failed is not None:
+        log('snapbench: FAILED: %s: %s' % (type(failed).__name__, failed))
+        return 2
+    missed = [r['name'] for r in results['rows'] if not r['ok']]
+    log('%d of %d targets met%s' % (len(results['rows']) - len(missed),
+                                    len(results['rows']),
+                                    '; missed: ' + '; '.join(missed) if missed else ''))
+    return 1 if missed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
