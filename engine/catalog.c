@@ -75,6 +75,8 @@ static const char schema[] =
 /* The one table from sqlite result codes to errno. */
 static int catalog_errno(int rc)
 {
+	if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+		return -ENOENT; /* the row it refers to does not exist */
 	switch (rc & 0xff) {
 	case SQLITE_OK:
 	case SQLITE_ROW:
@@ -189,9 +191,9 @@ int catalog_open(const char *path, struct catalog **out)
 			     NULL);
 	if (rc != SQLITE_OK) {
 		rc = fail(cat, rc, "open");
-		goto undo_alloc;
+		goto undo_open; /* sqlite hands back a handle to close even then */
 	}
-	sqlite3_extended_result_codes(cat->db, 0);
+	sqlite3_extended_result_codes(cat->db, 1);
 	rc = exec(cat, "PRAGMA journal_mode=WAL;"
 		       "PRAGMA synchronous=FULL;"
 		       "PRAGMA foreign_keys=ON;");
@@ -231,7 +233,6 @@ undo_stmt:
 		sqlite3_finalize(st);
 undo_open:
 	sqlite3_close(cat->db);
-undo_alloc:
 	g_rec_mutex_clear(&cat->lock);
 	g_free(cat);
 	return rc;

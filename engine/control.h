@@ -23,8 +23,8 @@ struct control_cmd {
 /**
  * control_parse() - parse the bytes of one write(2) to a control file
  *
- * One command, words separated by single spaces or tabs, at most one
- * trailing newline.  On failure *@why (may be NULL) points to a static
+ * One command, words separated by runs of spaces or tabs (leading and
+ * trailing blanks ignored), at most one trailing newline.  On failure *@why (may be NULL) points to a static
  * sentence saying what is wrong.
  * Return: 0; -EINVAL unknown verb, wrong word count, bad name, NUL bytes.
  */

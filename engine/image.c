@@ -146,7 +146,9 @@ int image_parse_header(const void *buf, size_t len, struct qcow2_header *out)
 		return -EINVAL;
 	if (boff == 0)
 		return 0;
-	if (bsize == 0 || bsize >= sizeof(out->backing))
+	if (bsize == 0)
+		return -EINVAL;
+	if (bsize >= sizeof(out->backing))
 		return -E2BIG;
 	if (boff > len || bsize > len - boff)
 		return -E2BIG;

@@ -65,9 +65,19 @@ char *jdoc_finish(struct jdoc *d, bool pretty, bool newline)
 
 int jdoc_parse(const char *text, struct jdoc **out)
 {
-	json_object *o = json_tokener_parse(text);
+	json_tokener *tok = json_tokener_new();
+	size_t len = strlen(text), end;
+	json_object *o;
 
-	if (!o || !json_object_is_type(o, json_type_object)) {
+	if (!tok)
+		return -ENOMEM;
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	/* one object, then nothing but blanks */
+	while (o && end < len && g_ascii_isspace(text[end]))
+		end++;
+	if (!o || !json_object_is_type(o, json_type_object) || end != len) {
 		json_object_put(o);
 		return -EINVAL;
 	}

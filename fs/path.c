@@ -78,8 +78,19 @@ int path_parse(const char *path, struct node *out)
 	char *p, *save = NULL;
 
 	memset(out, 0, sizeof(*out));
-	if (!path || path[0] != '/' || strlen(path) >= sizeof(buf))
+	if (!path || path[0] != '/')
 		return -ENOENT;
+	if (strlen(path) >= sizeof(buf)) {
+		/* too long to copy: still say which limit it broke */
+		for (const char *q = path; *q;) {
+			size_t len = strcspn(q, "/");
+
+			if (len > 255)
+				return -ENAMETOOLONG;
+			q += len + (q[len] == '/');
+		}
+		return -ENOENT;
+	}
 	strcpy(buf, path);
 	for (p = strtok_r(buf, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
 		if (strlen(p) > 255)
