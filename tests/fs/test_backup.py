@@ -132,7 +132,8 @@ def test_automatic_retry_waits_for_retry_delay_on_the_clock(env):
 
     # past it: the first automatic retry runs (and fails: still no room)
     env.set_clock(t0 + 61)
-    env.wait_for(lambda: _fails(env, n0) == 2, 'the first automatic retry to fail')
+    env.wait_for(lambda: _fails(env, n0) == 2, 'the first automatic retry to fail',
+                 timeout=30)
     env.wait_state('v', 's1', 'BackupFailed')
     env.wait_for(lambda: [a for a in env.alerts_for('v', 's1').values()
                           if a.get('attempts') == 2], 'the alert to count 2 attempts',
@@ -160,7 +161,8 @@ def test_automatic_retries_are_bounded(env):
     env.take('v', 's1')
     env.wait_state('v', 's1', 'BackupFailed')
     env.set_clock(t0 + 11)
-    env.wait_for(lambda: _fails(env, n0) == 2, 'the one automatic retry to fail')
+    env.wait_for(lambda: _fails(env, n0) == 2, 'the one automatic retry to fail',
+                 timeout=30)
     env.set_clock(t0 + 100000)
     time.sleep(1.0)
     assert _starts(env, n0) == 2, 'more automatic retries than retries=1 allows'
