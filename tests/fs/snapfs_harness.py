@@ -612,9 +612,11 @@ class Snapfs:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.2)
 
-    def wait_state(self, vol, snap, wanted, timeout=WAIT_TIMEOUT):
+    def wait_state(self, vol, snap, wanted, timeout=WAIT_TIMEOUT, fail_fast=True):
         """Wait until snapshots/@snap/state reads @wanted.  Reaching another
-        final state (BackedUp / BackupFailed) fails at once, with the info."""
+        final state (BackedUp / BackupFailed) fails at once, with the info,
+        unless @fail_fast is false (right after a retry was asked for, the
+        state may still read BackupFailed for a moment)."""
         seen = []
 
         def check():
@@ -623,7 +625,7 @@ class Snapfs:
                 seen.append(st)
             if st == wanted:
                 return True
-            if st in FINAL_STATES and wanted in FINAL_STATES:
+            if fail_fast and st in FINAL_STATES and wanted in FINAL_STATES:
                 try:
                     info = self.info(vol, snap)
                 except OSError:

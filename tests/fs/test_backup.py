@@ -12,9 +12,32 @@ B = [(0xb1, 0, '8M'), (0xb2, '40M', '4M'), (0xb3, '60M', '2M')]
 
 
 def test_backup_holds_the_data_of_mkdir_time(env):
-    # The copy is held back behind a busy worker, so the volume is certainly
-    # rewritten before the copy reads a byte of it.
-    env.make_volume('blocker', '1G', [(0x5a, 0, '512M')])
+    # Deterministic order: the first copy fails (secondary storage full), the
+    # volume is rewritten, then the retry copies.  The copy certainly runs
+    # after the write, so it must read the snapshot, not the live volume.
+    filler = _small_secondary(env)
+    env.make_volume('data', '64M', A)
+    ref_a = env.make_reference('64M', A)
+    env.mount(workers=1)
+
+    env.take('data', 's1')
+    env.wait_state('data', 's1', 'BackupFailed')
+    env.write_volume('data', B + [(0xb4, '20M', '16M')])
+    os.unlink(filler)
+    env.control('data', 'retry s1')
+
+    env.wait_state('data', 's1', 'BackedUp', fail_fast=False)
+    check_backup(env, 'data', 's1', ref_a, 64 * MiB)
+    assert qemu_img_compare(env.volume_path('data'), env.backup_file('data', 's1'),
+                            force_share=True) == 1, 'backup follows the live volume'
+    assert_pattern(env.volume_path('data'), 0xb3, '60M', '2M')
+
+
+def test_queued_backup_holds_the_data_of_mkdir_time(env):
+    # The usual order: the copy waits behind a busy worker while the guest
+    # writes.  (If the machine is slow enough for the blocker to end before
+    # the write does, this degrades to the racing case below; still valid.)
+    env.make_volume('blocker', '2G', [(0x5a, 0, '1G')])
     env.make_volume('data', '64M', A)
     ref_a = env.make_reference('64M', A)
     env.mount(workers=1)
@@ -23,13 +46,11 @@ def test_backup_holds_the_data_of_mkdir_time(env):
     env.take('data', 's1')
     assert env.state('data', 's1') == 'BackingUp'
     env.write_volume('data', B)
-    assert env.job_for('data', 's1')['state'] == 'queued'
 
     env.wait_state('data', 's1', 'BackedUp', timeout=180)
     check_backup(env, 'data', 's1', ref_a, 64 * MiB)
     assert qemu_img_compare(env.volume_path('data'), env.backup_file('data', 's1'),
                             force_share=True) == 1, 'backup follows the live volume'
-    assert_pattern(env.volume_path('data'), 0xb3, '60M', '2M')
 
 
 def test_backup_while_the_volume_is_written(env):
@@ -95,7 +116,7 @@ def test_secondary_full_fails_then_retry_succeeds(env):
     # make room, and retry by hand as a person would
     os.unlink(filler)
     run(['sh', '-c', 'echo retry s1 > "$1"', 'sh', env.vol_dir('v', 'control')])
-    env.wait_state('v', 's1', 'BackedUp')
+    env.wait_state('v', 's1', 'BackedUp', fail_fast=False)
     check_backup(env, 'v', 's1', ref, 256 * MiB)
     env.wait_for(lambda: not env.alerts_for('v', 's1'), 'the alert to be resolved',
                  timeout=10)
@@ -146,7 +167,7 @@ def test_automatic_retry_waits_for_retry_delay_on_the_clock(env):
 
     os.unlink(filler)
     env.set_clock(t0 + 61 + 121)
-    env.wait_state('v', 's1', 'BackedUp')
+    env.wait_state('v', 's1', 'BackedUp', fail_fast=False)
     check_backup(env, 'v', 's1', ref, 256 * MiB)
     env.wait_for(lambda: not env.alerts_for('v', 's1'), 'the alert to be resolved',
                  timeout=10)
@@ -172,7 +193,7 @@ def test_automatic_retries_are_bounded(env):
 
 
 def test_rename_before_and_after_backup(env):
-    env.make_volume('blocker', '1G', [(0x5a, 0, '512M')])
+    env.make_volume('blocker', '2G', [(0x5a, 0, '1G')])
     data = [(0x44, 0, '4M')]
     env.make_volume('v', '64M', data)
     ref = env.make_reference('64M', data)
@@ -197,9 +218,13 @@ def test_rename_before_and_after_backup(env):
     env.take('v', 'early')
     assert env.state('v', 'early') == 'BackingUp'
     os.rename(env.snap_dir('v', 'early'), env.snap_dir('v', 'late'))
+    late_job = env.job_for('v', 'late')
+    blocker = env.job_for('blocker', 'b')
+    assert blocker is not None and blocker['state'] == 'running', \
+        'the 1 GiB copy ended too soon to rename a queued snapshot'
     assert env.state('v', 'late') == 'BackingUp' and env.state('v', 'early') is None
     assert env.job_for('v', 'early') is None
-    assert env.job_for('v', 'late') is not None, env.jobs()
+    assert late_job is not None and late_job['state'] == 'queued', env.jobs()
     env.wait_state('v', 'late', 'BackedUp', timeout=180)
     assert env.backups('v') == ['done2.json', 'done2.qcow2', 'late.json', 'late.qcow2']
     check_backup(env, 'v', 'late', ref, 64 * MiB)
