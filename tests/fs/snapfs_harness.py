@@ -342,7 +342,7 @@ class Snapfs:
                 raise AssertionError(msg + '\n' + self.diagnostics())
             self.problems.append(msg)
             return
-        if rc != 0:
+        if rc != 0 and not (rc == -signal.SIGKILL and self.watchdog_fired):
             msg = 'snapfs exited with status %d after its unmount%s' % (
                 rc, ' (signal %s)' % signal.Signals(-rc).name if rc < 0 else '')
             if check:
