@@ -82,22 +82,28 @@ done
 
 cat <<TOUR
 
-snapfs is mounted at $mnt (state and log in $demo).
-Volumes are the qcow2 files in $demo/primary.  Try:
+snapfs is mounted at $mnt
+(state, catalog and snapfs.log in $demo; the volumes are the qcow2 files in
+$demo/primary).  Try:
 
   ls $mnt $mnt/volumes
   cat $mnt/volumes/web/info
 
-  mkdir $mnt/volumes/web/snapshots/$snap        # returns at once
-  cat $mnt/volumes/web/snapshots/$snap/state    # BackingUp, then BackedUp
-  ls $mnt/jobs                                   # the copy while it runs
-  ls -l $mnt/backed-up/volumes/web/             # $snap.qcow2 and $snap.json
-  cat $mnt/events                                # what happened, as JSON Lines
+  # take a snapshot: mkdir returns at once, the copy runs in the background
+  mkdir $mnt/volumes/web/snapshots/$snap
+  cat $mnt/volumes/web/snapshots/$snap/state      # BackingUp, then BackedUp
+  ls $mnt/jobs                                    # the copy, while it runs
+
+  # the finished backup: a standalone qcow2 and its manifest
+  ls -l $mnt/backed-up/volumes/web/
+
+  # what happened, as JSON Lines
+  cat $mnt/events
 
   mv $mnt/volumes/web/snapshots/$snap $mnt/volumes/web/snapshots/renamed
   rmdir $mnt/volumes/web/snapshots/renamed
 
-The tree is described in $mnt/README.  When done:
+$mnt/README describes the whole tree.  When done:
 
   fusermount3 -u $mnt
 TOUR
