@@ -65,6 +65,30 @@ static const char schema[] =
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  time INTEGER NOT NULL,"
 	"  json TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS vms ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  uuid TEXT NOT NULL UNIQUE,"
+	"  name TEXT NOT NULL,"
+	"  current INTEGER NOT NULL DEFAULT 0,"
+	"  options TEXT NOT NULL DEFAULT '');"
+	"CREATE TABLE IF NOT EXISTS vm_snapshots ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  vm_id INTEGER NOT NULL REFERENCES vms(id),"
+	"  name TEXT NOT NULL,"
+	"  uuid TEXT NOT NULL UNIQUE,"
+	"  parent INTEGER NOT NULL DEFAULT 0,"
+	"  type INTEGER NOT NULL,"
+	"  state INTEGER NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  memory TEXT NOT NULL DEFAULT '',"
+	"  UNIQUE(vm_id, name));"
+	"CREATE TABLE IF NOT EXISTS vm_snapshot_disks ("
+	"  vm_snapshot_id INTEGER NOT NULL REFERENCES vm_snapshots(id),"
+	"  volume_id INTEGER NOT NULL REFERENCES volumes(id),"
+	"  target TEXT NOT NULL,"
+	"  layer TEXT NOT NULL,"
+	"  PRIMARY KEY (vm_snapshot_id, volume_id));"
+	"CREATE INDEX IF NOT EXISTS vm_snapshot_disks_layer ON vm_snapshot_disks(layer);"
 	"CREATE TABLE IF NOT EXISTS alerts ("
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  kind TEXT NOT NULL,"
@@ -1094,4 +1118,308 @@ int catalog_alert_ids(struct catalog *cat, GArray **out)
 		"SELECT id FROM alerts ORDER BY id");
 
 	return id_query(cat, st, out);
+}
+
+/* ---- layer references ------------------------------------------------- */
+
+int catalog_layer_referenced(struct catalog *cat, const char *uuid)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT (SELECT count(*) FROM snapshots WHERE layer = ?1) +"
+		" (SELECT count(*) FROM vm_snapshot_disks WHERE layer = ?1)");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return fail(cat, SQLITE_ERROR, "layer references");
+	return sqlite3_column_int(st, 0);
+}
+
+/* ---- VMs -------------------------------------------------------------- */
+
+#define VM_COLS "id, uuid, name, current, options"
+
+static void vm_row(sqlite3_stmt *st, struct catalog_vm *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->id = sqlite3_column_int64(st, 0);
+	COPY_TEXT(v->uuid, st, 1);
+	COPY_TEXT(v->name, st, 2);
+	v->current = sqlite3_column_int64(st, 3);
+	COPY_TEXT(v->options, st, 4);
+}
+
+int catalog_vm_get(struct catalog *cat, const char *uuid, struct catalog_vm *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " VM_COLS " FROM vms WHERE uuid = ?1");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "vm read");
+	vm_row(st, out);
+	return 0;
+}
+
+int catalog_vm_get_by_id(struct catalog *cat, int64_t id, struct catalog_vm *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " VM_COLS " FROM vms WHERE id = ?1");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "vm read");
+	vm_row(st, out);
+	return 0;
+}
+
+int catalog_vm_ensure(struct catalog *cat, const char *uuid, const char *name,
+		      struct catalog_vm *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int rc = catalog_vm_get(cat, uuid, out);
+
+	if (rc == 0 && strcmp(out->name, name) == 0)
+		return 0;
+	if (rc == 0)
+		st = prepare(cat, "UPDATE vms SET name = ?2 WHERE uuid = ?1");
+	else if (rc == -ENOENT)
+		st = prepare(cat, "INSERT INTO vms(uuid, name) VALUES (?1, ?2)");
+	else
+		return rc;
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	rc = step_done(cat, st, "vm write");
+	if (rc < 0)
+		return rc;
+	return catalog_vm_get(cat, uuid, out);
+}
+
+int catalog_vm_update(struct catalog *cat, const struct catalog_vm *vm)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"UPDATE vms SET current = ?2, options = ?3 WHERE id = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, vm->id);
+	sqlite3_bind_int64(st, 2, vm->current);
+	sqlite3_bind_text(st, 3, vm->options, -1, SQLITE_STATIC);
+	return step_done(cat, st, "vm update");
+}
+
+#define VMSNAP_COLS "id, vm_id, name, uuid, parent, type, state, created_at, memory"
+
+static void vmsnap_row(sqlite3_stmt *st, struct catalog_vm_snapshot *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->id = sqlite3_column_int64(st, 0);
+	s->vm_id = sqlite3_column_int64(st, 1);
+	COPY_TEXT(s->name, st, 2);
+	COPY_TEXT(s->uuid, st, 3);
+	s->parent = sqlite3_column_int64(st, 4);
+	s->type = sqlite3_column_int(st, 5);
+	s->state = sqlite3_column_int(st, 6);
+	s->created_at = sqlite3_column_int64(st, 7);
+	COPY_TEXT(s->memory, st, 8);
+}
+
+static int vmsnap_one(struct catalog *cat, sqlite3_stmt *st,
+		      struct catalog_vm_snapshot *out)
+{
+	int rc;
+
+	if (!st)
+		return -EIO;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "vm snapshot read");
+	vmsnap_row(st, out);
+	return 0;
+}
+
+int catalog_vm_snapshot_get(struct catalog *cat, int64_t vm_id,
+			    const char *name, struct catalog_vm_snapshot *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " VMSNAP_COLS " FROM vm_snapshots WHERE vm_id = ?1 AND name = ?2");
+
+	if (st) {
+		sqlite3_bind_int64(st, 1, vm_id);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	}
+	return vmsnap_one(cat, st, out);
+}
+
+int catalog_vm_snapshot_get_by_id(struct catalog *cat, int64_t id,
+				  struct catalog_vm_snapshot *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " VMSNAP_COLS " FROM vm_snapshots WHERE id = ?1");
+
+	if (st)
+		sqlite3_bind_int64(st, 1, id);
+	return vmsnap_one(cat, st, out);
+}
+
+int catalog_vm_snapshot_insert(struct catalog *cat,
+			       struct catalog_vm_snapshot *s)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"INSERT INTO vm_snapshots(vm_id, name, uuid, parent, type, state,"
+		" created_at, memory) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, s->vm_id);
+	sqlite3_bind_text(st, 2, s->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, s->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, s->parent);
+	sqlite3_bind_int(st, 5, s->type);
+	sqlite3_bind_int(st, 6, s->state);
+	sqlite3_bind_int64(st, 7, s->created_at);
+	sqlite3_bind_text(st, 8, s->memory, -1, SQLITE_STATIC);
+	rc = step_done(cat, st, "vm snapshot insert");
+	if (rc == 0)
+		s->id = sqlite3_last_insert_rowid(cat->db);
+	return rc;
+}
+
+int catalog_vm_snapshot_update(struct catalog *cat,
+			       const struct catalog_vm_snapshot *s)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"UPDATE vm_snapshots SET name = ?2, parent = ?3, state = ?4,"
+		" memory = ?5 WHERE id = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, s->id);
+	sqlite3_bind_text(st, 2, s->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, s->parent);
+	sqlite3_bind_int(st, 4, s->state);
+	sqlite3_bind_text(st, 5, s->memory, -1, SQLITE_STATIC);
+	return step_done(cat, st, "vm snapshot update");
+}
+
+int catalog_vm_snapshot_delete(struct catalog *cat, int64_t id)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *d = prepare(cat,
+		"DELETE FROM vm_snapshot_disks WHERE vm_snapshot_id = ?1");
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"DELETE FROM vm_snapshots WHERE id = ?1");
+	int rc;
+
+	if (!d || !st)
+		return -EIO;
+	sqlite3_bind_int64(d, 1, id);
+	sqlite3_bind_int64(st, 1, id);
+	rc = step_done(cat, d, "vm snapshot disks delete");
+	return rc < 0 ? rc : step_done(cat, st, "vm snapshot delete");
+}
+
+int catalog_vm_snapshot_list(struct catalog *cat, int64_t vm_id, GArray **out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " VMSNAP_COLS " FROM vm_snapshots"
+		" WHERE ?1 < 0 OR vm_id = ?1 ORDER BY created_at, id");
+	GArray *a;
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, vm_id);
+	a = g_array_new(FALSE, TRUE, sizeof(struct catalog_vm_snapshot));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct catalog_vm_snapshot s;
+
+		vmsnap_row(st, &s);
+		g_array_append_val(a, s);
+	}
+	if (rc != SQLITE_DONE) {
+		g_array_free(a, TRUE);
+		return fail(cat, rc, "vm snapshot list");
+	}
+	*out = a;
+	return (int)a->len;
+}
+
+int catalog_vm_snapshot_disk_add(struct catalog *cat, int64_t vm_snapshot_id,
+				 int64_t volume_id, const char *target,
+				 const char *layer)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"INSERT INTO vm_snapshot_disks(vm_snapshot_id, volume_id, target,"
+		" layer) VALUES (?1, ?2, ?3, ?4)");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, vm_snapshot_id);
+	sqlite3_bind_int64(st, 2, volume_id);
+	sqlite3_bind_text(st, 3, target, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, layer, -1, SQLITE_STATIC);
+	return step_done(cat, st, "vm snapshot disk insert");
+}
+
+int catalog_vm_snapshot_disks(struct catalog *cat, int64_t vm_snapshot_id,
+			      GArray **out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT d.volume_id, v.name, d.target, d.layer FROM vm_snapshot_disks d"
+		" JOIN volumes v ON v.id = d.volume_id WHERE d.vm_snapshot_id = ?1"
+		" ORDER BY d.volume_id");
+	GArray *a;
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, vm_snapshot_id);
+	a = g_array_new(FALSE, TRUE, sizeof(struct catalog_vm_disk));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct catalog_vm_disk d;
+
+		memset(&d, 0, sizeof(d));
+		d.volume_id = sqlite3_column_int64(st, 0);
+		COPY_TEXT(d.volume, st, 1);
+		COPY_TEXT(d.target, st, 2);
+		COPY_TEXT(d.layer, st, 3);
+		g_array_append_val(a, d);
+	}
+	if (rc != SQLITE_DONE) {
+		g_array_free(a, TRUE);
+		return fail(cat, rc, "vm snapshot disk list");
+	}
+	*out = a;
+	return (int)a->len;
 }

@@ -208,4 +208,76 @@ int catalog_alert_get(struct catalog *cat, int64_t id, char **json_out);
 int catalog_alert_delete(struct catalog *cat, int64_t id);
 int catalog_alert_ids(struct catalog *cat, GArray **out);
 
+/* ---- layer references: snapshots and VM snapshot disks ---- */
+/** catalog_layer_referenced() - how many snapshots use layer @uuid. */
+int catalog_layer_referenced(struct catalog *cat, const char *uuid);
+
+/* ---- VMs: rows keyed by the domain's uuid ---- */
+struct catalog_vm {
+	int64_t id;
+	char uuid[UUID_TEXT_MAX];
+	char name[SNAP_NAME_MAX + 1];
+	int64_t current; /* id of the current VM snapshot, 0 */
+	char options[64];
+};
+
+enum vm_snapshot_type {
+	VM_SNAPSHOT_DISK,
+	VM_SNAPSHOT_DISK_MEMORY,
+	VM_SNAPSHOT_TYPE_LAST
+};
+
+enum vm_snapshot_state {
+	VM_SNAPSHOT_CREATING,
+	VM_SNAPSHOT_READY,
+	VM_SNAPSHOT_REVERTING,
+	VM_SNAPSHOT_EXPUNGING,
+	VM_SNAPSHOT_ERROR,
+	VM_SNAPSHOT_STATE_LAST
+};
+
+struct catalog_vm_snapshot {
+	int64_t id;
+	int64_t vm_id;
+	char name[SNAP_NAME_MAX + 1];
+	char uuid[UUID_TEXT_MAX];
+	int64_t parent; /* 0 for a root */
+	enum vm_snapshot_type type;
+	enum vm_snapshot_state state;
+	int64_t created_at;
+	char memory[4096]; /* save file path, "" for disk-only */
+};
+
+struct catalog_vm_disk {
+	int64_t volume_id;
+	char volume[SNAP_NAME_MAX + 1];
+	char target[32];
+	char layer[UUID_TEXT_MAX];
+};
+
+int catalog_vm_get(struct catalog *cat, const char *uuid, struct catalog_vm *out);
+int catalog_vm_get_by_id(struct catalog *cat, int64_t id, struct catalog_vm *out);
+/** catalog_vm_ensure() - the row of domain @uuid, made or renamed to @name. */
+int catalog_vm_ensure(struct catalog *cat, const char *uuid, const char *name,
+		      struct catalog_vm *out);
+int catalog_vm_update(struct catalog *cat, const struct catalog_vm *vm);
+int catalog_vm_snapshot_get(struct catalog *cat, int64_t vm_id,
+			    const char *name, struct catalog_vm_snapshot *out);
+int catalog_vm_snapshot_get_by_id(struct catalog *cat, int64_t id,
+				  struct catalog_vm_snapshot *out);
+int catalog_vm_snapshot_insert(struct catalog *cat,
+			       struct catalog_vm_snapshot *s);
+int catalog_vm_snapshot_update(struct catalog *cat,
+			       const struct catalog_vm_snapshot *s);
+/** catalog_vm_snapshot_delete() - the snapshot and its disk rows. */
+int catalog_vm_snapshot_delete(struct catalog *cat, int64_t id);
+/** catalog_vm_snapshot_list() - of @vm_id (all when < 0), oldest first. */
+int catalog_vm_snapshot_list(struct catalog *cat, int64_t vm_id, GArray **out);
+int catalog_vm_snapshot_disk_add(struct catalog *cat, int64_t vm_snapshot_id,
+				 int64_t volume_id, const char *target,
+				 const char *layer);
+/** catalog_vm_snapshot_disks() - GArray of struct catalog_vm_disk. */
+int catalog_vm_snapshot_disks(struct catalog *cat, int64_t vm_snapshot_id,
+			      GArray **out);
+
 #endif

@@ -20,6 +20,7 @@ void snap_config_init(struct snap_config *cfg)
 	cfg->retries = 3;
 	cfg->retry_delay = 60;
 	cfg->min_free = 16u << 20;
+	cfg->stop_timeout = 60;
 }
 
 int64_t engine_now(struct snap_engine *eng)
@@ -160,7 +161,9 @@ int snap_engine_start(struct snap_engine *eng)
 	snap_log(LOG_INFO, "engine: starting: primary '%s', secondary '%s', %u worker(s), keep_primary=%u",
 		 eng->primary, eng->secondary, eng->cfg.workers,
 		 eng->cfg.keep_primary);
-	rc = recover_all(eng);
+	rc = vms_start(eng);
+	if (rc == 0)
+		rc = recover_all(eng);
 	if (rc < 0) {
 		snap_log(LOG_ERR, "engine: recovery failed: %s", g_strerror(-rc));
 		return rc;
@@ -177,6 +180,8 @@ void snap_engine_close(struct snap_engine *eng)
 		return;
 	if (eng->started)
 		pool_stop(eng);
+	if (eng->busy_vms)
+		vms_stop(eng);
 	catalog_close(eng->cat);
 	g_hash_table_destroy(eng->running);
 	g_hash_table_destroy(eng->busy_volumes);

@@ -40,6 +40,16 @@ struct snap_engine {
 
 	GThread *scheduler;
 	GThreadPool *pool;
+
+	struct vm_conn *vm;	  /* NULL: no VMs (libvirt=none or unreachable) */
+	GHashTable *busy_vms;	  /* VM uuid -> itself (eng->lock) */
+	GHashTable *vm_control_results; /* VM name -> text (eng->lock) */
+};
+
+/* The running VM that writes a volume (vms.c). */
+struct vm_user {
+	char vm[SNAP_NAME_MAX + 1];
+	char alias[64];
 };
 
 /* A job being run by a worker; refcounted because readers of jobs/<id> and
@@ -145,6 +155,18 @@ void pool_cancel_snapshot(struct snap_engine *eng, int64_t snapshot_id);
 /** running_job_find() - a new reference to the running job @id, or NULL. */
 struct running_job *running_job_find(struct snap_engine *eng, int64_t id);
 void running_job_unref(struct running_job *rj);
+
+/* ---- vms.c ---- */
+/** vm_user_find() - the running VM with PRIMARY/@vol.qcow2 as a disk.
+ * Return: 0; -ENOENT none (or no VMs). */
+int vm_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out);
+/** vm_of_volume() - name of a VM (running or not) with @vol as a disk. */
+int vm_of_volume(struct snap_engine *eng, const char *vol, char *vm, size_t size);
+/** vms_start() - connect to libvirt, define SOURCE/domains/ *.xml. */
+int vms_start(struct snap_engine *eng);
+void vms_stop(struct snap_engine *eng);
+/** vm_recover() - resolve VM snapshots left Creating/Reverting/Expunging. */
+int vm_recover(struct snap_engine *eng);
 
 /* ---- recover.c ---- */
 int recover_all(struct snap_engine *eng);

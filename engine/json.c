@@ -116,3 +116,35 @@ struct jdoc *jdoc_get_obj(struct jdoc *d, const char *key)
 		return NULL;
 	return (struct jdoc *)v;
 }
+
+int jdoc_array_len(struct jdoc *d, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(OBJ(d), key, &v) ||
+	    !json_object_is_type(v, json_type_array))
+		return -ENOENT;
+	return (int)json_object_array_length(v);
+}
+
+struct jdoc *jdoc_array_obj(struct jdoc *d, const char *key, int i)
+{
+	json_object *v, *e;
+
+	if (!json_object_object_get_ex(OBJ(d), key, &v) ||
+	    !json_object_is_type(v, json_type_array) || i < 0 ||
+	    (size_t)i >= json_object_array_length(v))
+		return NULL;
+	e = json_object_array_get_idx(v, (size_t)i);
+	return json_object_is_type(e, json_type_object) ? (struct jdoc *)e : NULL;
+}
+
+char *json_quote(const char *s)
+{
+	json_object *o = json_object_new_string(s);
+	char *out = g_strdup(json_object_to_json_string_ext(o,
+				JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+
+	json_object_put(o);
+	return out;
+}

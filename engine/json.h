@@ -36,4 +36,11 @@ int jdoc_get_int(struct jdoc *d, const char *key, int64_t *out);
 /** jdoc_get_obj() - borrowed member object, NULL when absent. */
 struct jdoc *jdoc_get_obj(struct jdoc *d, const char *key);
 
+/** jdoc_array_len() - length of array member @key, -ENOENT not an array. */
+int jdoc_array_len(struct jdoc *d, const char *key);
+/** jdoc_array_obj() - borrowed object @i of array member @key, or NULL. */
+struct jdoc *jdoc_array_obj(struct jdoc *d, const char *key, int i);
+/** json_quote() - @s as a JSON string literal (g_free). */
+char *json_quote(const char *s);
+
 #endif

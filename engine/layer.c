@@ -80,9 +80,8 @@ int layer_prune_primary(struct snap_engine *eng, int64_t volume_id)
 
 static bool layer_referenced(struct snap_engine *eng, const char *uuid)
 {
-	struct catalog_snapshot s;
-
-	return catalog_snapshot_by_layer(eng->cat, uuid, &s) != -ENOENT;
+	/* an error counts as referenced: never fold what may be in use */
+	return catalog_layer_referenced(eng->cat, uuid) != 0;
 }
 
 /* Fold @l into its only child @x (both of volume @v). */

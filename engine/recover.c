@@ -14,6 +14,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "freeze.h"
 
 /* Remove every file in @dir (temporaries); return how many. */
 static int clear_dir(const char *dir)
@@ -44,7 +45,7 @@ static void recover_take(struct snap_engine *eng, struct catalog_snapshot *s)
 	g_autofree char *vpath = volume_path(eng, s->volume);
 	g_autofree char *lpath = layer_path(eng, s->volume, s->layer);
 	g_autofree char *ldir = layer_dir(eng, s->volume);
-	g_autofree char *tmp = g_strdup_printf("%s/.%s.overlay", ldir, s->layer);
+	g_autofree char *tmp = freeze_tmp_path(eng, s->volume, s->layer);
 	struct catalog_volume v;
 	struct catalog_layer l;
 	struct qcow2_header hdr;
@@ -249,6 +250,7 @@ int recover_all(struct snap_engine *eng)
 	rc = layer_recover(eng);
 	if (rc < 0)
 		return rc;
+	vm_recover(eng);
 	rc = catalog_snapshot_list(eng->cat, -1, -1, &snaps);
 	if (rc < 0)
 		return rc;

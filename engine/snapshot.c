@@ -27,6 +27,7 @@
 #include "json.h"
 #include "log.h"
 #include "proc.h"
+#include "freeze.h"
 
 static char *snap_target(const char *vol, const char *snap)
 {
@@ -49,70 +50,20 @@ int snapshot_lookup(struct snap_engine *eng, const char *vol, const char *name,
 	return rc;
 }
 
-/* Steps 2-4 of a take; undone in reverse on failure. */
-static int take_files(struct snap_engine *eng, const struct catalog_volume *v,
-		      const char *uuid, uint64_t size)
-{
-	g_autofree char *vpath = volume_path(eng, v->name);
-	g_autofree char *lpath = layer_path(eng, v->name, uuid);
-	g_autofree char *ldir = layer_dir(eng, v->name);
-	g_autofree char *tmp = g_strdup_printf("%s/.%s.overlay", ldir, uuid);
-	g_auto(GStrv) argv = NULL;
-	struct stat st;
-	int rc;
-
-	if (lstat(vpath, &st) < 0)
-		return -errno;
-	if (link(vpath, lpath) < 0) {
-		rc = -errno;
-		snap_log(LOG_ERR, "snapshot: cannot link '%s' to '%s': %m",
-			 vpath, lpath);
-		return rc;
-	}
-	argv = image_argv_overlay(lpath, tmp, size);
-	rc = proc_run(argv, NULL, NULL, NULL);
-	if (rc < 0)
-		goto undo_link;
-	/* the overlay is the volume now: same owner and mode for its users */
-	if (chown(tmp, st.st_uid, st.st_gid) < 0 ||
-	    chmod(tmp, st.st_mode & 07777) < 0) {
-		rc = -errno;
-		snap_log(LOG_ERR, "snapshot: cannot set owner of '%s': %m", tmp);
-		goto undo_tmp;
-	}
-	rc = fsync_path(tmp);
-	if (rc < 0)
-		goto undo_tmp;
-	rc = fsync_dir(ldir);
-	if (rc < 0)
-		goto undo_tmp;
-	if (rename(tmp, vpath) < 0) {
-		rc = -errno;
-		snap_log(LOG_ERR, "snapshot: cannot rename '%s': %m", tmp);
-		goto undo_tmp;
-	}
-	fsync_dir(eng->primary);
-	return 0;
-
-undo_tmp:
-	unlink(tmp);
-undo_link:
-	unlink(lpath);
-	return rc;
-}
-
 static int take_locked(struct snap_engine *eng, const char *vol,
 		       const char *name)
 {
 	g_autofree char *target = snap_target(vol, name);
 	g_autofree char *vpath = volume_path(eng, vol);
-	g_autofree char *ldir = layer_dir(eng, vol);
 	g_autofree char *uuid = g_uuid_string_random();
+	struct vm_user user = { 0 };
 	struct catalog_volume v;
 	struct catalog_snapshot s;
 	struct catalog_layer l;
 	struct qcow2_header hdr;
-	int rc;
+	struct freeze f = { 0 };
+	const char *alias;
+	int rc, in_use;
 
 	/* re-read: the top layer may have moved while we waited our turn */
 	rc = catalog_volume_get(eng->cat, vol, &v);
@@ -125,18 +76,11 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 			     g_strerror(-rc));
 		return -EIO;
 	}
-	rc = volume_in_use(vpath);
-	if (rc > 0) {
+	in_use = volume_in_use(vpath);
+	if (in_use > 0 && vm_user_find(eng, vol, &user) < 0) {
 		event_reject(eng, "mkdir", target, EBUSY,
-			     "another process has the volume open for writing");
+			     "another process (not a running VM snapfs knows) has the volume open for writing");
 		return -EBUSY;
-	}
-	if (g_mkdir_with_parents(ldir, 0700) < 0) {
-		rc = -errno;
-		event_reject(eng, "mkdir", target, -rc,
-			     "cannot create the layer directory: %s",
-			     g_strerror(-rc));
-		return rc;
 	}
 
 	memset(&s, 0, sizeof(s));
@@ -169,9 +113,20 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 	if (rc < 0)
 		return rc;
 
-	rc = take_files(eng, &v, uuid, hdr.virtual_size);
+	rc = freeze_prepare(eng, &f, vol, uuid);
 	if (rc < 0)
 		goto undo_rows;
+	if (in_use > 0) {
+		/* a running VM writes the volume: switch it over in QEMU */
+		alias = user.alias;
+		rc = freeze_switch_running(eng, eng->vm, user.vm, &f, &alias, 1);
+		if (rc < 0)
+			goto undo_freeze;
+	}
+	rc = freeze_swap(eng, &f);
+	if (rc < 0)
+		goto undo_freeze;
+	freeze_clear(&f);
 
 	s.state = SNAP_STATE_BACKING_UP;
 	l.state = LAYER_STATE_LIVE;
@@ -188,9 +143,14 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 		rc = backup_queue(eng, &s);
 	if (rc == 0)
 		event_record(eng, "snapshot.take", vol, name, 0,
-			     "snapshot taken; backup queued");
+			     in_use > 0 ? "snapshot taken while VM '%s' runs; backup queued" :
+					  "snapshot taken; backup queued%s",
+			     in_use > 0 ? user.vm : "");
 	return catalog_tx_end(eng->cat, rc);
 
+undo_freeze:
+	freeze_undo(&f);
+	freeze_clear(&f);
 undo_rows:
 	catalog_tx_begin(eng->cat);
 	catalog_snapshot_delete(eng->cat, s.id);

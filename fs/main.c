@@ -26,6 +26,9 @@ struct options {
 	unsigned retries;
 	unsigned retry_delay;
 	unsigned long long min_free;
+	char *libvirt;
+	char *vm_snapshots_off;
+	unsigned stop_timeout;
 	int test_clock;
 	int nonopts;
 };
@@ -42,6 +45,9 @@ static const struct fuse_opt option_spec[] = {
 	OPT("retry_delay=%u", retry_delay),
 	OPT("min_free=%llu", min_free),
 	OPT("testclock", test_clock),
+	OPT("libvirt=%s", libvirt),
+	OPT("vm_snapshots_off=%s", vm_snapshots_off),
+	OPT("stop_timeout=%u", stop_timeout),
 	FUSE_OPT_KEY("nofail", KEY_IGNORE),
 	FUSE_OPT_KEY("noauto", KEY_IGNORE),
 	FUSE_OPT_KEY("auto", KEY_IGNORE),
@@ -90,6 +96,11 @@ static void usage(const char *prog)
 	       "    -o retry_delay=SECS    first retry delay, doubled each time (default 60)\n"
 	       "    -o min_free=BYTES      free bytes primary must keep to take a\n"
 	       "                           snapshot (default 16777216)\n"
+	       "    -o libvirt=URI         use an existing libvirtd (e.g. qemu:///system);\n"
+	       "                           default: libvirt's QEMU driver embedded,\n"
+	       "                           rooted at SOURCE/libvirt; none: no VMs\n"
+	       "    -o vm_snapshots_off=T  domain types without VM snapshots, e.g. qemu:kvm\n"
+	       "    -o stop_timeout=SECS   how long `stop` waits for the guest (default 60)\n"
 	       "    -o testclock           the clock only moves when MOUNT/.clock is written\n"
 	       "    -f                     stay in the foreground\n"
 	       "    -d                     debug output (implies -f)\n"
@@ -116,6 +127,7 @@ int main(int argc, char *argv[])
 	o.retries = cfg.retries;
 	o.retry_delay = cfg.retry_delay;
 	o.min_free = cfg.min_free;
+	o.stop_timeout = cfg.stop_timeout;
 	if (fuse_opt_parse(&args, &o, option_spec, option_proc) < 0)
 		return 1;
 	if (fuse_parse_cmdline(&args, &cl) < 0)
@@ -146,6 +158,9 @@ int main(int argc, char *argv[])
 	cfg.retry_delay = o.retry_delay;
 	cfg.min_free = o.min_free;
 	cfg.test_clock = o.test_clock;
+	cfg.libvirt = o.libvirt;
+	cfg.vm_snapshots_off = o.vm_snapshots_off;
+	cfg.stop_timeout = o.stop_timeout;
 	cfg.foreground = cl.foreground;
 	cfg.debug = cl.debug;
 	rc = snap_engine_open(&cfg, &ctx.eng);
@@ -198,5 +213,7 @@ out:
 	free(o.source);
 	free(o.primary);
 	free(o.secondary);
+	free(o.libvirt);
+	free(o.vm_snapshots_off);
 	return ret ? 1 : 0;
 }

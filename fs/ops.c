@@ -23,8 +23,8 @@
 #include "ops.h"
 #include "path.h"
 
-/* Inode numbers: id * 32 + kind, stable across mounts (catalog ids). */
-#define INO(id, kind) ((ino_t)(id) * 32 + (ino_t)(kind))
+/* Inode numbers: id * 64 + kind, stable across mounts (catalog ids). */
+#define INO(id, kind) ((ino_t)(id) * 64 + (ino_t)(kind))
 
 struct open_file {
 	enum node_kind kind;
@@ -32,6 +32,7 @@ struct open_file {
 	char *data; /* rendered content */
 	size_t len;
 	char vol[SNAP_NAME_MAX + 1];
+	char vm[SNAP_NAME_MAX + 1];
 };
 
 static struct snapfs_ctx *ctx(void)
@@ -115,6 +116,103 @@ static int backed_up_stat(struct node *n, struct stat *st)
 	st->st_ctim = real.st_mtim;
 	st->st_blocks = real.st_blocks;
 	return 0;
+}
+
+/* The symlink target of a link node (g_free), or -ENOENT. */
+static int link_target(struct node *n, char **out)
+{
+	struct snap_engine *eng = engine();
+	struct snap_vm_snapshot_stat ss;
+	g_auto(GStrv) vols = NULL;
+	char *cur = NULL;
+	int rc;
+
+	switch (n->kind) {
+	case NODE_VM_VOLUME_LINK:
+		rc = snap_vm_volumes(eng, n->vm, &vols);
+		if (rc < 0)
+			return rc;
+		if (!g_strv_contains((const char *const *)vols, n->vol))
+			return -ENOENT;
+		*out = g_strdup_printf("../../../volumes/%s", n->vol);
+		return 0;
+	case NODE_VM_CURRENT:
+		rc = snap_vm_current(eng, n->vm, &cur);
+		if (rc < 0)
+			return rc;
+		*out = cur;
+		return 0;
+	case NODE_VM_SNAPSHOT_PARENT:
+		rc = snap_vm_snapshot_stat(eng, n->vm, n->snap, &ss);
+		if (rc < 0)
+			return rc;
+		if (!ss.parent[0])
+			return -ENOENT;
+		*out = g_strdup_printf("../%s", ss.parent);
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+static int vm_node_stat(struct node *n, struct stat *st)
+{
+	struct snap_vm_stat vs;
+	struct snap_vm_snapshot_stat ss;
+	g_autofree char *target = NULL;
+	int rc;
+
+	rc = snap_vm_stat(engine(), n->vm, &vs);
+	if (rc < 0)
+		return rc;
+	switch (n->kind) {
+	case NODE_VM:
+	case NODE_VM_VOLUMES:
+	case NODE_VM_SNAPSHOTS:
+		fill_dir(st, INO(vs.id, n->kind));
+		return 0;
+	case NODE_VM_INFO:
+	case NODE_VM_STATE:
+		fill_file(st, INO(vs.id, n->kind), 0444, 0);
+		return 0;
+	case NODE_VM_CONTROL:
+	case NODE_VM_OPTIONS:
+		fill_file(st, INO(vs.id, n->kind), 0644, 0);
+		return 0;
+	case NODE_VM_SNAPSHOT:
+	case NODE_VM_SNAPSHOT_INFO:
+		rc = snap_vm_snapshot_stat(engine(), n->vm, n->snap, &ss);
+		if (rc < 0)
+			return rc;
+		if (n->kind == NODE_VM_SNAPSHOT)
+			fill_dir(st, INO(ss.id, n->kind));
+		else
+			fill_file(st, INO(ss.id, n->kind), 0444, 0);
+		fill_times(st, ss.created_at);
+		return 0;
+	case NODE_VM_VOLUME_LINK:
+	case NODE_VM_CURRENT:
+	case NODE_VM_SNAPSHOT_PARENT:
+		rc = link_target(n, &target);
+		if (rc < 0)
+			return rc;
+		st->st_mode = S_IFLNK | 0777;
+		st->st_nlink = 1;
+		st->st_size = (off_t)strlen(target);
+		st->st_ino = INO(vs.id, n->kind);
+		if (n->kind == NODE_VM_SNAPSHOT_PARENT &&
+		    snap_vm_snapshot_stat(engine(), n->vm, n->snap, &ss) == 0)
+			st->st_ino = INO(ss.id, n->kind);
+		if (n->kind == NODE_VM_VOLUME_LINK) {
+			struct snap_volume_stat vol;
+
+			if (snap_volume_stat(engine(), n->vol, &vol) == 0)
+				st->st_ino = INO(vol.id, n->kind);
+		}
+		return 0;
+	default:
+		return -ENOENT;
+	}
 }
 
 static int node_stat(struct node *n, struct stat *st)
@@ -204,8 +302,11 @@ static int node_stat(struct node *n, struct stat *st)
 	case NODE_BACKED_UP_IMAGE:
 	case NODE_BACKED_UP_MANIFEST:
 		return backed_up_stat(n, st);
+	case NODE_VMS:
+		fill_dir(st, INO(0, n->kind));
+		return 0;
 	default:
-		return -ENOENT;
+		return vm_node_stat(n, st);
 	}
 }
 
@@ -230,6 +331,8 @@ struct lister {
 static void add(struct lister *l, const char *name, ino_t ino, bool dir)
 {
 	struct stat st = { .st_ino = ino, .st_mode = dir ? S_IFDIR : S_IFREG };
+
+	/* the kernel takes the type from the next lookup; S_IFREG is a hint */
 
 	l->filler(l->buf, name, &st, 0, 0);
 }
@@ -304,7 +407,57 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		add(&l, "alerts", INO(0, NODE_ALERTS), true);
 		add(&l, "jobs", INO(0, NODE_JOBS), true);
 		add(&l, "volumes", INO(0, NODE_VOLUMES), true);
+		add(&l, "vms", INO(0, NODE_VMS), true);
 		add(&l, "backed-up", INO(0, NODE_BACKED_UP), true);
+		return 0;
+	case NODE_VMS:
+		rc = snap_vm_list(eng, &names);
+		for (char **p = names; p && *p; p++) {
+			struct node child = n;
+			struct stat cst;
+
+			child.kind = NODE_VM;
+			g_strlcpy(child.vm, *p, sizeof(child.vm));
+			if (node_stat(&child, &cst) == 0)
+				add(&l, *p, cst.st_ino, true);
+		}
+		return rc < 0 ? rc : 0;
+	case NODE_VM:
+		add_fixed(&l, &n, "info", NODE_VM_INFO);
+		add_fixed(&l, &n, "state", NODE_VM_STATE);
+		add_fixed(&l, &n, "control", NODE_VM_CONTROL);
+		add_fixed(&l, &n, "snapshot-options", NODE_VM_OPTIONS);
+		add_fixed(&l, &n, "volumes", NODE_VM_VOLUMES);
+		add_fixed(&l, &n, "snapshots", NODE_VM_SNAPSHOTS);
+		return 0;
+	case NODE_VM_VOLUMES:
+		rc = snap_vm_volumes(eng, n.vm, &names);
+		for (char **p = names; p && *p; p++) {
+			struct node child = n;
+			struct stat cst;
+
+			child.kind = NODE_VM_VOLUME_LINK;
+			g_strlcpy(child.vol, *p, sizeof(child.vol));
+			if (node_stat(&child, &cst) == 0)
+				add(&l, *p, cst.st_ino, false);
+		}
+		return rc < 0 ? rc : 0;
+	case NODE_VM_SNAPSHOTS:
+		add_fixed(&l, &n, "current", NODE_VM_CURRENT);
+		rc = snap_vm_snapshot_list(eng, n.vm, &names);
+		for (char **p = names; p && *p; p++) {
+			struct node child = n;
+			struct stat cst;
+
+			child.kind = NODE_VM_SNAPSHOT;
+			g_strlcpy(child.snap, *p, sizeof(child.snap));
+			if (node_stat(&child, &cst) == 0)
+				add(&l, *p, cst.st_ino, true);
+		}
+		return rc < 0 ? rc : 0;
+	case NODE_VM_SNAPSHOT:
+		add_fixed(&l, &n, "info", NODE_VM_SNAPSHOT_INFO);
+		add_fixed(&l, &n, "parent", NODE_VM_SNAPSHOT_PARENT);
 		return 0;
 	case NODE_ALERTS:
 		rc = snap_alert_list(eng, &ids);
@@ -418,6 +571,35 @@ static int render(struct node *n, char **data, size_t *len)
 		if (rc < 0)
 			return rc;
 		break;
+	case NODE_VM_INFO:
+		rc = snap_vm_info(eng, n->vm, data);
+		if (rc < 0)
+			return rc;
+		break;
+	case NODE_VM_STATE: {
+		g_autofree char *word = NULL;
+
+		rc = snap_vm_state(eng, n->vm, &word);
+		if (rc < 0)
+			return rc;
+		*data = g_strdup_printf("%s\n", word);
+		break;
+	}
+	case NODE_VM_CONTROL:
+		rc = snap_vm_control_text(eng, n->vm, data);
+		if (rc < 0)
+			return rc;
+		break;
+	case NODE_VM_OPTIONS:
+		rc = snap_vm_options_read(eng, n->vm, data);
+		if (rc < 0)
+			return rc;
+		break;
+	case NODE_VM_SNAPSHOT_INFO:
+		rc = snap_vm_snapshot_info(eng, n->vm, n->snap, data);
+		if (rc < 0)
+			return rc;
+		break;
 	default:
 		return -EISDIR;
 	}
@@ -427,7 +609,8 @@ static int render(struct node *n, char **data, size_t *len)
 
 static bool writable_kind(enum node_kind kind)
 {
-	return kind == NODE_VOLUME_CONTROL || kind == NODE_CLOCK;
+	return kind == NODE_VOLUME_CONTROL || kind == NODE_CLOCK ||
+	       kind == NODE_VM_CONTROL || kind == NODE_VM_OPTIONS;
 }
 
 static int op_open(const char *path, struct fuse_file_info *fi)
@@ -461,6 +644,7 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 	of->kind = n.kind;
 	of->fd = -1;
 	g_strlcpy(of->vol, n.vol, sizeof(of->vol));
+	g_strlcpy(of->vm, n.vm, sizeof(of->vm));
 	if (n.kind == NODE_BACKED_UP_IMAGE || n.kind == NODE_BACKED_UP_MANIFEST) {
 		rc = snap_backup_paths(engine(), n.vol, n.snap, NULL, &image,
 				       &manifest);
@@ -560,6 +744,12 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off,
 	case NODE_VOLUME_CONTROL:
 		rc = snap_volume_control(engine(), of->vol, buf, size);
 		return rc < 0 ? rc : (int)size;
+	case NODE_VM_CONTROL:
+		rc = snap_vm_control(engine(), of->vm, buf, size);
+		return rc < 0 ? rc : (int)size;
+	case NODE_VM_OPTIONS:
+		rc = snap_vm_options_write(engine(), of->vm, buf, size);
+		return rc < 0 ? rc : (int)size;
 	case NODE_CLOCK: {
 		char text[32];
 		char *end;
@@ -588,6 +778,21 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 		close(of->fd);
 	g_free(of->data);
 	g_free(of);
+	return 0;
+}
+
+static int op_readlink(const char *path, char *buf, size_t size)
+{
+	g_autofree char *target = NULL;
+	struct node n;
+	int rc;
+
+	if (path_parse(path, &n) < 0 || !node_is_link(n.kind))
+		return -EINVAL;
+	rc = link_target(&n, &target);
+	if (rc < 0)
+		return rc;
+	g_strlcpy(buf, target, size);
 	return 0;
 }
 
@@ -646,6 +851,9 @@ static int op_mkdir(const char *path, mode_t mode)
 		return snap_snapshot_take(engine(), n.vol, n.snap[0] ? n.snap :
 					  strrchr(path, '/') + 1);
 	}
+	if ((n.kind == NODE_VM_SNAPSHOT && (rc == 0 || rc == -EINVAL)) ||
+	    (n.kind == NODE_VM_CURRENT && rc == 0))
+		return snap_vm_snapshot_take(engine(), n.vm, strrchr(path, '/') + 1);
 	if (rc == -ENAMETOOLONG) {
 		reject("mkdir", path, ENAMETOOLONG, "name too long");
 		return rc;
@@ -672,6 +880,8 @@ static int op_rmdir(const char *path)
 	}
 	if (n.kind == NODE_SNAPSHOT)
 		return snap_snapshot_delete(engine(), n.vol, n.snap);
+	if (n.kind == NODE_VM_SNAPSHOT)
+		return snap_vm_snapshot_delete(engine(), n.vm, n.snap);
 	reject("rmdir", path, EPERM, "only snapshot directories can be removed");
 	return -EPERM;
 }
@@ -828,6 +1038,7 @@ const struct fuse_operations snapfs_ops = {
 	.write = op_write,
 	.release = op_release,
 	.truncate = op_truncate,
+	.readlink = op_readlink,
 	.mkdir = op_mkdir,
 	.rmdir = op_rmdir,
 	.unlink = op_unlink,

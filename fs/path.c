@@ -22,10 +22,21 @@ bool node_is_dir(enum node_kind kind)
 	case NODE_BACKED_UP:
 	case NODE_BACKED_UP_VOLUMES:
 	case NODE_BACKED_UP_VOLUME:
+	case NODE_VMS:
+	case NODE_VM:
+	case NODE_VM_VOLUMES:
+	case NODE_VM_SNAPSHOTS:
+	case NODE_VM_SNAPSHOT:
 		return true;
 	default:
 		return false;
 	}
+}
+
+bool node_is_link(enum node_kind kind)
+{
+	return kind == NODE_VM_VOLUME_LINK || kind == NODE_VM_CURRENT ||
+	       kind == NODE_VM_SNAPSHOT_PARENT;
 }
 
 /* A decimal id without sign, leading zero or overflow. */
@@ -117,6 +128,8 @@ int path_parse(const char *path, struct node *out)
 			out->kind = NODE_JOBS;
 		else if (!strcmp(c[0], "volumes"))
 			out->kind = NODE_VOLUMES;
+		else if (!strcmp(c[0], "vms"))
+			out->kind = NODE_VMS;
 		else if (!strcmp(c[0], "backed-up")) {
 			out->kind = NODE_BACKED_UP;
 			out->read_only = true;
@@ -162,6 +175,57 @@ int path_parse(const char *path, struct node *out)
 			out->kind = NODE_SNAPSHOT_STATE;
 		else if (!strcmp(c[4], "info"))
 			out->kind = NODE_SNAPSHOT_INFO;
+		else
+			return -ENOENT;
+		return 0;
+	}
+
+	if (!strcmp(c[0], "vms")) {
+		rc = take_name(out->vm, c[1]);
+		out->kind = NODE_VM;
+		if (n == 2)
+			return rc;
+		if (rc < 0)
+			return -ENOENT;
+		if (n == 3) {
+			if (!strcmp(c[2], "info"))
+				out->kind = NODE_VM_INFO;
+			else if (!strcmp(c[2], "state"))
+				out->kind = NODE_VM_STATE;
+			else if (!strcmp(c[2], "control"))
+				out->kind = NODE_VM_CONTROL;
+			else if (!strcmp(c[2], "snapshot-options"))
+				out->kind = NODE_VM_OPTIONS;
+			else if (!strcmp(c[2], "volumes"))
+				out->kind = NODE_VM_VOLUMES;
+			else if (!strcmp(c[2], "snapshots"))
+				out->kind = NODE_VM_SNAPSHOTS;
+			else
+				return -ENOENT;
+			return 0;
+		}
+		if (!strcmp(c[2], "volumes")) {
+			if (n != 4 || take_name(out->vol, c[3]) < 0)
+				return -ENOENT;
+			out->kind = NODE_VM_VOLUME_LINK;
+			return 0;
+		}
+		if (strcmp(c[2], "snapshots") != 0)
+			return -ENOENT;
+		if (n == 4 && !strcmp(c[3], "current")) {
+			out->kind = NODE_VM_CURRENT;
+			return 0;
+		}
+		rc = take_name(out->snap, c[3]);
+		out->kind = NODE_VM_SNAPSHOT;
+		if (n == 4)
+			return rc;
+		if (rc < 0 || n != 5)
+			return -ENOENT;
+		if (!strcmp(c[4], "info"))
+			out->kind = NODE_VM_SNAPSHOT_INFO;
+		else if (!strcmp(c[4], "parent"))
+			out->kind = NODE_VM_SNAPSHOT_PARENT;
 		else
 			return -ENOENT;
 		return 0;

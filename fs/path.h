@@ -35,12 +35,26 @@ enum node_kind {
 	NODE_BACKED_UP_VOLUME,
 	NODE_BACKED_UP_IMAGE,
 	NODE_BACKED_UP_MANIFEST,
+	NODE_VMS,
+	NODE_VM,
+	NODE_VM_INFO,
+	NODE_VM_STATE,
+	NODE_VM_CONTROL,
+	NODE_VM_OPTIONS,
+	NODE_VM_VOLUMES,
+	NODE_VM_VOLUME_LINK,
+	NODE_VM_SNAPSHOTS,
+	NODE_VM_CURRENT,
+	NODE_VM_SNAPSHOT,
+	NODE_VM_SNAPSHOT_INFO,
+	NODE_VM_SNAPSHOT_PARENT,
 	NODE_LAST
 };
 
 /**
  * struct node - a parsed path
- * @vol, @snap: names, when the kind has them
+ * @vol, @snap: names, when the kind has them (a VM's volume link has @vol)
+ * @vm:         the VM's name for the vms/ kinds
  * @id:         alert or job id
  * @read_only:  the path lies under backed-up/ (writes there are EROFS)
  */
@@ -48,6 +62,7 @@ struct node {
 	enum node_kind kind;
 	char vol[SNAP_NAME_MAX + 1];
 	char snap[SNAP_NAME_MAX + 1];
+	char vm[SNAP_NAME_MAX + 1];
 	uint64_t id;
 	bool read_only;
 };
@@ -61,6 +76,9 @@ struct node {
  * -ENAMETOOLONG a component longer than the kernel's NAME_MAX.
  */
 int path_parse(const char *path, struct node *out);
+
+/** node_is_link() - whether nodes of @kind are symbolic links. */
+bool node_is_link(enum node_kind kind);
 
 /** node_is_dir() - whether nodes of @kind are directories. */
 bool node_is_dir(enum node_kind kind);

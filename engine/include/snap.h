@@ -50,6 +50,11 @@ struct snap_engine;
  * @retries:      automatic retries of a failed backup
  * @retry_delay:  seconds before the first automatic retry; doubled each time
  * @min_free:     bytes that must stay free on primary for a take to succeed
+ * @libvirt:      libvirt URI; NULL embeds libvirt's QEMU driver rooted at
+ *                SOURCE/libvirt; "none" runs without VMs
+ * @vm_snapshots_off: domain types ("kvm:qemu") whose VM snapshots are
+ *                switched off; NULL none
+ * @stop_timeout: seconds a `stop` waits for the guest to shut down
  * @test_clock:   the engine's clock only moves when snap_clock_set() says so
  * @foreground:   log to stderr as well as to @source/snapfs.log
  * @debug:        log at debug level
@@ -63,6 +68,9 @@ struct snap_config {
 	unsigned retries;
 	unsigned retry_delay;
 	uint64_t min_free;
+	const char *libvirt;
+	const char *vm_snapshots_off;
+	unsigned stop_timeout;
 	bool test_clock;
 	bool foreground;
 	bool debug;
@@ -319,6 +327,89 @@ int snap_job_list(struct snap_engine *eng, uint64_t **ids_out);
  * bytes_done, bytes_total. Return: 0; -ENOENT job ended.
  */
 int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out);
+
+/* ---- VMs ------------------------------------------------------------- */
+
+/** snap_vm_list() - names of the VMs (libvirt domains with valid names). */
+int snap_vm_list(struct snap_engine *eng, char ***names_out);
+
+/**
+ * struct snap_vm_stat - what the tree needs to stat a VM
+ * @id: catalog id of the VM, stable (inode numbers)
+ */
+struct snap_vm_stat {
+	uint64_t id;
+	bool running;
+};
+
+/** snap_vm_stat() - Return: 0; -ENOENT no such VM. */
+int snap_vm_stat(struct snap_engine *eng, const char *vm,
+		 struct snap_vm_stat *out);
+
+/** snap_vm_info() - JSON of vms/<vm>/info: name, uuid, state, volumes,
+ * current_snapshot, snapshots_enabled. */
+int snap_vm_info(struct snap_engine *eng, const char *vm, char **json_out);
+
+/** snap_vm_state() - the one word of vms/<vm>/state (g_free). */
+int snap_vm_state(struct snap_engine *eng, const char *vm, char **word_out);
+
+/**
+ * snap_vm_control() - one command written to vms/<vm>/control: start,
+ * stop, force-stop, revert <snap>.  Commands on one VM run one at a time.
+ * Return: 0; -EINVAL unknown command; -ENOENT unknown snapshot; -EBUSY
+ * start of a running VM; -ETIMEDOUT stop not obeyed by the guest; revert's
+ * errors (see snap_vm_revert()).
+ */
+int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
+		    size_t len);
+int snap_vm_control_text(struct snap_engine *eng, const char *vm,
+			 char **text_out);
+
+/** snap_vm_options_read() - "memory=no quiesce=no\n" and the like. */
+int snap_vm_options_read(struct snap_engine *eng, const char *vm,
+			 char **text_out);
+/** snap_vm_options_write() - set them; -EINVAL malformed. */
+int snap_vm_options_write(struct snap_engine *eng, const char *vm,
+			  const char *buf, size_t len);
+
+/** snap_vm_volumes() - names of the VM's disks that are volumes. */
+int snap_vm_volumes(struct snap_engine *eng, const char *vm, char ***names_out);
+
+/** snap_vm_snapshot_list() - names of the VM's snapshots. */
+int snap_vm_snapshot_list(struct snap_engine *eng, const char *vm,
+			  char ***names_out);
+
+struct snap_vm_snapshot_stat {
+	uint64_t id;
+	time_t created_at;
+	char parent[SNAP_NAME_MAX + 1]; /* "" for a root */
+	bool current;
+};
+
+int snap_vm_snapshot_stat(struct snap_engine *eng, const char *vm,
+			  const char *snap, struct snap_vm_snapshot_stat *out);
+
+/** snap_vm_current() - name of the current snapshot; -ENOENT none. */
+int snap_vm_current(struct snap_engine *eng, const char *vm, char **name_out);
+
+/**
+ * snap_vm_snapshot_take() - all of the VM's disks at one instant, plus its
+ * memory when snapshot-options say memory=yes (the VM must run).
+ * Return: 0; -EEXIST; -EINVAL bad name; -ENOENT no VM; -EOPNOTSUPP VM
+ * snapshots off for its type, memory of a stopped VM, a disk that is not a
+ * volume, or quiesce without a guest agent; -ETIMEDOUT agent silent.
+ */
+int snap_vm_snapshot_take(struct snap_engine *eng, const char *vm,
+			  const char *name);
+
+/** snap_vm_snapshot_delete() - its children stay valid. */
+int snap_vm_snapshot_delete(struct snap_engine *eng, const char *vm,
+			    const char *name);
+
+/** snap_vm_snapshot_info() - JSON: name, type, parent, children, current,
+ * state, created_at. */
+int snap_vm_snapshot_info(struct snap_engine *eng, const char *vm,
+			  const char *snap, char **json_out);
 
 /** snap_statfs_primary() - total and free bytes of primary storage. */
 int snap_statfs_primary(struct snap_engine *eng, uint64_t *total,

@@ -1,0 +1,213 @@
+/*
+ * freeze.c - freeze a volume file into a layer, in constant time.
+ *
+ *   prepare:  link(PRIMARY/vol.qcow2, layer); qemu-img create an empty
+ *             overlay over the layer as a temporary file (never opening
+ *             the chain), same owner and mode as the volume, fsync
+ *   switch:   only when a running VM has the volume open: QMP blockdev-add
+ *             of each overlay and one `transaction` of blockdev-snapshot for
+ *             all of a VM's disks at once, so QEMU writes the overlays from
+ *             the same instant on (the guest is not paused: the transaction
+ *             drains I/O itself)
+ *   swap:     rename(overlay, PRIMARY/vol.qcow2), the commit point
+ *
+ * Undo before the swap removes the overlay and the link.  QEMU keeps its
+ * file descriptors across the rename, and libvirt's definition keeps naming
+ * PRIMARY/vol.qcow2, which is the overlay from then on.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "freeze.h"
+#include "json.h"
+#include "log.h"
+#include "proc.h"
+#include "vm.h"
+
+void freeze_clear(struct freeze *f)
+{
+	g_free(f->vpath);
+	g_free(f->lpath);
+	g_free(f->ldir);
+	g_free(f->tmp);
+	memset(f, 0, sizeof(*f));
+}
+
+char *freeze_tmp_path(struct snap_engine *eng, const char *vol,
+		      const char *uuid)
+{
+	return g_strdup_printf("%s/%s/.%s.overlay", eng->layers_dir, vol, uuid);
+}
+
+int freeze_prepare(struct snap_engine *eng, struct freeze *f, const char *vol,
+		   const char *uuid)
+{
+	struct qcow2_header hdr;
+	g_auto(GStrv) argv = NULL;
+	struct stat st;
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	g_strlcpy(f->vol, vol, sizeof(f->vol));
+	g_strlcpy(f->uuid, uuid, sizeof(f->uuid));
+	f->vpath = volume_path(eng, vol);
+	f->lpath = layer_path(eng, vol, uuid);
+	f->ldir = layer_dir(eng, vol);
+	f->tmp = freeze_tmp_path(eng, vol, uuid);
+
+	rc = volume_read_header(f->vpath, &hdr);
+	if (rc < 0)
+		return rc == -ENOENT ? rc : -EIO;
+	f->size = hdr.virtual_size;
+	if (lstat(f->vpath, &st) < 0)
+		return -errno;
+	if (g_mkdir_with_parents(f->ldir, 0700) < 0)
+		return -errno;
+	if (link(f->vpath, f->lpath) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "freeze: cannot link '%s' to '%s': %m",
+			 f->vpath, f->lpath);
+		return rc;
+	}
+	f->step = FREEZE_LINKED;
+	argv = image_argv_overlay(f->lpath, f->tmp, f->size);
+	rc = proc_run(argv, NULL, NULL, NULL);
+	if (rc < 0)
+		goto undo;
+	f->step = FREEZE_OVERLAY;
+	if (chown(f->tmp, st.st_uid, st.st_gid) < 0 ||
+	    chmod(f->tmp, st.st_mode & 07777) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "freeze: cannot set owner of '%s': %m", f->tmp);
+		goto undo;
+	}
+	rc = fsync_path(f->tmp);
+	if (rc == 0)
+		rc = fsync_dir(f->ldir);
+	if (rc < 0)
+		goto undo;
+	return 0;
+
+undo:
+	freeze_undo(f);
+	return rc;
+}
+
+void freeze_undo(struct freeze *f)
+{
+	if (f->step >= FREEZE_SWAPPED)
+		return; /* past the commit point: the layer is real */
+	if (f->step >= FREEZE_OVERLAY)
+		unlink(f->tmp);
+	if (f->step >= FREEZE_LINKED)
+		unlink(f->lpath);
+	f->step = 0;
+}
+
+int freeze_swap(struct snap_engine *eng, struct freeze *f)
+{
+	if (rename(f->tmp, f->vpath) < 0) {
+		int rc = -errno;
+
+		snap_log(LOG_ERR, "freeze: cannot rename '%s': %m", f->tmp);
+		return rc;
+	}
+	f->step = FREEZE_SWAPPED;
+	fsync_dir(eng->primary);
+	return 0;
+}
+
+/* The node QEMU attaches to the disk with libvirt alias @alias. */
+static int top_node(struct jdoc *reply, const char *alias, char *node,
+		    size_t size)
+{
+	g_autofree char *part = g_strdup_printf("/%s/", alias);
+	g_autofree char *tail = g_strdup_printf("/%s", alias);
+	int i, n = jdoc_array_len(reply, "return");
+
+	for (i = 0; i < n; i++) {
+		struct jdoc *dev = jdoc_array_obj(reply, "return", i);
+		const char *qdev = dev ? jdoc_get_str(dev, "qdev") : NULL;
+		const char *devname = dev ? jdoc_get_str(dev, "device") : NULL;
+		struct jdoc *ins = dev ? jdoc_get_obj(dev, "inserted") : NULL;
+		const char *nn = ins ? jdoc_get_str(ins, "node-name") : NULL;
+
+		if (!nn)
+			continue;
+		if ((qdev && (strstr(qdev, part) || g_str_has_suffix(qdev, tail))) ||
+		    (devname && !strcmp(devname, alias))) {
+			g_strlcpy(node, nn, size);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int freeze_switch_running(struct snap_engine *eng, struct vm_conn *vmc,
+			  const char *vm, struct freeze *fs, const char **aliases,
+			  int n)
+{
+	g_autofree char *reply = NULL;
+	g_autoptr(GString) actions = g_string_new(NULL);
+	struct jdoc *d = NULL;
+	char (*nodes)[32] = g_malloc0_n((gsize)n, 32);
+	int i, added = 0, rc;
+
+	rc = vm_qmp(vmc, vm, "{\"execute\":\"query-block\"}", &reply);
+	if (rc < 0)
+		goto out;
+	rc = jdoc_parse(reply, &d);
+	if (rc < 0)
+		goto out;
+	for (i = 0; i < n && rc == 0; i++) {
+		char old[64];
+		g_autofree char *file = json_quote(fs[i].tmp);
+		g_autofree char *cmd = NULL;
+
+		rc = top_node(d, aliases[i], old, sizeof(old));
+		if (rc < 0) {
+			snap_log(LOG_ERR, "freeze: no block node for disk '%s' of '%s'",
+				 aliases[i], vm);
+			break;
+		}
+		/* node names are at most 31 bytes: "snapfs-" + 20 of the uuid */
+		g_snprintf(nodes[i], sizeof(nodes[i]), "snapfs-%.8s%.4s%.4s%.4s",
+			   fs[i].uuid, fs[i].uuid + 9, fs[i].uuid + 14,
+			   fs[i].uuid + 19);
+		cmd = g_strdup_printf(
+			"{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"qcow2\","
+			"\"node-name\":\"%s\",\"file\":{\"driver\":\"file\",\"filename\":%s},"
+			"\"backing\":null}}", nodes[i], file);
+		rc = vm_qmp(vmc, vm, cmd, NULL);
+		if (rc < 0)
+			break;
+		added++;
+		g_string_append_printf(actions,
+			"%s{\"type\":\"blockdev-snapshot\",\"data\":{\"node\":\"%s\","
+			"\"overlay\":\"%s\"}}", i ? "," : "", old, nodes[i]);
+	}
+	if (rc == 0) {
+		g_autofree char *cmd = g_strdup_printf(
+			"{\"execute\":\"transaction\",\"arguments\":{\"actions\":[%s]}}",
+			actions->str);
+
+		rc = vm_qmp(vmc, vm, cmd, NULL);
+	}
+	if (rc < 0) {
+		for (i = 0; i < added; i++) {
+			g_autofree char *cmd = g_strdup_printf(
+				"{\"execute\":\"blockdev-del\",\"arguments\":{\"node-name\":\"%s\"}}",
+				nodes[i]);
+
+			vm_qmp(vmc, vm, cmd, NULL);
+		}
+	}
+out:
+	jdoc_free(d);
+	g_free(nodes);
+	return rc;
+}

@@ -1,0 +1,599 @@
+/*
+ * vm.c - all of libvirt.
+ *
+ * DESIGN: one virConnect per engine, shared by all threads (libvirt
+ * connections are thread-safe).  libvirt needs an event loop: a thread
+ * here runs virEventRunDefaultImpl() until vm_close().  The embedded QEMU
+ * driver keeps its state under ROOT (one process per root); its qemu.conf
+ * is written by vm_open(): stdio to files (no virtlogd), QEMU as root (no
+ * libvirt-qemu access rules to maintain for /dev/kvm and the storage), no
+ * relabelling of the images snapfs manages.  VMs started by the embedded
+ * driver outlive snapfs and are found again at the next open.
+ */
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/libvirt-qemu.h>
+#include <libvirt/virterror.h>
+
+#include "vm.h"
+#include "log.h"
+
+struct vm_conn {
+	virConnectPtr conn;
+	char *uri;
+	GThread *loop;
+	gint stopping;
+};
+
+/* The one table from libvirt errors to errno. */
+static int vm_errno(void)
+{
+	virErrorPtr e = virGetLastError();
+
+	if (!e)
+		return -EIO;
+	switch (e->code) {
+	case VIR_ERR_NO_DOMAIN:
+	case VIR_ERR_NO_DOMAIN_SNAPSHOT:
+		return -ENOENT;
+	case VIR_ERR_OPERATION_INVALID:
+		return -EBUSY;
+	case VIR_ERR_NO_SUPPORT:
+	case VIR_ERR_ARGUMENT_UNSUPPORTED:
+	case VIR_ERR_AGENT_UNSYNCED:
+		return -EOPNOTSUPP;
+	case VIR_ERR_AGENT_UNRESPONSIVE:
+	case VIR_ERR_OPERATION_TIMEOUT:
+		return -ETIMEDOUT;
+	case VIR_ERR_OPERATION_DENIED:
+	case VIR_ERR_AUTH_FAILED:
+		return -EACCES;
+	case VIR_ERR_NO_MEMORY:
+		return -ENOMEM;
+	case VIR_ERR_XML_ERROR:
+	case VIR_ERR_INVALID_ARG:
+		return -EINVAL;
+	default:
+		return -EIO;
+	}
+}
+
+static int fail(const char *what, const char *subject)
+{
+	virErrorPtr e = virGetLastError();
+	int rc = vm_errno();
+
+	snap_log(LOG_ERR, "vm: %s '%s' failed: %s", what, subject ? subject : "",
+		 e && e->message ? e->message : "unknown error");
+	return rc;
+}
+
+/* libvirt prints its errors itself by default: route them to our log at
+ * debug level; the failing call logs the one line that matters. */
+static void quiet_errors(void *data, virErrorPtr e)
+{
+	snap_log(LOG_DEBUG, "vm: libvirt: %s", e && e->message ? e->message : "");
+}
+
+static gpointer event_loop(gpointer data)
+{
+	struct vm_conn *c = data;
+
+	while (!g_atomic_int_get(&c->stopping))
+		if (virEventRunDefaultImpl() < 0)
+			break;
+	return NULL;
+}
+
+static void timer_noop(int timer, void *opaque)
+{
+}
+
+static int write_qemu_conf(const char *root)
+{
+	g_autofree char *etc = g_strdup_printf("%s/etc", root);
+	g_autofree char *path = g_strdup_printf("%s/qemu.conf", etc);
+	static const char conf[] =
+		"# written by snapfs at every mount: the embedded QEMU driver\n"
+		"stdio_handler = \"file\"\n"
+		"user = \"root\"\n"
+		"group = \"root\"\n"
+		"dynamic_ownership = 0\n"
+		"security_driver = \"none\"\n"
+		"remember_owner = 0\n";
+	g_autoptr(GError) err = NULL;
+
+	if (g_mkdir_with_parents(etc, 0700) < 0)
+		return -errno;
+	if (!g_file_set_contents(path, conf, -1, &err)) {
+		snap_log(LOG_ERR, "vm: cannot write '%s': %s", path, err->message);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* As root the driver wants the libvirt-qemu user even when told to run
+ * QEMU as root (NOTES.md); make sure it exists. */
+static void ensure_qemu_user(void)
+{
+	char *argv[] = { "useradd", "-r", "-M", "-s", "/usr/sbin/nologin",
+			 "libvirt-qemu", NULL };
+	struct passwd pw, *pwp = NULL;
+	char buf[1024];
+
+	if (geteuid() != 0)
+		return;
+	getpwnam_r("libvirt-qemu", &pw, buf, sizeof(buf), &pwp);
+	if (pwp)
+		return;
+	if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH |
+			  G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+			  NULL, NULL, NULL, NULL, NULL, NULL))
+		snap_log(LOG_WARNING, "vm: cannot create the libvirt-qemu user");
+}
+
+int vm_open(const char *uri, const char *embed_root, struct vm_conn **out)
+{
+	static gsize loop_registered;
+	struct vm_conn *c;
+	int rc;
+
+	virSetErrorFunc(NULL, quiet_errors);
+	if (g_once_init_enter(&loop_registered)) {
+		if (virEventRegisterDefaultImpl() < 0)
+			return fail("event loop", "");
+		g_once_init_leave(&loop_registered, 1);
+	}
+	c = g_new0(struct vm_conn, 1);
+	if (uri) {
+		c->uri = g_strdup(uri);
+	} else {
+		ensure_qemu_user();
+		rc = write_qemu_conf(embed_root);
+		if (rc < 0) {
+			g_free(c);
+			return rc;
+		}
+		c->uri = g_strdup_printf("qemu:///embed?root=%s", embed_root);
+	}
+	/* a timer keeps the loop iterating so vm_close() can stop it */
+	virEventAddTimeout(500, timer_noop, NULL, NULL);
+	c->loop = g_thread_try_new("snapfs-libvirt", event_loop, c, NULL);
+	if (!c->loop) {
+		g_free(c->uri);
+		g_free(c);
+		return -ENOMEM;
+	}
+	c->conn = virConnectOpen(c->uri);
+	if (!c->conn) {
+		rc = fail("connect", c->uri);
+		vm_close(c);
+		return rc;
+	}
+	snap_log(LOG_INFO, "vm: connected to '%s'", c->uri);
+	*out = c;
+	return 0;
+}
+
+void vm_close(struct vm_conn *c)
+{
+	if (!c)
+		return;
+	if (c->conn)
+		virConnectClose(c->conn);
+	g_atomic_int_set(&c->stopping, 1);
+	if (c->loop)
+		g_thread_join(c->loop);
+	g_free(c->uri);
+	g_free(c);
+}
+
+const char *vm_uri(struct vm_conn *c)
+{
+	return c->uri;
+}
+
+static gint name_cmp(gconstpointer a, gconstpointer b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int vm_list(struct vm_conn *c, char ***names_out)
+{
+	virDomainPtr *doms = NULL;
+	GPtrArray *names;
+	int n, i;
+
+	n = virConnectListAllDomains(c->conn, &doms, 0);
+	if (n < 0)
+		return fail("list", "domains");
+	names = g_ptr_array_new();
+	for (i = 0; i < n; i++) {
+		const char *name = virDomainGetName(doms[i]);
+
+		if (name && snap_name_valid(name) == 0)
+			g_ptr_array_add(names, g_strdup(name));
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	g_ptr_array_sort(names, name_cmp);
+	n = (int)names->len;
+	g_ptr_array_add(names, NULL);
+	*names_out = (char **)g_ptr_array_free(names, FALSE);
+	return n;
+}
+
+void vm_info_clear(struct vm_info *info)
+{
+	if (info->disks)
+		g_array_free(info->disks, TRUE);
+	info->disks = NULL;
+}
+
+/* ---- domain XML, with GMarkup ---- */
+
+struct xml_walk {
+	struct vm_info *info;
+	GQueue stack; /* element names */
+	bool in_disk;
+	struct vm_disk disk;
+	char unit[16];
+	GString *text;
+};
+
+static const char *attr(const char **names, const char **values,
+			const char *want)
+{
+	for (; *names; names++, values++)
+		if (!strcmp(*names, want))
+			return *values;
+	return NULL;
+}
+
+static const char *parent_of(struct xml_walk *w)
+{
+	return g_queue_peek_nth(&w->stack, 1);
+}
+
+static void xml_start(GMarkupParseContext *ctx, const char *el,
+		      const char **names, const char **values, gpointer data,
+		      GError **err)
+{
+	struct xml_walk *w = data;
+	const char *depth1 = g_queue_get_length(&w->stack) == 1 ?
+				     g_queue_peek_head(&w->stack) : NULL;
+	const char *v;
+
+	g_queue_push_head(&w->stack, (gpointer)g_intern_string(el));
+	g_string_truncate(w->text, 0);
+	if (!strcmp(el, "domain") && g_queue_get_length(&w->stack) == 1) {
+		v = attr(names, values, "type");
+		g_strlcpy(w->info->type, v ? v : "", sizeof(w->info->type));
+	} else if (!strcmp(el, "memory") && depth1) {
+		v = attr(names, values, "unit");
+		g_strlcpy(w->unit, v ? v : "KiB", sizeof(w->unit));
+	} else if (!strcmp(el, "disk") && !g_strcmp0(parent_of(w), "devices")) {
+		v = attr(names, values, "device");
+		w->in_disk = !v || !strcmp(v, "disk");
+		memset(&w->disk, 0, sizeof(w->disk));
+	} else if (w->in_disk && !g_strcmp0(parent_of(w), "disk")) {
+		if (!strcmp(el, "source") && (v = attr(names, values, "file")))
+			g_strlcpy(w->disk.path, v, sizeof(w->disk.path));
+		else if (!strcmp(el, "target") && (v = attr(names, values, "dev")))
+			g_strlcpy(w->disk.target, v, sizeof(w->disk.target));
+		else if (!strcmp(el, "driver") && (v = attr(names, values, "type")))
+			g_strlcpy(w->disk.format, v, sizeof(w->disk.format));
+		else if (!strcmp(el, "alias") && (v = attr(names, values, "name")))
+			g_strlcpy(w->disk.alias, v, sizeof(w->disk.alias));
+	}
+}
+
+static uint64_t to_kib(const char *text, const char *unit)
+{
+	uint64_t v = g_ascii_strtoull(text, NULL, 10);
+
+	if (!g_ascii_strcasecmp(unit, "b") || !g_ascii_strcasecmp(unit, "bytes"))
+		return v / 1024;
+	if (!g_ascii_strcasecmp(unit, "MiB") || !g_ascii_strcasecmp(unit, "M"))
+		return v * 1024;
+	if (!g_ascii_strcasecmp(unit, "GiB") || !g_ascii_strcasecmp(unit, "G"))
+		return v * 1024 * 1024;
+	return v;
+}
+
+static void xml_end(GMarkupParseContext *ctx, const char *el, gpointer data,
+		    GError **err)
+{
+	struct xml_walk *w = data;
+	bool top = g_queue_get_length(&w->stack) == 2; /* child of <domain> */
+
+	if (top && !strcmp(el, "name"))
+		g_strlcpy(w->info->name, g_strstrip(w->text->str),
+			  sizeof(w->info->name));
+	else if (top && !strcmp(el, "uuid"))
+		g_strlcpy(w->info->uuid, g_strstrip(w->text->str),
+			  sizeof(w->info->uuid));
+	else if (top && !strcmp(el, "memory"))
+		w->info->memory_kib = to_kib(g_strstrip(w->text->str), w->unit);
+	else if (top && !strcmp(el, "vcpu"))
+		w->info->vcpus = (unsigned)g_ascii_strtoull(w->text->str, NULL, 10);
+	else if (!strcmp(el, "disk") && w->in_disk) {
+		if (w->disk.path[0])
+			g_array_append_val(w->info->disks, w->disk);
+		w->in_disk = false;
+	}
+	g_queue_pop_head(&w->stack);
+	g_string_truncate(w->text, 0);
+}
+
+static void xml_text(GMarkupParseContext *ctx, const char *text, gsize len,
+		     gpointer data, GError **err)
+{
+	struct xml_walk *w = data;
+
+	if (w->text->len < 256)
+		g_string_append_len(w->text, text, (gssize)MIN(len, 256));
+}
+
+int vm_parse_domain_xml(const char *xml, struct vm_info *out)
+{
+	static const GMarkupParser parser = {
+		.start_element = xml_start,
+		.end_element = xml_end,
+		.text = xml_text,
+	};
+	struct xml_walk w = { .info = out };
+	GMarkupParseContext *ctx;
+	g_autoptr(GError) err = NULL;
+	bool ok;
+
+	memset(out, 0, sizeof(*out));
+	out->disks = g_array_new(FALSE, TRUE, sizeof(struct vm_disk));
+	g_queue_init(&w.stack);
+	w.text = g_string_new(NULL);
+	ctx = g_markup_parse_context_new(&parser, 0, &w, NULL);
+	ok = g_markup_parse_context_parse(ctx, xml, -1, &err) &&
+	     g_markup_parse_context_end_parse(ctx, &err);
+	g_markup_parse_context_free(ctx);
+	g_queue_clear(&w.stack);
+	g_string_free(w.text, TRUE);
+	if (!ok || !out->name[0]) {
+		snap_log(LOG_ERR, "vm: cannot parse domain XML: %s",
+			 err ? err->message : "no name");
+		vm_info_clear(out);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static virDomainPtr lookup(struct vm_conn *c, const char *name, int *rc)
+{
+	virDomainPtr d = virDomainLookupByName(c->conn, name);
+
+	if (!d)
+		*rc = vm_errno() == -ENOENT ? -ENOENT : fail("lookup", name);
+	return d;
+}
+
+static void state_of(virDomainPtr d, struct vm_info *out)
+{
+	int state = 0, reason = 0;
+
+	virDomainGetState(d, &state, &reason, 0);
+	switch (state) {
+	case VIR_DOMAIN_RUNNING:
+		out->state = VM_STATE_RUNNING;
+		strcpy(out->state_word, "running");
+		break;
+	case VIR_DOMAIN_PAUSED:
+		out->state = VM_STATE_PAUSED;
+		strcpy(out->state_word, "paused");
+		break;
+	case VIR_DOMAIN_SHUTOFF:
+		out->state = VM_STATE_STOPPED;
+		strcpy(out->state_word, "stopped");
+		break;
+	case VIR_DOMAIN_SHUTDOWN:
+		out->state = VM_STATE_OTHER;
+		strcpy(out->state_word, "stopping");
+		break;
+	case VIR_DOMAIN_CRASHED:
+		out->state = VM_STATE_OTHER;
+		strcpy(out->state_word, "crashed");
+		break;
+	default:
+		out->state = VM_STATE_OTHER;
+		strcpy(out->state_word, "unknown");
+		break;
+	}
+}
+
+int vm_get(struct vm_conn *c, const char *name, struct vm_info *out)
+{
+	virDomainPtr d;
+	char *xml;
+	int rc = 0;
+
+	d = lookup(c, name, &rc);
+	if (!d)
+		return rc;
+	xml = virDomainGetXMLDesc(d, 0);
+	if (!xml) {
+		rc = fail("describe", name);
+		virDomainFree(d);
+		return rc;
+	}
+	rc = vm_parse_domain_xml(xml, out);
+	free(xml);
+	if (rc == 0)
+		state_of(d, out);
+	virDomainFree(d);
+	return rc;
+}
+
+int vm_define_xml(struct vm_conn *c, const char *xml, char *name_out,
+		  size_t name_size)
+{
+	virDomainPtr d = virDomainDefineXML(c->conn, xml);
+
+	if (!d)
+		return fail("define", "domain");
+	if (name_out)
+		g_strlcpy(name_out, virDomainGetName(d), name_size);
+	virDomainFree(d);
+	return 0;
+}
+
+/* Run @op on domain @name; the usual lookup/free around it. */
+#define WITH_DOMAIN(c, name, what, call)                                 \
+	do {                                                             \
+		int _rc = 0;                                             \
+		virDomainPtr dom = lookup((c), (name), &_rc);            \
+		if (!dom)                                                \
+			return _rc;                                      \
+		if ((call) < 0)                                          \
+			_rc = fail((what), (name));                      \
+		virDomainFree(dom);                                      \
+		return _rc;                                              \
+	} while (0)
+
+int vm_start(struct vm_conn *c, const char *name)
+{
+	WITH_DOMAIN(c, name, "start", virDomainCreate(dom));
+}
+
+int vm_destroy(struct vm_conn *c, const char *name)
+{
+	int rc = 0, state = 0;
+	virDomainPtr dom = lookup(c, name, &rc);
+
+	if (!dom)
+		return rc;
+	if (virDomainGetState(dom, &state, NULL, 0) == 0 &&
+	    state == VIR_DOMAIN_SHUTOFF) {
+		virDomainFree(dom);
+		return 0;
+	}
+	if (virDomainDestroy(dom) < 0)
+		rc = fail("force-stop", name);
+	virDomainFree(dom);
+	return rc;
+}
+
+int vm_shutdown(struct vm_conn *c, const char *name, int timeout_s)
+{
+	int rc = 0, state = 0, i;
+	virDomainPtr dom = lookup(c, name, &rc);
+
+	if (!dom)
+		return rc;
+	if (virDomainShutdown(dom) < 0) {
+		rc = fail("stop", name);
+		virDomainFree(dom);
+		return rc;
+	}
+	for (i = 0; i < timeout_s * 10; i++) {
+		if (virDomainGetState(dom, &state, NULL, 0) == 0 &&
+		    state == VIR_DOMAIN_SHUTOFF)
+			break;
+		g_usleep(100000);
+	}
+	if (state != VIR_DOMAIN_SHUTOFF) {
+		snap_log(LOG_WARNING, "vm: '%s' did not stop within %d s", name,
+			 timeout_s);
+		rc = -ETIMEDOUT;
+	}
+	virDomainFree(dom);
+	return rc;
+}
+
+int vm_suspend(struct vm_conn *c, const char *name)
+{
+	WITH_DOMAIN(c, name, "pause", virDomainSuspend(dom));
+}
+
+int vm_resume(struct vm_conn *c, const char *name)
+{
+	WITH_DOMAIN(c, name, "resume", virDomainResume(dom));
+}
+
+int vm_qmp(struct vm_conn *c, const char *name, const char *cmd,
+	   char **reply_out)
+{
+	int rc = 0;
+	char *reply = NULL;
+	virDomainPtr dom = lookup(c, name, &rc);
+
+	if (!dom)
+		return rc;
+	if (virDomainQemuMonitorCommand(dom, cmd, &reply, 0) < 0) {
+		rc = fail("monitor command", name);
+	} else if (reply && strstr(reply, "\"error\"")) {
+		snap_log(LOG_ERR, "vm: monitor command on '%s' failed: %s", name,
+			 reply);
+		rc = -EIO;
+	}
+	if (rc == 0 && reply_out)
+		*reply_out = g_strdup(reply);
+	free(reply);
+	virDomainFree(dom);
+	return rc;
+}
+
+int vm_save(struct vm_conn *c, const char *name, const char *path)
+{
+	WITH_DOMAIN(c, name, "save", virDomainSaveFlags(dom, path, NULL,
+						       VIR_DOMAIN_SAVE_RUNNING));
+}
+
+int vm_restore(struct vm_conn *c, const char *path)
+{
+	if (virDomainRestoreFlags(c->conn, path, NULL,
+				  VIR_DOMAIN_SAVE_RUNNING) < 0)
+		return fail("restore", path);
+	return 0;
+}
+
+int vm_save_info(struct vm_conn *c, const char *path, struct vm_info *out)
+{
+	char *xml = virDomainSaveImageGetXMLDesc(c->conn, path, 0);
+	int rc;
+
+	if (!xml)
+		return fail("read save image", path);
+	rc = vm_parse_domain_xml(xml, out);
+	free(xml);
+	return rc;
+}
+
+int vm_fs_freeze(struct vm_conn *c, const char *name, int timeout_s)
+{
+	int rc = 0;
+	virDomainPtr dom = lookup(c, name, &rc);
+
+	if (!dom)
+		return rc;
+	virDomainAgentSetResponseTimeout(dom, timeout_s, 0);
+	if (virDomainFSFreeze(dom, NULL, 0, 0) < 0) {
+		virErrorPtr e = virGetLastError();
+
+		rc = vm_errno();
+		if (rc == -EIO && e && e->message &&
+		    strstr(e->message, "not configured"))
+			rc = -EOPNOTSUPP;
+		snap_log(LOG_WARNING, "vm: cannot quiesce '%s': %s", name,
+			 e && e->message ? e->message : "");
+	}
+	virDomainFree(dom);
+	return rc;
+}
+
+int vm_fs_thaw(struct vm_conn *c, const char *name)
+{
+	WITH_DOMAIN(c, name, "thaw", virDomainFSThaw(dom, NULL, 0, 0));
+}

@@ -1,0 +1,1413 @@
+/*
+ * vms.c - VMs and VM snapshots.
+ *
+ * A VM is a libvirt domain (vm.c).  A VM snapshot is, for each of its
+ * disks (which must be volumes), a layer frozen at one instant, plus for
+ * disk+memory snapshots a libvirt save file of its memory:
+ *
+ *   disk, VM stopped     freeze each disk (freeze.c), swap
+ *   disk, VM running     freeze each disk, switch them all in QEMU with one
+ *                        QMP transaction (no guest pause), swap
+ *   disk+memory          save (the VM stops), freeze and swap each disk,
+ *                        restore from the save file (the VM runs again)
+ *
+ * Revert puts a new empty overlay over each of the snapshot's layers in
+ * place of the volume file (the current state is discarded; later
+ * snapshots keep their own layers), then restores the memory for a
+ * disk+memory snapshot (ends running) or leaves the VM stopped.
+ *
+ * DESIGN: operations on one VM run one at a time (eng->busy_vms, waited
+ * for on eng->cond); disks are taken in volume-id order through the
+ * volume busy flags, after the VM's, so VM and volume operations never
+ * deadlock.  No lock is held across libvirt or qemu-img.
+ */
+#include <errno.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "freeze.h"
+#include "json.h"
+#include "log.h"
+#include "proc.h"
+#include "vm.h"
+
+#define VM_AGENT_TIMEOUT 5
+
+static const char *const vm_snapshot_state_names[VM_SNAPSHOT_STATE_LAST] = {
+	[VM_SNAPSHOT_CREATING] = "Creating",
+	[VM_SNAPSHOT_READY] = "Ready",
+	[VM_SNAPSHOT_REVERTING] = "Reverting",
+	[VM_SNAPSHOT_EXPUNGING] = "Expunging",
+	[VM_SNAPSHOT_ERROR] = "Error",
+};
+
+static char *vm_target(const char *vm, const char *snap)
+{
+	return snap ? g_strdup_printf("vms/%s/snapshots/%s", vm, snap) :
+		      g_strdup_printf("vms/%s", vm);
+}
+
+static char *memory_path(struct snap_engine *eng, const char *uuid)
+{
+	return g_strdup_printf("%s/.memory/%s.save", eng->layers_dir, uuid);
+}
+
+/* ---- start and stop ---------------------------------------------------- */
+
+/* The documented way to define a VM for the embedded driver: a domain XML
+ * file in SOURCE/domains/, defined at every mount. */
+static void define_domains(struct snap_engine *eng)
+{
+	g_autofree char *dir = g_strdup_printf("%s/domains", eng->source);
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		g_autofree char *path = NULL, *xml = NULL;
+		char name[SNAP_NAME_MAX + 1];
+
+		if (de->d_name[0] == '.' || !g_str_has_suffix(de->d_name, ".xml"))
+			continue;
+		path = g_strdup_printf("%s/%s", dir, de->d_name);
+		if (!g_file_get_contents(path, &xml, NULL, NULL))
+			continue;
+		if (vm_define_xml(eng->vm, xml, name, sizeof(name)) == 0)
+			snap_log(LOG_INFO, "vms: defined '%s' from '%s'", name, path);
+		else
+			event_record(eng, "vm.define", NULL, NULL, -EINVAL,
+				     "cannot define a VM from '%s' (see snapfs.log)",
+				     path);
+	}
+	closedir(d);
+}
+
+int vms_start(struct snap_engine *eng)
+{
+	g_autofree char *root = NULL;
+	int rc;
+
+	eng->busy_vms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					      NULL);
+	eng->vm_control_results = g_hash_table_new_full(g_str_hash, g_str_equal,
+							g_free, g_free);
+	if (eng->cfg.libvirt && !strcmp(eng->cfg.libvirt, "none"))
+		return 0;
+	root = g_strdup_printf("%s/libvirt", eng->source);
+	rc = vm_open(eng->cfg.libvirt, root, &eng->vm);
+	if (rc < 0) {
+		event_record(eng, "vm.connect", NULL, NULL, rc,
+			     "libvirt is not reachable; running without VMs (see snapfs.log)");
+		eng->vm = NULL;
+		return 0;
+	}
+	define_domains(eng);
+	return 0;
+}
+
+void vms_stop(struct snap_engine *eng)
+{
+	vm_close(eng->vm);
+	eng->vm = NULL;
+	if (eng->busy_vms)
+		g_hash_table_destroy(eng->busy_vms);
+	if (eng->vm_control_results)
+		g_hash_table_destroy(eng->vm_control_results);
+}
+
+/* ---- lookups ---------------------------------------------------------- */
+
+/* The volume a disk is: its file must be PRIMARY/<vol>.qcow2. */
+static bool disk_volume(struct snap_engine *eng, const struct vm_disk *disk,
+			char *vol, size_t size)
+{
+	g_autofree char *dir = g_path_get_dirname(disk->path);
+	g_autofree char *base = g_path_get_basename(disk->path);
+	size_t len = strlen(base);
+
+	if (strcmp(dir, eng->primary) != 0 || len <= 6 ||
+	    strcmp(base + len - 6, ".qcow2") != 0 || len - 6 >= size)
+		return false;
+	memcpy(vol, base, len - 6);
+	vol[len - 6] = '\0';
+	return snap_name_valid(vol) == 0;
+}
+
+static int vm_load(struct snap_engine *eng, const char *name,
+		   struct vm_info *info, struct catalog_vm *cvm)
+{
+	int rc;
+
+	if (!eng->vm || snap_name_valid(name) < 0)
+		return -ENOENT;
+	rc = vm_get(eng->vm, name, info);
+	if (rc < 0)
+		return rc;
+	rc = catalog_vm_ensure(eng->cat, info->uuid, info->name, cvm);
+	if (rc < 0)
+		vm_info_clear(info);
+	return rc;
+}
+
+static bool vm_snapshots_enabled(struct snap_engine *eng, const char *type)
+{
+	g_auto(GStrv) off = NULL;
+
+	if (!eng->cfg.vm_snapshots_off)
+		return true;
+	off = g_strsplit(eng->cfg.vm_snapshots_off, ":", -1);
+	return !g_strv_contains((const char *const *)off, type);
+}
+
+int vm_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out)
+{
+	g_auto(GStrv) names = NULL;
+	char **n;
+
+	if (!eng->vm || vm_list(eng->vm, &names) < 0)
+		return -ENOENT;
+	for (n = names; *n; n++) {
+		struct vm_info info;
+		guint i;
+		bool found = false;
+
+		if (vm_get(eng->vm, *n, &info) < 0)
+			continue;
+		if (info.state == VM_STATE_RUNNING || info.state == VM_STATE_PAUSED) {
+			for (i = 0; i < info.disks->len && !found; i++) {
+				struct vm_disk *d = &g_array_index(info.disks, struct vm_disk, i);
+				char dv[SNAP_NAME_MAX + 1];
+
+				if (disk_volume(eng, d, dv, sizeof(dv)) &&
+				    !strcmp(dv, vol) && d->alias[0]) {
+					g_strlcpy(out->vm, info.name, sizeof(out->vm));
+					g_strlcpy(out->alias, d->alias, sizeof(out->alias));
+					found = true;
+				}
+			}
+		}
+		vm_info_clear(&info);
+		if (found)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+int vm_of_volume(struct snap_engine *eng, const char *vol, char *vm, size_t size)
+{
+	g_auto(GStrv) names = NULL;
+	char **n;
+
+	if (!eng->vm || vm_list(eng->vm, &names) < 0)
+		return -ENOENT;
+	for (n = names; *n; n++) {
+		struct vm_info info;
+		guint i;
+		bool found = false;
+
+		if (vm_get(eng->vm, *n, &info) < 0)
+			continue;
+		for (i = 0; i < info.disks->len && !found; i++) {
+			char dv[SNAP_NAME_MAX + 1];
+
+			found = disk_volume(eng, &g_array_index(info.disks, struct vm_disk, i),
+					    dv, sizeof(dv)) && !strcmp(dv, vol);
+		}
+		if (found)
+			g_strlcpy(vm, info.name, size);
+		vm_info_clear(&info);
+		if (found)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+static void vm_busy_begin(struct snap_engine *eng, const char *uuid)
+{
+	g_mutex_lock(&eng->lock);
+	while (g_hash_table_contains(eng->busy_vms, uuid))
+		g_cond_wait(&eng->cond, &eng->lock);
+	g_hash_table_add(eng->busy_vms, g_strdup(uuid));
+	g_mutex_unlock(&eng->lock);
+}
+
+static void vm_busy_end(struct snap_engine *eng, const char *uuid)
+{
+	g_mutex_lock(&eng->lock);
+	g_hash_table_remove(eng->busy_vms, uuid);
+	g_cond_broadcast(&eng->cond);
+	g_mutex_unlock(&eng->lock);
+}
+
+/* ---- the VM's own files ------------------------------------------------ */
+
+int snap_vm_list(struct snap_engine *eng, char ***names_out)
+{
+	if (!eng->vm) {
+		*names_out = g_new0(char *, 1);
+		return 0;
+	}
+	return vm_list(eng->vm, names_out);
+}
+
+int snap_vm_stat(struct snap_engine *eng, const char *vm,
+		 struct snap_vm_stat *out)
+{
+	struct vm_info info;
+	struct catalog_vm cvm;
+	int rc = vm_load(eng, vm, &info, &cvm);
+
+	if (rc < 0)
+		return rc;
+	out->id = (uint64_t)cvm.id;
+	out->running = info.state == VM_STATE_RUNNING;
+	vm_info_clear(&info);
+	return 0;
+}
+
+int snap_vm_state(struct snap_engine *eng, const char *vm, char **word_out)
+{
+	struct vm_info info;
+	struct catalog_vm cvm;
+	int rc = vm_load(eng, vm, &info, &cvm);
+
+	if (rc < 0)
+		return rc;
+	*word_out = g_strdup(info.state_word);
+	vm_info_clear(&info);
+	return 0;
+}
+
+static char **volumes_of(struct snap_engine *eng, struct vm_info *info)
+{
+	GPtrArray *a = g_ptr_array_new();
+	guint i;
+
+	for (i = 0; i < info->disks->len; i++) {
+		char vol[SNAP_NAME_MAX + 1];
+
+		if (disk_volume(eng, &g_array_index(info->disks, struct vm_disk, i),
+				vol, sizeof(vol)))
+			g_ptr_array_add(a, g_strdup(vol));
+	}
+	g_ptr_array_add(a, NULL);
+	return (char **)g_ptr_array_free(a, FALSE);
+}
+
+int snap_vm_volumes(struct snap_engine *eng, const char *vm, char ***names_out)
+{
+	struct vm_info info;
+	struct catalog_vm cvm;
+	int rc = vm_load(eng, vm, &info, &cvm);
+
+	if (rc < 0)
+		return rc;
+	*names_out = volumes_of(eng, &info);
+	vm_info_clear(&info);
+	return (int)g_strv_length(*names_out);
+}
+
+static int current_name(struct snap_engine *eng, struct catalog_vm *cvm,
+			char *name, size_t size)
+{
+	struct catalog_vm_snapshot s;
+
+	if (!cvm->current ||
+	    catalog_vm_snapshot_get_by_id(eng->cat, cvm->current, &s) < 0)
+		return -ENOENT;
+	g_strlcpy(name, s.name, size);
+	return 0;
+}
+
+int snap_vm_info(struct snap_engine *eng, const char *vm, char **json_out)
+{
+	struct vm_info info;
+	struct catalog_vm cvm;
+	char cur[SNAP_NAME_MAX + 1];
+	g_auto(GStrv) vols = NULL;
+	struct jdoc *d;
+	int rc = vm_load(eng, vm, &info, &cvm);
+
+	if (rc < 0)
+		return rc;
+	vols = volumes_of(eng, &info);
+	d = jdoc_new();
+	jdoc_str(d, "name", info.name);
+	jdoc_str(d, "uuid", info.uuid);
+	jdoc_str(d, "type", info.type);
+	jdoc_str(d, "state", info.state_word);
+	jdoc_strv(d, "volumes", vols);
+	jdoc_str(d, "current_snapshot",
+		 current_name(eng, &cvm, cur, sizeof(cur)) == 0 ? cur : NULL);
+	jdoc_bool(d, "snapshots_enabled", vm_snapshots_enabled(eng, info.type));
+	jdoc_int(d, "memory_kib", (int64_t)info.memory_kib);
+	jdoc_int(d, "vcpus", info.vcpus);
+	vm_info_clear(&info);
+	*json_out = jdoc_finish(d, true, true);
+	return *json_out ? 0 : -ENOMEM;
+}
+
+/* snapshot-options: "memory=yes|no quiesce=yes|no", each optional. */
+static int options_parse(const char *text, size_t len, bool *memory,
+			 bool *quiesce, const char **why)
+{
+	g_autofree char *copy = g_strndup(text, len);
+	g_auto(GStrv) words = NULL;
+	char **w;
+
+	if (memchr(text, '\0', len)) {
+		*why = "NUL bytes";
+		return -EINVAL;
+	}
+	g_strdelimit(copy, "\t\n", ' ');
+	words = g_strsplit(g_strstrip(copy), " ", -1);
+	for (w = words; *w; w++) {
+		bool *opt;
+		const char *val;
+
+		if (!**w)
+			continue;
+		if (g_str_has_prefix(*w, "memory=")) {
+			opt = memory;
+			val = *w + 7;
+		} else if (g_str_has_prefix(*w, "quiesce=")) {
+			opt = quiesce;
+			val = *w + 8;
+		} else {
+			*why = "options are memory=yes|no and quiesce=yes|no";
+			return -EINVAL;
+		}
+		if (!strcmp(val, "yes"))
+			*opt = true;
+		else if (!strcmp(val, "no"))
+			*opt = false;
+		else {
+			*why = "option values are yes or no";
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static void options_of(struct catalog_vm *cvm, bool *memory, bool *quiesce)
+{
+	const char *why;
+
+	*memory = *quiesce = false;
+	options_parse(cvm->options, strlen(cvm->options), memory, quiesce, &why);
+}
+
+int snap_vm_options_read(struct snap_engine *eng, const char *vm,
+			 char **text_out)
+{
+	struct vm_info info;
+	struct catalog_vm cvm;
+	bool memory, quiesce;
+	int rc = vm_load(eng, vm, &info, &cvm);
+
+	if (rc < 0)
+		return rc;
+	vm_info_clear(&info);
+	options_of(&cvm, &memory, &quiesce);
+	*text_out = g_strdup_printf("memory=%s quiesce=%s\n", memory ? "yes" : "no",
+				    quiesce ? "yes" : "no");
+	return 0;
+}
+
+int snap_vm_options_write(struct snap_engine *eng, const char *vm,
+			  const char *buf, size_t len)
+{
+	g_autofree char *target = g_strdup_printf("vms/%s/snapshot-options", vm);
+	struct vm_info info;
+	struct catalog_vm cvm;
+	bool memory, quiesce;
+	const char *why = NULL;
+	int rc = vm_load(eng, vm, &info, &cvm);
+
+	if (rc < 0)
+		return rc;
+	vm_info_clear(&info);
+	options_of(&cvm, &memory, &quiesce);
+	rc = options_parse(buf, len, &memory, &quiesce, &why);
+	if (rc < 0) {
+		event_reject(eng, "write", target, EINVAL, "%s", why);
+		return rc;
+	}
+	g_snprintf(cvm.options, sizeof(cvm.options), "memory=%s quiesce=%s",
+		   memory ? "yes" : "no", quiesce ? "yes" : "no");
+	return catalog_vm_update(eng->cat, &cvm);
+}
+
+/* ---- snapshots: reads --------------------------------------------------- */
+
+static int vmsnap_lookup(struct snap_engine *eng, const char *vm,
+			 const char *name, struct catalog_vm *cvm,
+			 struct catalog_vm_snapshot *s)
+{
+	struct vm_info info;
+	int rc = vm_load(eng, vm, &info, cvm);
+
+	if (rc < 0)
+		return rc;
+	vm_info_clear(&info);
+	if (snap_name_valid(name) < 0)
+		return -ENOENT;
+	rc = catalog_vm_snapshot_get(eng->cat, cvm->id, name, s);
+	if (rc == 0 && s->state == VM_SNAPSHOT_CREATING)
+		return -ENOENT;
+	return rc;
+}
+
+int snap_vm_snapshot_list(struct snap_engine *eng, const char *vm,
+			  char ***names_out)
+{
+	struct vm_info info;
+	struct catalog_vm cvm;
+	GArray *a = NULL;
+	GPtrArray *names;
+	guint i;
+	int rc = vm_load(eng, vm, &info, &cvm);
+
+	if (rc < 0)
+		return rc;
+	vm_info_clear(&info);
+	rc = catalog_vm_snapshot_list(eng->cat, cvm.id, &a);
+	if (rc < 0)
+		return rc;
+	names = g_ptr_array_new();
+	for (i = 0; i < a->len; i++) {
+		struct catalog_vm_snapshot *s = &g_array_index(a, struct catalog_vm_snapshot, i);
+
+		if (s->state != VM_SNAPSHOT_CREATING)
+			g_ptr_array_add(names, g_strdup(s->name));
+	}
+	g_array_free(a, TRUE);
+	rc = (int)names->len;
+	g_ptr_array_add(names, NULL);
+	*names_out = (char **)g_ptr_array_free(names, FALSE);
+	return rc;
+}
+
+int snap_vm_snapshot_stat(struct snap_engine *eng, const char *vm,
+			  const char *snap, struct snap_vm_snapshot_stat *out)
+{
+	struct catalog_vm cvm;
+	struct catalog_vm_snapshot s, p;
+	int rc = vmsnap_lookup(eng, vm, snap, &cvm, &s);
+
+	if (rc < 0)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	out->id = (uint64_t)s.id;
+	out->created_at = (time_t)s.created_at;
+	out->current = cvm.current == s.id;
+	if (s.parent && catalog_vm_snapshot_get_by_id(eng->cat, s.parent, &p) == 0)
+		g_strlcpy(out->parent, p.name, sizeof(out->parent));
+	return 0;
+}
+
+int snap_vm_current(struct snap_engine *eng, const char *vm, char **name_out)
+{
+	struct vm_info info;
+	struct catalog_vm cvm;
+	char cur[SNAP_NAME_MAX + 1];
+	int rc = vm_load(eng, vm, &info, &cvm);
+
+	if (rc < 0)
+		return rc;
+	vm_info_clear(&info);
+	rc = current_name(eng, &cvm, cur, sizeof(cur));
+	if (rc == 0)
+		*name_out = g_strdup(cur);
+	return rc;
+}
+
+static void iso_time(int64_t t, char buf[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int snap_vm_snapshot_info(struct snap_engine *eng, const char *vm,
+			  const char *snap, char **json_out)
+{
+	struct catalog_vm cvm;
+	struct catalog_vm_snapshot s, p;
+	GArray *all = NULL, *disks = NULL;
+	GPtrArray *children, *vols;
+	char stamp[32];
+	struct jdoc *d;
+	guint i;
+	int rc = vmsnap_lookup(eng, vm, snap, &cvm, &s);
+
+	if (rc < 0)
+		return rc;
+	rc = catalog_vm_snapshot_list(eng->cat, cvm.id, &all);
+	if (rc < 0)
+		return rc;
+	children = g_ptr_array_new_with_free_func(g_free);
+	for (i = 0; i < all->len; i++) {
+		struct catalog_vm_snapshot *c = &g_array_index(all, struct catalog_vm_snapshot, i);
+
+		if (c->parent == s.id && c->state != VM_SNAPSHOT_CREATING)
+			g_ptr_array_add(children, g_strdup(c->name));
+	}
+	g_ptr_array_add(children, NULL);
+	g_array_free(all, TRUE);
+	vols = g_ptr_array_new_with_free_func(g_free);
+	if (catalog_vm_snapshot_disks(eng->cat, s.id, &disks) >= 0) {
+		for (i = 0; i < disks->len; i++)
+			g_ptr_array_add(vols, g_strdup(g_array_index(disks, struct catalog_vm_disk, i).volume));
+		g_array_free(disks, TRUE);
+	}
+	g_ptr_array_add(vols, NULL);
+
+	d = jdoc_new();
+	jdoc_str(d, "name", s.name);
+	jdoc_str(d, "type", s.type == VM_SNAPSHOT_DISK_MEMORY ? "disk+memory" : "disk");
+	jdoc_str(d, "parent", s.parent && catalog_vm_snapshot_get_by_id(eng->cat, s.parent, &p) == 0 ?
+				      p.name : NULL);
+	jdoc_strv(d, "children", (char **)children->pdata);
+	jdoc_bool(d, "current", cvm.current == s.id);
+	jdoc_str(d, "state", s.state < VM_SNAPSHOT_STATE_LAST ?
+				     vm_snapshot_state_names[s.state] : "Error");
+	iso_time(s.created_at, stamp);
+	jdoc_str(d, "created_at", stamp);
+	jdoc_strv(d, "volumes", (char **)vols->pdata);
+	g_ptr_array_free(children, TRUE);
+	g_ptr_array_free(vols, TRUE);
+	*json_out = jdoc_finish(d, true, true);
+	return *json_out ? 0 : -ENOMEM;
+}
+
+/* ---- snapshots: take ----------------------------------------------------- */
+
+struct vm_disk_plan {
+	struct catalog_volume vol;
+	char target[32];
+	char alias[64];
+	char layer[37];
+	struct freeze f;
+};
+
+static gint plan_cmp(gconstpointer a, gconstpointer b)
+{
+	const struct vm_disk_plan *x = a, *y = b;
+
+	return x->vol.id < y->vol.id ? -1 : x->vol.id > y->vol.id;
+}
+
+/* The VM's disks as volumes, sorted by volume id (the busy-flag order). */
+static int plan_disks(struct snap_engine *eng, struct vm_info *info,
+		      GArray **out, const char **why)
+{
+	GArray *plan = g_array_new(FALSE, TRUE, sizeof(struct vm_disk_plan));
+	guint i;
+	int rc = 0;
+
+	for (i = 0; i < info->disks->len && rc == 0; i++) {
+		struct vm_disk *d = &g_array_index(info->disks, struct vm_disk, i);
+		struct vm_disk_plan p;
+		char vol[SNAP_NAME_MAX + 1];
+
+		memset(&p, 0, sizeof(p));
+		if (!disk_volume(eng, d, vol, sizeof(vol)) ||
+		    (d->format[0] && strcmp(d->format, "qcow2") != 0)) {
+			*why = "every disk of the VM must be a qcow2 volume of primary storage";
+			rc = -EOPNOTSUPP;
+			break;
+		}
+		rc = volume_resolve(eng, vol, &p.vol, NULL);
+		g_strlcpy(p.target, d->target, sizeof(p.target));
+		g_strlcpy(p.alias, d->alias, sizeof(p.alias));
+		if (rc == 0)
+			g_array_append_val(plan, p);
+		else
+			*why = "a disk's volume file is missing";
+	}
+	if (rc == 0 && plan->len == 0) {
+		*why = "the VM has no volumes";
+		rc = -EOPNOTSUPP;
+	}
+	if (rc < 0) {
+		g_array_free(plan, TRUE);
+		return rc;
+	}
+	g_array_sort(plan, plan_cmp);
+	*out = plan;
+	return 0;
+}
+
+#define PLAN(a, i) (&g_array_index((a), struct vm_disk_plan, (i)))
+
+static void plan_busy(struct snap_engine *eng, GArray *plan, bool begin)
+{
+	guint i;
+
+	for (i = 0; i < plan->len; i++) {
+		guint k = begin ? i : plan->len - 1 - i;
+
+		if (begin)
+			volume_busy_begin(eng, PLAN(plan, k)->vol.id);
+		else
+			volume_busy_end(eng, PLAN(plan, k)->vol.id);
+	}
+}
+
+static int take_disks(struct snap_engine *eng, const char *vm,
+		      struct vm_info *info, GArray *plan, bool memory,
+		      bool quiesce, const char *memfile, const char **why)
+{
+	bool running = info->state == VM_STATE_RUNNING ||
+		       info->state == VM_STATE_PAUSED;
+	bool frozen = false;
+	guint i, prepared = 0;
+	int rc = 0;
+
+	for (i = 0; i < plan->len && rc == 0; i++) {
+		rc = freeze_prepare(eng, &PLAN(plan, i)->f, PLAN(plan, i)->vol.name,
+				    PLAN(plan, i)->layer);
+		if (rc == 0)
+			prepared++;
+		else
+			*why = "cannot freeze a disk (see snapfs.log)";
+	}
+	if (rc == 0 && quiesce && running) {
+		rc = vm_fs_freeze(eng->vm, vm, VM_AGENT_TIMEOUT);
+		if (rc < 0)
+			*why = rc == -ETIMEDOUT ? "the guest agent did not answer" :
+						  "quiesce needs a guest agent, and the VM has none";
+		frozen = rc == 0;
+	}
+	if (rc == 0 && memory) {
+		rc = vm_save(eng->vm, vm, memfile);
+		if (rc < 0)
+			*why = "libvirt could not save the VM's memory";
+	} else if (rc == 0 && running) {
+		g_autofree const char **aliases = g_new0(const char *, plan->len);
+		g_autofree struct freeze *fs = g_new0(struct freeze, plan->len);
+
+		for (i = 0; i < plan->len; i++) {
+			aliases[i] = PLAN(plan, i)->alias;
+			fs[i] = PLAN(plan, i)->f;
+		}
+		rc = freeze_switch_running(eng, eng->vm, vm, fs, aliases,
+					   (int)plan->len);
+		if (rc < 0)
+			*why = "QEMU refused to switch the disks to their new layers";
+	}
+	if (frozen)
+		vm_fs_thaw(eng->vm, vm);
+	if (rc < 0) {
+		for (i = 0; i < prepared; i++) {
+			freeze_undo(&PLAN(plan, i)->f);
+			freeze_clear(&PLAN(plan, i)->f);
+		}
+		return rc;
+	}
+	/* past the switch (or with the VM stopped): rename each overlay in */
+	for (i = 0; i < plan->len; i++) {
+		int r = freeze_swap(eng, &PLAN(plan, i)->f);
+
+		if (r < 0 && rc == 0)
+			rc = r; /* recovery finishes what is left */
+		freeze_clear(&PLAN(plan, i)->f);
+	}
+	if (memory) {
+		int r = vm_restore(eng->vm, memfile);
+
+		if (r < 0) {
+			event_record(eng, "vm.start", vm, NULL, r,
+				     "the snapshot is taken but the VM could not be resumed from its memory");
+			if (rc == 0)
+				rc = r;
+		}
+	}
+	return rc;
+}
+
+static int vm_take_locked(struct snap_engine *eng, const char *vm,
+			  const char *name, const char *target)
+{
+	g_autofree char *uuid = g_uuid_string_random();
+	g_autofree char *memfile = NULL;
+	struct vm_info info;
+	struct catalog_vm cvm;
+	struct catalog_vm_snapshot s, other;
+	GArray *plan = NULL;
+	const char *why = "";
+	bool memory, quiesce, running;
+	guint i;
+	int rc;
+
+	rc = vm_load(eng, vm, &info, &cvm);
+	if (rc < 0) {
+		event_reject(eng, "mkdir", target, -rc, "no such VM");
+		return rc;
+	}
+	options_of(&cvm, &memory, &quiesce);
+	running = info.state == VM_STATE_RUNNING || info.state == VM_STATE_PAUSED;
+	if (memory && !running) {
+		rc = -EOPNOTSUPP;
+		why = "a memory snapshot needs a running VM (snapshot-options has memory=yes)";
+		goto reject;
+	}
+	if (catalog_vm_snapshot_get(eng->cat, cvm.id, name, &other) == 0) {
+		rc = -EEXIST;
+		why = "a VM snapshot of that name exists";
+		goto reject;
+	}
+	rc = plan_disks(eng, &info, &plan, &why);
+	if (rc < 0)
+		goto reject;
+
+	memset(&s, 0, sizeof(s));
+	s.vm_id = cvm.id;
+	g_strlcpy(s.name, name, sizeof(s.name));
+	g_strlcpy(s.uuid, uuid, sizeof(s.uuid));
+	s.parent = cvm.current;
+	s.type = memory ? VM_SNAPSHOT_DISK_MEMORY : VM_SNAPSHOT_DISK;
+	s.state = VM_SNAPSHOT_CREATING;
+	s.created_at = engine_now(eng);
+	if (memory) {
+		memfile = memory_path(eng, uuid);
+		g_strlcpy(s.memory, memfile, sizeof(s.memory));
+		g_autofree char *mdir = g_path_get_dirname(memfile);
+		g_mkdir_with_parents(mdir, 0700);
+	}
+
+	plan_busy(eng, plan, true);
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		goto out_busy;
+	rc = catalog_vm_snapshot_insert(eng->cat, &s);
+	for (i = 0; i < plan->len && rc == 0; i++) {
+		struct vm_disk_plan *p = PLAN(plan, i);
+		struct catalog_layer l = { .volume_id = p->vol.id,
+					   .state = LAYER_STATE_CREATING };
+		g_autofree char *lu = g_uuid_string_random();
+
+		/* the top layer may have moved while we waited for the flag */
+		rc = catalog_volume_get_by_id(eng->cat, p->vol.id, &p->vol);
+		g_strlcpy(p->layer, lu, sizeof(p->layer));
+		g_strlcpy(l.uuid, lu, sizeof(l.uuid));
+		g_strlcpy(l.parent, p->vol.top_layer, sizeof(l.parent));
+		if (rc == 0)
+			rc = catalog_layer_insert(eng->cat, &l);
+		if (rc == 0)
+			rc = catalog_vm_snapshot_disk_add(eng->cat, s.id, p->vol.id,
+							  p->target, lu);
+	}
+	rc = catalog_tx_end(eng->cat, rc);
+	if (rc < 0) {
+		why = rc == -EEXIST ? "a VM snapshot of that name exists" :
+				      "the catalog refused the snapshot";
+		goto out_busy;
+	}
+
+	rc = take_disks(eng, vm, &info, plan, memory, quiesce, memfile, &why);
+	if (rc < 0 && s.state == VM_SNAPSHOT_CREATING) {
+		bool swapped = false;
+
+		for (i = 0; i < plan->len; i++)
+			swapped |= PLAN(plan, i)->f.step == FREEZE_SWAPPED;
+		if (!swapped) {
+			catalog_tx_begin(eng->cat);
+			for (i = 0; i < plan->len; i++)
+				catalog_layer_delete(eng->cat, PLAN(plan, i)->layer);
+			catalog_vm_snapshot_delete(eng->cat, s.id);
+			catalog_tx_end(eng->cat, 0);
+			if (memfile)
+				unlink(memfile);
+			goto out_busy;
+		}
+	}
+
+	/* the disks are frozen: the snapshot exists */
+	catalog_tx_begin(eng->cat);
+	s.state = VM_SNAPSHOT_READY;
+	catalog_vm_snapshot_update(eng->cat, &s);
+	for (i = 0; i < plan->len; i++) {
+		struct vm_disk_plan *p = PLAN(plan, i);
+		struct catalog_layer l;
+
+		if (catalog_layer_get(eng->cat, p->layer, &l) == 0) {
+			l.state = LAYER_STATE_LIVE;
+			catalog_layer_update(eng->cat, &l);
+		}
+		g_strlcpy(p->vol.top_layer, p->layer, sizeof(p->vol.top_layer));
+		catalog_volume_update(eng->cat, &p->vol);
+	}
+	cvm.current = s.id;
+	catalog_vm_update(eng->cat, &cvm);
+	event_record(eng, "vm.snapshot", vm, name, 0,
+		     "VM snapshot taken (%s, VM %s, %u disk(s))",
+		     memory ? "disk+memory" : "disk", running ? "running" : "stopped",
+		     plan->len);
+	catalog_tx_end(eng->cat, 0);
+	rc = rc == -EIO && memory ? rc : 0;
+
+out_busy:
+	plan_busy(eng, plan, false);
+	g_array_free(plan, TRUE);
+	vm_info_clear(&info);
+	if (rc < 0)
+		event_reject(eng, "mkdir", target, -rc, "%s", why);
+	return rc;
+
+reject:
+	if (plan)
+		g_array_free(plan, TRUE);
+	vm_info_clear(&info);
+	event_reject(eng, "mkdir", target, -rc, "%s", why);
+	return rc;
+}
+
+int snap_vm_snapshot_take(struct snap_engine *eng, const char *vm,
+			  const char *name)
+{
+	g_autofree char *target = vm_target(vm, name);
+	struct vm_info info;
+	struct catalog_vm cvm;
+	int rc;
+
+	if (snap_name_valid(name) < 0 || !strcmp(name, "current")) {
+		event_reject(eng, "mkdir", target, EINVAL,
+			     "VM snapshot names are 1-128 bytes of [A-Za-z0-9._-], not starting with '.' or '-', and not 'current'");
+		return -EINVAL;
+	}
+	rc = vm_load(eng, vm, &info, &cvm);
+	if (rc < 0) {
+		event_reject(eng, "mkdir", target, -rc, "no such VM");
+		return rc;
+	}
+	if (!vm_snapshots_enabled(eng, info.type)) {
+		event_reject(eng, "mkdir", target, EOPNOTSUPP,
+			     "VM snapshots are switched off for '%s' domains", info.type);
+		vm_info_clear(&info);
+		return -EOPNOTSUPP;
+	}
+	vm_info_clear(&info);
+	vm_busy_begin(eng, cvm.uuid);
+	rc = vm_take_locked(eng, vm, name, target);
+	vm_busy_end(eng, cvm.uuid);
+	if (rc == 0)
+		engine_wake(eng);
+	return rc;
+}
+
+/* ---- snapshots: revert and delete ---------------------------------------- */
+
+/* Put a new, empty overlay over @layer in place of the volume file. */
+static int revert_disk(struct snap_engine *eng, struct catalog_vm_disk *d)
+{
+	g_autofree char *vpath = volume_path(eng, d->volume);
+	g_autofree char *lpath = layer_path(eng, d->volume, d->layer);
+	g_autofree char *rnd = g_uuid_string_random();
+	g_autofree char *tmp = freeze_tmp_path(eng, d->volume, rnd);
+	g_auto(GStrv) argv = NULL;
+	struct qcow2_header hdr;
+	struct catalog_volume v;
+	struct stat st;
+	int rc;
+
+	rc = volume_read_header(lpath, &hdr);
+	if (rc < 0)
+		return rc;
+	argv = image_argv_overlay(lpath, tmp, hdr.virtual_size);
+	rc = proc_run(argv, NULL, NULL, NULL);
+	if (rc < 0)
+		return rc;
+	if (lstat(vpath, &st) == 0 &&
+	    (chown(tmp, st.st_uid, st.st_gid) < 0 || chmod(tmp, st.st_mode & 07777) < 0))
+		snap_log(LOG_WARNING, "vms: cannot copy the owner of '%s'", vpath);
+	rc = fsync_path(tmp);
+	if (rc == 0 && rename(tmp, vpath) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		return rc;
+	}
+	fsync_dir(eng->primary);
+	rc = catalog_volume_get_by_id(eng->cat, d->volume_id, &v);
+	if (rc == 0) {
+		g_strlcpy(v.top_layer, d->layer, sizeof(v.top_layer));
+		rc = catalog_volume_update(eng->cat, &v);
+	}
+	if (rc == 0)
+		rc = layer_queue_merge(eng, d->volume_id);
+	return rc;
+}
+
+/* Everything a revert needs, checked before anything is touched. */
+static int revert_check(struct snap_engine *eng, struct vm_info *info,
+			struct catalog_vm_snapshot *s, GArray *disks,
+			const char **why)
+{
+	g_auto(GStrv) now = volumes_of(eng, info);
+	guint i;
+
+	if (g_strv_length(now) != disks->len) {
+		*why = "the VM's disks changed since the snapshot (attach/detach): revert refused";
+		return -EINVAL;
+	}
+	for (i = 0; i < disks->len; i++) {
+		struct catalog_vm_disk *d = &g_array_index(disks, struct catalog_vm_disk, i);
+		g_autofree char *lpath = layer_path(eng, d->volume, d->layer);
+		struct stat st;
+
+		if (!g_strv_contains((const char *const *)now, d->volume)) {
+			*why = "the VM's disks changed since the snapshot (attach/detach): revert refused";
+			return -EINVAL;
+		}
+		if (lstat(lpath, &st) < 0) {
+			*why = "a layer of the snapshot is missing from primary storage";
+			return -EIO;
+		}
+	}
+	if (s->type == VM_SNAPSHOT_DISK_MEMORY) {
+		struct vm_info saved;
+		int rc = access(s->memory, R_OK) == 0 ?
+				 vm_save_info(eng->vm, s->memory, &saved) : -ENOENT;
+
+		if (rc < 0) {
+			*why = "the snapshot's memory file is missing or unreadable";
+			return -EIO;
+		}
+		rc = saved.memory_kib != info->memory_kib || saved.vcpus != info->vcpus;
+		vm_info_clear(&saved);
+		if (rc) {
+			*why = "the VM's memory size or CPU count changed since the memory snapshot: revert refused";
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int vm_revert_locked(struct snap_engine *eng, const char *vm,
+			    const char *name)
+{
+	g_autofree char *target = vm_target(vm, name);
+	struct vm_info info;
+	struct catalog_vm cvm;
+	struct catalog_vm_snapshot s;
+	GArray *disks = NULL;
+	const char *why = "";
+	guint i;
+	int rc;
+
+	rc = vmsnap_lookup(eng, vm, name, &cvm, &s);
+	if (rc < 0) {
+		event_reject(eng, "revert", target, ENOENT, "no such VM snapshot");
+		return -ENOENT;
+	}
+	if (s.state != VM_SNAPSHOT_READY) {
+		event_reject(eng, "revert", target, EBUSY, "the snapshot is %s",
+			     vm_snapshot_state_names[s.state]);
+		return -EBUSY;
+	}
+	rc = vm_get(eng->vm, vm, &info);
+	if (rc < 0)
+		return rc;
+	rc = catalog_vm_snapshot_disks(eng->cat, s.id, &disks);
+	if (rc >= 0)
+		rc = revert_check(eng, &info, &s, disks, &why);
+	if (rc < 0) {
+		event_reject(eng, "revert", target, -rc, "%s", why);
+		goto out;
+	}
+
+	s.state = VM_SNAPSHOT_REVERTING;
+	catalog_vm_snapshot_update(eng->cat, &s);
+	if (info.state != VM_STATE_STOPPED) {
+		rc = vm_destroy(eng->vm, vm);
+		if (rc < 0) {
+			why = "the VM could not be stopped";
+			goto undo_state;
+		}
+	}
+	for (i = 0; i < disks->len; i++) {
+		struct catalog_vm_disk *d = &g_array_index(disks, struct catalog_vm_disk, i);
+		int r;
+
+		volume_busy_begin(eng, d->volume_id);
+		r = revert_disk(eng, d);
+		volume_busy_end(eng, d->volume_id);
+		if (r < 0 && rc == 0)
+			rc = r;
+	}
+	if (rc < 0) {
+		/* some disks may be reverted: recovery at the next mount, or a
+		 * new revert, finishes; the snapshot stays Reverting */
+		event_record(eng, "vm.revert", vm, name, rc,
+			     "revert failed half way (see snapfs.log); revert again");
+		goto out;
+	}
+	if (s.type == VM_SNAPSHOT_DISK_MEMORY) {
+		rc = vm_restore(eng->vm, s.memory);
+		if (rc < 0)
+			event_record(eng, "vm.revert", vm, name, rc,
+				     "disks reverted but the memory could not be restored; the VM is stopped");
+	}
+	catalog_tx_begin(eng->cat);
+	s.state = VM_SNAPSHOT_READY;
+	catalog_vm_snapshot_update(eng->cat, &s);
+	cvm.current = s.id;
+	catalog_vm_update(eng->cat, &cvm);
+	if (rc == 0)
+		event_record(eng, "vm.revert", vm, name, 0, "reverted to %s (VM %s)",
+			     s.type == VM_SNAPSHOT_DISK_MEMORY ? "disk+memory" : "disk",
+			     s.type == VM_SNAPSHOT_DISK_MEMORY ? "running" : "stopped");
+	catalog_tx_end(eng->cat, 0);
+	engine_wake(eng);
+	goto out;
+
+undo_state:
+	s.state = VM_SNAPSHOT_READY;
+	catalog_vm_snapshot_update(eng->cat, &s);
+	event_reject(eng, "revert", target, -rc, "%s", why);
+out:
+	if (disks)
+		g_array_free(disks, TRUE);
+	vm_info_clear(&info);
+	return rc;
+}
+
+static int vm_delete_finish(struct snap_engine *eng, struct catalog_vm *cvm,
+			    struct catalog_vm_snapshot *s)
+{
+	GArray *all = NULL, *disks = NULL;
+	guint i;
+	int rc;
+
+	if (s->memory[0] && unlink(s->memory) < 0 && errno != ENOENT)
+		snap_log(LOG_ERR, "vms: cannot remove '%s': %m", s->memory);
+	rc = catalog_vm_snapshot_list(eng->cat, s->vm_id, &all);
+	if (rc >= 0)
+		rc = catalog_vm_snapshot_disks(eng->cat, s->id, &disks);
+	if (rc < 0)
+		goto out;
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		goto out;
+	/* its children hang from its parent from now on */
+	for (i = 0; i < all->len && rc >= 0; i++) {
+		struct catalog_vm_snapshot *c = &g_array_index(all, struct catalog_vm_snapshot, i);
+
+		if (c->parent == s->id) {
+			c->parent = s->parent;
+			rc = catalog_vm_snapshot_update(eng->cat, c);
+		}
+	}
+	if (rc >= 0 && cvm->current == s->id) {
+		cvm->current = s->parent;
+		rc = catalog_vm_update(eng->cat, cvm);
+	}
+	if (rc >= 0)
+		rc = catalog_vm_snapshot_delete(eng->cat, s->id);
+	for (i = 0; i < disks->len && rc >= 0; i++)
+		rc = layer_queue_merge(eng, g_array_index(disks, struct catalog_vm_disk, i).volume_id);
+	rc = catalog_tx_end(eng->cat, rc);
+out:
+	if (all)
+		g_array_free(all, TRUE);
+	if (disks)
+		g_array_free(disks, TRUE);
+	if (rc == 0)
+		engine_wake(eng);
+	return rc;
+}
+
+int snap_vm_snapshot_delete(struct snap_engine *eng, const char *vm,
+			    const char *name)
+{
+	g_autofree char *target = vm_target(vm, name);
+	struct catalog_vm cvm;
+	struct catalog_vm_snapshot s;
+	int rc;
+
+	rc = vmsnap_lookup(eng, vm, name, &cvm, &s);
+	if (rc < 0) {
+		event_reject(eng, "rmdir", target, -rc, "no such VM snapshot");
+		return rc;
+	}
+	vm_busy_begin(eng, cvm.uuid);
+	rc = vmsnap_lookup(eng, vm, name, &cvm, &s);
+	if (rc == 0) {
+		s.state = VM_SNAPSHOT_EXPUNGING;
+		rc = catalog_vm_snapshot_update(eng->cat, &s);
+	}
+	if (rc == 0)
+		rc = vm_delete_finish(eng, &cvm, &s);
+	vm_busy_end(eng, cvm.uuid);
+	if (rc == 0)
+		event_record(eng, "vm.snapshot.delete", vm, name, 0,
+			     "VM snapshot deleted; its children stay");
+	else
+		event_reject(eng, "rmdir", target, -rc, "cannot delete the VM snapshot");
+	return rc;
+}
+
+/* ---- the control file -------------------------------------------------- */
+
+static void vm_control_result(struct snap_engine *eng, const char *vm, char *text)
+{
+	g_mutex_lock(&eng->lock);
+	g_hash_table_replace(eng->vm_control_results, g_strdup(vm), text);
+	g_mutex_unlock(&eng->lock);
+}
+
+int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
+		    size_t len)
+{
+	g_autofree char *target = g_strdup_printf("vms/%s/control", vm);
+	g_autofree char *line = g_strndup(cmd, MIN(len, 300));
+	g_auto(GStrv) words = NULL;
+	struct vm_info info;
+	struct catalog_vm cvm;
+	const char *verb;
+	int rc, n;
+
+	rc = vm_load(eng, vm, &info, &cvm);
+	if (rc < 0) {
+		event_reject(eng, "write", target, -rc, "no such VM");
+		return rc;
+	}
+	vm_info_clear(&info);
+	if (len > 300 || memchr(cmd, '\0', len)) {
+		event_reject(eng, "write", target, EINVAL, "malformed command");
+		return -EINVAL;
+	}
+	if (len && line[len - 1] == '\n')
+		line[len - 1] = '\0';
+	if (strchr(line, '\n')) {
+		event_reject(eng, "write", target, EINVAL, "one command per write");
+		return -EINVAL;
+	}
+	g_strdelimit(line, "\t", ' ');
+	words = g_strsplit(g_strstrip(line), " ", -1);
+	n = (int)g_strv_length(words);
+	verb = n ? words[0] : "";
+	if (!strcmp(verb, "revert") && n == 2) {
+		vm_busy_begin(eng, cvm.uuid);
+		rc = vm_revert_locked(eng, vm, words[1]);
+		vm_busy_end(eng, cvm.uuid);
+	} else if ((!strcmp(verb, "start") || !strcmp(verb, "stop") ||
+		    !strcmp(verb, "force-stop")) && n == 1) {
+		vm_busy_begin(eng, cvm.uuid);
+		if (!strcmp(verb, "start"))
+			rc = vm_start(eng->vm, vm);
+		else if (!strcmp(verb, "stop"))
+			rc = vm_shutdown(eng->vm, vm, (int)eng->cfg.stop_timeout);
+		else
+			rc = vm_destroy(eng->vm, vm);
+		vm_busy_end(eng, cvm.uuid);
+		if (rc < 0)
+			event_reject(eng, verb, target, -rc,
+				     rc == -ETIMEDOUT ? "the guest did not shut down in time; it still runs (force-stop stops it at once)" :
+				     rc == -EBUSY ? "not possible in the VM's current state" :
+						    "libvirt refused (see snapfs.log)");
+		else
+			event_record(eng, "vm.control", vm, NULL, 0, "%s done", verb);
+	} else {
+		rc = -EINVAL;
+		event_reject(eng, "write", target, EINVAL,
+			     "commands: start | stop | force-stop | revert <snap>");
+	}
+	g_strcanon(line, G_CSET_a_2_z G_CSET_A_2_Z G_CSET_DIGITS "._- ", '?');
+	vm_control_result(eng, vm, rc == 0 ? g_strdup_printf("%s: ok\n", line) :
+		g_strdup_printf("%s: %s: %s\n", line, errno_name(rc), g_strerror(-rc)));
+	return rc;
+}
+
+int snap_vm_control_text(struct snap_engine *eng, const char *vm,
+			 char **text_out)
+{
+	struct snap_vm_stat st;
+	const char *last;
+	int rc = snap_vm_stat(eng, vm, &st);
+
+	if (rc < 0)
+		return rc;
+	g_mutex_lock(&eng->lock);
+	last = g_hash_table_lookup(eng->vm_control_results, vm);
+	*text_out = g_strdup_printf(
+		"# write one command per write(2), e.g. echo start > control\n"
+		"#   start | stop | force-stop | revert <snap>\n"
+		"last: %s", last ? last : "none\n");
+	g_mutex_unlock(&eng->lock);
+	return 0;
+}
+
+/* ---- recovery ------------------------------------------------------------ */
+
+/* Is the volume file already the overlay of @layer? */
+static bool disk_swapped(struct snap_engine *eng, const char *vol,
+			 const char *layer)
+{
+	g_autofree char *vpath = volume_path(eng, vol);
+	g_autofree char *lpath = layer_path(eng, vol, layer);
+	struct qcow2_header hdr;
+
+	return volume_read_header(vpath, &hdr) == 0 && !strcmp(hdr.backing, lpath);
+}
+
+/* Finish freezing one disk of an interrupted VM snapshot, if possible. */
+static int finish_disk(struct snap_engine *eng, struct catalog_vm_disk *d)
+{
+	g_autofree char *tmp = freeze_tmp_path(eng, d->volume, d->layer);
+	g_autofree char *vpath = volume_path(eng, d->volume);
+	g_autofree char *lpath = layer_path(eng, d->volume, d->layer);
+	struct freeze f;
+	struct stat a, b;
+
+	if (disk_swapped(eng, d->volume, d->layer))
+		return 0;
+	if (access(tmp, F_OK) == 0) {
+		if (rename(tmp, vpath) < 0)
+			return -errno;
+		return 0;
+	}
+	/* the overlay was never made: the link alone (if any) is undone */
+	if (lstat(lpath, &a) == 0 && lstat(vpath, &b) == 0 && a.st_ino == b.st_ino)
+		unlink(lpath);
+	if (freeze_prepare(eng, &f, d->volume, d->layer) < 0)
+		return -EIO;
+	freeze_swap(eng, &f);
+	freeze_clear(&f);
+	return 0;
+}
+
+static bool disk_started(struct snap_engine *eng, struct catalog_vm_disk *d)
+{
+	g_autofree char *tmp = freeze_tmp_path(eng, d->volume, d->layer);
+
+	return disk_swapped(eng, d->volume, d->layer) || access(tmp, F_OK) == 0;
+}
+
+static void rollback_take(struct snap_engine *eng, struct catalog_vm_snapshot *s,
+			  GArray *disks)
+{
+	guint j;
+
+	catalog_tx_begin(eng->cat);
+	for (j = 0; j < disks->len; j++) {
+		struct catalog_vm_disk *d = &g_array_index(disks, struct catalog_vm_disk, j);
+		g_autofree char *lpath = layer_path(eng, d->volume, d->layer);
+		g_autofree char *vpath = volume_path(eng, d->volume);
+		struct stat a, b;
+
+		/* only a bare link was made: it is the volume file itself */
+		if (lstat(lpath, &a) == 0 && lstat(vpath, &b) == 0 &&
+		    a.st_ino == b.st_ino)
+			unlink(lpath);
+		catalog_layer_delete(eng->cat, d->layer);
+	}
+	catalog_vm_snapshot_delete(eng->cat, s->id);
+	if (s->memory[0])
+		unlink(s->memory);
+	event_record(eng, "recovery.vm.snapshot", NULL, s->name, -EIO,
+		     "VM snapshot interrupted before any disk was frozen; rolled back (its mkdir never succeeded)");
+	catalog_tx_end(eng->cat, 0);
+}
+
+static void complete_take(struct snap_engine *eng, struct catalog_vm_snapshot *s,
+			  GArray *disks)
+{
+	guint j;
+	int rc = 0;
+
+	for (j = 0; j < disks->len && rc == 0; j++)
+		rc = finish_disk(eng, &g_array_index(disks, struct catalog_vm_disk, j));
+	catalog_tx_begin(eng->cat);
+	for (j = 0; j < disks->len && rc == 0; j++) {
+		struct catalog_vm_disk *d = &g_array_index(disks, struct catalog_vm_disk, j);
+		struct catalog_layer l;
+		struct catalog_volume v;
+
+		if (catalog_layer_get(eng->cat, d->layer, &l) == 0) {
+			l.state = LAYER_STATE_LIVE;
+			catalog_layer_update(eng->cat, &l);
+		}
+		if (catalog_volume_get_by_id(eng->cat, d->volume_id, &v) == 0) {
+			g_strlcpy(v.top_layer, d->layer, sizeof(v.top_layer));
+			catalog_volume_update(eng->cat, &v);
+		}
+	}
+	s->state = rc == 0 ? VM_SNAPSHOT_READY : VM_SNAPSHOT_ERROR;
+	catalog_vm_snapshot_update(eng->cat, s);
+	event_record(eng, "recovery.vm.snapshot", NULL, s->name, rc,
+		     rc == 0 ? "VM snapshot interrupted by a crash completed" :
+			       "VM snapshot interrupted by a crash could not be completed; state Error");
+	catalog_tx_end(eng->cat, 0);
+}
+
+static void complete_revert(struct snap_engine *eng,
+			    struct catalog_vm_snapshot *s, GArray *disks)
+{
+	guint j;
+	int rc = 0;
+
+	/* revert_disk is idempotent: a fresh overlay over the same layer */
+	for (j = 0; j < disks->len && rc == 0; j++)
+		rc = revert_disk(eng, &g_array_index(disks, struct catalog_vm_disk, j));
+	s->state = rc == 0 ? VM_SNAPSHOT_READY : VM_SNAPSHOT_ERROR;
+	catalog_vm_snapshot_update(eng->cat, s);
+	event_record(eng, "recovery.vm.revert", NULL, s->name, rc,
+		     rc == 0 ? "revert interrupted by a crash finished on the disks; the VM is left stopped" :
+			       "revert interrupted by a crash could not be finished; state Error");
+}
+
+int vm_recover(struct snap_engine *eng)
+{
+	GArray *all = NULL;
+	guint i, j;
+
+	if (catalog_vm_snapshot_list(eng->cat, -1, &all) < 0)
+		return -EIO;
+	for (i = 0; i < all->len; i++) {
+		struct catalog_vm_snapshot *s = &g_array_index(all, struct catalog_vm_snapshot, i);
+		GArray *disks = NULL;
+		bool any = false;
+
+		if (s->state == VM_SNAPSHOT_READY || s->state == VM_SNAPSHOT_ERROR)
+			continue;
+		if (catalog_vm_snapshot_disks(eng->cat, s->id, &disks) < 0)
+			continue;
+		switch (s->state) {
+		case VM_SNAPSHOT_CREATING:
+			for (j = 0; j < disks->len; j++)
+				any |= disk_started(eng, &g_array_index(disks, struct catalog_vm_disk, j));
+			if (any)
+				complete_take(eng, s, disks);
+			else
+				rollback_take(eng, s, disks);
+			break;
+		case VM_SNAPSHOT_REVERTING:
+			complete_revert(eng, s, disks);
+			break;
+		case VM_SNAPSHOT_EXPUNGING: {
+			struct catalog_vm cvm;
+
+			if (catalog_vm_get_by_id(eng->cat, s->vm_id, &cvm) == 0 &&
+			    vm_delete_finish(eng, &cvm, s) == 0)
+				event_record(eng, "recovery.vm.delete", cvm.name, s->name, 0,
+					     "finished a VM snapshot delete interrupted by a crash");
+			break;
+		}
+		default:
+			break;
+		}
+		g_array_free(disks, TRUE);
+	}
+	g_array_free(all, TRUE);
+	return 0;
+}
