@@ -75,6 +75,10 @@ void engine_wake(struct snap_engine *eng);
 void event_record(struct snap_engine *eng, const char *type, const char *volume,
 		  const char *snapshot, int err, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
+/** event_record_vm() - the same for a VM (its name under "vm"). */
+void event_record_vm(struct snap_engine *eng, const char *type, const char *vm,
+		     const char *snapshot, int err, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
 /** event_reject() - a rejected operation: type "rejected" with op and path. */
 void event_reject(struct snap_engine *eng, const char *op, const char *path,
 		  int err, const char *fmt, ...)

@@ -75,18 +75,20 @@ static struct jdoc *event_new(struct snap_engine *eng, const char *type)
 	return d;
 }
 
-void event_record(struct snap_engine *eng, const char *type, const char *volume,
-		  const char *snapshot, int err, const char *fmt, ...)
+static void record(struct snap_engine *eng, const char *type,
+		   const char *key, const char *object, const char *snapshot,
+		   int err, const char *fmt, va_list ap)
+	__attribute__((format(printf, 7, 0)));
+
+static void record(struct snap_engine *eng, const char *type,
+		   const char *key, const char *object, const char *snapshot,
+		   int err, const char *fmt, va_list ap)
 {
 	struct jdoc *d = event_new(eng, type);
-	g_autofree char *msg = NULL;
-	va_list ap;
+	g_autofree char *msg = g_strdup_vprintf(fmt, ap);
 
-	va_start(ap, fmt);
-	msg = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	if (volume)
-		jdoc_str(d, "volume", volume);
+	if (object)
+		jdoc_str(d, key, object);
 	if (snapshot)
 		jdoc_str(d, "snapshot", snapshot);
 	jdoc_str(d, "result", err ? "error" : "ok");
@@ -94,6 +96,26 @@ void event_record(struct snap_engine *eng, const char *type, const char *volume,
 		jdoc_str(d, "errno", errno_name(err));
 	jdoc_str(d, "message", msg);
 	emit(eng, d, err, type);
+}
+
+void event_record(struct snap_engine *eng, const char *type, const char *volume,
+		  const char *snapshot, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	record(eng, type, "volume", volume, snapshot, err, fmt, ap);
+	va_end(ap);
+}
+
+void event_record_vm(struct snap_engine *eng, const char *type, const char *vm,
+		     const char *snapshot, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	record(eng, type, "vm", vm, snapshot, err, fmt, ap);
+	va_end(ap);
 }
 
 void event_reject(struct snap_engine *eng, const char *op, const char *path,

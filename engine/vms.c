@@ -80,7 +80,7 @@ static void define_domains(struct snap_engine *eng)
 		if (vm_define_xml(eng->vm, xml, name, sizeof(name)) == 0)
 			snap_log(LOG_INFO, "vms: defined '%s' from '%s'", name, path);
 		else
-			event_record(eng, "vm.define", NULL, NULL, -EINVAL,
+			event_record_vm(eng, "vm.define", NULL, NULL, -EINVAL,
 				     "cannot define a VM from '%s' (see snapfs.log)",
 				     path);
 	}
@@ -101,7 +101,7 @@ int vms_start(struct snap_engine *eng)
 	root = g_strdup_printf("%s/libvirt", eng->source);
 	rc = vm_open(eng->cfg.libvirt, root, &eng->vm);
 	if (rc < 0) {
-		event_record(eng, "vm.connect", NULL, NULL, rc,
+		event_record_vm(eng, "vm.connect", NULL, NULL, rc,
 			     "libvirt is not reachable; running without VMs (see snapfs.log)");
 		eng->vm = NULL;
 		return 0;
@@ -725,7 +725,7 @@ static int take_disks(struct snap_engine *eng, const char *vm,
 		int r = vm_restore(eng->vm, memfile);
 
 		if (r < 0) {
-			event_record(eng, "vm.start", vm, NULL, r,
+			event_record_vm(eng, "vm.start", vm, NULL, r,
 				     "the snapshot is taken but the VM could not be resumed from its memory");
 			if (rc == 0)
 				rc = r;
@@ -848,7 +848,7 @@ static int vm_take_locked(struct snap_engine *eng, const char *vm,
 	}
 	cvm.current = s.id;
 	catalog_vm_update(eng->cat, &cvm);
-	event_record(eng, "vm.snapshot", vm, name, 0,
+	event_record_vm(eng, "vm.snapshot", vm, name, 0,
 		     "VM snapshot taken (%s, VM %s, %u disk(s))",
 		     memory ? "disk+memory" : "disk", running ? "running" : "stopped",
 		     plan->len);
@@ -1047,14 +1047,14 @@ static int vm_revert_locked(struct snap_engine *eng, const char *vm,
 	if (rc < 0) {
 		/* some disks may be reverted: recovery at the next mount, or a
 		 * new revert, finishes; the snapshot stays Reverting */
-		event_record(eng, "vm.revert", vm, name, rc,
+		event_record_vm(eng, "vm.revert", vm, name, rc,
 			     "revert failed half way (see snapfs.log); revert again");
 		goto out;
 	}
 	if (s.type == VM_SNAPSHOT_DISK_MEMORY) {
 		rc = vm_restore(eng->vm, s.memory);
 		if (rc < 0)
-			event_record(eng, "vm.revert", vm, name, rc,
+			event_record_vm(eng, "vm.revert", vm, name, rc,
 				     "disks reverted but the memory could not be restored; the VM is stopped");
 	}
 	catalog_tx_begin(eng->cat);
@@ -1063,7 +1063,7 @@ static int vm_revert_locked(struct snap_engine *eng, const char *vm,
 	cvm.current = s.id;
 	catalog_vm_update(eng->cat, &cvm);
 	if (rc == 0)
-		event_record(eng, "vm.revert", vm, name, 0, "reverted to %s (VM %s)",
+		event_record_vm(eng, "vm.revert", vm, name, 0, "reverted to %s (VM %s)",
 			     s.type == VM_SNAPSHOT_DISK_MEMORY ? "disk+memory" : "disk",
 			     s.type == VM_SNAPSHOT_DISK_MEMORY ? "running" : "stopped");
 	catalog_tx_end(eng->cat, 0);
@@ -1149,7 +1149,7 @@ int snap_vm_snapshot_delete(struct snap_engine *eng, const char *vm,
 		rc = vm_delete_finish(eng, &cvm, &s);
 	vm_busy_end(eng, cvm.uuid);
 	if (rc == 0)
-		event_record(eng, "vm.snapshot.delete", vm, name, 0,
+		event_record_vm(eng, "vm.snapshot.delete", vm, name, 0,
 			     "VM snapshot deleted; its children stay");
 	else
 		event_reject(eng, "rmdir", target, -rc, "cannot delete the VM snapshot");
@@ -1216,7 +1216,7 @@ int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
 				     rc == -EBUSY ? "not possible in the VM's current state" :
 						    "libvirt refused (see snapfs.log)");
 		else
-			event_record(eng, "vm.control", vm, NULL, 0, "%s done", verb);
+			event_record_vm(eng, "vm.control", vm, NULL, 0, "%s done", verb);
 	} else {
 		rc = -EINVAL;
 		event_reject(eng, "write", target, EINVAL,
@@ -1314,7 +1314,7 @@ static void rollback_take(struct snap_engine *eng, struct catalog_vm_snapshot *s
 	catalog_vm_snapshot_delete(eng->cat, s->id);
 	if (s->memory[0])
 		unlink(s->memory);
-	event_record(eng, "recovery.vm.snapshot", NULL, s->name, -EIO,
+	event_record_vm(eng, "recovery.vm.snapshot", NULL, s->name, -EIO,
 		     "VM snapshot interrupted before any disk was frozen; rolled back (its mkdir never succeeded)");
 	catalog_tx_end(eng->cat, 0);
 }
@@ -1344,7 +1344,7 @@ static void complete_take(struct snap_engine *eng, struct catalog_vm_snapshot *s
 	}
 	s->state = rc == 0 ? VM_SNAPSHOT_READY : VM_SNAPSHOT_ERROR;
 	catalog_vm_snapshot_update(eng->cat, s);
-	event_record(eng, "recovery.vm.snapshot", NULL, s->name, rc,
+	event_record_vm(eng, "recovery.vm.snapshot", NULL, s->name, rc,
 		     rc == 0 ? "VM snapshot interrupted by a crash completed" :
 			       "VM snapshot interrupted by a crash could not be completed; state Error");
 	catalog_tx_end(eng->cat, 0);
@@ -1361,7 +1361,7 @@ static void complete_revert(struct snap_engine *eng,
 		rc = revert_disk(eng, &g_array_index(disks, struct catalog_vm_disk, j));
 	s->state = rc == 0 ? VM_SNAPSHOT_READY : VM_SNAPSHOT_ERROR;
 	catalog_vm_snapshot_update(eng->cat, s);
-	event_record(eng, "recovery.vm.revert", NULL, s->name, rc,
+	event_record_vm(eng, "recovery.vm.revert", NULL, s->name, rc,
 		     rc == 0 ? "revert interrupted by a crash finished on the disks; the VM is left stopped" :
 			       "revert interrupted by a crash could not be finished; state Error");
 }
@@ -1399,7 +1399,7 @@ int vm_recover(struct snap_engine *eng)
 
 			if (catalog_vm_get_by_id(eng->cat, s->vm_id, &cvm) == 0 &&
 			    vm_delete_finish(eng, &cvm, s) == 0)
-				event_record(eng, "recovery.vm.delete", cvm.name, s->name, 0,
+				event_record_vm(eng, "recovery.vm.delete", cvm.name, s->name, 0,
 					     "finished a VM snapshot delete interrupted by a crash");
 			break;
 		}
