@@ -320,6 +320,8 @@ def bench_mkdir(fs, a, results):
         order = (small, large) if i % 2 == 0 else (large, small)
         for vol in order:
             fs.wait_quiet()
+            os.sync()   # start each sample with no dirty data to write back
+            time.sleep(0.05)
             d = fs.snap_dir(vol, 'm' + tag)
             t = time.perf_counter()
             os.mkdir(d)
@@ -668,7 +670,7 @@ def main():
     ap.add_argument('--json', help='also write the results here')
     ap.add_argument('--keep', action='store_true', help='keep the work directory')
     a = ap.parse_args()
-    defaults = dict(large_gib=(2, 8), copy_mib=(1024, 2048), mkdir_samples=(5, 10),
+    defaults = dict(large_gib=(2, 8), copy_mib=(1024, 2048), mkdir_samples=(6, 20),
                     copy_samples=(2, 6), read_samples=(2, 6))
     for k, (quick, full) in defaults.items():
         if getattr(a, k) is None:
