@@ -280,6 +280,7 @@ static int backup_copy(struct snap_engine *eng, struct running_job *rj,
 		goto undo_tmp;
 	}
 	__atomic_store_n(&rj->bytes_done, s->virtual_size, __ATOMIC_RELAXED);
+	testpoint("backup.converted");
 	rc = flush_and_checksum(tmp, rj->cancel, s, why);
 	if (rc < 0)
 		goto undo_tmp;

@@ -172,6 +172,10 @@ void vms_stop(struct snap_engine *eng);
 /** vm_recover() - resolve VM snapshots left Creating/Reverting/Expunging. */
 int vm_recover(struct snap_engine *eng);
 
+/* ---- testpoint.c ---- */
+/** testpoint() - block for ever here when SNAPFS_HANG_AT names @name. */
+void testpoint(const char *name);
+
 /* ---- recover.c ---- */
 int recover_all(struct snap_engine *eng);
 

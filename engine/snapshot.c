@@ -116,6 +116,7 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 	rc = freeze_prepare(eng, &f, vol, uuid);
 	if (rc < 0)
 		goto undo_rows;
+	testpoint("volume.take.prepared");
 	if (in_use > 0) {
 		/* a running VM writes the volume: switch it over in QEMU */
 		alias = user.alias;

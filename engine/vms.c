@@ -680,6 +680,8 @@ static int take_disks(struct snap_engine *eng, const char *vm,
 		else
 			*why = "cannot freeze a disk (see snapfs.log)";
 	}
+	if (rc == 0)
+		testpoint("vm.take.prepared");
 	if (rc == 0 && quiesce && running) {
 		rc = vm_fs_freeze(eng->vm, vm, VM_AGENT_TIMEOUT);
 		if (rc < 0)
@@ -713,9 +715,13 @@ static int take_disks(struct snap_engine *eng, const char *vm,
 		}
 		return rc;
 	}
+	testpoint("vm.take.switched");
 	/* past the switch (or with the VM stopped): rename each overlay in */
 	for (i = 0; i < plan->len; i++) {
 		int r = freeze_swap(eng, &PLAN(plan, i)->f);
+
+		if (i == 0)
+			testpoint("vm.take.first_swap");
 
 		if (r < 0 && rc == 0)
 			rc = r; /* recovery finishes what is left */
@@ -1041,6 +1047,7 @@ static int vm_revert_locked(struct snap_engine *eng, const char *vm,
 		volume_busy_begin(eng, d->volume_id);
 		r = revert_disk(eng, d);
 		volume_busy_end(eng, d->volume_id);
+		testpoint("vm.revert.disk");
 		if (r < 0 && rc == 0)
 			rc = r;
 	}
