@@ -2,8 +2,9 @@
 
 import os
 import subprocess
+import time
 
-from snapfs_harness import is_mounted, run
+from snapfs_harness import is_mounted, qemu_img_compare, run
 
 
 def test_fstab_options_are_accepted(env):
@@ -48,3 +49,36 @@ def test_primary_and_secondary_are_created(env):
     os.makedirs(os.path.join(env.root, 'elsewhere'))
     env.mount()
     assert os.path.isdir(env.primary) and os.path.isdir(env.secondary)
+
+
+def test_mounted_like_an_fstab_line(env):
+    # mount(8) -> mount.fuse3 -> snapfs in the background (daemonized), with
+    # the options an fstab line carries.  `PROGRAM#SOURCE` stands in for the
+    # `fuse.snapfs` type, which would need snapfs installed on PATH.
+    data = [(0x3c, 0, '2M')]
+    env.make_volume('v', '64M', data)
+    ref = env.make_reference('64M', data)
+    prim = env.primary
+    env.primary = os.path.join(env.root, 'prim-fstab')
+    os.rename(prim, env.primary)
+    run(['mount', '-t', 'fuse', '-o',
+         'defaults,nofail,_netdev,testclock,workers=1,primary=' + env.primary,
+         '%s#%s' % (env.bin, env.source), env.mnt], timeout=30)
+    assert is_mounted(env.mnt)
+    daemons = [p for p, cmd in env.leftover_processes() if cmd.startswith(env.bin)]
+    assert len(daemons) == 1, env.leftover_processes()
+
+    # worker threads run although the process daemonized after starting
+    assert env.listdir('volumes') == ['v']
+    env.take('v', 's1')
+    deadline = time.monotonic() + 60
+    while env.state('v', 's1') != 'BackedUp' and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert env.state('v', 's1') == 'BackedUp', env.diagnostics()
+    assert qemu_img_compare(ref, env.backup_file('v', 's1')) == 0
+
+    run(['umount', env.mnt])
+    deadline = time.monotonic() + 20
+    while os.path.exists('/proc/%d' % daemons[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists('/proc/%d' % daemons[0]), 'snapfs still runs after umount'
