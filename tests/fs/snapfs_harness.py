@@ -14,7 +14,7 @@ temporary tree, never through a live mount.
 
 A watchdog per test kills the daemon when a test runs too long: a FUSE
 request that never gets an answer can only be ended that way, and the test
-then fails with "Transport endpoint is not connected" instead of hanging.
+then fails (ECONNABORTED or ENOTCONN) instead of hanging.
 
 Only the Python 3.11 standard library is used here.
 """
