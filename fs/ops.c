@@ -658,8 +658,9 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 			g_free(of);
 			return rc;
 		}
-		/* immutable: let the kernel keep its cache across opens */
-		fi->keep_cache = 1;
+		/* images are immutable: the kernel keeps its cache across
+		 * opens; a manifest is rewritten by mv, so it is re-read */
+		fi->keep_cache = n.kind == NODE_BACKED_UP_IMAGE;
 	} else {
 		if (!(writing && (fi->flags & O_ACCMODE) == O_WRONLY)) {
 			rc = render(&n, &of->data, &of->len);
@@ -1025,6 +1026,15 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	conn->max_write = 1u << 20;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	/*
+	 * With attr_timeout 0 and automatic invalidation, every read(2) of a
+	 * cached backed-up image would first ask us for its attributes
+	 * (measured: 0.34x of a direct read, warm).  Backed-up images never
+	 * change and their inode numbers are never reused; the files that do
+	 * change are served with direct_io, and manifests are opened without
+	 * keep_cache, so nothing relies on the automatic invalidation.
+	 */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	return c;
 }
 

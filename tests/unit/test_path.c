@@ -270,8 +270,11 @@ static void test_unknown(void **state)
 		"/README/x",
 		"/events/x",
 		"/.clock/x",
-		"/vms",
 		"/policies",
+		"/vms/vm1/nope",
+		"/vms/vm1/volumes/v/x",
+		"/vms/vm1/snapshots/s/nope",
+		"/vms/vm1/snapshots/current/info",
 		"/volumes/v/nope",
 		"/volumes/v/Info",
 		"/volumes/v/info/x",
@@ -366,6 +369,11 @@ static void test_node_is_dir(void **state)
 		[NODE_BACKED_UP] = true,
 		[NODE_BACKED_UP_VOLUMES] = true,
 		[NODE_BACKED_UP_VOLUME] = true,
+		[NODE_VMS] = true,
+		[NODE_VM] = true,
+		[NODE_VM_VOLUMES] = true,
+		[NODE_VM_SNAPSHOTS] = true,
+		[NODE_VM_SNAPSHOT] = true,
 	};
 
 	for (int k = 0; k < NODE_LAST; k++) {
@@ -376,6 +384,32 @@ static void test_node_is_dir(void **state)
 		}
 	}
 	assert_false(node_is_dir(NODE_LAST));
+}
+
+/* The vms/ part of the tree: names kept, links recognised. */
+static void test_vm_tree(void **state)
+{
+	struct node n;
+
+	assert_errno(path_parse("/vms/web-1/snapshots/daily.1/parent", &n), 0);
+	assert_int_equal(n.kind, NODE_VM_SNAPSHOT_PARENT);
+	assert_string_equal(n.vm, "web-1");
+	assert_string_equal(n.snap, "daily.1");
+	assert_true(node_is_link(n.kind));
+	assert_errno(path_parse("/vms/web-1/volumes/disk0", &n), 0);
+	assert_int_equal(n.kind, NODE_VM_VOLUME_LINK);
+	assert_string_equal(n.vol, "disk0");
+	assert_true(node_is_link(n.kind));
+	assert_errno(path_parse("/vms/web-1/snapshots/current", &n), 0);
+	assert_int_equal(n.kind, NODE_VM_CURRENT);
+	assert_true(node_is_link(n.kind));
+	assert_false(node_is_link(NODE_VM_SNAPSHOT));
+	/* bad names: the kind is still known (mkdir answers EINVAL) */
+	assert_errno(path_parse("/vms/web-1/snapshots/.hidden", &n), -EINVAL);
+	assert_int_equal(n.kind, NODE_VM_SNAPSHOT);
+	assert_errno(path_parse("/vms/-x", &n), -EINVAL);
+	assert_int_equal(n.kind, NODE_VM);
+	assert_errno(path_parse("/vms/-x/info", &n), -ENOENT);
 }
 
 /* Every kind is reached by some path, and directories parse as such. */
@@ -389,6 +423,11 @@ static void test_every_kind(void **state)
 		"/volumes/v/snapshots/s/info", "/backed-up",
 		"/backed-up/volumes", "/backed-up/volumes/v",
 		"/backed-up/volumes/v/s.qcow2", "/backed-up/volumes/v/s.json",
+		"/vms", "/vms/vm1", "/vms/vm1/info", "/vms/vm1/state",
+		"/vms/vm1/control", "/vms/vm1/snapshot-options",
+		"/vms/vm1/volumes", "/vms/vm1/volumes/v", "/vms/vm1/snapshots",
+		"/vms/vm1/snapshots/current", "/vms/vm1/snapshots/s",
+		"/vms/vm1/snapshots/s/info", "/vms/vm1/snapshots/s/parent",
 	};
 	bool seen[NODE_LAST] = { false };
 	struct node n;
@@ -411,6 +450,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_top_level),
+		cmocka_unit_test(test_vm_tree),
 		cmocka_unit_test(test_volume_tree),
 		cmocka_unit_test(test_backed_up_tree),
 		cmocka_unit_test(test_backed_up_suffixes),
