@@ -212,9 +212,10 @@ int path_parse(const char *path, struct node *out)
 		}
 		if (strcmp(c[2], "snapshots") != 0)
 			return -ENOENT;
-		if (n == 4 && !strcmp(c[3], "current")) {
+		if (!strcmp(c[3], "current")) {
+			/* a symlink, never a snapshot's directory */
 			out->kind = NODE_VM_CURRENT;
-			return 0;
+			return n == 4 ? 0 : -ENOENT;
 		}
 		rc = take_name(out->snap, c[3]);
 		out->kind = NODE_VM_SNAPSHOT;
