@@ -110,6 +110,17 @@ char **image_argv_commit(const char *path)
 	return argv_build("commit", "-q", "-d", "--image-opts", opts, NULL);
 }
 
+char **image_argv_rebase(const char *path, const char *backing)
+{
+	if (!absolute(path) || (backing && !absolute(backing)))
+		return NULL;
+	if (!backing)
+		return argv_build("rebase", "-q", "-f", "qcow2", "-b", "", path,
+				  NULL);
+	return argv_build("rebase", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+			  backing, path, NULL);
+}
+
 char **image_argv_version(void)
 {
 	return argv_build("--version", NULL);

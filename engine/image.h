@@ -45,6 +45,12 @@ char **image_argv_info(const char *path);
  */
 char **image_argv_commit(const char *path);
 
+/**
+ * image_argv_rebase() - make @path's backing @backing (NULL: none), copying
+ * into @path whatever differs (safe mode), with image locks on.
+ */
+char **image_argv_rebase(const char *path, const char *backing);
+
 /** image_argv_version() - `qemu-img --version`. */
 char **image_argv_version(void);
 

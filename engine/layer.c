@@ -127,6 +127,48 @@ static int merge_one(struct snap_engine *eng, const struct catalog_volume *v,
 	return catalog_tx_end(eng->cat, rc);
 }
 
+/*
+ * Fold unreferenced @l, the backing of the volume file, into the volume
+ * file itself: `qemu-img rebase` of the file onto @l's parent copies what
+ * @l held into the file, in place, with qemu's image locks on, so a VM or
+ * qemu-io that opens the volume meanwhile fails instead of racing us (no
+ * rename of the live file is ever needed).  Skipped while anything has
+ * the volume open for writing: it runs again when a VM stops or at mount.
+ * Return: 1 folded, 0 skipped, -errno.
+ */
+static int fold_into_volume(struct snap_engine *eng,
+			    const struct catalog_volume *v,
+			    const struct catalog_layer *l)
+{
+	g_autofree char *vpath = volume_path(eng, v->name);
+	g_autofree char *ppath = l->parent[0] ? layer_path(eng, v->name, l->parent) : NULL;
+	g_auto(GStrv) argv = NULL;
+	struct catalog_volume now;
+	int rc;
+
+	volume_busy_begin(eng, v->id);
+	rc = catalog_volume_get_by_id(eng->cat, v->id, &now);
+	if (rc < 0 || strcmp(now.top_layer, l->uuid) != 0 ||
+	    volume_in_use(vpath) != 0) {
+		volume_busy_end(eng, v->id);
+		return rc < 0 ? rc : 0;
+	}
+	argv = image_argv_rebase(vpath, ppath);
+	rc = proc_run(argv, NULL, NULL, NULL);
+	if (rc == 0)
+		rc = fsync_path(vpath);
+	if (rc == 0) {
+		g_strlcpy(now.top_layer, l->parent, sizeof(now.top_layer));
+		rc = catalog_volume_update(eng->cat, &now);
+	}
+	volume_busy_end(eng, v->id);
+	if (rc < 0)
+		return rc == -EBUSY ? 0 : rc;
+	event_record(eng, "layer.merge", v->name, NULL, 0,
+		     "layer %s folded into the volume file", l->uuid);
+	return 1;
+}
+
 /* One step: fold or drop one unreferenced layer. 1 done, 0 none, -errno. */
 static int merge_step(struct snap_engine *eng, const struct catalog_volume *v,
 		      GCancellable *cancel)
@@ -148,8 +190,6 @@ static int merge_step(struct snap_engine *eng, const struct catalog_volume *v,
 		if (l->state == LAYER_STATE_CREATING ||
 		    layer_referenced(eng, l->uuid))
 			continue;
-		if (!strcmp(v->top_layer, l->uuid))
-			continue; /* the volume file's own backing: wait */
 		for (j = 0; j < layers->len; j++) {
 			struct catalog_layer *c =
 				&g_array_index(layers, struct catalog_layer, j);
@@ -158,6 +198,12 @@ static int merge_step(struct snap_engine *eng, const struct catalog_volume *v,
 				children++;
 				child = c;
 			}
+		}
+		if (!strcmp(v->top_layer, l->uuid)) {
+			/* the volume file's own backing */
+			if (children == 0)
+				rc = fold_into_volume(eng, v, l);
+			continue;
 		}
 		if (children == 0) {
 			g_autofree char *lpath = layer_path(eng, v->name, l->uuid);

@@ -7,6 +7,7 @@
  * docs/design.md, "Recovery", for the table of cases.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <dirent.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -54,8 +55,8 @@ static void recover_take(struct snap_engine *eng, struct catalog_snapshot *s)
 	if (catalog_volume_get_by_id(eng->cat, s->volume_id, &v) < 0 ||
 	    catalog_layer_get(eng->cat, s->layer, &l) < 0)
 		return;
-	unlink(tmp);
 	if (volume_read_header(vpath, &hdr) == 0 && !strcmp(hdr.backing, lpath)) {
+		unlink(tmp);
 		rc = catalog_tx_begin(eng->cat);
 		if (rc < 0)
 			return;
@@ -75,7 +76,14 @@ static void recover_take(struct snap_engine *eng, struct catalog_snapshot *s)
 		catalog_tx_end(eng->cat, rc);
 		return;
 	}
+	/* a running VM was switched to the overlay: only the rename is left */
+	if (volume_in_use(tmp) > 0 && rename(tmp, vpath) == 0) {
+		fsync_dir(eng->primary);
+		recover_take(eng, s);
+		return;
+	}
 	/* the volume file was never replaced: the link is all there is */
+	unlink(tmp);
 	unlink(lpath);
 	fsync_dir(ldir);
 	catalog_tx_begin(eng->cat);

@@ -1172,6 +1172,23 @@ static void vm_control_result(struct snap_engine *eng, const char *vm, char *tex
 	g_mutex_unlock(&eng->lock);
 }
 
+/* A stopped VM lets go of its volumes: fold what waited for that. */
+static void queue_volume_merges(struct snap_engine *eng, const char *vm)
+{
+	g_auto(GStrv) vols = NULL;
+	char **v;
+
+	if (snap_vm_volumes(eng, vm, &vols) < 0)
+		return;
+	for (v = vols; *v; v++) {
+		struct catalog_volume cv;
+
+		if (volume_resolve(eng, *v, &cv, NULL) == 0)
+			layer_queue_merge(eng, cv.id);
+	}
+	engine_wake(eng);
+}
+
 int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
 		    size_t len)
 {
@@ -1224,6 +1241,8 @@ int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
 						    "libvirt refused (see snapfs.log)");
 		else
 			event_record_vm(eng, "vm.control", vm, NULL, 0, "%s done", verb);
+		if (rc == 0 && strcmp(verb, "start") != 0)
+			queue_volume_merges(eng, vm);
 	} else {
 		rc = -EINVAL;
 		event_reject(eng, "write", target, EINVAL,

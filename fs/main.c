@@ -90,14 +90,35 @@ static void fuse_log_to_snap(enum fuse_log_level level, const char *fmt,
  */
 static void set_readahead(const char *mountpoint)
 {
-	g_autofree char *path = NULL;
-	struct stat st;
+	g_autofree char *path = NULL, *info = NULL, *real = NULL;
+	g_auto(GStrv) lines = NULL;
+	unsigned major = 0, minor = 0;
+	bool found = false;
 	FILE *f;
 
-	if (stat(mountpoint, &st) < 0)
+	/*
+	 * Never stat() the mount point here: the loop is not serving yet and
+	 * the kernel would wait for our own answer.  mountinfo has the
+	 * device number; the last matching line is the newest mount.
+	 */
+	real = realpath(mountpoint, NULL);
+	if (!real || !g_file_get_contents("/proc/self/mountinfo", &info, NULL, NULL))
 		return;
-	path = g_strdup_printf("/sys/class/bdi/%u:%u/read_ahead_kb",
-			       major(st.st_dev), minor(st.st_dev));
+	lines = g_strsplit(info, "\n", -1);
+	for (char **l = lines; *l; l++) {
+		char mnt[4096], dev[32];
+		unsigned a, b;
+
+		if (sscanf(*l, "%*s %*s %31s %*s %4095s", dev, mnt) == 2 &&
+		    !strcmp(mnt, real) && sscanf(dev, "%u:%u", &a, &b) == 2) {
+			major = a;
+			minor = b;
+			found = true;
+		}
+	}
+	if (!found)
+		return;
+	path = g_strdup_printf("/sys/class/bdi/%u:%u/read_ahead_kb", major, minor);
 	f = fopen(path, "we");
 	if (!f)
 		return;
