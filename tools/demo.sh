@@ -62,6 +62,29 @@ make_volume() {	# name virtual-size "pattern offset length"...
 make_volume web 1G "0xaa 0 4M" "0xab 256M 2M"
 make_volume db 2G "0xdb 0 8M" "0xdc 1G 4M"
 
+# A small VM with both volumes as its disks (no guest OS is needed to
+# snapshot it): snapfs defines every SOURCE/domains/*.xml at mount.
+vmtype=qemu
+if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+	vmtype=kvm
+fi
+mkdir -p "$demo/domains"
+cat > "$demo/domains/demo.xml" <<XML
+<domain type='$vmtype'>
+  <name>demo</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+      <source file='$demo/primary/web.qcow2'/><target dev='vda' bus='virtio'/></disk>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+      <source file='$demo/primary/db.qcow2'/><target dev='vdb' bus='virtio'/></disk>
+  </devices>
+</domain>
+XML
+
 "$bin" -o workers=2 "$demo" "$mnt"
 for _ in $(seq 200); do
 	is_mounted "$mnt" && break
@@ -102,6 +125,16 @@ $demo/primary).  Try:
 
   mv $mnt/volumes/web/snapshots/$snap $mnt/volumes/web/snapshots/renamed
   rmdir $mnt/volumes/web/snapshots/renamed
+  # the VM 'demo' has both volumes as disks
+  cat $mnt/vms/demo/info
+  echo start > $mnt/vms/demo/control; cat $mnt/vms/demo/state
+  mkdir $mnt/vms/demo/snapshots/before            # all disks, one instant
+  echo memory=yes > $mnt/vms/demo/snapshot-options
+  mkdir $mnt/vms/demo/snapshots/with-memory       # disks + RAM
+  ls -l $mnt/vms/demo/snapshots/                  # current -> with-memory
+  echo "revert before" > $mnt/vms/demo/control    # disk snapshot: ends stopped
+  echo "revert with-memory" > $mnt/vms/demo/control  # ends running
+  echo force-stop > $mnt/vms/demo/control
 
 $mnt/README describes the whole tree.  When done:
 
