@@ -136,7 +136,8 @@ $demo/primary).  Try:
   echo "revert with-memory" > $mnt/vms/demo/control  # ends running
   echo force-stop > $mnt/vms/demo/control
 
-$mnt/README describes the whole tree.  When done:
+$mnt/README describes the whole tree.  When done (VMs keep running
+without snapfs, so stop them first):
 
-  fusermount3 -u $mnt
+  echo force-stop > $mnt/vms/demo/control; fusermount3 -u $mnt
 TOUR
