@@ -105,6 +105,15 @@ static void test_golden_commit(void **state)
 		     image_argv_commit("/srv/a,b/.snapfs/vm1/c,,d.qcow2"));
 }
 
+static void test_golden_rebase(void **state)
+{
+	check_golden("rebase", image_argv_rebase(VOL, "/srv/primary/.snapfs/vm1/p.qcow2"));
+	/* onto nothing: the volume becomes standalone */
+	check_golden("rebase-none", image_argv_rebase(VOL, NULL));
+	assert_null(image_argv_rebase("rel.qcow2", NULL));
+	assert_null(image_argv_rebase(VOL, "rel.qcow2"));
+}
+
 static void test_golden_version(void **state)
 {
 	check_golden("version", image_argv_version());
@@ -865,6 +874,8 @@ int main(void)
 				       setup_default_program),
 		cmocka_unit_test_setup(test_golden_info, setup_default_program),
 		cmocka_unit_test_setup(test_golden_commit,
+				       setup_default_program),
+		cmocka_unit_test_setup(test_golden_rebase,
 				       setup_default_program),
 		cmocka_unit_test_setup(test_golden_version,
 				       setup_default_program),
