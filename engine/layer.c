@@ -27,9 +27,31 @@
 #include "log.h"
 #include "proc.h"
 
+/* Whether @volume_id has a layer no snapshot refers to (work to fold). */
+static bool has_unreferenced_layer(struct snap_engine *eng, int64_t volume_id)
+{
+	GArray *layers = NULL;
+	bool found = false;
+	guint i;
+
+	if (catalog_layer_list(eng->cat, volume_id, &layers) < 0)
+		return true; /* let the job look */
+	for (i = 0; i < layers->len && !found; i++) {
+		struct catalog_layer *l = &g_array_index(layers, struct catalog_layer, i);
+
+		found = l->state != LAYER_STATE_CREATING &&
+			catalog_layer_referenced(eng->cat, l->uuid) == 0;
+	}
+	g_array_free(layers, TRUE);
+	return found;
+}
+
 int layer_queue_merge(struct snap_engine *eng, int64_t volume_id)
 {
 	struct catalog_job job;
+
+	if (!has_unreferenced_layer(eng, volume_id))
+		return 0;
 
 	if (catalog_job_find_merge(eng->cat, volume_id, JOB_STATE_QUEUED,
 				   &job) == 0)

@@ -595,6 +595,12 @@ class Snapfs:
 
     # -- waiting (for events, never for time to pass) ----------------------------------
 
+    def no_jobs_left(self, timeout=60):
+        """Wait until jobs/ is empty (merge jobs fold layers after backups
+        and deletes, briefly); True when it is, for use in asserts."""
+        self.wait_for(lambda: self.jobs() == [], 'jobs/ to empty', timeout=timeout)
+        return True
+
     def wait_for(self, predicate, what, timeout=WAIT_TIMEOUT):
         """Poll @predicate until it returns a true value; return that value."""
         deadline = time.monotonic() + timeout

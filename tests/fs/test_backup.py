@@ -121,7 +121,7 @@ def test_secondary_full_fails_then_retry_succeeds(env):
     env.wait_for(lambda: not env.alerts_for('v', 's1'), 'the alert to be resolved',
                  timeout=10)
     assert 'retry' in env.read('volumes', 'v', 'control')
-    assert env.secondary_tmp_files() == [] and env.jobs() == []
+    assert env.secondary_tmp_files() == [] and env.no_jobs_left()
 
 
 def _fails(env, n0):

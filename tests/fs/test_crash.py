@@ -35,7 +35,7 @@ def test_kill9_during_a_copy_then_remount(env):
     assert env.secondary_tmp_files() == [], env.secondary_tmp_files()
     assert len(env.secondary_files()) == 2, env.secondary_files()
     secondary_matches_backups(env)
-    assert env.jobs() == [] and env.alerts() == {}
+    assert env.no_jobs_left() and env.alerts() == {}
     _no_leftover_processes(env)
 
 
@@ -62,7 +62,7 @@ def test_kill9_right_after_mkdir_then_remount(env):
     for (vol, snap), ref in refs.items():
         check_backup(env, vol, snap, ref, 64 * MiB)
         assert env.state(vol, snap) == 'BackedUp'
-    assert env.jobs() == [] and env.alerts() == {}
+    assert env.no_jobs_left() and env.alerts() == {}
     assert env.secondary_tmp_files() == []
     assert len(env.secondary_files()) == 2 * len(refs), env.secondary_files()
     secondary_matches_backups(env)

@@ -121,7 +121,7 @@ def test_primary_full_gives_enospc(env):
     env.mount(workers=1, min_free=avail + MiB)
 
     expect_errno(env, errno.ENOSPC, os.mkdir, env.snap_dir('v', 's1'))
-    assert env.snapshots('v') == [] and env.jobs() == []
+    assert env.snapshots('v') == [] and env.no_jobs_left()
 
     # the same mkdir works once min_free allows it
     env.remount(min_free=0)

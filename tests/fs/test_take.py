@@ -48,7 +48,7 @@ def test_tree_and_one_snapshot(env):
         assert isinstance(ev.get('type'), str), ev
         assert ISO_UTC.match(str(ev.get('time'))), 'time not ISO 8601 UTC: %s' % ev
 
-    assert env.jobs() == [] and env.alerts() == {}
+    assert env.no_jobs_left() and env.alerts() == {}
     assert env.backups('alpha') == ['s1.json', 's1.qcow2']
     assert qemu_img_compare(ref, env.backup_file('alpha', 's1')) == 0
 
@@ -97,7 +97,7 @@ def test_mkdir_returns_while_the_copy_is_queued(env):
     assert env.backups('small') == ['s1.json', 's1.qcow2']
     assert qemu_img_compare(ref, env.backup_file('small', 's1')) == 0
     env.wait_state('blocker', 'b', 'BackedUp', timeout=180)
-    assert env.jobs() == []
+    assert env.no_jobs_left()
 
 
 def test_volumes_appear_without_remount(env):
