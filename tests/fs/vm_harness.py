@@ -437,6 +437,87 @@ class VmSnapfs(Snapfs):
             self.problems.append('qemu-system still ran after cleanup: %s' % left)
 
 
+# ---- what the disks should hold ----------------------------------------------------
+
+class DiskData:
+    """Writes made into a VM's disks and what each disk should hold now.
+
+    Write number n puts pattern 0x11+0x40*i+n on disk number i
+    over [n MiB, n+1 MiB): regions never overlap, so a write that is not
+    there reads as zeros.  mark(name) remembers the current content (at a
+    snapshot), restore(name) goes back to it (after a revert)."""
+
+    def __init__(self, env, vm, size='64M'):
+        self.env, self.vm, self.size = env, vm, size
+        self.volumes = env.vms[vm]['volumes']
+        self.n = 0
+        self.current = {vol: () for vol in self.volumes}
+        self.everything = {vol: () for vol in self.volumes}
+        self.saved = {}
+        self.refs = {}
+
+    def write(self, volumes=None):
+        """One new write on each disk (or on @volumes), through QEMU."""
+        n = self.n
+        self.n += 1
+        assert n < parse_size(self.size) // MiB
+        for i, vol in enumerate(self.volumes):
+            if volumes is not None and vol not in volumes:
+                continue
+            w = ((0x11 + 0x40 * i + n) & 0xff, n * MiB, MiB)
+            self.env.guest_write(self.vm, i, *w)
+            self.current[vol] += (w,)
+            self.everything[vol] += (w,)
+        return n
+
+    def mark(self, name):
+        self.saved[name] = dict(self.current)
+
+    def restore(self, name):
+        self.current = dict(self.saved[name])
+
+    def reference(self, vol, writes):
+        key = (vol, writes)
+        if key not in self.refs:
+            self.refs[key] = self.env.make_reference(self.size, list(writes))
+        return self.refs[key]
+
+    def ref_of(self, name, vol):
+        """A qcow2 with what @vol held at mark(@name)."""
+        return self.reference(vol, self.saved[name][vol])
+
+    def problems(self, expected=None):
+        """What differs from @expected (default: the current content):
+        through QEMU when the VM runs (each region), exactly (qemu-img
+        compare of the volume file with a reference) when it is stopped."""
+        expected = self.current if expected is None else expected
+        env, found = self.env, []
+        state = env.vm_state(self.vm)
+        for i, vol in enumerate(self.volumes):
+            if state == 'running':
+                for w in self.everything[vol]:
+                    want = w if w in expected[vol] else (0, w[1], w[2])
+                    if not env.guest_reads(self.vm, i, *want):
+                        found.append('%s (via QEMU): region %d MiB does not read 0x%02x%s'
+                                     % (vol, w[1] // MiB, want[0],
+                                        '' if want is w else ' (write 0x%02x should be gone)' % w[0]))
+            elif state == 'stopped':
+                if not env.volume_equals(vol, self.reference(vol, expected[vol])):
+                    have = [('0x%02x@%dM' % (w[0], w[1] // MiB))
+                            for w in self.everything[vol]
+                            if env.file_reads(vol, *w)]
+                    found.append('%s (file): should hold %s, holds %s' % (
+                        vol, ['0x%02x@%dM' % (w[0], w[1] // MiB) for w in expected[vol]], have))
+            else:
+                found.append('VM %s is %s: cannot check its disks' % (self.vm, state))
+        return found
+
+    def check(self, name=None, what=''):
+        """Assert the disks hold what they held at mark(@name) (default: now)."""
+        found = self.problems(self.saved[name] if name else None)
+        assert not found, '%s: %s' % (what or ('data of ' + (name or 'now')), '; '.join(found))
+
+
 # ---- checks ----------------------------------------------------------------------------
 
 def rejected(events, op, path, err):
