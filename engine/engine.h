@@ -1,13 +1,16 @@
 /*
  * engine.h - the engine's insides, shared by the engine's own files only.
  *
- * LOCK ORDER (docs/design.md): eng->lock, then the catalog's lock.  Never
- * the other way, and neither is held across a subprocess, a file copy, an
- * fsync of data or a wait for another thread (waits use eng->cond, which
- * releases eng->lock).
+ * LOCK ORDER (docs/design.md): busy flags first (a VM's, then its volumes'
+ * in volume-id order; flags are held across an operation, set and waited
+ * for under eng->lock), then eng->lock, then the catalog's lock.  Never the
+ * other way, and neither lock is held across a subprocess, a libvirt call,
+ * a file copy, an fsync of data or a wait for another thread (waits use
+ * eng->cond, which releases eng->lock).
  *
- * eng->lock protects: stopping, test_now, running (the table of running
- * jobs), busy_volumes, control_results, idle_workers.
+ * eng->lock protects: stopping, running (the table of running jobs),
+ * busy_volumes, busy_vms, control_results, vm_control_results,
+ * idle_workers.  test_now is read and written atomically.
  */
 #ifndef SNAP_ENGINE_H
 #define SNAP_ENGINE_H
