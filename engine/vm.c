@@ -551,9 +551,80 @@ int vm_save(struct vm_conn *c, const char *name, const char *path)
 						       VIR_DOMAIN_SAVE_RUNNING));
 }
 
+/*
+ * Drop every <@name ...>...</@name> (and <@name/>) element of @xml, nested
+ * ones included.  Return: a new string (g_free).
+ */
+char *vm_xml_strip(const char *xml, const char *name)
+{
+	g_autofree char *open_tag = g_strdup_printf("<%s", name);
+	g_autofree char *close_tag = g_strdup_printf("</%s>", name);
+	GString *out = g_string_new(NULL);
+	const char *p = xml;
+
+	for (;;) {
+		const char *start = strstr(p, open_tag);
+		const char *q;
+		int depth = 0;
+
+		/* "<backingStoreX" is another element */
+		while (start && start[strlen(open_tag)] != ' ' &&
+		       start[strlen(open_tag)] != '>' &&
+		       start[strlen(open_tag)] != '/' &&
+		       start[strlen(open_tag)] != '\t' &&
+		       start[strlen(open_tag)] != '\n')
+			start = strstr(start + 1, open_tag);
+		if (!start)
+			break;
+		g_string_append_len(out, p, start - p);
+		q = start;
+		do {
+			const char *gt = strchr(q, '>');
+
+			if (!gt) {
+				q = q + strlen(q);
+				break;
+			}
+			if (!strncmp(q, close_tag, strlen(close_tag)))
+				depth--;
+			else if (!strncmp(q, open_tag, strlen(open_tag)) && gt[-1] != '/')
+				depth++;
+			q = gt + 1;
+			if (depth > 0) {
+				const char *no = strstr(q, open_tag);
+				const char *nc = strstr(q, close_tag);
+
+				if (!nc) {
+					q = q + strlen(q);
+					break;
+				}
+				q = no && no < nc ? no : nc;
+			}
+		} while (depth > 0);
+		p = q;
+	}
+	g_string_append(out, p);
+	return g_string_free(out, FALSE);
+}
+
 int vm_restore(struct vm_conn *c, const char *path)
 {
-	if (virDomainRestoreFlags(c->conn, path, NULL,
+	g_autofree char *dxml = NULL;
+	char *xml;
+
+	/*
+	 * The save image records the disks' backing chains as they were when
+	 * it was written; snapfs has re-layered the disks since (that is the
+	 * snapshot).  Without <backingStore> libvirt reads the chains from
+	 * the images again.
+	 */
+	xml = virDomainSaveImageGetXMLDesc(c->conn, path,
+					   VIR_DOMAIN_SAVE_IMAGE_XML_SECURE);
+	if (!xml)
+		return fail("read save image", path);
+	dxml = vm_xml_strip(xml, "backingStore");
+	free(xml);
+	if (virDomainRestoreFlags(c->conn, path, dxml,
 				  VIR_DOMAIN_SAVE_RUNNING) < 0)
 		return fail("restore", path);
 	return 0;

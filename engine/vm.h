@@ -114,6 +114,9 @@ int vm_save_info(struct vm_conn *conn, const char *path, struct vm_info *out);
 int vm_fs_freeze(struct vm_conn *conn, const char *name, int timeout_s);
 int vm_fs_thaw(struct vm_conn *conn, const char *name);
 
+/** vm_xml_strip() - @xml without its @name elements (pure; g_free). */
+char *vm_xml_strip(const char *xml, const char *name);
+
 /** vm_parse_domain_xml() - the pure part of vm_get(), for tests. */
 int vm_parse_domain_xml(const char *xml, struct vm_info *out);
 

@@ -116,6 +116,24 @@ static void test_nested_name(void **state)
 	vm_info_clear(&info);
 }
 
+static void test_strip_backing_store(void **state)
+{
+	g_autofree char *a = vm_xml_strip(running_xml, "backingStore");
+	g_autofree char *b = vm_xml_strip(
+		"<disk><source file='a'/><backingStore type='file'><format type='qcow2'/>"
+		"<source file='b'/><backingStore type='file'><source file='c'/>"
+		"<backingStore/></backingStore></backingStore><target dev='vda'/></disk>"
+		"<backingStoreX/><backingStore/>", "backingStore");
+	struct vm_info info;
+
+	assert_null(strstr(a, "backingStore"));
+	assert_non_null(strstr(a, "<alias name='virtio-disk0'/>"));
+	assert_int_equal(vm_parse_domain_xml(a, &info), 0);
+	assert_int_equal(info.disks->len, 2);
+	vm_info_clear(&info);
+	assert_string_equal(b, "<disk><source file='a'/><target dev='vda'/></disk><backingStoreX/>");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -123,6 +141,7 @@ int main(void)
 		cmocka_unit_test(test_memory_units),
 		cmocka_unit_test(test_bad_xml),
 		cmocka_unit_test(test_nested_name),
+		cmocka_unit_test(test_strip_backing_store),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
