@@ -447,12 +447,16 @@ class DiskData:
     there reads as zeros.  mark(name) remembers the current content (at a
     snapshot), restore(name) goes back to it (after a revert)."""
 
-    def __init__(self, env, vm, size='64M'):
+    def __init__(self, env, vm, size='64M', initial=None):
+        """@initial: {vol: [(pattern, offset, length)]} the volumes held
+        before (written with env.make_vm(writes=...)); keep it above 64 MiB."""
         self.env, self.vm, self.size = env, vm, size
         self.volumes = env.vms[vm]['volumes']
         self.n = 0
-        self.current = {vol: () for vol in self.volumes}
-        self.everything = {vol: () for vol in self.volumes}
+        self.initial = {vol: tuple((initial or {}).get(vol, ())) for vol in self.volumes}
+        self.current = dict(self.initial)
+        self.everything = dict(self.current)
+        self.bases = {}
         self.saved = {}
         self.refs = {}
 
@@ -460,7 +464,7 @@ class DiskData:
         """One new write on each disk (or on @volumes), through QEMU."""
         n = self.n
         self.n += 1
-        assert n < parse_size(self.size) // MiB
+        assert n < min(64, parse_size(self.size) // MiB)
         for i, vol in enumerate(self.volumes):
             if volumes is not None and vol not in volumes:
                 continue
@@ -477,10 +481,24 @@ class DiskData:
         self.current = dict(self.saved[name])
 
     def reference(self, vol, writes):
+        """A qcow2 in scratch/ holding @writes: an overlay (over one base
+        image of the initial writes) when the volume started with data."""
         key = (vol, writes)
-        if key not in self.refs:
-            self.refs[key] = self.env.make_reference(self.size, list(writes))
-        return self.refs[key]
+        if key in self.refs:
+            return self.refs[key]
+        base_writes = self.initial.get(vol, ())
+        if base_writes and writes[:len(base_writes)] == base_writes:
+            base = self.bases.get(vol)
+            if base is None:
+                base = self.bases[vol] = self.env.make_reference(self.size, list(base_writes))
+            self.env.refs += 1
+            path = os.path.join(self.env.scratch, 'ref%d.qcow2' % self.env.refs)
+            run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, path])
+            qemu_io_write(path, list(writes[len(base_writes):]))
+        else:
+            path = self.env.make_reference(self.size, list(writes))
+        self.refs[key] = path
+        return path
 
     def ref_of(self, name, vol):
         """A qcow2 with what @vol held at mark(@name)."""
