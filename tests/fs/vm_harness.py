@@ -32,17 +32,14 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import tempfile
 import time
 import uuid as uuidlib
 
 import pytest
 
 import snapfs_harness
-from snapfs_harness import (MiB, Snapfs, event_mentions, parse_size,
-                            processes_mentioning, qemu_img_compare,
-                            qemu_img_create, qemu_io_write, run)
+from snapfs_harness import (MiB, Snapfs, parse_size, processes_mentioning,
+                            qemu_img_compare, qemu_io_write, run)
 
 VM_WATCHDOG_SECONDS = int(os.environ.get('SNAPFS_VM_TEST_WATCHDOG', '420'))
 QEMU = '/usr/bin/qemu-system-x86_64'
@@ -482,16 +479,19 @@ class DiskData:
     there reads as zeros.  mark(name) remembers the current content (at a
     snapshot), restore(name) goes back to it (after a revert)."""
 
-    def __init__(self, env, vm, size='64M', initial=None):
+    def __init__(self, env, vm, size='64M', initial=None, bases=None):
         """@initial: {vol: [(pattern, offset, length)]} the volumes held
-        before (written with env.make_vm(writes=...)); keep it above 64 MiB."""
+        before (written with env.make_vm(writes=...)); keep it above 64 MiB.
+        @bases: {vol: a qcow2 copy of the volume with just that}, if made."""
         self.env, self.vm, self.size = env, vm, size
         self.volumes = env.vms[vm]['volumes']
         self.n = 0
-        self.initial = {vol: tuple((initial or {}).get(vol, ())) for vol in self.volumes}
+        self.initial = {vol: tuple((p, parse_size(o), parse_size(n))
+                                   for p, o, n in (initial or {}).get(vol, ()))
+                        for vol in self.volumes}
         self.current = dict(self.initial)
         self.everything = dict(self.current)
-        self.bases = {}
+        self.bases = dict(bases or {})
         self.saved = {}
         self.refs = {}
 
@@ -563,6 +563,36 @@ class DiskData:
                         vol, ['0x%02x@%dM' % (w[0], w[1] // MiB) for w in expected[vol]], have))
             else:
                 found.append('VM %s is %s: cannot check its disks' % (self.vm, state))
+        return found
+
+    def image_problems(self, path, name, vol):
+        """Region by region (one qemu-io run), what image @path (a backup)
+        holds that differs from @vol at mark(@name): each write of the
+        test must read its pattern there or, when it came later, zeros
+        (the initial writes are not read)."""
+        expected = self.saved[name][vol]
+        argv = ['qemu-io', '-r', '-U', '-f', 'qcow2']
+        checks = []
+        for w in self.everything[vol]:
+            if w in self.initial[vol]:
+                continue    # the same in every snapshot (and large)
+            want = w if w in expected else (0, w[1], w[2])
+            checks.append(want)
+            argv += ['-c', 'read -P 0x%02x %d %d' % want]
+        out = run(argv + [path], timeout=300, check=False)
+        text = out.stdout + out.stderr
+        if out.returncode != 0:
+            return ['qemu-io on %s failed: %s' % (path, text[-500:])]
+        # one report per command, in order; a mismatch line comes before it
+        found, pieces = [], re.split(r'(read \d+/\d+ bytes at offset \d+)', text)
+        reports = [pieces[i] for i in range(0, len(pieces) - 1, 2)]
+        if len(reports) != len(checks):
+            return ['qemu-io on %s: %d reports for %d reads: %s' % (
+                path, len(reports), len(checks), text[-500:])]
+        for want, before in zip(checks, reports):
+            if 'Pattern verification failed' in before:
+                found.append('%s: region %d MiB does not read 0x%02x'
+                             % (os.path.basename(path), want[1] // MiB, want[0]))
         return found
 
     def check(self, name=None, what=''):
