@@ -1214,6 +1214,43 @@ int catalog_vm_ensure(struct catalog *cat, const char *uuid, const char *name,
 	return catalog_vm_get(cat, uuid, out);
 }
 
+int catalog_vm_all(struct catalog *cat, GArray **out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " VM_COLS " FROM vms ORDER BY id");
+	GArray *a;
+	int rc;
+
+	if (!st)
+		return -EIO;
+	a = g_array_new(FALSE, TRUE, sizeof(struct catalog_vm));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct catalog_vm v;
+
+		vm_row(st, &v);
+		g_array_append_val(a, v);
+	}
+	if (rc != SQLITE_DONE) {
+		g_array_free(a, TRUE);
+		return fail(cat, rc, "vm list");
+	}
+	*out = a;
+	return (int)a->len;
+}
+
+int catalog_vm_delete(struct catalog *cat, int64_t id)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"DELETE FROM vms WHERE id = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	return step_done(cat, st, "vm delete");
+}
+
 int catalog_vm_update(struct catalog *cat, const struct catalog_vm *vm)
 {
 	CATALOG_LOCKED(cat);

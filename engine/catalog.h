@@ -261,6 +261,10 @@ int catalog_vm_get_by_id(struct catalog *cat, int64_t id, struct catalog_vm *out
 int catalog_vm_ensure(struct catalog *cat, const char *uuid, const char *name,
 		      struct catalog_vm *out);
 int catalog_vm_update(struct catalog *cat, const struct catalog_vm *vm);
+/** catalog_vm_all() - every VM row; *@out owns a GArray. */
+int catalog_vm_all(struct catalog *cat, GArray **out);
+/** catalog_vm_delete() - drop a VM row (its snapshots first). */
+int catalog_vm_delete(struct catalog *cat, int64_t id);
 int catalog_vm_snapshot_get(struct catalog *cat, int64_t vm_id,
 			    const char *name, struct catalog_vm_snapshot *out);
 int catalog_vm_snapshot_get_by_id(struct catalog *cat, int64_t id,

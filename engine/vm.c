@@ -436,6 +436,17 @@ int vm_get(struct vm_conn *c, const char *name, struct vm_info *out)
 	return rc;
 }
 
+int vm_exists(struct vm_conn *c, const char *uuid)
+{
+	virDomainPtr d = virDomainLookupByUUIDString(c->conn, uuid);
+
+	if (d) {
+		virDomainFree(d);
+		return 1;
+	}
+	return vm_errno() == -ENOENT ? 0 : fail("lookup", uuid);
+}
+
 int vm_define_xml(struct vm_conn *c, const char *xml, char *name_out,
 		  size_t name_size)
 {

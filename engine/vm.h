@@ -71,6 +71,9 @@ int vm_list(struct vm_conn *conn, char ***names_out);
 /** vm_get() - facts of domain @name.  -ENOENT no such domain. */
 int vm_get(struct vm_conn *conn, const char *name, struct vm_info *out);
 
+/** vm_exists() - 1 when a domain with @uuid is defined, 0 when not. */
+int vm_exists(struct vm_conn *conn, const char *uuid);
+
 /** vm_define_xml() - define (or redefine) a domain from XML text. */
 int vm_define_xml(struct vm_conn *conn, const char *xml, char *name_out,
 		  size_t name_size);

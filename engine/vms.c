@@ -56,6 +56,8 @@ static char *memory_path(struct snap_engine *eng, const char *uuid)
 	return g_strdup_printf("%s/.memory/%s.save", eng->layers_dir, uuid);
 }
 
+static void vms_forget_undefined(struct snap_engine *eng);
+
 /* ---- start and stop ---------------------------------------------------- */
 
 /* The documented way to define a VM for the embedded driver: a domain XML
@@ -107,6 +109,7 @@ int vms_start(struct snap_engine *eng)
 		return 0;
 	}
 	define_domains(eng);
+	vms_forget_undefined(eng);
 	return 0;
 }
 
@@ -246,12 +249,56 @@ static void vm_busy_end(struct snap_engine *eng, const char *uuid)
 
 /* ---- the VM's own files ------------------------------------------------ */
 
+static int vm_delete_finish(struct snap_engine *eng, struct catalog_vm *cvm,
+			    struct catalog_vm_snapshot *s);
+
+/*
+ * A VM undefined in libvirt takes its snapshots with it: their memory
+ * files go, their layers are released (and folded), the VM's row goes.
+ * Run at mount and whenever vms/ is listed.
+ */
+static void vms_forget_undefined(struct snap_engine *eng)
+{
+	GArray *rows = NULL;
+	guint i, j;
+
+	if (!eng->vm || catalog_vm_all(eng->cat, &rows) < 0)
+		return;
+	for (i = 0; i < rows->len; i++) {
+		struct catalog_vm *cvm = &g_array_index(rows, struct catalog_vm, i);
+		GArray *snaps = NULL;
+		int n = 0;
+
+		if (vm_exists(eng->vm, cvm->uuid) != 0)
+			continue; /* defined, or libvirt could not say: keep */
+		vm_busy_begin(eng, cvm->uuid);
+		if (catalog_vm_snapshot_list(eng->cat, cvm->id, &snaps) >= 0) {
+			/* newest first, so no child is re-parented needlessly */
+			for (j = snaps->len; j-- > 0;) {
+				struct catalog_vm_snapshot *s =
+					&g_array_index(snaps, struct catalog_vm_snapshot, j);
+
+				if (vm_delete_finish(eng, cvm, s) == 0)
+					n++;
+			}
+			g_array_free(snaps, TRUE);
+		}
+		catalog_vm_delete(eng->cat, cvm->id);
+		vm_busy_end(eng, cvm->uuid);
+		event_record_vm(eng, "vm.undefined", cvm->name, NULL, 0,
+				"the VM is no longer defined in libvirt; its %d snapshot(s) were deleted",
+				n);
+	}
+	g_array_free(rows, TRUE);
+}
+
 int snap_vm_list(struct snap_engine *eng, char ***names_out)
 {
 	if (!eng->vm) {
 		*names_out = g_new0(char *, 1);
 		return 0;
 	}
+	vms_forget_undefined(eng);
 	return vm_list(eng->vm, names_out);
 }
 
