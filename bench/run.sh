@@ -1,18 +1,39 @@
 #!/usr/bin/env bash
-# bench/run.sh - run the snapfs benchmarks of issue 2 (see docs/benchmarks.md).
+# bench/run.sh - run the snapfs benchmarks (see docs/benchmarks.md): those of
+# issue 2 (snapbench.py: volume snapshots, backups, reads) by default, the VM
+# snapshot benchmarks of issue 3 (vmbench.py) with --vm, both with --all.
 #
 #   bash bench/run.sh [--quick] [snapbench.py options...]
+#   bash bench/run.sh --vm [--quick] [vmbench.py options...]
+#   bash bench/run.sh --all [--quick]
 #
-# Needs root (a FUSE mount, /proc/sys/vm/drop_caches), qemu-img, qemu-io and
-# fusermount3.  Uses $SNAPFS_BIN, else build/fs/snapfs (built first if it is
-# missing).  Works in a fresh directory under /var/tmp on local disk (or
-# $SNAPFS_BENCH_DIR) and always unmounts, stops its daemon and removes that
-# directory at the end, also after a failure or Ctrl-C.  Exit status: 0 all
-# targets met, 1 a target missed, 2 the run failed.
+# Needs root (a FUSE mount, /proc/sys/vm/drop_caches, libvirt's embedded QEMU
+# driver), qemu-img, qemu-io and fusermount3, and for --vm
+# qemu-system-x86_64.  Uses $SNAPFS_BIN, else build/fs/snapfs (built first if
+# it is missing).  Works in a fresh directory under /var/tmp on local disk (or
+# $SNAPFS_BENCH_DIR) and always force-stops its VMs, unmounts, stops its
+# daemon and removes that directory at the end, also after a failure or
+# Ctrl-C.  Exit status: 0 all targets met, 1 a target missed, 2 a run failed.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
+
+# --vm or --all, anywhere on the line; the rest goes to the Python side
+which=io
+args=()
+for a in "$@"; do
+	case $a in
+	--vm) which=vm ;;
+	--all) which=all ;;
+	*) args+=("$a") ;;
+	esac
+done
+set -- "${args[@]}"
+if [ "$which" = all ] && [ $# -gt 0 ] && [ "$*" != --quick ]; then
+	echo "bench/run.sh: --all takes only --quick; run --vm or the default alone for other options" >&2
+	exit 2
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "bench/run.sh: run as root (FUSE mount, drop_caches)" >&2
@@ -36,22 +57,39 @@ tmpfs | ramfs | overlayfs | fuseblk | fuse | nfs)
 esac
 work=$(mktemp -d "$base/snapfs-bench.XXXXXX")
 
+# Is process $1 ours: does its command line name our work directory?
+ours() {
+	{ tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -qF "$work/"
+}
+
 cleanup() {
-	local rc=$? pid
+	local rc=$? pid mnt f
 	trap - EXIT INT TERM
-	# the Python side unmounts and stops the daemon; this is the backstop
-	if grep -qF " $work/mnt " /proc/self/mountinfo; then
-		fusermount3 -u "$work/mnt" 2>/dev/null || fusermount3 -uz "$work/mnt" 2>/dev/null || true
-	fi
-	if [ -f "$work/snapfs.pid" ]; then
-		pid=$(cat "$work/snapfs.pid")
-		# only our daemon: its command line names our work directory
-		if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$work/"; then
+	# the Python side force-stops the VMs, unmounts and stops the daemon;
+	# this is the backstop
+	for mnt in "$work/mnt" "$work"/*/mnt; do
+		if grep -qF " $mnt " /proc/self/mountinfo; then
+			fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null || true
+		fi
+	done
+	for f in "$work/snapfs.pid" "$work"/*/snapfs.pid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		if ours "$pid"; then
 			kill "$pid" 2>/dev/null || true
 			sleep 1
 			kill -9 "$pid" 2>/dev/null || true
 		fi
-	fi
+	done
+	# VMs outlive snapfs: kill every QEMU whose command line names $work
+	for f in /proc/[0-9]*/cmdline; do
+		pid=${f#/proc/}
+		pid=${pid%/cmdline}
+		if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -q '^[^ ]*qemu-system' && ours "$pid"; then
+			echo "bench/run.sh: killing QEMU $pid left running" >&2
+			kill -9 "$pid" 2>/dev/null || true
+		fi
+	done
 	if grep -qF " $work/" /proc/self/mountinfo; then
 		echo "bench/run.sh: something is still mounted under $work; left in place" >&2
 	else
@@ -62,4 +100,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-python3 "$here/snapbench.py" --bin "$bin" --workdir "$work" "$@"
+case $which in
+io) python3 "$here/snapbench.py" --bin "$bin" --workdir "$work" "$@" ;;
+vm) python3 "$here/vmbench.py" --bin "$bin" --workdir "$work" "$@" ;;
+all)
+	# both, each in its own directory; the exit status is the worse one
+	mkdir "$work/io" "$work/vm"
+	st=0
+	python3 "$here/snapbench.py" --bin "$bin" --workdir "$work/io" "$@" || st=$?
+	echo
+	python3 "$here/vmbench.py" --bin "$bin" --workdir "$work/vm" "$@" || {
+		r=$?
+		[ "$r" -gt "$st" ] && st=$r
+	}
+	exit "$st"
+	;;
+esac
