@@ -124,10 +124,17 @@ static int merge_one(struct snap_engine *eng, const struct catalog_volume *v,
 	rc = proc_run(argv, cancel, NULL, NULL);
 	if (rc == 0)
 		rc = fsync_path(lpath);
+	/*
+	 * L's name disappears here.  Whoever opens the chain (a VM start or
+	 * restore through snapfs, a take) holds the volume's busy flag while
+	 * it does, so it never reads X's header and then misses L.
+	 */
+	volume_busy_begin(eng, v->id);
 	if (rc == 0 && rename(lpath, xpath) < 0) {
 		rc = -errno;
 		snap_log(LOG_ERR, "layer: cannot rename '%s': %m", lpath);
 	}
+	volume_busy_end(eng, v->id);
 	if (rc < 0) {
 		/* nothing visible changed; L stays, live, for a later try */
 		l->state = LAYER_STATE_LIVE;

@@ -60,6 +60,35 @@ static void vms_forget_undefined(struct snap_engine *eng);
 
 /* ---- start and stop ---------------------------------------------------- */
 
+/*
+ * libvirt refuses to redefine a domain from XML without a <uuid> (it would
+ * be a new domain of the same name): give such a file the uuid of the
+ * domain already defined under its name, so edits to it apply.  Takes
+ * @xml, returns the text to define (g_free).
+ */
+static char *with_existing_uuid(struct snap_engine *eng, char *xml)
+{
+	struct vm_info file, now;
+	const char *end;
+	char *out;
+
+	if (vm_parse_domain_xml(xml, &file) < 0)
+		return xml;
+	if (file.uuid[0] || vm_get(eng->vm, file.name, &now) < 0) {
+		vm_info_clear(&file);
+		return xml;
+	}
+	end = strstr(xml, "</name>");
+	out = end ? g_strdup_printf("%.*s</name><uuid>%s</uuid>%s",
+				    (int)(end - xml), xml, now.uuid,
+				    end + strlen("</name>")) :
+		    g_strdup(xml);
+	vm_info_clear(&file);
+	vm_info_clear(&now);
+	g_free(xml);
+	return out;
+}
+
 /* The documented way to define a VM for the embedded driver: a domain XML
  * file in SOURCE/domains/, defined at every mount. */
 static void define_domains(struct snap_engine *eng)
@@ -79,6 +108,7 @@ static void define_domains(struct snap_engine *eng)
 		path = g_strdup_printf("%s/%s", dir, de->d_name);
 		if (!g_file_get_contents(path, &xml, NULL, NULL))
 			continue;
+		xml = with_existing_uuid(eng, xml);
 		if (vm_define_xml(eng->vm, xml, name, sizeof(name)) == 0)
 			snap_log(LOG_INFO, "vms: defined '%s' from '%s'", name, path);
 		else
@@ -1055,7 +1085,7 @@ static int vm_revert_locked(struct snap_engine *eng, const char *vm,
 	GArray *disks = NULL;
 	const char *why = "";
 	guint i;
-	int rc;
+	int rc, disks_rc;
 
 	rc = vmsnap_lookup(eng, vm, name, &cvm, &s);
 	if (rc < 0) {
@@ -1087,30 +1117,35 @@ static int vm_revert_locked(struct snap_engine *eng, const char *vm,
 			goto undo_state;
 		}
 	}
+	/* the disks' flags (volume-id order) stay held through the restore:
+	 * a merge must not rename a layer of the chains QEMU is opening */
+	for (i = 0; i < disks->len; i++)
+		volume_busy_begin(eng, g_array_index(disks, struct catalog_vm_disk, i).volume_id);
 	for (i = 0; i < disks->len; i++) {
 		struct catalog_vm_disk *d = &g_array_index(disks, struct catalog_vm_disk, i);
 		int r;
 
-		volume_busy_begin(eng, d->volume_id);
 		r = revert_disk(eng, d);
-		volume_busy_end(eng, d->volume_id);
 		testpoint("vm.revert.disk");
 		if (r < 0 && rc == 0)
 			rc = r;
 	}
-	if (rc < 0) {
+	disks_rc = rc;
+	if (disks_rc < 0) {
 		/* some disks may be reverted: recovery at the next mount, or a
 		 * new revert, finishes; the snapshot stays Reverting */
 		event_record_vm(eng, "vm.revert", vm, name, rc,
 			     "revert failed half way (see snapfs.log); revert again");
-		goto out;
-	}
-	if (s.type == VM_SNAPSHOT_DISK_MEMORY) {
+	} else if (s.type == VM_SNAPSHOT_DISK_MEMORY) {
 		rc = vm_restore(eng->vm, s.memory);
 		if (rc < 0)
 			event_record_vm(eng, "vm.revert", vm, name, rc,
 				     "disks reverted but the memory could not be restored; the VM is stopped");
 	}
+	for (i = disks->len; i-- > 0;)
+		volume_busy_end(eng, g_array_index(disks, struct catalog_vm_disk, i).volume_id);
+	if (disks_rc < 0)
+		goto out;
 	catalog_tx_begin(eng->cat);
 	s.state = VM_SNAPSHOT_READY;
 	catalog_vm_snapshot_update(eng->cat, &s);
@@ -1219,6 +1254,29 @@ static void vm_control_result(struct snap_engine *eng, const char *vm, char *tex
 	g_mutex_unlock(&eng->lock);
 }
 
+/* Start @vm holding its volumes' flags: QEMU opens their chains meanwhile. */
+static int vm_start_guarded(struct snap_engine *eng, const char *vm)
+{
+	struct vm_info info;
+	GArray *plan = NULL;
+	const char *why;
+	int rc;
+
+	if (vm_get(eng->vm, vm, &info) == 0) {
+		if (plan_disks(eng, &info, &plan, &why) < 0)
+			plan = NULL; /* not all volumes: nothing of ours to guard */
+		vm_info_clear(&info);
+	}
+	if (plan)
+		plan_busy(eng, plan, true);
+	rc = vm_start(eng->vm, vm);
+	if (plan) {
+		plan_busy(eng, plan, false);
+		g_array_free(plan, TRUE);
+	}
+	return rc;
+}
+
 /* A stopped VM lets go of its volumes: fold what waited for that. */
 static void queue_volume_merges(struct snap_engine *eng, const char *vm)
 {
@@ -1275,7 +1333,7 @@ int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
 		    !strcmp(verb, "force-stop")) && n == 1) {
 		vm_busy_begin(eng, cvm.uuid);
 		if (!strcmp(verb, "start"))
-			rc = vm_start(eng->vm, vm);
+			rc = vm_start_guarded(eng, vm);
 		else if (!strcmp(verb, "stop"))
 			rc = vm_shutdown(eng->vm, vm, (int)eng->cfg.stop_timeout);
 		else
