@@ -105,7 +105,10 @@ static int write_qemu_conf(const char *root)
 		"group = \"root\"\n"
 		"dynamic_ownership = 0\n"
 		"security_driver = \"none\"\n"
-		"remember_owner = 0\n";
+		"remember_owner = 0\n"
+		"# no private mount namespace: a copy of the host's mounts would\n"
+		"# hold the snapfs mount itself, and snapfs could never unmount\n"
+		"namespaces = [ ]\n";
 	g_autoptr(GError) err = NULL;
 
 	if (g_mkdir_with_parents(etc, 0700) < 0)
@@ -490,8 +493,24 @@ int vm_destroy(struct vm_conn *c, const char *name)
 		virDomainFree(dom);
 		return 0;
 	}
-	if (virDomainDestroy(dom) < 0)
-		rc = fail("force-stop", name);
+	/*
+	 * Right after a mount, libvirt may still be reconnecting to a QEMU
+	 * left running by the last snapfs and call the domain "not running"
+	 * for a moment: try again for up to 5 s.
+	 */
+	for (int i = 0; i < 50; i++) {
+		rc = virDomainDestroy(dom) < 0 ? vm_errno() : 0;
+		if (rc != -EBUSY)
+			break;
+		if (virDomainGetState(dom, &state, NULL, 0) == 0 &&
+		    state == VIR_DOMAIN_SHUTOFF) {
+			rc = 0;
+			break;
+		}
+		g_usleep(100000);
+	}
+	if (rc < 0)
+		fail("force-stop", name);
 	virDomainFree(dom);
 	return rc;
 }

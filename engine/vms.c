@@ -1417,16 +1417,45 @@ static int finish_disk(struct snap_engine *eng, struct catalog_vm_disk *d)
 	return 0;
 }
 
-static bool disk_started(struct snap_engine *eng, struct catalog_vm_disk *d)
+/*
+ * Did this disk pass the snapshot's instant?  Swapped, or its overlay is
+ * what QEMU writes (the QMP switch happened).  An overlay nobody writes
+ * was only prepared: a running VM still wrote the old file after it.
+ */
+static bool disk_frozen(struct snap_engine *eng, struct catalog_vm_disk *d)
 {
 	g_autofree char *tmp = freeze_tmp_path(eng, d->volume, d->layer);
 
-	return disk_swapped(eng, d->volume, d->layer) || access(tmp, F_OK) == 0;
+	return disk_swapped(eng, d->volume, d->layer) || volume_in_use(tmp) > 0;
+}
+
+/* The snapshot a finished take or revert leaves current. */
+/* The name of the VM a snapshot row belongs to (for events). */
+static const char *vm_name_of(struct snap_engine *eng,
+			      struct catalog_vm_snapshot *s, char *buf, size_t size)
+{
+	struct catalog_vm cvm;
+
+	if (catalog_vm_get_by_id(eng->cat, s->vm_id, &cvm) < 0)
+		return NULL;
+	g_strlcpy(buf, cvm.name, size);
+	return buf;
+}
+
+static void make_current(struct snap_engine *eng, struct catalog_vm_snapshot *s)
+{
+	struct catalog_vm cvm;
+
+	if (catalog_vm_get_by_id(eng->cat, s->vm_id, &cvm) == 0) {
+		cvm.current = s->id;
+		catalog_vm_update(eng->cat, &cvm);
+	}
 }
 
 static void rollback_take(struct snap_engine *eng, struct catalog_vm_snapshot *s,
 			  GArray *disks)
 {
+	char name[SNAP_NAME_MAX + 1];
 	guint j;
 
 	catalog_tx_begin(eng->cat);
@@ -1440,19 +1469,26 @@ static void rollback_take(struct snap_engine *eng, struct catalog_vm_snapshot *s
 		if (lstat(lpath, &a) == 0 && lstat(vpath, &b) == 0 &&
 		    a.st_ino == b.st_ino)
 			unlink(lpath);
+		{
+			g_autofree char *tmp = freeze_tmp_path(eng, d->volume, d->layer);
+
+			unlink(tmp);
+		}
 		catalog_layer_delete(eng->cat, d->layer);
 	}
 	catalog_vm_snapshot_delete(eng->cat, s->id);
 	if (s->memory[0])
 		unlink(s->memory);
-	event_record_vm(eng, "recovery.vm.snapshot", NULL, s->name, -EIO,
-		     "VM snapshot interrupted before any disk was frozen; rolled back (its mkdir never succeeded)");
+	event_record_vm(eng, "recovery.vm.snapshot", vm_name_of(eng, s, name, sizeof(name)),
+			s->name, -EIO,
+			"VM snapshot interrupted before any disk was frozen; rolled back (its mkdir never succeeded)");
 	catalog_tx_end(eng->cat, 0);
 }
 
 static void complete_take(struct snap_engine *eng, struct catalog_vm_snapshot *s,
 			  GArray *disks)
 {
+	char name[SNAP_NAME_MAX + 1];
 	guint j;
 	int rc = 0;
 
@@ -1475,7 +1511,9 @@ static void complete_take(struct snap_engine *eng, struct catalog_vm_snapshot *s
 	}
 	s->state = rc == 0 ? VM_SNAPSHOT_READY : VM_SNAPSHOT_ERROR;
 	catalog_vm_snapshot_update(eng->cat, s);
-	event_record_vm(eng, "recovery.vm.snapshot", NULL, s->name, rc,
+	make_current(eng, s);
+	event_record_vm(eng, "recovery.vm.snapshot", vm_name_of(eng, s, name, sizeof(name)),
+			s->name, rc,
 		     rc == 0 ? "VM snapshot interrupted by a crash completed" :
 			       "VM snapshot interrupted by a crash could not be completed; state Error");
 	catalog_tx_end(eng->cat, 0);
@@ -1484,6 +1522,7 @@ static void complete_take(struct snap_engine *eng, struct catalog_vm_snapshot *s
 static void complete_revert(struct snap_engine *eng,
 			    struct catalog_vm_snapshot *s, GArray *disks)
 {
+	char name[SNAP_NAME_MAX + 1];
 	guint j;
 	int rc = 0;
 
@@ -1492,7 +1531,10 @@ static void complete_revert(struct snap_engine *eng,
 		rc = revert_disk(eng, &g_array_index(disks, struct catalog_vm_disk, j));
 	s->state = rc == 0 ? VM_SNAPSHOT_READY : VM_SNAPSHOT_ERROR;
 	catalog_vm_snapshot_update(eng->cat, s);
-	event_record_vm(eng, "recovery.vm.revert", NULL, s->name, rc,
+	if (rc == 0)
+		make_current(eng, s);
+	event_record_vm(eng, "recovery.vm.revert", vm_name_of(eng, s, name, sizeof(name)),
+			s->name, rc,
 		     rc == 0 ? "revert interrupted by a crash finished on the disks; the VM is left stopped" :
 			       "revert interrupted by a crash could not be finished; state Error");
 }
@@ -1516,7 +1558,7 @@ int vm_recover(struct snap_engine *eng)
 		switch (s->state) {
 		case VM_SNAPSHOT_CREATING:
 			for (j = 0; j < disks->len; j++)
-				any |= disk_started(eng, &g_array_index(disks, struct catalog_vm_disk, j));
+				any |= disk_frozen(eng, &g_array_index(disks, struct catalog_vm_disk, j));
 			if (any)
 				complete_take(eng, s, disks);
 			else

@@ -330,7 +330,11 @@ int snap_volume_info(struct snap_engine *eng, const char *vol, char **json_out)
 		jdoc_int(d, "allocated", (int64_t)volume_allocated(eng, vol));
 		jdoc_str(d, "format", present ? "unknown" : NULL);
 	}
-	jdoc_str(d, "vm", NULL);
+	{
+		char vm[SNAP_NAME_MAX + 1];
+
+		jdoc_str(d, "vm", vm_of_volume(eng, vol, vm, sizeof(vm)) == 0 ? vm : NULL);
+	}
 	getpwuid_r(v.uid, &pw, pwbuf, sizeof(pwbuf), &pwp);
 	uid = g_strdup_printf("%u", (unsigned)v.uid);
 	jdoc_str(d, "owner", pwp ? pwp->pw_name : uid);
