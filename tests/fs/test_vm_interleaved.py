@@ -103,6 +103,7 @@ def test_vm_and_volume_snapshots_interleaved(vmenv):
         d.restore(name)
         assert env.vm_state('vm1') == ('running' if name == 'v3' else 'stopped'), name
         if name == 'v3':
+            d.check(name, 'through QEMU after the revert to v3 (disk+memory)')
             env.vm_force_stop('vm1')
         d.check(name, 'after the revert to %s' % name)
         assert env.vm_current('vm1') == name

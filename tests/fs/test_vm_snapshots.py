@@ -108,6 +108,7 @@ def test_snapshot_tree_branches_and_deletes(vmenv):
     assert env.vm_snap_info('vm1', 'u')['type'] == 'disk+memory'
     check_tree(env, 'vm1', tree, 'u')
     assert len(memory_files(env)) == 1, memory_files(env)
+    d.check('u', 'through QEMU right after the memory snapshot')
 
     # two more: c1 and c2
     env.vm_set_options('vm1', memory=False)
@@ -151,6 +152,7 @@ def test_snapshot_tree_branches_and_deletes(vmenv):
     env.vm_revert('vm1', 'u')
     assert env.vm_state('vm1') == 'running'   # a memory snapshot resumes
     check_tree(env, 'vm1', tree, 'u')
+    d.check('u', 'through QEMU after the revert to u')
     env.vm_force_stop('vm1')
     d.check('u', 'after the revert to u (disk+memory; its parents deleted)')
 
