@@ -77,12 +77,10 @@ def test_kill9_during_a_vm_snapshot_of_a_running_vm(vmenv, point):
     # the running VM keeps writing where the volume file is: after the
     # recovery a write through QEMU must land in the volume, not in a
     # frozen layer.
-    # SNAPFS BUG (found by this test, vm.take.prepared): the disks were
-    # prepared (layer linked, overlay made) but QEMU never switched; the
-    # recovery completes the snapshot by renaming the overlays over the
-    # volume files while QEMU keeps writing the old inodes, which are now
-    # s1's frozen layers: the revert to s1 below shows a write made after
-    # the recovery.  It should roll back (or switch QEMU first).
+    # (A bug this found, fixed in ac4eaac: at vm.take.prepared QEMU had not
+    # switched, yet the recovery renamed the overlays over the volume files
+    # while QEMU kept writing the old inodes, now s1's frozen layers; the
+    # revert to s1 below showed a write made after the recovery.)
     d.write()
     d.check(what='through QEMU after the recovery')
     env.vm_force_stop('vm1')
@@ -106,13 +104,11 @@ def test_kill9_during_a_vm_snapshot_of_a_running_vm(vmenv, point):
 
     # a snapshot the recovery completed is the VM's current snapshot, as it
     # would have been had its mkdir returned (the next one's parent).
-    # SNAPFS BUG (found by this test): complete_take() in engine/vms.c does
-    # not set the VM's current snapshot: there is no `current` link.
+    # (A bug this found, fixed in ac4eaac: no `current` link after that.)
     if exists:
         assert current_after_recovery == 's1', \
             'after the recovery completed s1, current is %s' % current_after_recovery
-    # VM events name their VM (SNAPFS BUG, minor: recovery.vm.* events are
-    # recorded without "vm")
+    # VM events name their VM (recovery.vm.* had no "vm" before ac4eaac)
     recovery = [ev for ev in events if ev.get('type', '').startswith('recovery.vm')]
     assert recovery and all(ev.get('vm') == 'vm1' for ev in recovery), recovery
 
@@ -161,8 +157,7 @@ def test_kill9_during_a_revert(vmenv):
 
     # the recovery finished the revert to s1 on the disks, so s1 is the
     # current snapshot (a new snapshot must branch from it).
-    # SNAPFS BUG (found by this test): complete_revert() in engine/vms.c
-    # does not move the VM's current snapshot, which stays s2.
+    # (A bug this found, fixed in ac4eaac: current stayed s2.)
     assert (current_after_recovery, info_after_recovery) == ('s1', 's1'), \
         'after the recovered revert to s1, current is %s (info says %s)' % (
             current_after_recovery, info_after_recovery)
