@@ -311,8 +311,7 @@ def test_undefined_vm_takes_its_snapshots_with_it(vmenv):
     # VM is undefined while snapfs is not mounted (virsh on the embedded
     # driver's root, and its domains/ file removed); the next mount must
     # drop its VM snapshots, their memory files and their layers.
-    # SNAPFS BUG (found by this test): nothing in engine/ handles a VM
-    # that disappeared: its VM snapshot rows, memory file and layers stay.
+    # (Not handled at all when this test was written; f3b7329.)
     env = vmenv
     env.make_vm('vm1', ['a', 'b'])
     env.mount()

@@ -115,8 +115,7 @@ def test_tree_and_lifecycle(vmenv):
 
 def test_volume_info_names_its_vm(vmenv):
     # TREE.md: volumes/<vol>/info has `vm` (or null).
-    # SNAPFS BUG (found by this test): engine/volume.c writes "vm": null for
-    # every volume, also for the disks of a defined VM.
+    # (A bug this found, fixed in ac4eaac: "vm" was always null.)
     env = vmenv
     env.make_vm('vm1', ['a', 'b'])
     env.make_volume('loose', '16M')
@@ -131,13 +130,10 @@ def test_running_vm_outlives_snapfs(vmenv):
     # the next mount of the same SOURCE finds them.  Unmounting while a VM
     # runs must still let snapfs exit (the harness waits 20 s for it).
     #
-    # SNAPFS BUG (found by this test): libvirt runs QEMU in a private mount
-    # namespace (qemu.conf `namespaces`, default ["mount"]), a copy of the
-    # host's mounts that includes the snapfs mount itself (and every other
-    # FUSE mount of the machine).  After `fusermount3 -u` the FUSE
-    # connection stays alive in QEMU's namespace, so snapfs never sees the
-    # unmount and does not exit until the VM stops.  snapfs's embedded
-    # qemu.conf (engine/vm.c write_qemu_conf) would need `namespaces = []`.
+    # (A bug this found, fixed in ac4eaac: libvirt ran QEMU in a private
+    # mount namespace, a copy of the host's mounts including the snapfs
+    # mount itself, so after `fusermount3 -u` the FUSE connection stayed
+    # alive there and snapfs did not exit until the VM stopped.)
     env = vmenv
     env.make_vm('vm1', ['a', 'b'])
     env.mount()
