@@ -62,15 +62,6 @@ int backup_queue(struct snap_engine *eng, struct catalog_snapshot *s)
 	return catalog_job_insert(eng->cat, &job);
 }
 
-static void iso_time(int64_t t, char buf[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	gmtime_r(&tt, &tm);
-	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static char *manifest_text(const struct catalog_snapshot *s)
 {
 	struct jdoc *d = jdoc_new();

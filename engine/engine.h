@@ -90,6 +90,8 @@ void event_reject(struct snap_engine *eng, const char *op, const char *path,
 int alert_raise_backup(struct snap_engine *eng,
 		       const struct catalog_snapshot *snap);
 const char *errno_name(int err);
+/** iso_time() - @t (seconds since the epoch) as "2026-11-22T07:00:00Z". */
+void iso_time(int64_t t, char buf[32]);
 
 /* ---- volume.c ---- */
 char *volume_path(struct snap_engine *eng, const char *vol);

@@ -41,7 +41,7 @@ const char *errno_name(int err)
 	return "EIO";
 }
 
-static void iso_time(int64_t t, char buf[32])
+void iso_time(int64_t t, char buf[32])
 {
 	time_t tt = (time_t)t;
 	struct tm tm;

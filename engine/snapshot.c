@@ -455,15 +455,6 @@ int snap_snapshot_stat(struct snap_engine *eng, const char *vol,
 	return 0;
 }
 
-static void iso_time(int64_t t, char buf[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	gmtime_r(&tt, &tm);
-	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 int snap_snapshot_info(struct snap_engine *eng, const char *vol,
 		       const char *snap, char **json_out)
 {

@@ -604,15 +604,6 @@ int snap_vm_current(struct snap_engine *eng, const char *vm, char **name_out)
 	return rc;
 }
 
-static void iso_time(int64_t t, char buf[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	gmtime_r(&tt, &tm);
-	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 int snap_vm_snapshot_info(struct snap_engine *eng, const char *vm,
 			  const char *snap, char **json_out)
 {
