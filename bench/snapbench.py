@@ -94,16 +94,21 @@ def is_mounted(path):
 
 
 def children_of(pid):
+    """snapfs's own worker children (qemu-img).  QEMUs are left out: snapfs
+    is a child subreaper, so the VMs libvirt daemonizes become its
+    children, and they are not work in progress."""
     kids = []
     for name in os.listdir('/proc'):
         if not name.isdigit():
             continue
         try:
             with open('/proc/%s/stat' % name) as f:
-                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+                stat = f.read()
+            comm = stat.split('(', 1)[1].rsplit(')', 1)[0]
+            ppid = int(stat.rsplit(')', 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == pid:
+        if ppid == pid and not comm.startswith('qemu-system'):
             kids.append(int(name))
     return kids
 
