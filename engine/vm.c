@@ -102,11 +102,12 @@ static gpointer event_loop(gpointer data)
  * the QEMU zombies handed to it, and only those (by name: GLib and libvirt
  * wait for their own children themselves).
  */
-static bool qemu_zombie(pid_t pid)
+static bool qemu_orphan_zombie(pid_t pid, pid_t own_session)
 {
 	g_autofree char *path = g_strdup_printf("/proc/%d/stat", (int)pid);
 	g_autofree char *stat = NULL;
 	const char *open, *close;
+	int ppid, pgrp, session;
 
 	if (!g_file_get_contents(path, &stat, NULL, NULL))
 		return false;
@@ -114,12 +115,21 @@ static bool qemu_zombie(pid_t pid)
 	close = strrchr(stat, ')');
 	if (!open || !close || close[1] != ' ' || close[2] != 'Z')
 		return false;
-	return g_str_has_prefix(open + 1, "qemu-system");
+	if (sscanf(close + 3, "%d %d %d", &ppid, &pgrp, &session) != 3)
+		return false;
+	/*
+	 * Only daemonized QEMUs handed to us as orphans: libvirt setsid()s
+	 * them.  A qemu-system libvirt runs itself (capability probes) is in
+	 * our session, and libvirt waits for it: never touch those.
+	 */
+	return session != own_session && g_str_has_prefix(open + 1, "qemu-system");
 }
 
 static gpointer reaper(gpointer data)
 {
 	struct vm_conn *c = data;
+
+	pid_t own_session = getsid(0);
 
 	while (!g_atomic_int_get(&c->stopping)) {
 		g_autoptr(GDir) tasks = g_dir_open("/proc/self/task", 0, NULL);
@@ -137,7 +147,7 @@ static gpointer reaper(gpointer data)
 			for (char **p = pids; *p; p++) {
 				pid_t pid = (pid_t)atoi(*p);
 
-				if (pid > 0 && qemu_zombie(pid) &&
+				if (pid > 0 && qemu_orphan_zombie(pid, own_session) &&
 				    waitpid(pid, NULL, WNOHANG) == pid)
 					snap_log(LOG_DEBUG, "vm: reaped QEMU %d", (int)pid);
 			}
