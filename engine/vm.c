@@ -25,6 +25,7 @@
 
 #include "vm.h"
 #include "log.h"
+#include "proc.h"
 
 struct vm_conn {
 	virConnectPtr conn;
@@ -201,9 +202,7 @@ static void ensure_qemu_user(void)
 	getpwnam_r("libvirt-qemu", &pw, buf, sizeof(buf), &pwp);
 	if (pwp)
 		return;
-	if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH |
-			  G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
-			  NULL, NULL, NULL, NULL, NULL, NULL))
+	if (proc_run(argv, NULL, NULL, NULL) < 0)
 		snap_log(LOG_WARNING, "vm: cannot create the libvirt-qemu user");
 }
 
