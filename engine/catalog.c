@@ -313,6 +313,34 @@ int catalog_integrity_check(struct catalog *cat)
 	return strcmp((const char *)sqlite3_column_text(st, 0), "ok") ? -EIO : 0;
 }
 
+/*
+ * Step @st to the end, appending each row as filled by @row (a struct of
+ * @size bytes) to a new GArray.  Return: the count, *@out owns the array.
+ */
+typedef void (*row_fn)(sqlite3_stmt *st, void *row);
+
+static int rows_query(struct catalog *cat, sqlite3_stmt *st, size_t size,
+		      row_fn row, const char *what, GArray **out)
+{
+	g_autofree void *buf = g_malloc0(size);
+	GArray *a;
+	int rc;
+
+	if (!st)
+		return -EIO;
+	a = g_array_new(FALSE, TRUE, (guint)size);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		row(st, buf);
+		g_array_append_vals(a, buf, 1);
+	}
+	if (rc != SQLITE_DONE) {
+		g_array_free(a, TRUE);
+		return fail(cat, rc, what);
+	}
+	*out = a;
+	return (int)a->len;
+}
+
 /* ---- volumes ---------------------------------------------------------- */
 
 #define VOLUME_COLS "id, name, uuid, uid, gid, top_layer"
@@ -409,24 +437,8 @@ int catalog_volume_all(struct catalog *cat, GArray **out)
 	CATALOG_LOCKED(cat);
 	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
 		"SELECT " VOLUME_COLS " FROM volumes ORDER BY name");
-	GArray *a;
-	int rc;
-
-	if (!st)
-		return -EIO;
-	a = g_array_new(FALSE, TRUE, sizeof(struct catalog_volume));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct catalog_volume v;
-
-		volume_row(st, &v);
-		g_array_append_val(a, v);
-	}
-	if (rc != SQLITE_DONE) {
-		g_array_free(a, TRUE);
-		return fail(cat, rc, "volume list");
-	}
-	*out = a;
-	return (int)a->len;
+	return rows_query(cat, st, sizeof(struct catalog_volume), (row_fn)volume_row,
+			  "volume list", out);
 }
 
 /* ---- layers ----------------------------------------------------------- */
@@ -514,25 +526,11 @@ int catalog_layer_list(struct catalog *cat, int64_t volume_id, GArray **out)
 	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
 		"SELECT " LAYER_COLS " FROM layers"
 		" WHERE ?1 < 0 OR volume_id = ?1 ORDER BY id");
-	GArray *a;
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, volume_id);
-	a = g_array_new(FALSE, TRUE, sizeof(struct catalog_layer));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct catalog_layer l;
-
-		layer_row(st, &l);
-		g_array_append_val(a, l);
+	if (st) {
+		sqlite3_bind_int64(st, 1, volume_id);
 	}
-	if (rc != SQLITE_DONE) {
-		g_array_free(a, TRUE);
-		return fail(cat, rc, "layer list");
-	}
-	*out = a;
-	return (int)a->len;
+	return rows_query(cat, st, sizeof(struct catalog_layer), (row_fn)layer_row,
+			  "layer list", out);
 }
 
 int catalog_layer_children(struct catalog *cat, const char *uuid)
@@ -701,26 +699,12 @@ int catalog_snapshot_list(struct catalog *cat, int64_t volume_id, int state,
 		"SELECT " SNAPSHOT_COLS SNAPSHOT_FROM
 		" WHERE (?1 < 0 OR s.volume_id = ?1) AND (?2 < 0 OR s.state = ?2)"
 		" ORDER BY s.created_at, s.id");
-	GArray *a;
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, volume_id);
-	sqlite3_bind_int(st, 2, state);
-	a = g_array_new(FALSE, TRUE, sizeof(struct catalog_snapshot));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct catalog_snapshot s;
-
-		snapshot_row(st, &s);
-		g_array_append_val(a, s);
+	if (st) {
+		sqlite3_bind_int64(st, 1, volume_id);
+		sqlite3_bind_int(st, 2, state);
 	}
-	if (rc != SQLITE_DONE) {
-		g_array_free(a, TRUE);
-		return fail(cat, rc, "snapshot list");
-	}
-	*out = a;
-	return (int)a->len;
+	return rows_query(cat, st, sizeof(struct catalog_snapshot), (row_fn)snapshot_row,
+			  "snapshot list", out);
 }
 
 static int names_query(struct catalog *cat, sqlite3_stmt *st, char ***out)
@@ -1219,24 +1203,8 @@ int catalog_vm_all(struct catalog *cat, GArray **out)
 	CATALOG_LOCKED(cat);
 	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
 		"SELECT " VM_COLS " FROM vms ORDER BY id");
-	GArray *a;
-	int rc;
-
-	if (!st)
-		return -EIO;
-	a = g_array_new(FALSE, TRUE, sizeof(struct catalog_vm));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct catalog_vm v;
-
-		vm_row(st, &v);
-		g_array_append_val(a, v);
-	}
-	if (rc != SQLITE_DONE) {
-		g_array_free(a, TRUE);
-		return fail(cat, rc, "vm list");
-	}
-	*out = a;
-	return (int)a->len;
+	return rows_query(cat, st, sizeof(struct catalog_vm), (row_fn)vm_row,
+			  "vm list", out);
 }
 
 int catalog_vm_delete(struct catalog *cat, int64_t id)
@@ -1389,25 +1357,11 @@ int catalog_vm_snapshot_list(struct catalog *cat, int64_t vm_id, GArray **out)
 	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
 		"SELECT " VMSNAP_COLS " FROM vm_snapshots"
 		" WHERE ?1 < 0 OR vm_id = ?1 ORDER BY created_at, id");
-	GArray *a;
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, vm_id);
-	a = g_array_new(FALSE, TRUE, sizeof(struct catalog_vm_snapshot));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct catalog_vm_snapshot s;
-
-		vmsnap_row(st, &s);
-		g_array_append_val(a, s);
+	if (st) {
+		sqlite3_bind_int64(st, 1, vm_id);
 	}
-	if (rc != SQLITE_DONE) {
-		g_array_free(a, TRUE);
-		return fail(cat, rc, "vm snapshot list");
-	}
-	*out = a;
-	return (int)a->len;
+	return rows_query(cat, st, sizeof(struct catalog_vm_snapshot), (row_fn)vmsnap_row,
+			  "vm snapshot list", out);
 }
 
 int catalog_vm_snapshot_disk_add(struct catalog *cat, int64_t vm_snapshot_id,
