@@ -351,8 +351,10 @@ static void add_names(struct lister *l, const struct node *parent, char **names,
 		struct stat st;
 
 		child.kind = kind;
-		if (kind == NODE_SNAPSHOT)
+		if (kind == NODE_SNAPSHOT || kind == NODE_VM_SNAPSHOT)
 			g_strlcpy(child.snap, *names, sizeof(child.snap));
+		else if (kind == NODE_VM)
+			g_strlcpy(child.vm, *names, sizeof(child.vm));
 		else
 			g_strlcpy(child.vol, *names, sizeof(child.vol));
 		if (node_stat(&child, &st) == 0)
@@ -417,15 +419,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		return 0;
 	case NODE_VMS:
 		rc = snap_vm_list(eng, &names);
-		for (char **p = names; p && *p; p++) {
-			struct node child = n;
-			struct stat cst;
-
-			child.kind = NODE_VM;
-			g_strlcpy(child.vm, *p, sizeof(child.vm));
-			if (node_stat(&child, &cst) == 0)
-				add(&l, *p, cst.st_ino, true);
-		}
+		add_names(&l, &n, names, NODE_VM);
 		return rc < 0 ? rc : 0;
 	case NODE_VM:
 		add_fixed(&l, &n, "info", NODE_VM_INFO);
@@ -437,28 +431,12 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		return 0;
 	case NODE_VM_VOLUMES:
 		rc = snap_vm_volumes(eng, n.vm, &names);
-		for (char **p = names; p && *p; p++) {
-			struct node child = n;
-			struct stat cst;
-
-			child.kind = NODE_VM_VOLUME_LINK;
-			g_strlcpy(child.vol, *p, sizeof(child.vol));
-			if (node_stat(&child, &cst) == 0)
-				add(&l, *p, cst.st_ino, false);
-		}
+		add_names(&l, &n, names, NODE_VM_VOLUME_LINK);
 		return rc < 0 ? rc : 0;
 	case NODE_VM_SNAPSHOTS:
 		add_fixed(&l, &n, "current", NODE_VM_CURRENT);
 		rc = snap_vm_snapshot_list(eng, n.vm, &names);
-		for (char **p = names; p && *p; p++) {
-			struct node child = n;
-			struct stat cst;
-
-			child.kind = NODE_VM_SNAPSHOT;
-			g_strlcpy(child.snap, *p, sizeof(child.snap));
-			if (node_stat(&child, &cst) == 0)
-				add(&l, *p, cst.st_ino, true);
-		}
+		add_names(&l, &n, names, NODE_VM_SNAPSHOT);
 		return rc < 0 ? rc : 0;
 	case NODE_VM_SNAPSHOT:
 		add_fixed(&l, &n, "info", NODE_VM_SNAPSHOT_INFO);
