@@ -27,6 +27,7 @@
 
 #include "engine.h"
 #include "checksum.h"
+#include "copy.h"
 #include "json.h"
 #include "log.h"
 #include "proc.h"
@@ -138,19 +139,6 @@ int backup_write_manifest(struct snap_engine *eng,
 	return fsync_dir(dir);
 }
 
-static int on_progress(const char *line, void *arg)
-{
-	struct running_job *rj = arg;
-	double pct;
-
-	if (image_parse_progress(line, &pct) < 0)
-		return 1; /* not progress: keep it as error text */
-	__atomic_store_n(&rj->bytes_done,
-			 (uint64_t)(pct / 100.0 * (double)rj->bytes_total),
-			 __ATOMIC_RELAXED);
-	return 0;
-}
-
 static gpointer fsync_thread(gpointer arg)
 {
 	int fd = GPOINTER_TO_INT(arg);
@@ -194,47 +182,6 @@ static int flush_and_checksum(const char *path, GCancellable *cancel,
 	return rc;
 }
 
-/* The copy must be a standalone qcow2 of the snapshot's size. */
-static int verify_copy(const char *path, GCancellable *cancel,
-		       const struct catalog_snapshot *s, GString *why)
-{
-	g_auto(GStrv) check = image_argv_check(path);
-	g_auto(GStrv) info = image_argv_info(path);
-	g_autofree char *out = NULL, *err = NULL;
-	struct jdoc *d = NULL;
-	int64_t vsize = -1;
-	int rc;
-
-	rc = proc_run(check, cancel, NULL, &err);
-	if (rc < 0) {
-		g_string_printf(why, "qemu-img check failed: %s",
-				err ? g_strstrip(err) : g_strerror(-rc));
-		return rc == -ECANCELED ? rc : -EIO;
-	}
-	rc = proc_run(info, cancel, &out, NULL);
-	if (rc < 0) {
-		g_string_printf(why, "qemu-img info failed");
-		return rc == -ECANCELED ? rc : -EIO;
-	}
-	if (jdoc_parse(out, &d) < 0) {
-		g_string_printf(why, "qemu-img info printed no JSON object");
-		return -EIO;
-	}
-	rc = 0;
-	if (jdoc_get_str(d, "backing-filename")) {
-		g_string_printf(why, "the copy has a backing file");
-		rc = -EIO;
-	} else if (jdoc_get_int(d, "virtual-size", &vsize) < 0 ||
-		   (uint64_t)vsize != s->virtual_size) {
-		g_string_printf(why, "the copy's virtual size %" G_GINT64_FORMAT
-				" is not the snapshot's %" G_GUINT64_FORMAT,
-				vsize, s->virtual_size);
-		rc = -EIO;
-	}
-	jdoc_free(d);
-	return rc;
-}
-
 /* Make the copy and put it in place; on failure *why says what failed. */
 static int backup_copy(struct snap_engine *eng, struct running_job *rj,
 		       struct catalog_snapshot *s, GString *why)
@@ -245,8 +192,7 @@ static int backup_copy(struct snap_engine *eng, struct running_job *rj,
 	g_autofree char *image = backup_image_path(eng, s);
 	g_autofree char *manifest = backup_manifest_path(eng, s);
 	g_autofree char *dir = g_path_get_dirname(image);
-	g_autofree char *text = NULL, *err = NULL;
-	g_auto(GStrv) argv = NULL;
+	g_autofree char *text = NULL;
 	int rc;
 
 	if (g_mkdir_with_parents(dir, 0755) < 0 ||
@@ -256,26 +202,14 @@ static int backup_copy(struct snap_engine *eng, struct running_job *rj,
 				g_strerror(-rc));
 		return rc;
 	}
-	unlink(tmp);
-	rj->bytes_total = s->virtual_size;
-	argv = image_argv_convert(src, tmp);
-	rc = proc_run_lines(argv, rj->cancel, on_progress, rj, &err);
-	if (rc < 0) {
-		if (rc == -ENOSPC)
-			g_string_printf(why, "secondary storage is full: %s",
-					err ? g_strstrip(err) : "");
-		else
-			g_string_printf(why, "qemu-img convert failed: %s",
-					err && *err ? g_strstrip(err) :
-						      g_strerror(-rc));
+	rc = copy_image(rj, src, tmp, s->virtual_size, "secondary", why);
+	if (rc < 0)
 		goto undo_tmp;
-	}
-	__atomic_store_n(&rj->bytes_done, s->virtual_size, __ATOMIC_RELAXED);
 	testpoint("backup.converted");
 	rc = flush_and_checksum(tmp, rj->cancel, s, why);
 	if (rc < 0)
 		goto undo_tmp;
-	rc = verify_copy(tmp, rj->cancel, s, why);
+	rc = copy_verify(tmp, rj->cancel, s->virtual_size, why);
 	if (rc < 0)
 		goto undo_tmp;
 

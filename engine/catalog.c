@@ -14,7 +14,7 @@
 #include "catalog.h"
 #include "log.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 struct catalog {
 	sqlite3 *db;
@@ -60,7 +60,8 @@ static const char schema[] =
 	"  volume_id INTEGER NOT NULL DEFAULT 0,"
 	"  state INTEGER NOT NULL,"
 	"  not_before INTEGER NOT NULL DEFAULT 0,"
-	"  attempts INTEGER NOT NULL DEFAULT 0);"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  target TEXT NOT NULL DEFAULT '');"
 	"CREATE TABLE IF NOT EXISTS events ("
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  time INTEGER NOT NULL,"
@@ -241,8 +242,11 @@ int catalog_open(const char *path, struct catalog **out)
 	if (rc < 0)
 		goto undo_open;
 	rc = exec(cat, schema);
+	/* schema 2: jobs.target (the new volume of a clone) */
+	if (rc == 0 && version == 1)
+		rc = exec(cat, "ALTER TABLE jobs ADD COLUMN target TEXT NOT NULL DEFAULT ''");
 	if (rc == 0)
-		rc = exec(cat, "PRAGMA user_version=1");
+		rc = exec(cat, "PRAGMA user_version=2");
 	if (rc == 0)
 		rc = exec(cat, "COMMIT");
 	if (rc < 0) {
@@ -760,7 +764,7 @@ int catalog_backup_volume_names(struct catalog *cat, char ***out)
 
 /* ---- jobs ------------------------------------------------------------- */
 
-#define JOB_COLS "id, kind, snapshot_id, volume_id, state, not_before, attempts"
+#define JOB_COLS "id, kind, snapshot_id, volume_id, state, not_before, attempts, target"
 
 static void job_row(sqlite3_stmt *st, struct catalog_job *j)
 {
@@ -771,6 +775,7 @@ static void job_row(sqlite3_stmt *st, struct catalog_job *j)
 	j->state = sqlite3_column_int(st, 4);
 	j->not_before = sqlite3_column_int64(st, 5);
 	j->attempts = sqlite3_column_int(st, 6);
+	COPY_TEXT(j->target, st, 7);
 }
 
 static int job_one(struct catalog *cat, sqlite3_stmt *st,
@@ -794,7 +799,7 @@ int catalog_job_insert(struct catalog *cat, struct catalog_job *job)
 	CATALOG_LOCKED(cat);
 	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
 		"INSERT INTO jobs(kind, snapshot_id, volume_id, state,"
-		" not_before, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+		" not_before, attempts, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
 	int rc;
 
 	if (!st)
@@ -805,6 +810,7 @@ int catalog_job_insert(struct catalog *cat, struct catalog_job *job)
 	sqlite3_bind_int(st, 4, job->state);
 	sqlite3_bind_int64(st, 5, job->not_before);
 	sqlite3_bind_int(st, 6, job->attempts);
+	sqlite3_bind_text(st, 7, job->target, -1, SQLITE_STATIC);
 	rc = step_done(cat, st, "job insert");
 	if (rc == 0)
 		job->id = sqlite3_last_insert_rowid(cat->db);
@@ -889,6 +895,7 @@ int catalog_job_claim(struct catalog *cat, int64_t now, struct catalog_job *out)
 		" (state = ?1 OR (state = ?2 AND not_before <= ?3))"
 		" AND NOT (kind = ?4 AND EXISTS (SELECT 1 FROM jobs r WHERE"
 		"   r.kind = ?4 AND r.volume_id = j.volume_id AND r.state = ?5))"
+		" AND kind != ?6"
 		" ORDER BY id LIMIT 1");
 	int rc;
 
@@ -899,6 +906,7 @@ int catalog_job_claim(struct catalog *cat, int64_t now, struct catalog_job *out)
 	sqlite3_bind_int64(st, 3, now);
 	sqlite3_bind_int(st, 4, JOB_KIND_MERGE);
 	sqlite3_bind_int(st, 5, JOB_STATE_RUNNING);
+	sqlite3_bind_int(st, 6, JOB_KIND_REVERT); /* run by the writer itself */
 	rc = job_one(cat, st, out);
 	if (rc < 0)
 		return rc;
@@ -957,6 +965,49 @@ static int id_query(struct catalog *cat, sqlite3_stmt *st, GArray **out)
 	}
 	*out = a;
 	return (int)a->len;
+}
+
+int catalog_job_readers(struct catalog *cat, int64_t snapshot_id)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT count(*) FROM jobs WHERE snapshot_id = ?1"
+		" AND kind IN (?2, ?3)");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, snapshot_id);
+	sqlite3_bind_int(st, 2, JOB_KIND_CLONE);
+	sqlite3_bind_int(st, 3, JOB_KIND_REVERT);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return fail(cat, SQLITE_ERROR, "job readers");
+	return sqlite3_column_int(st, 0);
+}
+
+int catalog_job_by_target(struct catalog *cat, const char *target,
+			  struct catalog_job *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " JOB_COLS " FROM jobs WHERE kind = ?1 AND target = ?2");
+
+	if (st) {
+		sqlite3_bind_int(st, 1, JOB_KIND_CLONE);
+		sqlite3_bind_text(st, 2, target, -1, SQLITE_STATIC);
+	}
+	return job_one(cat, st, out);
+}
+
+int catalog_job_list(struct catalog *cat, enum job_kind kind, GArray **out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " JOB_COLS " FROM jobs WHERE kind = ?1 ORDER BY id");
+
+	if (st)
+		sqlite3_bind_int(st, 1, kind);
+	return rows_query(cat, st, sizeof(struct catalog_job), (row_fn)job_row,
+			  "job list", out);
 }
 
 int catalog_job_ids(struct catalog *cat, GArray **out)

@@ -82,18 +82,21 @@ enum job_state {
 
 enum job_kind {
 	JOB_KIND_BACKUP,
-	JOB_KIND_MERGE, /* fold unreferenced layers of a volume */
+	JOB_KIND_MERGE,  /* fold unreferenced layers of a volume */
+	JOB_KIND_CLONE,  /* copy a snapshot into a new volume (target) */
+	JOB_KIND_REVERT, /* a revert in progress, run by its writer, never claimed */
 	JOB_KIND_LAST
 };
 
 struct catalog_job {
 	int64_t id;
 	enum job_kind kind;
-	int64_t snapshot_id; /* backup */
+	int64_t snapshot_id; /* backup, clone, revert: the snapshot read */
 	int64_t volume_id;
 	enum job_state state;
 	int64_t not_before;
 	int attempts;
+	char target[SNAP_NAME_MAX + 1]; /* clone: the new volume's name */
 };
 
 /**
@@ -190,13 +193,21 @@ int catalog_job_next_due(struct catalog *cat, int64_t *when);
 int catalog_job_requeue_running(struct catalog *cat);
 /** catalog_job_ids() - ids of all jobs, ascending. *@out owns a GArray of int64_t. */
 int catalog_job_ids(struct catalog *cat, GArray **out);
+/** catalog_job_readers() - clone and revert jobs reading @snapshot_id. */
+int catalog_job_readers(struct catalog *cat, int64_t snapshot_id);
+/** catalog_job_by_target() - the clone job making volume @target. */
+int catalog_job_by_target(struct catalog *cat, const char *target,
+			  struct catalog_job *out);
+/** catalog_job_list() - GArray of struct catalog_job of @kind, by id. */
+int catalog_job_list(struct catalog *cat, enum job_kind kind, GArray **out);
 
 /* ---- events ---- */
 int catalog_event_add(struct catalog *cat, int64_t time, const char *json);
 /** catalog_events_text() - every event, one JSON line each, oldest first. */
 int catalog_events_text(struct catalog *cat, GString *out);
 
-/* ---- alerts: one unresolved alert per (kind, snapshot) ---- */
+/* ---- alerts: one unresolved alert per (kind, subject); the subject is a
+ * backup's snapshot id, a clone's job id ---- */
 /** catalog_alert_raise() - insert or replace; *@id_out its id. */
 int catalog_alert_raise(struct catalog *cat, const char *kind,
 			int64_t snapshot_id, int64_t time, const char *json,

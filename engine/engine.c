@@ -134,7 +134,10 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 	eng->layers_dir = g_strdup_printf("%s/.snapfs", eng->primary);
 	eng->backups_dir = g_strdup_printf("%s/volumes", eng->secondary);
 	eng->tmp_dir = g_strdup_printf("%s/.tmp", eng->secondary);
+	eng->ptmp_dir = g_strdup_printf("%s/.tmp", eng->layers_dir);
 	rc = make_dir(eng->layers_dir, 0700, NULL);
+	if (rc == 0)
+		rc = make_dir(eng->ptmp_dir, 0700, NULL);
 	if (rc == 0)
 		rc = make_dir(eng->backups_dir, 0755, NULL);
 	if (rc == 0)
@@ -194,6 +197,7 @@ void snap_engine_close(struct snap_engine *eng)
 	g_free(eng->layers_dir);
 	g_free(eng->backups_dir);
 	g_free(eng->tmp_dir);
+	g_free(eng->ptmp_dir);
 	g_free(eng);
 	snap_log_close();
 }

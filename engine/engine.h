@@ -29,6 +29,7 @@ struct snap_engine {
 	char *layers_dir;  /* PRIMARY/.snapfs */
 	char *backups_dir; /* SECONDARY/volumes */
 	char *tmp_dir;	   /* SECONDARY/.tmp */
+	char *ptmp_dir;	   /* PRIMARY/.snapfs/.tmp: clones, restores */
 	struct catalog *cat;
 
 	GMutex lock;
@@ -143,6 +144,37 @@ int backup_write_manifest(struct snap_engine *eng,
 /** backup_queue() - insert a fresh backup job for @s (inside a tx). */
 int backup_queue(struct snap_engine *eng, struct catalog_snapshot *s);
 
+/* ---- clone.c ---- */
+/**
+ * snapshot_clone() - queue a copy of @vol's snapshot @snap as the new
+ * volume @newvol (control `clone`).  Return: 0 queued; -ENOENT no such
+ * snapshot; -EINVAL bad name; -EEXIST @newvol exists, is being made, or
+ * is @vol; -EIO the snapshot's data is on neither storage.
+ */
+int snapshot_clone(struct snap_engine *eng, const char *vol, const char *snap,
+		   const char *newvol);
+/** clone_run() - run one clone job to its end (worker thread). */
+void clone_run(struct snap_engine *eng, struct running_job *rj);
+
+/* ---- revert.c ---- */
+/**
+ * volume_revert_to_layer() - make an empty overlay over @layer the file
+ * of volume @vol (@volume_id): the volume then reads as that layer.  The
+ * caller holds the volume's busy flag and knows nothing writes the file.
+ */
+int volume_revert_to_layer(struct snap_engine *eng, int64_t volume_id,
+			   const char *vol, const char *layer);
+/**
+ * snapshot_revert() - put @vol back to its snapshot @snap (control
+ * `revert`), from primary storage if the snapshot is there, else from its
+ * backup; synchronous.  Return: 0; -ENOENT no such snapshot; -EBUSY a VM
+ * or another process writes the volume; -EIO, -ENOSPC the copy failed.
+ */
+int snapshot_revert(struct snap_engine *eng, const char *vol, const char *snap);
+/** revert_recover() - resolve reverts a crash interrupted, and make each
+ * volume's top layer in the catalog the one its file is backed by. */
+void revert_recover(struct snap_engine *eng);
+
 /* ---- layer.c ---- */
 /** layer_prune_primary() - apply keep_primary to @volume_id (after a
  * backup completes): release layers of the oldest backed-up snapshots. */
@@ -161,6 +193,11 @@ void pool_stop(struct snap_engine *eng);
 /** pool_cancel_snapshot() - cancel the running job of @snapshot_id and
  * wait until its worker let go of it.  Takes eng->lock. */
 void pool_cancel_snapshot(struct snap_engine *eng, int64_t snapshot_id);
+/** running_job_track() - show @job, run by the calling thread itself (a
+ * revert), in jobs/ with progress; running_job_untrack() ends that. */
+struct running_job *running_job_track(struct snap_engine *eng,
+				      const struct catalog_job *job);
+void running_job_untrack(struct snap_engine *eng, struct running_job *rj);
 /** running_job_find() - a new reference to the running job @id, or NULL. */
 struct running_job *running_job_find(struct snap_engine *eng, int64_t id);
 void running_job_unref(struct running_job *rj);

@@ -246,6 +246,13 @@ static const char *const job_state_names[JOB_STATE_LAST] = {
 	[JOB_STATE_WAITING] = "waiting",
 };
 
+static const char *const job_kind_names[JOB_KIND_LAST] = {
+	[JOB_KIND_BACKUP] = "backup",
+	[JOB_KIND_MERGE] = "merge",
+	[JOB_KIND_CLONE] = "clone",
+	[JOB_KIND_REVERT] = "revert",
+};
+
 int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out)
 {
 	struct catalog_job job;
@@ -260,7 +267,7 @@ int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out)
 	rc = catalog_job_get(eng->cat, (int64_t)id, &job);
 	if (rc < 0)
 		return rc;
-	if (job.kind == JOB_KIND_BACKUP) {
+	if (job.kind != JOB_KIND_MERGE) {
 		rc = catalog_snapshot_get_by_id(eng->cat, job.snapshot_id, &snap);
 		if (rc < 0)
 			return rc == -ENOENT ? -ENOENT : rc;
@@ -282,8 +289,10 @@ int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out)
 	}
 	d = jdoc_new();
 	jdoc_int(d, "id", (int64_t)id);
-	jdoc_str(d, "kind", job.kind == JOB_KIND_BACKUP ? "backup" : "merge");
+	jdoc_str(d, "kind", job.kind < JOB_KIND_LAST ? job_kind_names[job.kind] : "unknown");
 	jdoc_str(d, "target", target);
+	if (job.kind == JOB_KIND_CLONE)
+		jdoc_str(d, "new_volume", job.target);
 	jdoc_str(d, "state", job.state < JOB_STATE_LAST ?
 				     job_state_names[job.state] : "unknown");
 	jdoc_int(d, "bytes_done", (int64_t)done);

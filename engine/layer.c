@@ -82,6 +82,9 @@ int layer_prune_primary(struct snap_engine *eng, int64_t volume_id)
 
 		if (!s->layer[0])
 			continue;
+		/* a clone or revert reads it here: released when they end */
+		if (catalog_job_readers(eng->cat, s->id) != 0)
+			continue;
 		if (kept < eng->cfg.keep_primary) {
 			kept++;
 			continue;

@@ -10,8 +10,8 @@
  *                      into the GThreadPool.
  *   worker threads     (cfg.workers of them, exclusive, so they live as long
  *                      as the engine: children die with the thread that
- *                      spawned them) run one job each: backup_run() or
- *                      layer_merge_run().  A running job sits in
+ *                      spawned them) run one job each: backup_run(),
+ *                      clone_run() or layer_merge_run().  A running job sits in
  *                      eng->running so jobs/<id> can show its progress and
  *                      rmdir can cancel it.
  *
@@ -47,15 +47,55 @@ void running_job_unref(struct running_job *rj)
 	}
 }
 
+/* A running job for @job, in eng->running (called with eng->lock). */
+static struct running_job *running_job_insert(struct snap_engine *eng,
+					      const struct catalog_job *job)
+{
+	struct running_job *rj = g_new0(struct running_job, 1);
+
+	rj->refcount = 2; /* the table's and the runner's */
+	rj->job = *job;
+	rj->cancel = g_cancellable_new();
+	g_hash_table_insert(eng->running, &rj->job.id, rj);
+	return rj;
+}
+
+struct running_job *running_job_track(struct snap_engine *eng,
+				      const struct catalog_job *job)
+{
+	struct running_job *rj;
+
+	g_mutex_lock(&eng->lock);
+	rj = running_job_insert(eng, job);
+	g_mutex_unlock(&eng->lock);
+	return rj;
+}
+
+void running_job_untrack(struct snap_engine *eng, struct running_job *rj)
+{
+	g_mutex_lock(&eng->lock);
+	g_hash_table_remove(eng->running, &rj->job.id);
+	g_cond_broadcast(&eng->cond);
+	g_mutex_unlock(&eng->lock);
+	running_job_unref(rj);
+}
+
 static void worker(gpointer data, gpointer user)
 {
 	struct running_job *rj = data;
 	struct snap_engine *eng = user;
 
-	if (rj->job.kind == JOB_KIND_BACKUP)
+	switch (rj->job.kind) {
+	case JOB_KIND_BACKUP:
 		backup_run(eng, rj);
-	else
+		break;
+	case JOB_KIND_CLONE:
+		clone_run(eng, rj);
+		break;
+	default:
 		layer_merge_run(eng, rj);
+		break;
+	}
 
 	g_mutex_lock(&eng->lock);
 	g_hash_table_remove(eng->running, &rj->job.id);
@@ -74,11 +114,7 @@ static void dispatch(struct snap_engine *eng)
 
 		if (catalog_job_claim(eng->cat, engine_now(eng), &job) < 0)
 			return;
-		rj = g_new0(struct running_job, 1);
-		rj->refcount = 2; /* the table's and the worker's */
-		rj->job = job;
-		rj->cancel = g_cancellable_new();
-		g_hash_table_insert(eng->running, &rj->job.id, rj);
+		rj = running_job_insert(eng, &job);
 		eng->idle_workers--;
 		snap_log(LOG_DEBUG, "pool: job %" G_GINT64_FORMAT " dispatched",
 			 job.id);

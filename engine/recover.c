@@ -250,6 +250,10 @@ int recover_all(struct snap_engine *eng)
 	if (n > 0)
 		event_record(eng, "recovery.tmp", NULL, NULL, 0,
 			     "removed %d partial file(s) from secondary storage", n);
+	n = clear_dir(eng->ptmp_dir);
+	if (n > 0)
+		event_record(eng, "recovery.tmp", NULL, NULL, 0,
+			     "removed %d partial clone or revert copies from primary storage", n);
 	n = catalog_job_requeue_running(eng->cat);
 	if (n > 0)
 		event_record(eng, "recovery.queue", NULL, NULL, 0,
@@ -265,6 +269,9 @@ int recover_all(struct snap_engine *eng)
 	for (i = 0; i < snaps->len; i++)
 		recover_snapshot(eng, &g_array_index(snaps, struct catalog_snapshot, i));
 	g_array_free(snaps, TRUE);
+	/* after takes: a volume file's backing is now what the catalog says,
+	 * unless a revert had replaced it */
+	revert_recover(eng);
 
 	report_orphans(eng);
 

@@ -271,6 +271,8 @@ int snap_snapshot_delete(struct snap_engine *eng, const char *vol,
 	was = s.state;
 	if (rc == 0 && was == SNAP_STATE_DESTROYING)
 		rc = -ENOENT; /* another rmdir is at it */
+	if (rc == 0 && catalog_job_readers(eng->cat, s.id) != 0)
+		rc = -EBUSY;  /* a clone or revert reads it (or an error: keep it) */
 	if (rc == 0) {
 		s.state = SNAP_STATE_DESTROYING;
 		rc = catalog_snapshot_update(eng->cat, &s);
@@ -280,6 +282,9 @@ int snap_snapshot_delete(struct snap_engine *eng, const char *vol,
 		if (rc == -ENOENT)
 			event_reject(eng, "rmdir", target, ENOENT,
 				     "the snapshot is already being deleted");
+		else if (rc == -EBUSY)
+			event_reject(eng, "rmdir", target, EBUSY,
+				     "a clone or revert is reading the snapshot; delete it when they end (see jobs/)");
 		return rc;
 	}
 	/* a worker that claimed its job is in the running table: stop it */
@@ -530,11 +535,12 @@ int snap_volume_control(struct snap_engine *eng, const char *vol,
 	case CONTROL_VERB_RETRY:
 		rc = snapshot_retry(eng, vol, c.snap);
 		break;
+	case CONTROL_VERB_CLONE:
+		rc = snapshot_clone(eng, vol, c.snap, c.newvol);
+		break;
+	case CONTROL_VERB_REVERT:
 	default:
-		rc = -EOPNOTSUPP;
-		event_reject(eng, "write", target, EOPNOTSUPP,
-			     "'%s' is not available in this version",
-			     control_verb_name(c.verb));
+		rc = snapshot_revert(eng, vol, c.snap);
 		break;
 	}
 	control_result(eng, vol,

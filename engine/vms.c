@@ -981,46 +981,6 @@ int snap_vm_snapshot_take(struct snap_engine *eng, const char *vm,
 /* ---- snapshots: revert and delete ---------------------------------------- */
 
 /* Put a new, empty overlay over @layer in place of the volume file. */
-static int revert_disk(struct snap_engine *eng, struct catalog_vm_disk *d)
-{
-	g_autofree char *vpath = volume_path(eng, d->volume);
-	g_autofree char *lpath = layer_path(eng, d->volume, d->layer);
-	g_autofree char *rnd = g_uuid_string_random();
-	g_autofree char *tmp = freeze_tmp_path(eng, d->volume, rnd);
-	g_auto(GStrv) argv = NULL;
-	struct qcow2_header hdr;
-	struct catalog_volume v;
-	struct stat st;
-	int rc;
-
-	rc = volume_read_header(lpath, &hdr);
-	if (rc < 0)
-		return rc;
-	argv = image_argv_overlay(lpath, tmp, hdr.virtual_size);
-	rc = proc_run(argv, NULL, NULL, NULL);
-	if (rc < 0)
-		return rc;
-	if (lstat(vpath, &st) == 0 &&
-	    (chown(tmp, st.st_uid, st.st_gid) < 0 || chmod(tmp, st.st_mode & 07777) < 0))
-		snap_log(LOG_WARNING, "vms: cannot copy the owner of '%s'", vpath);
-	rc = fsync_path(tmp);
-	if (rc == 0 && rename(tmp, vpath) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		return rc;
-	}
-	fsync_dir(eng->primary);
-	rc = catalog_volume_get_by_id(eng->cat, d->volume_id, &v);
-	if (rc == 0) {
-		g_strlcpy(v.top_layer, d->layer, sizeof(v.top_layer));
-		rc = catalog_volume_update(eng->cat, &v);
-	}
-	if (rc == 0)
-		rc = layer_queue_merge(eng, d->volume_id);
-	return rc;
-}
-
 /* Everything a revert needs, checked before anything is touched. */
 static int revert_check(struct snap_engine *eng, struct vm_info *info,
 			struct catalog_vm_snapshot *s, GArray *disks,
@@ -1116,7 +1076,7 @@ static int vm_revert_locked(struct snap_engine *eng, const char *vm,
 		struct catalog_vm_disk *d = &g_array_index(disks, struct catalog_vm_disk, i);
 		int r;
 
-		r = revert_disk(eng, d);
+		r = volume_revert_to_layer(eng, d->volume_id, d->volume, d->layer);
 		testpoint("vm.revert.disk");
 		if (r < 0 && rc == 0)
 			rc = r;
@@ -1517,9 +1477,12 @@ static void complete_revert(struct snap_engine *eng,
 	guint j;
 	int rc = 0;
 
-	/* revert_disk is idempotent: a fresh overlay over the same layer */
-	for (j = 0; j < disks->len && rc == 0; j++)
-		rc = revert_disk(eng, &g_array_index(disks, struct catalog_vm_disk, j));
+	/* idempotent: a fresh overlay over the same layer */
+	for (j = 0; j < disks->len && rc == 0; j++) {
+		struct catalog_vm_disk *d = &g_array_index(disks, struct catalog_vm_disk, j);
+
+		rc = volume_revert_to_layer(eng, d->volume_id, d->volume, d->layer);
+	}
 	s->state = rc == 0 ? VM_SNAPSHOT_READY : VM_SNAPSHOT_ERROR;
 	catalog_vm_snapshot_update(eng->cat, s);
 	if (rc == 0)

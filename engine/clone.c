@@ -1,0 +1,266 @@
+/*
+ * clone.c - new volumes from a snapshot: `clone <snap> <newvol>` written
+ * to volumes/<vol>/control.
+ *
+ * DESIGN: a clone is a full, standalone copy.  The request only checks
+ * and queues a job (kind CLONE, the snapshot it reads, the new name as
+ * its target); a pool worker then copies, in the manner of a backup:
+ *
+ *   qemu-img convert (snapshot's layer chain on primary, else its backup
+ *                     on secondary)         -> PRIMARY/.snapfs/.tmp/clone-<job>.qcow2
+ *   fsync, qemu-img check + info (standalone, right size), owner and mode
+ *                                              of the source volume file
+ *   renameat2(RENAME_NOREPLACE) to PRIMARY/<newvol>.qcow2, fsync the dir
+ *   catalog: volume row, job gone, event         <- the volume exists
+ *
+ * So the new volume appears complete or not at all, and shares nothing
+ * with its source: the source snapshot and volume can be deleted at once
+ * afterwards.  Any number of clones of one snapshot may be queued; they
+ * run side by side as workers allow and only read the snapshot.  While a
+ * clone job of a snapshot exists, the snapshot stays where it is: rmdir is
+ * refused with EBUSY (snapshot.c) and keep_primary does not release its
+ * layer (layer.c), so nothing the copy reads is folded away.
+ *
+ * A crash leaves the job QUEUED again at the next start (recover.c) and
+ * the partial copy is removed with PRIMARY/.snapfs/.tmp: the clone runs
+ * again from the start.  A failure removes the copy, drops the job and
+ * raises an alert (kind "clone"); the request can simply be repeated.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "copy.h"
+#include "json.h"
+#include "log.h"
+
+static char *clone_tmp_path(struct snap_engine *eng, int64_t job_id)
+{
+	return g_strdup_printf("%s/clone-%" G_GINT64_FORMAT ".qcow2",
+			       eng->ptmp_dir, job_id);
+}
+
+int snapshot_clone(struct snap_engine *eng, const char *vol, const char *snap,
+		   const char *newvol)
+{
+	g_autofree char *target = g_strdup_printf("volumes/%s/control", vol);
+	struct catalog_volume v, other;
+	struct catalog_snapshot s;
+	struct catalog_job job;
+	const char *why = NULL;
+	int rc, err = 0;
+
+	if (snap_name_valid(newvol) < 0) {
+		event_reject(eng, "write", target, EINVAL,
+			     "clone: volume names are 1-128 bytes of [A-Za-z0-9._-], not starting with '.' or '-'");
+		return -EINVAL;
+	}
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		return rc;
+	/* checked and queued in one transaction: a racing rmdir of the
+	 * snapshot or a second clone to the same name sees the job */
+	rc = snapshot_lookup(eng, vol, snap, &v, &s);
+	if (rc < 0 || s.state == SNAP_STATE_DESTROYING) {
+		err = ENOENT;
+		why = "clone: no such snapshot";
+	} else if (!strcmp(newvol, vol)) {
+		err = EEXIST;
+		why = "clone: a volume cannot be cloned onto itself";
+	} else if (volume_resolve(eng, newvol, &other, NULL) == 0) {
+		err = EEXIST;
+		why = "clone: a volume of that name exists";
+	} else if (catalog_job_by_target(eng->cat, newvol, &job) == 0) {
+		err = EEXIST;
+		why = "clone: a clone to that name is already queued";
+	} else if (!s.layer[0] && s.state != SNAP_STATE_BACKED_UP) {
+		err = EIO;
+		why = "clone: the snapshot's data is on neither storage";
+	}
+	if (err) {
+		event_reject(eng, "write", target, err, "%s", why);
+		catalog_tx_end(eng->cat, 0); /* keeps the event */
+		return -err;
+	}
+	memset(&job, 0, sizeof(job));
+	job.kind = JOB_KIND_CLONE;
+	job.snapshot_id = s.id;
+	job.volume_id = v.id;
+	job.state = JOB_STATE_QUEUED;
+	g_strlcpy(job.target, newvol, sizeof(job.target));
+	rc = catalog_job_insert(eng->cat, &job);
+	if (rc == 0)
+		event_record(eng, "clone.queue", vol, snap, 0,
+			     "clone into volumes/%s queued (job %" G_GINT64_FORMAT ")",
+			     newvol, job.id);
+	rc = catalog_tx_end(eng->cat, rc);
+	if (rc == 0)
+		engine_wake(eng);
+	return rc;
+}
+
+static int alert_raise_clone(struct snap_engine *eng, const struct catalog_job *job,
+			     const struct catalog_snapshot *s, int err,
+			     const char *why)
+{
+	struct jdoc *d = jdoc_new();
+	g_autofree char *text = NULL, *target = NULL;
+	int64_t now = engine_now(eng), id = 0;
+	char stamp[32];
+	int rc;
+
+	iso_time(now, stamp);
+	target = g_strdup_printf("volumes/%s", job->target);
+	jdoc_str(d, "time", stamp);
+	jdoc_str(d, "kind", "clone");
+	jdoc_str(d, "target", target);
+	jdoc_str(d, "volume", s->volume);
+	jdoc_str(d, "snapshot", s->name);
+	jdoc_str(d, "new_volume", job->target);
+	jdoc_str(d, "errno", errno_name(err));
+	jdoc_str(d, "message", why);
+	text = jdoc_finish(d, true, true);
+	if (!text)
+		return -ENOMEM;
+	rc = catalog_alert_raise(eng->cat, "clone", job->id, now, text, &id);
+	if (rc == 0)
+		event_record(eng, "alert.raise", s->volume, s->name, -err,
+			     "alert %" G_GINT64_FORMAT ": clone into volumes/%s failed: %s",
+			     id, job->target, why);
+	return rc;
+}
+
+/* Copy the snapshot into tmp; the source is read where it is now. */
+static int clone_copy(struct snap_engine *eng, struct running_job *rj,
+		      const struct catalog_snapshot *s, const char *tmp,
+		      GString *why)
+{
+	g_autofree char *src = NULL;
+	g_autofree char *vpath = volume_path(eng, s->volume);
+	struct stat st;
+	int rc;
+
+	if (s->layer[0])
+		src = layer_path(eng, s->volume, s->layer);
+	else if (s->state == SNAP_STATE_BACKED_UP)
+		src = backup_image_path(eng, s);
+	else {
+		g_string_printf(why, "the snapshot's data is on neither storage");
+		return -EIO;
+	}
+	rc = copy_image(rj, src, tmp, s->virtual_size, "primary", why);
+	if (rc < 0)
+		return rc;
+	testpoint("clone.converted");
+	rc = fsync_path(tmp);
+	if (rc < 0) {
+		g_string_printf(why, "cannot flush the copy: %s", g_strerror(-rc));
+		return rc;
+	}
+	rc = copy_verify(tmp, rj->cancel, s->virtual_size, why);
+	if (rc < 0)
+		return rc;
+	/* the new volume belongs to whoever owns the source volume */
+	if (stat(vpath, &st) == 0 &&
+	    (chown(tmp, st.st_uid, st.st_gid) < 0 || chmod(tmp, st.st_mode & 0777) < 0))
+		snap_log(LOG_WARNING, "clone: cannot copy the owner of '%s'", vpath);
+	return 0;
+}
+
+/* Put the copy in place as volume @newvol and record it. */
+static int clone_publish(struct snap_engine *eng, const struct catalog_job *job,
+			 const struct catalog_snapshot *s, const char *tmp,
+			 GString *why)
+{
+	g_autofree char *final = volume_path(eng, job->target);
+	g_autofree char *uuid = g_uuid_string_random();
+	struct catalog_volume nv;
+	struct stat st;
+	int rc;
+
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) < 0) {
+		rc = -errno;
+		g_string_printf(why, rc == -EEXIST ?
+				"a volume file of that name appeared meanwhile; nothing replaced" :
+				"cannot move the copy into place: %s", g_strerror(-rc));
+		return rc;
+	}
+	fsync_dir(eng->primary);
+
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		return 0; /* the volume exists; its row is made on first sight */
+	memset(&nv, 0, sizeof(nv));
+	g_strlcpy(nv.name, job->target, sizeof(nv.name));
+	g_strlcpy(nv.uuid, uuid, sizeof(nv.uuid));
+	if (stat(final, &st) == 0) {
+		nv.uid = st.st_uid;
+		nv.gid = st.st_gid;
+	}
+	rc = catalog_volume_insert(eng->cat, &nv);
+	if (rc == -EEXIST) /* a row without a file (seen before): reuse it */
+		rc = catalog_volume_get(eng->cat, job->target, &nv);
+	if (rc == 0)
+		rc = catalog_job_delete(eng->cat, job->id);
+	if (rc == 0)
+		event_record(eng, "clone.end", s->volume, s->name, 0,
+			     "cloned into volumes/%s (%" G_GUINT64_FORMAT " bytes virtual, from %s storage)",
+			     job->target, s->virtual_size,
+			     s->layer[0] ? "primary" : "secondary");
+	/* keep_primary may have waited for this clone to let go */
+	if (rc == 0)
+		rc = layer_prune_primary(eng, s->volume_id);
+	catalog_tx_end(eng->cat, rc);
+	return 0;
+}
+
+static void clone_failed(struct snap_engine *eng, const struct catalog_job *job,
+			 const struct catalog_snapshot *s, int err, const char *why)
+{
+	int rc = catalog_tx_begin(eng->cat);
+
+	if (rc < 0)
+		return; /* the job stays RUNNING: queued again at the next start */
+	rc = catalog_job_delete(eng->cat, job->id);
+	if (rc == 0)
+		event_record(eng, "clone.fail", s->volume, s->name, err,
+			     "clone into volumes/%s failed: %s", job->target, why);
+	if (rc == 0)
+		rc = alert_raise_clone(eng, job, s, -err, why);
+	if (rc == 0)
+		rc = layer_prune_primary(eng, s->volume_id);
+	catalog_tx_end(eng->cat, rc);
+}
+
+void clone_run(struct snap_engine *eng, struct running_job *rj)
+{
+	g_autoptr(GString) why = g_string_new(NULL);
+	g_autofree char *tmp = clone_tmp_path(eng, rj->job.id);
+	struct catalog_snapshot s;
+	int rc;
+
+	rc = catalog_snapshot_get_by_id(eng->cat, rj->job.snapshot_id, &s);
+	if (rc < 0) {
+		/* cannot happen while rmdir refuses; never leave a stuck job */
+		snap_log(LOG_ERR, "clone: job %" G_GINT64_FORMAT " reads a missing snapshot",
+			 rj->job.id);
+		catalog_job_delete(eng->cat, rj->job.id);
+		return;
+	}
+	event_record(eng, "clone.start", s.volume, s.name, 0,
+		     "copying into volumes/%s from %s storage", rj->job.target,
+		     s.layer[0] ? "primary" : "secondary");
+	rc = clone_copy(eng, rj, &s, tmp, why);
+	if (rc == 0)
+		rc = clone_publish(eng, &rj->job, &s, tmp, why);
+	if (rc < 0)
+		unlink(tmp);
+	if (rc < 0 && (rc == -ECANCELED || g_cancellable_is_cancelled(rj->cancel)))
+		return; /* unmount: the job stays RUNNING, queued again at start */
+	if (rc < 0)
+		clone_failed(eng, &rj->job, &s, rc, why->str);
+}
