@@ -793,6 +793,48 @@ static void test_job_find_merge(void **state)
 
 /* ---- events ----------------------------------------------------------- */
 
+static void test_job_clone_and_revert(void **state)
+{
+	struct catalog *cat = *state;
+	struct catalog_job j = {
+		.kind = JOB_KIND_CLONE,
+		.volume_id = 1,
+		.snapshot_id = 7,
+		.state = JOB_STATE_QUEUED,
+		.target = "golden-1",
+	};
+	struct catalog_job got;
+	GArray *list = NULL;
+	int64_t revert;
+
+	assert_errno(catalog_job_insert(cat, &j), 0);
+	assert_errno(catalog_job_get(cat, j.id, &got), 0);
+	assert_string_equal(got.target, "golden-1");
+	assert_errno(catalog_job_by_target(cat, "golden-1", &got), 0);
+	assert_int_equal(got.id, j.id);
+	assert_errno(catalog_job_by_target(cat, "golden-2", &got), -ENOENT);
+
+	/* a backup of the same snapshot is no reader; a revert is */
+	add_job(cat, JOB_KIND_BACKUP, 1, 7, JOB_STATE_QUEUED, 0);
+	assert_int_equal(catalog_job_readers(cat, 7), 1);
+	revert = add_job(cat, JOB_KIND_REVERT, 1, 7, JOB_STATE_RUNNING, 0);
+	assert_int_equal(catalog_job_readers(cat, 7), 2);
+	assert_int_equal(catalog_job_readers(cat, 8), 0);
+
+	assert_int_equal(catalog_job_list(cat, JOB_KIND_REVERT, &list), 1);
+	assert_int_equal(g_array_index(list, struct catalog_job, 0).id, revert);
+	g_array_free(list, TRUE);
+
+	/* the scheduler never claims a revert, even one queued again by a
+	 * restart: its writer runs it, recovery drops it */
+	assert_errno(catalog_job_requeue_running(cat), 1);
+	assert_errno(catalog_job_claim(cat, 0, &got), 0);
+	assert_int_equal(got.kind, JOB_KIND_CLONE);
+	assert_errno(catalog_job_claim(cat, 0, &got), 0);
+	assert_int_equal(got.kind, JOB_KIND_BACKUP);
+	assert_errno(catalog_job_claim(cat, 0, &got), -ENOENT);
+}
+
 static void test_events(void **state)
 {
 	struct catalog *cat = *state;
@@ -1140,9 +1182,39 @@ static void test_file_newer_version(void **state)
 	cat = NULL;
 	assert_errno(catalog_open(path, &cat), 0);
 	catalog_close(cat);
-	assert_int_equal(user_version_of(path), 1);
+	assert_int_equal(user_version_of(path), 2);
 	cat = NULL;
 	assert_errno(catalog_open(path, &cat), 0);
+	catalog_close(cat);
+}
+
+/* A catalog of schema 1 (no jobs.target) is upgraded in place. */
+static void test_file_upgrades_schema_1(void **state)
+{
+	g_autofree char *path = g_build_filename(*state, "v1.db", NULL);
+	struct catalog *cat = NULL;
+	struct catalog_job got;
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+		"CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+		" kind INTEGER NOT NULL, snapshot_id INTEGER NOT NULL DEFAULT 0,"
+		" volume_id INTEGER NOT NULL DEFAULT 0, state INTEGER NOT NULL,"
+		" not_before INTEGER NOT NULL DEFAULT 0,"
+		" attempts INTEGER NOT NULL DEFAULT 0);"
+		"INSERT INTO jobs(kind, snapshot_id, volume_id, state) VALUES (0, 3, 1, 0);"
+		"PRAGMA user_version=1;", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_errno(catalog_open(path, &cat), 0);
+	assert_errno(catalog_job_get(cat, 1, &got), 0);
+	assert_int_equal(got.snapshot_id, 3);
+	assert_string_equal(got.target, "");
+	catalog_close(cat);
+	assert_int_equal(user_version_of(path), 2);
+	cat = NULL;
+	assert_errno(catalog_open(path, &cat), 0); /* and opens again */
 	catalog_close(cat);
 }
 
@@ -1219,6 +1291,7 @@ int main(void)
 		MEM(test_job_requeue_running),
 		MEM(test_job_next_due),
 		MEM(test_job_find_merge),
+		MEM(test_job_clone_and_revert),
 		MEM(test_events),
 		MEM(test_alerts),
 		MEM(test_tx_rollback),
@@ -1227,6 +1300,7 @@ int main(void)
 		MEM(test_tx_threads),
 		DIR(test_file_persists),
 		DIR(test_file_newer_version),
+		DIR(test_file_upgrades_schema_1),
 		DIR(test_file_not_a_catalog),
 		DIR(test_bug_failed_open_leaks),
 	};
