@@ -564,8 +564,10 @@ int snap_volume_control_text(struct snap_engine *eng, const char *vol,
 	*text_out = g_strdup_printf(
 		"# write one command per write(2), e.g. echo 'retry s1' > control\n"
 		"#   retry <snap>           back a failed snapshot up again\n"
-		"#   revert <snap>          volume back to that snapshot\n"
-		"#   clone <snap> <newvol>  new volume from that snapshot\n"
+		"#   revert <snap>          volume back to that snapshot (waits; EBUSY while\n"
+		"#                          its VM runs); later snapshots stay usable\n"
+		"#   clone <snap> <newvol>  new volume, a full copy of that snapshot (queued:\n"
+		"#                          see jobs/; volumes/<newvol> appears when complete)\n"
 		"last: %s", last ? last : "none\n");
 	g_mutex_unlock(&eng->lock);
 	return 0;
