@@ -374,6 +374,37 @@ class Snapfs:
         live = {self.proc.pid} if self.proc else set()
         return processes_mentioning(self.root, exclude=live)
 
+    def mount_hanging(self, point, **options):
+        """Mount with SNAPFS_HANG_AT=@point in the daemon's environment: the
+        thread that reaches that test point logs it and blocks for ever
+        (kill9() ends it; mount() again to go on without the test point).
+        The same as VmSnapfs.mount_hanging, for plain volumes."""
+        old = os.environ.get('SNAPFS_HANG_AT')
+        os.environ['SNAPFS_HANG_AT'] = point
+        try:
+            self.mount(**options)
+        finally:
+            if old is None:
+                del os.environ['SNAPFS_HANG_AT']
+            else:
+                os.environ['SNAPFS_HANG_AT'] = old
+
+    def in_background(self, fn):
+        """Run @fn in a daemon thread (a request that may get its answer
+        only when the daemon is killed); returns (thread, result dict with
+        'value' and 'errno': 0 when @fn returned, the OSError's errno)."""
+        result = {}
+
+        def body():
+            try:
+                result['value'] = fn()
+                result['errno'] = 0
+            except OSError as e:
+                result['errno'] = e.errno
+        th = threading.Thread(target=body, daemon=True)
+        th.start()
+        return th, result
+
     # -- the watchdog ------------------------------------------------------------------
 
     def start_watchdog(self, seconds=WATCHDOG_SECONDS):
@@ -587,6 +618,14 @@ class Snapfs:
         """Write one command to volumes/@vol/control (raises OSError)."""
         self.write_file(self.vol_dir(vol, 'control'), command + '\n')
 
+    def control_errno(self, vol, command):
+        """The errno the control write of @command fails with, or 0."""
+        try:
+            self.control(vol, command)
+        except OSError as e:
+            return e.errno
+        return 0
+
     def clock(self):
         return int(self.read('.clock').strip())
 
@@ -669,6 +708,11 @@ class Snapfs:
         self.take(vol, snap)
         return self.wait_job_running(vol, snap)
 
+    def wait_testpoint(self, point, timeout=60):
+        """Wait until the daemon logs that it hangs at test point @point."""
+        self.wait_for(lambda: 'testpoint: hanging at %s' % point in self.log_text(),
+                      'snapfs to reach test point %s' % point, timeout)
+
     # -- secondary storage ---------------------------------------------------------------
 
     def secondary_files(self):
@@ -688,6 +732,20 @@ class Snapfs:
         for dirpath, _, filenames in os.walk(tmp):
             files += [os.path.relpath(os.path.join(dirpath, n), tmp) for n in filenames]
         return sorted(files)
+
+    # -- primary storage -----------------------------------------------------------------
+
+    def primary_tmp_files(self):
+        """Files under PRIMARY/.snapfs/.tmp/ (clones and reverts in progress)."""
+        tmp = os.path.join(self.primary, '.snapfs', '.tmp')
+        files = []
+        for dirpath, _, filenames in os.walk(tmp):
+            files += [os.path.relpath(os.path.join(dirpath, n), tmp) for n in filenames]
+        return sorted(files)
+
+    def primary_volume_files(self):
+        """Names of the *.qcow2 files directly in PRIMARY/ (the volumes)."""
+        return sorted(n for n in os.listdir(self.primary) if n.endswith('.qcow2'))
 
 
 # ---- checks shared by the tests -------------------------------------------------------
@@ -806,3 +864,13 @@ def snapfs_env(name='t'):
 
 def errno_name(code):
     return errno.errorcode.get(code, str(code))
+
+
+def rejected_events(events, op, paths, err):
+    """The `rejected` events for @op on one of @paths (relative tree paths;
+    a string for one) with errno @err (a number)."""
+    if isinstance(paths, str):
+        paths = (paths,)
+    return [ev for ev in events if ev.get('type') == 'rejected' and ev.get('op') == op
+            and ev.get('path', '').lstrip('/') in paths
+            and getattr(errno, str(ev.get('errno')), None) == err]
