@@ -14,7 +14,7 @@
 #include "catalog.h"
 #include "log.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 struct catalog {
 	sqlite3 *db;
@@ -51,6 +51,7 @@ static const char schema[] =
 	"  err INTEGER NOT NULL DEFAULT 0,"
 	"  error TEXT NOT NULL DEFAULT '',"
 	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  policy_id INTEGER NOT NULL DEFAULT 0,"
 	"  UNIQUE(volume_id, name));"
 	"CREATE INDEX IF NOT EXISTS snapshots_layer ON snapshots(layer);"
 	"CREATE TABLE IF NOT EXISTS jobs ("
@@ -65,13 +66,16 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS events ("
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  time INTEGER NOT NULL,"
-	"  json TEXT NOT NULL);"
+	"  json TEXT NOT NULL,"
+	"  uid INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS vms ("
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  uuid TEXT NOT NULL UNIQUE,"
 	"  name TEXT NOT NULL,"
 	"  current INTEGER NOT NULL DEFAULT 0,"
-	"  options TEXT NOT NULL DEFAULT '');"
+	"  options TEXT NOT NULL DEFAULT '',"
+	"  uid INTEGER NOT NULL DEFAULT 0,"
+	"  gid INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS vm_snapshots ("
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  vm_id INTEGER NOT NULL REFERENCES vms(id),"
@@ -82,6 +86,7 @@ static const char schema[] =
 	"  state INTEGER NOT NULL,"
 	"  created_at INTEGER NOT NULL,"
 	"  memory TEXT NOT NULL DEFAULT '',"
+	"  policy_id INTEGER NOT NULL DEFAULT 0,"
 	"  UNIQUE(vm_id, name));"
 	"CREATE TABLE IF NOT EXISTS vm_snapshot_disks ("
 	"  vm_snapshot_id INTEGER NOT NULL REFERENCES vm_snapshots(id),"
@@ -95,7 +100,39 @@ static const char schema[] =
 	"  kind TEXT NOT NULL,"
 	"  snapshot_id INTEGER NOT NULL,"
 	"  time INTEGER NOT NULL,"
-	"  json TEXT NOT NULL);";
+	"  json TEXT NOT NULL,"
+	"  uid INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE IF NOT EXISTS policies ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  uid INTEGER NOT NULL,"
+	"  gid INTEGER NOT NULL,"
+	"  spec TEXT NOT NULL,"
+	"  kind INTEGER NOT NULL,"
+	"  target TEXT NOT NULL,"
+	"  interval INTEGER NOT NULL,"
+	"  next_run INTEGER NOT NULL,"
+	"  last_run INTEGER NOT NULL DEFAULT 0,"
+	"  last_slot INTEGER NOT NULL DEFAULT 0,"
+	"  last_result TEXT NOT NULL DEFAULT '',"
+	"  UNIQUE(kind, target, interval));"
+	"CREATE TABLE IF NOT EXISTS limits ("
+	"  uid INTEGER PRIMARY KEY,"
+	"  max_snapshots INTEGER NOT NULL);";
+
+/* Columns later schemas added to tables of earlier ones. */
+static const struct {
+	int since; /* the schema version that added it */
+	const char *table, *column;
+} upgrades[] = {
+	{ 2, "jobs", "target TEXT NOT NULL DEFAULT ''" },
+	{ 3, "snapshots", "policy_id INTEGER NOT NULL DEFAULT 0" },
+	{ 3, "vm_snapshots", "policy_id INTEGER NOT NULL DEFAULT 0" },
+	{ 3, "vms", "uid INTEGER NOT NULL DEFAULT 0" },
+	{ 3, "vms", "gid INTEGER NOT NULL DEFAULT 0" },
+	{ 3, "events", "uid INTEGER NOT NULL DEFAULT 0" },
+	{ 3, "alerts", "uid INTEGER NOT NULL DEFAULT 0" },
+};
 
 /* The one table from sqlite result codes to errno. */
 static int catalog_errno(int rc)
@@ -203,11 +240,33 @@ static int step_done(struct catalog *cat, sqlite3_stmt *st, const char *what)
 	return 0;
 }
 
+/* ALTER TABLE @table ADD COLUMN @column, when @table exists (a missing one
+ * is made whole by the schema). */
+static int add_column(struct catalog *cat, const char *table, const char *column)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1");
+	g_autofree char *sql = NULL;
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "schema upgrade");
+	sql = g_strdup_printf("ALTER TABLE %s ADD COLUMN %s", table, column);
+	return exec(cat, sql);
+}
+
 int catalog_open(const char *path, struct catalog **out)
 {
 	struct catalog *cat = g_new0(struct catalog, 1);
 	sqlite3_stmt *st = NULL;
 	int rc, version = 0;
+	guint i;
 
 	g_rec_mutex_init(&cat->lock);
 	rc = sqlite3_open_v2(path, &cat->db,
@@ -241,12 +300,15 @@ int catalog_open(const char *path, struct catalog **out)
 	rc = exec(cat, "BEGIN IMMEDIATE");
 	if (rc < 0)
 		goto undo_open;
-	rc = exec(cat, schema);
-	/* schema 2: jobs.target (the new volume of a clone) */
-	if (rc == 0 && version == 1)
-		rc = exec(cat, "ALTER TABLE jobs ADD COLUMN target TEXT NOT NULL DEFAULT ''");
+	/* an old catalog gets the new columns before the new tables and
+	 * indexes are made (a fresh one, version 0, has them all) */
+	for (i = 0; rc == 0 && version > 0 && i < G_N_ELEMENTS(upgrades); i++)
+		if (version < upgrades[i].since)
+			rc = add_column(cat, upgrades[i].table, upgrades[i].column);
 	if (rc == 0)
-		rc = exec(cat, "PRAGMA user_version=2");
+		rc = exec(cat, schema);
+	if (rc == 0)
+		rc = exec(cat, "PRAGMA user_version=" G_STRINGIFY(SCHEMA_VERSION));
 	if (rc == 0)
 		rc = exec(cat, "COMMIT");
 	if (rc < 0) {
@@ -556,7 +618,7 @@ int catalog_layer_children(struct catalog *cat, const char *uuid)
 #define SNAPSHOT_COLS                                                       \
 	"s.id, s.volume_id, v.name, s.name, s.uuid, s.layer, s.state,"     \
 	" s.created_at, s.backed_up_at, s.virtual_size, s.backup_bytes,"   \
-	" s.checksum, s.err, s.error, s.attempts"
+	" s.checksum, s.err, s.error, s.attempts, s.policy_id"
 #define SNAPSHOT_FROM " FROM snapshots s JOIN volumes v ON v.id = s.volume_id"
 
 static void snapshot_row(sqlite3_stmt *st, struct catalog_snapshot *s)
@@ -577,6 +639,7 @@ static void snapshot_row(sqlite3_stmt *st, struct catalog_snapshot *s)
 	s->err = sqlite3_column_int(st, 12);
 	COPY_TEXT(s->error, st, 13);
 	s->attempts = sqlite3_column_int(st, 14);
+	s->policy_id = sqlite3_column_int64(st, 15);
 }
 
 static int snapshot_one(struct catalog *cat, sqlite3_stmt *st,
@@ -639,7 +702,8 @@ int catalog_snapshot_insert(struct catalog *cat, struct catalog_snapshot *snap)
 	CATALOG_LOCKED(cat);
 	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
 		"INSERT INTO snapshots(volume_id, name, uuid, layer, state,"
-		" created_at, virtual_size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+		" created_at, virtual_size, policy_id)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
 	int rc;
 
 	if (!st)
@@ -651,6 +715,7 @@ int catalog_snapshot_insert(struct catalog *cat, struct catalog_snapshot *snap)
 	sqlite3_bind_int(st, 5, snap->state);
 	sqlite3_bind_int64(st, 6, snap->created_at);
 	sqlite3_bind_int64(st, 7, (sqlite3_int64)snap->virtual_size);
+	sqlite3_bind_int64(st, 8, snap->policy_id);
 	rc = step_done(cat, st, "snapshot insert");
 	if (rc == 0)
 		snap->id = sqlite3_last_insert_rowid(cat->db);
@@ -1021,28 +1086,31 @@ int catalog_job_ids(struct catalog *cat, GArray **out)
 
 /* ---- events ----------------------------------------------------------- */
 
-int catalog_event_add(struct catalog *cat, int64_t time, const char *json)
+int catalog_event_add(struct catalog *cat, int64_t time, uid_t uid,
+		      const char *json)
 {
 	CATALOG_LOCKED(cat);
 	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"INSERT INTO events(time, json) VALUES (?1, ?2)");
+		"INSERT INTO events(time, json, uid) VALUES (?1, ?2, ?3)");
 
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, time);
 	sqlite3_bind_text(st, 2, json, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, uid);
 	return step_done(cat, st, "event insert");
 }
 
-int catalog_events_text(struct catalog *cat, GString *out)
+int catalog_events_text(struct catalog *cat, int64_t uid, GString *out)
 {
 	CATALOG_LOCKED(cat);
 	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT json FROM events ORDER BY id");
+		"SELECT json FROM events WHERE ?1 < 0 OR uid = ?1 ORDER BY id");
 	int rc;
 
 	if (!st)
 		return -EIO;
+	sqlite3_bind_int64(st, 1, uid);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		g_string_append(out, (const char *)sqlite3_column_text(st, 0));
 		g_string_append_c(out, '\n');
@@ -1053,8 +1121,8 @@ int catalog_events_text(struct catalog *cat, GString *out)
 /* ---- alerts ----------------------------------------------------------- */
 
 int catalog_alert_raise(struct catalog *cat, const char *kind,
-			int64_t snapshot_id, int64_t time, const char *json,
-			int64_t *id_out)
+			int64_t snapshot_id, int64_t time, uid_t uid,
+			const char *json, int64_t *id_out)
 {
 	CATALOG_LOCKED(cat);
 	_cleanup_stmt_ sqlite3_stmt *find = prepare(cat,
@@ -1074,11 +1142,11 @@ int catalog_alert_raise(struct catalog *cat, const char *kind,
 		return fail(cat, rc, "alert find");
 
 	if (id)
-		st = prepare(cat, "UPDATE alerts SET time = ?3, json = ?4"
-				  " WHERE id = ?5");
+		st = prepare(cat, "UPDATE alerts SET time = ?3, json = ?4,"
+				  " uid = ?6 WHERE id = ?5");
 	else
 		st = prepare(cat, "INSERT INTO alerts(kind, snapshot_id, time,"
-				  " json) VALUES (?1, ?2, ?3, ?4)");
+				  " json, uid) VALUES (?1, ?2, ?3, ?4, ?6)");
 	if (!st)
 		return -EIO;
 	if (!id) {
@@ -1089,6 +1157,7 @@ int catalog_alert_raise(struct catalog *cat, const char *kind,
 	sqlite3_bind_text(st, 4, json, -1, SQLITE_STATIC);
 	if (id)
 		sqlite3_bind_int64(st, 5, id);
+	sqlite3_bind_int64(st, 6, uid);
 	rc = step_done(cat, st, "alert raise");
 	if (rc == 0 && id_out)
 		*id_out = id ? id : sqlite3_last_insert_rowid(cat->db);
@@ -1109,6 +1178,25 @@ int catalog_alert_resolve(struct catalog *cat, const char *kind,
 	sqlite3_bind_int64(st, 2, snapshot_id);
 	rc = step_done(cat, st, "alert resolve");
 	return rc < 0 ? rc : sqlite3_changes(cat->db);
+}
+
+int catalog_alert_owner(struct catalog *cat, int64_t id, uid_t *uid)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT uid FROM alerts WHERE id = ?1");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "alert owner");
+	*uid = (uid_t)sqlite3_column_int64(st, 0);
+	return 0;
 }
 
 int catalog_alert_get(struct catalog *cat, int64_t id, char **json_out)
@@ -1174,7 +1262,7 @@ int catalog_layer_referenced(struct catalog *cat, const char *uuid)
 
 /* ---- VMs -------------------------------------------------------------- */
 
-#define VM_COLS "id, uuid, name, current, options"
+#define VM_COLS "id, uuid, name, current, options, uid, gid"
 
 static void vm_row(sqlite3_stmt *st, struct catalog_vm *v)
 {
@@ -1184,6 +1272,8 @@ static void vm_row(sqlite3_stmt *st, struct catalog_vm *v)
 	COPY_TEXT(v->name, st, 2);
 	v->current = sqlite3_column_int64(st, 3);
 	COPY_TEXT(v->options, st, 4);
+	v->uid = (uid_t)sqlite3_column_int64(st, 5);
+	v->gid = (gid_t)sqlite3_column_int64(st, 6);
 }
 
 int catalog_vm_get(struct catalog *cat, const char *uuid, struct catalog_vm *out)
@@ -1215,6 +1305,26 @@ int catalog_vm_get_by_id(struct catalog *cat, int64_t id, struct catalog_vm *out
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "vm read");
+	vm_row(st, out);
+	return 0;
+}
+
+int catalog_vm_get_by_name(struct catalog *cat, const char *name,
+			   struct catalog_vm *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " VM_COLS " FROM vms WHERE name = ?1 ORDER BY id DESC LIMIT 1");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE)
 		return -ENOENT;
@@ -1274,17 +1384,20 @@ int catalog_vm_update(struct catalog *cat, const struct catalog_vm *vm)
 {
 	CATALOG_LOCKED(cat);
 	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"UPDATE vms SET current = ?2, options = ?3 WHERE id = ?1");
+		"UPDATE vms SET current = ?2, options = ?3, uid = ?4, gid = ?5"
+		" WHERE id = ?1");
 
 	if (!st)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, vm->id);
 	sqlite3_bind_int64(st, 2, vm->current);
 	sqlite3_bind_text(st, 3, vm->options, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, vm->uid);
+	sqlite3_bind_int64(st, 5, vm->gid);
 	return step_done(cat, st, "vm update");
 }
 
-#define VMSNAP_COLS "id, vm_id, name, uuid, parent, type, state, created_at, memory"
+#define VMSNAP_COLS "id, vm_id, name, uuid, parent, type, state, created_at, memory, policy_id"
 
 static void vmsnap_row(sqlite3_stmt *st, struct catalog_vm_snapshot *s)
 {
@@ -1298,6 +1411,7 @@ static void vmsnap_row(sqlite3_stmt *st, struct catalog_vm_snapshot *s)
 	s->state = sqlite3_column_int(st, 6);
 	s->created_at = sqlite3_column_int64(st, 7);
 	COPY_TEXT(s->memory, st, 8);
+	s->policy_id = sqlite3_column_int64(st, 9);
 }
 
 static int vmsnap_one(struct catalog *cat, sqlite3_stmt *st,
@@ -1348,7 +1462,8 @@ int catalog_vm_snapshot_insert(struct catalog *cat,
 	CATALOG_LOCKED(cat);
 	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
 		"INSERT INTO vm_snapshots(vm_id, name, uuid, parent, type, state,"
-		" created_at, memory) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+		" created_at, memory, policy_id)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
 	int rc;
 
 	if (!st)
@@ -1361,6 +1476,7 @@ int catalog_vm_snapshot_insert(struct catalog *cat,
 	sqlite3_bind_int(st, 6, s->state);
 	sqlite3_bind_int64(st, 7, s->created_at);
 	sqlite3_bind_text(st, 8, s->memory, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, s->policy_id);
 	rc = step_done(cat, st, "vm snapshot insert");
 	if (rc == 0)
 		s->id = sqlite3_last_insert_rowid(cat->db);
@@ -1464,4 +1580,215 @@ int catalog_vm_snapshot_disks(struct catalog *cat, int64_t vm_snapshot_id,
 	}
 	*out = a;
 	return (int)a->len;
+}
+
+/* ---- policies ---------------------------------------------------------- */
+
+#define POLICY_COLS "id, name, uid, gid, spec, kind, target, interval," \
+	" next_run, last_run, last_slot, last_result"
+
+static void policy_row(sqlite3_stmt *st, struct catalog_policy *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->id = sqlite3_column_int64(st, 0);
+	COPY_TEXT(p->name, st, 1);
+	p->uid = (uid_t)sqlite3_column_int64(st, 2);
+	p->gid = (gid_t)sqlite3_column_int64(st, 3);
+	COPY_TEXT(p->spec, st, 4);
+	p->kind = sqlite3_column_int(st, 5);
+	COPY_TEXT(p->target, st, 6);
+	p->interval = sqlite3_column_int(st, 7);
+	p->next_run = sqlite3_column_int64(st, 8);
+	p->last_run = sqlite3_column_int64(st, 9);
+	p->last_slot = sqlite3_column_int64(st, 10);
+	COPY_TEXT(p->last_result, st, 11);
+}
+
+static int policy_one(struct catalog *cat, sqlite3_stmt *st,
+		      struct catalog_policy *out)
+{
+	int rc;
+
+	if (!st)
+		return -EIO;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "policy read");
+	policy_row(st, out);
+	return 0;
+}
+
+int catalog_policy_get(struct catalog *cat, const char *name,
+		       struct catalog_policy *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " POLICY_COLS " FROM policies WHERE name = ?1");
+
+	if (st)
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	return policy_one(cat, st, out);
+}
+
+int catalog_policy_find(struct catalog *cat, int kind, const char *target,
+			int interval, struct catalog_policy *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " POLICY_COLS " FROM policies"
+		" WHERE kind = ?1 AND target = ?2 AND interval = ?3");
+
+	if (st) {
+		sqlite3_bind_int(st, 1, kind);
+		sqlite3_bind_text(st, 2, target, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 3, interval);
+	}
+	return policy_one(cat, st, out);
+}
+
+int catalog_policy_put(struct catalog *cat, struct catalog_policy *p)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat, p->id ?
+		"UPDATE policies SET name = ?2, uid = ?3, gid = ?4, spec = ?5,"
+		" kind = ?6, target = ?7, interval = ?8, next_run = ?9,"
+		" last_run = ?10, last_slot = ?11, last_result = ?12 WHERE id = ?1" :
+		"INSERT INTO policies(name, uid, gid, spec, kind, target, interval,"
+		" next_run, last_run, last_slot, last_result)"
+		" VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	if (p->id)
+		sqlite3_bind_int64(st, 1, p->id);
+	sqlite3_bind_text(st, 2, p->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, p->uid);
+	sqlite3_bind_int64(st, 4, p->gid);
+	sqlite3_bind_text(st, 5, p->spec, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, p->kind);
+	sqlite3_bind_text(st, 7, p->target, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 8, p->interval);
+	sqlite3_bind_int64(st, 9, p->next_run);
+	sqlite3_bind_int64(st, 10, p->last_run);
+	sqlite3_bind_int64(st, 11, p->last_slot);
+	sqlite3_bind_text(st, 12, p->last_result, -1, SQLITE_STATIC);
+	rc = step_done(cat, st, "policy write");
+	if (rc == 0 && !p->id)
+		p->id = sqlite3_last_insert_rowid(cat->db);
+	return rc;
+}
+
+int catalog_policy_delete(struct catalog *cat, int64_t id)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"DELETE FROM policies WHERE id = ?1");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	return step_done(cat, st, "policy delete");
+}
+
+int catalog_policy_list(struct catalog *cat, int64_t due_by, GArray **out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT " POLICY_COLS " FROM policies"
+		" WHERE ?1 < 0 OR next_run <= ?1 ORDER BY next_run, id");
+
+	if (st)
+		sqlite3_bind_int64(st, 1, due_by);
+	return rows_query(cat, st, sizeof(struct catalog_policy),
+			  (row_fn)policy_row, "policy list", out);
+}
+
+int catalog_policy_next_due(struct catalog *cat, int64_t *when)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT min(next_run) FROM policies");
+
+	if (!st)
+		return -EIO;
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return fail(cat, SQLITE_ERROR, "policy next due");
+	if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+		return -ENOENT;
+	*when = sqlite3_column_int64(st, 0);
+	return 0;
+}
+
+/* ---- accounts: snapshots stored and their limits --------------------- */
+
+int catalog_snapshots_owned(struct catalog *cat, uid_t uid)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT (SELECT count(*) FROM snapshots s JOIN volumes v"
+		"         ON v.id = s.volume_id WHERE v.uid = ?1 AND s.state != ?2)"
+		" + (SELECT count(*) FROM vm_snapshots x JOIN vms m"
+		"         ON m.id = x.vm_id WHERE m.uid = ?1 AND x.state != ?3)");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, uid);
+	sqlite3_bind_int(st, 2, SNAP_STATE_DESTROYING);
+	sqlite3_bind_int(st, 3, VM_SNAPSHOT_EXPUNGING);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return fail(cat, SQLITE_ERROR, "snapshots owned");
+	return sqlite3_column_int(st, 0);
+}
+
+int catalog_limit_get(struct catalog *cat, uid_t uid, int64_t *max)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT max_snapshots FROM limits WHERE uid = ?1");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, uid);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, "limit read");
+	*max = sqlite3_column_int64(st, 0);
+	return 0;
+}
+
+int catalog_limit_set(struct catalog *cat, uid_t uid, int64_t max)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat, max < 0 ?
+		"DELETE FROM limits WHERE uid = ?1" :
+		"INSERT OR REPLACE INTO limits(uid, max_snapshots) VALUES (?1, ?2)");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, uid);
+	if (max >= 0)
+		sqlite3_bind_int64(st, 2, max);
+	return step_done(cat, st, "limit write");
+}
+
+static void limit_row(sqlite3_stmt *st, struct catalog_limit *l)
+{
+	l->uid = (uid_t)sqlite3_column_int64(st, 0);
+	l->max_snapshots = sqlite3_column_int64(st, 1);
+}
+
+int catalog_limit_list(struct catalog *cat, GArray **out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT uid, max_snapshots FROM limits ORDER BY uid");
+
+	return rows_query(cat, st, sizeof(struct catalog_limit),
+			  (row_fn)limit_row, "limit list", out);
 }

@@ -71,6 +71,7 @@ struct catalog_snapshot {
 	int err; /* positive errno of the last failure, 0 */
 	char error[CATALOG_ERROR_MAX];
 	int attempts;
+	int64_t policy_id; /* the policy that took it, 0 for a manual one */
 };
 
 enum job_state {
@@ -201,17 +202,21 @@ int catalog_job_by_target(struct catalog *cat, const char *target,
 /** catalog_job_list() - GArray of struct catalog_job of @kind, by id. */
 int catalog_job_list(struct catalog *cat, enum job_kind kind, GArray **out);
 
-/* ---- events ---- */
-int catalog_event_add(struct catalog *cat, int64_t time, const char *json);
-/** catalog_events_text() - every event, one JSON line each, oldest first. */
-int catalog_events_text(struct catalog *cat, GString *out);
+/* ---- events: each names the account (uid) of the object it is about ---- */
+int catalog_event_add(struct catalog *cat, int64_t time, uid_t uid,
+		      const char *json);
+/** catalog_events_text() - the events of account @uid (every event when
+ * @uid < 0), one JSON line each, oldest first. */
+int catalog_events_text(struct catalog *cat, int64_t uid, GString *out);
 
 /* ---- alerts: one unresolved alert per (kind, subject); the subject is a
  * backup's snapshot id, a clone's job id ---- */
 /** catalog_alert_raise() - insert or replace; *@id_out its id. */
 int catalog_alert_raise(struct catalog *cat, const char *kind,
-			int64_t snapshot_id, int64_t time, const char *json,
-			int64_t *id_out);
+			int64_t snapshot_id, int64_t time, uid_t uid,
+			const char *json, int64_t *id_out);
+/** catalog_alert_owner() - the account an alert is about. */
+int catalog_alert_owner(struct catalog *cat, int64_t id, uid_t *uid);
 /** catalog_alert_resolve() - drop the alerts of (kind, snapshot); count. */
 int catalog_alert_resolve(struct catalog *cat, const char *kind,
 			  int64_t snapshot_id);
@@ -230,6 +235,8 @@ struct catalog_vm {
 	char name[SNAP_NAME_MAX + 1];
 	int64_t current; /* id of the current VM snapshot, 0 */
 	char options[64];
+	uid_t uid; /* the account that owns the VM (chown vms/<vm>) */
+	gid_t gid;
 };
 
 enum vm_snapshot_type {
@@ -257,6 +264,7 @@ struct catalog_vm_snapshot {
 	enum vm_snapshot_state state;
 	int64_t created_at;
 	char memory[4096]; /* save file path, "" for disk-only */
+	int64_t policy_id; /* the policy that took it, 0 for a manual one */
 };
 
 struct catalog_vm_disk {
@@ -268,6 +276,9 @@ struct catalog_vm_disk {
 
 int catalog_vm_get(struct catalog *cat, const char *uuid, struct catalog_vm *out);
 int catalog_vm_get_by_id(struct catalog *cat, int64_t id, struct catalog_vm *out);
+/** catalog_vm_get_by_name() - the newest row named @name. */
+int catalog_vm_get_by_name(struct catalog *cat, const char *name,
+			   struct catalog_vm *out);
 /** catalog_vm_ensure() - the row of domain @uuid, made or renamed to @name. */
 int catalog_vm_ensure(struct catalog *cat, const char *uuid, const char *name,
 		      struct catalog_vm *out);
@@ -294,5 +305,51 @@ int catalog_vm_snapshot_disk_add(struct catalog *cat, int64_t vm_snapshot_id,
 /** catalog_vm_snapshot_disks() - GArray of struct catalog_vm_disk. */
 int catalog_vm_snapshot_disks(struct catalog *cat, int64_t vm_snapshot_id,
 			      GArray **out);
+
+/* ---- policies: one row per policies/<name> file ---- */
+struct catalog_policy {
+	int64_t id;
+	char name[SNAP_NAME_MAX + 1];
+	uid_t uid; /* who wrote it */
+	gid_t gid;
+	char spec[512]; /* the normalized policy line (policy_format) */
+	int kind;	/* enum policy_target_kind */
+	char target[SNAP_NAME_MAX + 1];
+	int interval;	   /* enum policy_interval */
+	int64_t next_run;  /* the next slot, seconds since the epoch */
+	int64_t last_run;  /* when it last ran, 0 never */
+	int64_t last_slot; /* the slot it last ran for */
+	char last_result[256]; /* "ok", or what failed */
+};
+
+int catalog_policy_get(struct catalog *cat, const char *name,
+		       struct catalog_policy *out);
+/** catalog_policy_find() - the policy of (@kind, @target, @interval). */
+int catalog_policy_find(struct catalog *cat, int kind, const char *target,
+			int interval, struct catalog_policy *out);
+/** catalog_policy_put() - insert (@p->id 0: sets it) or update.  -EEXIST
+ * the name, or the (kind, target, interval), is taken. */
+int catalog_policy_put(struct catalog *cat, struct catalog_policy *p);
+int catalog_policy_delete(struct catalog *cat, int64_t id);
+/** catalog_policy_list() - policies due by @due_by (all when < 0), the
+ * earliest first; *@out owns a GArray of struct catalog_policy. */
+int catalog_policy_list(struct catalog *cat, int64_t due_by, GArray **out);
+/** catalog_policy_next_due() - the earliest next_run; -ENOENT none. */
+int catalog_policy_next_due(struct catalog *cat, int64_t *when);
+
+/* ---- accounts ---- */
+/** catalog_snapshots_owned() - volume and VM snapshots stored for @uid
+ * (of the volumes and VMs it owns, not being deleted). */
+int catalog_snapshots_owned(struct catalog *cat, uid_t uid);
+struct catalog_limit {
+	uid_t uid;
+	int64_t max_snapshots;
+};
+/** catalog_limit_get() - the account's own limit; -ENOENT none set. */
+int catalog_limit_get(struct catalog *cat, uid_t uid, int64_t *max);
+/** catalog_limit_set() - set it; @max < 0 drops it. */
+int catalog_limit_set(struct catalog *cat, uid_t uid, int64_t max);
+/** catalog_limit_list() - GArray of struct catalog_limit, by uid. */
+int catalog_limit_list(struct catalog *cat, GArray **out);
 
 #endif

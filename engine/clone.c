@@ -48,7 +48,8 @@ int snapshot_clone(struct snap_engine *eng, const char *vol, const char *snap,
 		   const char *newvol)
 {
 	g_autofree char *target = g_strdup_printf("volumes/%s/control", vol);
-	struct catalog_volume v, other;
+	struct catalog_volume v;
+	struct snap_volume_stat other;
 	struct catalog_snapshot s;
 	struct catalog_job job;
 	const char *why = NULL;
@@ -71,7 +72,8 @@ int snapshot_clone(struct snap_engine *eng, const char *vol, const char *snap,
 	} else if (!strcmp(newvol, vol)) {
 		err = EEXIST;
 		why = "clone: a volume cannot be cloned onto itself";
-	} else if (volume_resolve(eng, newvol, &other, NULL) == 0) {
+	} else if (snap_volume_stat(eng, newvol, &other) == 0) {
+		/* listed: its file exists, or its snapshots do */
 		err = EEXIST;
 		why = "clone: a volume of that name exists";
 	} else if (catalog_job_by_target(eng->cat, newvol, &job) == 0) {
@@ -126,7 +128,8 @@ static int alert_raise_clone(struct snap_engine *eng, const struct catalog_job *
 	text = jdoc_finish(d, true, true);
 	if (!text)
 		return -ENOMEM;
-	rc = catalog_alert_raise(eng->cat, "clone", job->id, now, text, &id);
+	rc = catalog_alert_raise(eng->cat, "clone", job->id, now,
+				 owner_of(eng, "volume", s->volume), text, &id);
 	if (rc == 0)
 		event_record(eng, "alert.raise", s->volume, s->name, -err,
 			     "alert %" G_GINT64_FORMAT ": clone into volumes/%s failed: %s",
@@ -202,8 +205,18 @@ static int clone_publish(struct snap_engine *eng, const struct catalog_job *job,
 		nv.gid = st.st_gid;
 	}
 	rc = catalog_volume_insert(eng->cat, &nv);
-	if (rc == -EEXIST) /* a row without a file (seen before): reuse it */
-		rc = catalog_volume_get(eng->cat, job->target, &nv);
+	if (rc == -EEXIST) {
+		/* the row of a removed volume without snapshots: a new start */
+		struct catalog_volume old;
+
+		rc = catalog_volume_get(eng->cat, job->target, &old);
+		if (rc == 0) {
+			old.uid = nv.uid;
+			old.gid = nv.gid;
+			old.top_layer[0] = '\0';
+			rc = catalog_volume_update(eng->cat, &old);
+		}
+	}
 	if (rc == 0)
 		rc = catalog_job_delete(eng->cat, job->id);
 	if (rc == 0)

@@ -108,6 +108,7 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 	eng->control_results = g_hash_table_new_full(g_str_hash, g_str_equal,
 						     g_free, g_free);
 	eng->test_now = (int64_t)time(NULL);
+	policies_init(eng);
 
 	rc = make_dir(cfg->source, 0700, &eng->source);
 	if (rc < 0)
@@ -174,6 +175,8 @@ int snap_engine_start(struct snap_engine *eng)
 	rc = pool_start(eng);
 	if (rc == 0)
 		eng->started = true;
+	if (rc == 0)
+		rc = policies_start(eng);
 	return rc;
 }
 
@@ -181,6 +184,7 @@ void snap_engine_close(struct snap_engine *eng)
 {
 	if (!eng)
 		return;
+	policies_stop(eng);
 	if (eng->started)
 		pool_stop(eng);
 	if (eng->busy_vms)
@@ -189,6 +193,7 @@ void snap_engine_close(struct snap_engine *eng)
 	g_hash_table_destroy(eng->running);
 	g_hash_table_destroy(eng->busy_volumes);
 	g_hash_table_destroy(eng->control_results);
+	policies_clear(eng);
 	g_mutex_clear(&eng->lock);
 	g_cond_clear(&eng->cond);
 	g_free(eng->source);

@@ -10,7 +10,7 @@
  *
  * eng->lock protects: stopping, running (the table of running jobs),
  * busy_volumes, busy_vms, control_results, vm_control_results,
- * idle_workers.  test_now is read and written atomically.
+ * idle_workers, policy_drafts, policy_zones.  test_now is read and written atomically.
  */
 #ifndef SNAP_ENGINE_H
 #define SNAP_ENGINE_H
@@ -44,6 +44,11 @@ struct snap_engine {
 
 	GThread *scheduler;
 	GThreadPool *pool;
+
+	GThread *policy_thread;
+	GHashTable *policy_drafts; /* name -> struct draft (eng->lock) */
+	GHashTable *policy_zones;  /* tz name -> GTimeZone held (eng->lock) */
+	char default_tz[64];	   /* policies without tz= */
 
 	struct vm_conn *vm;	  /* NULL: no VMs (libvirt=none or unreachable) */
 	GHashTable *busy_vms;	  /* VM uuid -> itself (eng->lock) */
@@ -87,6 +92,9 @@ void event_record_vm(struct snap_engine *eng, const char *type, const char *vm,
 void event_reject(struct snap_engine *eng, const char *op, const char *path,
 		  int err, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/** owner_of() - the account owning volume (@key "volume") or VM ("vm")
+ * @object; 0 (root) when unknown. */
+uid_t owner_of(struct snap_engine *eng, const char *key, const char *object);
 /** alert_raise_backup() - raise or refresh the backup alert of @snap. */
 int alert_raise_backup(struct snap_engine *eng,
 		       const struct catalog_snapshot *snap);
@@ -120,6 +128,13 @@ int fsync_dir(const char *dir);
 int fsync_path(const char *path);
 
 /* ---- snapshot.c ---- */
+/**
+ * snapshot_take() - snap_snapshot_take() for policy @policy_id (0: by
+ * hand); @replaces: the policy deletes one of its own right after, so the
+ * account's limit is not checked (its count does not grow).
+ */
+int snapshot_take(struct snap_engine *eng, const char *vol, const char *name,
+		  int64_t policy_id, bool replaces);
 /** snapshot_lookup() - resolve @vol and the visible snapshot @name. */
 int snapshot_lookup(struct snap_engine *eng, const char *vol, const char *name,
 		    struct catalog_volume *v, struct catalog_snapshot *s);
@@ -143,6 +158,18 @@ int backup_write_manifest(struct snap_engine *eng,
 			  const struct catalog_snapshot *s);
 /** backup_queue() - insert a fresh backup job for @s (inside a tx). */
 int backup_queue(struct snap_engine *eng, struct catalog_snapshot *s);
+
+/* ---- accounts.c ---- */
+/** account_limit() - snapshots @uid may store; 0 for no limit (root). */
+int64_t account_limit(struct snap_engine *eng, uid_t uid);
+/**
+ * account_quota_check() - may @uid store one more snapshot?  Call inside
+ * the transaction that inserts it (it is rolled back on -EDQUOT: the
+ * caller records the rejection, with @why, after it).
+ * Return: 0; -EDQUOT and @why says so; -EIO.
+ */
+int account_quota_check(struct snap_engine *eng, uid_t uid, char *why,
+			size_t size);
 
 /* ---- clone.c ---- */
 /**
@@ -174,6 +201,14 @@ int snapshot_revert(struct snap_engine *eng, const char *vol, const char *snap);
 /** revert_recover() - resolve reverts a crash interrupted, and make each
  * volume's top layer in the catalog the one its file is backed by. */
 void revert_recover(struct snap_engine *eng);
+
+/* ---- policies.c ---- */
+/** policies_init() - the default time zone and the drafts table. */
+void policies_init(struct snap_engine *eng);
+void policies_clear(struct snap_engine *eng);
+/** policies_start() - the thread that runs due policies; _stop joins it. */
+int policies_start(struct snap_engine *eng);
+void policies_stop(struct snap_engine *eng);
 
 /* ---- layer.c ---- */
 /** layer_prune_primary() - apply keep_primary to @volume_id (after a
@@ -211,6 +246,10 @@ int vm_of_volume(struct snap_engine *eng, const char *vol, char *vm, size_t size
 /** vms_start() - connect to libvirt, define SOURCE/domains/ *.xml. */
 int vms_start(struct snap_engine *eng);
 void vms_stop(struct snap_engine *eng);
+/** vm_snapshot_take() - snap_vm_snapshot_take() for policy @policy_id
+ * (@replaces as for snapshot_take()). */
+int vm_snapshot_take(struct snap_engine *eng, const char *vm, const char *name,
+		     int64_t policy_id, bool replaces);
 /** vm_recover() - resolve VM snapshots left Creating/Reverting/Expunging. */
 int vm_recover(struct snap_engine *eng);
 

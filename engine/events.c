@@ -50,7 +50,35 @@ void iso_time(int64_t t, char buf[32])
 	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static void emit(struct snap_engine *eng, struct jdoc *d, int err,
+uid_t owner_of(struct snap_engine *eng, const char *key, const char *object)
+{
+	struct catalog_volume v;
+	struct catalog_vm vm;
+
+	if (!object)
+		return 0;
+	if (!strcmp(key, "volume") && catalog_volume_get(eng->cat, object, &v) == 0)
+		return v.uid;
+	if (!strcmp(key, "vm") && catalog_vm_get_by_name(eng->cat, object, &vm) == 0)
+		return vm.uid;
+	return 0;
+}
+
+/* The account a tree path ("volumes/<vol>/...", "vms/<vm>/...") is about. */
+static uid_t owner_of_path(struct snap_engine *eng, const char *path)
+{
+	g_auto(GStrv) parts = g_strsplit(path, "/", 3);
+
+	if (!parts[0] || !parts[1])
+		return 0;
+	if (!strcmp(parts[0], "volumes"))
+		return owner_of(eng, "volume", parts[1]);
+	if (!strcmp(parts[0], "vms"))
+		return owner_of(eng, "vm", parts[1]);
+	return 0;
+}
+
+static void emit(struct snap_engine *eng, struct jdoc *d, uid_t uid, int err,
 		 const char *what)
 {
 	int64_t now = engine_now(eng);
@@ -60,7 +88,7 @@ static void emit(struct snap_engine *eng, struct jdoc *d, int err,
 	if (!text)
 		return;
 	snap_log(err ? LOG_WARNING : LOG_INFO, "event: %s", text);
-	if (catalog_event_add(eng->cat, now, text) < 0)
+	if (catalog_event_add(eng->cat, now, uid, text) < 0)
 		snap_log(LOG_ERR, "event: cannot record '%s'", what);
 }
 
@@ -95,7 +123,7 @@ static void record(struct snap_engine *eng, const char *type,
 	if (err)
 		jdoc_str(d, "errno", errno_name(err));
 	jdoc_str(d, "message", msg);
-	emit(eng, d, err, type);
+	emit(eng, d, owner_of(eng, key, object), err, type);
 }
 
 void event_record(struct snap_engine *eng, const char *type, const char *volume,
@@ -133,7 +161,7 @@ void event_reject(struct snap_engine *eng, const char *op, const char *path,
 	jdoc_str(d, "result", "error");
 	jdoc_str(d, "errno", errno_name(err));
 	jdoc_str(d, "message", msg);
-	emit(eng, d, err, "rejected");
+	emit(eng, d, owner_of_path(eng, path), err, "rejected");
 }
 
 void snap_event_reject(struct snap_engine *eng, const char *op,
@@ -165,7 +193,8 @@ int alert_raise_backup(struct snap_engine *eng,
 	text = jdoc_finish(d, true, true);
 	if (!text)
 		return -ENOMEM;
-	rc = catalog_alert_raise(eng->cat, "backup", snap->id, now, text, &id);
+	rc = catalog_alert_raise(eng->cat, "backup", snap->id, now,
+				 owner_of(eng, "volume", snap->volume), text, &id);
 	if (rc == 0)
 		event_record(eng, "alert.raise", snap->volume, snap->name,
 			     -(snap->err ? snap->err : EIO),
@@ -174,10 +203,11 @@ int alert_raise_backup(struct snap_engine *eng,
 	return rc;
 }
 
-int snap_events_read(struct snap_engine *eng, char **text_out, size_t *len)
+int snap_events_read(struct snap_engine *eng, uid_t caller, char **text_out,
+		     size_t *len)
 {
 	GString *s = g_string_new(NULL);
-	int rc = catalog_events_text(eng->cat, s);
+	int rc = catalog_events_text(eng->cat, caller == 0 ? -1 : (int64_t)caller, s);
 
 	if (rc < 0) {
 		g_string_free(s, TRUE);
@@ -222,6 +252,11 @@ int snap_alert_read(struct snap_engine *eng, uint64_t id, char **json_out)
 	return *json_out ? 0 : -ENOMEM;
 }
 
+int snap_alert_owner(struct snap_engine *eng, uint64_t id, uid_t *uid)
+{
+	return catalog_alert_owner(eng->cat, (int64_t)id, uid);
+}
+
 int snap_alert_ack(struct snap_engine *eng, uint64_t id)
 {
 	int rc = catalog_alert_delete(eng->cat, (int64_t)id);
@@ -229,6 +264,19 @@ int snap_alert_ack(struct snap_engine *eng, uint64_t id)
 	if (rc == 0)
 		event_record(eng, "alert.ack", NULL, NULL, 0,
 			     "alert %" G_GUINT64_FORMAT " acknowledged", id);
+	return rc;
+}
+
+int snap_job_owner(struct snap_engine *eng, uint64_t id, uid_t *uid)
+{
+	struct catalog_job job;
+	struct catalog_volume v;
+	int rc = catalog_job_get(eng->cat, (int64_t)id, &job);
+
+	if (rc == 0)
+		rc = catalog_volume_get_by_id(eng->cat, job.volume_id, &v);
+	if (rc == 0)
+		*uid = v.uid;
 	return rc;
 }
 

@@ -51,8 +51,9 @@ int snapshot_lookup(struct snap_engine *eng, const char *vol, const char *name,
 }
 
 static int take_locked(struct snap_engine *eng, const char *vol,
-		       const char *name)
+		       const char *name, int64_t policy_id, bool replaces)
 {
+	char quota_why[256];
 	g_autofree char *target = snap_target(vol, name);
 	g_autofree char *vpath = volume_path(eng, vol);
 	g_autofree char *uuid = g_uuid_string_random();
@@ -92,6 +93,7 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 	s.state = SNAP_STATE_CREATING;
 	s.created_at = engine_now(eng);
 	s.virtual_size = hdr.virtual_size;
+	s.policy_id = policy_id;
 	memset(&l, 0, sizeof(l));
 	l.volume_id = v.id;
 	g_strlcpy(l.uuid, uuid, sizeof(l.uuid));
@@ -101,13 +103,15 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 	rc = catalog_tx_begin(eng->cat);
 	if (rc < 0)
 		return rc;
-	rc = catalog_snapshot_insert(eng->cat, &s);
+	rc = replaces ? 0 : account_quota_check(eng, v.uid, quota_why, sizeof(quota_why));
+	if (rc == 0)
+		rc = catalog_snapshot_insert(eng->cat, &s);
 	if (rc == 0)
 		rc = catalog_layer_insert(eng->cat, &l);
 	rc = catalog_tx_end(eng->cat, rc);
-	if (rc == -EEXIST) {
-		event_reject(eng, "mkdir", target, EEXIST,
-			     "a snapshot of that name exists");
+	if (rc == -EEXIST || rc == -EDQUOT) {
+		event_reject(eng, "mkdir", target, -rc, "%s", rc == -EEXIST ?
+			     "a snapshot of that name exists" : quota_why);
 		return rc;
 	}
 	if (rc < 0)
@@ -165,6 +169,12 @@ undo_rows:
 int snap_snapshot_take(struct snap_engine *eng, const char *vol,
 		       const char *name)
 {
+	return snapshot_take(eng, vol, name, 0, false);
+}
+
+int snapshot_take(struct snap_engine *eng, const char *vol, const char *name,
+		  int64_t policy_id, bool replaces)
+{
 	g_autofree char *target = snap_target(vol, name);
 	struct catalog_volume v;
 	struct catalog_snapshot s;
@@ -200,7 +210,7 @@ int snap_snapshot_take(struct snap_engine *eng, const char *vol,
 	}
 
 	volume_busy_begin(eng, v.id);
-	rc = take_locked(eng, vol, name);
+	rc = take_locked(eng, vol, name, policy_id, replaces);
 	volume_busy_end(eng, v.id);
 	if (rc == 0)
 		engine_wake(eng);

@@ -343,8 +343,34 @@ int snap_vm_stat(struct snap_engine *eng, const char *vm,
 		return rc;
 	out->id = (uint64_t)cvm.id;
 	out->running = info.state == VM_STATE_RUNNING;
+	out->uid = cvm.uid;
+	out->gid = cvm.gid;
 	vm_info_clear(&info);
 	return 0;
+}
+
+int snap_vm_chown(struct snap_engine *eng, const char *vm, uid_t uid, gid_t gid)
+{
+	struct vm_info info;
+	struct catalog_vm cvm;
+	int rc = vm_load(eng, vm, &info, &cvm);
+
+	if (rc < 0)
+		return rc;
+	vm_info_clear(&info);
+	if (uid != (uid_t)-1)
+		cvm.uid = uid;
+	if (gid != (gid_t)-1)
+		cvm.gid = gid;
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		return rc;
+	rc = catalog_vm_update(eng->cat, &cvm);
+	if (rc == 0)
+		event_record_vm(eng, "vm.chown", vm, NULL, 0,
+				"VM now belongs to uid %u gid %u",
+				(unsigned)cvm.uid, (unsigned)cvm.gid);
+	return catalog_tx_end(eng->cat, rc);
 }
 
 int snap_vm_state(struct snap_engine *eng, const char *vm, char **word_out)
@@ -809,8 +835,10 @@ static int take_disks(struct snap_engine *eng, const char *vm,
 }
 
 static int vm_take_locked(struct snap_engine *eng, const char *vm,
-			  const char *name, const char *target)
+			  const char *name, const char *target,
+			  int64_t policy_id, bool replaces)
 {
+	char quota_why[256];
 	g_autofree char *uuid = g_uuid_string_random();
 	g_autofree char *memfile = NULL;
 	struct vm_info info;
@@ -851,6 +879,7 @@ static int vm_take_locked(struct snap_engine *eng, const char *vm,
 	s.type = memory ? VM_SNAPSHOT_DISK_MEMORY : VM_SNAPSHOT_DISK;
 	s.state = VM_SNAPSHOT_CREATING;
 	s.created_at = engine_now(eng);
+	s.policy_id = policy_id;
 	if (memory) {
 		memfile = memory_path(eng, uuid);
 		g_strlcpy(s.memory, memfile, sizeof(s.memory));
@@ -862,7 +891,9 @@ static int vm_take_locked(struct snap_engine *eng, const char *vm,
 	rc = catalog_tx_begin(eng->cat);
 	if (rc < 0)
 		goto out_busy;
-	rc = catalog_vm_snapshot_insert(eng->cat, &s);
+	rc = replaces ? 0 : account_quota_check(eng, cvm.uid, quota_why, sizeof(quota_why));
+	if (rc == 0)
+		rc = catalog_vm_snapshot_insert(eng->cat, &s);
 	for (i = 0; i < plan->len && rc == 0; i++) {
 		struct vm_disk_plan *p = PLAN(plan, i);
 		struct catalog_layer l = { .volume_id = p->vol.id,
@@ -883,6 +914,7 @@ static int vm_take_locked(struct snap_engine *eng, const char *vm,
 	rc = catalog_tx_end(eng->cat, rc);
 	if (rc < 0) {
 		why = rc == -EEXIST ? "a VM snapshot of that name exists" :
+		      rc == -EDQUOT ? quota_why :
 				      "the catalog refused the snapshot";
 		goto out_busy;
 	}
@@ -948,6 +980,12 @@ reject:
 int snap_vm_snapshot_take(struct snap_engine *eng, const char *vm,
 			  const char *name)
 {
+	return vm_snapshot_take(eng, vm, name, 0, false);
+}
+
+int vm_snapshot_take(struct snap_engine *eng, const char *vm, const char *name,
+		     int64_t policy_id, bool replaces)
+{
 	g_autofree char *target = vm_target(vm, name);
 	struct vm_info info;
 	struct catalog_vm cvm;
@@ -971,7 +1009,7 @@ int snap_vm_snapshot_take(struct snap_engine *eng, const char *vm,
 	}
 	vm_info_clear(&info);
 	vm_busy_begin(eng, cvm.uuid);
-	rc = vm_take_locked(eng, vm, name, target);
+	rc = vm_take_locked(eng, vm, name, target, policy_id, replaces);
 	vm_busy_end(eng, cvm.uuid);
 	if (rc == 0)
 		engine_wake(eng);
@@ -980,7 +1018,6 @@ int snap_vm_snapshot_take(struct snap_engine *eng, const char *vm,
 
 /* ---- snapshots: revert and delete ---------------------------------------- */
 
-/* Put a new, empty overlay over @layer in place of the volume file. */
 /* Everything a revert needs, checked before anything is touched. */
 static int revert_check(struct snap_engine *eng, struct vm_info *info,
 			struct catalog_vm_snapshot *s, GArray *disks,

@@ -31,6 +31,7 @@ struct options {
 	char *libvirt;
 	char *vm_snapshots_off;
 	unsigned stop_timeout;
+	unsigned max_snapshots;
 	int test_clock;
 	int nonopts;
 };
@@ -50,6 +51,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("libvirt=%s", libvirt),
 	OPT("vm_snapshots_off=%s", vm_snapshots_off),
 	OPT("stop_timeout=%u", stop_timeout),
+	OPT("max_snapshots=%u", max_snapshots),
 	FUSE_OPT_KEY("nofail", KEY_IGNORE),
 	FUSE_OPT_KEY("noauto", KEY_IGNORE),
 	FUSE_OPT_KEY("auto", KEY_IGNORE),
@@ -148,6 +150,9 @@ static void usage(const char *prog)
 	       "                           rooted at SOURCE/libvirt; none: no VMs\n"
 	       "    -o vm_snapshots_off=T  domain types without VM snapshots, e.g. qemu:kvm\n"
 	       "    -o stop_timeout=SECS   how long `stop` waits for the guest (default 60)\n"
+	       "    -o max_snapshots=N     snapshots each account may store (volume and VM;\n"
+	       "                           root is not limited); MOUNT/limits sets lower\n"
+	       "                           ones per account (default 0: no limit)\n"
 	       "    -o testclock           the clock only moves when MOUNT/.clock is written\n"
 	       "    -f                     stay in the foreground\n"
 	       "    -d                     debug output (implies -f)\n"
@@ -208,6 +213,7 @@ int main(int argc, char *argv[])
 	cfg.libvirt = o.libvirt;
 	cfg.vm_snapshots_off = o.vm_snapshots_off;
 	cfg.stop_timeout = o.stop_timeout;
+	cfg.max_snapshots = o.max_snapshots;
 	cfg.foreground = cl.foreground;
 	cfg.debug = cl.debug;
 	rc = snap_engine_open(&cfg, &ctx.eng);
@@ -220,7 +226,9 @@ int main(int argc, char *argv[])
 	ctx.test_clock = o.test_clock;
 	ctx.mount_time = time(NULL);
 
-	fsname = g_strdup_printf("-ofsname=%s,subtype=snapfs,default_permissions",
+	/* every account uses the one mount; the kernel checks each access
+	 * against the owners and modes snapfs reports (accounts.c) */
+	fsname = g_strdup_printf("-ofsname=%s,subtype=snapfs,default_permissions,allow_other",
 				 o.source);
 	fuse_opt_add_arg(&args, fsname);
 	fuse = fuse_new(&args, &snapfs_ops, sizeof(snapfs_ops), &ctx);

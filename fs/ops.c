@@ -33,6 +33,8 @@ struct open_file {
 	size_t len;
 	char vol[SNAP_NAME_MAX + 1];
 	char vm[SNAP_NAME_MAX + 1];
+	char policy[SNAP_NAME_MAX + 1];
+	bool draft; /* made by create: dropped at release unless written */
 };
 
 static struct snapfs_ctx *ctx(void)
@@ -68,6 +70,10 @@ static const char readme_text[] =
 	"  vms/<vm>/snapshots/current         link to the current VM snapshot\n"
 	"  backed-up/volumes/<vol>/<snap>.qcow2  complete backups (read-only), with\n"
 	"  backed-up/volumes/<vol>/<snap>.json   their manifests\n"
+	"  policies/<name>                    recurring snapshots: write\n"
+	"                                     target=volume:<v>|vm:<vm> schedule=daily@02:00\n"
+	"                                     keep=7 [tz=Europe/Paris]; rm removes\n"
+	"  limits                             snapshots each account may store (root)\n"
 	"  jobs/<id>                          queued and running copies (backup, clone,\n"
 	"                                     revert), with progress\n"
 	"  alerts/<id>                        failures to look at; rm acknowledges\n"
@@ -102,6 +108,22 @@ static void fill_times(struct stat *st, time_t t)
 	st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = t;
 }
 
+/*
+ * Accounts: the kernel checks permissions (default_permissions) against
+ * what we report.  An object's directories are 0770 to its owner and
+ * group, its read-only files 0440, its writable files 0660; root is
+ * the administrator.
+ */
+static void own(struct stat *st, uid_t uid, gid_t gid)
+{
+	st->st_uid = uid;
+	st->st_gid = gid;
+	if (S_ISDIR(st->st_mode))
+		st->st_mode = S_IFDIR | 0770;
+	else if (S_ISREG(st->st_mode))
+		st->st_mode = S_IFREG | ((st->st_mode & 0222) ? 0660 : 0440);
+}
+
 /* stat of a backed-up file: the file's own size and times, our inode. */
 static int backed_up_stat(struct node *n, struct stat *st)
 {
@@ -118,6 +140,12 @@ static int backed_up_stat(struct node *n, struct stat *st)
 	if (!S_ISREG(real.st_mode))
 		return -ENOENT;
 	fill_file(st, INO(id, n->kind), 0444, real.st_size);
+	{
+		struct snap_volume_stat vs;
+
+		if (snap_volume_stat(engine(), n->vol, &vs) == 0)
+			own(st, vs.uid, vs.gid);
+	}
 	st->st_atim = real.st_mtim;
 	st->st_mtim = real.st_mtim;
 	st->st_ctim = real.st_mtim;
@@ -162,16 +190,33 @@ static int link_target(struct node *n, char **out)
 	}
 }
 
+static int vm_node_fill(struct node *n, struct stat *st, struct snap_vm_stat *vsp);
+
 static int vm_node_stat(struct node *n, struct stat *st)
 {
 	struct snap_vm_stat vs;
-	struct snap_vm_snapshot_stat ss;
-	g_autofree char *target = NULL;
 	int rc;
 
 	rc = snap_vm_stat(engine(), n->vm, &vs);
 	if (rc < 0)
 		return rc;
+	rc = vm_node_fill(n, st, &vs);
+	if (rc == 0 && !S_ISLNK(st->st_mode))
+		own(st, vs.uid, vs.gid);
+	else if (rc == 0) {
+		st->st_uid = vs.uid;
+		st->st_gid = vs.gid;
+	}
+	return rc;
+}
+
+static int vm_node_fill(struct node *n, struct stat *st, struct snap_vm_stat *vsp)
+{
+	struct snap_vm_stat vs = *vsp;
+	struct snap_vm_snapshot_stat ss;
+	g_autofree char *target = NULL;
+	int rc;
+
 	switch (n->kind) {
 	case NODE_VM:
 	case NODE_VM_VOLUMES:
@@ -234,13 +279,32 @@ static int node_stat(struct node *n, struct stat *st)
 	fill_times(st, c->mount_time);
 	switch (n->kind) {
 	case NODE_ROOT:
-	case NODE_ALERTS:
 	case NODE_JOBS:
 	case NODE_VOLUMES:
 	case NODE_BACKED_UP:
 	case NODE_BACKED_UP_VOLUMES:
 		fill_dir(st, INO(0, n->kind));
 		return 0;
+	case NODE_ALERTS:
+	case NODE_POLICIES:
+		/* everyone adds (policies) or removes (alerts) their own */
+		fill_dir(st, INO(0, n->kind));
+		st->st_mode = S_IFDIR | S_ISVTX | 0777;
+		return 0;
+	case NODE_LIMITS:
+		fill_file(st, INO(0, n->kind), 0644, 0);
+		return 0;
+	case NODE_POLICY: {
+		struct snap_policy_stat ps;
+
+		rc = snap_policy_stat(c->eng, n->snap, &ps);
+		if (rc < 0)
+			return rc;
+		fill_file(st, INO(ps.id, n->kind), 0600, 0);
+		st->st_uid = ps.uid;
+		st->st_gid = ps.gid;
+		return 0;
+	}
 	case NODE_README:
 		fill_file(st, INO(0, n->kind), 0444, sizeof(readme_text) - 1);
 		return 0;
@@ -254,13 +318,19 @@ static int node_stat(struct node *n, struct stat *st)
 		return 0;
 	case NODE_ALERT:
 	case NODE_JOB:
+	{
+		uid_t owner = 0;
+
 		rc = n->kind == NODE_ALERT ?
-			     snap_alert_read(c->eng, n->id, &text) :
-			     snap_job_read(c->eng, n->id, &text);
+			     snap_alert_owner(c->eng, n->id, &owner) :
+			     snap_job_owner(c->eng, n->id, &owner);
 		if (rc < 0)
 			return rc;
-		fill_file(st, INO(n->id, n->kind), n->kind == NODE_ALERT ? 0644 : 0444, 0);
+		/* the account's own; rm of an alert acknowledges it */
+		fill_file(st, INO(n->id, n->kind), n->kind == NODE_ALERT ? 0600 : 0400, 0);
+		st->st_uid = owner;
 		return 0;
+	}
 	case NODE_VOLUME:
 	case NODE_VOLUME_INFO:
 	case NODE_VOLUME_CONTROL:
@@ -273,8 +343,7 @@ static int node_stat(struct node *n, struct stat *st)
 		else
 			fill_file(st, INO(vs.id, n->kind),
 				  n->kind == NODE_VOLUME_CONTROL ? 0644 : 0444, 0);
-		st->st_uid = vs.uid;
-		st->st_gid = vs.gid;
+		own(st, vs.uid, vs.gid);
 		if (vs.mtime)
 			fill_times(st, vs.mtime);
 		return 0;
@@ -290,8 +359,7 @@ static int node_stat(struct node *n, struct stat *st)
 			fill_dir(st, INO(ss.id, n->kind));
 		else
 			fill_file(st, INO(ss.id, n->kind), 0444, 0);
-		st->st_uid = vs.uid;
-		st->st_gid = vs.gid;
+		own(st, vs.uid, vs.gid);
 		fill_times(st, ss.created_at);
 		return 0;
 	case NODE_BACKED_UP_VOLUME: {
@@ -304,6 +372,10 @@ static int node_stat(struct node *n, struct stat *st)
 			return -ENOENT;
 		rc = snap_volume_stat(c->eng, n->vol, &vs);
 		fill_dir(st, INO(rc == 0 ? vs.id : 0, n->kind));
+		if (rc == 0) {
+			own(st, vs.uid, vs.gid);
+			st->st_mode = S_IFDIR | 0750;
+		}
 		return 0;
 	}
 	case NODE_BACKED_UP_IMAGE:
@@ -418,7 +490,18 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		add(&l, "volumes", INO(0, NODE_VOLUMES), true);
 		add(&l, "vms", INO(0, NODE_VMS), true);
 		add(&l, "backed-up", INO(0, NODE_BACKED_UP), true);
+		add(&l, "policies", INO(0, NODE_POLICIES), true);
+		add(&l, "limits", INO(0, NODE_LIMITS), false);
 		return 0;
+	case NODE_POLICIES:
+		rc = snap_policy_list(eng, &names);
+		for (char **p = names; rc >= 0 && p && *p; p++) {
+			struct snap_policy_stat ps;
+
+			if (snap_policy_stat(eng, *p, &ps) == 0)
+				add(&l, *p, INO(ps.id, NODE_POLICY), false);
+		}
+		return rc < 0 ? rc : 0;
 	case NODE_VMS:
 		rc = snap_vm_list(eng, &names);
 		add_names(&l, &n, names, NODE_VM);
@@ -521,7 +604,18 @@ static int render(struct node *n, char **data, size_t *len)
 		*data = g_strdup(readme_text);
 		break;
 	case NODE_EVENTS:
-		return snap_events_read(eng, data, len);
+		/* each account reads the events of its own volumes and VMs */
+		return snap_events_read(eng, fuse_get_context()->uid, data, len);
+	case NODE_LIMITS:
+		rc = snap_limits_read(eng, data);
+		if (rc < 0)
+			return rc;
+		break;
+	case NODE_POLICY:
+		rc = snap_policy_read(eng, n->snap, data);
+		if (rc < 0)
+			return rc;
+		break;
 	case NODE_CLOCK:
 		*data = g_strdup_printf("%lld\n", (long long)snap_clock_now(eng));
 		break;
@@ -595,7 +689,8 @@ static int render(struct node *n, char **data, size_t *len)
 static bool writable_kind(enum node_kind kind)
 {
 	return kind == NODE_VOLUME_CONTROL || kind == NODE_CLOCK ||
-	       kind == NODE_VM_CONTROL || kind == NODE_VM_OPTIONS;
+	       kind == NODE_VM_CONTROL || kind == NODE_VM_OPTIONS ||
+	       kind == NODE_LIMITS || kind == NODE_POLICY;
 }
 
 static int op_open(const char *path, struct fuse_file_info *fi)
@@ -630,6 +725,8 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 	of->fd = -1;
 	g_strlcpy(of->vol, n.vol, sizeof(of->vol));
 	g_strlcpy(of->vm, n.vm, sizeof(of->vm));
+	if (n.kind == NODE_POLICY)
+		g_strlcpy(of->policy, n.snap, sizeof(of->policy));
 	if (n.kind == NODE_BACKED_UP_IMAGE || n.kind == NODE_BACKED_UP_MANIFEST) {
 		rc = snap_backup_paths(engine(), n.vol, n.snap, NULL, &image,
 				       &manifest);
@@ -736,6 +833,15 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off,
 	case NODE_VM_OPTIONS:
 		rc = snap_vm_options_write(engine(), of->vm, buf, size);
 		return rc < 0 ? rc : (int)size;
+	case NODE_LIMITS:
+		rc = snap_limits_write(engine(), buf, size);
+		return rc < 0 ? rc : (int)size;
+	case NODE_POLICY:
+		rc = snap_policy_write(engine(), of->policy, fuse_get_context()->uid,
+				       fuse_get_context()->gid, buf, size);
+		if (rc == 0)
+			of->draft = false;
+		return rc < 0 ? rc : (int)size;
 	case NODE_CLOCK: {
 		char text[32];
 		char *end;
@@ -762,6 +868,8 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 
 	if (of->fd >= 0)
 		close(of->fd);
+	if (of->draft)
+		snap_policy_release(engine(), of->policy);
 	g_free(of->data);
 	g_free(of);
 	return 0;
@@ -887,7 +995,9 @@ static int op_unlink(const char *path)
 	}
 	if (n.kind == NODE_ALERT)
 		return snap_alert_ack(engine(), n.id);
-	reject("unlink", path, EPERM, "only alerts can be removed");
+	if (n.kind == NODE_POLICY)
+		return snap_policy_delete(engine(), n.snap);
+	reject("unlink", path, EPERM, "only alerts and policies can be removed");
 	return -EPERM;
 }
 
@@ -922,9 +1032,27 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 	return -EPERM;
 }
 
+/* Only policies/<name> can be created: a draft until its first write. */
 static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	return refuse_create("create", path);
+	struct fuse_context *fc = fuse_get_context();
+	struct open_file *of;
+	struct node n;
+	int rc = path_parse(path, &n);
+
+	if (n.kind != NODE_POLICY || (rc < 0 && rc != -EINVAL))
+		return refuse_create("create", path);
+	rc = snap_policy_create(engine(), strrchr(path, '/') + 1, fc->uid, fc->gid);
+	if (rc < 0)
+		return rc;
+	of = g_new0(struct open_file, 1);
+	of->kind = NODE_POLICY;
+	of->fd = -1;
+	of->draft = true;
+	g_strlcpy(of->policy, n.snap, sizeof(of->policy));
+	fi->direct_io = 1;
+	fi->fh = (uint64_t)(uintptr_t)of;
+	return 0;
 }
 
 static int op_mknod(const char *path, mode_t mode, dev_t dev)
@@ -961,9 +1089,17 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 	return refuse_change("chmod", path);
 }
 
+/* chown of a volume or VM gives it (and all it has) to an account; the
+ * kernel has checked the caller may (default_permissions). */
 static int op_chown(const char *path, uid_t uid, gid_t gid,
 		    struct fuse_file_info *fi)
 {
+	struct node n;
+
+	if (path_parse(path, &n) == 0 && n.kind == NODE_VOLUME)
+		return snap_volume_chown(engine(), n.vol, uid, gid);
+	if (path_parse(path, &n) == 0 && n.kind == NODE_VM)
+		return snap_vm_chown(engine(), n.vm, uid, gid);
 	return refuse_change("chown", path);
 }
 

@@ -27,6 +27,7 @@ bool node_is_dir(enum node_kind kind)
 	case NODE_VM_VOLUMES:
 	case NODE_VM_SNAPSHOTS:
 	case NODE_VM_SNAPSHOT:
+	case NODE_POLICIES:
 		return true;
 	default:
 		return false;
@@ -130,12 +131,23 @@ int path_parse(const char *path, struct node *out)
 			out->kind = NODE_VOLUMES;
 		else if (!strcmp(c[0], "vms"))
 			out->kind = NODE_VMS;
+		else if (!strcmp(c[0], "limits"))
+			out->kind = NODE_LIMITS;
+		else if (!strcmp(c[0], "policies"))
+			out->kind = NODE_POLICIES;
 		else if (!strcmp(c[0], "backed-up")) {
 			out->kind = NODE_BACKED_UP;
 			out->read_only = true;
 		} else
 			return -ENOENT;
 		return 0;
+	}
+
+	if (!strcmp(c[0], "policies")) {
+		if (n != 2)
+			return -ENOENT;
+		out->kind = NODE_POLICY;
+		return take_name(out->snap, c[1]);
 	}
 
 	if (!strcmp(c[0], "alerts") || !strcmp(c[0], "jobs")) {

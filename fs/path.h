@@ -48,12 +48,16 @@ enum node_kind {
 	NODE_VM_SNAPSHOT,
 	NODE_VM_SNAPSHOT_INFO,
 	NODE_VM_SNAPSHOT_PARENT,
+	NODE_LIMITS,   /* limits: snapshots each account may store */
+	NODE_POLICIES, /* policies/ */
+	NODE_POLICY,   /* policies/<name> */
 	NODE_LAST
 };
 
 /**
  * struct node - a parsed path
- * @vol, @snap: names, when the kind has them (a VM's volume link has @vol)
+ * @vol, @snap: names, when the kind has them (a VM's volume link has @vol;
+ *              a policy's name is in @snap)
  * @vm:         the VM's name for the vms/ kinds
  * @id:         alert or job id
  * @read_only:  the path lies under backed-up/ (writes there are EROFS)

@@ -71,6 +71,7 @@ struct snap_config {
 	const char *libvirt;
 	const char *vm_snapshots_off;
 	unsigned stop_timeout;
+	unsigned max_snapshots; /* per account, 0: no limit */
 	bool test_clock;
 	bool foreground;
 	bool debug;
@@ -170,6 +171,24 @@ int snap_volume_list(struct snap_engine *eng, char ***names_out);
 /** snap_volume_stat() - Return: 0; -ENOENT no such volume; -EINVAL bad name. */
 int snap_volume_stat(struct snap_engine *eng, const char *vol,
 		     struct snap_volume_stat *out);
+
+/**
+ * snap_volume_chown() - give volume @vol (its file, snapshots, backups,
+ * jobs, events) to @uid and @gid; (uid_t)-1 / (gid_t)-1 keep that part.
+ * The kernel has checked the caller may.  Return: 0; -ENOENT.
+ */
+int snap_volume_chown(struct snap_engine *eng, const char *vol, uid_t uid,
+		      gid_t gid);
+
+/** snap_limits_read() - the text of MOUNT/limits (g_free). */
+int snap_limits_read(struct snap_engine *eng, char **text_out);
+
+/**
+ * snap_limits_write() - lines "<user> <n>" or "<user> default", all or
+ * none.  Return: 0; -EINVAL (no such user, a limit over max_snapshots, a
+ * malformed line; with an event).
+ */
+int snap_limits_write(struct snap_engine *eng, const char *buf, size_t len);
 
 /**
  * snap_volume_info() - the JSON of volumes/<vol>/info
@@ -298,8 +317,10 @@ int snap_backup_paths(struct snap_engine *eng, const char *vol,
 
 /* ---- events, alerts, jobs ---------------------------------------------- */
 
-/** snap_events_read() - all events as JSON Lines, oldest first. */
-int snap_events_read(struct snap_engine *eng, char **text_out, size_t *len);
+/** snap_events_read() - events as JSON Lines, oldest first: all of them
+ * for root (@caller 0), else those about @caller's volumes and VMs. */
+int snap_events_read(struct snap_engine *eng, uid_t caller, char **text_out,
+		     size_t *len);
 
 /**
  * snap_event_reject() - record an operation the front end refused itself
@@ -316,6 +337,9 @@ int snap_alert_list(struct snap_engine *eng, uint64_t **ids_out);
 /** snap_alert_read() - the JSON of alerts/<id>. Return: 0; -ENOENT. */
 int snap_alert_read(struct snap_engine *eng, uint64_t id, char **json_out);
 
+/** snap_alert_owner() - the account an alert is about (its file's owner). */
+int snap_alert_owner(struct snap_engine *eng, uint64_t id, uid_t *uid);
+
 /** snap_alert_ack() - acknowledge (remove) an alert. Return: 0; -ENOENT. */
 int snap_alert_ack(struct snap_engine *eng, uint64_t id);
 
@@ -327,6 +351,46 @@ int snap_job_list(struct snap_engine *eng, uint64_t **ids_out);
  * bytes_done, bytes_total. Return: 0; -ENOENT job ended.
  */
 int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out);
+
+/** snap_job_owner() - the account a job works for (its file's owner). */
+int snap_job_owner(struct snap_engine *eng, uint64_t id, uid_t *uid);
+
+/* ---- policies/<name> ------------------------------------------------- */
+
+struct snap_policy_stat {
+	uint64_t id; /* 0 for a draft */
+	uid_t uid;   /* who wrote (or created) it */
+	gid_t gid;
+	bool draft;  /* created, not written yet */
+};
+
+/** snap_policy_list() - names of the policies and drafts. Return: count. */
+int snap_policy_list(struct snap_engine *eng, char ***names_out);
+/** snap_policy_stat() - Return: 0; -ENOENT. */
+int snap_policy_stat(struct snap_engine *eng, const char *name,
+		     struct snap_policy_stat *out);
+/**
+ * snap_policy_create() - a draft policies/<name> owned by @uid/@gid,
+ * until its first write stores it or snap_policy_release() drops it.
+ * Return: 0; -EINVAL bad name (with an event); -EEXIST.
+ */
+int snap_policy_create(struct snap_engine *eng, const char *name, uid_t uid,
+		       gid_t gid);
+/** snap_policy_release() - drop the draft @name, if it is still one. */
+void snap_policy_release(struct snap_engine *eng, const char *name);
+/**
+ * snap_policy_write() - store (or replace) the policy @name from one
+ * write(2) by @caller.  Return: 0; -EINVAL malformed, or keep above
+ * max_snapshots; -ENOENT no such target; -EACCES the target belongs to
+ * another account; -EEXIST another policy has that target and interval.
+ * Each refusal leaves an event saying why; nothing changes.
+ */
+int snap_policy_write(struct snap_engine *eng, const char *name, uid_t caller,
+		      gid_t caller_gid, const char *buf, size_t len);
+/** snap_policy_read() - normalized policy, last run and next run. */
+int snap_policy_read(struct snap_engine *eng, const char *name, char **text_out);
+/** snap_policy_delete() - remove it; its snapshots stay. */
+int snap_policy_delete(struct snap_engine *eng, const char *name);
 
 /* ---- VMs ------------------------------------------------------------- */
 
@@ -340,11 +404,20 @@ int snap_vm_list(struct snap_engine *eng, char ***names_out);
 struct snap_vm_stat {
 	uint64_t id;
 	bool running;
+	uid_t uid; /* the owning account */
+	gid_t gid;
 };
 
 /** snap_vm_stat() - Return: 0; -ENOENT no such VM. */
 int snap_vm_stat(struct snap_engine *eng, const char *vm,
 		 struct snap_vm_stat *out);
+
+/**
+ * snap_vm_chown() - give VM @vm (its snapshots, jobs, events) to @uid and
+ * @gid; (uid_t)-1 / (gid_t)-1 keep that part.  The kernel has checked the
+ * caller may (root, or the owner changing the group to one of its own).
+ */
+int snap_vm_chown(struct snap_engine *eng, const char *vm, uid_t uid, gid_t gid);
 
 /** snap_vm_info() - JSON of vms/<vm>/info: name, uuid, state, volumes,
  * current_snapshot, snapshots_enabled. */

@@ -147,11 +147,6 @@ def test_clone_is_a_standalone_copy_of_the_snapshot(env):
     assert env.no_jobs_left()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'engine 256b8de: snapshot_clone() refuses with EEXIST "a volume of that name '
-    'exists" because the catalog keeps a row for the removed volume, although '
-    'volumes/<name> is neither listed nor found (ENOENT).  Remove this marker '
-    'with the fix (strict: the test fails as XPASS once it passes)'))
 def test_a_removed_volume_name_can_be_cloned_to_again(env):
     # A clone whose file was removed (no snapshots left) is no volume any
     # more: not listed, volumes/<name> gives ENOENT.  Its name is free.

@@ -840,20 +840,20 @@ static void test_events(void **state)
 	struct catalog *cat = *state;
 	GString *text = g_string_new(NULL);
 
-	assert_errno(catalog_events_text(cat, text), 0);
+	assert_errno(catalog_events_text(cat, -1, text), 0);
 	assert_string_equal(text->str, "");
 
-	assert_errno(catalog_event_add(cat, 10, "{\"type\":\"create\"}"), 0);
-	assert_errno(catalog_event_add(cat, 11, "{\"type\":\"backup\"}"), 0);
-	assert_errno(catalog_event_add(cat, 11, "{\"type\":\"delete\"}"), 0);
-	assert_errno(catalog_events_text(cat, text), 0);
+	assert_errno(catalog_event_add(cat, 10, 0, "{\"type\":\"create\"}"), 0);
+	assert_errno(catalog_event_add(cat, 11, 0, "{\"type\":\"backup\"}"), 0);
+	assert_errno(catalog_event_add(cat, 11, 0, "{\"type\":\"delete\"}"), 0);
+	assert_errno(catalog_events_text(cat, -1, text), 0);
 	assert_string_equal(text->str, "{\"type\":\"create\"}\n"
 				       "{\"type\":\"backup\"}\n"
 				       "{\"type\":\"delete\"}\n");
 
 	/* appended to what the string holds */
 	g_string_assign(text, "head\n");
-	assert_errno(catalog_events_text(cat, text), 0);
+	assert_errno(catalog_events_text(cat, -1, text), 0);
 	assert_true(g_str_has_prefix(text->str, "head\n{\"type\":\"create\"}"));
 	g_string_free(text, TRUE);
 }
@@ -868,7 +868,7 @@ static void test_alerts(void **state)
 	GArray *ids = NULL;
 
 	assert_int_equal(count_rows_ids(catalog_alert_ids, cat), 0);
-	assert_errno(catalog_alert_raise(cat, "backup", 5, 100, "{\"n\":1}",
+	assert_errno(catalog_alert_raise(cat, "backup", 5, 100, 0, "{\"n\":1}",
 					 &a), 0);
 	assert_true(a > 0);
 	assert_errno(catalog_alert_get(cat, a, &json), 0);
@@ -876,7 +876,7 @@ static void test_alerts(void **state)
 	g_free(json);
 
 	/* raising it again refreshes the same alert */
-	assert_errno(catalog_alert_raise(cat, "backup", 5, 200, "{\"n\":2}",
+	assert_errno(catalog_alert_raise(cat, "backup", 5, 200, 0, "{\"n\":2}",
 					 &a2), 0);
 	assert_int_equal(a2, a);
 	assert_int_equal(count_rows_ids(catalog_alert_ids, cat), 1);
@@ -885,10 +885,10 @@ static void test_alerts(void **state)
 	g_free(json);
 
 	/* another kind, another snapshot: other alerts */
-	assert_errno(catalog_alert_raise(cat, "clone", 5, 300, "{}", &b), 0);
-	assert_errno(catalog_alert_raise(cat, "backup", 6, 300, "{}", &c), 0);
+	assert_errno(catalog_alert_raise(cat, "clone", 5, 300, 0, "{}", &b), 0);
+	assert_errno(catalog_alert_raise(cat, "backup", 6, 300, 0, "{}", &c), 0);
 	assert_true(b != a && c != a && b != c);
-	assert_errno(catalog_alert_raise(cat, "backup", 7, 300, "{}", NULL), 0);
+	assert_errno(catalog_alert_raise(cat, "backup", 7, 300, 0, "{}", NULL), 0);
 	assert_int_equal(catalog_alert_ids(cat, &ids), 4);
 	for (guint i = 1; i < ids->len; i++)
 		assert_true(g_array_index(ids, int64_t, i - 1) <
@@ -905,7 +905,7 @@ static void test_alerts(void **state)
 	assert_int_equal(count_rows_ids(catalog_alert_ids, cat), 3);
 
 	/* a new failure after a resolve is a new alert, with a new id */
-	assert_errno(catalog_alert_raise(cat, "backup", 5, 400, "{}", &d), 0);
+	assert_errno(catalog_alert_raise(cat, "backup", 5, 400, 0, "{}", &d), 0);
 	assert_true(d > a && d > c);
 
 	/* delete: once, then -ENOENT */
@@ -935,8 +935,8 @@ static void test_tx_rollback(void **state)
 	snap = add_snapshot(cat, vol, "s1", SNAP_STATE_CREATING, 1);
 	add_layer(cat, vol, "L1", "");
 	job = add_job(cat, JOB_KIND_BACKUP, vol, snap, JOB_STATE_QUEUED, 0);
-	assert_errno(catalog_event_add(cat, 1, "{}"), 0);
-	assert_errno(catalog_alert_raise(cat, "backup", snap, 1, "{}", NULL),
+	assert_errno(catalog_event_add(cat, 1, 0, "{}"), 0);
+	assert_errno(catalog_alert_raise(cat, "backup", snap, 1, 0, "{}", NULL),
 		     0);
 	assert_errno(catalog_volume_get_by_id(cat, keep, &v), 0);
 	v.uid = 77;
@@ -949,7 +949,7 @@ static void test_tx_rollback(void **state)
 	assert_errno(catalog_snapshot_get_by_id(cat, snap, &s), -ENOENT);
 	assert_errno(catalog_layer_get(cat, "L1", &l), -ENOENT);
 	assert_errno(catalog_job_get(cat, job, &j), -ENOENT);
-	assert_errno(catalog_events_text(cat, events), 0);
+	assert_errno(catalog_events_text(cat, -1, events), 0);
 	assert_string_equal(events->str, "");
 	g_string_free(events, TRUE);
 	assert_int_equal(count_rows_ids(catalog_alert_ids, cat), 0);
@@ -1038,9 +1038,9 @@ static gpointer write_events(gpointer data)
 
 		if (rc < 0)
 			return GINT_TO_POINTER(rc);
-		rc = catalog_event_add(cat, i, "{\"w\":1}");
+		rc = catalog_event_add(cat, i, 0, "{\"w\":1}");
 		if (rc == 0)
-			rc = catalog_event_add(cat, i, "{\"w\":2}");
+			rc = catalog_event_add(cat, i, 0, "{\"w\":2}");
 		rc = catalog_tx_end(cat, rc);
 		if (rc < 0)
 			return GINT_TO_POINTER(rc);
@@ -1059,7 +1059,7 @@ static void test_tx_threads(void **state)
 		t[i] = g_thread_new("writer", write_events, cat);
 	for (int i = 0; i < WRITERS; i++)
 		assert_errno(GPOINTER_TO_INT(g_thread_join(t[i])), 0);
-	assert_errno(catalog_events_text(cat, text), 0);
+	assert_errno(catalog_events_text(cat, -1, text), 0);
 	lines = g_strsplit(text->str, "\n", -1);
 	g_string_free(text, TRUE);
 	/* every pair of a transaction stays together */
@@ -1105,8 +1105,8 @@ static void test_file_persists(void **state)
 	vol = add_volume(cat, "vm1");
 	snap = add_snapshot(cat, vol, "s1", SNAP_STATE_BACKED_UP, 77);
 	job = add_job(cat, JOB_KIND_BACKUP, vol, snap, JOB_STATE_WAITING, 88);
-	assert_errno(catalog_event_add(cat, 1, "{\"e\":1}"), 0);
-	assert_errno(catalog_alert_raise(cat, "backup", snap, 1, "{\"a\":1}",
+	assert_errno(catalog_event_add(cat, 1, 0, "{\"e\":1}"), 0);
+	assert_errno(catalog_alert_raise(cat, "backup", snap, 1, 0, "{\"a\":1}",
 					 &alert), 0);
 	catalog_close(cat);
 	cat = NULL;
@@ -1122,7 +1122,7 @@ static void test_file_persists(void **state)
 	assert_int_equal(s.state, SNAP_STATE_BACKED_UP);
 	assert_errno(catalog_job_get(cat, job, &j), 0);
 	assert_int_equal(j.not_before, 88);
-	assert_errno(catalog_events_text(cat, events), 0);
+	assert_errno(catalog_events_text(cat, -1, events), 0);
 	assert_string_equal(events->str, "{\"e\":1}\n");
 	g_string_free(events, TRUE);
 	assert_errno(catalog_alert_get(cat, alert, &json), 0);
@@ -1182,7 +1182,7 @@ static void test_file_newer_version(void **state)
 	cat = NULL;
 	assert_errno(catalog_open(path, &cat), 0);
 	catalog_close(cat);
-	assert_int_equal(user_version_of(path), 2);
+	assert_int_equal(user_version_of(path), 3);
 	cat = NULL;
 	assert_errno(catalog_open(path, &cat), 0);
 	catalog_close(cat);
@@ -1212,7 +1212,7 @@ static void test_file_upgrades_schema_1(void **state)
 	assert_int_equal(got.snapshot_id, 3);
 	assert_string_equal(got.target, "");
 	catalog_close(cat);
-	assert_int_equal(user_version_of(path), 2);
+	assert_int_equal(user_version_of(path), 3);
 	cat = NULL;
 	assert_errno(catalog_open(path, &cat), 0); /* and opens again */
 	catalog_close(cat);

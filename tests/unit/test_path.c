@@ -270,7 +270,8 @@ static void test_unknown(void **state)
 		"/README/x",
 		"/events/x",
 		"/.clock/x",
-		"/policies",
+		"/policies/p/x",
+		"/limits/x",
 		"/vms/vm1/nope",
 		"/vms/vm1/volumes/v/x",
 		"/vms/vm1/snapshots/s/nope",
@@ -374,6 +375,7 @@ static void test_node_is_dir(void **state)
 		[NODE_VM_VOLUMES] = true,
 		[NODE_VM_SNAPSHOTS] = true,
 		[NODE_VM_SNAPSHOT] = true,
+		[NODE_POLICIES] = true,
 	};
 
 	for (int k = 0; k < NODE_LAST; k++) {
@@ -428,6 +430,7 @@ static void test_every_kind(void **state)
 		"/vms/vm1/volumes", "/vms/vm1/volumes/v", "/vms/vm1/snapshots",
 		"/vms/vm1/snapshots/current", "/vms/vm1/snapshots/s",
 		"/vms/vm1/snapshots/s/info", "/vms/vm1/snapshots/s/parent",
+		"/limits", "/policies", "/policies/daily-web",
 	};
 	bool seen[NODE_LAST] = { false };
 	struct node n;

@@ -1,0 +1,237 @@
+/*
+ * accounts.c - who owns which volume and VM, and how many snapshots each
+ * account may store.
+ *
+ * DESIGN: an account is a Unix user.  Every volume and VM has an owner
+ * (uid, gid) in the catalog: a volume's starts as its file's owner, a VM's
+ * as root; root changes it with chown on volumes/<vol> or vms/<vm>.  The
+ * snapshots, backups, jobs, alerts and events of an object belong to its
+ * owner.  The mount runs with allow_other and default_permissions, so the
+ * kernel checks every access against the owner and mode snapfs reports
+ * (fs/ops.c): objects are 0770 to their owner and group, their files
+ * 0440/0660.  Root is the administrator and is never limited.
+ *
+ * Limits: -o max_snapshots=N is the global maximum of stored snapshots
+ * (volume and VM snapshots, not being deleted) per account, 0 for none;
+ * the MOUNT/limits file sets lower ones per account.  A take beyond the
+ * limit fails with EDQUOT; the check runs inside the catalog transaction
+ * that records the new snapshot, so racing takes cannot overshoot.
+ */
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "log.h"
+
+int64_t account_limit(struct snap_engine *eng, uid_t uid)
+{
+	int64_t max;
+
+	if (uid == 0)
+		return 0;
+	if (catalog_limit_get(eng->cat, uid, &max) == 0)
+		return max;
+	return (int64_t)eng->cfg.max_snapshots;
+}
+
+int account_quota_check(struct snap_engine *eng, uid_t uid, char *why,
+			size_t size)
+{
+	int64_t max = account_limit(eng, uid);
+	int used;
+
+	if (max <= 0)
+		return 0;
+	used = catalog_snapshots_owned(eng->cat, uid);
+	if (used < 0)
+		return used;
+	if (used < max)
+		return 0;
+	g_snprintf(why, size, "account %u stores %d snapshots, its limit is %"
+		   G_GINT64_FORMAT " (delete some, or ask for a higher limit)",
+		   (unsigned)uid, used, max);
+	return -EDQUOT;
+}
+
+/* chown(2) semantics: (uid_t)-1 / (gid_t)-1 leave that part as it is. */
+static void new_owner(uid_t *uid, gid_t *gid, uid_t to_uid, gid_t to_gid)
+{
+	if (to_uid != (uid_t)-1)
+		*uid = to_uid;
+	if (to_gid != (gid_t)-1)
+		*gid = to_gid;
+}
+
+int snap_volume_chown(struct snap_engine *eng, const char *vol, uid_t uid,
+		      gid_t gid)
+{
+	g_autofree char *vpath = volume_path(eng, vol);
+	struct catalog_volume v;
+	int rc;
+
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		return rc;
+	rc = volume_resolve(eng, vol, &v, NULL);
+	if (rc == 0) {
+		new_owner(&v.uid, &v.gid, uid, gid);
+		rc = catalog_volume_update(eng->cat, &v);
+	}
+	/* the file follows, so a new catalog would find the same owner */
+	if (rc == 0 && lchown(vpath, v.uid, v.gid) < 0 && errno != ENOENT)
+		snap_log(LOG_WARNING, "accounts: cannot chown '%s': %m", vpath);
+	if (rc == 0)
+		event_record(eng, "volume.chown", vol, NULL, 0,
+			     "volume now belongs to uid %u gid %u",
+			     (unsigned)v.uid, (unsigned)v.gid);
+	return catalog_tx_end(eng->cat, rc);
+}
+
+/* ---- MOUNT/limits ------------------------------------------------------ */
+
+static void account_name(uid_t uid, char *buf, size_t size)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024];
+
+	if (getpwuid_r(uid, &pw, tmp, sizeof(tmp), &res) == 0 && res)
+		g_strlcpy(buf, res->pw_name, size);
+	else
+		g_snprintf(buf, size, "%u", (unsigned)uid);
+}
+
+/* A user name or a decimal uid. */
+static int account_uid(const char *word, uid_t *out)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024];
+	guint64 n;
+
+	if (g_ascii_string_to_unsigned(word, 10, 0, G_MAXUINT32 - 1, &n, NULL)) {
+		*out = (uid_t)n;
+		return 0;
+	}
+	if (getpwnam_r(word, &pw, tmp, sizeof(tmp), &res) == 0 && res) {
+		*out = res->pw_uid;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int snap_limits_read(struct snap_engine *eng, char **text_out)
+{
+	GString *s = g_string_new(NULL);
+	GArray *limits = NULL;
+	guint i;
+
+	g_string_append_printf(s,
+		"# snapshots each account may store (volume and VM snapshots); root is not limited\n"
+		"# write one line per account: \"<user> <n>\" sets a limit no higher than the\n"
+		"# global one, \"<user> default\" drops it\n"
+		"global %u%s\n", eng->cfg.max_snapshots,
+		eng->cfg.max_snapshots ? "" : " (no limit: -o max_snapshots=N sets one)");
+	if (catalog_limit_list(eng->cat, &limits) >= 0) {
+		for (i = 0; i < limits->len; i++) {
+			struct catalog_limit *l = &g_array_index(limits, struct catalog_limit, i);
+			char name[256];
+
+			account_name(l->uid, name, sizeof(name));
+			g_string_append_printf(s, "%s %" G_GINT64_FORMAT " # uid %u, stores %d\n",
+					       name, l->max_snapshots, (unsigned)l->uid,
+					       catalog_snapshots_owned(eng->cat, l->uid));
+		}
+		g_array_free(limits, TRUE);
+	}
+	*text_out = g_string_free(s, FALSE);
+	return 0;
+}
+
+/* Parse one "<user> <n>|default" line. */
+static int limit_line(struct snap_engine *eng, const char *line, uid_t *uid,
+		      int64_t *max, const char **why)
+{
+	g_auto(GStrv) w = g_strsplit_set(line, " \t", -1);
+	char *words[3];
+	guint64 n;
+	int k = 0, i;
+
+	for (i = 0; w[i]; i++) {
+		if (!w[i][0])
+			continue;
+		if (k == 2) {
+			*why = "limits: one line is \"<user> <n>\" or \"<user> default\"";
+			return -EINVAL;
+		}
+		words[k++] = w[i];
+	}
+	if (k != 2) {
+		*why = "limits: one line is \"<user> <n>\" or \"<user> default\"";
+		return -EINVAL;
+	}
+	if (!strcmp(words[0], "global")) {
+		*why = "limits: the global limit is the mount option max_snapshots";
+		return -EINVAL;
+	}
+	if (account_uid(words[0], uid) < 0) {
+		*why = "limits: no such user";
+		return -EINVAL;
+	}
+	if (!strcmp(words[1], "default")) {
+		*max = -1;
+		return 0;
+	}
+	if (!g_ascii_string_to_unsigned(words[1], 10, 0, G_MAXINT32, &n, NULL)) {
+		*why = "limits: the limit is a whole number or \"default\"";
+		return -EINVAL;
+	}
+	if (eng->cfg.max_snapshots && n > eng->cfg.max_snapshots) {
+		*why = "limits: an account's limit may not exceed the global max_snapshots";
+		return -EINVAL;
+	}
+	*max = (int64_t)n;
+	return 0;
+}
+
+int snap_limits_write(struct snap_engine *eng, const char *buf, size_t len)
+{
+	g_autofree char *text = g_strndup(buf, len);
+	g_auto(GStrv) lines = NULL;
+	const char *why = NULL;
+	int rc, i;
+
+	if (memchr(buf, '\0', len)) {
+		event_reject(eng, "write", "limits", EINVAL, "limits: NUL byte");
+		return -EINVAL;
+	}
+	lines = g_strsplit(text, "\n", -1);
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0)
+		return rc;
+	/* all lines or none */
+	for (i = 0; lines[i] && rc == 0; i++) {
+		char *line = g_strstrip(lines[i]);
+		uid_t uid;
+		int64_t max;
+
+		if (!line[0] || line[0] == '#')
+			continue;
+		rc = limit_line(eng, line, &uid, &max, &why);
+		if (rc == 0)
+			rc = catalog_limit_set(eng->cat, uid, max);
+		if (rc == 0 && max < 0)
+			event_record(eng, "limit.set", NULL, NULL, 0,
+				     "uid %u may store the global number of snapshots",
+				     (unsigned)uid);
+		else if (rc == 0)
+			event_record(eng, "limit.set", NULL, NULL, 0,
+				     "uid %u may store %" G_GINT64_FORMAT " snapshots",
+				     (unsigned)uid, max);
+	}
+	rc = catalog_tx_end(eng->cat, rc);
+	if (rc < 0 && why)
+		event_reject(eng, "write", "limits", -rc, "%s", why);
+	return rc;
+}
