@@ -65,6 +65,8 @@ static void new_owner(uid_t *uid, gid_t *gid, uid_t to_uid, gid_t to_gid)
 		*gid = to_gid;
 }
 
+static void volume_owner_gone(struct snap_engine *eng, const char *vol);
+
 int snap_volume_chown(struct snap_engine *eng, const char *vol, uid_t uid,
 		      gid_t gid)
 {
@@ -87,7 +89,33 @@ int snap_volume_chown(struct snap_engine *eng, const char *vol, uid_t uid,
 		event_record(eng, "volume.chown", vol, NULL, 0,
 			     "volume now belongs to uid %u gid %u",
 			     (unsigned)v.uid, (unsigned)v.gid);
-	return catalog_tx_end(eng->cat, rc);
+	rc = catalog_tx_end(eng->cat, rc);
+	if (rc == 0)
+		volume_owner_gone(eng, vol);
+	return rc;
+}
+
+/* The kernel caches owners for a second: make it ask again. */
+static void volume_owner_gone(struct snap_engine *eng, const char *vol)
+{
+	g_auto(GStrv) names = NULL;
+	struct catalog_volume v;
+	guint i;
+
+	engine_gone(eng, "volumes/%s/info", vol);
+	engine_gone(eng, "volumes/%s/control", vol);
+	engine_gone(eng, "volumes/%s/snapshots", vol);
+	engine_gone(eng, "backed-up/volumes/%s", vol);
+	if (catalog_volume_get(eng->cat, vol, &v) < 0 ||
+	    catalog_snapshot_names(eng->cat, v.id, false, &names) < 0)
+		return;
+	for (i = 0; names[i]; i++) {
+		engine_gone(eng, "volumes/%s/snapshots/%s", vol, names[i]);
+		engine_gone(eng, "volumes/%s/snapshots/%s/state", vol, names[i]);
+		engine_gone(eng, "volumes/%s/snapshots/%s/info", vol, names[i]);
+		engine_gone(eng, "backed-up/volumes/%s/%s.qcow2", vol, names[i]);
+		engine_gone(eng, "backed-up/volumes/%s/%s.json", vol, names[i]);
+	}
 }
 
 /* ---- MOUNT/limits ------------------------------------------------------ */

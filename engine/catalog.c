@@ -19,7 +19,13 @@
 struct catalog {
 	sqlite3 *db;
 	GRecMutex lock;
+	GHashTable *idle; /* SQL text -> its prepared statement, not in use */
 };
+
+/* Which catalog a connection belongs to: a statement's cleanup finds its
+ * catalog's cache from the statement alone. */
+static GMutex registry_lock;
+static GHashTable *registry; /* sqlite3 * -> struct catalog * */
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS volumes ("
@@ -189,14 +195,23 @@ static int exec(struct catalog *cat, const char *sql)
 }
 
 /*
- * Statements are prepared per call: they are cheap next to the fsync of a
- * commit, and it keeps every function self-contained.
+ * Statements are prepared once and kept: parsing SQL was most of the cost
+ * of a lookup (measured: `ls -l` of 10,000 snapshots asks for 10,000).
+ * Every function still reads self-contained: prepare() hands out the
+ * idle statement for its text (or a new one, when it is in use by a
+ * caller up the stack), and the cleanup at the end of the function resets
+ * it and puts it back.  All of this happens under the catalog lock.
  */
 static sqlite3_stmt *prepare(struct catalog *cat, const char *sql)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(cat->db, sql, -1, &st, NULL);
+	sqlite3_stmt *st = g_hash_table_lookup(cat->idle, sql);
+	int rc;
 
+	if (st) {
+		g_hash_table_steal(cat->idle, sql);
+		return st;
+	}
+	rc = sqlite3_prepare_v3(cat->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
 	if (rc != SQLITE_OK) {
 		snap_log(LOG_ERR, "catalog: prepare '%.60s' failed: %s", sql,
 			 sqlite3_errmsg(cat->db));
@@ -207,8 +222,20 @@ static sqlite3_stmt *prepare(struct catalog *cat, const char *sql)
 
 static void stmt_free(sqlite3_stmt **st)
 {
-	if (*st)
+	struct catalog *cat;
+
+	if (!*st)
+		return;
+	g_mutex_lock(&registry_lock);
+	cat = registry ? g_hash_table_lookup(registry, sqlite3_db_handle(*st)) : NULL;
+	g_mutex_unlock(&registry_lock);
+	sqlite3_reset(*st);
+	sqlite3_clear_bindings(*st);
+	if (cat && !g_hash_table_contains(cat->idle, sqlite3_sql(*st)))
+		g_hash_table_insert(cat->idle, (char *)sqlite3_sql(*st), *st);
+	else
 		sqlite3_finalize(*st);
+	*st = NULL;
 }
 #define _cleanup_stmt_ __attribute__((cleanup(stmt_free)))
 
@@ -269,6 +296,7 @@ int catalog_open(const char *path, struct catalog **out)
 	guint i;
 
 	g_rec_mutex_init(&cat->lock);
+	cat->idle = g_hash_table_new(g_str_hash, g_str_equal);
 	rc = sqlite3_open_v2(path, &cat->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				     SQLITE_OPEN_NOMUTEX,
@@ -315,6 +343,11 @@ int catalog_open(const char *path, struct catalog **out)
 		exec(cat, "ROLLBACK");
 		goto undo_open;
 	}
+	g_mutex_lock(&registry_lock);
+	if (!registry)
+		registry = g_hash_table_new(g_direct_hash, g_direct_equal);
+	g_hash_table_insert(registry, cat->db, cat);
+	g_mutex_unlock(&registry_lock);
 	*out = cat;
 	return 0;
 
@@ -323,6 +356,7 @@ undo_stmt:
 		sqlite3_finalize(st);
 undo_open:
 	sqlite3_close(cat->db);
+	g_hash_table_destroy(cat->idle);
 	g_rec_mutex_clear(&cat->lock);
 	g_free(cat);
 	return rc;
@@ -330,8 +364,19 @@ undo_open:
 
 void catalog_close(struct catalog *cat)
 {
+	GHashTableIter it;
+	gpointer st;
+
 	if (!cat)
 		return;
+	g_mutex_lock(&registry_lock);
+	if (registry)
+		g_hash_table_remove(registry, cat->db);
+	g_mutex_unlock(&registry_lock);
+	g_hash_table_iter_init(&it, cat->idle);
+	while (g_hash_table_iter_next(&it, NULL, &st))
+		sqlite3_finalize(st);
+	g_hash_table_destroy(cat->idle);
 	sqlite3_close(cat->db);
 	g_rec_mutex_clear(&cat->lock);
 	g_free(cat);
@@ -813,6 +858,29 @@ int catalog_snapshot_names(struct catalog *cat, int64_t volume_id,
 		sqlite3_bind_int(st, 4, SNAP_STATE_BACKED_UP);
 	}
 	return names_query(cat, st, out);
+}
+
+static void dirent_row(sqlite3_stmt *st, struct catalog_dirent *d)
+{
+	d->id = sqlite3_column_int64(st, 0);
+	COPY_TEXT(d->name, st, 1);
+	d->created_at = sqlite3_column_int64(st, 2);
+}
+
+int catalog_snapshot_dirents(struct catalog *cat, int64_t volume_id,
+			     GArray **out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+		"SELECT id, name, created_at FROM snapshots WHERE volume_id = ?1"
+		" AND state != ?2 ORDER BY name");
+
+	if (st) {
+		sqlite3_bind_int64(st, 1, volume_id);
+		sqlite3_bind_int(st, 2, SNAP_STATE_CREATING);
+	}
+	return rows_query(cat, st, sizeof(struct catalog_dirent),
+			  (row_fn)dirent_row, "snapshot dirents", out);
 }
 
 int catalog_backup_volume_names(struct catalog *cat, char ***out)

@@ -169,6 +169,15 @@ int catalog_snapshot_names(struct catalog *cat, int64_t volume_id,
 			   bool backed_up, char ***out);
 /** catalog_backup_volume_names() - volumes having a BackedUp snapshot. */
 int catalog_backup_volume_names(struct catalog *cat, char ***out);
+struct catalog_dirent {
+	int64_t id;
+	char name[SNAP_NAME_MAX + 1];
+	int64_t created_at;
+};
+/** catalog_snapshot_dirents() - the visible snapshots of a volume, by
+ * name, with what a directory listing needs; GArray of catalog_dirent. */
+int catalog_snapshot_dirents(struct catalog *cat, int64_t volume_id,
+			     GArray **out);
 
 /* ---- jobs ---- */
 int catalog_job_insert(struct catalog *cat, struct catalog_job *job);

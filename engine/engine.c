@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,6 +36,26 @@ int64_t engine_now(struct snap_engine *eng)
 int64_t snap_clock_now(struct snap_engine *eng)
 {
 	return engine_now(eng);
+}
+
+void snap_engine_set_gone(struct snap_engine *eng,
+			  void (*fn)(const char *path, void *arg), void *arg)
+{
+	eng->gone = fn;
+	eng->gone_arg = arg;
+}
+
+void engine_gone(struct snap_engine *eng, const char *fmt, ...)
+{
+	g_autofree char *path = NULL;
+	va_list ap;
+
+	if (!eng->gone)
+		return;
+	va_start(ap, fmt);
+	path = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	eng->gone(path, eng->gone_arg);
 }
 
 void engine_wake(struct snap_engine *eng)
@@ -108,6 +129,7 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 	eng->control_results = g_hash_table_new_full(g_str_hash, g_str_equal,
 						     g_free, g_free);
 	eng->test_now = (int64_t)time(NULL);
+	eng->watch_fd = eng->watch_stop = -1;
 	policies_init(eng);
 
 	rc = make_dir(cfg->source, 0700, &eng->source);
@@ -177,6 +199,8 @@ int snap_engine_start(struct snap_engine *eng)
 		eng->started = true;
 	if (rc == 0)
 		rc = policies_start(eng);
+	if (rc == 0 && eng->gone)
+		rc = watch_start(eng);
 	return rc;
 }
 
@@ -184,6 +208,7 @@ void snap_engine_close(struct snap_engine *eng)
 {
 	if (!eng)
 		return;
+	watch_stop(eng);
 	policies_stop(eng);
 	if (eng->started)
 		pool_stop(eng);

@@ -45,7 +45,11 @@ struct snap_engine {
 	GThread *scheduler;
 	GThreadPool *pool;
 
+	void (*gone)(const char *path, void *arg); /* set before start */
+	void *gone_arg;
 	GThread *policy_thread;
+	GThread *watch_thread;
+	int watch_fd, watch_stop; /* inotify of PRIMARY, its stop eventfd */
 	GHashTable *policy_drafts; /* name -> struct draft (eng->lock) */
 	GHashTable *policy_zones;  /* tz name -> GTimeZone held (eng->lock) */
 	char default_tz[64];	   /* policies without tz= */
@@ -73,6 +77,9 @@ struct running_job {
 
 /* ---- engine.c ---- */
 int64_t engine_now(struct snap_engine *eng);
+/** engine_gone() - tell the front end the tree path (printf @fmt) is gone. */
+void engine_gone(struct snap_engine *eng, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /** engine_wake() - tell the scheduler something changed. Takes eng->lock. */
 void engine_wake(struct snap_engine *eng);
 
@@ -201,6 +208,12 @@ int snapshot_revert(struct snap_engine *eng, const char *vol, const char *snap);
 /** revert_recover() - resolve reverts a crash interrupted, and make each
  * volume's top layer in the catalog the one its file is backed by. */
 void revert_recover(struct snap_engine *eng);
+
+/* ---- watch.c ---- */
+/** watch_start() - report volume files removed from PRIMARY by hand
+ * through the gone hook (best effort: 0 even when inotify fails). */
+int watch_start(struct snap_engine *eng);
+void watch_stop(struct snap_engine *eng);
 
 /* ---- policies.c ---- */
 /** policies_init() - the default time zone and the drafts table. */

@@ -223,6 +223,17 @@ static void unlink_quiet(const char *path)
 		snap_log(LOG_ERR, "snapshot: cannot remove '%s': %m", path);
 }
 
+/* The paths of a snapshot that no longer exist under its old name. */
+static void snapshot_gone(struct snap_engine *eng, const char *vol,
+			  const char *name)
+{
+	engine_gone(eng, "volumes/%s/snapshots/%s/state", vol, name);
+	engine_gone(eng, "volumes/%s/snapshots/%s/info", vol, name);
+	engine_gone(eng, "volumes/%s/snapshots/%s", vol, name);
+	engine_gone(eng, "backed-up/volumes/%s/%s.qcow2", vol, name);
+	engine_gone(eng, "backed-up/volumes/%s/%s.json", vol, name);
+}
+
 int snapshot_finish_delete(struct snap_engine *eng,
 			   struct catalog_snapshot *snap)
 {
@@ -255,8 +266,10 @@ int snapshot_finish_delete(struct snap_engine *eng,
 	if (rc == 0 && had_layer)
 		rc = layer_queue_merge(eng, snap->volume_id);
 	rc = catalog_tx_end(eng->cat, rc);
-	if (rc == 0)
+	if (rc == 0) {
 		engine_wake(eng);
+		snapshot_gone(eng, snap->volume, snap->name);
+	}
 	return rc;
 }
 
@@ -365,6 +378,7 @@ int snap_snapshot_rename(struct snap_engine *eng, const char *vol,
 		return rc;
 	if (s.state == SNAP_STATE_BACKED_UP)
 		backup_write_manifest(eng, &s);
+	snapshot_gone(eng, vol, from);
 	return 0;
 }
 
@@ -453,6 +467,32 @@ int snap_snapshot_list(struct snap_engine *eng, const char *vol,
 	return catalog_snapshot_names(eng->cat, v.id, false, names_out);
 }
 
+int snap_snapshot_dirents(struct snap_engine *eng, const char *vol,
+			  struct snap_dirent **out)
+{
+	struct catalog_volume v;
+	GArray *rows = NULL;
+	guint i;
+	int rc = volume_resolve(eng, vol, &v, NULL);
+
+	if (rc < 0)
+		return rc;
+	rc = catalog_snapshot_dirents(eng->cat, v.id, &rows);
+	if (rc < 0)
+		return rc;
+	*out = g_new0(struct snap_dirent, rows->len + 1);
+	for (i = 0; i < rows->len; i++) {
+		struct catalog_dirent *d = &g_array_index(rows, struct catalog_dirent, i);
+
+		g_strlcpy((*out)[i].name, d->name, sizeof((*out)[i].name));
+		(*out)[i].id = (uint64_t)d->id;
+		(*out)[i].created_at = (time_t)d->created_at;
+	}
+	rc = (int)rows->len;
+	g_array_free(rows, TRUE);
+	return rc;
+}
+
 int snap_snapshot_stat(struct snap_engine *eng, const char *vol,
 		       const char *snap, struct snap_snapshot_stat *out)
 {
@@ -467,6 +507,8 @@ int snap_snapshot_stat(struct snap_engine *eng, const char *vol,
 	out->created_at = (time_t)s.created_at;
 	out->on_primary = s.layer[0] != '\0';
 	out->on_secondary = s.state == SNAP_STATE_BACKED_UP;
+	out->uid = v.uid;
+	out->gid = v.gid;
 	return 0;
 }
 

@@ -370,7 +370,27 @@ int snap_vm_chown(struct snap_engine *eng, const char *vm, uid_t uid, gid_t gid)
 		event_record_vm(eng, "vm.chown", vm, NULL, 0,
 				"VM now belongs to uid %u gid %u",
 				(unsigned)cvm.uid, (unsigned)cvm.gid);
-	return catalog_tx_end(eng->cat, rc);
+	rc = catalog_tx_end(eng->cat, rc);
+	if (rc == 0) {
+		/* the kernel caches owners for a second: make it ask again */
+		static const char *const files[] = { "info", "state", "control",
+			"snapshot-options", "volumes", "snapshots" };
+		GArray *snaps = NULL;
+		guint i;
+
+		for (i = 0; i < G_N_ELEMENTS(files); i++)
+			engine_gone(eng, "vms/%s/%s", vm, files[i]);
+		if (catalog_vm_snapshot_list(eng->cat, cvm.id, &snaps) >= 0) {
+			for (i = 0; i < snaps->len; i++) {
+				const char *n = g_array_index(snaps, struct catalog_vm_snapshot, i).name;
+
+				engine_gone(eng, "vms/%s/snapshots/%s", vm, n);
+				engine_gone(eng, "vms/%s/snapshots/%s/info", vm, n);
+			}
+			g_array_free(snaps, TRUE);
+		}
+	}
+	return rc;
 }
 
 int snap_vm_state(struct snap_engine *eng, const char *vm, char **word_out)
@@ -1198,8 +1218,13 @@ out:
 		g_array_free(all, TRUE);
 	if (disks)
 		g_array_free(disks, TRUE);
-	if (rc == 0)
+	if (rc == 0) {
 		engine_wake(eng);
+		engine_gone(eng, "vms/%s/snapshots/%s/info", cvm->name, s->name);
+		engine_gone(eng, "vms/%s/snapshots/%s/parent", cvm->name, s->name);
+		engine_gone(eng, "vms/%s/snapshots/%s", cvm->name, s->name);
+		engine_gone(eng, "vms/%s/snapshots/current", cvm->name);
+	}
 	return rc;
 }
 

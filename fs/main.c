@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include "inval.h"
 #include "ops.h"
 #include <fuse_lowlevel.h>
 
@@ -239,6 +240,9 @@ int main(int argc, char *argv[])
 	set_readahead(cl.mountpoint);
 	if (fuse_daemonize(cl.foreground) != 0)
 		goto out_unmount;
+	/* threads only now, after the fork */
+	if (inval_start(fuse) == 0)
+		snap_engine_set_gone(ctx.eng, inval_push, NULL);
 	rc = snap_engine_start(ctx.eng);
 	if (rc < 0) {
 		snap_log(LOG_ERR, "main: cannot start the engine: %s",
@@ -259,6 +263,7 @@ out_unmount:
 out_fuse:
 	snap_engine_close(ctx.eng);
 	ctx.eng = NULL;
+	inval_stop();
 	fuse_destroy(fuse);
 	goto out;
 out_engine:

@@ -350,16 +350,14 @@ static int node_stat(struct node *n, struct stat *st)
 	case NODE_SNAPSHOT:
 	case NODE_SNAPSHOT_STATE:
 	case NODE_SNAPSHOT_INFO:
-		rc = snap_volume_stat(c->eng, n->vol, &vs);
-		if (rc == 0)
-			rc = snap_snapshot_stat(c->eng, n->vol, n->snap, &ss);
+		rc = snap_snapshot_stat(c->eng, n->vol, n->snap, &ss);
 		if (rc < 0)
 			return rc;
 		if (n->kind == NODE_SNAPSHOT)
 			fill_dir(st, INO(ss.id, n->kind));
 		else
 			fill_file(st, INO(ss.id, n->kind), 0444, 0);
-		own(st, vs.uid, vs.gid);
+		own(st, ss.uid, ss.gid);
 		fill_times(st, ss.created_at);
 		return 0;
 	case NODE_BACKED_UP_VOLUME: {
@@ -546,10 +544,24 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		add_fixed(&l, &n, "control", NODE_VOLUME_CONTROL);
 		add_fixed(&l, &n, "snapshots", NODE_SNAPSHOTS);
 		return 0;
-	case NODE_SNAPSHOTS:
-		rc = snap_snapshot_list(eng, n.vol, &names);
-		add_names(&l, &n, names, NODE_SNAPSHOT);
+	case NODE_SNAPSHOTS: {
+		/* one catalog query for all, attributes included (readdirplus) */
+		g_autofree struct snap_dirent *ents = NULL;
+		struct snap_volume_stat vs;
+
+		rc = snap_volume_stat(eng, n.vol, &vs);
+		if (rc == 0)
+			rc = snap_snapshot_dirents(eng, n.vol, &ents);
+		for (int i = 0; i < rc; i++) {
+			struct stat est = { 0 };
+
+			fill_dir(&est, INO(ents[i].id, NODE_SNAPSHOT));
+			own(&est, vs.uid, vs.gid);
+			fill_times(&est, ents[i].created_at);
+			filler(buf, ents[i].name, &est, 0, FUSE_FILL_DIR_PLUS);
+		}
 		return rc < 0 ? rc : 0;
+	}
 	case NODE_SNAPSHOT:
 		add_fixed(&l, &n, "state", NODE_SNAPSHOT_STATE);
 		add_fixed(&l, &n, "info", NODE_SNAPSHOT_INFO);
@@ -1137,10 +1149,16 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 
 	cfg->use_ino = 1;
 	cfg->readdir_ino = 1;
-	/* the tree changes behind the kernel's back: no attribute caching,
-	 * except that backed-up files keep their page cache (keep_cache) */
-	cfg->entry_timeout = 0;
-	cfg->attr_timeout = 0;
+	/*
+	 * The kernel may keep names and attributes for a second: path walks
+	 * and `ls -l` of 10,000 snapshots would otherwise cost two requests
+	 * per path component (a permission check and a lookup).  Nothing
+	 * new waits (no negative caching); what the engine removes or
+	 * re-owns by itself is invalidated at once (inval.c); dynamic files
+	 * are direct_io, so their content is never cached.
+	 */
+	cfg->entry_timeout = 1.0;
+	cfg->attr_timeout = 1.0;
 	cfg->negative_timeout = 0;
 	/* big requests for image reads */
 	conn->max_readahead = 1u << 20;

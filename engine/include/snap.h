@@ -77,6 +77,16 @@ struct snap_config {
 	bool debug;
 };
 
+/**
+ * snap_engine_set_gone() - @fn(@path, @arg) is called for each path of
+ * the tree (relative, no leading '/') the engine removes by itself (a
+ * snapshot deleted, its backup files), so a front end caching the tree
+ * can forget it.  Called from engine threads, with no engine lock held;
+ * @fn must not block.  Set before snap_engine_start().
+ */
+void snap_engine_set_gone(struct snap_engine *eng,
+			  void (*fn)(const char *path, void *arg), void *arg);
+
 /** snap_config_init() - fill @cfg with the documented defaults. */
 void snap_config_init(struct snap_config *cfg);
 
@@ -247,11 +257,25 @@ struct snap_snapshot_stat {
 	time_t created_at;
 	bool on_primary;
 	bool on_secondary;
+	uid_t uid; /* the volume's owner */
+	gid_t gid;
 };
 
 /** snap_snapshot_list() - visible snapshots of @vol by name. Return: count. */
 int snap_snapshot_list(struct snap_engine *eng, const char *vol,
 		       char ***names_out);
+
+struct snap_dirent {
+	char name[SNAP_NAME_MAX + 1];
+	uint64_t id;
+	time_t created_at;
+};
+
+/** snap_snapshot_dirents() - the visible snapshots of @vol by name, with
+ * ids and times, in one catalog query (for big listings).  Return: the
+ * count, *@out owns the array (g_free). */
+int snap_snapshot_dirents(struct snap_engine *eng, const char *vol,
+			  struct snap_dirent **out);
 
 /** snap_snapshot_stat() - Return: 0; -ENOENT no such volume or snapshot. */
 int snap_snapshot_stat(struct snap_engine *eng, const char *vol,
