@@ -123,6 +123,14 @@ $demo/primary).  Try:
   # what happened, as JSON Lines
   cat $mnt/events
 
+  # new volumes from a snapshot (full copies, any number at once), revert
+  echo "clone $snap web-copy" > $mnt/volumes/web/control; ls $mnt/volumes
+  echo "revert $snap" > $mnt/volumes/web/control
+
+  # a snapshot every day at 02:00, the newest 7 kept
+  echo "target=volume:db schedule=daily@02:00 keep=7 tz=UTC" > $mnt/policies/db-daily
+  cat $mnt/policies/db-daily                       # with its next run
+
   mv $mnt/volumes/web/snapshots/$snap $mnt/volumes/web/snapshots/renamed
   rmdir $mnt/volumes/web/snapshots/renamed
   # the VM 'demo' has both volumes as disks
