@@ -1,37 +1,43 @@
 #!/usr/bin/env bash
 # bench/run.sh - run the snapfs benchmarks (see docs/benchmarks.md): those of
 # issue 2 (snapbench.py: volume snapshots, backups, reads) by default, the VM
-# snapshot benchmarks of issue 3 (vmbench.py) with --vm, both with --all.
+# snapshot benchmarks of issue 3 (vmbench.py) with --vm, the clone benchmark
+# of issue 4 (clonebench.py: 1 vs 8 concurrent clones vs cp) with --clone,
+# all three with --all.
 #
 #   bash bench/run.sh [--quick] [snapbench.py options...]
 #   bash bench/run.sh --vm [--quick] [vmbench.py options...]
+#   bash bench/run.sh --clone [--quick] [clonebench.py options...]
 #   bash bench/run.sh --all [--quick]
 #
 # Needs root (a FUSE mount, /proc/sys/vm/drop_caches, libvirt's embedded QEMU
 # driver), qemu-img, qemu-io and fusermount3, and for --vm
-# qemu-system-x86_64.  Uses $SNAPFS_BIN, else build/fs/snapfs (built first if
-# it is missing).  Works in a fresh directory under /var/tmp on local disk (or
-# $SNAPFS_BENCH_DIR) and always force-stops its VMs, unmounts, stops its
-# daemon and removes that directory at the end, also after a failure or
-# Ctrl-C.  Exit status: 0 all targets met, 1 a target missed, 2 a run failed.
+# qemu-system-x86_64; --clone needs about 30 GiB free (16 GiB with --quick)
+# and clonebench.py refuses to start without it.  Uses $SNAPFS_BIN, else
+# build/fs/snapfs (built first if it is missing).  Works in a fresh directory
+# under /var/tmp on local disk (or $SNAPFS_BENCH_DIR) and always force-stops
+# its VMs, unmounts, stops its daemon and removes that directory at the end,
+# also after a failure or Ctrl-C.  Exit status: 0 all targets met, 1 a target
+# missed, 2 a run failed (with --all: the worst of the three).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 
-# --vm or --all, anywhere on the line; the rest goes to the Python side
+# --vm, --clone or --all, anywhere on the line; the rest goes to the Python side
 which=io
 args=()
 for a in "$@"; do
 	case $a in
 	--vm) which=vm ;;
+	--clone) which=clone ;;
 	--all) which=all ;;
 	*) args+=("$a") ;;
 	esac
 done
 set -- "${args[@]}"
 if [ "$which" = all ] && [ $# -gt 0 ] && [ "$*" != --quick ]; then
-	echo "bench/run.sh: --all takes only --quick; run --vm or the default alone for other options" >&2
+	echo "bench/run.sh: --all takes only --quick; run --vm, --clone or the default alone for other options" >&2
 	exit 2
 fi
 
@@ -103,16 +109,19 @@ trap 'exit 130' INT TERM
 case $which in
 io) python3 "$here/snapbench.py" --bin "$bin" --workdir "$work" "$@" ;;
 vm) python3 "$here/vmbench.py" --bin "$bin" --workdir "$work" "$@" ;;
+clone) python3 "$here/clonebench.py" --bin "$bin" --workdir "$work" "$@" ;;
 all)
-	# both, each in its own directory; the exit status is the worse one
-	mkdir "$work/io" "$work/vm"
+	# all three, each in its own directory; the exit status is the worse one
+	mkdir "$work/io" "$work/vm" "$work/clone"
 	st=0
 	python3 "$here/snapbench.py" --bin "$bin" --workdir "$work/io" "$@" || st=$?
-	echo
-	python3 "$here/vmbench.py" --bin "$bin" --workdir "$work/vm" "$@" || {
-		r=$?
-		[ "$r" -gt "$st" ] && st=$r
-	}
+	for b in vm clone; do
+		echo
+		python3 "$here/${b}bench.py" --bin "$bin" --workdir "$work/$b" "$@" || {
+			r=$?
+			[ "$r" -gt "$st" ] && st=$r
+		}
+	done
 	exit "$st"
 	;;
 esac
