@@ -874,3 +874,110 @@ def rejected_events(events, op, paths, err):
     return [ev for ev in events if ev.get('type') == 'rejected' and ev.get('op') == op
             and ev.get('path', '').lstrip('/') in paths
             and getattr(errno, str(ev.get('errno')), None) == err]
+
+
+# ---- accounts: real Unix users on the one allow_other mount ---------------------
+
+def user_ids(name):
+    """(uid, gid) of the Unix user @name."""
+    import pwd
+    pw = pwd.getpwnam(name)
+    return pw.pw_uid, pw.pw_gid
+
+
+def ensure_user(name):
+    """Create the system user @name (with a group of the same name, no home,
+    no login shell) unless it exists.  Returns True when it was created here:
+    the caller removes it with remove_user() when done."""
+    import pwd
+    try:
+        pwd.getpwnam(name)
+        return False
+    except KeyError:
+        pass
+    proc = run(['useradd', '--system', '--user-group', '--no-create-home',
+                '--shell', '/usr/sbin/nologin', name], check=False)
+    if proc.returncode == 9:        # created meanwhile by someone else: reuse it
+        return False
+    assert proc.returncode == 0, 'useradd %s: %s' % (name, proc.stderr)
+    return True
+
+
+def remove_user(name):
+    run(['userdel', name], check=False)
+
+
+def open_to_all_users(env):
+    """The state directory is made 0700 (mkdtemp): let every user walk to the
+    mount point, as on a host where the mount is in a public place."""
+    for path in (env.root, env.mnt):
+        os.chmod(path, 0o755)
+
+
+def run_as(user, fn, *args):
+    """Call fn(*args) in a forked child running as @user (its uid, gid and
+    groups, real and effective), so that every request it makes reaches the
+    kernel and snapfs as that account's.  Returns what fn returned (it must be
+    JSON-serializable); an OSError in the child is raised here with the same
+    errno."""
+    import pwd
+    pw = pwd.getpwnam(user)
+    groups = os.getgrouplist(user, pw.pw_gid)
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                    # the child: never returns
+        try:
+            os.close(rfd)
+            try:
+                os.setgroups(groups)
+                os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
+                os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
+                result = {'value': fn(*args)}
+            except OSError as e:
+                result = {'errno': e.errno, 'text': str(e)}
+            except BaseException as e:              # noqa: B902 - reported to the parent
+                result = {'exception': repr(e)}
+            os.write(wfd, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    data = b''
+    with os.fdopen(rfd, 'rb') as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    result = json.loads(data or b'{"exception": "the child wrote nothing"}')
+    if 'errno' in result:
+        raise OSError(result['errno'], '%s (as %s)' % (result['text'], user))
+    if 'exception' in result:
+        raise AssertionError('as %s: %s' % (user, result['exception']))
+    return result['value']
+
+
+def errno_as(user, fn, *args):
+    """0 when fn(*args) succeeds as @user, else the errno it fails with."""
+    try:
+        run_as(user, fn, *args)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+# ---- policies ------------------------------------------------------------------------
+
+def read_policy(env, name):
+    """policies/@name as (normalized line, last-run comment, next-run comment)."""
+    lines = env.read('policies', name).splitlines()
+    assert len(lines) == 3 and lines[1].startswith('# last run: ') and \
+        lines[2].startswith('# next run: '), 'policies/%s reads %r' % (name, lines)
+    return lines[0], lines[1][len('# last run: '):], lines[2][len('# next run: '):]
+
+
+def policy_of(ev):
+    """The policy an event of a policy run, prune or failure is about (its
+    message says "policy '<name>' ..."), or None."""
+    m = re.search(r"policy '([^']+)'", ev.get('message') or '')
+    return m.group(1) if m else None
+
+
+def policy_events(events, type_, policy):
+    return [ev for ev in events if ev.get('type') == type_ and policy_of(ev) == policy]
