@@ -216,6 +216,8 @@ int watch_start(struct snap_engine *eng);
 void watch_stop(struct snap_engine *eng);
 
 /* ---- policies.c ---- */
+/** policy_owner() - who wrote (or created) policies/@name; 0 none. */
+uid_t policy_owner(struct snap_engine *eng, const char *name);
 /** policies_init() - the default time zone and the drafts table. */
 void policies_init(struct snap_engine *eng);
 void policies_clear(struct snap_engine *eng);

@@ -75,6 +75,9 @@ static uid_t owner_of_path(struct snap_engine *eng, const char *path)
 		return owner_of(eng, "volume", parts[1]);
 	if (!strcmp(parts[0], "vms"))
 		return owner_of(eng, "vm", parts[1]);
+	/* a refused policy write: its writer reads why */
+	if (!strcmp(parts[0], "policies"))
+		return policy_owner(eng, parts[1]);
 	return 0;
 }
 

@@ -17,9 +17,10 @@
  *          snapshots and other policies' are never touched)
  *   record last_run, the result, next_run; an event; an alert on failure
  *
- * A created file is a draft (in memory, owned by its creator) until its
- * first successful write stores the policy; a draft never written vanishes
- * when its file is closed.  The target must exist and belong to the writer
+ * A created file is a draft (in memory, owned by its creator): an empty
+ * file, like one a failed `echo ... >` leaves on any file system, until a
+ * write stores a policy in it or rm removes it; drafts are not kept across
+ * a remount, and at most POLICY_DRAFTS_MAX exist (ENOSPC).  The target must exist and belong to the writer
  * (root may target anything); keep may not exceed max_snapshots; one policy
  * per target and interval.  Deleting a policy keeps its snapshots; they are
  * then pruned by nobody.
@@ -36,6 +37,9 @@ struct draft {
 	uid_t uid;
 	gid_t gid;
 };
+
+/* Empty policy files are only memory: bound them. */
+#define POLICY_DRAFTS_MAX 1000
 
 static char *policy_target_path(const char *name)
 {
@@ -174,6 +178,8 @@ int snap_policy_create(struct snap_engine *eng, const char *name, uid_t uid,
 	g_mutex_lock(&eng->lock);
 	if (g_hash_table_contains(eng->policy_drafts, name)) {
 		rc = -EEXIST;
+	} else if (g_hash_table_size(eng->policy_drafts) >= POLICY_DRAFTS_MAX) {
+		rc = -ENOSPC;
 	} else {
 		d = g_new0(struct draft, 1);
 		d->uid = uid;
@@ -181,14 +187,30 @@ int snap_policy_create(struct snap_engine *eng, const char *name, uid_t uid,
 		g_hash_table_insert(eng->policy_drafts, g_strdup(name), d);
 	}
 	g_mutex_unlock(&eng->lock);
+	if (rc == -ENOSPC)
+		event_reject(eng, "create", target, ENOSPC,
+			     "%d empty policy files exist: write or remove some first",
+			     POLICY_DRAFTS_MAX);
 	return rc;
 }
 
-void snap_policy_release(struct snap_engine *eng, const char *name)
+static void draft_drop(struct snap_engine *eng, const char *name)
 {
 	g_mutex_lock(&eng->lock);
 	g_hash_table_remove(eng->policy_drafts, name);
 	g_mutex_unlock(&eng->lock);
+}
+
+uid_t policy_owner(struct snap_engine *eng, const char *name)
+{
+	struct catalog_policy p;
+	struct draft d;
+
+	if (catalog_policy_get(eng->cat, name, &p) == 0)
+		return p.uid;
+	if (draft_get(eng, name, &d))
+		return d.uid;
+	return 0;
 }
 
 /* The owner of the policy's target; -ENOENT when it does not exist. */
@@ -300,7 +322,7 @@ int snap_policy_write(struct snap_engine *eng, const char *name, uid_t caller,
 			     "policy '%s': %s", name, line);
 	rc = catalog_tx_end(eng->cat, rc);
 	if (rc == 0) {
-		snap_policy_release(eng, name);
+		draft_drop(eng, name);
 		engine_wake(eng);
 	}
 	return rc;
@@ -344,8 +366,10 @@ int snap_policy_delete(struct snap_engine *eng, const char *name)
 	int rc;
 
 	if (catalog_policy_get(eng->cat, name, &p) < 0) {
-		snap_policy_release(eng, name);
-		return draft_get(eng, name, NULL) ? 0 : -ENOENT;
+		bool was = draft_get(eng, name, NULL);
+
+		draft_drop(eng, name);
+		return was ? 0 : -ENOENT;
 	}
 	rc = catalog_tx_begin(eng->cat);
 	if (rc < 0)

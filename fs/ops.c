@@ -34,7 +34,6 @@ struct open_file {
 	char vol[SNAP_NAME_MAX + 1];
 	char vm[SNAP_NAME_MAX + 1];
 	char policy[SNAP_NAME_MAX + 1];
-	bool draft; /* made by create: dropped at release unless written */
 };
 
 static struct snapfs_ctx *ctx(void)
@@ -851,8 +850,6 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off,
 	case NODE_POLICY:
 		rc = snap_policy_write(engine(), of->policy, fuse_get_context()->uid,
 				       fuse_get_context()->gid, buf, size);
-		if (rc == 0)
-			of->draft = false;
 		return rc < 0 ? rc : (int)size;
 	case NODE_CLOCK: {
 		char text[32];
@@ -880,8 +877,6 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 
 	if (of->fd >= 0)
 		close(of->fd);
-	if (of->draft)
-		snap_policy_release(engine(), of->policy);
 	g_free(of->data);
 	g_free(of);
 	return 0;
@@ -1044,7 +1039,8 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 	return -EPERM;
 }
 
-/* Only policies/<name> can be created: a draft until its first write. */
+/* Only policies/<name> can be created: an empty draft until a write
+ * stores a policy in it (kept in memory, like an empty file). */
 static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	struct fuse_context *fc = fuse_get_context();
@@ -1060,7 +1056,6 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	of = g_new0(struct open_file, 1);
 	of->kind = NODE_POLICY;
 	of->fd = -1;
-	of->draft = true;
 	g_strlcpy(of->policy, n.snap, sizeof(of->policy));
 	fi->direct_io = 1;
 	fi->fh = (uint64_t)(uintptr_t)of;

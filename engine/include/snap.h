@@ -394,14 +394,13 @@ int snap_policy_list(struct snap_engine *eng, char ***names_out);
 int snap_policy_stat(struct snap_engine *eng, const char *name,
 		     struct snap_policy_stat *out);
 /**
- * snap_policy_create() - a draft policies/<name> owned by @uid/@gid,
- * until its first write stores it or snap_policy_release() drops it.
- * Return: 0; -EINVAL bad name (with an event); -EEXIST.
+ * snap_policy_create() - an empty policies/<name> (a draft) owned by
+ * @uid/@gid, until a write stores a policy in it or it is removed; drafts
+ * live in memory only.  Return: 0; -EINVAL bad name (with an event);
+ * -EEXIST; -ENOSPC too many drafts (with an event).
  */
 int snap_policy_create(struct snap_engine *eng, const char *name, uid_t uid,
 		       gid_t gid);
-/** snap_policy_release() - drop the draft @name, if it is still one. */
-void snap_policy_release(struct snap_engine *eng, const char *name);
 /**
  * snap_policy_write() - store (or replace) the policy @name from one
  * write(2) by @caller.  Return: 0; -EINVAL malformed, or keep above

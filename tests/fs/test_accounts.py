@@ -326,6 +326,11 @@ def test_policies_across_accounts(env, users):
     assert err == errno.EACCES, errno_name(err)
     evs = rejected_events(env.events_since(n), 'write', 'policies/steal', errno.EACCES)
     assert len(evs) == 1 and 'vb' in evs[0].get('message', ''), env.events_since(n)
+    # the reason is in alice's own events (the refused file is hers, empty)
+    assert [ev for ev in run_as(ALICE, events_seen, env.mnt)
+            if ev.get('path') == 'policies/steal' and ev.get('errno') == 'EACCES']
+    assert env.listdir('policies') == ['steal'] and env.read('policies', 'steal') == ''
+    run_as(ALICE, os.unlink, env.p('policies', 'steal'))
     assert env.listdir('policies') == []
 
     # on her own: hers, 0600
@@ -360,6 +365,8 @@ def test_policies_across_accounts(env, users):
         err = e.errno
     assert err == errno.EEXIST, errno_name(err)
     assert rejected_events(env.events_since(n), 'write', 'policies/root-b', errno.EEXIST)
+    assert env.read('policies', 'root-b') == ''  # the empty file the refused write opened
+    os.unlink(env.p('policies', 'root-b'))
     os.unlink(env.p('policies', 'root-a'))
 
     # alice's policy runs; its snapshots, events and file are hers
@@ -474,6 +481,8 @@ def test_snapshot_limits(vmenv, users):
     assert err == errno.EINVAL, errno_name(err)
     evs = rejected_events(env.events_since(n), 'write', 'policies/pa4', errno.EINVAL)
     assert evs and 'keep' in evs[0]['message'], env.events_since(n)
+    assert env.listdir('policies') == ['pa4'] and env.read('policies', 'pa4') == ''
+    run_as(ALICE, os.unlink, env.p('policies', 'pa4'))
     assert env.listdir('policies') == []
     run_as(ALICE, create_and_write, env.p('policies', 'pa'),
            'target=volume:va schedule=daily keep=3 tz=UTC\n')

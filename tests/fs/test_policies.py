@@ -277,13 +277,19 @@ def test_policy_file_normalized_owned_and_removable(env):
     # the last one replaced the others: monthly@3-23:59 UTC from 2027-03-20
     assert read_policy(env, 'q')[2] == '2027-04-03T23:59:00Z'
 
-    # a created file that is never written vanishes when closed ...
+    # a created file that is never written stays, empty, like any file
+    # `touch` makes; it holds no policy and rm removes it ...
     fd = os.open(env.p('policies', 'draft'), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    assert 'draft' in env.listdir('policies')
     os.close(fd)
-    assert env.listdir('policies') == ['p', 'q']
-    # ... and so does one whose only write was refused
+    assert env.listdir('policies') == ['draft', 'p', 'q']
+    assert env.read('policies', 'draft') == ''
+    os.unlink(env.p('policies', 'draft'))
+    # ... and so does one whose only write was refused (`echo bad > f`
+    # leaves an empty f on any file system)
     assert write_errno(env, 'bad', 'target=volume:a keep=1') == errno.EINVAL
+    assert env.listdir('policies') == ['bad', 'p', 'q']
+    assert env.read('policies', 'bad') == ''
+    os.unlink(env.p('policies', 'bad'))
     assert env.listdir('policies') == ['p', 'q']
 
     # rm removes it (its snapshots stay: see the pruning test)
@@ -352,13 +358,15 @@ def test_malformed_policies_are_refused_with_the_reason(env):
         msg = evs[0].get('message') or ''
         assert re.search(reason, msg, re.I), \
             'the reason for refusing %r does not say why: %r' % (text, msg)
-        # nothing stored
-        assert name not in env.listdir('policies'), env.listdir('policies')
+        # nothing stored: at most the empty file the write opened
+        if name in env.listdir('policies') and name not in ('new', 'good', 'five'):
+            assert env.read('policies', name) == ''
+            os.unlink(env.p('policies', name))
         assert env.read('policies', 'good') == good
         return msg
 
     # (each refusal under a name of its own: retrying a refused name at once
-    # is the business of test_a_refused_or_unwritten_policy_file_is_gone_at_once)
+    # is the business of test_a_refused_policy_write_leaves_an_empty_file)
     reasons = {}
     for i, (text, reason) in enumerate(MALFORMED):
         reasons[text] = refused('bad%d' % i, text, errno.EINVAL, reason)
@@ -416,28 +424,29 @@ def test_malformed_policies_are_refused_with_the_reason(env):
     assert env.listdir('policies') == ['five', 'good', 'new']
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'since 44feec0 (the kernel caches names and attributes for 1 s) a draft dropped at '
-    'release - never written, or its only write refused - is not invalidated: for up to '
-    '1 s stat() still finds policies/<name> and `echo ... > policies/<name>` fails with '
-    'ENOENT (no event) instead of creating it'))
-def test_a_refused_or_unwritten_policy_file_is_gone_at_once(env):
+def test_a_refused_policy_write_leaves_an_empty_file(env):
     env.make_volume('a', '16M')
     env.mount(workers=2)
-    # a typo, corrected and written again at once, as a person would
+    # a typo, corrected and written again at once, as a person would: the
+    # refused write leaves an empty file (no policy), the next one fills it
     assert write_errno(env, 'p', 'target=volume:a keep=1\n') == errno.EINVAL
-    assert env.listdir('policies') == []
-    assert not os.path.exists(env.p('policies', 'p'))
+    assert env.listdir('policies') == ['p']
+    assert env.read('policies', 'p') == ''
     err = write_errno(env, 'p', 'target=volume:a schedule=daily keep=1\n')
     assert err == 0, 'the corrected policy: %s' % errno_name(err)
-    assert env.listdir('policies') == ['p']
-    # created and closed without a write (touch)
+    assert read_policy(env, 'p')[0].startswith('target=volume:a schedule=daily@00:00')
+    # created and closed without a write (touch): empty until written
     fd = os.open(env.p('policies', 'q'), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.close(fd)
-    assert env.listdir('policies') == ['p']
-    assert not os.path.exists(env.p('policies', 'q'))
+    assert env.listdir('policies') == ['p', 'q']
+    assert env.read('policies', 'q') == ''
     err = write_errno(env, 'q', 'target=volume:a schedule=hourly keep=1\n')
     assert err == 0, 'writing the touched name: %s' % errno_name(err)
+    assert env.listdir('policies') == ['p', 'q']
+    # empty files are not kept across a remount; policies are
+    fd = os.open(env.p('policies', 'r'), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.close(fd)
+    env.remount(workers=2)
     assert env.listdir('policies') == ['p', 'q']
 
 
