@@ -103,7 +103,7 @@ static int write_durable(const char *path, const char *text)
 		}
 		off += (size_t)n;
 	}
-	if (rc == 0 && fsync(fd) < 0)
+	if (rc == 0 && (fault("fsync", EIO) || fsync(fd) < 0))
 		rc = -errno;
 	close(fd);
 	if (rc < 0) {
@@ -130,7 +130,7 @@ int backup_write_manifest(struct snap_engine *eng,
 	rc = write_durable(tmp, text);
 	if (rc < 0)
 		return rc;
-	if (rename(tmp, final) < 0) {
+	if (fault("rename.manifest", EIO) || rename(tmp, final) < 0) {
 		rc = -errno;
 		snap_log(LOG_ERR, "backup: cannot rename '%s': %m", tmp);
 		unlink(tmp);
@@ -143,7 +143,7 @@ static gpointer fsync_thread(gpointer arg)
 {
 	int fd = GPOINTER_TO_INT(arg);
 
-	return GINT_TO_POINTER(fsync(fd) < 0 ? -errno : 0);
+	return GINT_TO_POINTER(fault("fsync", EIO) || fsync(fd) < 0 ? -errno : 0);
 }
 
 /*
@@ -221,7 +221,8 @@ static int backup_copy(struct snap_engine *eng, struct running_job *rj,
 				g_strerror(-rc));
 		goto undo_tmp;
 	}
-	if (rename(tmp, image) < 0 || rename(tmpm, manifest) < 0) {
+	if (fault("rename.backup", EIO) || rename(tmp, image) < 0 ||
+	    rename(tmpm, manifest) < 0) {
 		rc = -errno;
 		g_string_printf(why, "cannot move the copy into place: %s",
 				g_strerror(-rc));

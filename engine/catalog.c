@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sqlite3.h>
 
+#include "fault.h"
 #include "catalog.h"
 #include "log.h"
 
@@ -260,7 +261,7 @@ static void copy_text(char *dst, size_t size, sqlite3_stmt *st, int col)
 /* Run a statement with no result rows. */
 static int step_done(struct catalog *cat, sqlite3_stmt *st, const char *what)
 {
-	int rc = sqlite3_step(st);
+	int rc = fault("catalog.write", EIO) ? SQLITE_IOERR : sqlite3_step(st);
 
 	if (rc != SQLITE_DONE)
 		return fail(cat, rc, what);
@@ -387,7 +388,7 @@ int catalog_tx_begin(struct catalog *cat)
 	int rc;
 
 	g_rec_mutex_lock(&cat->lock);
-	rc = exec(cat, "BEGIN IMMEDIATE");
+	rc = fault("catalog.begin", EIO) ? -EIO : exec(cat, "BEGIN IMMEDIATE");
 	if (rc < 0)
 		g_rec_mutex_unlock(&cat->lock);
 	return rc;

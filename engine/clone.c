@@ -185,7 +185,8 @@ static int clone_publish(struct snap_engine *eng, const struct catalog_job *job,
 	struct stat st;
 	int rc;
 
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) < 0) {
+	if (fault("rename.clone", EIO) ||
+	    renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) < 0) {
 		rc = -errno;
 		g_string_printf(why, rc == -EEXIST ?
 				"a volume file of that name appeared meanwhile; nothing replaced" :

@@ -20,6 +20,7 @@
 #include "snap.h"
 #include "catalog.h"
 #include "image.h"
+#include "fault.h"
 
 struct snap_engine {
 	struct snap_config cfg;

@@ -110,7 +110,7 @@ void freeze_undo(struct freeze *f)
 
 int freeze_swap(struct snap_engine *eng, struct freeze *f)
 {
-	if (rename(f->tmp, f->vpath) < 0) {
+	if (fault("rename.swap", EIO) || rename(f->tmp, f->vpath) < 0) {
 		int rc = -errno;
 
 		snap_log(LOG_ERR, "freeze: cannot rename '%s': %m", f->tmp);

@@ -133,7 +133,7 @@ static int merge_one(struct snap_engine *eng, const struct catalog_volume *v,
 	 * it does, so it never reads X's header and then misses L.
 	 */
 	volume_busy_begin(eng, v->id);
-	if (rc == 0 && rename(lpath, xpath) < 0) {
+	if (rc == 0 && (fault("rename.merge", EIO) || rename(lpath, xpath) < 0)) {
 		rc = -errno;
 		snap_log(LOG_ERR, "layer: cannot rename '%s': %m", lpath);
 	}

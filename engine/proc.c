@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "proc.h"
 #include "image.h"
 #include "log.h"
@@ -32,6 +33,11 @@ static GSubprocess *spawn(char *const *argv, GSubprocessFlags flags, int *rc)
 	GSubprocess *p;
 
 	g_subprocess_launcher_set_child_setup(l, child_setup, NULL, NULL);
+	if (fault("proc.spawn", EAGAIN)) {
+		snap_log(LOG_ERR, "proc: cannot start '%s': (fault injected)", argv[0]);
+		*rc = -EIO;
+		return NULL;
+	}
 	p = g_subprocess_launcher_spawnv(l, (const char *const *)argv, &gerr);
 	if (!p) {
 		*rc = g_error_matches(gerr, G_SPAWN_ERROR, G_SPAWN_ERROR_NOENT) ?
@@ -55,6 +61,8 @@ static int finish(GSubprocess *p, char *const *argv, GCancellable *cancel,
 	g_subprocess_wait(p, NULL, NULL);
 	if (g_subprocess_get_if_exited(p)) {
 		status = g_subprocess_get_exit_status(p);
+		if (status == 0 && fault("proc.exit", EIO))
+			status = 1; /* as if it had failed after its work */
 		if (status == 0)
 			return 0;
 		snap_log(LOG_ERR, "proc: '%s %s' exited with %d: %s", argv[0],

@@ -60,7 +60,7 @@ static int replace_volume_file(struct snap_engine *eng, int64_t volume_id,
 
 	copy_owner(vpath, tmp);
 	rc = fsync_path(tmp);
-	if (rc == 0 && rename(tmp, vpath) < 0) {
+	if (rc == 0 && (fault("rename.revert", EIO) || rename(tmp, vpath) < 0)) {
 		rc = -errno;
 		snap_log(LOG_ERR, "revert: cannot rename '%s': %m", tmp);
 	}

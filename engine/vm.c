@@ -23,6 +23,7 @@
 #include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
 
+#include "fault.h"
 #include "vm.h"
 #include "log.h"
 #include "proc.h"
@@ -446,7 +447,13 @@ int vm_parse_domain_xml(const char *xml, struct vm_info *out)
 
 static virDomainPtr lookup(struct vm_conn *c, const char *name, int *rc)
 {
-	virDomainPtr d = virDomainLookupByName(c->conn, name);
+	virDomainPtr d;
+
+	if (fault("libvirt", EIO)) {
+		*rc = -EIO;
+		return NULL;
+	}
+	d = virDomainLookupByName(c->conn, name);
 
 	if (!d)
 		*rc = vm_errno() == -ENOENT ? -ENOENT : fail("lookup", name);

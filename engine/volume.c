@@ -42,7 +42,7 @@ int fsync_dir(const char *dir)
 
 	if (fd < 0)
 		return -errno;
-	if (fsync(fd) < 0) {
+	if (fault("fsync", EIO) || fsync(fd) < 0) {
 		rc = -errno;
 		snap_log(LOG_ERR, "volume: fsync of '%s' failed: %m", dir);
 	}
@@ -57,7 +57,7 @@ int fsync_path(const char *path)
 
 	if (fd < 0)
 		return -errno;
-	if (fsync(fd) < 0) {
+	if (fault("fsync", EIO) || fsync(fd) < 0) {
 		rc = -errno;
 		snap_log(LOG_ERR, "volume: fsync of '%s' failed: %m", path);
 	}
