@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """count-results.py - count individual test cases of the last `meson test` run.
 
-Usage: count-results.py [BUILD_DIR]       (default: build)
+Usage: count-results.py [BUILD_DIR] [MORE...]       (default: build)
 
 Reads BUILD_DIR/meson-logs/testlog.json (one JSON object per meson test
 program) and counts the cases inside each program:
@@ -16,6 +16,12 @@ A program that meson saw fail (non-zero exit, crash, timeout) but that
 reported no failing case counts one failed case more, so a crash or a hang
 is never hidden.  A program that exited 77 (meson SKIP) without cases counts
 as one skipped.
+
+Each further argument adds to the count: another build directory (its
+testlog.json, e.g. the ASan+UBSan build of tools/sanitize.sh) or a TAP
+file (e.g. BUILD/fuzz-results.tap of tools/fuzz.sh, one case per fuzz
+target).  A named file or directory that has no results counts as one
+failed case: a step that should have run and did not is not hidden.
 
 Prints the names of failed cases, then a last line exactly
 `N passed, N failed, N skipped`.  Exit status: 0 when nothing failed and at
@@ -120,25 +126,46 @@ def count_entry(entry):
     return passed, failed, skipped, names
 
 
-def main(argv):
-    build = argv[1] if len(argv) > 1 else 'build'
+def read_testlog(build):
+    """Return (entries, problem): the meson test entries of @build."""
     log = os.path.join(build, 'meson-logs', 'testlog.json')
-    passed = failed = skipped = 0
     try:
         with open(log, encoding='utf-8', errors='replace') as f:
-            entries = [json.loads(line) for line in f if line.strip()]
+            return [json.loads(line) for line in f if line.strip()], None
     except (OSError, ValueError) as e:
-        print('count-results: cannot read %s: %s' % (log, e))
-        entries = []
-    for entry in entries:
-        p, f, s, names = count_entry(entry)
-        passed += p
-        failed += f
-        skipped += s
-        for name in names:
-            print('FAILED %s: %s' % (entry.get('name', '?'), name))
-    if not entries:
-        failed = max(failed, 1) if not os.path.exists(log) else failed
+        return [], 'cannot read %s: %s' % (log, e)
+
+
+def main(argv):
+    sources = argv[1:] or ['build']
+    passed = failed = skipped = 0
+    for source in sources:
+        if source.endswith('.tap'):
+            try:
+                with open(source, encoding='utf-8', errors='replace') as f:
+                    p, f_, s, names = parse_tap(f.read())
+            except OSError as e:
+                print('count-results: cannot read %s: %s' % (source, e))
+                p, f_, s, names = 0, 1, 0, ['(no results)']
+            if p + f_ + s == 0:
+                f_, names = 1, ['(no results)']
+            passed += p
+            failed += f_
+            skipped += s
+            for name in names:
+                print('FAILED %s: %s' % (os.path.basename(source), name))
+            continue
+        entries, problem = read_testlog(source)
+        if problem:
+            print('count-results: ' + problem)
+            failed += 1
+        for entry in entries:
+            p, f_, s, names = count_entry(entry)
+            passed += p
+            failed += f_
+            skipped += s
+            for name in names:
+                print('FAILED %s: %s' % (entry.get('name', '?'), name))
     print('%d passed, %d failed, %d skipped' % (passed, failed, skipped))
     return 0 if failed == 0 and passed > 0 else 1
 
