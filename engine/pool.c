@@ -80,6 +80,31 @@ void running_job_untrack(struct snap_engine *eng, struct running_job *rj)
 	running_job_unref(rj);
 }
 
+/*
+ * A job still RUNNING in the catalog after its worker returned could not
+ * record its end (the catalog refused a write).  Unless snapfs is
+ * stopping (then the next start queues it again), it waits and runs again:
+ * every job's work can be redone.
+ */
+static void job_unrecorded(struct snap_engine *eng, struct running_job *rj)
+{
+	struct catalog_job job;
+	bool stopping;
+
+	g_mutex_lock(&eng->lock);
+	stopping = eng->stopping;
+	g_mutex_unlock(&eng->lock);
+	if (stopping || catalog_job_get(eng->cat, rj->job.id, &job) < 0 ||
+	    job.state != JOB_STATE_RUNNING)
+		return;
+	job.state = JOB_STATE_WAITING;
+	job.not_before = engine_now(eng) + MAX(eng->cfg.retry_delay, 1);
+	if (catalog_job_update(eng->cat, &job) == 0)
+		event_record(eng, "job.retry", NULL, NULL, -EIO,
+			     "job %" G_GINT64_FORMAT " could not record its end in the catalog; it runs again later",
+			     job.id);
+}
+
 static void worker(gpointer data, gpointer user)
 {
 	struct running_job *rj = data;
@@ -96,6 +121,7 @@ static void worker(gpointer data, gpointer user)
 		layer_merge_run(eng, rj);
 		break;
 	}
+	job_unrecorded(eng, rj);
 
 	g_mutex_lock(&eng->lock);
 	g_hash_table_remove(eng->running, &rj->job.id);
