@@ -131,15 +131,19 @@ static void worker(gpointer data, gpointer user)
 	running_job_unref(rj);
 }
 
-/* Claim due jobs while workers are idle.  Called with eng->lock held. */
-static void dispatch(struct snap_engine *eng)
+/*
+ * Claim due jobs while workers are idle.  Called with eng->lock held.
+ * Return: false when the catalog failed (try again soon), else true.
+ */
+static bool dispatch(struct snap_engine *eng)
 {
 	while (eng->idle_workers > 0 && !eng->stopping) {
 		struct catalog_job job;
 		struct running_job *rj;
+		int rc = catalog_job_claim(eng->cat, engine_now(eng), &job);
 
-		if (catalog_job_claim(eng->cat, engine_now(eng), &job) < 0)
-			return;
+		if (rc < 0)
+			return rc == -ENOENT;
 		rj = running_job_insert(eng, &job);
 		eng->idle_workers--;
 		snap_log(LOG_DEBUG, "pool: job %" G_GINT64_FORMAT " dispatched",
@@ -148,6 +152,7 @@ static void dispatch(struct snap_engine *eng)
 			snap_log(LOG_ERR, "pool: cannot queue job %" G_GINT64_FORMAT,
 				 job.id);
 	}
+	return true;
 }
 
 static gpointer scheduler(gpointer data)
@@ -159,9 +164,9 @@ static gpointer scheduler(gpointer data)
 		int64_t due, now;
 		gint64 until;
 
-		dispatch(eng);
-		/* sleep until woken, or until the next automatic retry */
-		until = g_get_monotonic_time() + 3600 * G_TIME_SPAN_SECOND;
+		/* sleep until woken, or until the next automatic retry; a
+		 * catalog that failed is asked again in a second */
+		until = g_get_monotonic_time() + (dispatch(eng) ? 3600 : 1) * G_TIME_SPAN_SECOND;
 		if (catalog_job_next_due(eng->cat, &due) == 0) {
 			now = engine_now(eng);
 			if (!eng->cfg.test_clock)
