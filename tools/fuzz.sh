@@ -84,7 +84,7 @@ run_target() {
 	local rc execs found
 
 	mkdir -p "$work"
-	rm -f "$art"crash-* "$art"leak-* "$art"timeout-* "$art"oom-*
+	rm -f "$build/fuzz-logs/$t.result" "$art"crash-* "$art"leak-* "$art"timeout-* "$art"oom-*
 	timeout $((seconds + 120)) "$exe" -max_total_time="$seconds" \
 		-timeout=10 -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
 		-artifact_prefix="$art" "$work" "$src/tests/fuzz/corpus/$t" >"$log" 2>&1

@@ -187,7 +187,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	out = vm_xml_strip(xml, STRIP);
 	FUZZ_CHECK(out && strlen(out) <= strlen(xml), "longer output");
 	FUZZ_CHECK(subsequence(out, xml), "not cut from the input");
-	if (libvirt_shape(xml) && elements_of(xml, &in)) {
+	/* (a document that is one <backingStore> has nothing left) */
+	if (libvirt_shape(xml) && elements_of(xml, &in) && in.seq->len) {
 		FUZZ_CHECK(elements_of(out, &res), "'%s' is no longer well formed",
 			   out);
 		FUZZ_CHECK(!res.stripped, "a <" STRIP "> is left in '%s'", out);
