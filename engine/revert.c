@@ -169,6 +169,22 @@ static int revert_job_begin(struct snap_engine *eng,
 	return catalog_tx_end(eng->cat, rc);
 }
 
+/*
+ * Drop the revert's job row: while it is there the snapshot counts as read
+ * (rmdir EBUSY).  A catalog that refuses is asked again; if it still
+ * refuses, the next start drops the row (revert_recover()).
+ */
+static void revert_job_end(struct snap_engine *eng, int64_t id)
+{
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		if (catalog_job_delete(eng->cat, id) == 0)
+			return;
+		g_usleep(100 * 1000);
+	}
+}
+
 static int revert_locked(struct snap_engine *eng, const char *vol,
 			 struct catalog_snapshot *s, const char *target)
 {
@@ -210,7 +226,7 @@ static int revert_locked(struct snap_engine *eng, const char *vol,
 	running_job_untrack(eng, rj);
 
 	catalog_tx_begin(eng->cat);
-	catalog_job_delete(eng->cat, job.id);
+	revert_job_end(eng, job.id);
 	if (rc == 0)
 		event_record(eng, "volume.revert", vol, s->name, 0,
 			     "volume reverted to snapshot '%s' from %s storage",
