@@ -195,9 +195,10 @@ static int backup_copy(struct snap_engine *eng, struct running_job *rj,
 	g_autofree char *text = NULL;
 	int rc;
 
-	if (g_mkdir_with_parents(dir, 0755) < 0 ||
-	    g_mkdir_with_parents(eng->tmp_dir, 0700) < 0) {
-		rc = -errno;
+	rc = safe_mkdir(dir, 0755);
+	if (rc == 0)
+		rc = safe_mkdir(eng->tmp_dir, 0700);
+	if (rc < 0) {
 		g_string_printf(why, "cannot create directories on secondary storage: %s",
 				g_strerror(-rc));
 		return rc;

@@ -61,8 +61,10 @@ int snapshot_clone(struct snap_engine *eng, const char *vol, const char *snap,
 		return -EINVAL;
 	}
 	rc = catalog_tx_begin(eng->cat);
-	if (rc < 0)
+	if (rc < 0) {
+		event_reject(eng, "write", target, -rc, "clone: the catalog refused it; nothing queued");
 		return rc;
+	}
 	/* checked and queued in one transaction: a racing rmdir of the
 	 * snapshot or a second clone to the same name sees the job */
 	rc = snapshot_lookup(eng, vol, snap, &v, &s);
@@ -102,6 +104,8 @@ int snapshot_clone(struct snap_engine *eng, const char *vol, const char *snap,
 	rc = catalog_tx_end(eng->cat, rc);
 	if (rc == 0)
 		engine_wake(eng);
+	else
+		event_reject(eng, "write", target, -rc, "clone: the catalog refused it; nothing queued");
 	return rc;
 }
 

@@ -158,13 +158,16 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 	eng->backups_dir = g_strdup_printf("%s/volumes", eng->secondary);
 	eng->tmp_dir = g_strdup_printf("%s/.tmp", eng->secondary);
 	eng->ptmp_dir = g_strdup_printf("%s/.tmp", eng->layers_dir);
-	rc = make_dir(eng->layers_dir, 0700, NULL);
+	/* snapfs's own directories in storage: real ones, never links out
+	 * of it (recovery empties the .tmp ones); each checked before
+	 * anything is made inside it */
+	rc = safe_mkdir(eng->layers_dir, 0700);
 	if (rc == 0)
-		rc = make_dir(eng->ptmp_dir, 0700, NULL);
+		rc = safe_mkdir(eng->ptmp_dir, 0700);
 	if (rc == 0)
-		rc = make_dir(eng->backups_dir, 0755, NULL);
+		rc = safe_mkdir(eng->backups_dir, 0755);
 	if (rc == 0)
-		rc = make_dir(eng->tmp_dir, 0700, NULL);
+		rc = safe_mkdir(eng->tmp_dir, 0700);
 	if (rc < 0)
 		goto undo_alloc;
 

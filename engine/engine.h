@@ -130,6 +130,12 @@ int volume_in_use(const char *path);
  * @volume_id and mark it busy; volume_busy_end() undoes. */
 void volume_busy_begin(struct snap_engine *eng, int64_t volume_id);
 void volume_busy_end(struct snap_engine *eng, int64_t volume_id);
+/**
+ * safe_mkdir() - make directory @path (its parent exists) or accept the
+ * one there, which must be a real directory, never a symbolic link.
+ * Return: 0; -ELOOP a link or another kind of file (logged); -errno.
+ */
+int safe_mkdir(const char *path, mode_t mode);
 /** fsync_dir() - make a directory's entries durable. */
 int fsync_dir(const char *dir);
 /** fsync_path() - fsync a file by name. */

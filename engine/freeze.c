@@ -65,8 +65,14 @@ int freeze_prepare(struct snap_engine *eng, struct freeze *f, const char *vol,
 	f->size = hdr.virtual_size;
 	if (lstat(f->vpath, &st) < 0)
 		return -errno;
-	if (g_mkdir_with_parents(f->ldir, 0700) < 0)
-		return -errno;
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		snap_log(LOG_ERR, "freeze: '%s' is not a regular file with one link: refused",
+			 f->vpath);
+		return -EIO;
+	}
+	rc = safe_mkdir(f->ldir, 0700);
+	if (rc < 0)
+		return rc == -ELOOP ? -EIO : rc;
 	if (link(f->vpath, f->lpath) < 0) {
 		rc = -errno;
 		snap_log(LOG_ERR, "freeze: cannot link '%s' to '%s': %m",

@@ -26,9 +26,21 @@ static void put(struct jdoc *d, const char *key, json_object *v)
 	json_object_object_add(OBJ(d), key, v);
 }
 
+/* A JSON string of @val; invalid UTF-8 (a hostile name echoed in an
+ * event) becomes U+FFFD, so every line stays valid JSON. */
+static json_object *utf8_string(const char *val)
+{
+	g_autofree char *valid = NULL;
+
+	if (g_utf8_validate(val, -1, NULL))
+		return json_object_new_string(val);
+	valid = g_utf8_make_valid(val, -1);
+	return json_object_new_string(valid);
+}
+
 void jdoc_str(struct jdoc *d, const char *key, const char *val)
 {
-	put(d, key, val ? json_object_new_string(val) : NULL);
+	put(d, key, val ? utf8_string(val) : NULL);
 }
 
 void jdoc_int(struct jdoc *d, const char *key, int64_t val)
@@ -46,7 +58,7 @@ void jdoc_strv(struct jdoc *d, const char *key, char **val)
 	json_object *a = json_object_new_array();
 
 	for (; val && *val; val++)
-		json_object_array_add(a, json_object_new_string(*val));
+		json_object_array_add(a, utf8_string(*val));
 	put(d, key, a);
 }
 

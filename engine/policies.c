@@ -292,8 +292,10 @@ int snap_policy_write(struct snap_engine *eng, const char *name, uid_t caller,
 	line = policy_format(&s);
 
 	rc = catalog_tx_begin(eng->cat);
-	if (rc < 0)
+	if (rc < 0) {
+		event_reject(eng, "write", target, -rc, "the catalog refused the policy; nothing changed");
 		return rc;
+	}
 	exists = catalog_policy_get(eng->cat, name, &p) == 0;
 	if (!exists) {
 		memset(&p, 0, sizeof(p));
@@ -324,6 +326,8 @@ int snap_policy_write(struct snap_engine *eng, const char *name, uid_t caller,
 	if (rc == 0) {
 		draft_drop(eng, name);
 		engine_wake(eng);
+	} else {
+		event_reject(eng, "write", target, -rc, "the catalog refused the policy; nothing changed");
 	}
 	return rc;
 }

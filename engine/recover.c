@@ -7,6 +7,7 @@
  * docs/design.md, "Recovery", for the table of cases.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <dirent.h>
 #include <string.h>
@@ -22,10 +23,14 @@ static int clear_dir(const char *dir)
 {
 	struct dirent *de;
 	int n = 0;
-	DIR *d = opendir(dir);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
 
-	if (!d)
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
 		return 0;
+	}
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;

@@ -101,8 +101,10 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 	l.state = LAYER_STATE_CREATING;
 
 	rc = catalog_tx_begin(eng->cat);
-	if (rc < 0)
+	if (rc < 0) {
+		event_reject(eng, "mkdir", target, -rc, "the catalog refused the snapshot; nothing changed");
 		return rc;
+	}
 	rc = replaces ? 0 : account_quota_check(eng, v.uid, quota_why, sizeof(quota_why));
 	if (rc == 0)
 		rc = catalog_snapshot_insert(eng->cat, &s);
@@ -114,8 +116,10 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 			     "a snapshot of that name exists" : quota_why);
 		return rc;
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		event_reject(eng, "mkdir", target, -rc, "the catalog refused the snapshot; nothing changed");
 		return rc;
+	}
 
 	rc = freeze_prepare(eng, &f, vol, uuid);
 	if (rc < 0)
@@ -137,8 +141,12 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 	l.state = LAYER_STATE_LIVE;
 	g_strlcpy(v.top_layer, uuid, sizeof(v.top_layer));
 	rc = catalog_tx_begin(eng->cat);
-	if (rc < 0)
-		return rc; /* the files are right; recovery completes the rows */
+	if (rc < 0) {
+		/* the files are right; recovery completes the rows */
+		event_reject(eng, "mkdir", target, -rc,
+			     "the snapshot exists on primary storage but the catalog refused to record it; the next mount completes it");
+		return rc;
+	}
 	rc = catalog_snapshot_update(eng->cat, &s);
 	if (rc == 0)
 		rc = catalog_layer_update(eng->cat, &l);
@@ -288,8 +296,10 @@ int snap_snapshot_delete(struct snap_engine *eng, const char *vol,
 		return rc;
 	}
 	rc = catalog_tx_begin(eng->cat);
-	if (rc < 0)
+	if (rc < 0) {
+		event_reject(eng, "rmdir", target, -rc, "the catalog refused the delete; nothing changed");
 		return rc;
+	}
 	rc = catalog_snapshot_get_by_id(eng->cat, s.id, &s);
 	was = s.state;
 	if (rc == 0 && was == SNAP_STATE_DESTROYING)
@@ -308,6 +318,9 @@ int snap_snapshot_delete(struct snap_engine *eng, const char *vol,
 		else if (rc == -EBUSY)
 			event_reject(eng, "rmdir", target, EBUSY,
 				     "a clone or revert is reading the snapshot; delete it when they end (see jobs/)");
+		else
+			event_reject(eng, "rmdir", target, -rc,
+				     "the catalog refused the delete; nothing changed");
 		return rc;
 	}
 	/* a worker that claimed its job is in the running table: stop it */

@@ -1095,6 +1095,11 @@ static int vm_revert_locked(struct snap_engine *eng, const char *vm,
 	guint i;
 	int rc, disks_rc;
 
+	if (snap_name_valid(name) < 0) {
+		event_reject(eng, "revert", target, EINVAL,
+			     "VM snapshot names are 1-128 bytes of [A-Za-z0-9._-], not starting with '.' or '-'");
+		return -EINVAL;
+	}
 	rc = vmsnap_lookup(eng, vm, name, &cvm, &s);
 	if (rc < 0) {
 		event_reject(eng, "revert", target, ENOENT, "no such VM snapshot");

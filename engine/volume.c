@@ -35,6 +35,22 @@ char *layer_path(struct snap_engine *eng, const char *vol, const char *uuid)
 	return g_strdup_printf("%s/%s/%s.qcow2", eng->layers_dir, vol, uuid);
 }
 
+int safe_mkdir(const char *path, mode_t mode)
+{
+	struct stat st;
+
+	if (mkdir(path, mode) < 0 && errno != EEXIST)
+		return -errno;
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode)) {
+		snap_log(LOG_ERR, "volume: '%s' is not a directory (%s): snapfs does not follow links out of its storage",
+			 path, S_ISLNK(st.st_mode) ? "a symbolic link" : "another kind of file");
+		return -ELOOP;
+	}
+	return 0;
+}
+
 int fsync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -134,6 +150,10 @@ int volume_resolve(struct snap_engine *eng, const char *name,
 	if (rc != -ENOENT)
 		return rc;
 	if (!present)
+		return -ENOENT;
+	/* a file with other hard links is someone else's too: never adopted
+	 * (our own links appear only while a known volume is taken) */
+	if (st.st_nlink > 1)
 		return -ENOENT;
 
 	memset(out, 0, sizeof(*out));
