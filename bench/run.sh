@@ -3,11 +3,14 @@
 # issue 2 (snapbench.py: volume snapshots, backups, reads) by default, the VM
 # snapshot benchmarks of issue 3 (vmbench.py) with --vm, the clone benchmark
 # of issue 4 (clonebench.py: 1 vs 8 concurrent clones vs cp) with --clone,
-# all three with --all.
+# those of issue 5 (policybench.py: scheduler cost of 1,000 policies over a
+# simulated day, ls -l of 10,000 snapshots) with --policy, all four with
+# --all.
 #
 #   bash bench/run.sh [--quick] [snapbench.py options...]
 #   bash bench/run.sh --vm [--quick] [vmbench.py options...]
 #   bash bench/run.sh --clone [--quick] [clonebench.py options...]
+#   bash bench/run.sh --policy [--quick] [policybench.py options...]
 #   bash bench/run.sh --all [--quick]
 #
 # Needs root (a FUSE mount, /proc/sys/vm/drop_caches, libvirt's embedded QEMU
@@ -18,26 +21,28 @@
 # under /var/tmp on local disk (or $SNAPFS_BENCH_DIR) and always force-stops
 # its VMs, unmounts, stops its daemon and removes that directory at the end,
 # also after a failure or Ctrl-C.  Exit status: 0 all targets met, 1 a target
-# missed, 2 a run failed (with --all: the worst of the three).
+# missed, 2 a run failed (with --all: the worst of the four).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 
-# --vm, --clone or --all, anywhere on the line; the rest goes to the Python side
+# --vm, --clone, --policy or --all, anywhere on the line; the rest goes to the
+# Python side
 which=io
 args=()
 for a in "$@"; do
 	case $a in
 	--vm) which=vm ;;
 	--clone) which=clone ;;
+	--policy) which=policy ;;
 	--all) which=all ;;
 	*) args+=("$a") ;;
 	esac
 done
 set -- "${args[@]}"
 if [ "$which" = all ] && [ $# -gt 0 ] && [ "$*" != --quick ]; then
-	echo "bench/run.sh: --all takes only --quick; run --vm, --clone or the default alone for other options" >&2
+	echo "bench/run.sh: --all takes only --quick; run --vm, --clone, --policy or the default alone for other options" >&2
 	exit 2
 fi
 
@@ -73,12 +78,13 @@ cleanup() {
 	trap - EXIT INT TERM
 	# the Python side force-stops the VMs, unmounts and stops the daemon;
 	# this is the backstop
-	for mnt in "$work/mnt" "$work"/*/mnt; do
+	# policybench.py mounts in subdirectories of its own (sched/, ls/)
+	for mnt in "$work/mnt" "$work"/*/mnt "$work"/*/*/mnt; do
 		if grep -qF " $mnt " /proc/self/mountinfo; then
 			fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null || true
 		fi
 	done
-	for f in "$work/snapfs.pid" "$work"/*/snapfs.pid; do
+	for f in "$work/snapfs.pid" "$work"/*/snapfs.pid "$work"/*/*/snapfs.pid; do
 		[ -f "$f" ] || continue
 		pid=$(cat "$f")
 		if ours "$pid"; then
@@ -110,12 +116,13 @@ case $which in
 io) python3 "$here/snapbench.py" --bin "$bin" --workdir "$work" "$@" ;;
 vm) python3 "$here/vmbench.py" --bin "$bin" --workdir "$work" "$@" ;;
 clone) python3 "$here/clonebench.py" --bin "$bin" --workdir "$work" "$@" ;;
+policy) python3 "$here/policybench.py" --bin "$bin" --workdir "$work" "$@" ;;
 all)
-	# all three, each in its own directory; the exit status is the worse one
-	mkdir "$work/io" "$work/vm" "$work/clone"
+	# all four, each in its own directory; the exit status is the worst one
+	mkdir "$work/io" "$work/vm" "$work/clone" "$work/policy"
 	st=0
 	python3 "$here/snapbench.py" --bin "$bin" --workdir "$work/io" "$@" || st=$?
-	for b in vm clone; do
+	for b in vm clone policy; do
 		echo
 		python3 "$here/${b}bench.py" --bin "$bin" --workdir "$work/$b" "$@" || {
 			r=$?
