@@ -103,6 +103,36 @@ int layer_prune_primary(struct snap_engine *eng, int64_t volume_id)
 	return rc;
 }
 
+/*
+ * A merge of @l whose rename happened (L's file is gone: it is its child's
+ * now): its children hang from L's parent, L's row goes.  Used when the
+ * catalog refused this right after the rename, and by recovery.
+ */
+static int merge_complete(struct snap_engine *eng, const struct catalog_volume *v,
+			  const struct catalog_layer *l, GArray *layers,
+			  const char *type)
+{
+	guint j;
+	int rc = catalog_tx_begin(eng->cat);
+
+	if (rc < 0)
+		return rc;
+	for (j = 0; j < layers->len && rc == 0; j++) {
+		struct catalog_layer *c = &g_array_index(layers, struct catalog_layer, j);
+
+		if (!strcmp(c->parent, l->uuid)) {
+			g_strlcpy(c->parent, l->parent, sizeof(c->parent));
+			rc = catalog_layer_update(eng->cat, c);
+		}
+	}
+	if (rc == 0)
+		rc = catalog_layer_delete(eng->cat, l->uuid);
+	if (rc == 0)
+		event_record(eng, type, v->name, NULL, 0,
+			     "finished an interrupted merge of layer %s", l->uuid);
+	return catalog_tx_end(eng->cat, rc);
+}
+
 static bool layer_referenced(struct snap_engine *eng, const char *uuid)
 {
 	/* an error counts as referenced: never fold what may be in use */
@@ -222,6 +252,17 @@ static int merge_step(struct snap_engine *eng, const struct catalog_volume *v,
 		if (l->state == LAYER_STATE_CREATING ||
 		    layer_referenced(eng, l->uuid))
 			continue;
+		if (l->state == LAYER_STATE_MERGING) {
+			/* a merge whose catalog change failed after its rename */
+			g_autofree char *lpath = layer_path(eng, v->name, l->uuid);
+			struct stat st;
+
+			if (lstat(lpath, &st) < 0 && errno == ENOENT) {
+				rc = merge_complete(eng, v, l, layers, "layer.merge");
+				rc = rc < 0 ? rc : 1;
+				break;
+			}
+		}
 		for (j = 0; j < layers->len; j++) {
 			struct catalog_layer *c =
 				&g_array_index(layers, struct catalog_layer, j);
@@ -283,7 +324,7 @@ int layer_merge_run(struct snap_engine *eng, struct running_job *rj)
 int layer_recover(struct snap_engine *eng)
 {
 	GArray *layers = NULL;
-	guint i, j;
+	guint i;
 	int rc;
 
 	rc = catalog_layer_list(eng->cat, -1, &layers);
@@ -310,21 +351,7 @@ int layer_recover(struct snap_engine *eng)
 				     l->uuid);
 			continue;
 		}
-		catalog_tx_begin(eng->cat);
-		for (j = 0; j < layers->len; j++) {
-			struct catalog_layer *c =
-				&g_array_index(layers, struct catalog_layer, j);
-
-			if (!strcmp(c->parent, l->uuid)) {
-				g_strlcpy(c->parent, l->parent, sizeof(c->parent));
-				catalog_layer_update(eng->cat, c);
-			}
-		}
-		catalog_layer_delete(eng->cat, l->uuid);
-		event_record(eng, "recovery.merge", v.name, NULL, 0,
-			     "finished an interrupted merge of layer %s",
-			     l->uuid);
-		catalog_tx_end(eng->cat, 0);
+		merge_complete(eng, &v, l, layers, "recovery.merge");
 	}
 	g_array_free(layers, TRUE);
 	return 0;

@@ -54,6 +54,7 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 		       const char *name, int64_t policy_id, bool replaces)
 {
 	char quota_why[256];
+	int attempt;
 	g_autofree char *target = snap_target(vol, name);
 	g_autofree char *vpath = volume_path(eng, vol);
 	g_autofree char *uuid = g_uuid_string_random();
@@ -140,26 +141,37 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 	s.state = SNAP_STATE_BACKING_UP;
 	l.state = LAYER_STATE_LIVE;
 	g_strlcpy(v.top_layer, uuid, sizeof(v.top_layer));
-	rc = catalog_tx_begin(eng->cat);
-	if (rc < 0) {
-		/* the files are right; recovery completes the rows */
-		event_reject(eng, "mkdir", target, -rc,
-			     "the snapshot exists on primary storage but the catalog refused to record it; the next mount completes it");
-		return rc;
+	/*
+	 * The swap is done: the snapshot exists.  Its rows must say so
+	 * before anything else layers on the volume (we hold its busy flag),
+	 * so a catalog that refuses is asked again before giving up (the next
+	 * mount then completes it: recovery.take).
+	 */
+	for (attempt = 0; attempt < 3; attempt++) {
+		if (attempt)
+			g_usleep(100 * 1000);
+		rc = catalog_tx_begin(eng->cat);
+		if (rc < 0)
+			continue;
+		rc = catalog_snapshot_update(eng->cat, &s);
+		if (rc == 0)
+			rc = catalog_layer_update(eng->cat, &l);
+		if (rc == 0)
+			rc = catalog_volume_update(eng->cat, &v);
+		if (rc == 0)
+			rc = backup_queue(eng, &s);
+		if (rc == 0)
+			event_record(eng, "snapshot.take", vol, name, 0,
+				     in_use > 0 ? "snapshot taken while VM '%s' runs; backup queued" :
+						  "snapshot taken; backup queued%s",
+				     in_use > 0 ? user.vm : "");
+		rc = catalog_tx_end(eng->cat, rc);
+		if (rc == 0)
+			return 0;
 	}
-	rc = catalog_snapshot_update(eng->cat, &s);
-	if (rc == 0)
-		rc = catalog_layer_update(eng->cat, &l);
-	if (rc == 0)
-		rc = catalog_volume_update(eng->cat, &v);
-	if (rc == 0)
-		rc = backup_queue(eng, &s);
-	if (rc == 0)
-		event_record(eng, "snapshot.take", vol, name, 0,
-			     in_use > 0 ? "snapshot taken while VM '%s' runs; backup queued" :
-					  "snapshot taken; backup queued%s",
-			     in_use > 0 ? user.vm : "");
-	return catalog_tx_end(eng->cat, rc);
+	event_reject(eng, "mkdir", target, -rc,
+		     "the snapshot exists on primary storage but the catalog refused to record it; the next mount completes it");
+	return rc;
 
 undo_freeze:
 	freeze_undo(&f);

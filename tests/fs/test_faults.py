@@ -150,9 +150,9 @@ def one_run(n, refs):
         point = fired(env)
         if point:
             evs = env.read_events()
-            if not any(ev.get('result') == 'error' for ev in evs) and \
-                    any(results.values()):
-                results['events'] = errno.EPROTO  # a failure without an event
+            failed = [op for op, err in results.items() if err]
+            if failed and not any(ev.get('result') == 'error' for ev in evs):
+                results['events for %s' % ', '.join(failed)] = errno.EPROTO
         env.unmount()
         # recovery, without faults, then let every job end
         env.mount(workers=1, retries=0)
