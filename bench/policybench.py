@@ -520,8 +520,10 @@ def bench_policies(binary, work, a, results):
             try:
                 set_clock(fs, t)
                 poller.wait(want, timeout=120 + 10 * n)
-            except (BenchError, OSError):
+            except (BenchError, OSError) as e:
                 partial_rows(results, steps1, len(pols))
+                if isinstance(e, OSError) and fs.proc.poll() is not None:
+                    died(fs)
                 raise
             c1 = Cpu(fs.proc.pid)
             d = c1.delta(c0)
@@ -672,9 +674,11 @@ def bench_policies(binary, work, a, results):
         if d1r['fails'] or ev_fails2:
             raise BenchError('%d policy runs failed (see MOUNT/events)'
                              % (ev_fails2))
-    except OSError as e:
+    except OSError:
         if dog and dog.fired:
             raise BenchError('snapfs hung (%s); killed' % dog.fired)
+        if fs.proc is not None and fs.proc.poll() is not None:
+            died(fs)
         raise
     finally:
         if dog:
@@ -1047,21 +1051,24 @@ def main():
 
     results = dict(machine=info, rows=[])
     t_start = time.perf_counter()
-    failed = None
+    failed = []
     try:
-        if '1' in only:
-            d = os.path.join(work, 'sched')
+        # each benchmark runs even when the other failed
+        for key, sub, fn in (('1', 'sched', bench_policies), ('2', 'ls', bench_ls)):
+            if key not in only:
+                continue
+            d = os.path.join(work, sub)
             os.makedirs(d)
-            bench_policies(binary, d, a, results)
+            try:
+                fn(binary, d, a, results)
+            except (BenchError, OSError, subprocess.SubprocessError,
+                    sqlite3.Error) as e:
+                log('policybench: benchmark %s FAILED: %s: %s'
+                    % (key, type(e).__name__, e))
+                failed.append(e)
             log()
-        if '2' in only:
-            d = os.path.join(work, 'ls')
-            os.makedirs(d)
-            bench_ls(binary, d, a, results)
-            log()
-    except (BenchError, OSError, subprocess.SubprocessError, sqlite3.Error,
-            KeyboardInterrupt) as e:
-        failed = e
+    except KeyboardInterrupt as e:
+        failed.append(e)
     finally:
         mounted = any(is_mounted(os.path.join(work, s, 'mnt')) for s in ('sched', 'ls'))
         if own_work and not a.keep and not mounted:
@@ -1081,8 +1088,9 @@ def main():
             % (info['mode'], info['date'], results['seconds'],
                info['loadavg_start'], info['loadavg_end']))
         print_table(results['rows'])
-    if failed is not None:
-        log('policybench: FAILED: %s: %s' % (type(failed).__name__, failed))
+    if failed:
+        for e in failed:
+            log('policybench: FAILED: %s: %s' % (type(e).__name__, e))
         return 2
     judged = [r for r in results['rows'] if 'ok' in r]
     missed = [r['name'] for r in judged if not r['ok']]
