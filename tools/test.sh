@@ -5,9 +5,19 @@
 #
 # Runs every meson test (cmocka unit tests and the pytest mount tests, which
 # need root, /dev/fuse and qemu-img, and skip themselves otherwise), then
-# counts individual test cases with tools/count-results.py.  The last line is
-# always `N passed, N failed, N skipped`; the exit status is non-zero when
-# anything failed or when no test passed.
+# the hardening steps of issue 6, each in its own build directory:
+#
+#   - ASan+UBSan (tools/sanitize.sh --ci, in BUILD-asan): the unit tests and
+#     a subset of the mount tests against an instrumented daemon; every
+#     sanitizer report is a failed case;
+#   - fuzzing (tools/fuzz.sh, in BUILD-fuzz): each libFuzzer target for
+#     $SNAPFS_FUZZ_SECONDS (default 20) seconds, one case per target.
+#
+# SNAPFS_TEST_SANITIZE=0 or SNAPFS_TEST_FUZZ=0 leave a step out (a quick
+# local run); CI runs both.  tools/count-results.py counts the individual
+# cases of all of them.  The last line is always `N passed, N failed,
+# N skipped`; the exit status is non-zero when anything failed or when no
+# test passed.
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,12 +45,28 @@ meson test -C "$build" --print-errorlogs \
 	--timeout-multiplier "${MESON_TEST_TIMEOUT_MULTIPLIER:-2}"
 meson_rc=$?
 
+# The hardening steps: their own builds, never a reason to skip the count.
+results=("$build")
+step_rc=0
+if [ "${SNAPFS_TEST_SANITIZE:-1}" != 0 ]; then
+	asan=${build}-asan
+	rm -f "$asan/sanitizer-results.tap"
+	SANITIZE_BUILD_DIR=$asan bash tools/sanitize.sh --ci || step_rc=1
+	results+=("$asan" "$asan/sanitizer-results.tap")
+fi
+if [ "${SNAPFS_TEST_FUZZ:-1}" != 0 ]; then
+	fuzz=${build}-fuzz
+	rm -f "$fuzz/fuzz-results.tap"
+	FUZZ_BUILD_DIR=$fuzz bash tools/fuzz.sh --time "${SNAPFS_FUZZ_SECONDS:-20}" || step_rc=1
+	results+=("$fuzz/fuzz-results.tap")
+fi
+
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
-"$py" tools/count-results.py "$build"
+"$py" tools/count-results.py "${results[@]}"
 count_rc=$?
 
-if [ $meson_rc -ne 0 ] || [ $count_rc -ne 0 ]; then
+if [ $meson_rc -ne 0 ] || [ $count_rc -ne 0 ] || [ $step_rc -ne 0 ]; then
 	exit 1
 fi
 exit 0
