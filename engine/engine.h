@@ -10,7 +10,8 @@
  *
  * eng->lock protects: stopping, running (the table of running jobs),
  * busy_volumes, busy_vms, control_results, vm_control_results,
- * idle_workers, policy_drafts, policy_zones.  test_now is read and written atomically.
+ * idle_workers.  eng->policy_lock (a leaf) protects the policy drafts
+ * and zones.  test_now is read and written atomically.
  */
 #ifndef SNAP_ENGINE_H
 #define SNAP_ENGINE_H
@@ -51,8 +52,12 @@ struct snap_engine {
 	GThread *policy_thread;
 	GThread *watch_thread;
 	int watch_fd, watch_stop; /* inotify of PRIMARY, its stop eventfd */
-	GHashTable *policy_drafts; /* name -> struct draft (eng->lock) */
-	GHashTable *policy_zones;  /* tz name -> GTimeZone held (eng->lock) */
+	/* a leaf lock: nothing else is taken while it is held, so it may be
+	 * taken under eng->lock or inside a catalog transaction (events name
+	 * a draft's owner) */
+	GMutex policy_lock;
+	GHashTable *policy_drafts; /* name -> struct draft (policy_lock) */
+	GHashTable *policy_zones;  /* tz name -> GTimeZone held (policy_lock) */
 	char default_tz[64];	   /* policies without tz= */
 
 	struct vm_conn *vm;	  /* NULL: no VMs (libvirt=none or unreachable) */

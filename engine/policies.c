@@ -58,6 +58,7 @@ void policies_init(struct snap_engine *eng)
 		g_time_zone_unref(check);
 	if (tz)
 		g_time_zone_unref(tz);
+	g_mutex_init(&eng->policy_lock);
 	eng->policy_drafts = g_hash_table_new_full(g_str_hash, g_str_equal,
 						   g_free, g_free);
 	eng->policy_zones = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
@@ -74,13 +75,13 @@ static void zone_hold(struct snap_engine *eng, const char *tz)
 {
 	GTimeZone *z;
 
-	g_mutex_lock(&eng->lock);
+	g_mutex_lock(&eng->policy_lock);
 	if (!g_hash_table_contains(eng->policy_zones, tz)) {
 		z = g_time_zone_new_identifier(tz);
 		if (z)
 			g_hash_table_insert(eng->policy_zones, g_strdup(tz), z);
 	}
-	g_mutex_unlock(&eng->lock);
+	g_mutex_unlock(&eng->policy_lock);
 }
 
 void policies_clear(struct snap_engine *eng)
@@ -91,6 +92,7 @@ void policies_clear(struct snap_engine *eng)
 		g_hash_table_destroy(eng->policy_zones);
 	eng->policy_drafts = NULL;
 	eng->policy_zones = NULL;
+	g_mutex_clear(&eng->policy_lock);
 }
 
 /* ---- the files ----------------------------------------------------------- */
@@ -112,11 +114,11 @@ int snap_policy_list(struct snap_engine *eng, char ***names_out)
 	for (i = 0; i < rows->len; i++)
 		g_ptr_array_add(names, g_strdup(g_array_index(rows, struct catalog_policy, i).name));
 	g_array_free(rows, TRUE);
-	g_mutex_lock(&eng->lock);
+	g_mutex_lock(&eng->policy_lock);
 	g_hash_table_iter_init(&it, eng->policy_drafts);
 	while (g_hash_table_iter_next(&it, &key, NULL))
 		g_ptr_array_add(names, g_strdup(key));
-	g_mutex_unlock(&eng->lock);
+	g_mutex_unlock(&eng->policy_lock);
 	g_ptr_array_sort(names, (GCompareFunc)g_strcmp0);
 	g_ptr_array_add(names, NULL);
 	rc = (int)names->len - 1;
@@ -129,11 +131,11 @@ static bool draft_get(struct snap_engine *eng, const char *name, struct draft *o
 {
 	struct draft *d;
 
-	g_mutex_lock(&eng->lock);
+	g_mutex_lock(&eng->policy_lock);
 	d = g_hash_table_lookup(eng->policy_drafts, name);
 	if (d && out)
 		*out = *d;
-	g_mutex_unlock(&eng->lock);
+	g_mutex_unlock(&eng->policy_lock);
 	return d != NULL;
 }
 
@@ -175,7 +177,7 @@ int snap_policy_create(struct snap_engine *eng, const char *name, uid_t uid,
 	}
 	if (catalog_policy_get(eng->cat, name, &p) == 0)
 		return -EEXIST;
-	g_mutex_lock(&eng->lock);
+	g_mutex_lock(&eng->policy_lock);
 	if (g_hash_table_contains(eng->policy_drafts, name)) {
 		rc = -EEXIST;
 	} else if (g_hash_table_size(eng->policy_drafts) >= POLICY_DRAFTS_MAX) {
@@ -186,7 +188,7 @@ int snap_policy_create(struct snap_engine *eng, const char *name, uid_t uid,
 		d->gid = gid;
 		g_hash_table_insert(eng->policy_drafts, g_strdup(name), d);
 	}
-	g_mutex_unlock(&eng->lock);
+	g_mutex_unlock(&eng->policy_lock);
 	if (rc == -ENOSPC)
 		event_reject(eng, "create", target, ENOSPC,
 			     "%d empty policy files exist: write or remove some first",
@@ -196,9 +198,9 @@ int snap_policy_create(struct snap_engine *eng, const char *name, uid_t uid,
 
 static void draft_drop(struct snap_engine *eng, const char *name)
 {
-	g_mutex_lock(&eng->lock);
+	g_mutex_lock(&eng->policy_lock);
 	g_hash_table_remove(eng->policy_drafts, name);
-	g_mutex_unlock(&eng->lock);
+	g_mutex_unlock(&eng->policy_lock);
 }
 
 uid_t policy_owner(struct snap_engine *eng, const char *name)
