@@ -204,6 +204,9 @@ static int revert_locked(struct snap_engine *eng, const char *vol,
 		if (rc == -ENOENT)
 			event_reject(eng, "write", target, ENOENT,
 				     "revert: the snapshot is being deleted");
+		else
+			event_reject(eng, "write", target, -rc,
+				     "revert: the catalog refused it; the volume is unchanged");
 		return rc;
 	}
 	rj = running_job_track(eng, &job);
