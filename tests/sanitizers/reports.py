@@ -10,8 +10,11 @@ show it; with no finding there is one passing case.
 
 What counts:
   - every AddressSanitizer, UndefinedBehaviorSanitizer and
-    ThreadSanitizer report (a race between two libraries snapfs does not
-    own is left to tests/sanitizers/tsan.supp);
+    ThreadSanitizer report, except a race in which one access is a
+    library's own call of free, memcpy... (GLib, libvirt and libfuse hand
+    memory between their threads through queues and atomics TSan cannot
+    see: ignore_noninstrumented_modules would do the same, but makes TSan
+    abort threads that end inside those libraries);
   - a leak whose allocation was made by snapfs's code: the first frame
     past the allocator (libc, GLib's g_malloc family and containers) is in
     engine/, fs/ or tests/, or is in a library other than libfuse called
@@ -29,7 +32,12 @@ import os
 import re
 import sys
 
-FRAME = re.compile(r'^\s*#(\d+) 0x[0-9a-f]+ (?:in (\S+) )?(.*)$')
+# ASan: "#2 0x55c2 in dispatch ../engine/pool.c:117" or "#1 0x7f05  (/lib/..)";
+# TSan: "#0 snap_job_read ../engine/events.c:337 (snapfs+0x19a8b)"
+FRAME = re.compile(r'^\s*#(\d+) (?:0x[0-9a-f]+ )?(?:in )?(\S*) ?(.*)$')
+SECTION = re.compile(r'^  (Previous )?(Read|Write|Atomic read|Atomic write|'
+                     r'read|write|atomic read|atomic write)\b|^  (Location|Mutex|Thread) ')
+OWN_MODULE = re.compile(r'\((snapfs|test_\w+|fuzz_\w+)\+0x')
 SNAPFS_SRC = re.compile(r'/(engine|fs|tests)/[^ ]+\.c')
 PER_OPEN = ('op_open', 'op_create')
 ALLOCATORS = re.compile(r'libc\.so|libglib-2\.0\.so|libasan|libtsan|libubsan|'
@@ -48,6 +56,9 @@ def blocks(text):
                 out.append((head, frames))
             head, frames = line.strip(), []
             continue
+        if head is not None and SECTION.match(line):
+            frames.append(('--', line.strip()))  # a new stack starts
+            continue
         m = FRAME.match(line)
         if m and head is not None:
             frames.append((m.group(2) or '?', m.group(3)))
@@ -60,14 +71,48 @@ def snapfs_frame(frames):
     """The first frame in snapfs's sources, "function file" (no line: the
     lines of one function's allocations are one finding)."""
     for fn, where in frames:
+        if fn == '--':
+            continue
         m = SNAPFS_SRC.search(where)
         if m:
             return '%s %s' % (fn, where[m.start() + 1:].split()[0].split(':')[0])
     return None
 
 
+def stacks(frames):
+    """The stacks of a TSan report, in order: the two accesses first."""
+    out = []
+    for fn, where in frames:
+        if fn == '--':
+            out.append((where, []))
+        elif out:
+            out[-1][1].append((fn, where))
+    return out
+
+
+def library_access(stack):
+    """Whether an access was made by a library's own call of an intercepted
+    function (free, memcpy...): frame 0 in the sanitizer runtime, frame 1
+    in a library that is not instrumented (GLib, libvirt, libfuse)."""
+    return (len(stack) >= 2 and ALLOCATORS.search(stack[0][1]) and
+            not OWN_MODULE.search(stack[1][1]) and not SNAPFS_SRC.search(stack[1][1]))
+
+
+def classify_race(head, frames):
+    accesses = [st for title, st in stacks(frames)
+                if not re.match(r'(Location|Mutex|Thread) ', title)][:2]
+    for st in accesses:
+        if library_access(st):
+            return None, 'race on memory a library hands between threads (%s)' % (
+                st[1][1].split('(')[-1].split('+')[0])
+    names = sorted(snapfs_frame(st) or '(no snapfs frame)' for st in accesses)
+    return 'data race', ' vs '.join(names)
+
+
 def classify(head, frames):
     """Return (kind, key) of a finding, or (None, why) when ignored."""
+    if 'ThreadSanitizer: data race' in head:
+        return classify_race(head, frames)
     if 'LeakSanitizer: detected memory leaks' in head:
         return None, None  # the leak records that follow say which
     if 'leak of' in head:
