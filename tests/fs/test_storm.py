@@ -444,7 +444,7 @@ class Storm:
         return problems
 
 
-def test_storm(env):
+def test_storm(env, request, record_property):
     for vol in VOLS:
         env.make_volume(vol, '%dM' % SIZE_MIB)
     storm = Storm(env)
@@ -492,4 +492,15 @@ def test_storm(env):
     print('storm: %d requests in %.0f s, %d violations%s' % (
         len(storm.records), time.monotonic() - t_start, len(problems),
         '; known bugs not counted: ' + known if known else ''), flush=True)
+    summary = 'storm: %d clients, %d requests, %d violations' % (
+        CLIENTS, len(storm.records), len(problems))
+    record_property('storm', summary + ('; known bugs: ' + known if known else ''))
+    line = '\n%s (seed %d%s)' % (summary, SEED, '; known bugs not counted: ' + known
+                                  if known else '')
+    capture = request.config.pluginmanager.get_plugin('capturemanager')
+    if capture is None:
+        print(line)
+    else:
+        with capture.global_and_fixture_disabled():     # in CI logs, captured or not
+            print(line, flush=True)
     assert not problems, problems
