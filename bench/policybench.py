@@ -474,7 +474,7 @@ def bench_policies(binary, work, a, results):
         t = time.perf_counter()
         if not a.unpaced_writes:
             log('   policy files written one at a time, each after snapfs-policy went '
-                'back to sleep: with back-to-back writes snapfs deadlocks (a write '
+                'back to sleep: back-to-back writes can deadlock snapfs (a write '
                 'holds the catalog and waits for eng->lock, the woken policy thread '
                 'holds eng->lock and waits for the catalog; --unpaced-writes shows it)')
         for name, vol, _, sched in pols:
