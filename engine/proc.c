@@ -75,11 +75,19 @@ static int finish(GSubprocess *p, char *const *argv, GCancellable *cancel,
 	return -EIO;
 }
 
+static void on_cancel(GCancellable *cancel, gpointer p)
+{
+	(void)cancel;
+	g_subprocess_force_exit(G_SUBPROCESS(p));
+}
+
 int proc_run(char *const *argv, GCancellable *cancel, char **out, char **err)
 {
 	g_autoptr(GSubprocess) p = NULL;
 	g_autoptr(GError) gerr = NULL;
 	g_autofree char *o = NULL, *e = NULL;
+	gulong id = 0;
+	gboolean ok;
 	int rc = 0;
 
 	p = spawn(argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE |
@@ -87,7 +95,18 @@ int proc_run(char *const *argv, GCancellable *cancel, char **out, char **err)
 				G_SUBPROCESS_FLAGS_STDIN_INHERIT, &rc);
 	if (!p)
 		return rc;
-	if (!g_subprocess_communicate_utf8(p, NULL, cancel, &o, &e, &gerr)) {
+	/*
+	 * GLib 2.74's communicate with a GCancellable corrupts the heap or
+	 * hangs now and then (about one run in 1,000 under the policy
+	 * benchmark; reproduced outside snapfs with /bin/true): it never gets
+	 * one.  Cancelling kills the child, which ends the communication.
+	 */
+	if (cancel)
+		id = g_cancellable_connect(cancel, G_CALLBACK(on_cancel), p, NULL);
+	ok = g_subprocess_communicate_utf8(p, NULL, NULL, &o, &e, &gerr);
+	if (id)
+		g_cancellable_disconnect(cancel, id);
+	if (!ok) {
 		if (!g_error_matches(gerr, G_IO_ERROR, G_IO_ERROR_CANCELLED))
 			snap_log(LOG_ERR, "proc: reading '%s': %s", argv[0],
 				 gerr->message);
