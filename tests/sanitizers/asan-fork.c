@@ -56,12 +56,21 @@ static void before_fork(void)
 	pthread_rwlock_wrlock(&fork_lock);
 }
 
-static void after_fork(void)
+static void after_fork_parent(void)
 {
 	pthread_rwlock_unlock(&fork_lock);
 }
 
+/* The child's one thread has another TID than the writer glibc recorded,
+ * so an unlock would be taken for a reader's: start the lock afresh. */
+static void after_fork_child(void)
+{
+	static const pthread_rwlock_t fresh = PTHREAD_RWLOCK_INITIALIZER;
+
+	fork_lock = fresh;
+}
+
 __attribute__((constructor)) static void asan_fork_init(void)
 {
-	pthread_atfork(before_fork, after_fork, after_fork);
+	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 }
