@@ -131,6 +131,10 @@ int volume_read_header(const char *path, struct qcow2_header *out);
 /** volume_in_use() - 1 when another process holds @path open for writing
  * (qemu's image locks), 0 when not, -errno. */
 int volume_in_use(const char *path);
+/** volume_deny_writers() - an fd whose lock (qemu's protocol) makes any
+ * qemu that opens @path for writing fail until it is closed.
+ * Return: the fd; -EBUSY someone denies it already; -errno. */
+int volume_deny_writers(const char *path);
 /** volume_busy_begin() - wait until no other structural operation runs on
  * @volume_id and mark it busy; volume_busy_end() undoes. */
 void volume_busy_begin(struct snap_engine *eng, int64_t volume_id);

@@ -190,12 +190,17 @@ static int merge_one(struct snap_engine *eng, const struct catalog_volume *v,
 }
 
 /*
- * Fold unreferenced @l, the backing of the volume file, into the volume
- * file itself: `qemu-img rebase` of the file onto @l's parent copies what
- * @l held into the file, in place, with qemu's image locks on, so a VM or
- * qemu-io that opens the volume meanwhile fails instead of racing us (no
- * rename of the live file is ever needed).  Skipped while anything has
- * the volume open for writing: it runs again when a VM stops or at mount.
+ * Fold unreferenced @l, the backing of the volume file V, into V, the way
+ * a merge does it: `qemu-img commit -d` of V into L (V unchanged, L gains
+ * what V holds), then rename(L, V), the commit point, then the catalog.
+ * Never in place: an in-place `qemu-img rebase` cut by kill -9 lost the
+ * layer's data (qemu-img's L2 updates lived in its memory while the
+ * header already named no backing file).  A crash before the rename
+ * leaves V as it was; after it, V is whole and recovery sets the top
+ * layer from V's backing name.  Runs only while nothing has V open for
+ * writing, holding the volume's busy flag and a lock that makes any qemu
+ * opening V for writing fail meanwhile (its writes would go to the
+ * replaced file).  It runs again when a VM stops or at mount.
  * Return: 1 folded, 0 skipped, -errno.
  */
 static int fold_into_volume(struct snap_engine *eng,
@@ -203,25 +208,43 @@ static int fold_into_volume(struct snap_engine *eng,
 			    const struct catalog_layer *l)
 {
 	g_autofree char *vpath = volume_path(eng, v->name);
-	g_autofree char *ppath = l->parent[0] ? layer_path(eng, v->name, l->parent) : NULL;
-	g_auto(GStrv) argv = NULL;
+	g_autofree char *lpath = layer_path(eng, v->name, l->uuid);
+	g_autofree char *dir = layer_dir(eng, v->name);
+	g_auto(GStrv) argv = image_argv_commit(vpath);
 	struct catalog_volume now;
-	int rc;
+	struct stat st;
+	int rc, deny = -1;
 
 	volume_busy_begin(eng, v->id);
 	rc = catalog_volume_get_by_id(eng->cat, v->id, &now);
 	if (rc < 0 || strcmp(now.top_layer, l->uuid) != 0 ||
-	    volume_in_use(vpath) != 0) {
+	    volume_in_use(vpath) != 0 || (deny = volume_deny_writers(vpath)) < 0) {
 		volume_busy_end(eng, v->id);
 		return rc < 0 ? rc : 0;
 	}
-	argv = image_argv_rebase(vpath, ppath);
 	rc = proc_run(argv, NULL, NULL, NULL);
 	if (rc == 0)
-		rc = fsync_path(vpath);
+		rc = fsync_path(lpath);
+	if (rc == 0 && lstat(vpath, &st) == 0 &&
+	    (chown(lpath, st.st_uid, st.st_gid) < 0 || chmod(lpath, st.st_mode & 07777) < 0))
+		snap_log(LOG_WARNING, "layer: cannot copy the owner of '%s'", vpath);
+	if (rc == 0 && (fault("rename.fold", EIO) || rename(lpath, vpath) < 0)) {
+		rc = -errno;
+		snap_log(LOG_ERR, "layer: cannot rename '%s': %m", lpath);
+	}
+	close(deny);
 	if (rc == 0) {
-		g_strlcpy(now.top_layer, l->parent, sizeof(now.top_layer));
-		rc = catalog_volume_update(eng->cat, &now);
+		fsync_dir(eng->primary);
+		fsync_dir(dir);
+		rc = catalog_tx_begin(eng->cat);
+		if (rc == 0) {
+			g_strlcpy(now.top_layer, l->parent, sizeof(now.top_layer));
+			rc = catalog_volume_update(eng->cat, &now);
+			if (rc == 0)
+				rc = catalog_layer_delete(eng->cat, l->uuid);
+			rc = catalog_tx_end(eng->cat, rc);
+		}
+		/* a refused catalog: recovery reads the top layer from the file */
 	}
 	volume_busy_end(eng, v->id);
 	if (rc < 0)

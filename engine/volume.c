@@ -122,6 +122,28 @@ int volume_in_use(const char *path)
 	return rc;
 }
 
+int volume_deny_writers(const char *path)
+{
+	/* qemu's protocol: a holder of byte 200 + WRITE(1) shares no writes */
+	struct flock fl = {
+		.l_type = F_RDLCK,
+		.l_whence = SEEK_SET,
+		.l_start = 201,
+		.l_len = 1,
+	};
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0)
+		return -errno;
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc == -EAGAIN || rc == -EACCES ? -EBUSY : rc;
+	}
+	return fd;
+}
+
 /* A regular file (not a link), from lstat. */
 static int volume_file_stat(struct snap_engine *eng, const char *name,
 			    struct stat *st)

