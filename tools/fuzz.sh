@@ -85,7 +85,12 @@ run_target() {
 
 	mkdir -p "$work"
 	rm -f "$build/fuzz-logs/$t.result" "$art"crash-* "$art"leak-* "$art"timeout-* "$art"oom-*
-	timeout $((seconds + 120)) "$exe" -max_total_time="$seconds" \
+	local extra=()
+	# vm.c interns every element name (g_intern_string): GLib keeps them
+	# for the life of the process, which LeakSanitizer takes for a leak
+	# once the fuzzer has made up enough names
+	[ "$t" = domain_xml ] && extra=(-detect_leaks=0)
+	timeout $((seconds + 120)) "$exe" -max_total_time="$seconds" "${extra[@]}" \
 		-timeout=10 -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
 		-artifact_prefix="$art" "$work" "$src/tests/fuzz/corpus/$t" >"$log" 2>&1
 	rc=$?
@@ -95,7 +100,7 @@ run_target() {
 		echo "ok $t ${execs:-0} execs" >"$build/fuzz-logs/$t.result"
 	else
 		local why
-		why=$(grep -m1 -E 'fuzz: invariant|ERROR: [A-Za-z]+Sanitizer|runtime error|ERROR: libFuzzer' "$log" |
+		why=$(grep -a -m1 -E 'fuzz: invariant|ERROR: [A-Za-z]+Sanitizer|runtime error|ERROR: libFuzzer' "$log" |
 		      sed 's/^==[0-9]*==//' | cut -c1-200)
 		[ -n "$why" ] || why="exit status $rc"
 		echo "FAIL $t ${why} ${found:-(no artifact)} (log $log)" >"$build/fuzz-logs/$t.result"
