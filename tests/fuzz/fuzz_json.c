@@ -92,10 +92,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(rc == 0 || rc == -EINVAL || rc == -ENOMEM, "rc %d", rc);
 	if (rc < 0)
 		return 0;
+	/* json-c also takes comments, after the object too: see
+	 * findings/json/ */
 	end = strlen(text);
 	while (end > 0 && g_ascii_isspace(text[end - 1]))
 		end--;
-	FUZZ_CHECK(end > 0 && text[end - 1] == '}', "accepted '%s'", text);
+	if (!strchr(text, '/'))
+		FUZZ_CHECK(end > 0 && text[end - 1] == '}', "accepted '%s'", text);
 	read_like_snapfs(d);
 
 	/* json-c is lenient (it takes "00", and keeps a number's text as
