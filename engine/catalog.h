@@ -44,6 +44,9 @@ enum layer_state {
 	LAYER_STATE_CREATING, /* a take is making it */
 	LAYER_STATE_LIVE,
 	LAYER_STATE_MERGING,  /* being folded into its only child */
+	LAYER_STATE_RETIRED,  /* folded: its name is a second link to the
+			       * child's file, kept for openers that read the
+			       * old chain, unlinked after a grace (layer.c) */
 	LAYER_STATE_LAST
 };
 

@@ -250,7 +250,8 @@ int layer_prune_primary(struct snap_engine *eng, int64_t volume_id);
 int layer_queue_merge(struct snap_engine *eng, int64_t volume_id);
 /** layer_merge_run() - fold the unreferenced layers of a volume (worker). */
 int layer_merge_run(struct snap_engine *eng, struct running_job *rj);
-/** layer_finish_merge() - complete or redo a merge a crash interrupted. */
+/** layer_recover() - at mount: complete or redo each merge a crash
+ * interrupted, and unlink the names of retired layers. */
 int layer_recover(struct snap_engine *eng);
 
 /* ---- pool.c ---- */

@@ -8,14 +8,23 @@
  * folded into its only child X, in a merge job:
  *
  *   mark L Merging; qemu-img commit -d X (X's data into L, X unchanged);
- *   rename(L, X); catalog: X's parent = L's parent, L gone.
+ *   link(L, .L.merge); rename(.L.merge, X)  -- the commit point;
+ *   catalog: X's parent = L's parent, L Retired;
+ *   after LAYER_RETIRE_GRACE_MS: unlink(L), L's row gone.
  *
  * Readers of X (a backup in flight) stay consistent throughout: X keeps
  * its clusters (-d), and what L gains is shadowed by X.  L is never read
- * on its own (no snapshot refers to it).  A crash leaves L Merging:
- * recovery redoes the commit (idempotent) or, if the rename happened,
- * finishes the catalog.  L is never folded into the volume file itself
- * (that would race with a writer); it waits for the next snapshot.
+ * on its own (no snapshot refers to it).  Whoever opens the chain reads
+ * X's header and then opens L by name: one that read the old X just
+ * before the rename still finds L (the same data, now a second name of
+ * the new X) during the grace; without it, its open failed with ENOENT
+ * (a backup, a clone or a VM start racing the merge).
+ *
+ * A crash leaves L Merging: recovery redoes the commit (idempotent) or,
+ * if the rename happened (L's name gone, or the same file as X's),
+ * finishes the catalog; Retired names are unlinked at once at mount.
+ * L is folded into the volume file itself only while nothing writes it
+ * (fold_into_volume).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,6 +35,9 @@
 #include "engine.h"
 #include "log.h"
 #include "proc.h"
+
+/* how long a folded layer's name outlives the fold (see above) */
+#define LAYER_RETIRE_GRACE_MS 1000
 
 /* Whether @volume_id has a layer no snapshot refers to (work to fold). */
 static bool has_unreferenced_layer(struct snap_engine *eng, int64_t volume_id)
@@ -104,12 +116,13 @@ int layer_prune_primary(struct snap_engine *eng, int64_t volume_id)
 }
 
 /*
- * A merge of @l whose rename happened (L's file is gone: it is its child's
- * now): its children hang from L's parent, L's row goes.  Used when the
- * catalog refused this right after the rename, and by recovery.
+ * A merge of @l whose rename happened (L's name is gone, or is a second
+ * name of its child's file): its children hang from L's parent, and L is
+ * Retired (its name, if left, is unlinked later).  Used when the catalog
+ * refused this right after the rename, and by recovery.
  */
 static int merge_complete(struct snap_engine *eng, const struct catalog_volume *v,
-			  const struct catalog_layer *l, GArray *layers,
+			  struct catalog_layer *l, GArray *layers,
 			  const char *type)
 {
 	guint j;
@@ -125,12 +138,112 @@ static int merge_complete(struct snap_engine *eng, const struct catalog_volume *
 			rc = catalog_layer_update(eng->cat, c);
 		}
 	}
-	if (rc == 0)
-		rc = catalog_layer_delete(eng->cat, l->uuid);
+	if (rc == 0) {
+		l->state = LAYER_STATE_RETIRED;
+		l->parent[0] = '\0';
+		rc = catalog_layer_update(eng->cat, l);
+	}
 	if (rc == 0)
 		event_record(eng, type, v->name, NULL, 0,
 			     "finished an interrupted merge of layer %s", l->uuid);
 	return catalog_tx_end(eng->cat, rc);
+}
+
+/* The temporary second name of Merging @uuid, renamed over its child. */
+static char *merge_tmp_path(struct snap_engine *eng, const char *vol,
+			    const char *uuid)
+{
+	g_autofree char *dir = layer_dir(eng, vol);
+
+	return g_strdup_printf("%s/.%s.merge", dir, uuid);
+}
+
+/*
+ * Whether the rename of Merging @l over its child happened: L's name is
+ * gone (a merge before retired names existed), or names the same file as
+ * its child's.
+ */
+static bool merge_renamed(struct snap_engine *eng, const struct catalog_volume *v,
+			  const struct catalog_layer *l, GArray *layers)
+{
+	g_autofree char *lpath = layer_path(eng, v->name, l->uuid);
+	struct stat ls, cs;
+	guint j;
+
+	if (lstat(lpath, &ls) < 0)
+		return errno == ENOENT;
+	for (j = 0; j < layers->len; j++) {
+		const struct catalog_layer *c =
+			&g_array_index(layers, struct catalog_layer, j);
+		g_autofree char *cpath = NULL;
+
+		if (strcmp(c->parent, l->uuid) != 0)
+			continue;
+		cpath = layer_path(eng, v->name, c->uuid);
+		if (lstat(cpath, &cs) == 0 && cs.st_dev == ls.st_dev &&
+		    cs.st_ino == ls.st_ino)
+			return true;
+	}
+	return false;
+}
+
+/* Unlink the name of Retired @l and drop its row.  0 or -errno. */
+static int retire_finish(struct snap_engine *eng, const struct catalog_volume *v,
+			 const struct catalog_layer *l)
+{
+	g_autofree char *lpath = layer_path(eng, v->name, l->uuid);
+	g_autofree char *dir = layer_dir(eng, v->name);
+	int rc;
+
+	if (unlink(lpath) < 0 && errno != ENOENT) {
+		rc = -errno;
+		snap_log(LOG_ERR, "layer: cannot unlink the folded layer '%s': %m", lpath);
+		return rc;
+	}
+	fsync_dir(dir);
+	return catalog_layer_delete(eng->cat, l->uuid);
+}
+
+/*
+ * Unlink the names of @v's Retired layers, after the grace.
+ * Return: 0, -ECANCELED (they stay, for recovery), or -errno.
+ */
+static int retire_sweep(struct snap_engine *eng, const struct catalog_volume *v,
+			GCancellable *cancel)
+{
+	GArray *layers = NULL;
+	bool waited = false;
+	guint i;
+	int rc;
+
+	rc = catalog_layer_list(eng->cat, v->id, &layers);
+	if (rc < 0)
+		return rc;
+	rc = 0;
+	for (i = 0; i < layers->len && rc == 0; i++) {
+		const struct catalog_layer *l =
+			&g_array_index(layers, struct catalog_layer, i);
+
+		if (l->state != LAYER_STATE_RETIRED)
+			continue;
+		testpoint("layer.merge.retired");
+		if (!waited) {
+			gint64 end = g_get_monotonic_time() +
+				     LAYER_RETIRE_GRACE_MS * G_TIME_SPAN_MILLISECOND;
+
+			while (g_get_monotonic_time() < end) {
+				if (cancel && g_cancellable_is_cancelled(cancel)) {
+					g_array_free(layers, TRUE);
+					return -ECANCELED;
+				}
+				g_usleep(20 * G_TIME_SPAN_MILLISECOND);
+			}
+			waited = true;
+		}
+		rc = retire_finish(eng, v, l);
+	}
+	g_array_free(layers, TRUE);
+	return rc;
 }
 
 static bool layer_referenced(struct snap_engine *eng, const char *uuid)
@@ -139,13 +252,14 @@ static bool layer_referenced(struct snap_engine *eng, const char *uuid)
 	return catalog_layer_referenced(eng->cat, uuid) != 0;
 }
 
-/* Fold @l into its only child @x (both of volume @v). */
+/* Fold @l into its only child @x (both of volume @v); @l ends Retired. */
 static int merge_one(struct snap_engine *eng, const struct catalog_volume *v,
 		     struct catalog_layer *l, struct catalog_layer *x,
 		     GCancellable *cancel)
 {
 	g_autofree char *lpath = layer_path(eng, v->name, l->uuid);
 	g_autofree char *xpath = layer_path(eng, v->name, x->uuid);
+	g_autofree char *tmp = merge_tmp_path(eng, v->name, l->uuid);
 	g_autofree char *dir = layer_dir(eng, v->name);
 	g_auto(GStrv) argv = image_argv_commit(xpath);
 	int rc;
@@ -157,32 +271,44 @@ static int merge_one(struct snap_engine *eng, const struct catalog_volume *v,
 	rc = proc_run(argv, cancel, NULL, NULL);
 	if (rc == 0)
 		rc = fsync_path(lpath);
+	if (rc == 0) {
+		unlink(tmp); /* left by an earlier try */
+		if (link(lpath, tmp) < 0) {
+			rc = -errno;
+			snap_log(LOG_ERR, "layer: cannot link '%s' to '%s': %m", lpath, tmp);
+		}
+	}
 	/*
-	 * L's name disappears here.  Whoever opens the chain (a VM start or
-	 * restore through snapfs, a take) holds the volume's busy flag while
-	 * it does, so it never reads X's header and then misses L.
+	 * X's name changes file here.  Whoever opens the chain through snapfs
+	 * (a VM start, a take) holds the volume's busy flag while it does; any
+	 * other opener that read the old X finds L's name until the sweep.
 	 */
 	volume_busy_begin(eng, v->id);
-	if (rc == 0 && (fault("rename.merge", EIO) || rename(lpath, xpath) < 0)) {
+	if (rc == 0 && (fault("rename.merge", EIO) || rename(tmp, xpath) < 0)) {
 		rc = -errno;
-		snap_log(LOG_ERR, "layer: cannot rename '%s': %m", lpath);
+		snap_log(LOG_ERR, "layer: cannot rename '%s': %m", tmp);
 	}
 	volume_busy_end(eng, v->id);
 	if (rc < 0) {
 		/* nothing visible changed; L stays, live, for a later try */
+		unlink(tmp);
 		l->state = LAYER_STATE_LIVE;
 		catalog_layer_update(eng->cat, l);
 		return rc;
 	}
 	fsync_dir(dir);
+	testpoint("layer.merge.renamed");
 
 	rc = catalog_tx_begin(eng->cat);
 	if (rc < 0)
 		return rc;
 	g_strlcpy(x->parent, l->parent, sizeof(x->parent));
 	rc = catalog_layer_update(eng->cat, x);
-	if (rc == 0)
-		rc = catalog_layer_delete(eng->cat, l->uuid);
+	if (rc == 0) {
+		l->state = LAYER_STATE_RETIRED;
+		l->parent[0] = '\0';
+		rc = catalog_layer_update(eng->cat, l);
+	}
 	if (rc == 0)
 		event_record(eng, "layer.merge", v->name, NULL, 0,
 			     "layer %s folded into %s", l->uuid, x->uuid);
@@ -273,18 +399,15 @@ static int merge_step(struct snap_engine *eng, const struct catalog_volume *v,
 		int children = 0;
 
 		if (l->state == LAYER_STATE_CREATING ||
+		    l->state == LAYER_STATE_RETIRED ||
 		    layer_referenced(eng, l->uuid))
 			continue;
-		if (l->state == LAYER_STATE_MERGING) {
+		if (l->state == LAYER_STATE_MERGING &&
+		    merge_renamed(eng, v, l, layers)) {
 			/* a merge whose catalog change failed after its rename */
-			g_autofree char *lpath = layer_path(eng, v->name, l->uuid);
-			struct stat st;
-
-			if (lstat(lpath, &st) < 0 && errno == ENOENT) {
-				rc = merge_complete(eng, v, l, layers, "layer.merge");
-				rc = rc < 0 ? rc : 1;
-				break;
-			}
+			rc = merge_complete(eng, v, l, layers, "layer.merge");
+			rc = rc < 0 ? rc : 1;
+			break;
 		}
 		for (j = 0; j < layers->len; j++) {
 			struct catalog_layer *c =
@@ -335,6 +458,8 @@ int layer_merge_run(struct snap_engine *eng, struct running_job *rj)
 		if (rc == 0)
 			break;
 	}
+	if (rc == 0)
+		rc = retire_sweep(eng, &v, rj->cancel);
 	if (rc == -ECANCELED)
 		return rc;
 	if (rc < 0)
@@ -356,16 +481,16 @@ int layer_recover(struct snap_engine *eng)
 	for (i = 0; i < layers->len; i++) {
 		struct catalog_layer *l =
 			&g_array_index(layers, struct catalog_layer, i);
+		g_autofree char *tmp = NULL;
 		struct catalog_volume v;
-		g_autofree char *lpath = NULL;
-		struct stat st;
 
 		if (l->state != LAYER_STATE_MERGING)
 			continue;
 		if (catalog_volume_get_by_id(eng->cat, l->volume_id, &v) < 0)
 			continue;
-		lpath = layer_path(eng, v.name, l->uuid);
-		if (lstat(lpath, &st) == 0) {
+		tmp = merge_tmp_path(eng, v.name, l->uuid);
+		unlink(tmp);
+		if (!merge_renamed(eng, &v, l, layers)) {
 			/* the rename did not happen: the merge runs again */
 			l->state = LAYER_STATE_LIVE;
 			catalog_layer_update(eng->cat, l);
@@ -375,6 +500,21 @@ int layer_recover(struct snap_engine *eng)
 			continue;
 		}
 		merge_complete(eng, &v, l, layers, "recovery.merge");
+	}
+	g_array_free(layers, TRUE);
+
+	/* no one reads an old chain across a restart: retired names go now */
+	rc = catalog_layer_list(eng->cat, -1, &layers);
+	if (rc < 0)
+		return rc;
+	for (i = 0; i < layers->len; i++) {
+		const struct catalog_layer *l =
+			&g_array_index(layers, struct catalog_layer, i);
+		struct catalog_volume v;
+
+		if (l->state == LAYER_STATE_RETIRED &&
+		    catalog_volume_get_by_id(eng->cat, l->volume_id, &v) == 0)
+			retire_finish(eng, &v, l);
 	}
 	g_array_free(layers, TRUE);
 	return 0;

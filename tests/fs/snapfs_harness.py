@@ -996,7 +996,7 @@ SNAP_STATE_NAMES = ('Creating', 'BackingUp', 'BackedUp', 'BackupFailed', 'Destro
 JOB_QUEUED, JOB_RUNNING, JOB_WAITING = range(3)
 JOB_BACKUP, JOB_MERGE, JOB_CLONE, JOB_REVERT = range(4)
 JOB_KIND_NAMES = ('backup', 'merge', 'clone', 'revert')
-LAYER_CREATING, LAYER_LIVE, LAYER_MERGING = range(3)
+LAYER_CREATING, LAYER_LIVE, LAYER_MERGING, LAYER_RETIRED = range(4)
 VMSNAP_CREATING, VMSNAP_READY, VMSNAP_REVERTING, VMSNAP_EXPUNGING, VMSNAP_ERROR = range(5)
 VMSNAP_STATE_NAMES = ('Creating', 'Ready', 'Reverting', 'Expunging', 'Error')
 UUID_QCOW2 = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.qcow2')
@@ -1103,7 +1103,8 @@ def describe_job(job):
 
 def transitional_problems(env, workers):
     """Right after a mount's recovery (no other request yet): nothing in a
-    transitional state.  No snapshot Creating/Destroying, no layer Creating,
+    transitional state.  No snapshot Creating/Destroying, no layer Creating
+    or Retired,
     no VM snapshot other than Ready, no revert job (its writer is gone), and
     no more jobs `running` than there are workers to run them."""
     problems = []
@@ -1112,8 +1113,9 @@ def transitional_problems(env, workers):
             problems.append('after recovery: snapshot %s/%s is %s' % (
                 s['volume'], s['name'], SNAP_STATE_NAMES[s['state']]))
     for (vol, uuid), state in catalog_layers(env).items():
-        if state == LAYER_CREATING:
-            problems.append('after recovery: layer %s of %s is Creating' % (uuid, vol))
+        if state in (LAYER_CREATING, LAYER_RETIRED):
+            problems.append('after recovery: layer %s of %s is %s' % (
+                uuid, vol, 'Creating' if state == LAYER_CREATING else 'Retired'))
     for s in catalog_vm_snapshots(env):
         if s['state'] != VMSNAP_READY:
             problems.append('after recovery: VM snapshot %s/%s is %s' % (
@@ -1364,11 +1366,6 @@ class ContentRefs:
 # is fixed (the tests then fail on it again).
 STRICT = os.environ.get('SNAPFS_STRICT', '0') != '0'
 KNOWN_BUGS = {
-    # a merge renames a layer (rename(L, X)) while a backup or clone opens
-    # the chain through it: qemu-img fails with ENOENT, the backup fails
-    # (alert, retried later), the clone fails (alert, never made)
-    'merge-race': re.compile(r"(convert failed|the clone).*Could not open.*/\.snapfs/.*"
-                             r"No such file or directory", re.S),
     # kill -9 between the catalog commit of `mv` and the rewrite of the
     # backup's manifest: the manifest keeps the old name for ever
     'stale-manifest': re.compile(r'the manifest names '),
@@ -1388,29 +1385,3 @@ def known_bug(violation):
     if STRICT:
         return None
     return next((k for k, rx in KNOWN_BUGS.items() if rx.search(violation)), None)
-
-
-def repair_merge_race(env):
-    """Undo what the merge race leaves: `retry` each backup it failed (then
-    wait for the jobs) and acknowledge its alerts.  Returns problems."""
-    if STRICT:
-        return []
-    race = KNOWN_BUGS['merge-race']
-    problems, retried = [], False
-    for row in catalog_snapshots(env):
-        if row['state'] == SNAP_BACKUP_FAILED and race.search(row['error']):
-            try:
-                env.control(row['volume'], 'retry ' + row['name'])
-                retried = True
-            except OSError as e:
-                problems.append('retry %s/%s: %s' % (row['volume'], row['name'],
-                                                     errno_name(e.errno)))
-    if retried:
-        problems += settle(env)
-    for aid, text in catalog_query(env, 'SELECT id, json FROM alerts'):
-        if race.search(text):
-            try:
-                os.unlink(env.p('alerts', str(aid)))
-            except OSError as e:
-                problems.append('rm alerts/%d: %s' % (aid, e))
-    return problems

@@ -3,6 +3,9 @@ copy completes, nothing partial is shown or left, nothing stays transitional."""
 
 import os
 
+import pytest
+
+import snapfs_harness as H
 from snapfs_harness import GiB, MiB, check_backup, secondary_matches_backups
 
 
@@ -73,3 +76,53 @@ def test_kill9_right_after_mkdir_then_remount(env):
     for vol, snap in refs:
         assert env.state(vol, snap) == 'BackedUp'
     assert sorted(os.listdir(env.p('backed-up', 'volumes'))) == ['v', 'w']
+
+
+@pytest.mark.parametrize('point', ['layer.merge.renamed', 'layer.merge.retired'])
+def test_a_merge_keeps_the_old_layer_name_for_openers_then_kill9(env, point):
+    """A merge folds layer L into its child X and renames L's file over
+    X's.  Whoever opened the chain just before read X's old header, which
+    names L, and opens L next: L's name must still be there (a second name
+    of the new X) until a grace has passed.  Hung right after the rename
+    (before or after the catalog records it), the old chain still opens
+    and reads right; then kill -9: the next mount finishes the merge,
+    unlinks L's name, and every snapshot and the volume keep their data."""
+    A, B, C = [(0x41, 0, '4M')], [(0x42, '4M', '4M')], [(0x43, '8M', '4M')]
+    env.make_volume('v', '32M', A)
+    ref_s2 = env.make_reference('32M', A + B)
+    ref_v = env.make_reference('32M', A + B + C)
+    env.mount_hanging(point, workers=1, keep_primary=2)
+    env.take('v', 's1')
+    env.write_volume('v', B)
+    env.take('v', 's2')
+    env.write_volume('v', C)
+    env.wait_state('v', 's1', 'BackedUp')
+    env.wait_state('v', 's2', 'BackedUp')
+    env.wait_for(lambda: env.jobs() == [], 'the backups to end', timeout=60)
+    s1 = [s for s in H.catalog_snapshots(env) if s['name'] == 's1'][0]
+    s2 = [s for s in H.catalog_snapshots(env) if s['name'] == 's2'][0]
+    lpath = os.path.join(env.primary, '.snapfs', 'v', s1['layer'] + '.qcow2')
+    xpath = os.path.join(env.primary, '.snapfs', 'v', s2['layer'] + '.qcow2')
+    assert H.qemu_img_info(xpath, force_share=True).get('backing-filename', '').endswith(
+        s1['layer'] + '.qcow2'), 'the chain is not v <- s2 <- s1'
+
+    os.rmdir(env.snap_dir('v', 's1'))          # L = s1's layer folds into X = s2's
+    env.wait_testpoint(point)
+    assert os.path.exists(lpath), "the folded layer's name went at once: an opener " \
+        'that read the old header of its child fails with ENOENT'
+    assert os.path.samefile(lpath, xpath), 'the old name is not the merged file'
+    assert 'backing-filename' not in H.qemu_img_info(xpath, force_share=True)
+    # what an opener that read the old X finds: L's name, holding s1 and s2
+    assert H.qemu_img_compare(ref_s2, lpath, force_share=True) == 0
+
+    env.kill9()
+    env.mount(workers=1, keep_primary=2)
+    env.wait_for(lambda: env.jobs() == [], 'the merge to end', timeout=60)
+    assert not os.path.exists(lpath), 'the old name of the folded layer was left'
+    assert (('v', s1['layer'])) not in H.catalog_layers(env)
+    assert H.transitional_problems(env, 1) == []
+    assert H.orphan_problems(env) == []
+    assert H.qemu_img_compare(ref_s2, xpath, force_share=True) == 0
+    assert H.qemu_img_compare(ref_v, env.volume_path('v'), force_share=True) == 0
+    check_backup(env, 'v', 's2', ref_s2, 32 * MiB)
+    assert env.alerts() == {}

@@ -766,11 +766,6 @@ class Loop:
                                                      ': ' + why[-1] if why else ''))
         self.pending = []
 
-    def repair_known(self):
-        """Undo what the merge race (a known bug) leaves behind, so that the
-        next iterations check from a clean state again."""
-        self.violations += H.repair_merge_race(self.env)
-
     def classify(self):
         """Move this iteration's violations that are known bugs aside."""
         self.known_now = []
@@ -969,7 +964,6 @@ class Loop:
         for v in self.vols.values():
             v.born = v.born or it
         self.violations += H.event_problems(events)
-        self.repair_known()
         self.reconcile(policy_doubt, events)
         phase('reconcile')
         self.violations += H.quiet_problems(env)

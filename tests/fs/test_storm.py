@@ -405,7 +405,6 @@ class Storm:
             if ev.get('type') == 'clone.fail' and m:
                 self.clone_fail[m.group(1)] = ev.get('message', '')
         problems += H.event_problems(events)
-        problems += H.repair_merge_race(env)
         problems += H.quiet_problems(env)
         problems += H.transitional_problems(env, WORKERS)
         problems += H.orphan_problems(env)
