@@ -1537,6 +1537,37 @@ static void complete_take(struct snap_engine *eng, struct catalog_vm_snapshot *s
 	catalog_tx_end(eng->cat, 0);
 }
 
+/*
+ * Whether the QEMU of @s's VM may have its disk files open: the domain is
+ * anything but shut off (running, paused, starting).  Unknown counts as
+ * open: the disks are then never replaced under it.
+ */
+static bool revert_vm_alive(struct snap_engine *eng, struct catalog_vm_snapshot *s)
+{
+	char name[SNAP_NAME_MAX + 1];
+	struct vm_info info;
+	bool alive;
+	int rc;
+
+	if (!eng->vm || !vm_name_of(eng, s, name, sizeof(name)))
+		return false;
+	rc = vm_get(eng->vm, name, &info);
+	if (rc == -ENOENT)
+		return false;
+	alive = rc < 0 || info.state != VM_STATE_STOPPED;
+	if (rc == 0)
+		vm_info_clear(&info);
+	return alive;
+}
+
+/*
+ * A revert cut by a crash.  A revert stops the VM before it touches a
+ * disk, so a VM still alive means the disks were not replaced (or, for a
+ * disk+memory revert, replaced and the VM already restored on them):
+ * either way QEMU runs on the files in place, and they stay as they are.
+ * A stopped VM gets the revert finished on its disks (idempotent: a fresh
+ * overlay over the same layer).
+ */
 static void complete_revert(struct snap_engine *eng,
 			    struct catalog_vm_snapshot *s, GArray *disks)
 {
@@ -1544,7 +1575,14 @@ static void complete_revert(struct snap_engine *eng,
 	guint j;
 	int rc = 0;
 
-	/* idempotent: a fresh overlay over the same layer */
+	if (revert_vm_alive(eng, s)) {
+		s->state = VM_SNAPSHOT_READY;
+		catalog_vm_snapshot_update(eng->cat, s);
+		event_record_vm(eng, "recovery.vm.revert", vm_name_of(eng, s, name, sizeof(name)),
+				s->name, -EINTR,
+				"revert interrupted by a crash while the VM still ran: its disks were left as the VM uses them; revert again if needed");
+		return;
+	}
 	for (j = 0; j < disks->len && rc == 0; j++) {
 		struct catalog_vm_disk *d = &g_array_index(disks, struct catalog_vm_disk, j);
 

@@ -1373,10 +1373,6 @@ KNOWN_BUGS = {
     # transaction and writes snapshot.delete (and policy.prune) in later
     # ones: a kill -9 in between leaves a deleted snapshot with no event
     'delete-no-event': re.compile(r'disappeared without any event'),
-    # kill -9 in a VM revert after its snapshot is Reverting and before the
-    # VM is stopped: the recovery reverts the disk files under the running
-    # QEMU, whose writes then go to the replaced files
-    'vm-revert-running': re.compile(r'on the disks but the VM still runs'),
 }
 
 

@@ -1190,20 +1190,16 @@ def test_kill9_during_a_fold_into_the_volume_file_keeps_its_data(env):
     assert H.qemu_img_check_problems(path, 'volume v') == []
 
 
-@pytest.mark.xfail(strict=True, reason='the recovery of a VM revert cut by kill -9 before the '
-                   'VM was stopped reverts the disk files under the running QEMU: the VM goes '
-                   'on writing the replaced files (its writes are lost) and no longer locks '
-                   'the volumes (a volume revert is then allowed while it runs)')
 def test_recovery_of_a_vm_revert_cut_before_the_vm_stopped(vmenv):
     """A VM revert commits its snapshot `Reverting`, then stops the VM,
     then reverts the disks.  The crash loop found a kill -9 between the
-    first two steps: QEMU survives, the recovery reverts the disks ("the
-    VM is left stopped") while QEMU still runs on the old files.  The
-    window is too short to aim a kill at, so this test makes the state
-    that kill leaves: with snapfs unmounted and the VM running, the
-    snapshot is set to Reverting in the catalog (state 2), then snapfs is
-    mounted.  Afterwards the VM must be stopped, or its writes must reach
-    the volume files."""
+    first two steps: QEMU survived and the recovery reverted the disks
+    under it (its writes went to the replaced files, lost).  The window is
+    too short to aim a kill at, so this test makes the state that kill
+    leaves: with snapfs unmounted and the VM running, the snapshot is set
+    to Reverting in the catalog (state 2), then snapfs is mounted.  The
+    recovery must leave the running VM and its disks alone (the revert did
+    not happen, an event says so), and the VM's writes reach the files."""
     import sqlite3
     from vm_harness import DiskData
     env = vmenv
@@ -1222,10 +1218,16 @@ def test_recovery_of_a_vm_revert_cut_before_the_vm_stopped(vmenv):
     db.close()
     env.mount(workers=1)
     assert env.vm_snap_info('vm1', 's1')['state'] == 'Ready'
+    assert env.vm_state('vm1') == 'running', 'the recovery stopped the running VM'
+    d.check(None, 'the disks of the VM the recovery left running (nothing reverted)')
+    events = [e for e in env.read_events() if e.get('type') == 'recovery.vm.revert']
+    assert events and events[-1].get('result') != 'ok' and 'still ran' in events[-1]['message'], \
+        'no event says the interrupted revert did not happen: %s' % events
+    env.guest_write('vm1', 0, 0x77, 10 * MiB, MiB)
+    assert env.file_reads('a', 0x77, 10 * MiB, MiB), \
+        'the VM runs after the recovery, but its writes do not reach a.qcow2'
+    # a revert asked for again works as usual
+    env.vm_control('vm1', 'revert s1')
     d.restore('s1')
-    if env.vm_state('vm1') == 'running':
-        env.guest_write('vm1', 0, 0x77, 10 * MiB, MiB)
-        assert env.file_reads('a', 0x77, 10 * MiB, MiB), \
-            'the VM runs after the recovered revert, but its writes do not reach a.qcow2'
-    else:
-        d.check('s1', 'the disks after the recovered revert')
+    assert env.vm_state('vm1') == 'stopped'
+    d.check('s1', 'the disks after a revert asked for again')
