@@ -123,7 +123,9 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 	eng->cfg = *cfg;
 	g_mutex_init(&eng->lock);
 	g_cond_init(&eng->cond);
-	eng->running = g_hash_table_new(g_int64_hash, g_int64_equal);
+	/* the table holds a reference to each running job (pool.c) */
+	eng->running = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL,
+					     (GDestroyNotify)running_job_unref);
 	eng->busy_volumes = g_hash_table_new_full(g_int64_hash, g_int64_equal,
 						  g_free, NULL);
 	eng->control_results = g_hash_table_new_full(g_str_hash, g_str_equal,

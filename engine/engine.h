@@ -72,7 +72,8 @@ struct vm_user {
 };
 
 /* A job being run by a worker; refcounted because readers of jobs/<id> and
- * an rmdir that cancels it may hold it after the worker drops it. */
+ * an rmdir that cancels it may hold it after the worker drops it.  While
+ * it is in eng->running the table holds one reference (pool.c). */
 struct running_job {
 	gint refcount;
 	struct catalog_job job;

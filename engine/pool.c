@@ -47,7 +47,12 @@ void running_job_unref(struct running_job *rj)
 	}
 }
 
-/* A running job for @job, in eng->running (called with eng->lock). */
+/*
+ * A running job for @job, in eng->running (called with eng->lock).  It
+ * starts with two references: the table's, dropped by the table's
+ * value-destroy function (running_job_unref) when the entry is removed,
+ * and the runner's, which the caller drops with running_job_unref().
+ */
 static struct running_job *running_job_insert(struct snap_engine *eng,
 					      const struct catalog_job *job)
 {
@@ -56,8 +61,21 @@ static struct running_job *running_job_insert(struct snap_engine *eng,
 	rj->refcount = 2; /* the table's and the runner's */
 	rj->job = *job;
 	rj->cancel = g_cancellable_new();
-	g_hash_table_insert(eng->running, &rj->job.id, rj);
+	/* replace, not insert: the key lives in the value, so a stale entry
+	 * must give up its key along with its reference */
+	g_hash_table_replace(eng->running, &rj->job.id, rj);
 	return rj;
+}
+
+/*
+ * Take @rj out of eng->running, dropping the table's reference (called
+ * with eng->lock).  Only when the entry is still @rj: the caller's own
+ * reference keeps @rj alive either way.
+ */
+static void running_job_remove(struct snap_engine *eng, struct running_job *rj)
+{
+	if (g_hash_table_lookup(eng->running, &rj->job.id) == rj)
+		g_hash_table_remove(eng->running, &rj->job.id);
 }
 
 struct running_job *running_job_track(struct snap_engine *eng,
@@ -74,10 +92,10 @@ struct running_job *running_job_track(struct snap_engine *eng,
 void running_job_untrack(struct snap_engine *eng, struct running_job *rj)
 {
 	g_mutex_lock(&eng->lock);
-	g_hash_table_remove(eng->running, &rj->job.id);
+	running_job_remove(eng, rj);
 	g_cond_broadcast(&eng->cond);
 	g_mutex_unlock(&eng->lock);
-	running_job_unref(rj);
+	running_job_unref(rj); /* the runner's */
 }
 
 /*
@@ -124,11 +142,11 @@ static void worker(gpointer data, gpointer user)
 	job_unrecorded(eng, rj);
 
 	g_mutex_lock(&eng->lock);
-	g_hash_table_remove(eng->running, &rj->job.id);
+	running_job_remove(eng, rj);
 	eng->idle_workers++;
 	g_cond_broadcast(&eng->cond);
 	g_mutex_unlock(&eng->lock);
-	running_job_unref(rj);
+	running_job_unref(rj); /* the runner's */
 }
 
 /*
@@ -148,9 +166,20 @@ static bool dispatch(struct snap_engine *eng)
 		eng->idle_workers--;
 		snap_log(LOG_DEBUG, "pool: job %" G_GINT64_FORMAT " dispatched",
 			 job.id);
-		if (!g_thread_pool_push(eng->pool, rj, NULL))
+		if (!g_thread_pool_push(eng->pool, rj, NULL)) {
 			snap_log(LOG_ERR, "pool: cannot queue job %" G_GINT64_FORMAT,
 				 job.id);
+			/* undo: no worker will drop the two references, and
+			 * the claim made the job RUNNING: due again later */
+			eng->idle_workers++;
+			running_job_remove(eng, rj);
+			running_job_unref(rj);
+			job.state = JOB_STATE_WAITING;
+			job.not_before = engine_now(eng) +
+					 MAX(eng->cfg.retry_delay, 1);
+			catalog_job_update(eng->cat, &job);
+			return false;
+		}
 	}
 	return true;
 }
