@@ -60,46 +60,55 @@ int freeze_prepare(struct snap_engine *eng, struct freeze *f, const char *vol,
 	f->tmp = freeze_tmp_path(eng, vol, uuid);
 
 	rc = volume_read_header(f->vpath, &hdr);
-	if (rc < 0)
-		return rc == -ENOENT ? rc : -EIO;
+	if (rc < 0) {
+		rc = rc == -ENOENT ? rc : -EIO;
+		goto free_paths;
+	}
 	f->size = hdr.virtual_size;
-	if (lstat(f->vpath, &st) < 0)
-		return -errno;
+	if (lstat(f->vpath, &st) < 0) {
+		rc = -errno;
+		goto free_paths;
+	}
 	if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
 		snap_log(LOG_ERR, "freeze: '%s' is not a regular file with one link: refused",
 			 f->vpath);
-		return -EIO;
+		rc = -EIO;
+		goto free_paths;
 	}
 	rc = safe_mkdir(f->ldir, 0700);
-	if (rc < 0)
-		return rc == -ELOOP ? -EIO : rc;
+	if (rc < 0) {
+		rc = rc == -ELOOP ? -EIO : rc;
+		goto free_paths;
+	}
 	if (link(f->vpath, f->lpath) < 0) {
 		rc = -errno;
 		snap_log(LOG_ERR, "freeze: cannot link '%s' to '%s': %m",
 			 f->vpath, f->lpath);
-		return rc;
+		goto free_paths;
 	}
 	f->step = FREEZE_LINKED;
 	argv = image_argv_overlay(f->lpath, f->tmp, f->size);
 	rc = proc_run(argv, NULL, NULL, NULL);
 	if (rc < 0)
-		goto undo;
+		goto undo_files;
 	f->step = FREEZE_OVERLAY;
 	if (chown(f->tmp, st.st_uid, st.st_gid) < 0 ||
 	    chmod(f->tmp, st.st_mode & 07777) < 0) {
 		rc = -errno;
 		snap_log(LOG_ERR, "freeze: cannot set owner of '%s': %m", f->tmp);
-		goto undo;
+		goto undo_files;
 	}
 	rc = fsync_path(f->tmp);
 	if (rc == 0)
 		rc = fsync_dir(f->ldir);
 	if (rc < 0)
-		goto undo;
+		goto undo_files;
 	return 0;
 
-undo:
+undo_files:
 	freeze_undo(f);
+free_paths:
+	freeze_clear(f);
 	return rc;
 }
 

@@ -32,7 +32,9 @@ char *freeze_tmp_path(struct snap_engine *eng, const char *vol,
 
 /**
  * freeze_prepare() - link the volume file as layer @uuid and make its
- * overlay.  Undone by itself on failure.
+ * overlay.  On success @f owns its paths: freeze_swap() or freeze_undo(),
+ * then freeze_clear().  On failure it is undone by itself and @f is
+ * cleared (freeze_clear() on it is a no-op).
  * Return: 0; -ENOENT no volume file; -EIO not a qcow2 or qemu-img failed.
  */
 int freeze_prepare(struct snap_engine *eng, struct freeze *f, const char *vol,
@@ -53,7 +55,7 @@ int freeze_swap(struct snap_engine *eng, struct freeze *f);
 /** freeze_undo() - remove what prepare made; nothing once swapped. */
 void freeze_undo(struct freeze *f);
 
-/** freeze_clear() - free the paths. */
+/** freeze_clear() - free the paths and zero @f; idempotent. */
 void freeze_clear(struct freeze *f);
 
 #endif
