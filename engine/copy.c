@@ -24,7 +24,9 @@ static int on_progress(const char *line, void *arg)
 	if (image_parse_progress(line, &pct) < 0)
 		return 1; /* not progress: keep it as error text */
 	__atomic_store_n(&rj->bytes_done,
-			 (uint64_t)(pct / 100.0 * (double)rj->bytes_total),
+			 (uint64_t)(pct / 100.0 *
+				    (double)__atomic_load_n(&rj->bytes_total,
+							    __ATOMIC_RELAXED)),
 			 __ATOMIC_RELAXED);
 	return 0;
 }
@@ -37,7 +39,8 @@ int copy_image(struct running_job *rj, const char *src, const char *dst,
 	int rc;
 
 	unlink(dst);
-	rj->bytes_total = vsize;
+	/* jobs/<id> readers (snap_job_read) read it from other threads */
+	__atomic_store_n(&rj->bytes_total, vsize, __ATOMIC_RELAXED);
 	rc = proc_run_lines(argv, rj->cancel, on_progress, rj, &err);
 	if (rc < 0) {
 		if (rc == -ENOSPC)

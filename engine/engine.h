@@ -78,8 +78,8 @@ struct running_job {
 	gint refcount;
 	struct catalog_job job;
 	GCancellable *cancel;
-	uint64_t bytes_done;  /* atomically updated */
-	uint64_t bytes_total;
+	uint64_t bytes_done;  /* atomically read and written */
+	uint64_t bytes_total; /* atomically read and written */
 };
 
 /* ---- engine.c ---- */

@@ -333,9 +333,12 @@ int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out)
 	}
 	rj = running_job_find(eng, (int64_t)id);
 	if (rj) {
+		uint64_t rj_total = __atomic_load_n(&rj->bytes_total,
+						    __ATOMIC_RELAXED);
+
 		done = __atomic_load_n(&rj->bytes_done, __ATOMIC_RELAXED);
-		if (rj->bytes_total)
-			total = rj->bytes_total;
+		if (rj_total)
+			total = rj_total;
 		running_job_unref(rj);
 	}
 	d = jdoc_new();
