@@ -181,25 +181,28 @@ int main(int argc, char *argv[])
 	o.retry_delay = cfg.retry_delay;
 	o.min_free = cfg.min_free;
 	o.stop_timeout = cfg.stop_timeout;
+	/* every exit from here on goes through out: (the parsed args) */
 	if (fuse_opt_parse(&args, &o, option_spec, option_proc) < 0)
-		return 1;
+		goto out;
 	if (fuse_parse_cmdline(&args, &cl) < 0)
-		return 1;
+		goto out;
 	if (cl.show_help) {
 		usage(argv[0]);
 		fuse_lib_help(&args);
-		return 0;
+		ret = 0;
+		goto out;
 	}
 	if (cl.show_version) {
 		g_autofree char *v = NULL;
 
 		snap_versions(&v);
 		printf("%s, libfuse %s\n", v, fuse_pkgversion());
-		return 0;
+		ret = 0;
+		goto out;
 	}
 	if (!o.source || !cl.mountpoint) {
 		fprintf(stderr, "snapfs: usage: snapfs [options] SOURCE MOUNTPOINT (see -h)\n");
-		return 1;
+		goto out;
 	}
 
 	cfg.source = o.source;
@@ -221,7 +224,7 @@ int main(int argc, char *argv[])
 	if (rc < 0) {
 		fprintf(stderr, "snapfs: cannot open '%s': %s\n", o.source,
 			strerror(-rc));
-		return 1;
+		goto out;
 	}
 	fuse_set_log_func(fuse_log_to_snap);
 	ctx.test_clock = o.test_clock;
