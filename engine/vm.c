@@ -662,52 +662,91 @@ int vm_save(struct vm_conn *c, const char *name, const char *path)
  * Drop every <@name ...>...</@name> (and <@name/>) element of @xml, nested
  * ones included.  Return: a new string (g_free).
  */
+/* Whether @c may follow an element's name in a tag (XML's S, '/', '>'). */
+static bool name_ends(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '/' ||
+	       c == '>';
+}
+
+/*
+ * The next start tag (`<name`) or end tag (`</name`) of element @name at
+ * or after @p, the name ending where XML says it does (so `<nameX` is
+ * another element); *@closing says which.  NULL: none.
+ */
+static const char *next_tag(const char *p, const char *name, bool *closing)
+{
+	size_t len = strlen(name);
+
+	for (p = strchr(p, '<'); p; p = strchr(p + 1, '<')) {
+		const char *n = p + 1 + (p[1] == '/');
+
+		if (!strncmp(n, name, len) && name_ends(n[len]) &&
+		    (p[1] != '/' || n[len] != '/')) {
+			*closing = p[1] == '/';
+			return p;
+		}
+	}
+	return NULL;
+}
+
+/* The '>' that ends the tag starting at @p, quoted values skipped. */
+static const char *tag_end(const char *p)
+{
+	char quote = 0;
+
+	for (; *p; p++) {
+		if (quote) {
+			if (*p == quote)
+				quote = 0;
+		} else if (*p == '\'' || *p == '"') {
+			quote = *p;
+		} else if (*p == '>') {
+			return p;
+		}
+	}
+	return NULL;
+}
+
 char *vm_xml_strip(const char *xml, const char *name)
 {
-	g_autofree char *open_tag = g_strdup_printf("<%s", name);
-	g_autofree char *close_tag = g_strdup_printf("</%s>", name);
 	GString *out = g_string_new(NULL);
-	const char *p = xml;
+	const char *p = xml, *start;
+	bool closing;
 
-	for (;;) {
-		const char *start = strstr(p, open_tag);
-		const char *q;
+	/* each outermost <name> with what it holds, up to its end tag */
+	while ((start = next_tag(p, name, &closing))) {
+		const char *q = start;
 		int depth = 0;
 
-		/* "<backingStoreX" is another element */
-		while (start && start[strlen(open_tag)] != ' ' &&
-		       start[strlen(open_tag)] != '>' &&
-		       start[strlen(open_tag)] != '/' &&
-		       start[strlen(open_tag)] != '\t' &&
-		       start[strlen(open_tag)] != '\n')
-			start = strstr(start + 1, open_tag);
-		if (!start)
-			break;
-		g_string_append_len(out, p, start - p);
-		q = start;
-		do {
-			const char *gt = strchr(q, '>');
+		if (closing) { /* a stray end tag: not ours to cut */
+			const char *gt = tag_end(start);
 
-			if (!gt) {
-				q = q + strlen(q);
+			g_string_append_len(out, p, (gt ? gt + 1 : start + 1) - p);
+			p = gt ? gt + 1 : start + 1;
+			continue;
+		}
+		g_string_append_len(out, p, start - p);
+		for (;;) {
+			const char *gt = tag_end(q);
+
+			if (!gt) { /* cut off: nothing more to keep */
+				q += strlen(q);
 				break;
 			}
-			if (!strncmp(q, close_tag, strlen(close_tag)))
+			if (closing)
 				depth--;
-			else if (!strncmp(q, open_tag, strlen(open_tag)) && gt[-1] != '/')
+			else if (gt[-1] != '/')
 				depth++;
 			q = gt + 1;
-			if (depth > 0) {
-				const char *no = strstr(q, open_tag);
-				const char *nc = strstr(q, close_tag);
-
-				if (!nc) {
-					q = q + strlen(q);
-					break;
-				}
-				q = no && no < nc ? no : nc;
+			if (depth <= 0)
+				break;
+			q = next_tag(q, name, &closing);
+			if (!q) { /* never closed: the rest is inside it */
+				q = gt + 1 + strlen(gt + 1);
+				break;
 			}
-		} while (depth > 0);
+		}
 		p = q;
 	}
 	g_string_append(out, p);

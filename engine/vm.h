@@ -117,7 +117,11 @@ int vm_save_info(struct vm_conn *conn, const char *path, struct vm_info *out);
 int vm_fs_freeze(struct vm_conn *conn, const char *name, int timeout_s);
 int vm_fs_thaw(struct vm_conn *conn, const char *name);
 
-/** vm_xml_strip() - @xml without its @name elements (pure; g_free). */
+/**
+ * vm_xml_strip() - @xml without its @name elements, each cut from its
+ * start tag to its end tag (nested ones with it); an element name ends
+ * where XML says (`<nameX` is another element).  Pure; g_free the result.
+ */
 char *vm_xml_strip(const char *xml, const char *name);
 
 /** vm_parse_domain_xml() - the pure part of vm_get(), for tests. */

@@ -134,6 +134,32 @@ static void test_strip_backing_store(void **state)
 	assert_string_equal(b, "<disk><source file='a'/><target dev='vda'/></disk><backingStoreX/>");
 }
 
+/* Fuzz findings (tests/fuzz/corpus/domain_xml/strip-*.xml): an element
+ * whose name only starts with the stripped one, nested in it, and a '\r'
+ * after the name. */
+static void test_strip_name_boundaries(void **state)
+{
+	g_autofree char *nested = vm_xml_strip(
+		"<domain><name>a</name><devices><backingStore><backingStoreX>"
+		"</backingStoreX></backingStore><disk device='disk'>"
+		"<source file='/p'/></disk></devices></domain>", "backingStore");
+	g_autofree char *cr = vm_xml_strip(
+		"<disk><source file='/p'/><backingStore\rtype='file'>"
+		"<source file='/q'/></backingStore></disk>", "backingStore");
+	g_autofree char *spaced = vm_xml_strip(
+		"<a><backingStore\n><backingStore/></backingStore\t></a>"
+		"</backingStore>", "backingStore");
+	g_autofree char *quoted = vm_xml_strip(
+		"<a><backingStore x='>'><b/></backingStore><c/></a>", "backingStore");
+
+	assert_string_equal(nested, "<domain><name>a</name><devices><disk device='disk'>"
+				    "<source file='/p'/></disk></devices></domain>");
+	assert_string_equal(cr, "<disk><source file='/p'/></disk>");
+	/* a stray end tag is left alone */
+	assert_string_equal(spaced, "<a></a></backingStore>");
+	assert_string_equal(quoted, "<a><c/></a>");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -142,6 +168,7 @@ int main(void)
 		cmocka_unit_test(test_bad_xml),
 		cmocka_unit_test(test_nested_name),
 		cmocka_unit_test(test_strip_backing_store),
+		cmocka_unit_test(test_strip_name_boundaries),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
