@@ -139,6 +139,22 @@ int backup_write_manifest(struct snap_engine *eng,
 	return fsync_dir(dir);
 }
 
+int backup_check_manifest(struct snap_engine *eng,
+			  const struct catalog_snapshot *s)
+{
+	g_autofree char *want = manifest_text(s);
+	g_autofree char *path = backup_manifest_path(eng, s);
+	g_autofree char *have = NULL;
+	int rc;
+
+	if (!want)
+		return -ENOMEM;
+	if (g_file_get_contents(path, &have, NULL, NULL) && !strcmp(have, want))
+		return 0;
+	rc = backup_write_manifest(eng, s);
+	return rc < 0 ? rc : 1;
+}
+
 static gpointer fsync_thread(gpointer arg)
 {
 	int fd = GPOINTER_TO_INT(arg);

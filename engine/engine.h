@@ -163,9 +163,11 @@ int snapshot_take(struct snap_engine *eng, const char *vol, const char *name,
 int snapshot_lookup(struct snap_engine *eng, const char *vol, const char *name,
 		    struct catalog_volume *v, struct catalog_snapshot *s);
 /** snapshot_finish_delete() - remove a Destroying snapshot's backup files,
- * release its layer and drop its row (also used by recovery). */
+ * release its layer and drop its row (also used by recovery), recording
+ * the event @type/@message in the transaction that drops the row. */
 int snapshot_finish_delete(struct snap_engine *eng,
-			   struct catalog_snapshot *snap);
+			   struct catalog_snapshot *snap, const char *type,
+			   const char *message);
 /** snapshot_retry() - queue a failed backup again (control `retry`). */
 int snapshot_retry(struct snap_engine *eng, const char *vol, const char *name);
 
@@ -179,6 +181,11 @@ char *backup_tmp_path(struct snap_engine *eng, const struct catalog_snapshot *s,
 void backup_run(struct snap_engine *eng, struct running_job *rj);
 /** backup_write_manifest() - (re)write the manifest of a backed-up @s. */
 int backup_write_manifest(struct snap_engine *eng,
+			  const struct catalog_snapshot *s);
+/** backup_check_manifest() - rewrite the manifest of backed-up @s unless
+ * it says what the catalog says (a rename whose rewrite failed or was
+ * cut).  Return: 0 it was right, 1 rewritten, -errno. */
+int backup_check_manifest(struct snap_engine *eng,
 			  const struct catalog_snapshot *s);
 /** backup_queue() - insert a fresh backup job for @s (inside a tx). */
 int backup_queue(struct snap_engine *eng, struct catalog_snapshot *s);

@@ -127,10 +127,11 @@ static void recover_snapshot(struct snap_engine *eng, struct catalog_snapshot *s
 		return;
 	}
 	if (s->state == SNAP_STATE_DESTROYING) {
-		rc = snapshot_finish_delete(eng, s);
-		event_record(eng, "recovery.delete", s->volume, s->name, rc,
-			     rc ? "could not finish an interrupted delete" :
-				  "finished a delete interrupted by a crash");
+		rc = snapshot_finish_delete(eng, s, "recovery.delete",
+					    "finished a delete interrupted by a crash");
+		if (rc < 0)
+			event_record(eng, "recovery.delete", s->volume, s->name, rc,
+				     "could not finish an interrupted delete");
 		return;
 	}
 	if (s->layer[0]) {
@@ -148,8 +149,12 @@ static void recover_snapshot(struct snap_engine *eng, struct catalog_snapshot *s
 		g_autofree char *image = backup_image_path(eng, s);
 		g_autofree char *manifest = backup_manifest_path(eng, s);
 
-		if (file_ok(image, s->backup_bytes) && file_ok(manifest, 0))
+		if (file_ok(image, s->backup_bytes) && file_ok(manifest, 0)) {
+			if (backup_check_manifest(eng, s) == 1)
+				event_record(eng, "recovery.manifest", s->volume, s->name, 0,
+					     "the manifest named the snapshot's old name; rewritten");
 			return;
+		}
 		catalog_tx_begin(eng->cat);
 		if (s->layer[0]) {
 			s->state = SNAP_STATE_BACKING_UP;

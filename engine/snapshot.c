@@ -255,7 +255,8 @@ static void snapshot_gone(struct snap_engine *eng, const char *vol,
 }
 
 int snapshot_finish_delete(struct snap_engine *eng,
-			   struct catalog_snapshot *snap)
+			   struct catalog_snapshot *snap, const char *type,
+			   const char *message)
 {
 	g_autofree char *image = backup_image_path(eng, snap);
 	g_autofree char *manifest = backup_manifest_path(eng, snap);
@@ -285,6 +286,9 @@ int snapshot_finish_delete(struct snap_engine *eng,
 	/* its layer, now unreferenced, is folded into its child later */
 	if (rc == 0 && had_layer)
 		rc = layer_queue_merge(eng, snap->volume_id);
+	/* in the same transaction: a deleted snapshot always has its event */
+	if (rc == 0)
+		event_record(eng, type, snap->volume, snap->name, 0, "%s", message);
 	rc = catalog_tx_end(eng->cat, rc);
 	if (rc == 0) {
 		engine_wake(eng);
@@ -337,16 +341,15 @@ int snap_snapshot_delete(struct snap_engine *eng, const char *vol,
 	}
 	/* a worker that claimed its job is in the running table: stop it */
 	pool_cancel_snapshot(eng, s.id);
-	rc = snapshot_finish_delete(eng, &s);
+	if (was == SNAP_STATE_BACKING_UP)
+		event_record(eng, "backup.cancel", vol, name, 0,
+			     "backup cancelled: snapshot deleted");
+	rc = snapshot_finish_delete(eng, &s, "snapshot.delete", "snapshot deleted");
 	if (rc < 0) {
 		event_record(eng, "snapshot.delete", vol, name, rc,
 			     "delete failed; it completes at the next mount");
 		return rc;
 	}
-	if (was == SNAP_STATE_BACKING_UP)
-		event_record(eng, "backup.cancel", vol, name, 0,
-			     "backup cancelled: snapshot deleted");
-	event_record(eng, "snapshot.delete", vol, name, 0, "snapshot deleted");
 	return 0;
 }
 
@@ -401,8 +404,10 @@ int snap_snapshot_rename(struct snap_engine *eng, const char *vol,
 	}
 	if (rc < 0)
 		return rc;
-	if (s.state == SNAP_STATE_BACKED_UP)
-		backup_write_manifest(eng, &s);
+	if (s.state == SNAP_STATE_BACKED_UP && backup_write_manifest(eng, &s) < 0)
+		event_record(eng, "snapshot.rename", vol, to, -EIO,
+			     "the backup's manifest still names '%s'; it is rewritten at the next mount",
+			     from);
 	snapshot_gone(eng, vol, from);
 	return 0;
 }

@@ -313,7 +313,6 @@ void vm_info_clear(struct vm_info *info)
 
 struct xml_walk {
 	struct vm_info *info;
-	GQueue stack; /* element names */
 	bool in_disk;
 	struct vm_disk disk;
 	char unit[16];
@@ -329,9 +328,21 @@ static const char *attr(const char **names, const char **values,
 	return NULL;
 }
 
-static const char *parent_of(struct xml_walk *w)
+/*
+ * GMarkup's own stack of open elements (borrowed: the element being
+ * started or ended first), so that no element name outlives the parse.
+ */
+static const char *parent_of(GMarkupParseContext *ctx)
 {
-	return g_queue_peek_nth(&w->stack, 1);
+	const GSList *stack = g_markup_parse_context_get_element_stack(ctx);
+
+	return stack && stack->next ? stack->next->data : NULL;
+}
+
+static guint depth_of(GMarkupParseContext *ctx)
+{
+	return g_slist_length(
+		(GSList *)g_markup_parse_context_get_element_stack(ctx));
 }
 
 static void xml_start(GMarkupParseContext *ctx, const char *el,
@@ -339,23 +350,21 @@ static void xml_start(GMarkupParseContext *ctx, const char *el,
 		      GError **err)
 {
 	struct xml_walk *w = data;
-	const char *depth1 = g_queue_get_length(&w->stack) == 1 ?
-				     g_queue_peek_head(&w->stack) : NULL;
+	guint depth = depth_of(ctx); /* <domain> is 1 */
 	const char *v;
 
-	g_queue_push_head(&w->stack, (gpointer)g_intern_string(el));
 	g_string_truncate(w->text, 0);
-	if (!strcmp(el, "domain") && g_queue_get_length(&w->stack) == 1) {
+	if (!strcmp(el, "domain") && depth == 1) {
 		v = attr(names, values, "type");
 		g_strlcpy(w->info->type, v ? v : "", sizeof(w->info->type));
-	} else if (!strcmp(el, "memory") && depth1) {
+	} else if (!strcmp(el, "memory") && depth == 2) {
 		v = attr(names, values, "unit");
 		g_strlcpy(w->unit, v ? v : "KiB", sizeof(w->unit));
-	} else if (!strcmp(el, "disk") && !g_strcmp0(parent_of(w), "devices")) {
+	} else if (!strcmp(el, "disk") && !g_strcmp0(parent_of(ctx), "devices")) {
 		v = attr(names, values, "device");
 		w->in_disk = !v || !strcmp(v, "disk");
 		memset(&w->disk, 0, sizeof(w->disk));
-	} else if (w->in_disk && !g_strcmp0(parent_of(w), "disk")) {
+	} else if (w->in_disk && !g_strcmp0(parent_of(ctx), "disk")) {
 		if (!strcmp(el, "source") && (v = attr(names, values, "file")))
 			g_strlcpy(w->disk.path, v, sizeof(w->disk.path));
 		else if (!strcmp(el, "target") && (v = attr(names, values, "dev")))
@@ -384,7 +393,7 @@ static void xml_end(GMarkupParseContext *ctx, const char *el, gpointer data,
 		    GError **err)
 {
 	struct xml_walk *w = data;
-	bool top = g_queue_get_length(&w->stack) == 2; /* child of <domain> */
+	bool top = depth_of(ctx) == 2; /* child of <domain> */
 
 	if (top && !strcmp(el, "name"))
 		g_strlcpy(w->info->name, g_strstrip(w->text->str),
@@ -401,7 +410,6 @@ static void xml_end(GMarkupParseContext *ctx, const char *el, gpointer data,
 			g_array_append_val(w->info->disks, w->disk);
 		w->in_disk = false;
 	}
-	g_queue_pop_head(&w->stack);
 	g_string_truncate(w->text, 0);
 }
 
@@ -428,13 +436,11 @@ int vm_parse_domain_xml(const char *xml, struct vm_info *out)
 
 	memset(out, 0, sizeof(*out));
 	out->disks = g_array_new(FALSE, TRUE, sizeof(struct vm_disk));
-	g_queue_init(&w.stack);
 	w.text = g_string_new(NULL);
 	ctx = g_markup_parse_context_new(&parser, 0, &w, NULL);
 	ok = g_markup_parse_context_parse(ctx, xml, -1, &err) &&
 	     g_markup_parse_context_end_parse(ctx, &err);
 	g_markup_parse_context_free(ctx);
-	g_queue_clear(&w.stack);
 	g_string_free(w.text, TRUE);
 	if (!ok || !out->name[0]) {
 		snap_log(LOG_ERR, "vm: cannot parse domain XML: %s",

@@ -280,7 +280,8 @@ static void vm_busy_end(struct snap_engine *eng, const char *uuid)
 /* ---- the VM's own files ------------------------------------------------ */
 
 static int vm_delete_finish(struct snap_engine *eng, struct catalog_vm *cvm,
-			    struct catalog_vm_snapshot *s);
+			    struct catalog_vm_snapshot *s, const char *type,
+			    const char *message);
 
 /*
  * A VM undefined in libvirt takes its snapshots with it: their memory
@@ -308,7 +309,7 @@ static void vms_forget_undefined(struct snap_engine *eng)
 				struct catalog_vm_snapshot *s =
 					&g_array_index(snaps, struct catalog_vm_snapshot, j);
 
-				if (vm_delete_finish(eng, cvm, s) == 0)
+				if (vm_delete_finish(eng, cvm, s, NULL, NULL) == 0)
 					n++;
 			}
 			g_array_free(snaps, TRUE);
@@ -1183,8 +1184,14 @@ out:
 	return rc;
 }
 
+/*
+ * Drop Expunging @s of @cvm: its memory file, its row (its children hang
+ * from its parent), its layers released; with @type, the event
+ * @type/@message is recorded in the transaction that drops the row.
+ */
 static int vm_delete_finish(struct snap_engine *eng, struct catalog_vm *cvm,
-			    struct catalog_vm_snapshot *s)
+			    struct catalog_vm_snapshot *s, const char *type,
+			    const char *message)
 {
 	GArray *all = NULL, *disks = NULL;
 	guint i;
@@ -1217,6 +1224,8 @@ static int vm_delete_finish(struct snap_engine *eng, struct catalog_vm *cvm,
 		rc = catalog_vm_snapshot_delete(eng->cat, s->id);
 	for (i = 0; i < disks->len && rc >= 0; i++)
 		rc = layer_queue_merge(eng, g_array_index(disks, struct catalog_vm_disk, i).volume_id);
+	if (rc >= 0 && type)
+		event_record_vm(eng, type, cvm->name, s->name, 0, "%s", message);
 	rc = catalog_tx_end(eng->cat, rc);
 out:
 	if (all)
@@ -1253,12 +1262,10 @@ int snap_vm_snapshot_delete(struct snap_engine *eng, const char *vm,
 		rc = catalog_vm_snapshot_update(eng->cat, &s);
 	}
 	if (rc == 0)
-		rc = vm_delete_finish(eng, &cvm, &s);
+		rc = vm_delete_finish(eng, &cvm, &s, "vm.snapshot.delete",
+				      "VM snapshot deleted; its children stay");
 	vm_busy_end(eng, cvm.uuid);
-	if (rc == 0)
-		event_record_vm(eng, "vm.snapshot.delete", vm, name, 0,
-			     "VM snapshot deleted; its children stay");
-	else
+	if (rc < 0)
 		event_reject(eng, "rmdir", target, -rc, "cannot delete the VM snapshot");
 	return rc;
 }
@@ -1629,10 +1636,9 @@ int vm_recover(struct snap_engine *eng)
 		case VM_SNAPSHOT_EXPUNGING: {
 			struct catalog_vm cvm;
 
-			if (catalog_vm_get_by_id(eng->cat, s->vm_id, &cvm) == 0 &&
-			    vm_delete_finish(eng, &cvm, s) == 0)
-				event_record_vm(eng, "recovery.vm.delete", cvm.name, s->name, 0,
-					     "finished a VM snapshot delete interrupted by a crash");
+			if (catalog_vm_get_by_id(eng->cat, s->vm_id, &cvm) == 0)
+				vm_delete_finish(eng, &cvm, s, "recovery.vm.delete",
+						 "finished a VM snapshot delete interrupted by a crash");
 			break;
 		}
 		default:

@@ -85,15 +85,7 @@ run_target() {
 
 	mkdir -p "$work"
 	rm -f "$build/fuzz-logs/$t.result" "$art"crash-* "$art"leak-* "$art"timeout-* "$art"oom-*
-	local extra=() asan=$ASAN_OPTIONS
-	# vm.c interns every element name (g_intern_string): GLib keeps them
-	# for the life of the process, which LeakSanitizer takes for a leak
-	# once the fuzzer has made up enough names
-	if [ "$t" = domain_xml ]; then
-		extra=(-detect_leaks=0)
-		asan=$asan:detect_leaks=0
-	fi
-	ASAN_OPTIONS=$asan timeout $((seconds + 120)) "$exe" -max_total_time="$seconds" "${extra[@]}" \
+	timeout $((seconds + 120)) "$exe" -max_total_time="$seconds" \
 		-timeout=10 -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
 		-artifact_prefix="$art" "$work" "$src/tests/fuzz/corpus/$t" >"$log" 2>&1
 	rc=$?

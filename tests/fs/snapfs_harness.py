@@ -1366,13 +1366,6 @@ class ContentRefs:
 # is fixed (the tests then fail on it again).
 STRICT = os.environ.get('SNAPFS_STRICT', '0') != '0'
 KNOWN_BUGS = {
-    # kill -9 between the catalog commit of `mv` and the rewrite of the
-    # backup's manifest: the manifest keeps the old name for ever
-    'stale-manifest': re.compile(r'the manifest names '),
-    # a delete commits the removal of the snapshot's row in one catalog
-    # transaction and writes snapshot.delete (and policy.prune) in later
-    # ones: a kill -9 in between leaves a deleted snapshot with no event
-    'delete-no-event': re.compile(r'disappeared without any event'),
 }
 
 

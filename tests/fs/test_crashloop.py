@@ -1127,15 +1127,13 @@ def test_kill9_while_libvirt_starts_the_vm(vmenv):
     assert usable[0] == 0 and usable[1] < 10, usable
 
 
-@pytest.mark.xfail(strict=True, reason='mv rewrites the backup manifest after its catalog '
-                   'commit and nothing rewrites it again when that fails or a kill -9 comes '
-                   'in between: the manifest keeps the old name for ever')
 def test_manifest_names_the_snapshot_after_a_failed_rewrite(env):
     """The crash loop found manifests naming a snapshot's old name after a
     kill -9 during `mv` (the catalog commits the new name, then the manifest
     is rewritten).  The same window, made wide: secondary storage is full
     while the mv runs, so the rewrite fails; after room is made and a
-    remount, backed-up/volumes/v/s2.json must say s2."""
+    remount, backed-up/volumes/v/s2.json must say s2, and events say
+    what happened."""
     fs = env.tmpfs('sec', '64m')
     env.secondary = os.path.join(fs, 'secondary')
     os.mkdir(env.secondary)
@@ -1150,6 +1148,9 @@ def test_manifest_names_the_snapshot_after_a_failed_rewrite(env):
     env.remount(workers=1)
     m = env.manifest('v', 's2')
     assert m['snapshot'] == 's2', 'backed-up/volumes/v/s2.json names %r' % m['snapshot']
+    types = [(e.get('type'), e.get('result')) for e in env.read_events()
+             if e.get('snapshot') == 's2']
+    assert ('snapshot.rename', 'error') in types and ('recovery.manifest', 'ok') in types, types
 
 
 def qcow2_backing_offset(path):
