@@ -31,6 +31,8 @@
 struct vm_conn {
 	virConnectPtr conn;
 	char *uri;
+	int timer;	 /* keeps the event loop iterating; -1: none */
+	bool subreaper;	 /* we made the process a child subreaper */
 	GThread *loop;
 	GThread *reaper;
 	gint stopping;
@@ -207,6 +209,25 @@ static void ensure_qemu_user(void)
 		snap_log(LOG_WARNING, "vm: cannot create the libvirt-qemu user");
 }
 
+/* Stop what vm_open() started, in reverse order (any part may be unset). */
+static void vm_conn_stop(struct vm_conn *c)
+{
+	g_atomic_int_set(&c->stopping, 1);
+	if (c->reaper)
+		g_thread_join(c->reaper);
+	c->reaper = NULL;
+	if (c->subreaper)
+		prctl(PR_SET_CHILD_SUBREAPER, 0);
+	c->subreaper = false;
+	/* the timer wakes the loop up to see stopping: removed after it */
+	if (c->loop)
+		g_thread_join(c->loop);
+	c->loop = NULL;
+	if (c->timer >= 0)
+		virEventRemoveTimeout(c->timer);
+	c->timer = -1;
+}
+
 int vm_open(const char *uri, const char *embed_root, struct vm_conn **out)
 {
 	static gsize loop_registered;
@@ -220,36 +241,56 @@ int vm_open(const char *uri, const char *embed_root, struct vm_conn **out)
 		g_once_init_leave(&loop_registered, 1);
 	}
 	c = g_new0(struct vm_conn, 1);
+	c->timer = -1;
 	if (uri) {
 		c->uri = g_strdup(uri);
 	} else {
 		ensure_qemu_user();
 		rc = write_qemu_conf(embed_root);
-		if (rc < 0) {
-			g_free(c);
-			return rc;
-		}
+		if (rc < 0)
+			goto free_conn;
 		c->uri = g_strdup_printf("qemu:///embed?root=%s", embed_root);
 	}
 	/* a timer keeps the loop iterating so vm_close() can stop it */
-	virEventAddTimeout(500, timer_noop, NULL, NULL);
-	if (!uri && prctl(PR_SET_CHILD_SUBREAPER, 1) == 0)
-		c->reaper = g_thread_try_new("snapfs-reaper", reaper, c, NULL);
+	c->timer = virEventAddTimeout(500, timer_noop, NULL, NULL);
+	if (c->timer < 0) {
+		rc = fail("event loop timer", "");
+		goto free_conn;
+	}
+	/* libvirt's event loop runs before the connection uses it */
 	c->loop = g_thread_try_new("snapfs-libvirt", event_loop, c, NULL);
 	if (!c->loop) {
-		g_free(c->uri);
-		g_free(c);
-		return -ENOMEM;
+		snap_log(LOG_ERR, "vm: cannot start libvirt's event loop thread");
+		rc = -ENOMEM;
+		goto stop;
+	}
+	/* the subreaper and its reaper before the connection: the embedded
+	 * driver may start QEMUs as it opens (autostart) */
+	if (!uri && prctl(PR_SET_CHILD_SUBREAPER, 1) == 0) {
+		c->subreaper = true;
+		c->reaper = g_thread_try_new("snapfs-reaper", reaper, c, NULL);
+		if (!c->reaper) {
+			/* orphans nobody reaps would stall libvirt: pid 1 */
+			snap_log(LOG_WARNING, "vm: cannot start the QEMU reaper thread: pid 1 reaps QEMUs");
+			prctl(PR_SET_CHILD_SUBREAPER, 0);
+			c->subreaper = false;
+		}
 	}
 	c->conn = virConnectOpen(c->uri);
 	if (!c->conn) {
 		rc = fail("connect", c->uri);
-		vm_close(c);
-		return rc;
+		goto stop;
 	}
 	snap_log(LOG_INFO, "vm: connected to '%s'", c->uri);
 	*out = c;
 	return 0;
+
+stop:
+	vm_conn_stop(c);
+free_conn:
+	g_free(c->uri);
+	g_free(c);
+	return rc;
 }
 
 void vm_close(struct vm_conn *c)
@@ -258,11 +299,7 @@ void vm_close(struct vm_conn *c)
 		return;
 	if (c->conn)
 		virConnectClose(c->conn);
-	g_atomic_int_set(&c->stopping, 1);
-	if (c->loop)
-		g_thread_join(c->loop);
-	if (c->reaper)
-		g_thread_join(c->reaper);
+	vm_conn_stop(c);
 	g_free(c->uri);
 	g_free(c);
 }

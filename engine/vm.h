@@ -56,8 +56,11 @@ void vm_info_clear(struct vm_info *info);
  * vm_open() - connect to libvirt
  * @uri: NULL for the embedded driver rooted at @embed_root (created, with
  *       a qemu.conf suited to running without a daemon)
- * Starts libvirt's event loop thread.  Call after daemonizing.
- * Return: 0, *@out owns the connection (vm_close); -EIO with the reason logged.
+ * Starts libvirt's event loop thread and, with the embedded driver, makes
+ * the process a child subreaper with a thread that reaps QEMU orphans.
+ * Call after daemonizing.  On failure nothing is left running.
+ * Return: 0, *@out owns the connection (vm_close); -EIO with the reason
+ * logged; -ENOMEM no thread.
  */
 int vm_open(const char *uri, const char *embed_root, struct vm_conn **out);
 void vm_close(struct vm_conn *conn);
