@@ -300,6 +300,7 @@ static void backup_succeeded(struct snap_engine *eng, struct running_job *rj,
 	if (rc == 0)
 		rc = layer_prune_primary(eng, s.volume_id);
 	rc = catalog_tx_end(eng->cat, rc);
+	waiters_wake(eng);
 	/* a rename that raced with the copy: the manifest must say the name */
 	if (rc == 0 && strcmp(s.name, done->name) != 0)
 		backup_write_manifest(eng, &s);
@@ -348,6 +349,7 @@ static void backup_failed(struct snap_engine *eng, struct running_job *rj,
 	if (rc == 0)
 		rc = alert_raise_backup(eng, &s);
 	catalog_tx_end(eng->cat, rc);
+	waiters_wake(eng);
 }
 
 void backup_run(struct snap_engine *eng, struct running_job *rj)

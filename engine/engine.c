@@ -123,6 +123,7 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 	eng->cfg = *cfg;
 	g_mutex_init(&eng->lock);
 	g_cond_init(&eng->cond);
+	eng->waiters = waiters_new();
 	/* the table holds a reference to each running job (pool.c) */
 	eng->running = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL,
 					     (GDestroyNotify)running_job_unref);
@@ -213,6 +214,8 @@ void snap_engine_close(struct snap_engine *eng)
 {
 	if (!eng)
 		return;
+	/* first: readers of `wait` files leave before anything closes */
+	waiters_stop(eng);
 	watch_stop(eng);
 	policies_stop(eng);
 	if (eng->started)
@@ -224,6 +227,7 @@ void snap_engine_close(struct snap_engine *eng)
 	g_hash_table_destroy(eng->busy_volumes);
 	g_hash_table_destroy(eng->control_results);
 	policies_clear(eng);
+	waiters_free(eng->waiters);
 	g_mutex_clear(&eng->lock);
 	g_cond_clear(&eng->cond);
 	g_free(eng->source);

@@ -11,7 +11,8 @@
  * eng->lock protects: stopping, running (the table of running jobs),
  * busy_volumes, busy_vms, control_results, vm_control_results,
  * idle_workers.  eng->policy_lock (a leaf) protects the policy drafts
- * and zones.  test_now is read and written atomically.
+ * and zones.  The waiters' lock (waiters.c) is a leaf too.  test_now is
+ * read and written atomically.
  */
 #ifndef SNAP_ENGINE_H
 #define SNAP_ENGINE_H
@@ -59,6 +60,8 @@ struct snap_engine {
 	GHashTable *policy_drafts; /* name -> struct draft (policy_lock) */
 	GHashTable *policy_zones;  /* tz name -> GTimeZone held (policy_lock) */
 	char default_tz[64];	   /* policies without tz= */
+
+	struct waiters *waiters; /* readers of `wait` files (waiters.c) */
 
 	struct vm_conn *vm;	  /* NULL: no VMs (libvirt=none or unreachable) */
 	GHashTable *busy_vms;	  /* VM uuid -> itself (eng->lock) */
@@ -292,6 +295,26 @@ int vm_snapshot_take(struct snap_engine *eng, const char *vm, const char *name,
 		     int64_t policy_id, bool replaces);
 /** vm_recover() - resolve VM snapshots left Creating/Reverting/Expunging. */
 int vm_recover(struct snap_engine *eng);
+
+/* ---- waiters.c: snap_snapshot_wait() and its wake-ups ---- */
+/** waiters_new() - the waiters of a new engine; waiters_free(NULL) is a
+ * no-op. */
+struct waiters *waiters_new(void);
+void waiters_free(struct waiters *w);
+/**
+ * waiters_wake() - a snapshot's backup ended or failed, or a snapshot was
+ * deleted: callers of snap_snapshot_wait() look at the catalog again.
+ * Call at or after the change (inside its transaction is fine).  Takes
+ * only the waiters' leaf lock: callable under eng->lock or in a
+ * transaction; never blocks for long.
+ */
+void waiters_wake(struct snap_engine *eng);
+/**
+ * waiters_stop() - every caller of snap_snapshot_wait() returns -ENOTCONN,
+ * now and from now on; returns once none is left inside (they hold no
+ * lock while they wait, so this cannot deadlock).  For snap_engine_close().
+ */
+void waiters_stop(struct snap_engine *eng);
 
 /* ---- testpoint.c ---- */
 /** testpoint() - block for ever here when SNAPFS_HANG_AT names @name. */

@@ -292,6 +292,7 @@ int snapshot_finish_delete(struct snap_engine *eng,
 	rc = catalog_tx_end(eng->cat, rc);
 	if (rc == 0) {
 		engine_wake(eng);
+		waiters_wake(eng);
 		snapshot_gone(eng, snap->volume, snap->name);
 	}
 	return rc;

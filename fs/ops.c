@@ -9,6 +9,14 @@
  * reader sees one consistent version and is never cut at a stale size.
  * Backed-up images and manifests are passed through from secondary storage
  * with keep_cache (they never change) and spliced when the kernel can.
+ *
+ * A snapshot's `wait` file is the one read that blocks: the worker thread
+ * sleeps in snap_snapshot_wait() until the backup ends (at most
+ * SNAP_WAITERS_MAX of the loop's threads at once; the next reader gets
+ * EAGAIN), and gives up when its reader is interrupted (EINTR) or the
+ * session ends (ENOTCONN), so neither a killed reader nor an unmount waits
+ * for a backup.  It is not listed in its directory, so programs that walk
+ * the tree (find, grep -r, rsync) never open it by accident.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +29,7 @@
 #include <linux/fs.h>
 
 #include "ops.h"
+#include <fuse_lowlevel.h> /* fuse_session_exited() */
 #include "path.h"
 
 /* Inode numbers: id * 64 + kind, stable across mounts (catalog ids). */
@@ -34,6 +43,7 @@ struct open_file {
 	char vol[SNAP_NAME_MAX + 1];
 	char vm[SNAP_NAME_MAX + 1];
 	char policy[SNAP_NAME_MAX + 1];
+	uint64_t snap_id; /* a wait file's snapshot */
 };
 
 static struct snapfs_ctx *ctx(void)
@@ -62,6 +72,8 @@ static const char readme_text[] =
 	"                                     it everywhere; mv renames it\n"
 	"      state                          BackingUp | BackedUp | BackupFailed | Destroying\n"
 	"      info                           JSON facts about the snapshot\n"
+	"      wait                           (not listed) a read blocks until the backup\n"
+	"                                     ends, then gives BackedUp | BackupFailed\n"
 	"  vms/<vm>/info, state                  JSON facts; running | stopped\n"
 	"  vms/<vm>/control                   write: start | stop | force-stop | revert <snap>\n"
 	"  vms/<vm>/snapshot-options          memory=yes|no quiesce=yes|no, for the next mkdir\n"
@@ -349,6 +361,7 @@ static int node_stat(struct node *n, struct stat *st)
 	case NODE_SNAPSHOT:
 	case NODE_SNAPSHOT_STATE:
 	case NODE_SNAPSHOT_INFO:
+	case NODE_SNAPSHOT_WAIT:
 		rc = snap_snapshot_stat(c->eng, n->vol, n->snap, &ss);
 		if (rc < 0)
 			return rc;
@@ -562,6 +575,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		return rc < 0 ? rc : 0;
 	}
 	case NODE_SNAPSHOT:
+		/* not `wait`: a walk of the tree must never block in it */
 		add_fixed(&l, &n, "state", NODE_SNAPSHOT_STATE);
 		add_fixed(&l, &n, "info", NODE_SNAPSHOT_INFO);
 		return 0;
@@ -754,6 +768,17 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 		/* images are immutable: the kernel keeps its cache across
 		 * opens; a manifest is rewritten by mv, so it is re-read */
 		fi->keep_cache = n.kind == NODE_BACKED_UP_IMAGE;
+	} else if (n.kind == NODE_SNAPSHOT_WAIT) {
+		struct snap_snapshot_stat ss;
+
+		/* by id: a rename while a reader waits changes nothing */
+		rc = snap_snapshot_stat(engine(), n.vol, n.snap, &ss);
+		if (rc < 0) {
+			g_free(of);
+			return rc;
+		}
+		of->snap_id = ss.id;
+		fi->direct_io = 1;
 	} else {
 		if (!(writing && (fi->flags & O_ACCMODE) == O_WRONLY)) {
 			rc = render(&n, &of->data, &of->len);
@@ -773,21 +798,67 @@ static struct open_file *file_of(struct fuse_file_info *fi)
 	return (struct open_file *)(uintptr_t)fi->fh;
 }
 
+/* A wait file's reader was interrupted, or the session ends: stop waiting. */
+static int wait_should_stop(void *arg)
+{
+	struct fuse *f = arg;
+
+	if (fuse_interrupted())
+		return -EINTR;
+	if (fuse_session_exited(fuse_get_session(f)))
+		return -ENOTCONN;
+	return 0;
+}
+
+/*
+ * The answer of a wait file: "BackedUp\n" or "BackupFailed\n", waited for
+ * by the first read (later reads, `cat`'s read at EOF, get it at once).
+ * Two reads of one open file may wait side by side; the first answer
+ * stays.  Return: the answer (owned by @of); NULL and *@rc = -errno.
+ */
+static const char *wait_answer(struct open_file *of, int *rc)
+{
+	enum snap_state state;
+	char *text = g_atomic_pointer_get(&of->data);
+
+	if (text)
+		return text;
+	*rc = snap_snapshot_wait(engine(), of->snap_id, wait_should_stop,
+				 fuse_get_context()->fuse, &state);
+	if (*rc < 0)
+		return NULL;
+	text = g_strdup_printf("%s\n", snap_state_name(state));
+	if (!g_atomic_pointer_compare_and_exchange(&of->data, NULL, text)) {
+		g_free(text);
+		text = g_atomic_pointer_get(&of->data);
+	}
+	return text;
+}
+
 static int op_read(const char *path, char *buf, size_t size, off_t off,
 		   struct fuse_file_info *fi)
 {
 	struct open_file *of = file_of(fi);
+	const char *data = of->data;
+	size_t len = of->len;
 	ssize_t n;
+	int rc = 0;
 
 	if (of->fd >= 0) {
 		n = pread(of->fd, buf, size, off);
 		return n < 0 ? -errno : (int)n;
 	}
-	if (!of->data || off < 0 || (size_t)off >= of->len)
+	if (of->kind == NODE_SNAPSHOT_WAIT) {
+		data = wait_answer(of, &rc);
+		if (!data)
+			return rc;
+		len = strlen(data);
+	}
+	if (!data || off < 0 || (size_t)off >= len)
 		return 0;
-	if (size > of->len - (size_t)off)
-		size = of->len - (size_t)off;
-	memcpy(buf, of->data + off, size);
+	if (size > len - (size_t)off)
+		size = len - (size_t)off;
+	memcpy(buf, data + off, size);
 	return (int)size;
 }
 

@@ -187,6 +187,8 @@ int path_parse(const char *path, struct node *out)
 			out->kind = NODE_SNAPSHOT_STATE;
 		else if (!strcmp(c[4], "info"))
 			out->kind = NODE_SNAPSHOT_INFO;
+		else if (!strcmp(c[4], "wait"))
+			out->kind = NODE_SNAPSHOT_WAIT;
 		else
 			return -ENOENT;
 		return 0;

@@ -51,6 +51,8 @@ enum node_kind {
 	NODE_LIMITS,   /* limits: snapshots each account may store */
 	NODE_POLICIES, /* policies/ */
 	NODE_POLICY,   /* policies/<name> */
+	/* new kinds go last: a kind's number is part of inode numbers */
+	NODE_SNAPSHOT_WAIT, /* volumes/<vol>/snapshots/<snap>/wait */
 	NODE_LAST
 };
 

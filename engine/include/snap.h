@@ -113,8 +113,9 @@ int snap_engine_start(struct snap_engine *eng);
 /**
  * snap_engine_close() - stop the workers and close the catalog
  *
- * Running copies are interrupted and stay queued in the catalog; the next
- * start resumes them.  NULL is a no-op.
+ * Callers blocked in snap_snapshot_wait() return -ENOTCONN first (close
+ * waits until they have left).  Running copies are interrupted and stay
+ * queued in the catalog; the next start resumes them.  NULL is a no-op.
  */
 void snap_engine_close(struct snap_engine *eng);
 
@@ -316,6 +317,33 @@ int snap_snapshot_rename(struct snap_engine *eng, const char *vol,
 /** snap_snapshot_info() - the JSON of snapshots/<snap>/info. */
 int snap_snapshot_info(struct snap_engine *eng, const char *vol,
 		       const char *snap, char **json_out);
+
+/* At most this many callers sleep in snap_snapshot_wait() at once. */
+#define SNAP_WAITERS_MAX 8
+
+/**
+ * snap_snapshot_wait() - block until snapshot @id is BackedUp or BackupFailed
+ * @id:        the snapshot's id (snap_snapshot_stat()); a rename while
+ *             waiting changes nothing
+ * @stop:      may be NULL; else asked before each sleep and at least every
+ *             200 ms while asleep: 0 keeps waiting, a -errno ends the wait
+ *             with it (the front end's reader was interrupted, its session
+ *             ends)
+ * @state_out: on success, SNAP_STATE_BACKED_UP or SNAP_STATE_BACKUP_FAILED
+ *
+ * Returns at once when the snapshot is already in one of those states.
+ * Woken when a backup ends or fails and when a snapshot is deleted; holds
+ * no engine lock while it sleeps.  A BackupFailed snapshot may be backed
+ * up again later (automatic retries, `retry`): this reports the state it
+ * saw.  Thread-safe.
+ * Return: 0; -ENOENT no such snapshot, or deleted while waited for;
+ * -EAGAIN SNAP_WAITERS_MAX callers sleep already (with an event);
+ * -ENOTCONN the engine is closing (snap_engine_close() wakes every
+ * waiter this way and waits until they have left); @stop's -errno.
+ */
+int snap_snapshot_wait(struct snap_engine *eng, uint64_t id,
+		       int (*stop)(void *arg), void *arg,
+		       enum snap_state *state_out);
 
 /* ---- backed-up/ ------------------------------------------------------- */
 

@@ -109,6 +109,8 @@ static void test_volume_tree(void **state)
 		    "vm1", "s-1", 0, false);
 	expect_node("/volumes/vm1/snapshots/s-1/info", NODE_SNAPSHOT_INFO,
 		    "vm1", "s-1", 0, false);
+	expect_node("/volumes/vm1/snapshots/s-1/wait", NODE_SNAPSHOT_WAIT,
+		    "vm1", "s-1", 0, false);
 	/* the names of the tree's files are names too */
 	expect_node("/volumes/info", NODE_VOLUME, "info", NULL, 0, false);
 	expect_node("/volumes/snapshots/snapshots/info", NODE_SNAPSHOT, "snapshots",
@@ -431,6 +433,7 @@ static void test_every_kind(void **state)
 		"/vms/vm1/snapshots/current", "/vms/vm1/snapshots/s",
 		"/vms/vm1/snapshots/s/info", "/vms/vm1/snapshots/s/parent",
 		"/limits", "/policies", "/policies/daily-web",
+		"/volumes/v/snapshots/s/wait",
 	};
 	bool seen[NODE_LAST] = { false };
 	struct node n;
