@@ -119,9 +119,58 @@ static void define_domains(struct snap_engine *eng)
 	closedir(d);
 }
 
+/*
+ * The embedded driver keeps each live domain's status in
+ * @root/run/qemu/<name>.xml.  A start cut by a crash before QEMU ran
+ * leaves one with pid 0 ("paused, starting up" with a start job): libvirt
+ * then shows the VM paused for ever and refuses start and destroy.  No
+ * QEMU exists for it, so the status is dropped before libvirt reads it,
+ * and the domain comes back shut off.  Only for our own embedded root;
+ * nothing else writes there.  Their names are added to @names.
+ * Return: how many were dropped.
+ */
+static int embed_drop_unstarted(const char *root, GPtrArray *names)
+{
+	g_autofree char *dir = g_strdup_printf("%s/run/qemu", root);
+	struct dirent *de;
+	int n = 0;
+	DIR *d;
+
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		g_autofree char *path = NULL;
+		g_autofree char *text = NULL;
+		char *tag;
+
+		if (de->d_name[0] == '.' || !g_str_has_suffix(de->d_name, ".xml"))
+			continue;
+		path = g_strdup_printf("%s/%s", dir, de->d_name);
+		if (!g_file_get_contents(path, &text, NULL, NULL))
+			continue;
+		tag = strstr(text, "<domstatus ");
+		if (!tag || !strstr(tag, " pid='0'") ||
+		    strchr(tag, '>') < strstr(tag, " pid='0'"))
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0) {
+			snap_log(LOG_ERR, "vms: cannot remove '%s': %m", path);
+			continue;
+		}
+		snap_log(LOG_WARNING, "vms: '%s': a start cut by a crash never ran QEMU; the domain is shut off",
+			 path);
+		g_ptr_array_add(names, g_strndup(de->d_name, strlen(de->d_name) - 4));
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
 int vms_start(struct snap_engine *eng)
 {
 	g_autofree char *root = NULL;
+	g_autoptr(GPtrArray) unstarted = g_ptr_array_new_with_free_func(g_free);
+	guint i;
 	int rc;
 
 	eng->busy_vms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
@@ -131,6 +180,8 @@ int vms_start(struct snap_engine *eng)
 	if (eng->cfg.libvirt && !strcmp(eng->cfg.libvirt, "none"))
 		return 0;
 	root = g_strdup_printf("%s/libvirt", eng->source);
+	if (!eng->cfg.libvirt)
+		embed_drop_unstarted(root, unstarted);
 	rc = vm_open(eng->cfg.libvirt, root, &eng->vm);
 	if (rc < 0) {
 		event_record_vm(eng, "vm.connect", NULL, NULL, rc,
@@ -140,6 +191,9 @@ int vms_start(struct snap_engine *eng)
 	}
 	define_domains(eng);
 	vms_forget_undefined(eng);
+	for (i = 0; i < unstarted->len; i++)
+		event_record_vm(eng, "recovery.vm.start", unstarted->pdata[i], NULL, 0,
+				"a start cut by a crash never ran QEMU; the VM is stopped");
 	return 0;
 }
 
