@@ -2,6 +2,7 @@
  * json.c - all of json-c.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <glib.h>
 #include <json-c/json.h>
@@ -75,6 +76,12 @@ char *jdoc_finish(struct jdoc *d, bool pretty, bool newline)
 	return out;
 }
 
+/* JSON's own whitespace (RFC 8259), not C's ("\v", "\f") */
+static bool json_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
 int jdoc_parse(const char *text, struct jdoc **out)
 {
 	json_tokener *tok = json_tokener_new();
@@ -83,11 +90,21 @@ int jdoc_parse(const char *text, struct jdoc **out)
 
 	if (!tok)
 		return -ENOMEM;
+	/*
+	 * Strict: no comments, no trailing commas, no bare words; what JSON
+	 * json-c still takes in strict mode (leading zeros "00", "1.", NaN,
+	 * single quotes) it reads as a value that formats back to itself.
+	 */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	if (len > INT_MAX) {
+		json_tokener_free(tok);
+		return -EINVAL;
+	}
 	o = json_tokener_parse_ex(tok, text, (int)len);
 	end = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
 	/* one object, then nothing but blanks */
-	while (o && end < len && g_ascii_isspace(text[end]))
+	while (o && end < len && json_blank(text[end]))
 		end++;
 	if (!o || !json_object_is_type(o, json_type_object) || end != len) {
 		json_object_put(o);

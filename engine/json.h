@@ -27,7 +27,17 @@ void jdoc_strv(struct jdoc *d, const char *key, char **val);
  */
 char *jdoc_finish(struct jdoc *d, bool pretty, bool newline);
 
-/** jdoc_parse() - parse @text, which must hold one object. -EINVAL. */
+/**
+ * jdoc_parse() - parse @text, which must hold one JSON object and nothing
+ * after it but JSON blanks (space, tab, CR, LF)
+ *
+ * Strict (json-c's JSON_TOKENER_STRICT): comments, trailing commas and
+ * bare words are refused.  What json-c still accepts beyond JSON (leading
+ * zeros, "1.", NaN, single-quoted strings) parses to a document whose
+ * text parses back to the same text.
+ * Return: 0, *@out owns the document (jdoc_free); -EINVAL not one
+ * object; -ENOMEM.
+ */
 int jdoc_parse(const char *text, struct jdoc **out);
 /** jdoc_get_str() - borrowed string member, NULL when absent or not one. */
 const char *jdoc_get_str(struct jdoc *d, const char *key);

@@ -272,6 +272,34 @@ static void test_bug_parse_trailing(void **state)
 	}
 }
 
+/* Not JSON, once taken by json-c's lenient mode (fuzz finding
+ * tests/fuzz/corpus/json/trailing-comment.json): comments, trailing
+ * commas, blanks JSON does not know. */
+static void test_parse_strict(void **state)
+{
+	static const char *const bad[] = {
+		"{\"virtual-size\": 1}  // not JSON, yet accepted\n",
+		"{\"a\":1} /* c */",
+		"/* c */ {\"a\":1}",
+		"{\"a\": /* c */ 1}",
+		"{\"a\":1,}",
+		"{\"a\":[1,]}",
+		"{\"a\":1}\v",
+		"{\"a\":1}\f",
+		"{\"a\":01}",
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+		struct jdoc *d = NULL;
+
+		if (jdoc_parse(bad[i], &d) != -EINVAL) {
+			jdoc_free(d);
+			print_error("jdoc_parse(\"%s\") accepted\n", bad[i]);
+			fail();
+		}
+	}
+}
+
 static void test_parse_accepts_whitespace(void **state)
 {
 	struct jdoc *d = NULL;
@@ -281,6 +309,8 @@ static void test_parse_accepts_whitespace(void **state)
 	assert_string_equal(jdoc_get_str(d, "a"), "b");
 	jdoc_free(d);
 	assert_errno(jdoc_parse("  {}  \n", &d), 0);
+	jdoc_free(d);
+	assert_errno(jdoc_parse("\r\n\t{}\r\n", &d), 0);
 	jdoc_free(d);
 }
 
@@ -296,6 +326,7 @@ int main(void)
 		cmocka_unit_test(test_parse_nested),
 		cmocka_unit_test(test_parse_rejects),
 		cmocka_unit_test(test_bug_parse_trailing),
+		cmocka_unit_test(test_parse_strict),
 		cmocka_unit_test(test_parse_accepts_whitespace),
 	};
 
