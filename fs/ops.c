@@ -89,6 +89,10 @@ static const char readme_text[] =
 	"                                     revert), with progress\n"
 	"  alerts/<id>                        failures to look at; rm acknowledges\n"
 	"  events                             what happened, JSON Lines, oldest first\n"
+	"  {volumes,vms,jobs,alerts,policies}/CACHEDIR.TAG\n"
+	"                                     (not listed) these are live views, not\n"
+	"                                     backups: backup tools skip them with\n"
+	"                                     --exclude-caches; back up backed-up/\n"
 	"\n"
 	"Example:\n"
 	"  mkdir volumes/web/snapshots/before-upgrade\n"
@@ -96,6 +100,19 @@ static const char readme_text[] =
 	"  ls -l backed-up/volumes/web/\n"
 	"\n"
 	"See snapfs(8) and docs/ in the source for the whole contract.\n";
+
+/*
+ * CACHEDIR.TAG (bford.info/cachedir): tools check its first 43 bytes.  It is
+ * found by name and never listed, so listings of volumes/ and the others
+ * stay lists of volumes, VMs, jobs, alerts and policies.
+ */
+static const char cachedir_tag_text[] =
+	"Signature: 8a477f597d28d172789f06886806bc55\n"
+	"# This file is a cache directory tag created by snapfs.\n"
+	"# This directory is a live view of the host, not a backup: back up\n"
+	"# backed-up/ (tar, restic and borg skip this one with --exclude-caches).\n"
+	"# For information about cache directory tags, see:\n"
+	"#\thttps://bford.info/cachedir/\n";
 
 /* ---- attributes ------------------------------------------------------- */
 
@@ -318,6 +335,10 @@ static int node_stat(struct node *n, struct stat *st)
 	}
 	case NODE_README:
 		fill_file(st, INO(0, n->kind), 0444, sizeof(readme_text) - 1);
+		return 0;
+	case NODE_CACHEDIR_TAG:
+		/* one per directory: n->id is the directory's kind */
+		fill_file(st, INO(n->id, n->kind), 0444, sizeof(cachedir_tag_text) - 1);
 		return 0;
 	case NODE_EVENTS:
 		fill_file(st, INO(0, n->kind), 0444, 0);
@@ -627,6 +648,9 @@ static int render(struct node *n, char **data, size_t *len)
 	switch (n->kind) {
 	case NODE_README:
 		*data = g_strdup(readme_text);
+		break;
+	case NODE_CACHEDIR_TAG:
+		*data = g_strdup(cachedir_tag_text);
 		break;
 	case NODE_EVENTS:
 		/* each account reads the events of its own volumes and VMs */

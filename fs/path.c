@@ -40,6 +40,29 @@ bool node_is_link(enum node_kind kind)
 	       kind == NODE_VM_SNAPSHOT_PARENT;
 }
 
+/*
+ * The top directories that are live views rather than backups each hold a
+ * CACHEDIR.TAG (bford.info/cachedir): tar, restic and borg pointed at the
+ * whole mount skip them with --exclude-caches, and read backed-up/.  The
+ * kind of the directory @name, or NODE_NONE when it holds no tag.
+ */
+static enum node_kind tagged_dir(const char *name)
+{
+	static const struct {
+		const char *name;
+		enum node_kind kind;
+	} dirs[] = {
+		{ "volumes", NODE_VOLUMES }, { "vms", NODE_VMS },
+		{ "jobs", NODE_JOBS },	     { "alerts", NODE_ALERTS },
+		{ "policies", NODE_POLICIES },
+	};
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		if (!strcmp(name, dirs[i].name))
+			return dirs[i].kind;
+	return NODE_NONE;
+}
+
 /* A decimal id without sign, leading zero or overflow. */
 static int parse_id(const char *s, uint64_t *out)
 {
@@ -140,6 +163,15 @@ int path_parse(const char *path, struct node *out)
 			out->read_only = true;
 		} else
 			return -ENOENT;
+		return 0;
+	}
+
+	/* before the names: the tag takes its name in those directories */
+	if (!strcmp(c[1], "CACHEDIR.TAG") && tagged_dir(c[0]) != NODE_NONE) {
+		if (n != 2)
+			return -ENOENT;
+		out->kind = NODE_CACHEDIR_TAG;
+		out->id = tagged_dir(c[0]);
 		return 0;
 	}
 

@@ -53,6 +53,7 @@ enum node_kind {
 	NODE_POLICY,   /* policies/<name> */
 	/* new kinds go last: a kind's number is part of inode numbers */
 	NODE_SNAPSHOT_WAIT, /* volumes/<vol>/snapshots/<snap>/wait */
+	NODE_CACHEDIR_TAG, /* CACHEDIR.TAG in volumes/ vms/ jobs/ alerts/ policies/ */
 	NODE_LAST
 };
 
@@ -61,7 +62,8 @@ enum node_kind {
  * @vol, @snap: names, when the kind has them (a VM's volume link has @vol;
  *              a policy's name is in @snap)
  * @vm:         the VM's name for the vms/ kinds
- * @id:         alert or job id
+ * @id:         alert or job id; for NODE_CACHEDIR_TAG the kind of the
+ *              directory that holds it
  * @read_only:  the path lies under backed-up/ (writes there are EROFS)
  */
 struct node {

@@ -94,6 +94,30 @@ static void test_top_level(void **state)
 	expect_node("/backed-up", NODE_BACKED_UP, NULL, NULL, 0, true);
 }
 
+/* CACHEDIR.TAG in the live views only, never in backed-up/ or deeper */
+static void test_cachedir_tag(void **state)
+{
+	expect_node("/volumes/CACHEDIR.TAG", NODE_CACHEDIR_TAG, NULL, NULL,
+		    NODE_VOLUMES, false);
+	expect_node("/vms/CACHEDIR.TAG", NODE_CACHEDIR_TAG, NULL, NULL,
+		    NODE_VMS, false);
+	expect_node("/jobs/CACHEDIR.TAG", NODE_CACHEDIR_TAG, NULL, NULL,
+		    NODE_JOBS, false);
+	expect_node("/alerts/CACHEDIR.TAG", NODE_CACHEDIR_TAG, NULL, NULL,
+		    NODE_ALERTS, false);
+	expect_node("/policies/CACHEDIR.TAG", NODE_CACHEDIR_TAG, NULL, NULL,
+		    NODE_POLICIES, false);
+	expect_err("/CACHEDIR.TAG", -ENOENT, -1);
+	expect_err("/backed-up/CACHEDIR.TAG", -ENOENT, -1);
+	/* backed-up/ has none: there it would be a volume's name */
+	expect_node("/backed-up/volumes/CACHEDIR.TAG", NODE_BACKED_UP_VOLUME,
+		    "CACHEDIR.TAG", NULL, 0, true);
+	expect_err("/volumes/CACHEDIR.TAG/info", -ENOENT, -1);
+	/* only the exact name */
+	expect_node("/volumes/CACHEDIR.tag", NODE_VOLUME, "CACHEDIR.tag", NULL,
+		    0, false);
+}
+
 static void test_volume_tree(void **state)
 {
 	expect_node("/volumes/vm1", NODE_VOLUME, "vm1", NULL, 0, false);
@@ -433,6 +457,7 @@ static void test_every_kind(void **state)
 		"/vms/vm1/snapshots/current", "/vms/vm1/snapshots/s",
 		"/vms/vm1/snapshots/s/info", "/vms/vm1/snapshots/s/parent",
 		"/limits", "/policies", "/policies/daily-web",
+		"/volumes/CACHEDIR.TAG",
 		"/volumes/v/snapshots/s/wait",
 	};
 	bool seen[NODE_LAST] = { false };
@@ -470,6 +495,7 @@ int main(void)
 		cmocka_unit_test(test_bug_name_max_in_long_path),
 		cmocka_unit_test(test_node_is_dir),
 		cmocka_unit_test(test_every_kind),
+		cmocka_unit_test(test_cachedir_tag),
 	};
 
 	return cmocka_run_group_tests_name("path", tests, NULL, NULL);
