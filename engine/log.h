@@ -3,7 +3,8 @@
  *
  * Messages read `module: what failed 'subject': reason`, lower case, no
  * full stop.  They go to SOURCE/snapfs.log and, in the foreground, to
- * stderr.  Levels are syslog's.  Thread-safe.
+ * stderr; when stderr is systemd's journal ($JOURNAL_STREAM), each line
+ * there carries its "<N>" priority.  Levels are syslog's.  Thread-safe.
  */
 #ifndef SNAP_LOG_H
 #define SNAP_LOG_H

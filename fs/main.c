@@ -6,8 +6,14 @@
  * mount(8)-compatible (fstab type fuse.snapfs).  The engine is opened
  * before daemonizing, so a bad SOURCE fails with a message and an exit
  * status; its threads are started after (a fork loses threads).
+ *
+ * Under systemd (systemd/snapfs@.service: -f, Type=notify) the service
+ * manager hears READY=1 when the loop answers the kernel's first request,
+ * and STOPPING=1 when the loop ends; SIGTERM ends the loop, then the mount
+ * is taken down and the engine closed, and snapfs exits 0.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +23,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 #include "inval.h"
+#include "notify.h"
 #include "ops.h"
 #include <fuse_lowlevel.h>
 
@@ -130,6 +137,23 @@ static void set_readahead(const char *mountpoint)
 		snap_log(LOG_DEBUG, "main: cannot raise readahead in '%s'", path);
 }
 
+/* Set once before the loop starts; read by the init callback. */
+static const char *ready_mountpoint;
+
+/*
+ * FUSE_INIT is the first request the loop answers: from here on the mount
+ * is live, so the service manager may start what needs it.  (Requests sent
+ * in the moment before our INIT reply wait for it in the kernel.)
+ */
+static void *init_and_notify(struct fuse_conn_info *conn,
+			     struct fuse_config *cfg)
+{
+	void *data = snapfs_ops.init(conn, cfg);
+
+	notify_ready(ready_mountpoint);
+	return data;
+}
+
 static void usage(const char *prog)
 {
 	printf("usage: %s [options] SOURCE MOUNTPOINT\n"
@@ -170,6 +194,7 @@ int main(int argc, char *argv[])
 	struct snap_config cfg;
 	struct snapfs_ctx ctx = { 0 };
 	struct fuse_loop_config *loop = NULL;
+	struct fuse_operations ops = snapfs_ops;
 	struct fuse *fuse;
 	g_autofree char *fsname = NULL;
 	int rc, ret = 1;
@@ -235,7 +260,9 @@ int main(int argc, char *argv[])
 	fsname = g_strdup_printf("-ofsname=%s,subtype=snapfs,default_permissions,allow_other",
 				 o.source);
 	fuse_opt_add_arg(&args, fsname);
-	fuse = fuse_new(&args, &snapfs_ops, sizeof(snapfs_ops), &ctx);
+	ops.init = init_and_notify;
+	ready_mountpoint = cl.mountpoint;
+	fuse = fuse_new(&args, &ops, sizeof(ops), &ctx);
 	if (!fuse)
 		goto out_engine;
 	if (fuse_mount(fuse, cl.mountpoint) != 0)
@@ -259,6 +286,10 @@ int main(int argc, char *argv[])
 	fuse_loop_cfg_set_clone_fd(loop, cl.clone_fd);
 	fuse_loop_cfg_set_max_threads(loop, cl.max_threads ? cl.max_threads : 16);
 	ret = cl.singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, loop);
+	notify_stopping();
+	/* the loop returns the signal that ended it: asked to stop, not failed */
+	if (ret == SIGTERM || ret == SIGINT || ret == SIGHUP)
+		ret = 0;
 	fuse_loop_cfg_destroy(loop);
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_unmount:
