@@ -490,6 +490,94 @@ static void add_ids(struct lister *l, uint64_t *ids, int n, enum node_kind kind)
 	}
 }
 
+/*
+ * snapshots/ is listed with offsets, from a copy of its entries taken when
+ * a listing starts (offset 0) and kept in the open directory: with
+ * offsets, libfuse's high-level API gives each entry a node ID, so the
+ * attributes in the listing become the kernel's dentries and `ls -l` of
+ * 10,000 snapshots sends no LOOKUP per name.  (Filled all at once at
+ * offset 0, libfuse 3.14 sends READDIRPLUS entries without node IDs, and
+ * every name is looked up again once its second in the cache is over.)
+ * One catalog query per listing; libfuse serializes the calls of one
+ * open directory.
+ */
+struct dir_copy {
+	struct snap_dirent *ents;
+	int n;
+	struct snap_volume_stat vs;
+	ino_t self;
+};
+
+static void dir_copy_free(struct dir_copy *dc)
+{
+	if (!dc)
+		return;
+	g_free(dc->ents);
+	g_free(dc);
+}
+
+static int op_opendir(const char *path, struct fuse_file_info *fi)
+{
+	struct node n;
+
+	fi->fh = 0;
+	if (path_parse(path, &n) == 0 && n.kind == NODE_SNAPSHOTS)
+		fi->fh = (uint64_t)(uintptr_t)g_new0(struct dir_copy, 1);
+	return 0;
+}
+
+static int op_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	dir_copy_free((struct dir_copy *)(uintptr_t)fi->fh);
+	fi->fh = 0;
+	return 0;
+}
+
+/* Entries of snapshots/ from offset @off on: ".", "..", then by name. */
+static int list_snapshots(const struct node *n, ino_t self, void *buf,
+			  fuse_fill_dir_t filler, off_t off,
+			  struct fuse_file_info *fi)
+{
+	struct dir_copy *dc = (struct dir_copy *)(uintptr_t)fi->fh;
+	g_autofree struct dir_copy *local = NULL;
+	int rc, i;
+
+	if (!dc)
+		dc = local = g_new0(struct dir_copy, 1);
+	if (off == 0 || !dc->ents) {
+		g_clear_pointer(&dc->ents, g_free);
+		dc->n = 0;
+		rc = snap_volume_stat(engine(), n->vol, &dc->vs);
+		if (rc == 0)
+			rc = snap_snapshot_dirents(engine(), n->vol, &dc->ents);
+		if (rc < 0)
+			return rc;
+		dc->n = rc;
+		dc->self = self;
+	}
+	for (i = (int)off; i < dc->n + 2; i++) {
+		struct stat est = { 0 };
+		const char *name;
+
+		if (i < 2) {
+			fill_dir(&est, i == 0 ? dc->self : INO(dc->vs.id, NODE_VOLUME));
+			name = i == 0 ? "." : "..";
+		} else {
+			const struct snap_dirent *e = &dc->ents[i - 2];
+
+			fill_dir(&est, INO(e->id, NODE_SNAPSHOT));
+			own(&est, dc->vs.uid, dc->vs.gid);
+			fill_times(&est, e->created_at);
+			name = e->name;
+		}
+		if (filler(buf, name, &est, i + 1, FUSE_FILL_DIR_PLUS))
+			break;
+	}
+	if (local)
+		g_free(local->ents);
+	return 0;
+}
+
 static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		      off_t off, struct fuse_file_info *fi,
 		      enum fuse_readdir_flags flags)
@@ -510,6 +598,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		return rc;
 	if (!S_ISDIR(st.st_mode))
 		return -ENOTDIR;
+	if (n.kind == NODE_SNAPSHOTS)
+		return list_snapshots(&n, st.st_ino, buf, filler, off, fi);
 	add(&l, ".", st.st_ino, true);
 	add(&l, "..", INO(0, NODE_ROOT), true);
 	switch (n.kind) {
@@ -577,24 +667,6 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		add_fixed(&l, &n, "control", NODE_VOLUME_CONTROL);
 		add_fixed(&l, &n, "snapshots", NODE_SNAPSHOTS);
 		return 0;
-	case NODE_SNAPSHOTS: {
-		/* one catalog query for all, attributes included (readdirplus) */
-		g_autofree struct snap_dirent *ents = NULL;
-		struct snap_volume_stat vs;
-
-		rc = snap_volume_stat(eng, n.vol, &vs);
-		if (rc == 0)
-			rc = snap_snapshot_dirents(eng, n.vol, &ents);
-		for (int i = 0; i < rc; i++) {
-			struct stat est = { 0 };
-
-			fill_dir(&est, INO(ents[i].id, NODE_SNAPSHOT));
-			own(&est, vs.uid, vs.gid);
-			fill_times(&est, ents[i].created_at);
-			filler(buf, ents[i].name, &est, 0, FUSE_FILL_DIR_PLUS);
-		}
-		return rc < 0 ? rc : 0;
-	}
 	case NODE_SNAPSHOT:
 		/* not `wait`: a walk of the tree must never block in it */
 		add_fixed(&l, &n, "state", NODE_SNAPSHOT_STATE);
@@ -1264,13 +1336,22 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	 * keep_cache, so nothing relies on the automatic invalidation.
 	 */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	/*
+	 * READDIRPLUS for every chunk of a listing, not only the first: the
+	 * kernel's "auto" mode sends plain READDIR for later chunks unless a
+	 * stat of a child advised otherwise, and plain entries make no
+	 * dentries (list_snapshots).
+	 */
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	return c;
 }
 
 const struct fuse_operations snapfs_ops = {
 	.init = op_init,
 	.getattr = op_getattr,
+	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.releasedir = op_releasedir,
 	.open = op_open,
 	.read = op_read,
 	.read_buf = op_read_buf,
