@@ -453,6 +453,26 @@ static int rows_query(struct catalog *cat, sqlite3_stmt *st, size_t size,
 	return (int)a->len;
 }
 
+/*
+ * Step @st once and fill *@out with @row.  Return: 0, -ENOENT when there
+ * is no row, -EIO (@what logged) when the catalog fails.
+ */
+static int row_one(struct catalog *cat, sqlite3_stmt *st, row_fn row,
+		   const char *what, void *out)
+{
+	int rc;
+
+	if (!st)
+		return -EIO;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, what);
+	row(st, out);
+	return 0;
+}
+
 /* ---- volumes ---------------------------------------------------------- */
 
 #define VOLUME_COLS "id, name, uuid, uid, gid, top_layer"
@@ -467,22 +487,6 @@ static void volume_row(sqlite3_stmt *st, struct catalog_volume *v)
 	COPY_TEXT(v->top_layer, st, 5);
 }
 
-static int volume_one(struct catalog *cat, sqlite3_stmt *st,
-		      struct catalog_volume *out)
-{
-	int rc;
-
-	if (!st)
-		return -EIO;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "volume read");
-	volume_row(st, out);
-	return 0;
-}
-
 int catalog_volume_get(struct catalog *cat, const char *name,
 		       struct catalog_volume *out)
 {
@@ -492,7 +496,7 @@ int catalog_volume_get(struct catalog *cat, const char *name,
 
 	if (st)
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	return volume_one(cat, st, out);
+	return row_one(cat, st, (row_fn)volume_row, "volume read", out);
 }
 
 int catalog_volume_get_by_id(struct catalog *cat, int64_t id,
@@ -504,7 +508,7 @@ int catalog_volume_get_by_id(struct catalog *cat, int64_t id,
 
 	if (st)
 		sqlite3_bind_int64(st, 1, id);
-	return volume_one(cat, st, out);
+	return row_one(cat, st, (row_fn)volume_row, "volume read", out);
 }
 
 int catalog_volume_insert(struct catalog *cat, struct catalog_volume *vol)
@@ -592,18 +596,10 @@ int catalog_layer_get(struct catalog *cat, const char *uuid,
 	CATALOG_LOCKED(cat);
 	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
 		"SELECT " LAYER_COLS " FROM layers WHERE uuid = ?1");
-	int rc;
 
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "layer read");
-	layer_row(st, out);
-	return 0;
+	if (st)
+		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	return row_one(cat, st, (row_fn)layer_row, "layer read", out);
 }
 
 int catalog_layer_update(struct catalog *cat, const struct catalog_layer *layer)
@@ -688,22 +684,6 @@ static void snapshot_row(sqlite3_stmt *st, struct catalog_snapshot *s)
 	s->policy_id = sqlite3_column_int64(st, 15);
 }
 
-static int snapshot_one(struct catalog *cat, sqlite3_stmt *st,
-			struct catalog_snapshot *out)
-{
-	int rc;
-
-	if (!st)
-		return -EIO;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "snapshot read");
-	snapshot_row(st, out);
-	return 0;
-}
-
 int catalog_snapshot_get(struct catalog *cat, int64_t volume_id,
 			 const char *name, struct catalog_snapshot *out)
 {
@@ -716,7 +696,7 @@ int catalog_snapshot_get(struct catalog *cat, int64_t volume_id,
 		sqlite3_bind_int64(st, 1, volume_id);
 		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 	}
-	return snapshot_one(cat, st, out);
+	return row_one(cat, st, (row_fn)snapshot_row, "snapshot read", out);
 }
 
 int catalog_snapshot_get_by_id(struct catalog *cat, int64_t id,
@@ -728,7 +708,7 @@ int catalog_snapshot_get_by_id(struct catalog *cat, int64_t id,
 
 	if (st)
 		sqlite3_bind_int64(st, 1, id);
-	return snapshot_one(cat, st, out);
+	return row_one(cat, st, (row_fn)snapshot_row, "snapshot read", out);
 }
 
 int catalog_snapshot_by_layer(struct catalog *cat, const char *uuid,
@@ -740,7 +720,7 @@ int catalog_snapshot_by_layer(struct catalog *cat, const char *uuid,
 
 	if (st)
 		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	return snapshot_one(cat, st, out);
+	return row_one(cat, st, (row_fn)snapshot_row, "snapshot read", out);
 }
 
 int catalog_snapshot_insert(struct catalog *cat, struct catalog_snapshot *snap)
@@ -912,22 +892,6 @@ static void job_row(sqlite3_stmt *st, struct catalog_job *j)
 	COPY_TEXT(j->target, st, 7);
 }
 
-static int job_one(struct catalog *cat, sqlite3_stmt *st,
-		   struct catalog_job *out)
-{
-	int rc;
-
-	if (!st)
-		return -EIO;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "job read");
-	job_row(st, out);
-	return 0;
-}
-
 int catalog_job_insert(struct catalog *cat, struct catalog_job *job)
 {
 	CATALOG_LOCKED(cat);
@@ -959,7 +923,7 @@ int catalog_job_get(struct catalog *cat, int64_t id, struct catalog_job *out)
 
 	if (st)
 		sqlite3_bind_int64(st, 1, id);
-	return job_one(cat, st, out);
+	return row_one(cat, st, (row_fn)job_row, "job read", out);
 }
 
 int catalog_job_for_snapshot(struct catalog *cat, int64_t snapshot_id,
@@ -974,7 +938,7 @@ int catalog_job_for_snapshot(struct catalog *cat, int64_t snapshot_id,
 		sqlite3_bind_int(st, 1, JOB_KIND_BACKUP);
 		sqlite3_bind_int64(st, 2, snapshot_id);
 	}
-	return job_one(cat, st, out);
+	return row_one(cat, st, (row_fn)job_row, "job read", out);
 }
 
 int catalog_job_find_merge(struct catalog *cat, int64_t volume_id,
@@ -990,7 +954,7 @@ int catalog_job_find_merge(struct catalog *cat, int64_t volume_id,
 		sqlite3_bind_int64(st, 2, volume_id);
 		sqlite3_bind_int(st, 3, state);
 	}
-	return job_one(cat, st, out);
+	return row_one(cat, st, (row_fn)job_row, "job read", out);
 }
 
 int catalog_job_update(struct catalog *cat, const struct catalog_job *job)
@@ -1041,7 +1005,7 @@ int catalog_job_claim(struct catalog *cat, int64_t now, struct catalog_job *out)
 	sqlite3_bind_int(st, 4, JOB_KIND_MERGE);
 	sqlite3_bind_int(st, 5, JOB_STATE_RUNNING);
 	sqlite3_bind_int(st, 6, JOB_KIND_REVERT); /* run by the writer itself */
-	rc = job_one(cat, st, out);
+	rc = row_one(cat, st, (row_fn)job_row, "job read", out);
 	if (rc < 0)
 		return rc;
 	out->state = JOB_STATE_RUNNING;
@@ -1129,7 +1093,7 @@ int catalog_job_by_target(struct catalog *cat, const char *target,
 		sqlite3_bind_int(st, 1, JOB_KIND_CLONE);
 		sqlite3_bind_text(st, 2, target, -1, SQLITE_STATIC);
 	}
-	return job_one(cat, st, out);
+	return row_one(cat, st, (row_fn)job_row, "job read", out);
 }
 
 int catalog_job_list(struct catalog *cat, enum job_kind kind, GArray **out)
@@ -1483,22 +1447,6 @@ static void vmsnap_row(sqlite3_stmt *st, struct catalog_vm_snapshot *s)
 	s->policy_id = sqlite3_column_int64(st, 9);
 }
 
-static int vmsnap_one(struct catalog *cat, sqlite3_stmt *st,
-		      struct catalog_vm_snapshot *out)
-{
-	int rc;
-
-	if (!st)
-		return -EIO;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "vm snapshot read");
-	vmsnap_row(st, out);
-	return 0;
-}
-
 int catalog_vm_snapshot_get(struct catalog *cat, int64_t vm_id,
 			    const char *name, struct catalog_vm_snapshot *out)
 {
@@ -1510,7 +1458,7 @@ int catalog_vm_snapshot_get(struct catalog *cat, int64_t vm_id,
 		sqlite3_bind_int64(st, 1, vm_id);
 		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 	}
-	return vmsnap_one(cat, st, out);
+	return row_one(cat, st, (row_fn)vmsnap_row, "vm snapshot read", out);
 }
 
 int catalog_vm_snapshot_get_by_id(struct catalog *cat, int64_t id,
@@ -1522,7 +1470,7 @@ int catalog_vm_snapshot_get_by_id(struct catalog *cat, int64_t id,
 
 	if (st)
 		sqlite3_bind_int64(st, 1, id);
-	return vmsnap_one(cat, st, out);
+	return row_one(cat, st, (row_fn)vmsnap_row, "vm snapshot read", out);
 }
 
 int catalog_vm_snapshot_insert(struct catalog *cat,
@@ -1673,22 +1621,6 @@ static void policy_row(sqlite3_stmt *st, struct catalog_policy *p)
 	COPY_TEXT(p->last_result, st, 11);
 }
 
-static int policy_one(struct catalog *cat, sqlite3_stmt *st,
-		      struct catalog_policy *out)
-{
-	int rc;
-
-	if (!st)
-		return -EIO;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "policy read");
-	policy_row(st, out);
-	return 0;
-}
-
 int catalog_policy_get(struct catalog *cat, const char *name,
 		       struct catalog_policy *out)
 {
@@ -1698,7 +1630,7 @@ int catalog_policy_get(struct catalog *cat, const char *name,
 
 	if (st)
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	return policy_one(cat, st, out);
+	return row_one(cat, st, (row_fn)policy_row, "policy read", out);
 }
 
 int catalog_policy_find(struct catalog *cat, int kind, const char *target,
@@ -1714,7 +1646,7 @@ int catalog_policy_find(struct catalog *cat, int kind, const char *target,
 		sqlite3_bind_text(st, 2, target, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 3, interval);
 	}
-	return policy_one(cat, st, out);
+	return row_one(cat, st, (row_fn)policy_row, "policy read", out);
 }
 
 int catalog_policy_put(struct catalog *cat, struct catalog_policy *p)
