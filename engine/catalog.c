@@ -123,6 +123,8 @@ static const char schema[] =
 	"  last_slot INTEGER NOT NULL DEFAULT 0,"
 	"  last_result TEXT NOT NULL DEFAULT '',"
 	"  UNIQUE(kind, target, interval));"
+	/* the policy thread's every wake asks min(next_run) and what is due */
+	"CREATE INDEX IF NOT EXISTS policies_next_run ON policies(next_run);"
 	"CREATE TABLE IF NOT EXISTS limits ("
 	"  uid INTEGER PRIMARY KEY,"
 	"  max_snapshots INTEGER NOT NULL);";
