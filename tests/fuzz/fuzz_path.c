@@ -95,6 +95,22 @@ static int canonical(const struct node *n, GString *s)
 		g_string_append_printf(s, "/volumes/%s/snapshots/%s/info",
 				       n->vol, n->snap);
 		return HAS_VOL | HAS_SNAP;
+	case NODE_SNAPSHOT_WAIT:
+		g_string_append_printf(s, "/volumes/%s/snapshots/%s/wait",
+				       n->vol, n->snap);
+		return HAS_VOL | HAS_SNAP;
+	case NODE_CACHEDIR_TAG: {
+		/* @id: the kind of the directory that holds it */
+		struct node dir = { .kind = (enum node_kind)n->id };
+
+		if (dir.kind != NODE_VOLUMES && dir.kind != NODE_VMS &&
+		    dir.kind != NODE_JOBS && dir.kind != NODE_ALERTS &&
+		    dir.kind != NODE_POLICIES)
+			return -1;
+		canonical(&dir, s);
+		g_string_append(s, "/CACHEDIR.TAG");
+		return HAS_ID;
+	}
 	case NODE_BACKED_UP:
 		g_string_append(s, "/backed-up");
 		return 0;
