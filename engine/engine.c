@@ -284,6 +284,24 @@ int snap_backup_list(struct snap_engine *eng, const char *vol,
 	return catalog_snapshot_names(eng->cat, v.id, true, names_out);
 }
 
+int snap_backup_dir_mtime(struct snap_engine *eng, const char *vol,
+			  struct timespec *mtime_out)
+{
+	g_autofree char *dir = NULL;
+	struct stat st;
+
+	if (vol && snap_name_valid(vol) < 0)
+		return -ENOENT;
+	dir = vol ? g_build_filename(eng->backups_dir, vol, NULL) :
+		    g_strdup(eng->backups_dir);
+	if (lstat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOENT;
+	*mtime_out = st.st_mtim;
+	return 0;
+}
+
 int snap_backup_paths(struct snap_engine *eng, const char *vol,
 		      const char *snap, uint64_t *id_out, char **image_out,
 		      char **manifest_out)

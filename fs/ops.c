@@ -152,6 +152,20 @@ static void own(struct stat *st, uid_t uid, gid_t gid)
 		st->st_mode = S_IFREG | ((st->st_mode & 0222) ? 0660 : 0440);
 }
 
+/*
+ * Times of a backed-up/ directory (@vol NULL: backed-up/ and its volumes/):
+ * those of its directory on secondary storage, which change when a backup
+ * appears, is renamed or deleted, and not across remounts.
+ */
+static void backed_up_dir_times(const char *vol, struct stat *st)
+{
+	struct timespec t;
+
+	if (snap_backup_dir_mtime(engine(), vol, &t) < 0)
+		return;
+	st->st_atim = st->st_mtim = st->st_ctim = t;
+}
+
 /* stat of a backed-up file: the file's own size and times, our inode. */
 static int backed_up_stat(struct node *n, struct stat *st)
 {
@@ -309,9 +323,12 @@ static int node_stat(struct node *n, struct stat *st)
 	case NODE_ROOT:
 	case NODE_JOBS:
 	case NODE_VOLUMES:
+		fill_dir(st, INO(0, n->kind));
+		return 0;
 	case NODE_BACKED_UP:
 	case NODE_BACKED_UP_VOLUMES:
 		fill_dir(st, INO(0, n->kind));
+		backed_up_dir_times(NULL, st);
 		return 0;
 	case NODE_ALERTS:
 	case NODE_POLICIES:
@@ -407,6 +424,7 @@ static int node_stat(struct node *n, struct stat *st)
 			own(st, vs.uid, vs.gid);
 			st->st_mode = S_IFDIR | 0750;
 		}
+		backed_up_dir_times(n->vol, st);
 		return 0;
 	}
 	case NODE_BACKED_UP_IMAGE:

@@ -367,6 +367,18 @@ int snap_backup_paths(struct snap_engine *eng, const char *vol,
 		      const char *snap, uint64_t *id_out, char **image_out,
 		      char **manifest_out);
 
+/**
+ * snap_backup_dir_mtime() - when the backups of @vol last changed
+ *
+ * @vol NULL: of any volume.  The modification time of their directory on
+ * secondary storage: it moves when a backup appears there, is renamed or
+ * deleted, and not across remounts, so that backed-up/ directories look
+ * unchanged to backup tools (restic stores directory times).  Fills
+ * *@mtime_out.  Return: 0; -ENOENT no such directory (no backup yet).
+ */
+int snap_backup_dir_mtime(struct snap_engine *eng, const char *vol,
+			  struct timespec *mtime_out);
+
 /* ---- events, alerts, jobs ---------------------------------------------- */
 
 /** snap_events_read() - events as JSON Lines, oldest first: all of them
