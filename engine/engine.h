@@ -61,7 +61,7 @@ struct snap_engine {
 	GHashTable *policy_zones;  /* tz name -> GTimeZone held (policy_lock) */
 	char default_tz[64];	   /* policies without tz= */
 
-	struct waiters *waiters; /* readers of `wait` files (waiters.c) */
+	struct waiters *waiters; /* readers of wait files (waiters.c) */
 
 	struct vm_conn *vm;	  /* NULL: no VMs (libvirt=none or unreachable) */
 	GHashTable *busy_vms;	  /* VM uuid -> itself (eng->lock) */

@@ -71,7 +71,7 @@ static uid_t owner_of_path(struct snap_engine *eng, const char *path)
 
 	if (!parts[0] || !parts[1])
 		return 0;
-	if (!strcmp(parts[0], "volumes"))
+	if (!strcmp(parts[0], "volumes") || !strcmp(parts[0], "wait"))
 		return owner_of(eng, "volume", parts[1]);
 	if (!strcmp(parts[0], "vms"))
 		return owner_of(eng, "vm", parts[1]);

@@ -1,16 +1,15 @@
 /*
- * waiters.c - readers blocked until a snapshot's backup ends (the `wait`
- * file of a snapshot, snap_snapshot_wait()).
+ * waiters.c - readers blocked until a snapshot's backup ends (a
+ * snapshot's wait file, MOUNT/wait/<vol>/<snap>: snap_snapshot_wait()).
  *
  * DESIGN (in the manner of Redis's bio.c):
  *
- *   a reader          (a FUSE worker thread reading volumes/<vol>/
- *                     snapshots/<snap>/wait) looks the snapshot up in the
- *                     catalog; while it is neither BackedUp nor
- *                     BackupFailed it sleeps on w->cond, at most
- *                     WAIT_SLICE_US at a time so that its front end can
- *                     end the wait (an interrupted reader, a session that
- *                     ends), then looks again.
+ *   a reader          (a FUSE worker thread reading wait/<vol>/<snap>)
+ *                     looks the snapshot up in the catalog; while it is
+ *                     neither BackedUp nor BackupFailed it sleeps on
+ *                     w->cond, at most WAIT_SLICE_US at a time so that its
+ *                     front end can end the wait (an interrupted reader, a
+ *                     session that ends), then looks again.
  *   engine threads    that change a snapshot's state for good (a backup
  *                     ends or fails, a snapshot is deleted) call
  *                     waiters_wake(), which bumps w->generation and
@@ -21,7 +20,9 @@
  *
  * A reader blocks a FUSE worker thread for as long as it waits (libfuse's
  * high-level API answers a read synchronously), so at most
- * SNAP_WAITERS_MAX readers sleep at once; the next one gets -EAGAIN.
+ * SNAP_WAITERS_MAX readers sleep at once; the next one gets -EBUSY (not
+ * EAGAIN: on a blocking file, readers such as Python's io take EAGAIN for
+ * "no data yet" and return nothing instead of an error).
  *
  * LOCKS: w->lock is a leaf.  Nothing else is taken while it is held, so
  * waiters_wake() may be called anywhere: under eng->lock or inside a
@@ -115,13 +116,13 @@ static int look(struct snap_engine *eng, uint64_t id, enum snap_state *state_out
 	return 1;
 }
 
-/* Take a sleeping slot (w->lock held).  Return: 0; -EAGAIN all taken. */
+/* Take a sleeping slot (w->lock held).  Return: 0; -EBUSY all taken. */
 static int slot_take(struct waiters *w, bool *have_slot)
 {
 	if (*have_slot)
 		return 0;
 	if (w->sleeping >= SNAP_WAITERS_MAX)
-		return -EAGAIN;
+		return -EBUSY;
 	w->sleeping++;
 	*have_slot = true;
 	return 0;
@@ -129,10 +130,10 @@ static int slot_take(struct waiters *w, bool *have_slot)
 
 static void reject_busy(struct snap_engine *eng, const struct catalog_snapshot *s)
 {
-	g_autofree char *target = g_strdup_printf("volumes/%s/snapshots/%s/wait",
+	g_autofree char *target = g_strdup_printf("wait/%s/%s",
 						  s->volume, s->name);
 
-	event_reject(eng, "read", target, EAGAIN,
+	event_reject(eng, "read", target, EBUSY,
 		     "%d readers wait for backups already; read the state file instead, or retry later",
 		     SNAP_WAITERS_MAX);
 }
@@ -181,7 +182,7 @@ int snap_snapshot_wait(struct snap_engine *eng, uint64_t id,
 	g_mutex_unlock(&w->lock);
 
 	/* still counted inside: close waits for this event too */
-	if (rc == -EAGAIN)
+	if (rc == -EBUSY)
 		reject_busy(eng, &s);
 
 	g_mutex_lock(&w->lock);

@@ -10,13 +10,16 @@
  * Backed-up images and manifests are passed through from secondary storage
  * with keep_cache (they never change) and spliced when the kernel can.
  *
- * A snapshot's `wait` file is the one read that blocks: the worker thread
- * sleeps in snap_snapshot_wait() until the backup ends (at most
- * SNAP_WAITERS_MAX of the loop's threads at once; the next reader gets
- * EAGAIN), and gives up when its reader is interrupted (EINTR) or the
+ * A snapshot's wait file, wait/<vol>/<snap>, is the one read that blocks:
+ * the worker thread sleeps in snap_snapshot_wait() until the backup ends
+ * (at most SNAP_WAITERS_MAX of the loop's threads at once; the next reader
+ * gets EBUSY), and gives up when its reader is interrupted (EINTR) or the
  * session ends (ENOTCONN), so neither a killed reader nor an unmount waits
- * for a backup.  It is not listed in its directory, so programs that walk
- * the tree (find, grep -r, rsync) never open it by accident.
+ * for a backup.  libfuse read-locks the nodes of a path for as long as an
+ * operation on it runs, so the file lives outside the snapshot's directory
+ * (an rmdir or mv of the snapshot would wait for the reader); wait/ and
+ * wait/<vol>/ list nothing, so programs that walk the tree (find, grep -r,
+ * rsync) never open a wait file by accident.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,13 +75,14 @@ static const char readme_text[] =
 	"                                     it everywhere; mv renames it\n"
 	"      state                          BackingUp | BackedUp | BackupFailed | Destroying\n"
 	"      info                           JSON facts about the snapshot\n"
-	"      wait                           (not listed) a read blocks until the backup\n"
-	"                                     ends, then gives BackedUp | BackupFailed\n"
 	"  vms/<vm>/info, state                  JSON facts; running | stopped\n"
 	"  vms/<vm>/control                   write: start | stop | force-stop | revert <snap>\n"
 	"  vms/<vm>/snapshot-options          memory=yes|no quiesce=yes|no, for the next mkdir\n"
 	"  vms/<vm>/snapshots/<snap>/         mkdir: all disks at one instant; rmdir deletes\n"
 	"  vms/<vm>/snapshots/current         link to the current VM snapshot\n"
+	"  wait/<vol>/<snap>                  a read blocks until that snapshot's backup\n"
+	"                                     ends, then gives BackedUp | BackupFailed\n"
+	"                                     (wait/ lists nothing: name the file)\n"
 	"  backed-up/volumes/<vol>/<snap>.qcow2  complete backups (read-only), with\n"
 	"  backed-up/volumes/<vol>/<snap>.json   their manifests\n"
 	"  policies/<name>                    recurring snapshots: write\n"
@@ -431,7 +435,15 @@ static int node_stat(struct node *n, struct stat *st)
 	case NODE_BACKED_UP_MANIFEST:
 		return backed_up_stat(n, st);
 	case NODE_VMS:
+	case NODE_WAIT:
 		fill_dir(st, INO(0, n->kind));
+		return 0;
+	case NODE_WAIT_VOLUME:
+		rc = snap_volume_stat(c->eng, n->vol, &vs);
+		if (rc < 0)
+			return rc;
+		fill_dir(st, INO(vs.id, n->kind));
+		own(st, vs.uid, vs.gid);
 		return 0;
 	default:
 		return vm_node_stat(n, st);
@@ -631,7 +643,11 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		add(&l, "backed-up", INO(0, NODE_BACKED_UP), true);
 		add(&l, "policies", INO(0, NODE_POLICIES), true);
 		add(&l, "limits", INO(0, NODE_LIMITS), false);
+		add(&l, "wait", INO(0, NODE_WAIT), true);
 		return 0;
+	case NODE_WAIT:
+	case NODE_WAIT_VOLUME:
+		return 0; /* wait files are opened by name, never found by a walk */
 	case NODE_POLICIES:
 		rc = snap_policy_list(eng, &names);
 		for (char **p = names; rc >= 0 && p && *p; p++) {
@@ -686,7 +702,6 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		add_fixed(&l, &n, "snapshots", NODE_SNAPSHOTS);
 		return 0;
 	case NODE_SNAPSHOT:
-		/* not `wait`: a walk of the tree must never block in it */
 		add_fixed(&l, &n, "state", NODE_SNAPSHOT_STATE);
 		add_fixed(&l, &n, "info", NODE_SNAPSHOT_INFO);
 		return 0;

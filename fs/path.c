@@ -28,6 +28,8 @@ bool node_is_dir(enum node_kind kind)
 	case NODE_VM_SNAPSHOTS:
 	case NODE_VM_SNAPSHOT:
 	case NODE_POLICIES:
+	case NODE_WAIT:
+	case NODE_WAIT_VOLUME:
 		return true;
 	default:
 		return false;
@@ -158,6 +160,8 @@ int path_parse(const char *path, struct node *out)
 			out->kind = NODE_LIMITS;
 		else if (!strcmp(c[0], "policies"))
 			out->kind = NODE_POLICIES;
+		else if (!strcmp(c[0], "wait"))
+			out->kind = NODE_WAIT;
 		else if (!strcmp(c[0], "backed-up")) {
 			out->kind = NODE_BACKED_UP;
 			out->read_only = true;
@@ -219,8 +223,6 @@ int path_parse(const char *path, struct node *out)
 			out->kind = NODE_SNAPSHOT_STATE;
 		else if (!strcmp(c[4], "info"))
 			out->kind = NODE_SNAPSHOT_INFO;
-		else if (!strcmp(c[4], "wait"))
-			out->kind = NODE_SNAPSHOT_WAIT;
 		else
 			return -ENOENT;
 		return 0;
@@ -275,6 +277,19 @@ int path_parse(const char *path, struct node *out)
 			out->kind = NODE_VM_SNAPSHOT_PARENT;
 		else
 			return -ENOENT;
+		return 0;
+	}
+
+	/* wait/<vol>/<snap>: outside volumes/, see NODE_SNAPSHOT_WAIT */
+	if (!strcmp(c[0], "wait")) {
+		if (n > 3 || take_name(out->vol, c[1]) < 0)
+			return -ENOENT;
+		out->kind = NODE_WAIT_VOLUME;
+		if (n == 2)
+			return 0;
+		if (take_name(out->snap, c[2]) < 0)
+			return -ENOENT;
+		out->kind = NODE_SNAPSHOT_WAIT;
 		return 0;
 	}
 

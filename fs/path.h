@@ -52,8 +52,17 @@ enum node_kind {
 	NODE_POLICIES, /* policies/ */
 	NODE_POLICY,   /* policies/<name> */
 	/* new kinds go last: a kind's number is part of inode numbers */
-	NODE_SNAPSHOT_WAIT, /* volumes/<vol>/snapshots/<snap>/wait */
+	/*
+	 * wait/<vol>/<snap>: a read blocks until the backup ends.  Not under
+	 * the snapshot's directory: libfuse's high-level API read-locks every
+	 * node of a path while an operation on it runs, so a reader blocked
+	 * there would hold rmdir and mv of the snapshot, and then every
+	 * lookup in it, until the backup ended.
+	 */
+	NODE_SNAPSHOT_WAIT,
 	NODE_CACHEDIR_TAG, /* CACHEDIR.TAG in volumes/ vms/ jobs/ alerts/ policies/ */
+	NODE_WAIT,	  /* wait/ (lists nothing) */
+	NODE_WAIT_VOLUME, /* wait/<vol> (lists nothing) */
 	NODE_LAST
 };
 

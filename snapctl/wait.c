@@ -1,16 +1,16 @@
 /*
  * wait.c - `snapctl wait SNAPSHOT`: block until the snapshot's backup ends.
  *
- * DESIGN: a reader thread reads the snapshot's `wait` file, whose read
- * blocks in snapfs until the snapshot is BackedUp or BackupFailed (see
- * docs/snapctl.md).  The main thread waits for that thread's answer and,
+ * DESIGN: a reader thread reads the snapshot's wait file,
+ * MOUNT/wait/<vol>/<snap>, whose read blocks in snapfs until the snapshot
+ * is BackedUp or BackupFailed (see docs/snapctl.md).  The main thread waits for that thread's answer and,
  * meanwhile, once a tick, shows progress from the backup's jobs/<id> (a
  * bar on a terminal, a line per step otherwise; nothing with -q or
  * --json) and checks the --timeout.  The two share only struct reader,
  * under its lock.
  *
- * When snapfs has no sleeping slot left (the read fails with EAGAIN, at
- * most 8 readers wait at once), or the mount has no `wait` file (an older
+ * When snapfs has no sleeping slot left (the read fails with EBUSY, at
+ * most 8 readers wait at once), or the mount has no wait file (an older
  * snapfs), the main thread reads the `state` file once a tick instead.
  * On a timeout snapctl exits with the reader still in read(2): exiting
  * interrupts it, and snapfs answers an interrupted read at once (EINTR).
@@ -165,6 +165,14 @@ static int resolve(struct snapctl *ctl, const char *arg, char **rel_out)
 	return 0;
 }
 
+/* MOUNT/wait/<vol>/<snap> for @rel, volumes/<vol>/snapshots/<snap>. */
+static char *wait_file_path(const struct snapctl *ctl, const char *rel)
+{
+	g_auto(GStrv) parts = g_strsplit(rel, "/", -1);
+
+	return g_strdup_printf("%s/wait/%s/%s", ctl->mount, parts[1], parts[3]);
+}
+
 /* The backup job of @p->target, or NULL (json_object_put). */
 static struct json_object *find_job(const struct snapctl *ctl,
 				    struct progress *p)
@@ -262,7 +270,7 @@ static void progress_clear(struct progress *p)
  * Wait for @r's answer, or (@r NULL) poll the state file, until the
  * snapshot's state is final or @deadline (monotonic, 0: none) passes.
  * Return: 0 and @state (size @size) holds the final state; -ETIMEDOUT;
- * -ENOENT deleted; -EAGAIN the reader found no slot (poll instead);
+ * -ENOENT deleted; -EBUSY the reader found no slot (poll instead);
  * -errno of a read.
  */
 static int wait_loop(const struct snapctl *ctl, struct reader *r,
@@ -402,7 +410,7 @@ int cmd_wait(struct snapctl *ctl, int argc, char **argv)
 		deadline = g_get_monotonic_time() +
 			   (gint64)(timeout * G_TIME_SPAN_SECOND);
 
-	wait_path = g_strdup_printf("%s/%s/wait", ctl->mount, rel);
+	wait_path = wait_file_path(ctl, rel);
 	g_mutex_init(&r->lock);
 	g_cond_init(&r->cond);
 	r->fd = open(wait_path, O_RDONLY | O_CLOEXEC);
@@ -412,7 +420,7 @@ int cmd_wait(struct snapctl *ctl, int argc, char **argv)
 	} else {
 		rc = -errno; /* ENOENT: an older snapfs, or the snapshot went */
 	}
-	if (rc == -EAGAIN || (r->fd < 0 && rc == -ENOENT))
+	if (rc == -EBUSY || (r->fd < 0 && rc == -ENOENT))
 		rc = wait_loop(ctl, NULL, &p, deadline, state, sizeof(state));
 	progress_clear(&p);
 

@@ -337,7 +337,7 @@ int snap_snapshot_info(struct snap_engine *eng, const char *vol,
  * up again later (automatic retries, `retry`): this reports the state it
  * saw.  Thread-safe.
  * Return: 0; -ENOENT no such snapshot, or deleted while waited for;
- * -EAGAIN SNAP_WAITERS_MAX callers sleep already (with an event);
+ * -EBUSY SNAP_WAITERS_MAX callers sleep already (with an event);
  * -ENOTCONN the engine is closing (snap_engine_close() wakes every
  * waiter this way and waits until they have left); @stop's -errno.
  */

@@ -96,9 +96,14 @@ static int canonical(const struct node *n, GString *s)
 				       n->vol, n->snap);
 		return HAS_VOL | HAS_SNAP;
 	case NODE_SNAPSHOT_WAIT:
-		g_string_append_printf(s, "/volumes/%s/snapshots/%s/wait",
-				       n->vol, n->snap);
+		g_string_append_printf(s, "/wait/%s/%s", n->vol, n->snap);
 		return HAS_VOL | HAS_SNAP;
+	case NODE_WAIT:
+		g_string_append(s, "/wait");
+		return 0;
+	case NODE_WAIT_VOLUME:
+		g_string_append_printf(s, "/wait/%s", n->vol);
+		return HAS_VOL;
 	case NODE_CACHEDIR_TAG: {
 		/* @id: the kind of the directory that holds it */
 		struct node dir = { .kind = (enum node_kind)n->id };

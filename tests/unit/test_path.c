@@ -133,12 +133,28 @@ static void test_volume_tree(void **state)
 		    "vm1", "s-1", 0, false);
 	expect_node("/volumes/vm1/snapshots/s-1/info", NODE_SNAPSHOT_INFO,
 		    "vm1", "s-1", 0, false);
-	expect_node("/volumes/vm1/snapshots/s-1/wait", NODE_SNAPSHOT_WAIT,
-		    "vm1", "s-1", 0, false);
+	/* the wait file is not in the snapshot's directory (fs/path.h) */
+	expect_err("/volumes/vm1/snapshots/s-1/wait", -ENOENT, -1);
 	/* the names of the tree's files are names too */
 	expect_node("/volumes/info", NODE_VOLUME, "info", NULL, 0, false);
 	expect_node("/volumes/snapshots/snapshots/info", NODE_SNAPSHOT, "snapshots",
 		    "info", 0, false);
+}
+
+/* wait/<vol>/<snap>, the wait file of a snapshot */
+static void test_wait_tree(void **state)
+{
+	expect_node("/wait", NODE_WAIT, NULL, NULL, 0, false);
+	expect_node("/wait/vm1", NODE_WAIT_VOLUME, "vm1", NULL, 0, false);
+	expect_node("/wait/vm1/s-1", NODE_SNAPSHOT_WAIT, "vm1", "s-1", 0, false);
+	expect_node("/wait/snapshots/wait", NODE_SNAPSHOT_WAIT, "snapshots",
+		    "wait", 0, false);
+	/* nothing to create there: bad names are not EINVAL */
+	expect_err("/wait/-x", -ENOENT, -1);
+	expect_err("/wait/vm1/.s", -ENOENT, -1);
+	expect_err("/wait/vm1/s-1/x", -ENOENT, -1);
+	assert_true(node_is_dir(NODE_WAIT) && node_is_dir(NODE_WAIT_VOLUME));
+	assert_false(node_is_dir(NODE_SNAPSHOT_WAIT));
 }
 
 static void test_backed_up_tree(void **state)
@@ -402,6 +418,8 @@ static void test_node_is_dir(void **state)
 		[NODE_VM_SNAPSHOTS] = true,
 		[NODE_VM_SNAPSHOT] = true,
 		[NODE_POLICIES] = true,
+		[NODE_WAIT] = true,
+		[NODE_WAIT_VOLUME] = true,
 	};
 
 	for (int k = 0; k < NODE_LAST; k++) {
@@ -458,7 +476,7 @@ static void test_every_kind(void **state)
 		"/vms/vm1/snapshots/s/info", "/vms/vm1/snapshots/s/parent",
 		"/limits", "/policies", "/policies/daily-web",
 		"/volumes/CACHEDIR.TAG",
-		"/volumes/v/snapshots/s/wait",
+		"/wait", "/wait/v", "/wait/v/s",
 	};
 	bool seen[NODE_LAST] = { false };
 	struct node n;
@@ -483,6 +501,7 @@ int main(void)
 		cmocka_unit_test(test_top_level),
 		cmocka_unit_test(test_vm_tree),
 		cmocka_unit_test(test_volume_tree),
+		cmocka_unit_test(test_wait_tree),
 		cmocka_unit_test(test_backed_up_tree),
 		cmocka_unit_test(test_backed_up_suffixes),
 		cmocka_unit_test(test_read_only),
