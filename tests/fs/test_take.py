@@ -63,7 +63,7 @@ def test_mkdir_returns_while_the_copy_is_queued(env):
     assert running['kind'] == 'backup', running
     assert running['target'] == 'volumes/blocker/snapshots/b', running
 
-    took = env.take('small', 's1')
+    env.take('small', 's1')
     state = env.state('small', 's1')
     job = env.job_for('small', 's1')
     blocker = env.job_for('blocker', 'b')
@@ -71,7 +71,10 @@ def test_mkdir_returns_while_the_copy_is_queued(env):
 
     assert blocker is not None and blocker['state'] == 'running', \
         'the 1 GiB copy ended before the checks: cannot show queueing (%s)' % blocker
-    assert took < 1.0, 'mkdir took %.3f s' % took
+    # mkdir did not wait for a copy: the one worker still copies the
+    # blocker and small/s1's job is queued.  (How fast mkdir returns is a
+    # benchmark, bench/snapbench.py, not a timed assertion here: under
+    # load or ASan it took 1.5 s.)
     assert state == 'BackingUp', state
     assert job is not None, 'no job for small/s1 in jobs/: %s' % env.jobs()
     assert job['state'] == 'queued' and job['kind'] == 'backup', job
