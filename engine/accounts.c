@@ -13,7 +13,8 @@
  *
  * Limits: -o max_snapshots=N is the global maximum of stored snapshots
  * (volume and VM snapshots, not being deleted) per account, 0 for none;
- * the MOUNT/limits file sets lower ones per account.  A take beyond the
+ * the MOUNT/limits file (parsed by limits_parse(), settings.c) sets lower
+ * ones per account.  A take beyond the
  * limit fails with EDQUOT; the check runs inside the catalog transaction
  * that records the new snapshot, so racing takes cannot overshoot.
  */
@@ -25,6 +26,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "settings.h"
 
 int64_t account_limit(struct snap_engine *eng, uid_t uid)
 {
@@ -177,86 +179,54 @@ int snap_limits_read(struct snap_engine *eng, char **text_out)
 	return 0;
 }
 
-/* Parse one "<user> <n>|default" line. */
-static int limit_line(struct snap_engine *eng, const char *line, uid_t *uid,
-		      int64_t *max, const char **why)
+/* Check one parsed line against the user database and max_snapshots. */
+static int limit_resolve(struct snap_engine *eng, const struct limits_entry *e,
+			 uid_t *uid, const char **why)
 {
-	g_auto(GStrv) w = g_strsplit_set(line, " \t", -1);
-	char *words[3];
-	guint64 n;
-	int k = 0, i;
-
-	for (i = 0; w[i]; i++) {
-		if (!w[i][0])
-			continue;
-		if (k == 2) {
-			*why = "limits: one line is \"<user> <n>\" or \"<user> default\"";
-			return -EINVAL;
-		}
-		words[k++] = w[i];
-	}
-	if (k != 2) {
-		*why = "limits: one line is \"<user> <n>\" or \"<user> default\"";
-		return -EINVAL;
-	}
-	if (!strcmp(words[0], "global")) {
-		*why = "limits: the global limit is the mount option max_snapshots";
-		return -EINVAL;
-	}
-	if (account_uid(words[0], uid) < 0) {
+	if (account_uid(e->user, uid) < 0) {
 		*why = "limits: no such user";
 		return -EINVAL;
 	}
-	if (!strcmp(words[1], "default")) {
-		*max = -1;
-		return 0;
-	}
-	if (!g_ascii_string_to_unsigned(words[1], 10, 0, G_MAXINT32, &n, NULL)) {
-		*why = "limits: the limit is a whole number or \"default\"";
-		return -EINVAL;
-	}
-	if (eng->cfg.max_snapshots && n > eng->cfg.max_snapshots) {
+	if (e->max != LIMITS_DEFAULT && eng->cfg.max_snapshots &&
+	    e->max > (int64_t)eng->cfg.max_snapshots) {
 		*why = "limits: an account's limit may not exceed the global max_snapshots";
 		return -EINVAL;
 	}
-	*max = (int64_t)n;
 	return 0;
 }
 
 int snap_limits_write(struct snap_engine *eng, const char *buf, size_t len)
 {
-	g_autofree char *text = g_strndup(buf, len);
-	g_auto(GStrv) lines = NULL;
+	g_autoptr(GArray) entries = NULL;
 	const char *why = NULL;
-	int rc, i;
+	guint i;
+	int rc;
 
-	if (memchr(buf, '\0', len)) {
-		event_reject(eng, "write", "limits", EINVAL, "limits: NUL byte");
-		return -EINVAL;
+	rc = limits_parse(buf, len, &entries, &why);
+	if (rc < 0) {
+		event_reject(eng, "write", "limits", -rc, "%s", why);
+		return rc;
 	}
-	lines = g_strsplit(text, "\n", -1);
 	rc = catalog_tx_begin(eng->cat);
 	if (rc < 0)
 		return rc;
 	/* all lines or none */
-	for (i = 0; lines[i] && rc == 0; i++) {
-		char *line = g_strstrip(lines[i]);
+	for (i = 0; i < entries->len && rc == 0; i++) {
+		const struct limits_entry *e =
+			&g_array_index(entries, struct limits_entry, i);
 		uid_t uid;
-		int64_t max;
 
-		if (!line[0] || line[0] == '#')
-			continue;
-		rc = limit_line(eng, line, &uid, &max, &why);
+		rc = limit_resolve(eng, e, &uid, &why);
 		if (rc == 0)
-			rc = catalog_limit_set(eng->cat, uid, max);
-		if (rc == 0 && max < 0)
+			rc = catalog_limit_set(eng->cat, uid, e->max);
+		if (rc == 0 && e->max == LIMITS_DEFAULT)
 			event_record(eng, "limit.set", NULL, NULL, 0,
 				     "uid %u may store the global number of snapshots",
 				     (unsigned)uid);
 		else if (rc == 0)
 			event_record(eng, "limit.set", NULL, NULL, 0,
 				     "uid %u may store %" G_GINT64_FORMAT " snapshots",
-				     (unsigned)uid, max);
+				     (unsigned)uid, e->max);
 	}
 	rc = catalog_tx_end(eng->cat, rc);
 	if (rc < 0 && why)

@@ -1,5 +1,6 @@
 /*
- * control.h - the command language of volumes/<vol>/control (pure parser).
+ * control.h - the command languages of volumes/<vol>/control and
+ * vms/<vm>/control (pure parsers in names.c: no engine, no catalog).
  */
 #ifndef SNAP_CONTROL_H
 #define SNAP_CONTROL_H
@@ -33,5 +34,39 @@ int control_parse(const char *buf, size_t len, struct control_cmd *out,
 
 /** control_verb_name() - "retry", "revert", "clone". */
 const char *control_verb_name(enum control_verb verb);
+
+enum vm_control_verb {
+	VM_CONTROL_VERB_START,
+	VM_CONTROL_VERB_STOP,
+	VM_CONTROL_VERB_FORCE_STOP,
+	VM_CONTROL_VERB_REVERT,
+	VM_CONTROL_VERB_LAST
+};
+
+struct vm_control_cmd {
+	enum vm_control_verb verb;
+	char snap[SNAP_NAME_MAX + 1]; /* revert's snapshot; "" for the others */
+};
+
+/* The longest write(2) vms/<vm>/control takes, in bytes. */
+#define VM_CONTROL_MAX 300
+
+/**
+ * vm_control_parse() - parse the bytes of one write(2) to vms/<vm>/control
+ *
+ * One command: start | stop | force-stop | revert <snap>.  At most one
+ * trailing newline; leading and trailing ASCII white space (a "\r"
+ * included) is ignored, words are separated by runs of spaces or tabs.
+ * At most VM_CONTROL_MAX bytes.  <snap> must be a valid name (it is not
+ * looked up).  On failure *@out is zeroed and *@why (may be NULL) points
+ * to a static sentence saying what is wrong.  Pure, thread-safe.
+ * Return: 0; -EINVAL too long, NUL bytes, several lines, unknown verb,
+ * wrong word count, bad snapshot name.
+ */
+int vm_control_parse(const char *buf, size_t len, struct vm_control_cmd *out,
+		     const char **why);
+
+/** vm_control_verb_name() - "start", "stop", "force-stop", "revert"; "?". */
+const char *vm_control_verb_name(enum vm_control_verb verb);
 
 #endif

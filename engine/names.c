@@ -1,6 +1,6 @@
 /*
- * names.c - object names and the control command parser: pure functions,
- * no state, fuzzed by tests/fuzz.
+ * names.c - object names and the control command parsers (volumes and
+ * VMs): pure functions, no state, fuzzed by tests/fuzz.
  */
 #include <errno.h>
 #include <string.h>
@@ -120,5 +120,95 @@ int control_parse(const char *buf, size_t len, struct control_cmd *out,
 	strcpy(out->snap, words[1]);
 	if (want == 3)
 		strcpy(out->newvol, words[2]);
+	return 0;
+}
+
+/* ---- vms/<vm>/control -------------------------------------------------- */
+
+static const char *const vm_verb_names[VM_CONTROL_VERB_LAST] = {
+	[VM_CONTROL_VERB_START] = "start",
+	[VM_CONTROL_VERB_STOP] = "stop",
+	[VM_CONTROL_VERB_FORCE_STOP] = "force-stop",
+	[VM_CONTROL_VERB_REVERT] = "revert",
+};
+
+static const char *const vm_verb_usage[VM_CONTROL_VERB_LAST] = {
+	[VM_CONTROL_VERB_START] = "usage: start (no arguments)",
+	[VM_CONTROL_VERB_STOP] = "usage: stop (no arguments)",
+	[VM_CONTROL_VERB_FORCE_STOP] = "usage: force-stop (no arguments)",
+	[VM_CONTROL_VERB_REVERT] = "usage: revert <snap>",
+};
+
+const char *vm_control_verb_name(enum vm_control_verb verb)
+{
+	return verb < VM_CONTROL_VERB_LAST ? vm_verb_names[verb] : "?";
+}
+
+/* ASCII white space as GLib's g_strstrip() sees it (no '\v'). */
+static bool is_ascii_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r';
+}
+
+int vm_control_parse(const char *buf, size_t len, struct vm_control_cmd *out,
+		     const char **why)
+{
+	char line[VM_CONTROL_MAX + 1];
+	char *start, *end, *words[3];
+	enum vm_control_verb verb;
+	const char *dummy;
+	int n;
+
+	if (!why)
+		why = &dummy;
+	memset(out, 0, sizeof(*out));
+	if (len > VM_CONTROL_MAX) {
+		*why = "command too long";
+		return -EINVAL;
+	}
+	if (memchr(buf, '\0', len)) {
+		*why = "NUL bytes in the command";
+		return -EINVAL;
+	}
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (memchr(buf, '\n', len)) {
+		*why = "one command per write";
+		return -EINVAL;
+	}
+	memcpy(line, buf, len);
+	line[len] = '\0';
+	for (start = line; is_ascii_space(*start); start++)
+		;
+	for (end = line + len; end > start && is_ascii_space(end[-1]); end--)
+		;
+	*end = '\0';
+
+	/* more than 2 words is too many for every verb: count it as 3 */
+	n = split_words(start, words, 3);
+	if (n < 0)
+		n = 3;
+	if (n == 0) {
+		*why = "empty command (start | stop | force-stop | revert <snap>)";
+		return -EINVAL;
+	}
+	for (verb = 0; verb < VM_CONTROL_VERB_LAST; verb++)
+		if (!strcmp(words[0], vm_verb_names[verb]))
+			break;
+	if (verb == VM_CONTROL_VERB_LAST) {
+		*why = "commands: start | stop | force-stop | revert <snap>";
+		return -EINVAL;
+	}
+	if (n != (verb == VM_CONTROL_VERB_REVERT ? 2 : 1)) {
+		*why = vm_verb_usage[verb];
+		return -EINVAL;
+	}
+	if (verb == VM_CONTROL_VERB_REVERT && snap_name_valid(words[1]) < 0) {
+		*why = "VM snapshot names are 1-128 bytes of [A-Za-z0-9._-], not starting with '.' or '-'";
+		return -EINVAL;
+	}
+	out->verb = verb;
+	if (verb == VM_CONTROL_VERB_REVERT)
+		strcpy(out->snap, words[1]);
 	return 0;
 }

@@ -28,11 +28,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "engine.h"
 #include "freeze.h"
 #include "json.h"
 #include "log.h"
 #include "proc.h"
+#include "settings.h"
 #include "vm.h"
 
 #define VM_AGENT_TIMEOUT 5
@@ -530,54 +532,17 @@ int snap_vm_info(struct snap_engine *eng, const char *vm, char **json_out)
 	return *json_out ? 0 : -ENOMEM;
 }
 
-/* snapshot-options: "memory=yes|no quiesce=yes|no", each optional. */
-static int options_parse(const char *text, size_t len, bool *memory,
-			 bool *quiesce, const char **why)
-{
-	g_autofree char *copy = g_strndup(text, len);
-	g_auto(GStrv) words = NULL;
-	char **w;
-
-	if (memchr(text, '\0', len)) {
-		*why = "NUL bytes";
-		return -EINVAL;
-	}
-	g_strdelimit(copy, "\t\n", ' ');
-	words = g_strsplit(g_strstrip(copy), " ", -1);
-	for (w = words; *w; w++) {
-		bool *opt;
-		const char *val;
-
-		if (!**w)
-			continue;
-		if (g_str_has_prefix(*w, "memory=")) {
-			opt = memory;
-			val = *w + 7;
-		} else if (g_str_has_prefix(*w, "quiesce=")) {
-			opt = quiesce;
-			val = *w + 8;
-		} else {
-			*why = "options are memory=yes|no and quiesce=yes|no";
-			return -EINVAL;
-		}
-		if (!strcmp(val, "yes"))
-			*opt = true;
-		else if (!strcmp(val, "no"))
-			*opt = false;
-		else {
-			*why = "option values are yes or no";
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
+/* The options stored for @cvm (canonical text, written below). */
 static void options_of(struct catalog_vm *cvm, bool *memory, bool *quiesce)
 {
-	const char *why;
+	struct snapshot_options opts;
 
 	*memory = *quiesce = false;
-	options_parse(cvm->options, strlen(cvm->options), memory, quiesce, &why);
+	if (snapshot_options_parse(cvm->options, strlen(cvm->options), &opts,
+				   NULL) < 0)
+		return;
+	*memory = opts.memory;
+	*quiesce = opts.quiesce;
 }
 
 int snap_vm_options_read(struct snap_engine *eng, const char *vm,
@@ -603,6 +568,7 @@ int snap_vm_options_write(struct snap_engine *eng, const char *vm,
 	g_autofree char *target = g_strdup_printf("vms/%s/snapshot-options", vm);
 	struct vm_info info;
 	struct catalog_vm cvm;
+	struct snapshot_options opts;
 	bool memory, quiesce;
 	const char *why = NULL;
 	int rc = vm_load(eng, vm, &info, &cvm);
@@ -611,11 +577,16 @@ int snap_vm_options_write(struct snap_engine *eng, const char *vm,
 		return rc;
 	vm_info_clear(&info);
 	options_of(&cvm, &memory, &quiesce);
-	rc = options_parse(buf, len, &memory, &quiesce, &why);
+	rc = snapshot_options_parse(buf, len, &opts, &why);
 	if (rc < 0) {
 		event_reject(eng, "write", target, EINVAL, "%s", why);
 		return rc;
 	}
+	/* an option not written keeps its value */
+	if (opts.has_memory)
+		memory = opts.memory;
+	if (opts.has_quiesce)
+		quiesce = opts.quiesce;
 	g_snprintf(cvm.options, sizeof(cvm.options), "memory=%s quiesce=%s",
 		   memory ? "yes" : "no", quiesce ? "yes" : "no");
 	return catalog_vm_update(eng->cat, &cvm);
@@ -1373,16 +1344,53 @@ static void queue_volume_merges(struct snap_engine *eng, const char *vm)
 	engine_wake(eng);
 }
 
+/* The command as the control file shows it back: printable, one line. */
+static char *control_echo(const char *cmd, size_t len)
+{
+	char *line = g_strndup(cmd, MIN(len, VM_CONTROL_MAX));
+	size_t n = strlen(line);
+
+	if (n && line[n - 1] == '\n')
+		line[n - 1] = '\0';
+	g_strdelimit(line, "\t", ' ');
+	g_strstrip(line);
+	g_strcanon(line, G_CSET_a_2_z G_CSET_A_2_Z G_CSET_DIGITS "._- ", '?');
+	return line;
+}
+
+/* Run a parsed start, stop or force-stop; records its event. */
+static int vm_power(struct snap_engine *eng, const char *vm,
+		    const char *target, enum vm_control_verb verb)
+{
+	const char *name = vm_control_verb_name(verb);
+	int rc;
+
+	if (verb == VM_CONTROL_VERB_START)
+		rc = vm_start_guarded(eng, vm);
+	else if (verb == VM_CONTROL_VERB_STOP)
+		rc = vm_shutdown(eng->vm, vm, (int)eng->cfg.stop_timeout);
+	else
+		rc = vm_destroy(eng->vm, vm);
+	if (rc < 0)
+		event_reject(eng, name, target, -rc,
+			     rc == -ETIMEDOUT ? "the guest did not shut down in time; it still runs (force-stop stops it at once)" :
+			     rc == -EBUSY ? "not possible in the VM's current state" :
+					    "libvirt refused (see snapfs.log)");
+	else
+		event_record_vm(eng, "vm.control", vm, NULL, 0, "%s done", name);
+	return rc;
+}
+
 int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
 		    size_t len)
 {
 	g_autofree char *target = g_strdup_printf("vms/%s/control", vm);
-	g_autofree char *line = g_strndup(cmd, MIN(len, 300));
-	g_auto(GStrv) words = NULL;
+	g_autofree char *line = control_echo(cmd, len);
+	struct vm_control_cmd c;
 	struct vm_info info;
 	struct catalog_vm cvm;
-	const char *verb;
-	int rc, n;
+	const char *why = NULL;
+	int rc;
 
 	rc = vm_load(eng, vm, &info, &cvm);
 	if (rc < 0) {
@@ -1390,49 +1398,20 @@ int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
 		return rc;
 	}
 	vm_info_clear(&info);
-	if (len > 300 || memchr(cmd, '\0', len)) {
-		event_reject(eng, "write", target, EINVAL, "malformed command");
-		return -EINVAL;
-	}
-	if (len && line[len - 1] == '\n')
-		line[len - 1] = '\0';
-	if (strchr(line, '\n')) {
-		event_reject(eng, "write", target, EINVAL, "one command per write");
-		return -EINVAL;
-	}
-	g_strdelimit(line, "\t", ' ');
-	words = g_strsplit(g_strstrip(line), " ", -1);
-	n = (int)g_strv_length(words);
-	verb = n ? words[0] : "";
-	if (!strcmp(verb, "revert") && n == 2) {
+	rc = vm_control_parse(cmd, len, &c, &why);
+	if (rc < 0) {
+		event_reject(eng, "write", target, EINVAL, "%s", why);
+	} else if (c.verb == VM_CONTROL_VERB_REVERT) {
 		vm_busy_begin(eng, cvm.uuid);
-		rc = vm_revert_locked(eng, vm, words[1]);
+		rc = vm_revert_locked(eng, vm, c.snap);
 		vm_busy_end(eng, cvm.uuid);
-	} else if ((!strcmp(verb, "start") || !strcmp(verb, "stop") ||
-		    !strcmp(verb, "force-stop")) && n == 1) {
-		vm_busy_begin(eng, cvm.uuid);
-		if (!strcmp(verb, "start"))
-			rc = vm_start_guarded(eng, vm);
-		else if (!strcmp(verb, "stop"))
-			rc = vm_shutdown(eng->vm, vm, (int)eng->cfg.stop_timeout);
-		else
-			rc = vm_destroy(eng->vm, vm);
-		vm_busy_end(eng, cvm.uuid);
-		if (rc < 0)
-			event_reject(eng, verb, target, -rc,
-				     rc == -ETIMEDOUT ? "the guest did not shut down in time; it still runs (force-stop stops it at once)" :
-				     rc == -EBUSY ? "not possible in the VM's current state" :
-						    "libvirt refused (see snapfs.log)");
-		else
-			event_record_vm(eng, "vm.control", vm, NULL, 0, "%s done", verb);
-		if (rc == 0 && strcmp(verb, "start") != 0)
-			queue_volume_merges(eng, vm);
 	} else {
-		rc = -EINVAL;
-		event_reject(eng, "write", target, EINVAL,
-			     "commands: start | stop | force-stop | revert <snap>");
+		vm_busy_begin(eng, cvm.uuid);
+		rc = vm_power(eng, vm, target, c.verb);
+		vm_busy_end(eng, cvm.uuid);
+		if (rc == 0 && c.verb != VM_CONTROL_VERB_START)
+			queue_volume_merges(eng, vm);
 	}
-	g_strcanon(line, G_CSET_a_2_z G_CSET_A_2_Z G_CSET_DIGITS "._- ", '?');
 	vm_control_result(eng, vm, rc == 0 ? g_strdup_printf("%s: ok\n", line) :
 		g_strdup_printf("%s: %s: %s\n", line, errno_name(rc), g_strerror(-rc)));
 	return rc;

@@ -9,7 +9,8 @@
 #   --jobs N   targets run at once (default: the number of CPUs)
 #   --merge    afterwards, add the inputs that found new coverage to
 #              tests/fuzz/corpus/<target>/ (libFuzzer -merge=1), to commit
-#   TARGET     path control policy qemu_img json domain_xml options
+#   TARGET     path control vm_control snapshot_options limits policy
+#              qemu_img json domain_xml options
 #              (default: all)
 #
 # The build directory is $FUZZ_BUILD_DIR (default: build-fuzz), configured
@@ -26,7 +27,8 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 src=$PWD
 build=${FUZZ_BUILD_DIR:-build-fuzz}
-all_targets=(path control policy qemu_img json domain_xml options)
+all_targets=(path control vm_control snapshot_options limits policy qemu_img json
+	domain_xml options)
 seconds=20
 jobs=$(nproc 2>/dev/null || echo 2)
 merge=0

@@ -50,8 +50,9 @@ def test_vm_snapshot_errors(vmenv):
         refused(snaps + bad, errno.EINVAL)
     assert env.vm_snapshots('vm1') == []
 
-    # -- snapshot-options: only memory=yes|no quiesce=yes|no
-    for bad in ('memory=maybe', 'foo=yes', 'memory=yes quiesce', 'memory'):
+    # -- snapshot-options: one line of memory=yes|no quiesce=yes|no, each at most once
+    for bad in ('memory=maybe', 'foo=yes', 'memory=yes quiesce', 'memory',
+                'memory=yes memory=yes', 'quiesce=yes\nmemory=yes'):
         n = len(env.read_events())
         try:
             env.write_file(env.vm_dir('vm1', 'snapshot-options'), bad + '\n')

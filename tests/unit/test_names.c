@@ -1,6 +1,7 @@
 /*
  * test_names.c - object names (snap_name_valid) and the control command
- * parser (control_parse), both in engine/names.c.
+ * parsers of volumes (control_parse) and VMs (vm_control_parse), all in
+ * engine/names.c.
  *
  * Names are 1-128 bytes of [A-Za-z0-9._-], not starting with '.' or '-'
  * (TREE.md).  A control write is one command, words separated by spaces
@@ -320,6 +321,171 @@ static void test_control_verb_names(void **state)
 	}
 }
 
+/* ---- vm_control_parse ------------------------------------------------- */
+
+static int vm_parse(const char *s, struct vm_control_cmd *cmd)
+{
+	return vm_control_parse(s, strlen(s), cmd, NULL);
+}
+
+/* @buf must be refused with -EINVAL, a zeroed command and a reason;
+ * returns the reason. */
+static const char *vm_expect_bad(const char *buf, size_t len)
+{
+	struct vm_control_cmd cmd;
+	const char *why = NULL;
+	int rc;
+
+	memset(&cmd, 0xa5, sizeof(cmd));
+	rc = vm_control_parse(buf, len, &cmd, &why);
+	if (rc != -EINVAL) {
+		g_autofree char *head = g_strndup(buf, len > 200 ? 200 : len);
+		g_autofree char *esc = g_strescape(head, NULL);
+
+		print_error("vm control \"%s\" (%zu bytes) = %d, expected "
+			    "-EINVAL\n", esc, len, rc);
+		fail();
+	}
+	assert_non_null(why);
+	assert_true(strlen(why) > 0);
+	assert_int_equal(cmd.verb, 0);
+	assert_string_equal(cmd.snap, "");
+	return why;
+}
+
+static const char *vm_expect_bad_str(const char *s)
+{
+	return vm_expect_bad(s, strlen(s));
+}
+
+static void test_vm_control_verbs(void **state)
+{
+	static const struct {
+		const char *text;
+		enum vm_control_verb verb;
+		const char *snap;
+	} good[] = {
+		{ "start", VM_CONTROL_VERB_START, "" },
+		{ "start\n", VM_CONTROL_VERB_START, "" },
+		{ "stop\n", VM_CONTROL_VERB_STOP, "" },
+		{ "force-stop\n", VM_CONTROL_VERB_FORCE_STOP, "" },
+		{ "revert s1\n", VM_CONTROL_VERB_REVERT, "s1" },
+		{ "revert before-upgrade.2", VM_CONTROL_VERB_REVERT,
+		  "before-upgrade.2" },
+		/* white space around and between the words */
+		{ "  start \t\n", VM_CONTROL_VERB_START, "" },
+		{ "\tstop", VM_CONTROL_VERB_STOP, "" },
+		{ "revert\ts1", VM_CONTROL_VERB_REVERT, "s1" },
+		{ "revert  \t s1 ", VM_CONTROL_VERB_REVERT, "s1" },
+		/* a CRLF line end, as before the parser was split out */
+		{ "start\r\n", VM_CONTROL_VERB_START, "" },
+		{ "revert s1\r\n", VM_CONTROL_VERB_REVERT, "s1" },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
+		struct vm_control_cmd cmd;
+		const char *why = "untouched";
+		int rc;
+
+		memset(&cmd, 0xa5, sizeof(cmd));
+		rc = vm_control_parse(good[i].text, strlen(good[i].text), &cmd,
+				      &why);
+		if (rc != 0) {
+			g_autofree char *esc = g_strescape(good[i].text, NULL);
+
+			print_error("vm control \"%s\" = %d (%s)\n", esc, rc,
+				    why);
+			fail();
+		}
+		assert_int_equal(cmd.verb, good[i].verb);
+		assert_string_equal(cmd.snap, good[i].snap);
+		assert_string_equal(why, "untouched");
+	}
+}
+
+static void test_vm_control_longest(void **state)
+{
+	g_autofree char *n128 = name_of(SNAP_NAME_MAX, 's');
+	g_autofree char *n129 = name_of(SNAP_NAME_MAX + 1, 's');
+	g_autofree char *line = g_strdup_printf("revert %s\n", n128);
+	g_autofree char *too_long = g_strdup_printf("revert %s\n", n129);
+	g_autofree char *padded = NULL;
+	g_autofree char *blanks = name_of(VM_CONTROL_MAX, ' ');
+	struct vm_control_cmd cmd;
+
+	assert_errno(vm_parse(line, &cmd), 0);
+	assert_int_equal(cmd.verb, VM_CONTROL_VERB_REVERT);
+	assert_string_equal(cmd.snap, n128);
+	vm_expect_bad_str(too_long);
+
+	/* VM_CONTROL_MAX bytes, blanks included, and not one more */
+	memcpy(blanks, "start", 5);
+	assert_errno(vm_control_parse(blanks, VM_CONTROL_MAX, &cmd, NULL), 0);
+	assert_int_equal(cmd.verb, VM_CONTROL_VERB_START);
+	padded = g_strdup_printf("%s ", blanks);
+	vm_expect_bad(padded, VM_CONTROL_MAX + 1);
+	/* the newline counts too */
+	padded[VM_CONTROL_MAX] = '\n';
+	vm_expect_bad(padded, VM_CONTROL_MAX + 1);
+}
+
+static void test_vm_control_refusals(void **state)
+{
+	static const char nul_last[] = "start\0";
+	static const char nul_inside[] = "revert \0s1";
+	static const char *const bad[] = {
+		"", "\n", "  \t\n", "reboot", "Start", "START\n", "start now",
+		"force-stop x", "stop -f", "revert", "revert\n", "revert s1 s2",
+		"revert -x", "revert .hidden", "revert a:b", "revert a/b",
+		"revert caf\xc3\xa9", "start\nforce-stop", "start\n\n",
+		"\nstart", "start\vx", "force_stop", "forcestop", "force stop",
+		"retry s1", "clone s1 v1", "start\x01", "\xff",
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++)
+		vm_expect_bad_str(bad[i]);
+	vm_expect_bad(nul_last, sizeof(nul_last) - 1);
+	vm_expect_bad(nul_inside, sizeof(nul_inside) - 1);
+}
+
+static void test_vm_control_why(void **state)
+{
+	const char *unknown = vm_expect_bad_str("reboot");
+	const char *usage = vm_expect_bad_str("revert");
+	const char *name = vm_expect_bad_str("revert .x");
+	const char *lines = vm_expect_bad_str("start\nstop");
+
+	/* each kind of mistake says something of its own */
+	assert_non_null(strstr(unknown, "start | stop | force-stop | revert"));
+	assert_non_null(strstr(usage, "revert <snap>"));
+	assert_non_null(strstr(vm_expect_bad_str("start now"), "start"));
+	assert_non_null(strstr(name, "names"));
+	assert_string_not_equal(unknown, usage);
+	assert_string_not_equal(usage, name);
+	assert_string_not_equal(lines, unknown);
+}
+
+static void test_vm_control_verb_names(void **state)
+{
+	struct vm_control_cmd cmd;
+
+	assert_string_equal(vm_control_verb_name(VM_CONTROL_VERB_START), "start");
+	assert_string_equal(vm_control_verb_name(VM_CONTROL_VERB_STOP), "stop");
+	assert_string_equal(vm_control_verb_name(VM_CONTROL_VERB_FORCE_STOP),
+			    "force-stop");
+	assert_string_equal(vm_control_verb_name(VM_CONTROL_VERB_REVERT), "revert");
+	assert_string_equal(vm_control_verb_name(VM_CONTROL_VERB_LAST), "?");
+	/* every verb name parses back to its verb */
+	for (int v = 0; v < VM_CONTROL_VERB_LAST; v++) {
+		g_autofree char *line = g_strdup_printf(
+			v == VM_CONTROL_VERB_REVERT ? "%s a\n" : "%s\n",
+			vm_control_verb_name(v));
+
+		assert_errno(vm_parse(line, &cmd), 0);
+		assert_int_equal(cmd.verb, v);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -340,6 +506,11 @@ int main(void)
 		cmocka_unit_test(test_control_long_input),
 		cmocka_unit_test(test_control_why),
 		cmocka_unit_test(test_control_verb_names),
+		cmocka_unit_test(test_vm_control_verbs),
+		cmocka_unit_test(test_vm_control_longest),
+		cmocka_unit_test(test_vm_control_refusals),
+		cmocka_unit_test(test_vm_control_why),
+		cmocka_unit_test(test_vm_control_verb_names),
 	};
 
 	return cmocka_run_group_tests_name("names", tests, NULL, NULL);
