@@ -492,7 +492,8 @@ int snap_vm_state(struct snap_engine *eng, const char *vm, char **word_out);
 /**
  * snap_vm_control() - one command written to vms/<vm>/control: start,
  * stop, force-stop, revert <snap>.  Commands on one VM run one at a time.
- * Return: 0; -EINVAL unknown command; -ENOENT unknown snapshot; -EBUSY
+ * Return: 0; -EINVAL malformed command (engine/control.h
+ * vm_control_parse(); the event says why); -ENOENT unknown snapshot; -EBUSY
  * start of a running VM; -ETIMEDOUT stop not obeyed by the guest; revert's
  * errors (see snap_vm_revert()).
  */
