@@ -97,6 +97,18 @@ int mount_find(struct snapctl *ctl, const char *given)
 	return 0;
 }
 
+bool mount_is_snapfs(const char *path)
+{
+	g_autoptr(GPtrArray) found = g_ptr_array_new_with_free_func(g_free);
+
+	if (snapfs_mounts(found) < 0)
+		return false;
+	for (guint i = 0; i < found->len; i++)
+		if (!strcmp(found->pdata[i], path))
+			return true;
+	return false;
+}
+
 char *mount_path(const struct snapctl *ctl, const char *rel)
 {
 	return g_build_filename(ctl->mount, rel, NULL);

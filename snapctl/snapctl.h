@@ -68,6 +68,9 @@ struct snapctl {
  */
 int mount_find(struct snapctl *ctl, const char *given);
 
+/** mount_is_snapfs() - whether @path (canonical) is a snapfs mount point. */
+bool mount_is_snapfs(const char *path);
+
 /** mount_path() - @ctl->mount joined with @rel (g_free). */
 char *mount_path(const struct snapctl *ctl, const char *rel);
 

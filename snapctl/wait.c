@@ -111,7 +111,7 @@ static char *snapshot_rel(char **comps, int i, int n)
  */
 static int resolve(struct snapctl *ctl, const char *arg, char **rel_out)
 {
-	g_autofree char *stripped = g_strdup(arg);
+	g_autofree char *name = g_strdup(arg);
 	g_auto(GStrv) comps = NULL;
 	g_autofree char *full = NULL;
 	char *real = realpath(arg, NULL);
@@ -133,7 +133,12 @@ static int resolve(struct snapctl *ctl, const char *arg, char **rel_out)
 				g_string_append_c(mount, '/');
 			g_free(ctl->mount);
 			ctl->mount = g_string_free(mount, FALSE);
-			return 0;
+			if (mount_is_snapfs(ctl->mount))
+				return 0;
+			fprintf(stderr, "snapctl: wait: '%s' is not in a snapfs mount\n",
+				arg);
+			g_clear_pointer(rel_out, g_free);
+			return -ENOENT;
 		}
 		g_clear_pointer(&comps, g_strfreev);
 	}
@@ -142,9 +147,9 @@ static int resolve(struct snapctl *ctl, const char *arg, char **rel_out)
 		if (rc < 0)
 			return rc;
 	}
-	while (g_str_has_suffix(stripped, "/"))
-		stripped[strlen(stripped) - 1] = '\0';
-	comps = g_strsplit(stripped[0] == '/' ? stripped + 1 : stripped, "/", -1);
+	while (g_str_has_suffix(name, "/"))
+		name[strlen(name) - 1] = '\0';
+	comps = g_strsplit(name[0] == '/' ? name + 1 : name, "/", -1);
 	n = (int)g_strv_length(comps);
 	*rel_out = snapshot_rel(comps, 0, n);
 	if (!*rel_out && n == 2 && *comps[0] && *comps[1])
