@@ -282,8 +282,12 @@ def test_wait_for_a_real_backup(env):
     assert doc['timed_out'] is False and doc['info']['state'] == 'BackedUp', doc
     assert doc['info']['name'] == 's3' and doc['info']['on_secondary'] is True, doc
 
-    # no such snapshot; not a snapshot's name
+    # no such snapshot; a snapshot's directory in no snapfs mount; not a
+    # snapshot's name
     assert snapctl('-m', env.mnt, 'wait', 'v/nosuch').returncode == EXIT_NOT_FOUND
+    fake = os.path.join(env.scratch, 'volumes', 'v', 'snapshots', 's1')
+    os.makedirs(fake)
+    assert snapctl('wait', fake).returncode == EXIT_NOT_FOUND
     assert snapctl('-m', env.mnt, 'wait', 'a/b/c').returncode == EXIT_USAGE
     assert snapctl('-m', env.mnt, 'wait').returncode == EXIT_USAGE
 
