@@ -24,7 +24,8 @@
  * if the rename happened (L's name gone, or the same file as X's),
  * finishes the catalog; Retired names are unlinked at once at mount.
  * L is folded into the volume file itself only while nothing writes it
- * (fold_into_volume).
+ * (fold_into_volume), the same way: its name outlives the fold by the
+ * same grace, under the volume's busy flag.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -204,6 +205,20 @@ static int retire_finish(struct snap_engine *eng, const struct catalog_volume *v
 	return catalog_layer_delete(eng->cat, l->uuid);
 }
 
+/* Sleep out the grace of a retired name.  0, or -ECANCELED. */
+static int retire_grace(GCancellable *cancel)
+{
+	gint64 end = g_get_monotonic_time() +
+		     LAYER_RETIRE_GRACE_MS * G_TIME_SPAN_MILLISECOND;
+
+	while (g_get_monotonic_time() < end) {
+		if (cancel && g_cancellable_is_cancelled(cancel))
+			return -ECANCELED;
+		g_usleep(20 * G_TIME_SPAN_MILLISECOND);
+	}
+	return 0;
+}
+
 /*
  * Unlink the names of @v's Retired layers, after the grace.
  * Return: 0, -ECANCELED (they stay, for recovery), or -errno.
@@ -228,19 +243,11 @@ static int retire_sweep(struct snap_engine *eng, const struct catalog_volume *v,
 			continue;
 		testpoint("layer.merge.retired");
 		if (!waited) {
-			gint64 end = g_get_monotonic_time() +
-				     LAYER_RETIRE_GRACE_MS * G_TIME_SPAN_MILLISECOND;
-
-			while (g_get_monotonic_time() < end) {
-				if (cancel && g_cancellable_is_cancelled(cancel)) {
-					g_array_free(layers, TRUE);
-					return -ECANCELED;
-				}
-				g_usleep(20 * G_TIME_SPAN_MILLISECOND);
-			}
+			rc = retire_grace(cancel);
 			waited = true;
 		}
-		rc = retire_finish(eng, v, l);
+		if (rc == 0)
+			rc = retire_finish(eng, v, l);
 	}
 	g_array_free(layers, TRUE);
 	return rc;
@@ -318,23 +325,26 @@ static int merge_one(struct snap_engine *eng, const struct catalog_volume *v,
 /*
  * Fold unreferenced @l, the backing of the volume file V, into V, the way
  * a merge does it: `qemu-img commit -d` of V into L (V unchanged, L gains
- * what V holds), then rename(L, V), the commit point, then the catalog.
+ * what V holds), link(L, .L.merge), rename(.L.merge, V), the commit
+ * point, then the catalog (L Retired), and after the grace unlink(L).
  * Never in place: an in-place `qemu-img rebase` cut by kill -9 lost the
  * layer's data (qemu-img's L2 updates lived in its memory while the
  * header already named no backing file).  A crash before the rename
- * leaves V as it was; after it, V is whole and recovery sets the top
- * layer from V's backing name.  Runs only while nothing has V open for
- * writing, holding the volume's busy flag and a lock that makes any qemu
- * opening V for writing fail meanwhile (its writes would go to the
- * replaced file).  It runs again when a VM stops or at mount.
- * Return: 1 folded, 0 skipped, -errno.
+ * leaves V as it was; after it, V is whole, recovery sets the top layer
+ * from V's backing name and unlinks L's name.  Runs only while nothing
+ * has V open for writing, holding the volume's busy flag and a lock that
+ * makes any qemu opening V for writing fail meanwhile (its writes would
+ * go to the replaced file).  The busy flag is held through the grace, so
+ * no take links V while L's name is a second link to it.  It runs again
+ * when a VM stops or at mount.  Return: 1 folded, 0 skipped, -errno.
  */
 static int fold_into_volume(struct snap_engine *eng,
 			    const struct catalog_volume *v,
-			    const struct catalog_layer *l)
+			    struct catalog_layer *l, GCancellable *cancel)
 {
 	g_autofree char *vpath = volume_path(eng, v->name);
 	g_autofree char *lpath = layer_path(eng, v->name, l->uuid);
+	g_autofree char *tmp = merge_tmp_path(eng, v->name, l->uuid);
 	g_autofree char *dir = layer_dir(eng, v->name);
 	g_auto(GStrv) argv = image_argv_commit(vpath);
 	struct catalog_volume now;
@@ -354,9 +364,17 @@ static int fold_into_volume(struct snap_engine *eng,
 	if (rc == 0 && lstat(vpath, &st) == 0 &&
 	    (chown(lpath, st.st_uid, st.st_gid) < 0 || chmod(lpath, st.st_mode & 07777) < 0))
 		snap_log(LOG_WARNING, "layer: cannot copy the owner of '%s'", vpath);
-	if (rc == 0 && (fault("rename.fold", EIO) || rename(lpath, vpath) < 0)) {
+	if (rc == 0) {
+		unlink(tmp); /* left by an earlier try */
+		if (link(lpath, tmp) < 0) {
+			rc = -errno;
+			snap_log(LOG_ERR, "layer: cannot link '%s' to '%s': %m", lpath, tmp);
+		}
+	}
+	if (rc == 0 && (fault("rename.fold", EIO) || rename(tmp, vpath) < 0)) {
 		rc = -errno;
-		snap_log(LOG_ERR, "layer: cannot rename '%s': %m", lpath);
+		snap_log(LOG_ERR, "layer: cannot rename '%s': %m", tmp);
+		unlink(tmp);
 	}
 	close(deny);
 	if (rc == 0) {
@@ -366,17 +384,28 @@ static int fold_into_volume(struct snap_engine *eng,
 		if (rc == 0) {
 			g_strlcpy(now.top_layer, l->parent, sizeof(now.top_layer));
 			rc = catalog_volume_update(eng->cat, &now);
+			if (rc == 0) {
+				l->state = LAYER_STATE_RETIRED;
+				l->parent[0] = '\0';
+				rc = catalog_layer_update(eng->cat, l);
+			}
 			if (rc == 0)
-				rc = catalog_layer_delete(eng->cat, l->uuid);
+				event_record(eng, "layer.merge", v->name, NULL, 0,
+					     "layer %s folded into the volume file", l->uuid);
 			rc = catalog_tx_end(eng->cat, rc);
 		}
-		/* a refused catalog: recovery reads the top layer from the file */
+		/* a refused catalog: recovery reads the top layer from the
+		 * file and drops L's name */
+		if (rc == 0) {
+			testpoint("layer.fold.retired");
+			rc = retire_grace(cancel);
+			if (rc == 0)
+				rc = retire_finish(eng, v, l);
+		}
 	}
 	volume_busy_end(eng, v->id);
 	if (rc < 0)
 		return rc == -EBUSY ? 0 : rc;
-	event_record(eng, "layer.merge", v->name, NULL, 0,
-		     "layer %s folded into the volume file", l->uuid);
 	return 1;
 }
 
@@ -421,7 +450,7 @@ static int merge_step(struct snap_engine *eng, const struct catalog_volume *v,
 		if (!strcmp(v->top_layer, l->uuid)) {
 			/* the volume file's own backing */
 			if (children == 0)
-				rc = fold_into_volume(eng, v, l);
+				rc = fold_into_volume(eng, v, l, cancel);
 			continue;
 		}
 		if (children == 0) {
@@ -503,18 +532,40 @@ int layer_recover(struct snap_engine *eng)
 	}
 	g_array_free(layers, TRUE);
 
-	/* no one reads an old chain across a restart: retired names go now */
+	/*
+	 * No one reads an old chain across a restart: retired names go now,
+	 * and so does the name of a layer folded into its volume file whose
+	 * catalog change a crash cut (unreferenced, and the same file as the
+	 * volume's; the top layer is then read from the file, revert.c).
+	 * Temporary names of cut merges and folds go too.
+	 */
 	rc = catalog_layer_list(eng->cat, -1, &layers);
 	if (rc < 0)
 		return rc;
 	for (i = 0; i < layers->len; i++) {
 		const struct catalog_layer *l =
 			&g_array_index(layers, struct catalog_layer, i);
+		g_autofree char *tmp = NULL;
 		struct catalog_volume v;
 
-		if (l->state == LAYER_STATE_RETIRED &&
-		    catalog_volume_get_by_id(eng->cat, l->volume_id, &v) == 0)
+		if (catalog_volume_get_by_id(eng->cat, l->volume_id, &v) < 0)
+			continue;
+		tmp = merge_tmp_path(eng, v.name, l->uuid);
+		unlink(tmp);
+		if (l->state == LAYER_STATE_RETIRED) {
 			retire_finish(eng, &v, l);
+		} else if (l->state == LAYER_STATE_LIVE && !layer_referenced(eng, l->uuid)) {
+			g_autofree char *lpath = layer_path(eng, v.name, l->uuid);
+			g_autofree char *vpath = volume_path(eng, v.name);
+			struct stat a, b;
+
+			if (lstat(lpath, &a) == 0 && lstat(vpath, &b) == 0 &&
+			    a.st_dev == b.st_dev && a.st_ino == b.st_ino &&
+			    retire_finish(eng, &v, l) == 0)
+				event_record(eng, "recovery.merge", v.name, NULL, 0,
+					     "finished an interrupted fold of layer %s into the volume file",
+					     l->uuid);
+		}
 	}
 	g_array_free(layers, TRUE);
 	return 0;

@@ -126,3 +126,44 @@ def test_a_merge_keeps_the_old_layer_name_for_openers_then_kill9(env, point):
     assert H.qemu_img_compare(ref_v, env.volume_path('v'), force_share=True) == 0
     check_backup(env, 'v', 's2', ref_s2, 32 * MiB)
     assert env.alerts() == {}
+
+
+def test_a_fold_into_the_volume_file_keeps_the_layer_name_then_kill9(env):
+    """The last snapshot's layer L, the volume file's backing, is folded
+    into the volume file V when the snapshot goes (commit into L, L renamed
+    over V).  A reader that opened V just before (qemu-img of an admin, a
+    backup tool) reads V's old header, which names L, then opens L: L's
+    name must still be there during the grace, as a second link to the new
+    V.  Hung there, then kill -9: the remount drops L's name, and V holds
+    all its data with one link (a take works)."""
+    A, B = [(0x51, 0, '4M')], [(0x52, '8M', '2M')]
+    env.make_volume('v', '32M', A)
+    ref = env.make_reference('32M', A + B)
+    env.mount_hanging('layer.fold.retired', workers=1)
+    env.take('v', 's1')
+    env.write_volume('v', B)
+    env.wait_state('v', 's1', 'BackedUp')
+    env.wait_for(lambda: env.jobs() == [], 'the backup to end', timeout=60)
+    s1 = [s for s in H.catalog_snapshots(env) if s['name'] == 's1'][0]
+    lpath = os.path.join(env.primary, '.snapfs', 'v', s1['layer'] + '.qcow2')
+    vpath = env.volume_path('v')
+
+    os.rmdir(env.snap_dir('v', 's1'))
+    env.wait_testpoint('layer.fold.retired')
+    assert os.path.exists(lpath), "the folded layer's name went with the fold"
+    assert os.path.samefile(lpath, vpath), 'the old name is not the new volume file'
+    assert 'backing-filename' not in H.qemu_img_info(vpath, force_share=True)
+    assert H.qemu_img_compare(ref, lpath, force_share=True) == 0
+
+    env.kill9()
+    env.mount(workers=1)
+    env.wait_for(lambda: env.jobs() == [], 'the jobs to end', timeout=60)
+    assert not os.path.exists(lpath), 'the old name of the folded layer was left'
+    assert os.stat(vpath).st_nlink == 1
+    assert H.transitional_problems(env, 1) == []
+    assert H.orphan_problems(env) == []
+    assert H.qemu_img_compare(ref, vpath, force_share=True) == 0
+    env.take('v', 's2')
+    env.wait_state('v', 's2', 'BackedUp')
+    check_backup(env, 'v', 's2', ref, 32 * MiB)
+    assert env.alerts() == {}
