@@ -34,12 +34,10 @@ cleans up after a crash of this script); by hand:
 
   python3 bench/vmbench.py --bin build/fs/snapfs [--quick]
 
-Python 3 standard library only (and snapbench.py beside it).  Needs root.
+Python 3 standard library only (and benchlib.py beside it).  Needs root.
 """
 
-import argparse
 import ctypes
-import datetime
 import glob
 import json
 import os
@@ -48,15 +46,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
-from snapbench import (BenchError, children_of, fmt_ms, fs_of, is_mounted,
-                       log, machine, median, run, spread)
+from benchlib import (FAILURES, BenchError, GiB, LogTail, MiB, Refused, Snapfs,
+                      arg_parser, end_on_signals, epoch, finish, fmt_ms, fsync_file,
+                      is_mounted, log, median, parse_args, quick_or_full,
+                      remove_work, run, setup, spread, start_report, version)
 
-MiB = 1 << 20
-GiB = 1 << 30
 RAM_MIB = 256
 FILL_MIB = 239          # what guest.S writes: 1 MiB .. 240 MiB
 PAUSE_TARGET = 0.100    # guest I/O pause of a running disk snapshot
@@ -114,48 +111,12 @@ def kvm_usable():
         return False
 
 
-def fsync_file(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # ---- logs ----------------------------------------------------------------------
 
 SNAPFS_STAMP = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (\w+): (.*)$')
 QEMU_LIBVIRT = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})\+0000: (.*)$')
 QEMU_SELF = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z qemu-system[^:]*: (.*)$')
 FREEZE = re.compile(r"freeze: switched (\d+) disk\(s\) of '([^']+)' in ([0-9.]+) ms")
-
-
-def epoch(text, fmt):
-    return datetime.datetime.strptime(text, fmt).replace(
-        tzinfo=datetime.timezone.utc).timestamp()
-
-
-class LogTail:
-    """The lines a log file gained since mark()."""
-
-    def __init__(self, path):
-        self.path = path
-        self.offset = 0
-
-    def mark(self):
-        try:
-            self.offset = os.path.getsize(self.path)
-        except OSError:
-            self.offset = 0
-
-    def lines(self):
-        try:
-            with open(self.path, 'rb') as f:
-                f.seek(self.offset)
-                data = f.read()
-        except OSError:
-            return []
-        return data.decode('utf-8', 'replace').splitlines()
 
 
 def snapfs_marks(lines, vm):
@@ -237,79 +198,48 @@ def reaper_main(pidfile, argv):
             return os.waitstatus_to_exitcode(status) & 0xff
 
 
-class VmSnapfs:
-    """One snapfs daemon with libvirt embedded, started and ended by us."""
+class VmSnapfs(Snapfs):
+    """One snapfs daemon with libvirt embedded and the VMs @vms defined in
+    SOURCE/domains/, started and ended by us; with @reaper under a child
+    subreaper (this script as --as-reaper: self.proc is the reaper,
+    self.pid snapfs, read from snapfs.pid, which the reaper writes)."""
 
-    def __init__(self, binary, work, opts, reaper):
-        self.binary = binary
-        self.work = work
-        self.source = os.path.join(work, 'source')
-        self.primary = os.path.join(work, 'primary')
-        self.secondary = os.path.join(work, 'secondary')
-        self.mnt = os.path.join(work, 'mnt')
-        self.opts = opts
+    start_timeout = 90      # first mount: libvirt probes QEMU
+    quiet_timeout = 300
+
+    def __init__(self, binary, work, opts, reaper, vms):
+        super().__init__(binary, work, opts, dirs=('source/domains',))
         self.reaper = reaper
-        self.proc = None
-        self.pid = None         # snapfs itself (the reaper's child with --reaper)
-        self.logf = None
-        for d in (self.source, os.path.join(self.source, 'domains'),
-                  self.primary, self.secondary, self.mnt):
-            os.makedirs(d, exist_ok=True)
+        self.vms = vms
         self.snaplog = LogTail(os.path.join(self.source, 'snapfs.log'))
 
-    def p(self, *parts):
-        return os.path.join(self.mnt, *parts)
-
-    def start(self, vms):
-        o = 'primary=%s,secondary=%s,%s' % (self.primary, self.secondary, self.opts)
-        argv = [self.binary, '-f', '-o', o, self.source, self.mnt]
-        pidfile = os.path.join(self.work, 'snapfs.pid')
+    def command(self):
+        argv = super().command()
         if self.reaper:
             argv = [sys.executable, os.path.abspath(__file__), '--as-reaper',
-                    pidfile, '--'] + argv
-        self.logf = open(os.path.join(self.work, 'snapfs.out'), 'ab')
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=self.logf, stderr=self.logf,
-                                     start_new_session=True)
-        if not self.reaper:
-            self.pid = self.proc.pid
-            with open(pidfile, 'w') as f:
-                f.write('%d\n' % self.pid)
-        deadline = time.monotonic() + 90     # first mount: libvirt probes QEMU
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError('snapfs exited %d at start; see %s/snapfs.out'
-                                 % (self.proc.returncode, self.work))
-            if self.pid is None:
-                try:
-                    with open(pidfile) as f:
-                        self.pid = int(f.read())
-                except (OSError, ValueError):
-                    pass
-            if self.pid and is_mounted(self.mnt) and \
-                    all(os.path.isdir(self.p('vms', vm)) for vm in vms):
-                return
-            time.sleep(0.1)
-        raise BenchError('snapfs did not mount with VMs %s within 90 s; see %s'
-                         % (', '.join(vms), os.path.join(self.source, 'snapfs.log')))
+                    self.pidfile, '--'] + argv
+        return argv
+
+    def spawned(self):
+        return None if self.reaper else super().spawned()
+
+    def ready(self):
+        if self.pid is None:
+            try:
+                with open(self.pidfile) as f:
+                    self.pid = int(f.read())
+            except (OSError, ValueError):
+                pass
+        return self.pid and is_mounted(self.mnt) and \
+            all(os.path.isdir(self.p('vms', vm)) for vm in self.vms)
+
+    def not_ready(self):
+        return ('snapfs did not mount with VMs %s within %d s; see %s'
+                % (', '.join(self.vms), self.start_timeout,
+                   os.path.join(self.source, 'snapfs.log')))
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
-
-    def wait_quiet(self, timeout=300):
-        """No job in jobs/ and no child process of snapfs (qemu-img), twice
-        in a row 50 ms apart."""
-        deadline = time.monotonic() + timeout
-        calm = 0
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise BenchError('snapfs died (exit %s)' % self.proc.returncode)
-            busy = os.listdir(self.p('jobs')) or children_of(self.pid)
-            calm = 0 if busy else calm + 1
-            if calm >= 2:
-                return
-            time.sleep(0.05)
-        raise BenchError('snapfs still busy after %d s' % timeout)
 
     def events_tail(self, n=5):
         try:
@@ -320,7 +250,7 @@ class VmSnapfs:
 
     # -- the vms/ tree --
 
-    def state(self, vm):
+    def vm_state(self, vm):
         with open(self.p('vms', vm, 'state')) as f:
             return f.read().strip()
 
@@ -369,27 +299,18 @@ class VmSnapfs:
 
     # -- the end --
 
-    def stop(self, vms):
+    def stop(self):
         """Force-stop our VMs, unmount, end snapfs, kill any QEMU left."""
         if self.proc is None:
             return
         if self.alive() and is_mounted(self.mnt):
-            for vm in vms:
+            for vm in self.vms:
                 try:
-                    if os.path.isdir(self.p('vms', vm)) and self.state(vm) != 'stopped':
+                    if os.path.isdir(self.p('vms', vm)) and self.vm_state(vm) != 'stopped':
                         self.control(vm, 'force-stop')
                 except (OSError, BenchError) as e:
                     log('   cleanup: force-stop of %s failed: %s' % (vm, e))
-        for _ in range(20):
-            if not is_mounted(self.mnt):
-                break
-            subprocess.run(['fusermount3', '-u', self.mnt],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if is_mounted(self.mnt):
-                time.sleep(0.25)
-        if is_mounted(self.mnt):
-            subprocess.run(['fusermount3', '-uz', self.mnt],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.unmount()
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -531,7 +452,7 @@ class Phase:
         log('   ' + msg)
 
     def expect(self, state, after):
-        st = self.fs.state(self.vm)
+        st = self.fs.vm_state(self.vm)
         if st != state:
             raise BenchError('%s is %s after %s, expected %s; last events:\n%s'
                              % (self.vm, st, after, state, self.fs.events_tail()))
@@ -807,20 +728,6 @@ def leftovers(fs, vm):
     return ', '.join(out)
 
 
-def print_table(rows):
-    head = ('benchmark', 'baseline', 'snapfs', 'ratio', 'target', 'result')
-    cells = [head] + [(r['name'], r['base'], r['snap'], r['ratio'], r['target'],
-                       r['result']) for r in rows]
-    w = [max(len(c[i]) for c in cells) for i in range(len(head))]
-
-    def line(c):
-        return '| ' + ' | '.join(x.ljust(w[i]) for i, x in enumerate(c)) + ' |'
-    log(line(head))
-    log('|' + '|'.join('-' * (x + 2) for x in w) + '|')
-    for c in cells[1:]:
-        log(line(c))
-
-
 def main():
     if len(sys.argv) > 2 and sys.argv[1] == '--as-reaper':
         argv = sys.argv[3:]
@@ -828,11 +735,9 @@ def main():
             argv = argv[1:]
         return reaper_main(sys.argv[2], argv)
 
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--bin', required=True, help='the snapfs binary')
-    ap.add_argument('--workdir', help='an empty directory on local disk, short '
-                    'path (default: a new one under /var/tmp, removed at the end)')
-    ap.add_argument('--quick', action='store_true', help='2 samples per VM')
+    ap = arg_parser(__doc__, '2 samples per VM', 'an empty directory on local '
+                    'disk, short path (default: a new one under /var/tmp, '
+                    'removed at the end)')
     ap.add_argument('--samples', type=int, help='cycles per VM (default 8)')
     ap.add_argument('--types', help="VM domain types to run, comma-separated "
                     "(default: 'kvm' if /dev/kvm opens read-write, and 'qemu')")
@@ -842,13 +747,8 @@ def main():
     ap.add_argument('--reaper', action='store_true',
                     help='run snapfs under a child subreaper that reaps the '
                     'QEMUs at once (what a host whose init reaps promptly does)')
-    ap.add_argument('--json', help='also write the results here')
-    ap.add_argument('--keep', action='store_true', help='keep the work directory')
-    a = ap.parse_args()
-    if a.samples is None:
-        a.samples = 2 if a.quick else 8
-    if a.fill_timeout is None:
-        a.fill_timeout = 15 if a.quick else 30
+    a = parse_args(ap)
+    quick_or_full(a, samples=(2, 8), fill_timeout=(15, 30))
     if a.types:
         types = a.types.split(',')
     else:
@@ -858,51 +758,33 @@ def main():
     if 'kvm' in types and not kvm_usable():
         sys.exit('vmbench: /dev/kvm does not open read-write')
 
-    if os.geteuid() != 0:
-        sys.exit('vmbench: must run as root (FUSE, libvirt embedded as root)')
-    for prog in ('qemu-img', 'qemu-io', 'fusermount3', 'qemu-system-x86_64'):
-        if not shutil.which(prog):
-            sys.exit('vmbench: %s is missing' % prog)
-    binary = os.path.realpath(a.bin)
-    if not os.access(binary, os.X_OK):
-        sys.exit('vmbench: no snapfs binary at %s' % a.bin)
+    try:
+        binary, work, own_work = setup(
+            'vmbench', a, ('qemu-img', 'qemu-io', 'fusermount3', 'qemu-system-x86_64'),
+            'FUSE, libvirt embedded as root', prefix='sfb-')
+        # QEMU's monitor socket: SOURCE/libvirt/lib/qemu/domain-NNN-<vm>/monitor.sock
+        sock = os.path.join(work, 'source/libvirt/lib/qemu/domain-999-tcg256/monitor.sock')
+        if len(sock) > 100:
+            raise Refused('vmbench: %s is too long a path for unix sockets under it'
+                          % work)
+        need = len(types) * (2 * GiB) + GiB
+        if shutil.disk_usage(work).free < need:
+            raise Refused('vmbench: %s has less than %d MiB free' % (work, need // MiB))
+    except Refused as e:
+        sys.exit(str(e))
+    end_on_signals()
 
-    own_work = a.workdir is None
-    work = a.workdir or tempfile.mkdtemp(prefix='sfb-', dir='/var/tmp')
-    work = os.path.realpath(work)
-    fstype = fs_of(work)[1]
-    if fstype in ('tmpfs', 'ramfs', 'overlay', 'fuse', 'nfs', 'nfs4'):
-        sys.exit('vmbench: %s is on %s; benchmarks need a local disk' % (work, fstype))
-    # QEMU's monitor socket: SOURCE/libvirt/lib/qemu/domain-NNN-<vm>/monitor.sock
-    sock = os.path.join(work, 'source/libvirt/lib/qemu/domain-999-tcg256/monitor.sock')
-    if len(sock) > 100:
-        sys.exit('vmbench: %s is too long a path for unix sockets under it' % work)
-    need = len(types) * (2 * GiB) + GiB
-    if shutil.disk_usage(work).free < need:
-        sys.exit('vmbench: %s has less than %d MiB free' % (work, need // MiB))
-
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt('signal %d' % signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    info = machine(work)
-    info['snapfs'] = run([binary, '-V'], check=False).stdout.strip()
-    info['binary'] = binary
-    info['qemu'] = run(['qemu-system-x86_64', '--version']).stdout.splitlines()[0]
-    info['kvm_modules'] = ','.join(sorted(
-        os.path.basename(m) for m in glob.glob('/sys/module/kvm*')))
-    info['mode'] = 'quick' if a.quick else 'full'
-    info['params'] = dict(samples=a.samples, types=types, reaper=a.reaper,
-                          fill_timeout=a.fill_timeout)
-    log('snapfs VM benchmarks, %s run, %s' % (info['mode'], info['date']))
-    for k in ('nproc', 'cpu', 'mem_gib', 'kernel', 'workdir_fs', 'disk', 'snapfs',
-              'binary', 'qemu', 'kvm_modules', 'params', 'loadavg_start'):
-        if k in info:
-            log('  %-11s %s' % (k, info[k]))
-    log('  work dir    %s' % work)
-    log('  mount       -f -o workers=1,retries=0, libvirt embedded (qemu:///embed)%s'
-        % (', under a child subreaper (--reaper)' if a.reaper else ''))
+    info = start_report(
+        'snapfs VM benchmarks', a, work, binary,
+        [('qemu', version('qemu-system-x86_64')),
+         ('kvm_modules', ','.join(sorted(
+             os.path.basename(m) for m in glob.glob('/sys/module/kvm*'))))],
+        dict(samples=a.samples, types=types, reaper=a.reaper,
+             fill_timeout=a.fill_timeout),
+        [('work dir', work),
+         ('mount', '-f -o workers=1,retries=0, libvirt embedded (qemu:///embed)%s'
+          % (', under a child subreaper (--reaper)' if a.reaper else ''))],
+        width=11)
     gone, zombie = reap_probe()
     info['orphan_reap_s'] = gone
     log('  an orphan (as libvirt\'s QEMUs are) killed with SIGTERM is a zombie '
@@ -912,9 +794,10 @@ def main():
 
     vms = [('kvm256' if t == 'kvm' else 'tcg256', t) for t in types]
     results = dict(machine=info, rows=[], vms={})
-    fs = VmSnapfs(binary, work, 'workers=1,retries=0', a.reaper)
+    fs = VmSnapfs(binary, work, 'workers=1,retries=0', a.reaper,
+                  [vm for vm, _ in vms])
     t_start = time.perf_counter()
-    failed = None
+    failed = []
     try:
         for vm, t in vms:
             make_volumes(fs, vm)
@@ -922,7 +805,7 @@ def main():
                 f.write(DOMAIN_XML.format(type=t, name=vm, uuid=uuid.uuid4(),
                                           ram=RAM_MIB, primary=fs.primary))
         t = time.perf_counter()
-        fs.start([vm for vm, _ in vms])
+        fs.start()
         log('   mounted with %d VM(s) in %.1f s' % (len(vms), time.perf_counter() - t))
         for vm, t in vms:
             ph = Phase(fs, vm, t, a)
@@ -933,32 +816,13 @@ def main():
                                       parts_s=ph.parts, extra=ph.extra,
                                       notes=ph.notes, leftovers=ph.leftovers)
             log()
-    except (BenchError, OSError, subprocess.SubprocessError, KeyboardInterrupt) as e:
-        failed = e
+    except FAILURES + (KeyboardInterrupt,) as e:
+        failed.append(e)
     finally:
-        fs.stop([vm for vm, _ in vms])
-        if own_work and not a.keep and not is_mounted(fs.mnt):
-            shutil.rmtree(work, ignore_errors=True)
-    results['seconds'] = round(time.perf_counter() - t_start, 1)
-    with open('/proc/loadavg') as f:
-        info['loadavg_end'] = ' '.join(f.read().split()[:3])
-    if a.json:
-        with open(a.json, 'w') as f:
-            json.dump(results, f, indent=1)
-    if results['rows']:
-        log('== summary (%s run, %s, %d s, load average %s at the start, %s at '
-            'the end; medians (min..max), ratio of medians)'
-            % (info['mode'], info['date'], results['seconds'],
-               info['loadavg_start'], info['loadavg_end']))
-        print_table(results['rows'])
-    if failed is not None:
-        log('vmbench: FAILED: %s: %s' % (type(failed).__name__, failed))
-        return 2
-    judged = [r for r in results['rows'] if r['result'] != '-']
-    missed = [r['name'] for r in judged if r['result'] == 'MISS']
-    log('%d of %d targets met%s' % (len(judged) - len(missed), len(judged),
-                                    '; missed: ' + '; '.join(missed) if missed else ''))
-    return 1 if missed else 0
+        fs.stop()
+        remove_work(a, work, own_work)
+    return finish('vmbench', a, results, t_start, failed,
+                  'medians (min..max), ratio of medians', ratio_head='ratio')
 
 
 if __name__ == '__main__':
