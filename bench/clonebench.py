@@ -58,28 +58,23 @@ and cleans up after a crash of this script); by hand:
 
   python3 bench/clonebench.py --bin build/fs/snapfs [--quick]
 
-Python 3 standard library only (and snapbench.py beside it).  Needs root.
+Python 3 standard library only (and benchlib.py beside it).  Needs root.
 """
 
-import argparse
-import datetime
 import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-from snapbench import (BenchError, Snapfs, drop_caches, fmt_gbs, fmt_ms, fmt_s,
-                       fs_of, is_mounted, log, machine, make_volume, median,
-                       run, spread)
+from benchlib import (FAILURES, BenchError, GiB, LogTail, MiB, Refused, Snapfs,
+                      arg_parser, backing_file, drop_caches, end_on_signals, epoch,
+                      finish, fmt_gbs, fmt_ms, fmt_s, fs_of, fsync_file, log,
+                      make_volume, median, paired, parse_args, quick_or_full,
+                      remove_work, run, setup, spread, start_report, version)
 
-MiB = 1 << 20
-GiB = 1 << 30
 POLL = 0.010            # jobs/ poll interval while clones run
 CHILD_POLL = 0.010      # /proc scan interval of the child watcher (~0.5 ms each)
 TARGET = 0.8            # aggregate 8-clone throughput / cp throughput
@@ -90,24 +85,6 @@ EVENT = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z \w+: event: (\{.*
 NEWVOL = re.compile(r'volumes/([A-Za-z0-9._-]+)[ ]')
 JOBNO = re.compile(r'\(job (\d+)\)')
 TMPJOB = re.compile(r'clone-(\d+)\.qcow2')
-
-
-def epoch_ms(stamp):
-    return datetime.datetime.strptime(stamp, '%Y-%m-%dT%H:%M:%S.%f').replace(
-        tzinfo=datetime.timezone.utc).timestamp()
-
-
-def fsync_file(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def loadavg():
-    with open('/proc/loadavg') as f:
-        return ' '.join(f.read().split()[:3])
 
 
 class Meter:
@@ -150,29 +127,13 @@ class Meter:
         return out
 
 
-class LogTail:
+class CloneLog(LogTail):
     """clone.* events of SOURCE/snapfs.log (ms stamps) since mark()."""
-
-    def __init__(self, path):
-        self.path = path
-        self.offset = 0
-
-    def mark(self):
-        try:
-            self.offset = os.path.getsize(self.path)
-        except OSError:
-            self.offset = 0
 
     def clones(self):
         """{newvol: {queue|start|end|fail: epoch, job: id, where: text}}"""
         out = {}
-        try:
-            with open(self.path, 'rb') as f:
-                f.seek(self.offset)
-                text = f.read().decode(errors='replace')
-        except OSError:
-            return out
-        for line in text.splitlines():
+        for line in self.lines():
             m = EVENT.match(line)
             if not m or '"type":"clone.' not in line:
                 continue
@@ -186,7 +147,7 @@ class LogTail:
                 continue
             rec = out.setdefault(n.group(1), {})
             kind = ev['type'].split('.', 1)[1]
-            rec[kind] = epoch_ms(m.group(1))
+            rec[kind] = epoch(m.group(1))
             if kind == 'queue' and JOBNO.search(msg):
                 rec['job'] = int(JOBNO.search(msg).group(1))
             if kind == 'start':
@@ -284,7 +245,7 @@ class Bench:
         self.fs = Snapfs(self.binary, self.work,
                          'workers=%d,keep_primary=1,retries=0' % workers)
         self.fs.start()
-        self.logtail = LogTail(os.path.join(self.fs.source, 'snapfs.log'))
+        self.logtail = CloneLog(os.path.join(self.fs.source, 'snapfs.log'))
 
     def stop(self):
         if self.fs is not None:
@@ -309,15 +270,7 @@ class Bench:
 
     def layer_of_volume(self):
         """The volume file's backing file: the newest snapshot's layer."""
-        vpath = os.path.join(self.fs.primary, VOL + '.qcow2')
-        info = json.loads(run(['qemu-img', 'info', '-U', '--output=json',
-                               vpath]).stdout)
-        return info.get('full-backing-filename') or info.get('backing-filename')
-
-    def standalone(self, path):
-        info = json.loads(run(['qemu-img', 'info', '-U', '--output=json',
-                               path]).stdout)
-        return not info.get('backing-filename')
+        return backing_file(os.path.join(self.fs.primary, VOL + '.qcow2'))
 
     def backup_file(self, snap):
         with open(self.fs.p('backed-up', 'volumes', VOL, snap + '.json')) as f:
@@ -463,8 +416,8 @@ class Bench:
         row = lambda name, base, snap, xs, ys, target, ok=None: \
             self.results['rows'].append(dict(
                 name='%s: %s, workers=%d' % (where, name, w), base=base, snap=snap,
-                ratio='%.2fx (%.2f..%.2f)' % (median(xs) / median(ys), min(
-                    x / y for x, y in zip(xs, ys)), max(x / y for x, y in zip(xs, ys))),
+                ratio=paired(median(xs) / median(ys),
+                             [x / y for x, y in zip(xs, ys)]),
                 target=target, ok=ok))
         bps = {}
         for side, label in (('cp', 'cp + fsync'), ('cpw', 'cp + fsync, cached')):
@@ -614,34 +567,14 @@ class Bench:
         when that is the volume file's backing file and has no backing file
         itself; else None."""
         layer = self.layer_of_volume()
-        if layer and self.standalone(layer) and \
+        if layer and not backing_file(layer) and \
                 os.stat(layer).st_blocks * 512 >= self.alloc_bytes:
             return layer
         return None
 
 
-def print_table(rows):
-    """snapbench.py's table; rows without a target say '-'."""
-    head = ('benchmark', 'baseline', 'snapfs', 'ratio (paired range)', 'target',
-            'result')
-    cells = [head] + [(r['name'], r['base'], r['snap'], r['ratio'], r['target'],
-                       '-' if r['ok'] is None else 'PASS' if r['ok'] else 'MISS')
-                      for r in rows]
-    w = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    line = lambda c: '| ' + ' | '.join(x.ljust(w[i]) for i, x in enumerate(c)) + ' |'
-    log(line(head))
-    log('|' + '|'.join('-' * (x + 2) for x in w) + '|')
-    for c in cells[1:]:
-        log(line(c))
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--bin', required=True, help='the snapfs binary')
-    ap.add_argument('--workdir', help='an empty directory on local disk '
-                    '(default: a new one under /var/tmp, removed at the end)')
-    ap.add_argument('--quick', action='store_true',
-                    help='1 GiB written, 2 repetitions (full: 2 GiB, 4)')
+    ap = arg_parser(__doc__, '1 GiB written, 2 repetitions (full: 2 GiB, 4)')
     ap.add_argument('--alloc-mib', type=int, help='data written to the volume')
     ap.add_argument('--virtual-gib', type=int, default=4)
     ap.add_argument('--samples', type=int, help='repetitions of each side')
@@ -652,75 +585,45 @@ def main():
                     help='skip the remount with workers=8')
     ap.add_argument('--w8-samples', type=int, default=2,
                     help='repetitions with workers=8 (default 2)')
-    ap.add_argument('--json', help='also write the results here')
-    ap.add_argument('--keep', action='store_true', help='keep the work directory')
-    a = ap.parse_args()
-    if a.alloc_mib is None:
-        a.alloc_mib = 1024 if a.quick else 2048
-    if a.samples is None:
-        a.samples = 2 if a.quick else 4
+    a = parse_args(ap)
+    quick_or_full(a, alloc_mib=(1024, 2048), samples=(2, 4))
     if a.alloc_mib > a.virtual_gib * 1024 or a.samples < 1 or a.clones < 1:
         log('clonebench: --alloc-mib exceeds the virtual size, or nothing to do')
         return 2
 
-    if os.geteuid() != 0:
-        log('clonebench: must run as root (FUSE mount, drop_caches)')
+    try:
+        binary, work, own_work = setup('clonebench', a,
+                                       ('qemu-img', 'qemu-io', 'fusermount3', 'cp'))
+        # the volume's layer, two backups (s1, s2), the clones of one side,
+        # the cp copy, 5% for qcow2 metadata, and 2 GiB to spare
+        alloc = a.alloc_mib * MiB
+        need = (3 + a.clones + 1) * alloc * 21 // 20 + 2 * GiB
+        free = shutil.disk_usage(work).free
+        if free < need:
+            raise Refused('clonebench: %s has %d MiB free, needs about %d MiB; '
+                          'refusing to run' % (work, free // MiB, need // MiB))
+    except Refused as e:
+        log(str(e))
         return 2
-    for prog in ('qemu-img', 'qemu-io', 'fusermount3', 'cp'):
-        if not shutil.which(prog):
-            log('clonebench: %s is missing' % prog)
-            return 2
-    binary = os.path.realpath(a.bin)
-    if not os.access(binary, os.X_OK):
-        log('clonebench: no snapfs binary at %s' % a.bin)
-        return 2
+    end_on_signals()
 
-    own_work = a.workdir is None
-    work = a.workdir or tempfile.mkdtemp(prefix='snapfs-bench.', dir='/var/tmp')
-    work = os.path.realpath(work)
-    fstype = fs_of(work)[1]
-    if fstype in ('tmpfs', 'ramfs', 'overlay', 'fuse', 'nfs', 'nfs4'):
-        log('clonebench: %s is on %s; benchmarks need a local disk' % (work, fstype))
-        return 2
-    # the volume's layer, two backups (s1, s2), the clones of one side, the
-    # cp copy, 5% for qcow2 metadata, and 2 GiB to spare
-    alloc = a.alloc_mib * MiB
-    need = (3 + a.clones + 1) * alloc * 21 // 20 + 2 * GiB
-    free = shutil.disk_usage(work).free
-    if free < need:
-        log('clonebench: %s has %d MiB free, needs about %d MiB; refusing to run'
-            % (work, free // MiB, need // MiB))
-        return 2
-
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt('signal %d' % signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    info = machine(work)
-    info['snapfs'] = run([binary, '-V'], check=False).stdout.strip()
-    info['binary'] = binary
-    info['qemu_img'] = run(['qemu-img', '--version']).stdout.splitlines()[0]
-    info['mode'] = 'quick' if a.quick else 'full'
-    info['params'] = dict(alloc_mib=a.alloc_mib, virtual_gib=a.virtual_gib,
-                          samples=a.samples, clones=a.clones,
-                          secondary=not a.no_secondary, workers8=not a.no_workers8)
-    log('snapfs clone benchmark (issue 4), %s run, %s' % (info['mode'], info['date']))
-    for k in ('nproc', 'cpu', 'mem_gib', 'kernel', 'workdir_fs', 'disk', 'snapfs',
-              'binary', 'qemu_img', 'params', 'loadavg_start'):
-        if k in info:
-            log('  %-10s %s' % (k, info[k]))
-    log('  work dir   %s (needs about %d MiB, %d MiB free)'
-        % (work, need // MiB, free // MiB))
-    log('  mount      -f -o workers=2,keep_primary=1,retries=0, then workers=8 '
-        '(primary, secondary and the cp copy on the same disk)')
+    info = start_report(
+        'snapfs clone benchmark (issue 4)', a, work, binary,
+        [('qemu_img', version('qemu-img'))],
+        dict(alloc_mib=a.alloc_mib, virtual_gib=a.virtual_gib, samples=a.samples,
+             clones=a.clones, secondary=not a.no_secondary,
+             workers8=not a.no_workers8),
+        [('work dir', '%s (needs about %d MiB, %d MiB free)'
+          % (work, need // MiB, free // MiB)),
+         ('mount', '-f -o workers=2,keep_primary=1,retries=0, then workers=8 '
+          '(primary, secondary and the cp copy on the same disk)')])
     log()
 
     b = Bench(a, binary, work)
     results = b.results
     results['machine'] = info
     t_start = time.perf_counter()
-    failed = None
+    failed = []
     n8 = a.clones
     try:
         b.start(2)
@@ -754,35 +657,17 @@ def main():
                 b.case('s8', 'snapshot only on secondary storage', 's1',
                        'secondary', b.backup_file('s1'), a.w8_samples)
                 log()
-    except (BenchError, OSError, subprocess.SubprocessError, KeyboardInterrupt) as e:
-        failed = e
+    except FAILURES + (KeyboardInterrupt,) as e:
+        failed.append(e)
     except Exception as e:      # a bug here: still clean up, and say where
         import traceback
         traceback.print_exc()
-        failed = e
+        failed.append(e)
     finally:
         b.stop()
-        if own_work and not a.keep and not is_mounted(os.path.join(work, 'mnt')):
-            shutil.rmtree(work, ignore_errors=True)
-    results['seconds'] = round(time.perf_counter() - t_start, 1)
-    info['loadavg_end'] = loadavg()
-    if a.json:
-        with open(a.json, 'w') as f:
-            json.dump(results, f, indent=1)
-    if results['rows']:
-        log('== summary (%s run, %s, %d s, load average %s at the start, %s at '
-            'the end; medians, ratio of medians; %d clones of one snapshot)'
-            % (info['mode'], info['date'], results['seconds'],
-               info['loadavg_start'], info['loadavg_end'], n8))
-        print_table(results['rows'])
-    if failed is not None:
-        log('clonebench: FAILED: %s: %s' % (type(failed).__name__, failed))
-        return 2
-    judged = [r for r in results['rows'] if r['ok'] is not None]
-    missed = [r['name'] for r in judged if not r['ok']]
-    log('%d of %d targets met%s' % (len(judged) - len(missed), len(judged),
-                                    '; missed: ' + '; '.join(missed) if missed else ''))
-    return 1 if missed else 0
+        remove_work(a, work, own_work)
+    return finish('clonebench', a, results, t_start, failed,
+                  'medians, ratio of medians; %d clones of one snapshot' % n8)
 
 
 if __name__ == '__main__':
