@@ -44,10 +44,9 @@ and cleans up after a crash of this script); by hand:
 
   python3 bench/policybench.py --bin build/fs/snapfs [--quick]
 
-Python 3 standard library only (and snapbench.py beside it).  Needs root.
+Python 3 standard library only (and benchlib.py beside it).  Needs root.
 """
 
-import argparse
 import calendar
 import datetime
 import json
@@ -61,10 +60,11 @@ import tempfile
 import time
 import uuid
 
-from snapbench import (BenchError, Snapfs, children_of, drop_caches, fmt_ms,
-                       fs_of, is_mounted, log, machine, median, run, spread)
+from benchlib import (FAILURES, BenchError, LogTail, MiB, Refused, Snapfs,
+                      arg_parser, children_of, drop_caches, end_on_signals, finish,
+                      fmt_ms, log, median, paired, parse_args, quick_or_full,
+                      remove_work, run, setup, spread, start_report, version)
 
-MiB = 1 << 20
 TICK = os.sysconf('SC_CLK_TCK')
 HOUR = 3600
 DAY = 86400
@@ -219,24 +219,18 @@ def due(policies, t0, t1):
     return sum(1 for p in policies if slots(p[3], t0, t1))
 
 
-class EventTail:
+class EventTail(LogTail):
     """policy.run / policy.fail lines the daemon logged since the start
     (SOURCE/snapfs.log: 'event: {json}'); reading it costs snapfs nothing."""
 
     def __init__(self, path):
-        self.path = path
-        self.offset = 0
+        super().__init__(path)
         self.part = b''
         self.runs = 0
         self.fails = []
 
     def poll(self):
-        try:
-            with open(self.path, 'rb') as f:
-                f.seek(self.offset)
-                data = f.read()
-        except OSError:
-            return
+        data = self.read()
         self.offset += len(data)
         data = self.part + data
         lines = data.split(b'\n')
@@ -902,7 +896,7 @@ def bench_ls(binary, work, a, results):
         results['rows'].append(dict(
             name='2 ls -l, %d snapshots (synthetic rows) vs plain dir, warm' % n,
             base=fmt_ms(median(p_t)), snap=fmt_ms(median(s_t)),
-            ratio='%.2fx (%.2f..%.2f)' % (ratio, min(pairs), max(pairs)),
+            ratio=paired(ratio, pairs),
             target='<= %.0fx' % LS_TARGET, result='PASS' if ratio <= LS_TARGET else 'MISS',
             ok=ratio <= LS_TARGET))
         results['rows'].append(dict(
@@ -952,26 +946,8 @@ def bench_ls(binary, work, a, results):
 # ---- the run -----------------------------------------------------------------------
 
 
-def print_table(rows):
-    head = ('benchmark', 'baseline', 'snapfs', 'ratio (paired range)', 'target',
-            'result')
-    cells = [head] + [(r['name'], r['base'], r['snap'], r['ratio'], r['target'],
-                       r['result']) for r in rows]
-    w = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    line = lambda c: '| ' + ' | '.join(x.ljust(w[i]) for i, x in enumerate(c)) + ' |'
-    log(line(head))
-    log('|' + '|'.join('-' * (x + 2) for x in w) + '|')
-    for c in cells[1:]:
-        log(line(c))
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--bin', required=True, help='the snapfs binary')
-    ap.add_argument('--workdir', help='an empty directory on local disk '
-                    '(default: a new one under /var/tmp, removed at the end)')
-    ap.add_argument('--quick', action='store_true',
-                    help='100 policies and 5 ls samples (full: 1,000 and 15)')
+    ap = arg_parser(__doc__, '100 policies and 5 ls samples (full: 1,000 and 15)')
     ap.add_argument('--policies', type=int, help='how many policies (full: 1000)')
     ap.add_argument('--hourly', type=int,
                     help='how many of them hourly (default: a quarter)')
@@ -991,62 +967,33 @@ def main():
     ap.add_argument('--only', default='1,2', help='which benchmarks: 1, 2 or 1,2')
     ap.add_argument('--label', help='what the binary is built from, for the '
                     'header (e.g. a commit)')
-    ap.add_argument('--json', help='also write the results here')
-    ap.add_argument('--keep', action='store_true', help='keep the work directory')
-    a = ap.parse_args()
-    if a.policies is None:
-        a.policies = 100 if a.quick else 1000
+    a = parse_args(ap)
+    quick_or_full(a, policies=(100, 1000), ls_samples=(5, 15))
     if a.hourly is None:
         a.hourly = a.policies // 4
-    if a.ls_samples is None:
-        a.ls_samples = 5 if a.quick else 15
     only = set(a.only.split(','))
     if a.hourly > a.policies or a.policies < 4 or DAY % a.step or a.step % 60 \
             or a.step >= HOUR or a.ls_samples < 1 or a.snapshots < 1:
         log('policybench: bad parameters')
         return 2
 
-    if os.geteuid() != 0:
-        log('policybench: must run as root (FUSE mount, drop_caches)')
+    try:
+        binary, work, own_work = setup('policybench', a,
+                                       ('qemu-img', 'qemu-io', 'fusermount3', 'ls'))
+    except Refused as e:
+        log(str(e))
         return 2
-    for prog in ('qemu-img', 'qemu-io', 'fusermount3', 'ls'):
-        if not shutil.which(prog):
-            log('policybench: %s is missing' % prog)
-            return 2
-    binary = os.path.realpath(a.bin)
-    if not os.access(binary, os.X_OK):
-        log('policybench: no snapfs binary at %s' % a.bin)
-        return 2
+    end_on_signals()
 
-    own_work = a.workdir is None
-    work = a.workdir or tempfile.mkdtemp(prefix='snapfs-bench.', dir='/var/tmp')
-    work = os.path.realpath(work)
-    fstype = fs_of(work)[1]
-    if fstype in ('tmpfs', 'ramfs', 'overlay', 'fuse', 'nfs', 'nfs4'):
-        log('policybench: %s is on %s; benchmarks need a local disk' % (work, fstype))
-        return 2
-
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt('signal %d' % signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    info = machine(work)
-    info['snapfs'] = run([binary, '-V'], check=False).stdout.strip()
-    info['binary'] = binary + (' (%s)' % a.label if a.label else '')
-    info['qemu_img'] = run(['qemu-img', '--version']).stdout.splitlines()[0]
-    info['mode'] = 'quick' if a.quick else 'full'
-    info['params'] = dict(policies=a.policies, hourly=a.hourly, step_s=a.step,
-                          snapshots=a.snapshots, ls_samples=a.ls_samples)
-    log('snapfs policy and listing benchmarks (issue 5), %s run, %s'
-        % (info['mode'], info['date']))
-    for k in ('nproc', 'cpu', 'mem_gib', 'kernel', 'workdir_fs', 'disk', 'snapfs',
-              'binary', 'qemu_img', 'params', 'loadavg_start'):
-        if k in info:
-            log('  %-10s %s' % (k, info[k]))
-    log('  work dir   %s' % work)
-    log('  mounts     1: -f -o testclock,libvirt=none,workers=2; '
-        '2: -f -o libvirt=none,workers=1,retries=0')
+    info = start_report(
+        'snapfs policy and listing benchmarks (issue 5)', a, work, binary,
+        [('qemu_img', version('qemu-img'))],
+        dict(policies=a.policies, hourly=a.hourly, step_s=a.step,
+             snapshots=a.snapshots, ls_samples=a.ls_samples),
+        [('work dir', work),
+         ('mounts', '1: -f -o testclock,libvirt=none,workers=2; '
+          '2: -f -o libvirt=none,workers=1,retries=0')],
+        label=a.label)
     log()
 
     results = dict(machine=info, rows=[])
@@ -1061,8 +1008,7 @@ def main():
             os.makedirs(d)
             try:
                 fn(binary, d, a, results)
-            except (BenchError, OSError, subprocess.SubprocessError,
-                    sqlite3.Error) as e:
+            except FAILURES + (sqlite3.Error,) as e:
                 log('policybench: benchmark %s FAILED: %s: %s'
                     % (key, type(e).__name__, e))
                 failed.append(e)
@@ -1070,33 +1016,8 @@ def main():
     except KeyboardInterrupt as e:
         failed.append(e)
     finally:
-        mounted = any(is_mounted(os.path.join(work, s, 'mnt')) for s in ('sched', 'ls'))
-        if own_work and not a.keep and not mounted:
-            shutil.rmtree(work, ignore_errors=True)
-        elif not own_work and not a.keep and not mounted:
-            for s in ('sched', 'ls'):
-                shutil.rmtree(os.path.join(work, s), ignore_errors=True)
-    results['seconds'] = round(time.perf_counter() - t_start, 1)
-    with open('/proc/loadavg') as f:
-        info['loadavg_end'] = ' '.join(f.read().split()[:3])
-    if a.json:
-        with open(a.json, 'w') as f:
-            json.dump(results, f, indent=1)
-    if results['rows']:
-        log('== summary (%s run, %s, %d s, load average %s at the start, %s at '
-            'the end; medians, ratio of medians)'
-            % (info['mode'], info['date'], results['seconds'],
-               info['loadavg_start'], info['loadavg_end']))
-        print_table(results['rows'])
-    if failed:
-        for e in failed:
-            log('policybench: FAILED: %s: %s' % (type(e).__name__, e))
-        return 2
-    judged = [r for r in results['rows'] if 'ok' in r]
-    missed = [r['name'] for r in judged if not r['ok']]
-    log('%d of %d targets met%s' % (len(judged) - len(missed), len(judged),
-                                    '; missed: ' + '; '.join(missed) if missed else ''))
-    return 1 if missed else 0
+        remove_work(a, work, own_work, ('sched', 'ls'))
+    return finish('policybench', a, results, t_start, failed)
 
 
 if __name__ == '__main__':
