@@ -21,140 +21,24 @@ up after a crash of this script); it can also be run by hand:
 
   python3 bench/snapbench.py --bin build/fs/snapfs [--quick]
 
-Python 3 standard library only.  Needs root (drop_caches, FUSE).
+Python 3 standard library only (and benchlib.py beside it).  Needs root
+(drop_caches, FUSE).
 """
 
-import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
-import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-MiB = 1 << 20
-GiB = 1 << 30
+from benchlib import (FAILURES, BenchError, GiB, MiB, Refused, Snapfs, arg_parser,
+                      backing_file, children_of, drop_caches, end_on_signals, epoch,
+                      finish, fmt_gbs, fmt_ms, fmt_s, fsync_file, log, make_volume,
+                      median, paired, parse_args, quick_or_full, remove_work, run,
+                      setup, spread, start_report, version)
+
 POLL = 0.005            # state file poll interval for benchmark 2
 READ_BUF = 1 * MiB      # read size for benchmark 3
-
-
-def log(msg=''):
-    print(msg, flush=True)
-
-
-class BenchError(Exception):
-    pass
-
-
-def run(argv, timeout=600, check=True):
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise BenchError('%s exited %d: %s' % (' '.join(argv), p.returncode,
-                                               (p.stderr or p.stdout)[-1500:]))
-    return p
-
-
-def drop_caches():
-    os.sync()
-    with open('/proc/sys/vm/drop_caches', 'w') as f:
-        f.write('3\n')
-
-
-def mount_table():
-    out = []
-    with open('/proc/self/mountinfo') as f:
-        for line in f:
-            left, _, right = line.partition(' - ')
-            fields = left.split()
-            mp = fields[4].replace('\\040', ' ')
-            out.append((mp, right.split()[0] if right else '',
-                        right.split()[1] if right else ''))
-    return out
-
-
-def fs_of(path):
-    """(mount point, fstype, device) of the file system holding @path."""
-    path = os.path.realpath(path)
-    best = ('/', '?', '?')
-    for mp, fstype, dev in mount_table():
-        if (path == mp or path.startswith(mp.rstrip('/') + '/')) and \
-                len(mp) >= len(best[0]):
-            best = (mp, fstype, dev)
-    return best
-
-
-def is_mounted(path):
-    return any(mp == path for mp, _, _ in mount_table())
-
-
-def children_of(pid):
-    """snapfs's own worker children (qemu-img).  QEMUs are left out: snapfs
-    is a child subreaper, so the VMs libvirt daemonizes become its
-    children, and they are not work in progress."""
-    kids = []
-    for name in os.listdir('/proc'):
-        if not name.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % name) as f:
-                stat = f.read()
-            comm = stat.split('(', 1)[1].rsplit(')', 1)[0]
-            ppid = int(stat.rsplit(')', 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid and not comm.startswith('qemu-system'):
-            kids.append(int(name))
-    return kids
-
-
-def median(xs):
-    return statistics.median(xs)
-
-
-def fmt_ms(s):
-    return '%.1f ms' % (s * 1e3)
-
-
-def fmt_s(s):
-    return '%.2f s' % s
-
-
-def fmt_gbs(bps):
-    return '%.2f GB/s' % (bps / 1e9)
-
-
-def spread(xs, fmt):
-    return '%s [%s..%s] n=%d' % (fmt(median(xs)), fmt(min(xs)), fmt(max(xs)),
-                                 len(xs))
-
-
-def qemu_io_chunks(total, pattern0):
-    """-c arguments writing @total bytes from offset 0 in <= 1 GiB writes,
-    each chunk with its own pattern (qemu-io refuses one write > 2 GiB)."""
-    args, off, i = [], 0, 0
-    while off < total:
-        n = min(GiB, total - off)
-        args += ['-c', 'write -q -P 0x%02x %d %d' % ((pattern0 + i) & 0xff, off, n)]
-        off += n
-        i += 1
-    return args
-
-
-def make_volume(path, virtual, allocated, pattern0):
-    run(['qemu-img', 'create', '-q', '-f', 'qcow2', path, str(virtual)])
-    run(['qemu-io', '-f', 'qcow2'] + qemu_io_chunks(allocated, pattern0) + [path],
-        timeout=1800)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def log_event_times(logpath, vol, snap):
@@ -170,9 +54,7 @@ def log_event_times(logpath, vol, snap):
                 stamp = line.split(' ', 1)[0]
                 for kind in ('snapshot.take', 'backup.start', 'backup.end'):
                     if '"type":"%s"' % kind in line:
-                        t = datetime.datetime.strptime(stamp, '%Y-%m-%dT%H:%M:%S.%fZ')
-                        found[kind] = t.replace(
-                            tzinfo=datetime.timezone.utc).timestamp()
+                        found[kind] = epoch(stamp, '%Y-%m-%dT%H:%M:%S.%fZ')
     except (OSError, ValueError):
         return {}
     return found
@@ -245,114 +127,6 @@ def folio_census(path, limit=64 * MiB):
         return None
     finally:
         m.close()
-
-
-class Snapfs:
-    """One snapfs daemon, started in the foreground by us, ended by us."""
-
-    exit_seconds = None
-
-    def __init__(self, binary, work, opts):
-        self.binary = binary
-        self.work = work
-        self.source = os.path.join(work, 'source')
-        self.primary = os.path.join(work, 'primary')
-        self.secondary = os.path.join(work, 'secondary')
-        self.mnt = os.path.join(work, 'mnt')
-        self.opts = opts
-        self.proc = None
-        for d in (self.source, self.primary, self.secondary, self.mnt):
-            os.makedirs(d, exist_ok=True)
-
-    def start(self):
-        o = 'primary=%s,secondary=%s,%s' % (self.primary, self.secondary,
-                                           self.opts)
-        self.logf = open(os.path.join(self.work, 'snapfs.out'), 'ab')
-        self.proc = subprocess.Popen([self.binary, '-f', '-o', o, self.source,
-                                      self.mnt], stdin=subprocess.DEVNULL,
-                                     stdout=self.logf, stderr=self.logf,
-                                     start_new_session=True)
-        with open(os.path.join(self.work, 'snapfs.pid'), 'w') as f:
-            f.write('%d\n' % self.proc.pid)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError('snapfs exited %d at start; see %s/snapfs.out'
-                                 % (self.proc.returncode, self.work))
-            if is_mounted(self.mnt) and os.path.isdir(self.p('volumes')):
-                return
-            time.sleep(0.05)
-        raise BenchError('snapfs did not mount within 30 s')
-
-    def p(self, *parts):
-        return os.path.join(self.mnt, *parts)
-
-    def snap_dir(self, vol, snap):
-        return self.p('volumes', vol, 'snapshots', snap)
-
-    def state(self, vol, snap):
-        with open(os.path.join(self.snap_dir(vol, snap), 'state')) as f:
-            return f.read().strip()
-
-    def wait_volume(self, vol, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if os.path.isdir(self.p('volumes', vol)):
-                return
-            time.sleep(0.05)
-        raise BenchError('volume %s did not show up' % vol)
-
-    def wait_quiet(self, timeout=900):
-        """No job in jobs/ and no child process (qemu-img) of the daemon,
-        twice in a row 50 ms apart."""
-        deadline = time.monotonic() + timeout
-        calm = 0
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError('snapfs died (exit %s)' % self.proc.returncode)
-            busy = os.listdir(self.p('jobs')) or children_of(self.proc.pid)
-            calm = 0 if busy else calm + 1
-            if calm >= 2:
-                return
-            time.sleep(0.05)
-        raise BenchError('snapfs still busy after %d s' % timeout)
-
-    def stop(self):
-        if self.proc is None:
-            return
-        for _ in range(20):
-            if not is_mounted(self.mnt):
-                break
-            subprocess.run(['fusermount3', '-u', self.mnt],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if is_mounted(self.mnt):
-                time.sleep(0.25)
-        if is_mounted(self.mnt):
-            subprocess.run(['fusermount3', '-uz', self.mnt],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        t = time.monotonic()
-        try:
-            self.proc.wait(timeout=30)
-            self.exit_seconds = time.monotonic() - t
-        except subprocess.TimeoutExpired:
-            self.exit_seconds = None
-            kids = children_of(self.proc.pid)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            for k in kids:
-                try:
-                    os.kill(k, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        log('   snapfs exited %s after the unmount' %
-            ('%.2f s' % self.exit_seconds if self.exit_seconds is not None
-             else 'only when killed, more than 30 s'))
-        self.proc = None
-        self.logf.close()
 
 
 # ---- the benchmarks -------------------------------------------------------------
@@ -449,7 +223,7 @@ def bench_mkdir(fs, a, results):
     results['rows'].append(dict(
         name='1 mkdir, %d GiB vs 64 MiB allocated' % a.large_gib,
         base=fmt_ms(median(s)), snap=fmt_ms(median(l)),
-        ratio='%.2fx (%.2f..%.2f)' % (ratio, min(pairs), max(pairs)),
+        ratio=paired(ratio, pairs),
         target='<= 1.5x', ok=ratio <= 1.5))
     results['rows'].append(dict(
         name='1 mkdir absolute, %d GiB volume' % a.large_gib,
@@ -530,9 +304,7 @@ def bench_copy(fs, a, results):
         # the same input snapfs copies: the newest snapshot's layer, which is
         # the backing file of the volume file (same data: nothing writes)
         fs.wait_quiet()
-        info = json.loads(run(['qemu-img', 'info', '-U', '--output=json',
-                               vpath]).stdout)
-        src = info.get('full-backing-filename') or info.get('backing-filename')
+        src = backing_file(vpath)
         if not src:
             raise BenchError('%s has no backing file after a snapshot' % vpath)
         drop_caches()
@@ -540,9 +312,7 @@ def bench_copy(fs, a, results):
         run(['qemu-img', 'convert', '-U', '-f', 'qcow2', '-O', 'qcow2', src, out],
             timeout=3600)
         tc = time.perf_counter() - t
-        fd = os.open(out, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
+        fsync_file(out)
         dt = time.perf_counter() - t
         bare_phases.append((tc, dt - tc))
         os.unlink(out)
@@ -593,7 +363,7 @@ def bench_copy(fs, a, results):
     results['rows'].append(dict(
         name='2 mkdir->BackedUp vs convert+fsync, %d MiB' % a.copy_mib,
         base=fmt_s(median(base)), snap=fmt_s(median(snap)),
-        ratio='%.2fx (%.2f..%.2f)' % (ratio, min(pairs), max(pairs)),
+        ratio=paired(ratio, pairs),
         target='<= 1.15x', ok=ratio <= 1.15))
     return vol, 'c%d' % (a.copy_samples - 1)
 
@@ -669,7 +439,7 @@ def bench_read(fs, a, results, vol, snap):
         results['rows'].append(dict(
             name='3 read %s, mount vs direct, %d MiB' % (mode, size // MiB),
             base=fmt_gbs(median(d)), snap=fmt_gbs(median(m)),
-            ratio='%.2fx (%.2f..%.2f)' % (ratio, min(pairs), max(pairs)),
+            ratio=paired(ratio, pairs),
             target='>= %.1fx' % target, ok=ratio >= target))
     results['read'] = res
 
@@ -677,56 +447,8 @@ def bench_read(fs, a, results, vol, snap):
 # ---- the run ------------------------------------------------------------------
 
 
-def machine(work):
-    info = {}
-    info['date'] = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
-    info['nproc'] = os.cpu_count()
-    info['kernel'] = platform.release()
-    try:
-        with open('/proc/cpuinfo') as f:
-            info['cpu'] = next((l.split(':', 1)[1].strip() for l in f
-                                if l.startswith('model name')), '?')
-        with open('/proc/meminfo') as f:
-            info['mem_gib'] = round(int(f.readline().split()[1]) / (1 << 20), 1)
-    except OSError:
-        pass
-    with open('/proc/loadavg') as f:
-        info['loadavg_start'] = ' '.join(f.read().split()[:3])
-    mp, fstype, dev = fs_of(work)
-    info['workdir_fs'] = '%s on %s (%s)' % (dev, mp, fstype)
-    blk = os.path.basename(os.path.realpath(dev)) if dev.startswith('/dev/') else ''
-    rot = '/sys/block/%s/queue/rotational' % blk
-    if blk and os.path.exists(rot):
-        with open(rot) as f:
-            info['disk'] = '%s, rotational=%s' % (blk, f.read().strip())
-        try:
-            with open('/sys/block/%s/size' % blk) as f:
-                info['disk'] += ', %d GiB' % (int(f.read()) * 512 // GiB)
-        except OSError:
-            pass
-    return info
-
-
-def print_table(rows):
-    head = ('benchmark', 'baseline', 'snapfs', 'ratio (paired range)', 'target',
-            'result')
-    cells = [head] + [(r['name'], r['base'], r['snap'], r['ratio'], r['target'],
-                       'PASS' if r['ok'] else 'MISS') for r in rows]
-    w = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    line = lambda c: '| ' + ' | '.join(x.ljust(w[i]) for i, x in enumerate(c)) + ' |'
-    log(line(head))
-    log('|' + '|'.join('-' * (x + 2) for x in w) + '|')
-    for c in cells[1:]:
-        log(line(c))
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--bin', required=True, help='the snapfs binary')
-    ap.add_argument('--workdir', help='an empty directory on local disk '
-                    '(default: a new one under /var/tmp, removed at the end)')
-    ap.add_argument('--quick', action='store_true',
-                    help='smaller sizes and fewer samples (2 GiB, 1 GiB)')
+    ap = arg_parser(__doc__, 'smaller sizes and fewer samples (2 GiB, 1 GiB)')
     ap.add_argument('--large-gib', type=int)
     ap.add_argument('--copy-mib', type=int)
     ap.add_argument('--mkdir-samples', type=int)
@@ -734,69 +456,41 @@ def main():
     ap.add_argument('--read-samples', type=int)
     ap.add_argument('--only', default='1,2,3',
                     help='which benchmarks (3 needs 2): e.g. 1 or 2,3')
-    ap.add_argument('--json', help='also write the results here')
-    ap.add_argument('--keep', action='store_true', help='keep the work directory')
-    a = ap.parse_args()
-    defaults = dict(large_gib=(2, 8), copy_mib=(1024, 2048), mkdir_samples=(6, 20),
-                    copy_samples=(2, 6), read_samples=(2, 6))
-    for k, (quick, full) in defaults.items():
-        if getattr(a, k) is None:
-            setattr(a, k, quick if a.quick else full)
+    a = parse_args(ap)
+    quick_or_full(a, large_gib=(2, 8), copy_mib=(1024, 2048), mkdir_samples=(6, 20),
+                  copy_samples=(2, 6), read_samples=(2, 6))
     only = set(a.only.split(','))
     if '3' in only:
         only.add('2')
 
-    if os.geteuid() != 0:
-        sys.exit('snapbench: must run as root (FUSE mount, drop_caches)')
-    for prog in ('qemu-img', 'qemu-io', 'fusermount3'):
-        if not shutil.which(prog):
-            sys.exit('snapbench: %s is missing' % prog)
-    binary = os.path.realpath(a.bin)
-    if not os.access(binary, os.X_OK):
-        sys.exit('snapbench: no snapfs binary at %s' % a.bin)
+    try:
+        binary, work, own_work = setup('snapbench', a,
+                                       ('qemu-img', 'qemu-io', 'fusermount3'))
+        need = (('1' in only) * (a.large_gib * GiB + 64 * MiB)
+                + ('2' in only) * 4 * a.copy_mib * MiB + GiB)
+        free = shutil.disk_usage(work).free
+        if free < need:
+            raise Refused('snapbench: %s has %d MiB free, needs about %d MiB'
+                          % (work, free // MiB, need // MiB))
+    except Refused as e:
+        sys.exit(str(e))
+    end_on_signals()
 
-    own_work = a.workdir is None
-    work = a.workdir or tempfile.mkdtemp(prefix='snapfs-bench.', dir='/var/tmp')
-    work = os.path.realpath(work)
-    fstype = fs_of(work)[1]
-    if fstype in ('tmpfs', 'ramfs', 'overlay', 'fuse', 'nfs', 'nfs4'):
-        sys.exit('snapbench: %s is on %s; benchmarks need a local disk' % (work, fstype))
-    need = (('1' in only) * (a.large_gib * GiB + 64 * MiB)
-            + ('2' in only) * 4 * a.copy_mib * MiB + GiB)
-    free = shutil.disk_usage(work).free
-    if free < need:
-        sys.exit('snapbench: %s has %d MiB free, needs about %d MiB'
-                 % (work, free // MiB, need // MiB))
-
-    # SIGTERM/SIGHUP end the run through the finally below, like Ctrl-C
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt('signal %d' % signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    info = machine(work)
-    info['snapfs'] = run([binary, '-V'], check=False).stdout.strip()
-    info['binary'] = binary
-    info['qemu_img'] = run(['qemu-img', '--version']).stdout.splitlines()[0]
-    info['mode'] = 'quick' if a.quick else 'full'
-    info['params'] = dict(large_gib=a.large_gib, copy_mib=a.copy_mib,
-                          mkdir_samples=a.mkdir_samples,
-                          copy_samples=a.copy_samples,
-                          read_samples=a.read_samples)
-    log('snapfs benchmarks, %s run, %s' % (info['mode'], info['date']))
-    for k in ('nproc', 'cpu', 'mem_gib', 'kernel', 'workdir_fs', 'disk', 'snapfs',
-              'binary', 'qemu_img', 'params', 'loadavg_start'):
-        if k in info:
-            log('  %-10s %s' % (k, info[k]))
-    log('  work dir   %s' % work)
-    log('  mount      -f -o workers=1,keep_primary=1,retries=0 (secondary on the '
-        'same disk as primary)')
+    info = start_report(
+        'snapfs benchmarks', a, work, binary,
+        [('qemu_img', version('qemu-img'))],
+        dict(large_gib=a.large_gib, copy_mib=a.copy_mib,
+             mkdir_samples=a.mkdir_samples, copy_samples=a.copy_samples,
+             read_samples=a.read_samples),
+        [('work dir', work),
+         ('mount', '-f -o workers=1,keep_primary=1,retries=0 (secondary on the '
+          'same disk as primary)')])
     log()
 
     results = dict(machine=info, rows=[])
     fs = Snapfs(binary, work, 'workers=1,keep_primary=1,retries=0')
     t_start = time.perf_counter()
-    failed = None
+    failed = []
     try:
         fs.start()
         if '1' in only:
@@ -808,32 +502,12 @@ def main():
             if '3' in only:
                 bench_read(fs, a, results, vol, snap)
                 log()
-    except (BenchError, OSError, subprocess.SubprocessError, KeyboardInterrupt) as e:
-        failed = e
+    except FAILURES + (KeyboardInterrupt,) as e:
+        failed.append(e)
     finally:
         fs.stop()
-        if own_work and not a.keep and not is_mounted(fs.mnt):
-            shutil.rmtree(work, ignore_errors=True)
-    results['seconds'] = round(time.perf_counter() - t_start, 1)
-    with open('/proc/loadavg') as f:
-        info['loadavg_end'] = ' '.join(f.read().split()[:3])
-    if a.json:
-        with open(a.json, 'w') as f:
-            json.dump(results, f, indent=1)
-    if results['rows']:
-        log('== summary (%s run, %s, %d s, load average %s at the start, %s at '
-            'the end; medians, ratio of medians)'
-            % (info['mode'], info['date'], results['seconds'],
-               info['loadavg_start'], info['loadavg_end']))
-        print_table(results['rows'])
-    if failed is not None:
-        log('snapbench: FAILED: %s: %s' % (type(failed).__name__, failed))
-        return 2
-    missed = [r['name'] for r in results['rows'] if not r['ok']]
-    log('%d of %d targets met%s' % (len(results['rows']) - len(missed),
-                                    len(results['rows']),
-                                    '; missed: ' + '; '.join(missed) if missed else ''))
-    return 1 if missed else 0
+        remove_work(a, work, own_work)
+    return finish('snapbench', a, results, t_start, failed)
 
 
 if __name__ == '__main__':
