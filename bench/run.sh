@@ -112,23 +112,26 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Run the benchmarks $1 (io, vm, clone or policy) in directory $2.
+bench() {
+	local script=$here/${1}bench.py
+	[ "$1" = io ] && script=$here/snapbench.py
+	python3 "$script" --bin "$bin" --workdir "$2" "${@:3}"
+}
+
 case $which in
-io) python3 "$here/snapbench.py" --bin "$bin" --workdir "$work" "$@" ;;
-vm) python3 "$here/vmbench.py" --bin "$bin" --workdir "$work" "$@" ;;
-clone) python3 "$here/clonebench.py" --bin "$bin" --workdir "$work" "$@" ;;
-policy) python3 "$here/policybench.py" --bin "$bin" --workdir "$work" "$@" ;;
 all)
 	# all four, each in its own directory; the exit status is the worst one
-	mkdir "$work/io" "$work/vm" "$work/clone" "$work/policy"
 	st=0
-	python3 "$here/snapbench.py" --bin "$bin" --workdir "$work/io" "$@" || st=$?
-	for b in vm clone policy; do
-		echo
-		python3 "$here/${b}bench.py" --bin "$bin" --workdir "$work/$b" "$@" || {
+	for b in io vm clone policy; do
+		[ "$b" = io ] || echo
+		mkdir "$work/$b"
+		bench "$b" "$work/$b" "$@" || {
 			r=$?
 			[ "$r" -gt "$st" ] && st=$r
 		}
 	done
 	exit "$st"
 	;;
+*) bench "$which" "$work" "$@" ;;
 esac
