@@ -220,14 +220,14 @@ static int retire_grace(GCancellable *cancel)
 }
 
 /*
- * Unlink the names of @v's Retired layers, after the grace.
+ * Unlink the names of @v's Retired layers, after the grace unless
+ * @waited (the caller slept it out since the last one retired).
  * Return: 0, -ECANCELED (they stay, for recovery), or -errno.
  */
 static int retire_sweep(struct snap_engine *eng, const struct catalog_volume *v,
-			GCancellable *cancel)
+			GCancellable *cancel, bool waited)
 {
 	GArray *layers = NULL;
-	bool waited = false;
 	guint i;
 	int rc;
 
@@ -394,13 +394,18 @@ static int fold_into_volume(struct snap_engine *eng,
 					     "layer %s folded into the volume file", l->uuid);
 			rc = catalog_tx_end(eng->cat, rc);
 		}
-		/* a refused catalog: recovery reads the top layer from the
-		 * file and drops L's name */
+		/*
+		 * (A refused catalog: recovery reads the top layer from the
+		 * file and drops L's name.)  After the grace every retired
+		 * name of the volume goes, L's and those of merges just
+		 * before, which may be links to the file that is now the
+		 * volume file: no take may meet it with two links.
+		 */
 		if (rc == 0) {
 			testpoint("layer.fold.retired");
 			rc = retire_grace(cancel);
 			if (rc == 0)
-				rc = retire_finish(eng, v, l);
+				rc = retire_sweep(eng, v, cancel, true);
 		}
 	}
 	volume_busy_end(eng, v->id);
@@ -488,7 +493,7 @@ int layer_merge_run(struct snap_engine *eng, struct running_job *rj)
 			break;
 	}
 	if (rc == 0)
-		rc = retire_sweep(eng, &v, rj->cancel);
+		rc = retire_sweep(eng, &v, rj->cancel, false);
 	if (rc == -ECANCELED)
 		return rc;
 	if (rc < 0)
