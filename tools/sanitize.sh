@@ -67,7 +67,13 @@ while [ $# -gt 0 ]; do
 	--unit) unit_only=1; shift ;;
 	--fs) fs_list=$2; shift 2 ;;
 	--fs=*) fs_list=${1#--fs=}; shift ;;
-	--ci) fs_list=$CI_FS_TESTS; shift ;;
+	--ci)
+		fs_list=$CI_FS_TESTS
+		# the fault walk under ASan: every 12th point from the 3rd, not
+		# the plain run's (every 6th from the 1st), in a third of its time
+		export SNAPFS_FAULT_STRIDE=${SNAPFS_FAULT_STRIDE:-12}
+		export SNAPFS_FAULT_START=${SNAPFS_FAULT_START:-3}
+		shift ;;
 	-h|--help) sed -n '2,/^set /p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "sanitize: unknown argument $1" >&2; exit 2 ;;
 	esac
