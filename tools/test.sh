@@ -11,7 +11,7 @@
 #     a subset of the mount tests against an instrumented daemon; every
 #     sanitizer report is a failed case;
 #   - fuzzing (tools/fuzz.sh, in BUILD-fuzz): each libFuzzer target for
-#     $SNAPFS_FUZZ_SECONDS (default 8) seconds, one case per target.
+#     $SNAPFS_FUZZ_SECONDS (default 5) seconds, one case per target.
 #
 # SNAPFS_TEST_SANITIZE=0 or SNAPFS_TEST_FUZZ=0 leave a step out (a quick
 # local run); CI runs both.  tools/count-results.py counts the individual
@@ -57,7 +57,7 @@ fi
 if [ "${SNAPFS_TEST_FUZZ:-1}" != 0 ]; then
 	fuzz=${build}-fuzz
 	rm -f "$fuzz/fuzz-results.tap"
-	FUZZ_BUILD_DIR=$fuzz bash tools/fuzz.sh --time "${SNAPFS_FUZZ_SECONDS:-8}" || step_rc=1
+	FUZZ_BUILD_DIR=$fuzz bash tools/fuzz.sh --time "${SNAPFS_FUZZ_SECONDS:-5}" || step_rc=1
 	results+=("$fuzz/fuzz-results.tap")
 fi
 
