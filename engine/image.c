@@ -72,6 +72,13 @@ char **image_argv_check(const char *path)
 	return argv_build("check", "-q", "-f", "qcow2", path, NULL);
 }
 
+char **image_argv_repair_leaks(const char *path)
+{
+	if (!absolute(path))
+		return NULL;
+	return argv_build("check", "-q", "-r", "leaks", "-f", "qcow2", path, NULL);
+}
+
 char **image_argv_info(const char *path)
 {
 	if (!absolute(path))

@@ -33,6 +33,9 @@ char **image_argv_convert(const char *src, const char *dst);
 
 /** image_argv_check() - structural check of a qcow2 image. */
 char **image_argv_check(const char *path);
+/** image_argv_repair_leaks() - free the clusters of a qcow2 image that no
+ * table points to (a write cut by a crash); never touches data. */
+char **image_argv_repair_leaks(const char *path);
 
 /** image_argv_info() - JSON facts of one image, shared with other users. */
 char **image_argv_info(const char *path);

@@ -358,7 +358,11 @@ static int fold_into_volume(struct snap_engine *eng,
 		volume_busy_end(eng, v->id);
 		return rc < 0 ? rc : 0;
 	}
-	rc = proc_run(argv, NULL, NULL, NULL);
+	/* Merging: a commit cut by a crash is known at the next mount */
+	l->state = LAYER_STATE_MERGING;
+	rc = catalog_layer_update(eng->cat, l);
+	if (rc == 0)
+		rc = proc_run(argv, NULL, NULL, NULL);
 	if (rc == 0)
 		rc = fsync_path(lpath);
 	if (rc == 0 && lstat(vpath, &st) == 0 &&
@@ -377,6 +381,11 @@ static int fold_into_volume(struct snap_engine *eng,
 		unlink(tmp);
 	}
 	close(deny);
+	if (rc < 0 && l->state == LAYER_STATE_MERGING) {
+		/* nothing visible changed; L stays, live, for a later try */
+		l->state = LAYER_STATE_LIVE;
+		catalog_layer_update(eng->cat, l);
+	}
 	if (rc == 0) {
 		fsync_dir(eng->primary);
 		fsync_dir(dir);
@@ -525,7 +534,18 @@ int layer_recover(struct snap_engine *eng)
 		tmp = merge_tmp_path(eng, v.name, l->uuid);
 		unlink(tmp);
 		if (!merge_renamed(eng, &v, l, layers)) {
-			/* the rename did not happen: the merge runs again */
+			/*
+			 * The rename did not happen: the merge (or fold) runs
+			 * again.  Its cut commit may have left clusters in L
+			 * that no table points to; the next commit would carry
+			 * them into the file it renames, so they go now.
+			 */
+			g_autofree char *lpath = layer_path(eng, v.name, l->uuid);
+			g_auto(GStrv) repair = image_argv_repair_leaks(lpath);
+
+			if (proc_run(repair, NULL, NULL, NULL) < 0)
+				snap_log(LOG_WARNING, "layer: could not repair leaked clusters of '%s'",
+					 lpath);
 			l->state = LAYER_STATE_LIVE;
 			catalog_layer_update(eng->cat, l);
 			event_record(eng, "recovery.merge", v.name, NULL, 0,
