@@ -728,7 +728,11 @@ class Loop:
                     self.vols[vol].content = new[vol] if got[vol] == 'new' else \
                         old[vol] if got[vol] == 'old' else None
                 vm_doubt = True
-                if which == {'new'} and env.vm_state(self.vm) == 'running':
+                # (when the snapshot holds what the disks held, 'new' says
+                # nothing: the revert may not have happened, and a VM left
+                # running by the recovery is right)
+                reverted = any(new[v] != old[v] for v in ('a', 'b'))
+                if which == {'new'} and reverted and env.vm_state(self.vm) == 'running':
                     # the recovery finished the revert on the disks while the
                     # VM's QEMU still runs on the old ones: stop it, so the
                     # next iterations start from what the files hold
