@@ -116,6 +116,8 @@ $demo/primary).  Try:
   mkdir $mnt/volumes/web/snapshots/$snap
   cat $mnt/volumes/web/snapshots/$snap/state      # BackingUp, then BackedUp
   ls $mnt/jobs                                    # the copy, while it runs
+  cat $mnt/wait/web/$snap                         # blocks until the copy ends
+  $(cd "$build" && pwd)/snapctl/snapctl -m $mnt status   # or: snapctl wait, events -f, tree
 
   # the finished backup: a standalone qcow2 and its manifest
   ls -l $mnt/backed-up/volumes/web/
