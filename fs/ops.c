@@ -1343,6 +1343,14 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	struct snapfs_ctx *c = fuse_get_context()->private_data;
 
 	cfg->use_ino = 1;
+	/*
+	 * rm of a file still open (its RELEASE not yet here: the kernel sends
+	 * it after close(2) returns) reaches unlink, not libfuse's "hide" as a
+	 * rename to .fuse_hidden*, which snapfs refuses (EPERM): a policy file
+	 * removed right after its write failed that way under ASan.  Our files
+	 * are views; nothing reads an unlinked one.
+	 */
+	cfg->hard_remove = 1;
 	cfg->readdir_ino = 1;
 	/*
 	 * The kernel may keep names and attributes for a second: path walks

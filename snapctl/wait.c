@@ -367,6 +367,12 @@ static int usage_error(void)
 	return -EINVAL;
 }
 
+/*
+ * A reader still in read(2) when cmd_wait() returns (a timeout, an error)
+ * keeps its struct until snapctl exits; kept here, it is not a leak.
+ */
+static struct reader *orphan;
+
 int cmd_wait(struct snapctl *ctl, int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -375,7 +381,7 @@ int cmd_wait(struct snapctl *ctl, int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct reader *r = g_new0(struct reader, 1);
+	struct reader *r = NULL;
 	struct progress p = { 0 };
 	g_autofree char *rel = NULL, *wait_path = NULL;
 	char state[64] = "";
@@ -416,6 +422,7 @@ int cmd_wait(struct snapctl *ctl, int argc, char **argv)
 			   (gint64)(timeout * G_TIME_SPAN_SECOND);
 
 	wait_path = wait_file_path(ctl, rel);
+	r = g_new0(struct reader, 1);
 	g_mutex_init(&r->lock);
 	g_cond_init(&r->cond);
 	r->fd = open(wait_path, O_RDONLY | O_CLOEXEC);
@@ -465,6 +472,7 @@ int cmd_wait(struct snapctl *ctl, int argc, char **argv)
 		 * interrupts it; until then the thread owns @r */
 		if (!done) {
 			g_thread_unref(thread);
+			orphan = r;
 			return rc;
 		}
 		g_thread_join(thread);
