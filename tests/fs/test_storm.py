@@ -52,7 +52,7 @@ import snapfs_harness as H
 
 SEED = int(os.environ.get('SNAPFS_STORM_SEED') or random.SystemRandom().randrange(1 << 31))
 CLIENTS = int(os.environ.get('SNAPFS_STORM_CLIENTS') or 12)
-SECONDS = float(os.environ.get('SNAPFS_STORM_SECONDS') or 36)
+SECONDS = float(os.environ.get('SNAPFS_STORM_SECONDS') or 24)
 ROUNDS = 3
 OP_BOUND = 60
 SIZE_MIB = 16
