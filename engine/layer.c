@@ -253,6 +253,32 @@ static int retire_sweep(struct snap_engine *eng, const struct catalog_volume *v,
 	return rc;
 }
 
+/*
+ * Give @target the file of @lpath while @lpath keeps its name: link it to
+ * @tmp (a leftover of an earlier try goes first), then rename @tmp over
+ * @target, the commit point (fault point @point).  On failure nothing
+ * visible changed and @tmp is gone.  0 or -errno.
+ */
+static int link_over(const char *lpath, const char *tmp, const char *target,
+		     const char *point)
+{
+	int rc;
+
+	unlink(tmp);
+	if (link(lpath, tmp) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "layer: cannot link '%s' to '%s': %m", lpath, tmp);
+		return rc;
+	}
+	if (fault(point, EIO) || rename(tmp, target) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "layer: cannot rename '%s': %m", tmp);
+		unlink(tmp);
+		return rc;
+	}
+	return 0;
+}
+
 static bool layer_referenced(struct snap_engine *eng, const char *uuid)
 {
 	/* an error counts as referenced: never fold what may be in use */
@@ -278,27 +304,18 @@ static int merge_one(struct snap_engine *eng, const struct catalog_volume *v,
 	rc = proc_run(argv, cancel, NULL, NULL);
 	if (rc == 0)
 		rc = fsync_path(lpath);
-	if (rc == 0) {
-		unlink(tmp); /* left by an earlier try */
-		if (link(lpath, tmp) < 0) {
-			rc = -errno;
-			snap_log(LOG_ERR, "layer: cannot link '%s' to '%s': %m", lpath, tmp);
-		}
-	}
 	/*
 	 * X's name changes file here.  Whoever opens the chain through snapfs
 	 * (a VM start, a take) holds the volume's busy flag while it does; any
 	 * other opener that read the old X finds L's name until the sweep.
 	 */
-	volume_busy_begin(eng, v->id);
-	if (rc == 0 && (fault("rename.merge", EIO) || rename(tmp, xpath) < 0)) {
-		rc = -errno;
-		snap_log(LOG_ERR, "layer: cannot rename '%s': %m", tmp);
+	if (rc == 0) {
+		volume_busy_begin(eng, v->id);
+		rc = link_over(lpath, tmp, xpath, "rename.merge");
+		volume_busy_end(eng, v->id);
 	}
-	volume_busy_end(eng, v->id);
 	if (rc < 0) {
 		/* nothing visible changed; L stays, live, for a later try */
-		unlink(tmp);
 		l->state = LAYER_STATE_LIVE;
 		catalog_layer_update(eng->cat, l);
 		return rc;
@@ -368,18 +385,8 @@ static int fold_into_volume(struct snap_engine *eng,
 	if (rc == 0 && lstat(vpath, &st) == 0 &&
 	    (chown(lpath, st.st_uid, st.st_gid) < 0 || chmod(lpath, st.st_mode & 07777) < 0))
 		snap_log(LOG_WARNING, "layer: cannot copy the owner of '%s'", vpath);
-	if (rc == 0) {
-		unlink(tmp); /* left by an earlier try */
-		if (link(lpath, tmp) < 0) {
-			rc = -errno;
-			snap_log(LOG_ERR, "layer: cannot link '%s' to '%s': %m", lpath, tmp);
-		}
-	}
-	if (rc == 0 && (fault("rename.fold", EIO) || rename(tmp, vpath) < 0)) {
-		rc = -errno;
-		snap_log(LOG_ERR, "layer: cannot rename '%s': %m", tmp);
-		unlink(tmp);
-	}
+	if (rc == 0)
+		rc = link_over(lpath, tmp, vpath, "rename.fold");
 	close(deny);
 	if (rc < 0 && l->state == LAYER_STATE_MERGING) {
 		/* nothing visible changed; L stays, live, for a later try */
