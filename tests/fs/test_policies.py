@@ -424,6 +424,25 @@ def test_malformed_policies_are_refused_with_the_reason(env):
     assert env.listdir('policies') == ['five', 'good', 'new']
 
 
+def test_rm_of_a_policy_file_still_open_removes_it(env):
+    # The kernel sends RELEASE after close(2) returns; an rm that comes
+    # before it (here: while the file is still open) must reach snapfs's
+    # unlink.  libfuse's high-level API otherwise "hides" an open file by a
+    # rename to .fuse_hidden*, which snapfs refuses (EPERM): seen under
+    # ASan as an rm right after a write (the mount uses hard_remove).
+    env.make_volume('a', '16M')
+    env.mount(workers=2)
+    path = env.p('policies', 'p')
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b'target=volume:a schedule=daily keep=1\n')
+        os.unlink(path)
+    finally:
+        os.close(fd)
+    assert env.listdir('policies') == []
+    assert not [n for n in os.listdir(env.p('policies')) if n.startswith('.fuse_hidden')]
+
+
 def test_a_refused_policy_write_leaves_an_empty_file(env):
     env.make_volume('a', '16M')
     env.mount(workers=2)
