@@ -180,7 +180,7 @@ def unmount_path(path, fuse=True):
     return not is_mounted(path)
 
 
-def _ppid(pid):
+def parent_pid(pid):
     try:
         with open('/proc/%d/stat' % pid) as f:
             return int(f.read().rsplit(')', 1)[1].split()[1])
@@ -206,7 +206,7 @@ def processes_mentioning(text, exclude=()):
         pid, ancestors = int(name), set()
         while pid > 1 and pid not in ancestors:
             ancestors.add(pid)
-            pid = _ppid(pid)
+            pid = parent_pid(pid)
         if ancestors & set(exclude):
             continue
         found.append((int(name), cmd.strip()))
