@@ -11,7 +11,10 @@
  *             drains I/O itself)
  *   swap:     rename(overlay, PRIMARY/vol.qcow2), the commit point
  *
- * Undo before the swap removes the overlay and the link.  QEMU keeps its
+ * Undo before the swap removes the overlay and the link.  A crash between
+ * the blockdev-add and the transaction leaves QEMU holding the overlay open
+ * but writing the old file: recovery asks QEMU which node is on top
+ * (freeze_recover_switched()) rather than who has the overlay open.  QEMU keeps its
  * file descriptors across the rename, and libvirt's definition keeps naming
  * PRIMARY/vol.qcow2, which is the overlay from then on.
  */
@@ -136,6 +139,14 @@ int freeze_swap(struct snap_engine *eng, struct freeze *f)
 	return 0;
 }
 
+/* The QEMU node name of the overlay of layer @uuid: at most 31 bytes,
+ * "snapfs-" and 20 hex digits of the uuid. */
+static void overlay_node(const char *uuid, char node[32])
+{
+	g_snprintf(node, 32, "snapfs-%.8s%.4s%.4s%.4s", uuid, uuid + 9,
+		   uuid + 14, uuid + 19);
+}
+
 /* The node QEMU attaches to the disk with libvirt alias @alias. */
 static int top_node(struct jdoc *reply, const char *alias, char *node,
 		    size_t size)
@@ -189,10 +200,7 @@ int freeze_switch_running(struct snap_engine *eng, struct vm_conn *vmc,
 				 aliases[i], vm);
 			break;
 		}
-		/* node names are at most 31 bytes: "snapfs-" + 20 of the uuid */
-		g_snprintf(nodes[i], sizeof(nodes[i]), "snapfs-%.8s%.4s%.4s%.4s",
-			   fs[i].uuid, fs[i].uuid + 9, fs[i].uuid + 14,
-			   fs[i].uuid + 19);
+		overlay_node(fs[i].uuid, nodes[i]);
 		cmd = g_strdup_printf(
 			"{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"qcow2\","
 			"\"node-name\":\"%s\",\"file\":{\"driver\":\"file\",\"filename\":%s},"
@@ -205,6 +213,8 @@ int freeze_switch_running(struct snap_engine *eng, struct vm_conn *vmc,
 			"%s{\"type\":\"blockdev-snapshot\",\"data\":{\"node\":\"%s\","
 			"\"overlay\":\"%s\"}}", i ? "," : "", old, nodes[i]);
 	}
+	if (rc == 0)
+		testpoint("freeze.added");
 	if (rc == 0) {
 		g_autofree char *cmd = g_strdup_printf(
 			"{\"execute\":\"transaction\",\"arguments\":{\"actions\":[%s]}}",
@@ -230,4 +240,66 @@ out:
 	jdoc_free(d);
 	g_free(nodes);
 	return rc;
+}
+
+/* Whether a device of @vm's QEMU has node @node on top. */
+static int node_on_top(struct vm_conn *vmc, const char *vm, const char *node)
+{
+	g_autofree char *reply = NULL;
+	struct jdoc *d = NULL;
+	int i, n, rc;
+
+	rc = vm_qmp(vmc, vm, "{\"execute\":\"query-block\"}", &reply);
+	if (rc == 0)
+		rc = jdoc_parse(reply, &d);
+	if (rc < 0)
+		return rc;
+	n = jdoc_array_len(d, "return");
+	for (i = 0; i < n && rc == 0; i++) {
+		struct jdoc *dev = jdoc_array_obj(d, "return", i);
+		struct jdoc *ins = dev ? jdoc_get_obj(dev, "inserted") : NULL;
+		const char *nn = ins ? jdoc_get_str(ins, "node-name") : NULL;
+
+		rc = nn && !strcmp(nn, node);
+	}
+	jdoc_free(d);
+	return rc;
+}
+
+bool freeze_recover_switched(struct snap_engine *eng, const char *vol,
+			     const char *uuid)
+{
+	g_autofree char *tmp = freeze_tmp_path(eng, vol, uuid);
+	g_autofree char *cmd = NULL;
+	struct vm_user user;
+	char node[32];
+	int rc;
+
+	if (volume_in_use(tmp) <= 0)
+		return false;
+	overlay_node(uuid, node);
+	if (vm_user_find(eng, vol, &user) < 0) {
+		snap_log(LOG_ERR, "freeze: '%s' is open for writing, but by no VM snapfs knows: taken as switched",
+			 tmp);
+		return true;
+	}
+	rc = node_on_top(eng->vm, user.vm, node);
+	if (rc != 0) {
+		if (rc < 0)
+			snap_log(LOG_ERR, "freeze: cannot ask VM '%s' which node it writes; '%s' taken as switched",
+				 user.vm, tmp);
+		return true;
+	}
+	/* added, never switched to: QEMU still writes the volume file */
+	cmd = g_strdup_printf("{\"execute\":\"blockdev-del\",\"arguments\":{\"node-name\":\"%s\"}}",
+			      node);
+	rc = vm_qmp(eng->vm, user.vm, cmd, NULL);
+	if (rc < 0 || volume_in_use(tmp) > 0) {
+		snap_log(LOG_ERR, "freeze: VM '%s' keeps '%s' open though it writes the volume file; taken as switched",
+			 user.vm, tmp);
+		return true;
+	}
+	snap_log(LOG_INFO, "freeze: VM '%s' had added '%s' but not switched to it: closed",
+		 user.vm, tmp);
+	return false;
 }

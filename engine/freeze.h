@@ -4,6 +4,7 @@
 #ifndef SNAP_FREEZE_H
 #define SNAP_FREEZE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "snap.h"
@@ -48,6 +49,19 @@ int freeze_prepare(struct snap_engine *eng, struct freeze *f, const char *vol,
 int freeze_switch_running(struct snap_engine *eng, struct vm_conn *vmc,
 			  const char *vm, struct freeze *fs, const char **aliases,
 			  int n);
+
+/**
+ * freeze_recover_switched() - at recovery, whether a running VM writes the
+ * overlay of layer @uuid of @vol: the take was cut between the QMP
+ * blockdev-add and the switch, or after it.  Asks the VM's QEMU which node
+ * is on top of the disk; an overlay QEMU only added is deleted from QEMU
+ * (blockdev-del), which closes it.
+ * Return: true when QEMU writes the overlay, or has it open and cannot be
+ * asked (then it may write it: the overlay must stay); false when no
+ * process has the overlay open for writing any more.
+ */
+bool freeze_recover_switched(struct snap_engine *eng, const char *vol,
+			     const char *uuid);
 
 /** freeze_swap() - rename the overlay onto the volume file (commit point). */
 int freeze_swap(struct snap_engine *eng, struct freeze *f);

@@ -82,7 +82,8 @@ static void recover_take(struct snap_engine *eng, struct catalog_snapshot *s)
 		return;
 	}
 	/* a running VM was switched to the overlay: only the rename is left */
-	if (volume_in_use(tmp) > 0 && rename(tmp, vpath) == 0) {
+	if (freeze_recover_switched(eng, s->volume, s->layer) &&
+	    rename(tmp, vpath) == 0) {
 		fsync_dir(eng->primary);
 		recover_take(eng, s);
 		return;

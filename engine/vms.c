@@ -1477,14 +1477,14 @@ static int finish_disk(struct snap_engine *eng, struct catalog_vm_disk *d)
 
 /*
  * Did this disk pass the snapshot's instant?  Swapped, or its overlay is
- * what QEMU writes (the QMP switch happened).  An overlay nobody writes
- * was only prepared: a running VM still wrote the old file after it.
+ * what QEMU writes (the QMP switch happened).  An overlay QEMU does not
+ * write was only prepared (or only added: then QEMU is made to close it),
+ * and a running VM still wrote the old file after it.
  */
 static bool disk_frozen(struct snap_engine *eng, struct catalog_vm_disk *d)
 {
-	g_autofree char *tmp = freeze_tmp_path(eng, d->volume, d->layer);
-
-	return disk_swapped(eng, d->volume, d->layer) || volume_in_use(tmp) > 0;
+	return disk_swapped(eng, d->volume, d->layer) ||
+	       freeze_recover_switched(eng, d->volume, d->layer);
 }
 
 /* The snapshot a finished take or revert leaves current. */

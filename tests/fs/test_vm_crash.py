@@ -44,12 +44,12 @@ def crash(env, point, request):
     assert others == [], 'processes of the killed daemon still run: %s' % others
 
 
-@pytest.mark.parametrize('point', ['vm.take.prepared', 'vm.take.switched',
-                                   'vm.take.first_swap'])
+@pytest.mark.parametrize('point', ['vm.take.prepared', 'freeze.added',
+                                   'vm.take.switched', 'vm.take.first_swap'])
 def test_kill9_during_a_vm_snapshot_of_a_running_vm(vmenv, point):
     env = vmenv
     env.make_vm('vm1', ['a', 'b'])
-    env.mount_hanging(point, workers=1)
+    env.mount(workers=1)
     d = DiskData(env, 'vm1')
     env.vm_start('vm1')
     pid = env.vm_pid('vm1')
@@ -57,6 +57,9 @@ def test_kill9_during_a_vm_snapshot_of_a_running_vm(vmenv, point):
     env.take('a', 'vs')                 # a layer under disk a (volume snapshot)
     d.mark('vs')
     d.write()
+    # (a volume snapshot passes freeze.added too: the hang begins after it)
+    env.unmount()
+    env.mount_hanging(point, workers=1)
     crash(env, point, lambda: os.mkdir(env.vm_snap_dir('vm1', 's1')))
     assert env.vm_pid('vm1') == pid, 'the VM did not outlive snapfs'
     d.mark('s1')
@@ -69,7 +72,11 @@ def test_kill9_during_a_vm_snapshot_of_a_running_vm(vmenv, point):
     check_resolved(env)
     assert env.vm_state('vm1') == 'running' and env.vm_pid('vm1') == pid
     exists = 's1' in env.vm_snapshots('vm1')
-    if point != 'vm.take.prepared':
+    if point in ('vm.take.prepared', 'freeze.added'):
+        # QEMU still writes the volume files (at freeze.added it has the
+        # overlays open, added but not switched to): the take is undone
+        assert not exists, 'the snapshot was completed though QEMU never switched'
+    else:
         # QEMU already writes the new overlays: the snapshot must be completed
         assert exists, 'the snapshot was rolled back after QEMU had switched'
     current_after_recovery = env.vm_current('vm1')
@@ -111,6 +118,49 @@ def test_kill9_during_a_vm_snapshot_of_a_running_vm(vmenv, point):
     # VM events name their VM (recovery.vm.* had no "vm" before ac4eaac)
     recovery = [ev for ev in events if ev.get('type', '').startswith('recovery.vm')]
     assert recovery and all(ev.get('vm') == 'vm1' for ev in recovery), recovery
+
+
+@pytest.mark.parametrize('point', ['volume.take.prepared', 'freeze.added'])
+def test_kill9_during_a_volume_snapshot_of_a_running_vm(vmenv, point):
+    # A volume snapshot of a running VM's disk cut before QEMU switched to
+    # the overlay: undone, and QEMU, which at freeze.added holds the overlay
+    # open (blockdev-add) while it writes the volume file, lets go of it.
+    # (The bug this found: recovery took "QEMU has the overlay open" for
+    # "QEMU switched" and completed the snapshot, whose layer QEMU then
+    # kept writing; the crash loop saw a later snapshot lose a write.)
+    env = vmenv
+    env.make_vm('vm1', ['a'])
+    env.mount_hanging(point, workers=1)
+    d = DiskData(env, 'vm1')
+    env.vm_start('vm1')
+    pid = env.vm_pid('vm1')
+    d.write()
+    crash(env, point, lambda: env.take('a', 's1'))
+    assert env.vm_pid('vm1') == pid, 'the VM did not outlive snapfs'
+
+    env.mount(workers=1)
+    events = [ev for ev in env.read_events()
+              if ev.get('type') == 'recovery.take' and ev.get('snapshot') == 's1']
+    assert events and events[0]['result'] != 'ok', events
+    assert env.snapshots('a') == []
+    assert env.catalog_rows('SELECT uuid FROM layers') == []
+    layers = os.path.join(env.primary, '.snapfs', 'a')
+    assert os.listdir(layers) == [], 'files left by the undone take: %s' % os.listdir(layers)
+    assert env.vm_pid('vm1') == pid
+
+    # the running VM writes the volume file, and the next snapshot holds
+    # every write made before its mkdir
+    d.write()
+    env.take('a', 's2')
+    d.mark('s2')
+    d.write()
+    d.check(what='through QEMU after the recovery')
+    env.wait_state('a', 's2', 'BackedUp')
+    env.vm_force_stop('vm1')
+    d.check(what='the volume file after the recovery')
+    uuid = env.info('a', 's2')['uuid']
+    assert d.image_problems(os.path.join(layers, uuid + '.qcow2'), 's2', 'a') == []
+    check_backup(env, 'a', 's2', d.ref_of('s2', 'a'), 64 * MiB)
 
 
 def test_kill9_during_a_revert(vmenv):

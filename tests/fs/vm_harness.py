@@ -372,41 +372,6 @@ class VmSnapfs(Snapfs):
         """The stopped VM's volume holds exactly the data of @reference."""
         return qemu_img_compare(reference, self.volume_path(vol), force_share=True) == 0
 
-    # -- crash tests -------------------------------------------------------------------
-
-    def mount_hanging(self, point, **options):
-        """Mount with SNAPFS_HANG_AT=@point in the daemon's environment: the
-        thread that reaches that test point logs it and blocks for ever."""
-        old = os.environ.get('SNAPFS_HANG_AT')
-        os.environ['SNAPFS_HANG_AT'] = point
-        try:
-            self.mount(**options)
-        finally:
-            if old is None:
-                del os.environ['SNAPFS_HANG_AT']
-            else:
-                os.environ['SNAPFS_HANG_AT'] = old
-
-    def wait_testpoint(self, point, timeout=60):
-        self.wait_for(lambda: 'testpoint: hanging at %s' % point in self.log_text(),
-                      'snapfs to reach test point %s' % point, timeout)
-
-    def in_background(self, fn):
-        """Run @fn in a daemon thread (a request that never gets an answer
-        until the daemon is killed); returns (thread, result dict)."""
-        import threading
-        result = {}
-
-        def body():
-            try:
-                result['value'] = fn()
-                result['errno'] = 0
-            except OSError as e:
-                result['errno'] = e.errno
-        th = threading.Thread(target=body, daemon=True)
-        th.start()
-        return th, result
-
     # -- the catalog, read-only --------------------------------------------------------
 
     def catalog_rows(self, sql):
