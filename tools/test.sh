@@ -14,7 +14,16 @@
 #     $SNAPFS_FUZZ_SECONDS (default 5) seconds, one case per target.
 #
 # SNAPFS_TEST_SANITIZE=0 or SNAPFS_TEST_FUZZ=0 leave a step out (a quick
-# local run); CI runs both.  tools/count-results.py counts the individual
+# local run); CI runs both.  The long modes (docs/reliability.md):
+#
+#   SNAPFS_TEST_SANITIZE=full    every mount test under ASan+UBSan, not the
+#                                CI subset (about 17 min more)
+#   SNAPFS_TEST_TSAN=1           also the ThreadSanitizer run (BUILD-tsan)
+#   SNAPFS_FUZZ_SECONDS=N        each fuzz target N seconds
+#   SNAPFS_SOAK_ITERATIONS=N     the crash loop runs N iterations (meson's
+#                                test timeouts are then off)
+#   SNAPFS_FAULT_STRIDE=1        the fault walk tries every failure point
+#  tools/count-results.py counts the individual
 # cases of all of them.  The last line is always `N passed, N failed,
 # N skipped`; the exit status is non-zero when anything failed or when no
 # test passed.
@@ -41,8 +50,11 @@ rm -f "$build"/junit-*.xml "$build"/meson-logs/testlog.json
 
 # Mount tests bound each case themselves (a watchdog per test); the
 # multiplier only gives slow machines and sanitizer builds room.
-meson test -C "$build" --print-errorlogs \
-	--timeout-multiplier "${MESON_TEST_TIMEOUT_MULTIPLIER:-2}"
+multiplier=${MESON_TEST_TIMEOUT_MULTIPLIER:-2}
+if [ -n "${SNAPFS_SOAK_ITERATIONS:-}" ]; then
+	multiplier=0	# a soak runs as long as it takes
+fi
+meson test -C "$build" --print-errorlogs --timeout-multiplier "$multiplier"
 meson_rc=$?
 
 # The hardening steps: their own builds, never a reason to skip the count.
@@ -51,8 +63,18 @@ step_rc=0
 if [ "${SNAPFS_TEST_SANITIZE:-1}" != 0 ]; then
 	asan=${build}-asan
 	rm -f "$asan/sanitizer-results.tap"
-	SANITIZE_BUILD_DIR=$asan bash tools/sanitize.sh --ci || step_rc=1
+	scope=--ci
+	if [ "${SNAPFS_TEST_SANITIZE:-1}" = full ]; then
+		scope=		# every unit and mount test
+	fi
+	SANITIZE_BUILD_DIR=$asan bash tools/sanitize.sh $scope || step_rc=1
 	results+=("$asan" "$asan/sanitizer-results.tap")
+fi
+if [ "${SNAPFS_TEST_TSAN:-0}" != 0 ]; then
+	tsan=${build}-tsan
+	rm -f "$tsan/sanitizer-results.tap"
+	SANITIZE_BUILD_DIR=$tsan bash tools/sanitize.sh --thread || step_rc=1
+	results+=("$tsan" "$tsan/sanitizer-results.tap")
 fi
 if [ "${SNAPFS_TEST_FUZZ:-1}" != 0 ]; then
 	fuzz=${build}-fuzz
