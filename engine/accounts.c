@@ -162,7 +162,8 @@ int snap_limits_read(struct snap_engine *eng, char **text_out)
 		"# write one line per account: \"<user> <n>\" sets a limit no higher than the\n"
 		"# global one, \"<user> default\" drops it\n"
 		"global %u%s\n", eng->cfg.max_snapshots,
-		eng->cfg.max_snapshots ? "" : " (no limit: -o max_snapshots=N sets one)");
+		eng->cfg.max_snapshots ? " # the mount option max_snapshots" :
+					 " # no limit: -o max_snapshots=N sets one");
 	if (catalog_limit_list(eng->cat, &limits) >= 0) {
 		for (i = 0; i < limits->len; i++) {
 			struct catalog_limit *l = &g_array_index(limits, struct catalog_limit, i);
@@ -183,6 +184,14 @@ int snap_limits_read(struct snap_engine *eng, char **text_out)
 static int limit_resolve(struct snap_engine *eng, const struct limits_entry *e,
 			 uid_t *uid, const char **why)
 {
+	if (e->global) {
+		if (e->max != (int64_t)eng->cfg.max_snapshots) {
+			*why = "limits: the global limit is the mount option max_snapshots; "
+			       "a write cannot change it";
+			return -EINVAL;
+		}
+		return 0;
+	}
 	if (account_uid(e->user, uid) < 0) {
 		*why = "limits: no such user";
 		return -EINVAL;
@@ -198,6 +207,7 @@ static int limit_resolve(struct snap_engine *eng, const struct limits_entry *e,
 int snap_limits_write(struct snap_engine *eng, const char *buf, size_t len)
 {
 	g_autoptr(GArray) entries = NULL;
+	g_autoptr(GHashTable) seen = NULL;
 	const char *why = NULL;
 	guint i;
 	int rc;
@@ -207,6 +217,7 @@ int snap_limits_write(struct snap_engine *eng, const char *buf, size_t len)
 		event_reject(eng, "write", "limits", -rc, "%s", why);
 		return rc;
 	}
+	seen = g_hash_table_new(NULL, NULL);
 	rc = catalog_tx_begin(eng->cat);
 	if (rc < 0)
 		return rc;
@@ -217,8 +228,15 @@ int snap_limits_write(struct snap_engine *eng, const char *buf, size_t len)
 		uid_t uid;
 
 		rc = limit_resolve(eng, e, &uid, &why);
-		if (rc == 0)
-			rc = catalog_limit_set(eng->cat, uid, e->max);
+		if (rc < 0 || e->global)
+			continue;
+		if (!g_hash_table_add(seen, GUINT_TO_POINTER(uid))) {
+			why = "limits: an account is named on two lines (by name or uid); "
+			      "which limit was meant is unclear";
+			rc = -EINVAL;
+			break;
+		}
+		rc = catalog_limit_set(eng->cat, uid, e->max);
 		if (rc == 0 && e->max == LIMITS_DEFAULT)
 			event_record(eng, "limit.set", NULL, NULL, 0,
 				     "uid %u may store the global number of snapshots",

@@ -81,7 +81,7 @@ static void limits_entry_clear(void *p)
 	g_free(e->user);
 }
 
-/* Parse one stripped, non-comment line "<user> <n>|default". */
+/* Parse one stripped line without its comment: "<user> <n>|default". */
 static int limits_line(char *line, struct limits_entry *e, const char **why)
 {
 	g_auto(GStrv) w = g_strsplit_set(line, " \t", -1);
@@ -104,9 +104,10 @@ static int limits_line(char *line, struct limits_entry *e, const char **why)
 		       "default\"";
 		return -EINVAL;
 	}
-	if (!strcmp(words[0], "global")) {
+	e->global = !strcmp(words[0], "global");
+	if (e->global && !strcmp(words[1], "default")) {
 		*why = "limits: the global limit is the mount option "
-		       "max_snapshots";
+		       "max_snapshots; it has no default to go back to";
 		return -EINVAL;
 	}
 	if (!strcmp(words[1], "default")) {
@@ -143,10 +144,14 @@ int limits_parse(const char *buf, size_t len, GArray **entries_out,
 	text = g_strndup(buf, len);
 	lines = g_strsplit(text, "\n", -1);
 	for (i = 0; lines[i]; i++) {
-		char *line = g_strstrip(lines[i]);
+		char *line = lines[i];
+		char *hash = strchr(line, '#');
 		struct limits_entry e = {0};
 
-		if (!line[0] || line[0] == '#')
+		if (hash)
+			*hash = '\0'; /* a comment, to the end of the line */
+		line = g_strstrip(line);
+		if (!line[0])
 			continue;
 		rc = limits_line(line, &e, why);
 		if (rc < 0)

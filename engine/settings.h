@@ -36,26 +36,29 @@ int snapshot_options_parse(const char *buf, size_t len,
 /* limits_entry.max for "<user> default": the account's limit is dropped. */
 #define LIMITS_DEFAULT (-1)
 
-/* One "<user> <n>|default" line of MOUNT/limits. */
+/* One "<user> <n>|default" or "global <n>" line of MOUNT/limits. */
 struct limits_entry {
-	char *user;  /* as written: a user name or a decimal uid */
-	int64_t max; /* 0..INT32_MAX, or LIMITS_DEFAULT */
+	char *user;  /* as written: a user name or a decimal uid; "global" */
+	int64_t max; /* 0..INT32_MAX, or LIMITS_DEFAULT (never for global) */
+	bool global; /* the "global <n>" line: the mount option, restated */
 };
 
 /**
  * limits_parse() - parse one write(2) to MOUNT/limits
  *
  * Lines "<user> <n>" or "<user> default", words separated by spaces or
- * tabs; blank lines and lines starting with '#' (after leading white
- * space) are skipped; <n> is decimal, 0 to INT32_MAX.  <user> is not
- * looked up and not checked against max_snapshots (the caller does both),
- * but "global" is refused: that limit is a mount option.  On success
- * *@entries_out owns a GArray of struct limits_entry in line order
- * (possibly empty; free with g_array_unref(), which frees the users); on
- * failure it is NULL and *@why (may be NULL) points to a static sentence.
- * Pure, thread-safe.
- * Return: 0; -EINVAL NUL bytes, a line of the wrong shape, "global", a
- * limit that is not a whole number in range.
+ * tabs; '#' starts a comment that runs to the end of its line, and blank
+ * lines are skipped, so what a read of the file shows can be written back
+ * (an editor saving the file).  <n> is decimal, 0 to INT32_MAX.  "global
+ * <n>" (the mount option max_snapshots, as a read shows it) is an entry
+ * with @global set: the caller refuses it unless <n> is the option's value.
+ * <user> is not looked up, not checked against max_snapshots and may come
+ * twice (the caller does all three).  On success *@entries_out owns a
+ * GArray of struct limits_entry in line order (possibly empty; free with
+ * g_array_unref(), which frees the users); on failure it is NULL and
+ * *@why (may be NULL) points to a static sentence.  Pure, thread-safe.
+ * Return: 0; -EINVAL NUL bytes, a line of the wrong shape, "global
+ * default", a limit that is not a whole number in range.
  */
 int limits_parse(const char *buf, size_t len, GArray **entries_out,
 		 const char **why);

@@ -464,7 +464,26 @@ def test_snapshot_limits(vmenv, users):
     limits_refused(env, 'snapfs-nosuch-user 1\n')
     limits_refused(env, '%s\n' % BOB)
     limits_refused(env, '%s many\n' % BOB)
+    # an account on two lines (by name, or by name and uid), or a global
+    # limit other than the mount option's
+    limits_refused(env, '%s 1\n%s 2\n' % (BOB, BOB))
+    msg = limits_refused(env, '%s 1\n%d 2\n' % (BOB, users[BOB][0]))
+    assert 'two lines' in msg, msg
+    msg = limits_refused(env, 'global 5\n')
+    assert 'max_snapshots' in msg, msg
     mkdir_refused(env, BOB, 'volumes/vb/snapshots/b2', errno.EDQUOT)
+    # what a read shows is written back as it is (an editor saving the file),
+    # and a changed line in it takes effect
+    shown = env.read('limits')
+    assert 'global 3' in shown, shown
+    env.write_file(env.p('limits'), shown)
+    assert env.read('limits') == shown
+    edited = shown.replace('\n%s 1 ' % BOB, '\n%s 2 ' % BOB)
+    assert edited != shown, shown
+    env.write_file(env.p('limits'), edited)
+    run_as(BOB, os.mkdir, env.snap_dir('vb', 'b2'))
+    mkdir_refused(env, BOB, 'volumes/vb/snapshots/b3', errno.EDQUOT)
+    run_as(BOB, os.rmdir, env.snap_dir('vb', 'b2'))
     # default: back to the global 3
     env.write_file(env.p('limits'), '%s default\n' % BOB)
     assert not [ln for ln in env.read('limits').splitlines() if ln.startswith(BOB + ' ')]

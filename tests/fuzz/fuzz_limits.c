@@ -6,11 +6,11 @@
  *  - the result is 0 or -EINVAL; a refusal always says why (a sentence
  *    starting "limits: ") and gives no array;
  *  - on success there are no more entries than lines; each user is a
- *    non-empty word without blanks, newlines or NUL bytes, not starting
- *    with '#' or white space, not "global"; each limit is LIMITS_DEFAULT
- *    or 0..INT32_MAX;
+ *    non-empty word without blanks, newlines, '#' or NUL bytes; "global"
+ *    exactly when the entry is global, and then never LIMITS_DEFAULT;
+ *    each limit is LIMITS_DEFAULT or 0..INT32_MAX;
  *  - the canonical text (one "<user> <n>|default" line per entry) parses
- *    to the same entries;
+ *    to the same entries, and so does it with a comment on every line;
  *  - comment and blank lines added at the end change nothing, and a line
  *    of the wrong shape added at the end is refused.
  */
@@ -36,7 +36,8 @@ static bool same(GArray *a, GArray *b)
 		struct limits_entry *y =
 			&g_array_index(b, struct limits_entry, i);
 
-		if (x->max != y->max || strcmp(x->user, y->user))
+		if (x->max != y->max || x->global != y->global ||
+		    strcmp(x->user, y->user))
 			return false;
 	}
 	return true;
@@ -45,7 +46,9 @@ static bool same(GArray *a, GArray *b)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	g_autoptr(GArray) entries = NULL, again = NULL, more = NULL;
+	g_autoptr(GArray) commented = NULL;
 	g_autoptr(GString) canon = g_string_new(NULL);
+	g_autoptr(GString) canon_c = g_string_new(NULL);
 	g_autoptr(GString) text = NULL;
 	const char *why = NULL;
 	size_t lines = 1;
@@ -73,11 +76,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			&g_array_index(entries, struct limits_entry, i);
 
 		FUZZ_CHECK(e->user && e->user[0], "entry %u: empty user", i);
-		FUZZ_CHECK(!strpbrk(e->user, " \t\n"), "user '%s' has blanks",
+		FUZZ_CHECK(!strpbrk(e->user, " \t\n#"), "user '%s' has blanks or '#'",
 			   e->user);
-		FUZZ_CHECK(e->user[0] != '#' && !g_ascii_isspace(e->user[0]),
-			   "user '%s' starts badly", e->user);
-		FUZZ_CHECK(strcmp(e->user, "global") != 0, "user 'global'");
+		FUZZ_CHECK(!g_ascii_isspace(e->user[0]), "user '%s' starts badly",
+			   e->user);
+		FUZZ_CHECK(e->global == !strcmp(e->user, "global"),
+			   "user '%s' global %d", e->user, e->global);
+		FUZZ_CHECK(!e->global || e->max != LIMITS_DEFAULT, "global default");
 		FUZZ_CHECK(e->max == LIMITS_DEFAULT ||
 				   (e->max >= 0 && e->max <= INT32_MAX),
 			   "max %" PRId64, e->max);
@@ -92,6 +97,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(rc == 0 && same(entries, again),
 		   "the canonical text does not parse back: %d (%s)", rc,
 		   why ? why : "-");
+	/* as a read shows it: a comment on every line */
+	for (size_t i = 0; i < canon->len; i++) {
+		if (canon->str[i] == '\n')
+			g_string_append(canon_c, " # read back");
+		g_string_append_c(canon_c, canon->str[i]);
+	}
+	why = NULL;
+	rc = limits_parse(canon_c->str, canon_c->len, &commented, &why);
+	FUZZ_CHECK(rc == 0 && same(entries, commented),
+		   "the commented canonical text does not parse back: %d (%s)",
+		   rc, why ? why : "-");
 
 	/* comments and blank lines at the end change nothing */
 	text = g_string_new_len((const char *)data, size);

@@ -5,8 +5,8 @@
  *
  * snapshot-options is one line of "memory=yes|no quiesce=yes|no", each
  * optional and given at most once.  limits is lines of "<user> <n>" or
- * "<user> default", with blank and '#' lines skipped; the user is looked
- * up by the engine, not by the parser.
+ * "<user> default" (and "global <n>", as a read shows it), '#' starting a
+ * comment; the user is looked up by the engine, not by the parser.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -177,6 +177,7 @@ static void test_options_long(void **state)
 struct limit_want {
 	const char *user;
 	int64_t max;
+	bool global;
 };
 
 /* @s must parse to the @n entries of @want, in order. */
@@ -200,6 +201,7 @@ static void limits_good(const char *s, const struct limit_want *want, size_t n)
 
 		assert_string_equal(e->user, want[i].user);
 		assert_int_equal(e->max, want[i].max);
+		assert_int_equal(e->global, want[i].global);
 	}
 }
 
@@ -253,12 +255,33 @@ static void test_limits_valid(void **state)
 	/* nothing to set */
 	limits_good("", NULL, 0);
 	limits_good("\n\n# nothing\n", NULL, 0);
+	/* a comment may end any line; '#' is never part of a word */
+	limits_good("bob 3 # uid 1001, stores 2\n", bob3, 1);
+	limits_good("bob 3#x\n", bob3, 1);
+	limits_good("bob 3 # a # b\n# alice 1\n", bob3, 1);
+}
+
+/* What a read of MOUNT/limits shows parses back (an editor saving it). */
+static void test_limits_read_back(void **state)
+{
+	static const struct limit_want shown[] = {
+		{ "global", 10, true }, { "bob", 3 }, { "alice", 0 },
+	};
+	static const struct limit_want none[] = { { "global", 0, true } };
+
+	limits_good("# snapshots each account may store (volume and VM snapshots); root is not limited\n"
+		    "# write one line per account: \"<user> <n>\" sets a limit no higher than the\n"
+		    "# global one, \"<user> default\" drops it\n"
+		    "global 10 # the mount option max_snapshots\n"
+		    "bob 3 # uid 1001, stores 2\n"
+		    "alice 0 # uid 1002, stores 0\n", shown, 3);
+	limits_good("global 0 # no limit: -o max_snapshots=N sets one\n", none, 1);
 }
 
 static void test_limits_shape(void **state)
 {
 	static const char *const bad[] = {
-		"bob\n", "bob", "bob 3 4\n", "bob 3 # uid 1001\n",
+		"bob\n", "bob", "bob 3 4\n", "bob # 3\n", "#bob 3\nbob\n",
 		"alice 1\nbob\n", "bob 3\nbob 4 5\n", "default\n",
 	};
 	const char *why;
@@ -286,10 +309,14 @@ static void test_limits_numbers(void **state)
 
 static void test_limits_global(void **state)
 {
-	const char *why = limits_bad_str("global 10\n");
+	static const struct limit_want g10[] = { { "global", 10, true } };
+	const char *why = limits_bad_str("global default\n");
 
+	/* the caller compares it with the mount option */
+	limits_good("global 10\n", g10, 1);
 	assert_non_null(strstr(why, "max_snapshots"));
 	limits_bad_str("bob 1\nglobal default\n");
+	limits_bad_str("global many\n");
 	/* only the whole word */
 	{
 		static const struct limit_want g[] = { { "globalx", 1 } };
@@ -331,6 +358,7 @@ int main(void)
 		cmocka_unit_test(test_options_not_nul_terminated),
 		cmocka_unit_test(test_options_long),
 		cmocka_unit_test(test_limits_valid),
+		cmocka_unit_test(test_limits_read_back),
 		cmocka_unit_test(test_limits_shape),
 		cmocka_unit_test(test_limits_numbers),
 		cmocka_unit_test(test_limits_global),
