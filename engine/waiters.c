@@ -19,8 +19,9 @@
  *                     so the catalog is never closed under a reader.
  *
  * A reader blocks a FUSE worker thread for as long as it waits (libfuse's
- * high-level API answers a read synchronously), so at most
- * SNAP_WAITERS_MAX readers sleep at once; the next one gets -EBUSY (not
+ * high-level API answers a read synchronously), so at most w->slots
+ * readers sleep at once (SNAP_WAITERS_MAX, or fewer when the front end
+ * has few threads: snap_engine_set_wait_slots()); the next one gets -EBUSY (not
  * EAGAIN: on a blocking file, readers such as Python's io take EAGAIN for
  * "no data yet" and return nothing instead of an error).
  *
@@ -45,6 +46,7 @@ struct waiters {
 	guint64 generation; /* bumped by every waiters_wake() */
 	unsigned inside;    /* callers inside snap_snapshot_wait() */
 	unsigned sleeping;  /* of those, the ones holding a sleeping slot */
+	unsigned slots;	    /* how many sleeping slots there are */
 	bool stopping;	    /* waiters_stop() was called */
 };
 
@@ -54,7 +56,17 @@ struct waiters *waiters_new(void)
 
 	g_mutex_init(&w->lock);
 	g_cond_init(&w->cond);
+	w->slots = SNAP_WAITERS_MAX;
 	return w;
+}
+
+void snap_engine_set_wait_slots(struct snap_engine *eng, unsigned slots)
+{
+	struct waiters *w = eng->waiters;
+
+	g_mutex_lock(&w->lock);
+	w->slots = MIN(slots, SNAP_WAITERS_MAX);
+	g_mutex_unlock(&w->lock);
 }
 
 void waiters_free(struct waiters *w)
@@ -121,21 +133,26 @@ static int slot_take(struct waiters *w, bool *have_slot)
 {
 	if (*have_slot)
 		return 0;
-	if (w->sleeping >= SNAP_WAITERS_MAX)
+	if (w->sleeping >= w->slots)
 		return -EBUSY;
 	w->sleeping++;
 	*have_slot = true;
 	return 0;
 }
 
-static void reject_busy(struct snap_engine *eng, const struct catalog_snapshot *s)
+static void reject_busy(struct snap_engine *eng, const struct catalog_snapshot *s,
+			unsigned slots)
 {
 	g_autofree char *target = g_strdup_printf("wait/%s/%s",
 						  s->volume, s->name);
 
-	event_reject(eng, "read", target, EBUSY,
-		     "%d readers wait for backups already; read the state file instead, or retry later",
-		     SNAP_WAITERS_MAX);
+	if (slots == 0)
+		event_reject(eng, "read", target, EBUSY,
+			     "the mount runs one request thread (-s): a read that waits would stop it; read the state file instead");
+	else
+		event_reject(eng, "read", target, EBUSY,
+			     "%u readers wait for backups already (one per two request threads, at most %d); read the state file instead, or retry later",
+			     slots, SNAP_WAITERS_MAX);
 }
 
 int snap_snapshot_wait(struct snap_engine *eng, uint64_t id,
@@ -145,6 +162,7 @@ int snap_snapshot_wait(struct snap_engine *eng, uint64_t id,
 	struct waiters *w = eng->waiters;
 	struct catalog_snapshot s;
 	bool have_slot = false;
+	unsigned slots;
 	guint64 seen;
 	gint64 until;
 	int rc;
@@ -179,11 +197,12 @@ int snap_snapshot_wait(struct snap_engine *eng, uint64_t id,
 	}
 	if (have_slot)
 		w->sleeping--;
+	slots = w->slots;
 	g_mutex_unlock(&w->lock);
 
 	/* still counted inside: close waits for this event too */
 	if (rc == -EBUSY)
-		reject_busy(eng, &s);
+		reject_busy(eng, &s, slots);
 
 	g_mutex_lock(&w->lock);
 	w->inside--;

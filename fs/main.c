@@ -46,6 +46,10 @@ struct options {
 
 enum { KEY_IGNORE, KEY_HELP, KEY_VERSION };
 
+/* Request threads of the loop when -o max_threads does not say (libfuse's
+ * own default is 10). */
+#define LOOP_THREADS 16
+
 #define OPT(t, p) { t, offsetof(struct options, p), 1 }
 static const struct fuse_opt option_spec[] = {
 	OPT("primary=%s", primary),
@@ -197,6 +201,7 @@ int main(int argc, char *argv[])
 	struct fuse_operations ops = snapfs_ops;
 	struct fuse *fuse;
 	g_autofree char *fsname = NULL;
+	unsigned threads;
 	int rc, ret = 1;
 
 	snap_config_init(&cfg);
@@ -209,7 +214,9 @@ int main(int argc, char *argv[])
 	/* every exit from here on goes through out: (the parsed args) */
 	if (fuse_opt_parse(&args, &o, option_spec, option_proc) < 0)
 		goto out;
-	if (fuse_parse_cmdline(&args, &cl) < 0)
+	/* our default first: a -o max_threads given later overrides it */
+	if (fuse_opt_insert_arg(&args, 1, "-omax_threads=" G_STRINGIFY(LOOP_THREADS)) < 0 ||
+	    fuse_parse_cmdline(&args, &cl) < 0)
 		goto out;
 	if (cl.show_help) {
 		usage(argv[0]);
@@ -273,6 +280,10 @@ int main(int argc, char *argv[])
 	/* threads only now, after the fork */
 	if (inval_start(fuse) == 0)
 		snap_engine_set_gone(ctx.eng, inval_push, NULL);
+	/* a read of wait/ holds a request thread while it sleeps: half of
+	 * them at most, none when there is only one */
+	threads = cl.singlethread ? 1 : cl.max_threads;
+	snap_engine_set_wait_slots(ctx.eng, threads / 2);
 	rc = snap_engine_start(ctx.eng);
 	if (rc < 0) {
 		snap_log(LOG_ERR, "main: cannot start the engine: %s",
@@ -284,7 +295,7 @@ int main(int argc, char *argv[])
 
 	loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(loop, cl.clone_fd);
-	fuse_loop_cfg_set_max_threads(loop, cl.max_threads ? cl.max_threads : 16);
+	fuse_loop_cfg_set_max_threads(loop, threads);
 	ret = cl.singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, loop);
 	notify_stopping();
 	/* the loop returns the signal that ended it: asked to stop, not failed */

@@ -322,6 +322,15 @@ int snap_snapshot_info(struct snap_engine *eng, const char *vol,
 #define SNAP_WAITERS_MAX 8
 
 /**
+ * snap_engine_set_wait_slots() - how many callers may sleep in
+ * snap_snapshot_wait() at once: SNAP_WAITERS_MAX by default and at most,
+ * fewer for a front end with few request threads (each sleeper holds
+ * one), 0 for one that has a single thread (every wait that would sleep
+ * gets -EBUSY).  Set before snap_engine_start().
+ */
+void snap_engine_set_wait_slots(struct snap_engine *eng, unsigned slots);
+
+/**
  * snap_snapshot_wait() - block until snapshot @id is BackedUp or BackupFailed
  * @id:        the snapshot's id (snap_snapshot_stat()); a rename while
  *             waiting changes nothing
@@ -337,7 +346,8 @@ int snap_snapshot_info(struct snap_engine *eng, const char *vol,
  * up again later (automatic retries, `retry`): this reports the state it
  * saw.  Thread-safe.
  * Return: 0; -ENOENT no such snapshot, or deleted while waited for;
- * -EBUSY SNAP_WAITERS_MAX callers sleep already (with an event);
+ * -EBUSY every wait slot is taken (snap_engine_set_wait_slots(); with
+ * an event);
  * -ENOTCONN the engine is closing (snap_engine_close() wakes every
  * waiter this way and waits until they have left); @stop's -errno.
  */

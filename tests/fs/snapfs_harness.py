@@ -235,6 +235,7 @@ class Snapfs:
         for d in (self.source, self.primary, self.mnt, self.scratch):
             os.makedirs(d, exist_ok=True)
         self.options = {}
+        self.flags = []         # command-line flags before -o (e.g. -s)
         self.proc = None
         self.pids = []              # every daemon pid this object started
         self.mount_count = 0
@@ -303,7 +304,7 @@ class Snapfs:
         out_path = os.path.join(self.root, 'daemon-%d.out' % self.mount_count)
         with open(out_path, 'wb') as out:
             self.proc = subprocess.Popen(
-                [self.bin, '-f', '-o', ','.join(opts), self.source, self.mnt],
+                [self.bin, '-f'] + self.flags + ['-o', ','.join(opts), self.source, self.mnt],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
         self.pids.append(self.proc.pid)

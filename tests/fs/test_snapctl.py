@@ -149,11 +149,11 @@ class Stall:
         self.resume()
 
 
-def stalled_mount(env):
+def stalled_mount(env, **options):
     """A mount with one worker and a big `blocker` volume, and volume `v`."""
     env.make_volume('blocker', '2G', [(0x5a, 0, '1G')])
     env.make_volume('v', '64M', [(0x11, 0, '16M')])
-    env.mount(workers=1)
+    env.mount(workers=1, **options)
     return Stall(env)
 
 
@@ -426,6 +426,67 @@ def test_wait_file_readers_are_bounded_and_interruptible(env):
             if c.poll() is None:
                 c.kill()
             c.wait(timeout=30)
+
+
+def test_wait_slots_are_half_the_request_threads(env):
+    # -o max_threads=4: two readers may sleep, and the other two threads
+    # go on answering everything else.  (Before, 8 readers could sleep
+    # whatever max_threads said: 4 of them stopped the whole mount.)
+    stall = stalled_mount(env, max_threads=4)
+    wait_file = env.p('wait', 'v', 's1')
+    cats = []
+    try:
+        stall.start()
+        env.take('v', 's1')
+        n0 = len(env.read_events())
+        for _ in range(2):
+            cats.append(subprocess.Popen(['cat', wait_file], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL))
+        for c in cats:
+            env.wait_for(lambda: blocked_in_fuse(c.pid), 'cat %d to block' % c.pid,
+                         timeout=30)
+        fd = os.open(wait_file, os.O_RDONLY)
+        try:
+            with pytest.raises(OSError) as e:
+                os.read(fd, 64)
+        finally:
+            os.close(fd)
+        assert e.value.errno == errno.EBUSY
+        rejected = [ev for ev in env.events_since(n0) if ev.get('errno') == 'EBUSY']
+        assert rejected and '2 readers' in rejected[0]['message'], rejected
+        # with two readers asleep, requests are still answered, in parallel too
+        for _ in range(2):
+            assert env.state('v', 's1') == 'BackingUp'
+            assert sorted(env.listdir('volumes')) == ['blocker', 'v']
+        stall.resume()
+        for c in cats:
+            out, _ = c.communicate(timeout=WAIT_TIMEOUT * 2)
+            assert c.returncode == 0 and out == b'BackedUp\n', (c.returncode, out)
+    finally:
+        stall.resume()
+        for c in cats:
+            if c.poll() is None:
+                c.kill()
+            c.wait(timeout=30)
+
+
+def test_wait_file_never_sleeps_in_a_single_threaded_mount(env):
+    # snapfs -s answers every request from one thread: a read that slept
+    # there would stop the mount, so it gets EBUSY at once (and an event).
+    env.flags = ['-s']
+    with stalled_mount(env):
+        env.take('v', 's1')
+        n0 = len(env.read_events())
+        th, result = env.in_background(lambda: env.read('wait', 'v', 's1'))
+        th.join(20)
+        assert not th.is_alive(), 'a read of the wait file slept in a -s mount'
+        assert result.get('errno') == errno.EBUSY, result
+        rejected = [ev for ev in env.events_since(n0) if ev.get('errno') == 'EBUSY']
+        assert rejected and '-s' in rejected[0]['message'], rejected
+        assert env.state('v', 's1') == 'BackingUp'
+    # once the backup has ended, the read returns its state, as always
+    env.wait_state('v', 's1', 'BackedUp', timeout=WAIT_TIMEOUT)
+    assert env.read('wait', 'v', 's1') == 'BackedUp\n'
 
 
 def test_wait_file_returns_when_snapfs_stops(env):
