@@ -376,28 +376,53 @@ def test_wait_file_of_a_deleted_snapshot(env):
         assert not th.is_alive() and result.get('errno') == errno.ENOENT, result
 
 
+@contextlib.contextmanager
+def killing_readers(stall):
+    """A list for the test's reader processes: on the way out @stall is
+    resumed and every reader still running killed."""
+    cats = []
+    try:
+        yield cats
+    finally:
+        stall.resume()
+        for c in cats:
+            if c.poll() is None:
+                c.kill()
+            c.wait(timeout=30)
+
+
+def start_sleeping_readers(env, wait_file, n, cats):
+    """Start @n `cat @wait_file` (appended to @cats, which the caller kills)
+    and wait until each sleeps in the read."""
+    for _ in range(n):
+        cats.append(subprocess.Popen(['cat', wait_file], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL))
+    for c in cats[-n:]:
+        env.wait_for(lambda: blocked_in_fuse(c.pid), 'cat %d to block' % c.pid,
+                     timeout=30)
+
+
+def read_errno(path):
+    """The errno a read of @path fails with (it must fail)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as e:
+            os.read(fd, 64)
+    finally:
+        os.close(fd)
+    return e.value.errno
+
+
 def test_wait_file_readers_are_bounded_and_interruptible(env):
     stall = stalled_mount(env)
     wait_file = env.p('wait', 'v', 's1')
-    cats = []
-    try:
+    with killing_readers(stall) as cats:
         stall.start()
         env.take('v', 's1')
         n0 = len(env.read_events())
-        for _ in range(8):
-            cats.append(subprocess.Popen(['cat', wait_file], stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL))
-        for c in cats:
-            env.wait_for(lambda: blocked_in_fuse(c.pid), 'cat %d to block' % c.pid,
-                         timeout=30)
+        start_sleeping_readers(env, wait_file, 8, cats)
         # the ninth: EBUSY at once, with an event saying why
-        fd = os.open(wait_file, os.O_RDONLY)
-        try:
-            with pytest.raises(OSError) as e:
-                os.read(fd, 64)
-        finally:
-            os.close(fd)
-        assert e.value.errno == errno.EBUSY
+        assert read_errno(wait_file) == errno.EBUSY
         rejected = [ev for ev in env.events_since(n0) if ev.get('type') == 'rejected'
                     and ev.get('errno') == 'EBUSY']
         assert rejected and rejected[0]['path'] == 'wait/v/s1', \
@@ -420,12 +445,6 @@ def test_wait_file_readers_are_bounded_and_interruptible(env):
             assert c.returncode == 0 and out == b'BackedUp\n', (c.returncode, out)
         th.join(WAIT_TIMEOUT)
         assert result == {'value': 'BackedUp\n', 'errno': 0}, result
-    finally:
-        stall.resume()
-        for c in cats:
-            if c.poll() is None:
-                c.kill()
-            c.wait(timeout=30)
 
 
 def test_wait_slots_are_half_the_request_threads(env):
@@ -434,24 +453,12 @@ def test_wait_slots_are_half_the_request_threads(env):
     # whatever max_threads said: 4 of them stopped the whole mount.)
     stall = stalled_mount(env, max_threads=4)
     wait_file = env.p('wait', 'v', 's1')
-    cats = []
-    try:
+    with killing_readers(stall) as cats:
         stall.start()
         env.take('v', 's1')
         n0 = len(env.read_events())
-        for _ in range(2):
-            cats.append(subprocess.Popen(['cat', wait_file], stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL))
-        for c in cats:
-            env.wait_for(lambda: blocked_in_fuse(c.pid), 'cat %d to block' % c.pid,
-                         timeout=30)
-        fd = os.open(wait_file, os.O_RDONLY)
-        try:
-            with pytest.raises(OSError) as e:
-                os.read(fd, 64)
-        finally:
-            os.close(fd)
-        assert e.value.errno == errno.EBUSY
+        start_sleeping_readers(env, wait_file, 2, cats)
+        assert read_errno(wait_file) == errno.EBUSY
         rejected = [ev for ev in env.events_since(n0) if ev.get('errno') == 'EBUSY']
         assert rejected and '2 readers' in rejected[0]['message'], rejected
         # with two readers asleep, requests are still answered, in parallel too
@@ -462,12 +469,6 @@ def test_wait_slots_are_half_the_request_threads(env):
         for c in cats:
             out, _ = c.communicate(timeout=WAIT_TIMEOUT * 2)
             assert c.returncode == 0 and out == b'BackedUp\n', (c.returncode, out)
-    finally:
-        stall.resume()
-        for c in cats:
-            if c.poll() is None:
-                c.kill()
-            c.wait(timeout=30)
 
 
 def test_wait_file_never_sleeps_in_a_single_threaded_mount(env):
