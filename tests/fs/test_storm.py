@@ -2,7 +2,7 @@
 objects, for a bounded time, then the invariants of the crash loop.
 
 Twelve client threads (SNAPFS_STORM_CLIENTS) run random requests for
-SNAPFS_STORM_SECONDS (default 36, in three rounds) on the same two volumes,
+SNAPFS_STORM_SECONDS (default 18, in three rounds) on the same two volumes,
 the same six snapshot names and the same six clone names: mkdir, rmdir,
 mv, revert, clone, ls, cat of info and state, reads of jobs/ and events.
 Between rounds the volumes get new data (every MiB rewritten with qemu-io,
@@ -52,7 +52,7 @@ import snapfs_harness as H
 
 SEED = int(os.environ.get('SNAPFS_STORM_SEED') or random.SystemRandom().randrange(1 << 31))
 CLIENTS = int(os.environ.get('SNAPFS_STORM_CLIENTS') or 12)
-SECONDS = float(os.environ.get('SNAPFS_STORM_SECONDS') or 24)
+SECONDS = float(os.environ.get('SNAPFS_STORM_SECONDS') or 18)
 ROUNDS = 3
 OP_BOUND = 60
 SIZE_MIB = 16
