@@ -714,25 +714,29 @@ class Loop:
                 vm_doubt = True
             elif kind == 'vmrevert':
                 _, name, old, new = d
-                got = {}
+                # what each disk may be: a disk whose data did not change
+                # since the snapshot reads as both (then it says nothing)
+                can = {}
                 for vol in ('a', 'b'):
                     path = env.volume_path(vol)
-                    got[vol] = 'new' if new[vol] is not None and self.refs.holds(path, new[vol]) \
-                        else 'old' if old[vol] is not None and self.refs.holds(path, old[vol]) \
-                        else 'neither'
-                which = set(got.values())
-                if len(which) != 1 or 'neither' in which:
+                    can[vol] = {label for label, content in (('new', new[vol]), ('old', old[vol]))
+                                if content is not None and self.refs.holds(path, content)}
+                common = can['a'] & can['b']
+                if not common:
                     self.violation('interrupted revert of %s to %s: the disks hold %s '
-                                   '(all old or all reverted expected)' % (self.vm, name, got))
+                                   '(all old or all reverted expected)' % (
+                                       self.vm, name, {v: sorted(c) or ['neither']
+                                                       for v, c in can.items()}))
                 for vol in ('a', 'b'):
-                    self.vols[vol].content = new[vol] if got[vol] == 'new' else \
-                        old[vol] if got[vol] == 'old' else None
+                    label = 'new' if can[vol] == {'new'} or common == {'new'} else \
+                        'old' if can[vol] else None
+                    self.vols[vol].content = new[vol] if label == 'new' else \
+                        old[vol] if label == 'old' else None
                 vm_doubt = True
                 # (when the snapshot holds what the disks held, 'new' says
                 # nothing: the revert may not have happened, and a VM left
                 # running by the recovery is right)
-                reverted = any(new[v] != old[v] for v in ('a', 'b'))
-                if which == {'new'} and reverted and env.vm_state(self.vm) == 'running':
+                if common == {'new'} and env.vm_state(self.vm) == 'running':
                     # the recovery finished the revert on the disks while the
                     # VM's QEMU still runs on the old ones: stop it, so the
                     # next iterations start from what the files hold
