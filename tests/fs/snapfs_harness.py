@@ -213,6 +213,18 @@ def processes_mentioning(text, exclude=()):
     return found
 
 
+def report_line(request, text):
+    """Print @text in pytest's output even when it captures stdout, so a
+    test's figures (runs, faults, violations) reach the CI log and meson's
+    testlog.txt for a passing test too.  @request: pytest's fixture."""
+    capture = request.config.pluginmanager.get_plugin('capturemanager')
+    if capture is None:
+        print(text, flush=True)
+        return
+    with capture.global_and_fixture_disabled():
+        print(text, flush=True)
+
+
 # ---- the mounted snapfs ----------------------------------------------------------
 
 class Snapfs:

@@ -83,7 +83,7 @@ import traceback
 import pytest
 
 import snapfs_harness as H
-from snapfs_harness import MiB, Snapfs, qemu_io_write, run
+from snapfs_harness import MiB, Snapfs, qemu_io_write, report_line, run
 from vm_harness import vmenv  # noqa: F401
 
 SOAK = int(os.environ.get('SNAPFS_SOAK_ITERATIONS') or 0)
@@ -1017,16 +1017,6 @@ def crashenv(request):
         pytest.fail('\n'.join(e.problems), pytrace=False)
     elif e.problems:
         print('\n'.join(e.problems))
-
-
-def report_line(request, text):
-    """A line in pytest's output even when it captures stdout (CI logs)."""
-    capture = request.config.pluginmanager.get_plugin('capturemanager')
-    if capture is None:
-        print(text)
-        return
-    with capture.global_and_fixture_disabled():
-        print(text, flush=True)
 
 
 def test_crash_loop(crashenv, request, record_property):

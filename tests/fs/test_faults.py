@@ -19,13 +19,12 @@ SNAPFS_FAULT_STRIDE=1 walks them all (SNAPFS_FAULT_START=N begins at N).  The su
 
 import errno
 import glob
-import json
 import os
 import re
 import sqlite3
-import time
 
-from snapfs_harness import (qemu_img_compare, qemu_img_info, run, snapfs_env)
+from snapfs_harness import (qemu_img_compare, qemu_img_info, report_line, run,
+                            snapfs_env)
 
 A = [(0xa1, 0, '4M'), (0xa2, '8M', '2M')]
 B = [(0xb1, '2M', '4M')]
@@ -162,7 +161,7 @@ def one_run(n, refs):
         return point, violations(env, refs, results)
 
 
-def test_every_failure_point_leaves_a_clear_state():
+def test_every_failure_point_leaves_a_clear_state(request):
     runs = faults = 0
     problems = []
     n = START
@@ -175,6 +174,7 @@ def test_every_failure_point_leaves_a_clear_state():
         if bad:
             problems.append('point %d (%s): %s' % (n, point, '; '.join(bad)))
         n += STRIDE
-    print('faults: %d runs, %d faults injected, %d violations' % (runs, faults, len(problems)))
+    report_line(request, '\nfaults: %d runs, %d faults injected (points %d, %d, ...), '
+                '%d violations' % (runs, faults, START, START + STRIDE, len(problems)))
     assert runs > 1 and faults > 0, 'no failure point fired: is SNAPFS_FAULT_AT read?'
     assert not problems, '\n'.join(problems)

@@ -34,7 +34,7 @@ import pytest
 
 from snapfs_harness import (ensure_user, errno_name, fill, open_to_all_users,
                             qemu_img_compare, qemu_img_create, qemu_io_write, remove_user,
-                            run_as, user_ids)
+                            report_line, run_as, user_ids)
 from vm_harness import vmenv  # noqa: F401
 
 CAROL, DAVE = 'snapfs-carol', 'snapfs-dave'
@@ -273,7 +273,7 @@ def diff_fingerprints(a, b):
     return out
 
 
-def test_security_matrix(vmenv, users):
+def test_security_matrix(vmenv, users, request):
     env = vmenv
     # secondary storage small enough to fill: a backup that fails keeps an
     # alert and a waiting job (the test clock never reaches its retry)
@@ -421,7 +421,7 @@ def test_security_matrix(vmenv, users):
         '%s %d' % kv for kv in sorted(by_errno.items())))
     line = 'security: %d attempts, %d denied, %d allowed that should not be' % (
         attempts, denied, wrongly_allowed)
-    print('\n' + line)
+    report_line(request, '\n' + line)
     assert not problems, line + '\n' + '\n'.join(problems)
     assert env.alive()
 
@@ -509,7 +509,7 @@ def events_lenient(env):
     return out
 
 
-def test_hostile_names_are_refused_everywhere(env):
+def test_hostile_names_are_refused_everywhere(env, request):
     env.make_volume('v', '16M', [(0x41, 0, '1M')])
     env.mount(workers=2)
     env.take('v', 's1')
@@ -584,7 +584,7 @@ def test_hostile_names_are_refused_everywhere(env):
     assert sorted(storage_names(env)) == before_storage
     assert env.backups('v') == ['s1.json', 's1.qcow2']
     events_lenient(env)
-    print('\nhostile names: %d attempts, all refused' % tried)
+    report_line(request, '\nhostile names: %d attempts, all refused' % tried)
 
 
 def test_names_at_the_limit_and_differing_in_case(env):

@@ -496,10 +496,5 @@ def test_storm(env, request, record_property):
     record_property('storm', summary + ('; known bugs: ' + known if known else ''))
     line = '\n%s (seed %d%s)' % (summary, SEED, '; known bugs not counted: ' + known
                                   if known else '')
-    capture = request.config.pluginmanager.get_plugin('capturemanager')
-    if capture is None:
-        print(line)
-    else:
-        with capture.global_and_fixture_disabled():     # in CI logs, captured or not
-            print(line, flush=True)
+    H.report_line(request, line)
     assert not problems, problems
