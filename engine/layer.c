@@ -495,6 +495,7 @@ static int merge_step(struct snap_engine *eng, const struct catalog_volume *v,
 int layer_merge_run(struct snap_engine *eng, struct running_job *rj)
 {
 	struct catalog_volume v;
+	bool have_v = false;
 	int rc;
 
 	rc = catalog_volume_get_by_id(eng->cat, rj->job.volume_id, &v);
@@ -504,12 +505,18 @@ int layer_merge_run(struct snap_engine *eng, struct running_job *rj)
 		rc = catalog_volume_get_by_id(eng->cat, rj->job.volume_id, &v);
 		if (rc < 0)
 			break;
+		have_v = true;
 		rc = merge_step(eng, &v, rj->cancel);
 		if (rc == 0)
 			break;
 	}
-	if (rc == 0)
-		rc = retire_sweep(eng, &v, rj->cancel, false);
+	/* what the steps before a failed one retired goes too */
+	if (have_v && rc != -ECANCELED) {
+		int sweep = retire_sweep(eng, &v, rj->cancel, false);
+
+		if (rc == 0 || sweep == -ECANCELED)
+			rc = sweep;
+	}
 	if (rc == -ECANCELED)
 		return rc;
 	if (rc < 0)
