@@ -47,7 +47,7 @@ Running it:
 
 - The default run (CI) does SNAPFS_CRASHLOOP_ITERATIONS iterations
   (default 30) in about two to three minutes, and stops at the first
-  iteration with a violation; it starts no iteration after 80 s
+  iteration with a violation; it starts no iteration after 60 s
   (SNAPFS_CRASHLOOP_BUDGET) so that a slow machine stays in CI's time.
 - Soak mode: SNAPFS_SOAK_ITERATIONS=N runs N iterations (all of them,
   even after violations), prints each iteration's violations (must be 0)
@@ -89,7 +89,7 @@ from vm_harness import vmenv  # noqa: F401
 SOAK = int(os.environ.get('SNAPFS_SOAK_ITERATIONS') or 0)
 ITERATIONS = SOAK or int(os.environ.get('SNAPFS_CRASHLOOP_ITERATIONS') or 30)
 # the default run stops starting iterations after this many seconds (CI time)
-BUDGET = float(os.environ.get('SNAPFS_CRASHLOOP_BUDGET') or (0 if SOAK else 80))
+BUDGET = float(os.environ.get('SNAPFS_CRASHLOOP_BUDGET') or (0 if SOAK else 60))
 SEED = int(os.environ.get('SNAPFS_CRASHLOOP_SEED') or random.SystemRandom().randrange(1 << 31))
 WANT_VM = os.environ.get('SNAPFS_CRASHLOOP_VM', '1') != '0'
 VERBOSE = os.environ.get('SNAPFS_CRASHLOOP_VERBOSE', '0') != '0'
