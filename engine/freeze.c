@@ -14,9 +14,9 @@
  * Undo before the swap removes the overlay and the link.  A crash between
  * the blockdev-add and the transaction leaves QEMU holding the overlay open
  * but writing the old file: recovery asks QEMU which node is on top
- * (freeze_recover_switched()) rather than who has the overlay open.  QEMU keeps its
- * file descriptors across the rename, and libvirt's definition keeps naming
- * PRIMARY/vol.qcow2, which is the overlay from then on.
+ * (freeze_recover_switched()) rather than who has the overlay open.  QEMU
+ * keeps its file descriptors across the rename, and libvirt's definition
+ * keeps naming PRIMARY/vol.qcow2, which is the overlay from then on.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -242,28 +242,22 @@ out:
 	return rc;
 }
 
-/* Whether a device of @vm's QEMU has node @node on top. */
-static int node_on_top(struct vm_conn *vmc, const char *vm, const char *node)
+/* Whether @vm's QEMU has node @node on top of the disk with alias @alias. */
+static int node_on_top(struct vm_conn *vmc, const char *vm, const char *alias,
+		       const char *node)
 {
 	g_autofree char *reply = NULL;
 	struct jdoc *d = NULL;
-	int i, n, rc;
+	char top[64];
+	int rc;
 
 	rc = vm_qmp(vmc, vm, "{\"execute\":\"query-block\"}", &reply);
 	if (rc == 0)
 		rc = jdoc_parse(reply, &d);
-	if (rc < 0)
-		return rc;
-	n = jdoc_array_len(d, "return");
-	for (i = 0; i < n && rc == 0; i++) {
-		struct jdoc *dev = jdoc_array_obj(d, "return", i);
-		struct jdoc *ins = dev ? jdoc_get_obj(dev, "inserted") : NULL;
-		const char *nn = ins ? jdoc_get_str(ins, "node-name") : NULL;
-
-		rc = nn && !strcmp(nn, node);
-	}
+	if (rc == 0)
+		rc = top_node(d, alias, top, sizeof(top));
 	jdoc_free(d);
-	return rc;
+	return rc < 0 ? rc : !strcmp(top, node);
 }
 
 bool freeze_recover_switched(struct snap_engine *eng, const char *vol,
@@ -283,7 +277,7 @@ bool freeze_recover_switched(struct snap_engine *eng, const char *vol,
 			 tmp);
 		return true;
 	}
-	rc = node_on_top(eng->vm, user.vm, node);
+	rc = node_on_top(eng->vm, user.vm, user.alias, node);
 	if (rc != 0) {
 		if (rc < 0)
 			snap_log(LOG_ERR, "freeze: cannot ask VM '%s' which node it writes; '%s' taken as switched",

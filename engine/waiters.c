@@ -21,9 +21,9 @@
  * A reader blocks a FUSE worker thread for as long as it waits (libfuse's
  * high-level API answers a read synchronously), so at most w->slots
  * readers sleep at once (SNAP_WAITERS_MAX, or fewer when the front end
- * has few threads: snap_engine_set_wait_slots()); the next one gets -EBUSY (not
- * EAGAIN: on a blocking file, readers such as Python's io take EAGAIN for
- * "no data yet" and return nothing instead of an error).
+ * has few threads: snap_engine_set_wait_slots()); the next one gets
+ * -EBUSY (not EAGAIN: on a blocking file, readers such as Python's io
+ * take EAGAIN for "no data yet" and return nothing instead of an error).
  *
  * LOCKS: w->lock is a leaf.  Nothing else is taken while it is held, so
  * waiters_wake() may be called anywhere: under eng->lock or inside a

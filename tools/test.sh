@@ -23,10 +23,11 @@
 #   SNAPFS_SOAK_ITERATIONS=N     the crash loop runs N iterations (meson's
 #                                test timeouts are then off)
 #   SNAPFS_FAULT_STRIDE=1        the fault walk tries every failure point
-#  tools/count-results.py counts the individual
-# cases of all of them.  The last line is always `N passed, N failed,
-# N skipped`; the exit status is non-zero when anything failed or when no
-# test passed.
+#   SNAPFS_STORM_SECONDS=N       the concurrency storm runs N seconds
+#
+# tools/count-results.py counts the individual cases of all of them.  The
+# last line is always `N passed, N failed, N skipped`; the exit status is
+# non-zero when anything failed or when no test passed.
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

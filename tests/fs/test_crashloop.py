@@ -46,7 +46,7 @@ Running it:
     SNAPFS_BIN=build/fs/snapfs python3 -m pytest -s -q tests/fs/test_crashloop.py
 
 - The default run (CI) does SNAPFS_CRASHLOOP_ITERATIONS iterations
-  (default 30) in about two to three minutes, and stops at the first
+  (default 30) in a minute or two, and stops at the first
   iteration with a violation; it starts no iteration after 60 s
   (SNAPFS_CRASHLOOP_BUDGET) so that a slow machine stays in CI's time.
 - Soak mode: SNAPFS_SOAK_ITERATIONS=N runs N iterations (all of them,
