@@ -15,11 +15,12 @@
  * (at most half of the loop's threads, and SNAP_WAITERS_MAX, at once; the
  * next reader gets EBUSY; none with -s: main.c), and gives up when its
  * reader is interrupted (EINTR) or the session ends (ENOTCONN), so neither
- * a killed reader nor an unmount waits for a backup.  libfuse read-locks the nodes of a path for as long as an
- * operation on it runs, so the file lives outside the snapshot's directory
- * (an rmdir or mv of the snapshot would wait for the reader); wait/ and
- * wait/<vol>/ list nothing, so programs that walk the tree (find, grep -r,
- * rsync) never open a wait file by accident.
+ * a killed reader nor an unmount waits for a backup.  libfuse read-locks
+ * the nodes of a path for as long as an operation on it runs, so the file
+ * lives outside the snapshot's directory (an rmdir or mv of the snapshot
+ * would wait for the reader); wait/ and wait/<vol>/ list nothing, so
+ * programs that walk the tree (find, grep -r, rsync) never open a wait file
+ * by accident.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -166,14 +166,30 @@ def _in_fuse_wait(wchan_path):
     return 'fuse' in wchan or 'request_wait_answer' in wchan
 
 
-def blocked_in_fuse(pid):
-    """True once process @pid sleeps in the kernel waiting for a FUSE answer."""
-    return _in_fuse_wait('/proc/%d/wchan' % pid)
+def _has_open(fd_dir, path):
+    """Whether a descriptor in @fd_dir (/proc/<pid>/fd) is open on @path."""
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(os.path.join(fd_dir, fd)) == path:
+                return True
+    return False
 
 
-def thread_blocked_in_fuse(tid):
+def blocked_in_fuse(pid, path):
+    """True once process @pid has @path (a wait file) open and sleeps in the
+    kernel waiting for a FUSE answer: its read, not its open, which a
+    rename or rmdir of the snapshot could still turn into ENOENT."""
+    return _has_open('/proc/%d/fd' % pid, path) and _in_fuse_wait('/proc/%d/wchan' % pid)
+
+
+def thread_blocked_in_fuse(tid, path):
     """The same for a thread of this process (threading.Thread.native_id)."""
-    return _in_fuse_wait('/proc/self/task/%d/wchan' % tid)
+    return _has_open('/proc/self/fd', path) and \
+        _in_fuse_wait('/proc/self/task/%d/wchan' % tid)
 
 
 # ---- status ----------------------------------------------------------------------
@@ -350,7 +366,7 @@ def test_wait_file_blocks_until_the_backup_ends(env):
     with stall:
         env.take('v', 's1')
         th, result = env.in_background(lambda: env.read('wait', 'v', 's1'))
-        env.wait_for(lambda: thread_blocked_in_fuse(th.native_id),
+        env.wait_for(lambda: thread_blocked_in_fuse(th.native_id, env.p('wait', 'v', 's1')),
                      'the reader to block in the wait file', timeout=30)
         assert env.state('v', 's1') == 'BackingUp' and 'value' not in result
         # the snapshot's own files, and a rename, do not wait for the reader:
@@ -369,7 +385,7 @@ def test_wait_file_of_a_deleted_snapshot(env):
     with stalled_mount(env):
         env.take('v', 's1')
         th, result = env.in_background(lambda: env.read('wait', 'v', 's1'))
-        env.wait_for(lambda: thread_blocked_in_fuse(th.native_id),
+        env.wait_for(lambda: thread_blocked_in_fuse(th.native_id, env.p('wait', 'v', 's1')),
                      'the reader to block in the wait file', timeout=30)
         os.rmdir(env.snap_dir('v', 's1'))
         th.join(30)
@@ -398,7 +414,7 @@ def start_sleeping_readers(env, wait_file, n, cats):
         cats.append(subprocess.Popen(['cat', wait_file], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, stdin=subprocess.DEVNULL))
     for c in cats[-n:]:
-        env.wait_for(lambda: blocked_in_fuse(c.pid), 'cat %d to block' % c.pid,
+        env.wait_for(lambda: blocked_in_fuse(c.pid, wait_file), 'cat %d to block' % c.pid,
                      timeout=30)
 
 
@@ -437,7 +453,7 @@ def test_wait_file_readers_are_bounded_and_interruptible(env):
         assert cats[0].wait(timeout=20) != 0 and cats[1].wait(timeout=20) != 0
         # their slots are free again
         th, result = env.in_background(lambda: env.read('wait', 'v', 's1'))
-        env.wait_for(lambda: thread_blocked_in_fuse(th.native_id),
+        env.wait_for(lambda: thread_blocked_in_fuse(th.native_id, env.p('wait', 'v', 's1')),
                      'the reader to block in the wait file', timeout=30)
         stall.resume()
         for c in cats[2:]:
@@ -494,7 +510,7 @@ def test_wait_file_returns_when_snapfs_stops(env):
     with stalled_mount(env):
         env.take('v', 's1')
         th, result = env.in_background(lambda: env.read('wait', 'v', 's1'))
-        env.wait_for(lambda: thread_blocked_in_fuse(th.native_id),
+        env.wait_for(lambda: thread_blocked_in_fuse(th.native_id, env.p('wait', 'v', 's1')),
                      'the reader to block in the wait file', timeout=30)
         # systemctl stop, kill: SIGTERM; the waiter must not hold the daemon
         proc, env.proc = env.proc, None
