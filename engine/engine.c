@@ -76,22 +76,37 @@ int snap_clock_set(struct snap_engine *eng, int64_t t)
 	return 0;
 }
 
-/* mkdir -p, then the canonical path (no symlink games later). */
-static int make_dir(const char *path, mode_t mode, char **real_out)
+/*
+ * The canonical path of directory @path (no symlink games later), made
+ * first (mkdir -p) when @mode is not 0.  @what names it in the message
+ * logged on failure.
+ */
+static int open_dir(const char *what, const char *path, mode_t mode,
+		    char **real_out)
 {
+	struct stat st;
 	char *real;
+	int rc;
 
-	if (g_mkdir_with_parents(path, (int)mode) < 0) {
-		int rc = -errno;
-
-		snap_log(LOG_ERR, "engine: cannot create '%s': %m", path);
+	if (mode && g_mkdir_with_parents(path, (int)mode) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "engine: cannot create %s '%s': %s", what, path,
+			 g_strerror(-rc));
 		return rc;
 	}
 	real = realpath(path, NULL);
-	if (!real)
-		return -errno;
-	if (real_out)
-		*real_out = g_strdup(real);
+	if (!real || stat(real, &st) < 0)
+		rc = -errno;
+	else if (!S_ISDIR(st.st_mode))
+		rc = -ENOTDIR;
+	else
+		rc = 0;
+	if (rc < 0) {
+		snap_log(LOG_ERR, "engine: %s '%s': %s", what, path, g_strerror(-rc));
+		free(real);
+		return rc;
+	}
+	*real_out = g_strdup(real);
 	free(real);
 	return 0;
 }
@@ -135,21 +150,26 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 	eng->watch_fd = eng->watch_stop = -1;
 	policies_init(eng);
 
-	rc = make_dir(cfg->source, 0700, &eng->source);
+	rc = open_dir("state directory", cfg->source, 0, &eng->source);
 	if (rc < 0)
 		goto undo_alloc;
 	logpath = g_strdup_printf("%s/snapfs.log", eng->source);
+	/* in the background, errors still reach the terminal while snapfs
+	 * starts (the front end detaches from it only once started) */
 	if (snap_log_open(logpath, cfg->debug ? LOG_DEBUG : LOG_INFO,
-			  cfg->foreground) < 0)
+			  cfg->foreground ? LOG_DEBUG : LOG_ERR) < 0)
 		snap_log(LOG_WARNING, "engine: cannot open log '%s': %m", logpath);
 
+	/* a primary= the admin named holds the volumes: missing, it is a typo
+	 * or storage not mounted yet, never an empty directory to make */
 	prim = cfg->primary ? g_strdup(cfg->primary) :
 			      g_strdup_printf("%s/primary", eng->source);
 	sec = cfg->secondary ? g_strdup(cfg->secondary) :
 			       g_strdup_printf("%s/secondary", eng->source);
-	rc = make_dir(prim, 0755, &eng->primary);
+	rc = open_dir("primary storage", prim, cfg->primary ? 0 : 0755,
+		      &eng->primary);
 	if (rc == 0)
-		rc = make_dir(sec, 0755, &eng->secondary);
+		rc = open_dir("secondary storage", sec, 0755, &eng->secondary);
 	if (rc < 0)
 		goto undo_alloc;
 	if (!strcmp(eng->primary, eng->secondary)) {
@@ -164,7 +184,7 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 	/* snapfs's own directories in storage: real ones, never links out
 	 * of it (recovery empties the .tmp ones); each checked before
 	 * anything is made inside it */
-	rc = safe_mkdir(eng->layers_dir, 0700);
+	rc = chain_mkdir(eng->layers_dir);
 	if (rc == 0)
 		rc = safe_mkdir(eng->ptmp_dir, 0700);
 	if (rc == 0)
@@ -194,8 +214,13 @@ int snap_engine_start(struct snap_engine *eng)
 		 eng->primary, eng->secondary, eng->cfg.workers,
 		 eng->cfg.keep_primary);
 	rc = vms_start(eng);
-	if (rc == 0)
-		rc = recover_all(eng);
+	if (rc < 0)
+		return rc;
+	/* the libvirt the admin named must answer (vm_open() logged why it
+	 * did not); only the embedded driver may fail into a mount without VMs */
+	if (!eng->vm && eng->cfg.libvirt && strcmp(eng->cfg.libvirt, "none") != 0)
+		return -EIO;
+	rc = recover_all(eng);
 	if (rc < 0) {
 		snap_log(LOG_ERR, "engine: recovery failed: %s", g_strerror(-rc));
 		return rc;

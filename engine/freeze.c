@@ -3,7 +3,8 @@
  *
  *   prepare:  link(PRIMARY/vol.qcow2, layer); qemu-img create an empty
  *             overlay over the layer as a temporary file (never opening
- *             the chain), same owner and mode as the volume, fsync
+ *             the chain), same owner, mode and SELinux label as the
+ *             volume (what libvirt gave the image QEMU writes), fsync
  *   switch:   only when a running VM has the volume open: QMP blockdev-add
  *             of each overlay and one `transaction` of blockdev-snapshot for
  *             all of a VM's disks at once, so QEMU writes the overlays from
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -44,6 +46,25 @@ char *freeze_tmp_path(struct snap_engine *eng, const char *vol,
 		      const char *uuid)
 {
 	return g_strdup_printf("%s/%s/.%s.overlay", eng->layers_dir, vol, uuid);
+}
+
+/*
+ * Give the overlay @to the MAC label of the volume file @from: the label
+ * libvirt's SELinux driver put on the image when it started the VM (an
+ * svirt_image_t with the VM's categories), which QEMU is confined to.
+ * A file system or host without labels has nothing to copy.
+ */
+static int copy_label(const char *from, const char *to)
+{
+	static const char name[] = "security.selinux";
+	char label[256];
+	ssize_t n = lgetxattr(from, name, label, sizeof(label));
+
+	if (n < 0)
+		return errno == ENODATA || errno == ENOTSUP ? 0 : -errno;
+	if (lsetxattr(to, name, label, (size_t)n, 0) < 0)
+		return -errno;
+	return 0;
 }
 
 int freeze_prepare(struct snap_engine *eng, struct freeze *f, const char *vol,
@@ -78,7 +99,7 @@ int freeze_prepare(struct snap_engine *eng, struct freeze *f, const char *vol,
 		rc = -EIO;
 		goto free_paths;
 	}
-	rc = safe_mkdir(f->ldir, 0700);
+	rc = chain_mkdir(f->ldir);
 	if (rc < 0) {
 		rc = rc == -ELOOP ? -EIO : rc;
 		goto free_paths;
@@ -99,6 +120,12 @@ int freeze_prepare(struct snap_engine *eng, struct freeze *f, const char *vol,
 	    chmod(f->tmp, st.st_mode & 07777) < 0) {
 		rc = -errno;
 		snap_log(LOG_ERR, "freeze: cannot set owner of '%s': %m", f->tmp);
+		goto undo_files;
+	}
+	rc = copy_label(f->vpath, f->tmp);
+	if (rc < 0) {
+		snap_log(LOG_ERR, "freeze: cannot give '%s' the label of '%s': %s",
+			 f->tmp, f->vpath, g_strerror(-rc));
 		goto undo_files;
 	}
 	rc = fsync_path(f->tmp);

@@ -203,6 +203,10 @@ static void report_orphans(struct snap_engine *eng)
 		struct dirent *de;
 		DIR *d;
 
+		/* layers made by a snapfs that kept them 0700: QEMU as an
+		 * unprivileged user must reach them to start the VM */
+		if (access(ldir, F_OK) == 0)
+			chain_mkdir(ldir);
 		if ((d = opendir(ldir))) {
 			while ((de = readdir(d))) {
 				char uuid[UUID_TEXT_MAX];

@@ -51,6 +51,25 @@ int safe_mkdir(const char *path, mode_t mode)
 	return 0;
 }
 
+int chain_mkdir(const char *path)
+{
+	struct stat st;
+	int rc = safe_mkdir(path, 0711);
+
+	if (rc < 0)
+		return rc;
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if ((st.st_mode & 0011) == 0011)
+		return 0;
+	if (chmod(path, (st.st_mode & 07777) | 0011) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "volume: cannot make '%s' searchable: %m", path);
+		return rc;
+	}
+	return 0;
+}
+
 int fsync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
