@@ -8,7 +8,9 @@
  * outside this file.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 #include <sqlite3.h>
 
 #include "fault.h"
@@ -291,6 +293,32 @@ static int add_column(struct catalog *cat, const char *table, const char *column
 	return exec(cat, sql);
 }
 
+/*
+ * catalog_open() failed before it read the schema version: one message
+ * naming the file and why.  When sqlite could not open it, its text
+ * ("unable to open database file") names no reason, and its errno is
+ * often that of its read-only retry (ENOENT in a read-only directory):
+ * the system's answer to the same open says why.
+ */
+static int open_failed(struct catalog *cat, const char *path, int rc)
+{
+	int fd;
+
+	if ((rc & 0xff) == SQLITE_CANTOPEN) {
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			rc = -errno;
+			snap_log(LOG_ERR, "catalog: cannot open '%s': %s", path,
+				 g_strerror(-rc));
+			return rc;
+		}
+		close(fd);
+	}
+	snap_log(LOG_ERR, "catalog: cannot open '%s': %s", path,
+		 sqlite3_errmsg(cat->db));
+	return catalog_errno(rc);
+}
+
 int catalog_open(const char *path, struct catalog **out)
 {
 	struct catalog *cat = g_new0(struct catalog, 1);
@@ -300,23 +328,31 @@ int catalog_open(const char *path, struct catalog **out)
 
 	g_rec_mutex_init(&cat->lock);
 	cat->idle = g_hash_table_new(g_str_hash, g_str_equal);
+	/* on failure sqlite still hands back a handle, closed at undo_open */
 	rc = sqlite3_open_v2(path, &cat->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				     SQLITE_OPEN_NOMUTEX,
 			     NULL);
-	if (rc != SQLITE_OK) {
-		rc = fail(cat, rc, "open");
-		goto undo_open; /* sqlite hands back a handle to close even then */
+	if (rc == SQLITE_OK) {
+		sqlite3_extended_result_codes(cat->db, 1);
+		/* the first statements read the file: a file that is not a
+		 * database fails here */
+		rc = sqlite3_exec(cat->db, "PRAGMA journal_mode=WAL;"
+					   "PRAGMA synchronous=FULL;"
+					   "PRAGMA foreign_keys=ON;",
+				  NULL, NULL, NULL);
 	}
-	sqlite3_extended_result_codes(cat->db, 1);
-	rc = exec(cat, "PRAGMA journal_mode=WAL;"
-		       "PRAGMA synchronous=FULL;"
-		       "PRAGMA foreign_keys=ON;");
-	if (rc < 0)
-		goto undo_open;
-	st = prepare(cat, "PRAGMA user_version");
-	if (!st || sqlite3_step(st) != SQLITE_ROW) {
-		rc = -EIO;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(cat->db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			rc = SQLITE_OK;
+		else if (rc == SQLITE_DONE)
+			rc = SQLITE_CORRUPT;
+	}
+	if (rc != SQLITE_OK) {
+		rc = open_failed(cat, path, rc);
 		goto undo_stmt;
 	}
 	version = sqlite3_column_int(st, 0);

@@ -105,8 +105,11 @@ struct catalog_job {
 
 /**
  * catalog_open() - open or create the catalog at @path (":memory:" for
- * tests).  Return: 0, *@out owns it (catalog_close); -EIO; -EACCES;
- * -EINVAL a catalog from a newer snapfs.
+ * tests).  A failure is logged once, naming @path and why.
+ * Return: 0, *@out owns it (catalog_close); -EIO not an sqlite database
+ * (or damaged); the system's -errno when the file cannot be opened or
+ * created (-EISDIR, -EACCES, -EROFS...); -EINVAL a catalog from a newer
+ * snapfs.
  */
 int catalog_open(const char *path, struct catalog **out);
 void catalog_close(struct catalog *cat);
