@@ -23,7 +23,7 @@
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *log_file;
 static int log_max_level = LOG_INFO;
-static int log_to_stderr = 1;
+static int log_stderr_level = LOG_DEBUG;
 static pthread_once_t journal_once = PTHREAD_ONCE_INIT;
 static bool stderr_is_journal;
 
@@ -31,7 +31,7 @@ static const char *const level_names[] = {
 	"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
 };
 
-int snap_log_open(const char *path, int max_level, int to_stderr)
+int snap_log_open(const char *path, int max_level, int stderr_level)
 {
 	FILE *f = NULL;
 
@@ -46,7 +46,7 @@ int snap_log_open(const char *path, int max_level, int to_stderr)
 		fclose(log_file);
 	log_file = f;
 	log_max_level = max_level;
-	log_to_stderr = to_stderr;
+	log_stderr_level = stderr_level;
 	pthread_mutex_unlock(&log_lock);
 	return 0;
 }
@@ -120,7 +120,7 @@ void snap_vlog(int level, const char *fmt, va_list ap)
 	if (log_file)
 		fprintf(log_file, "%s.%03ldZ %s: %s\n", stamp,
 			ts.tv_nsec / 1000000, level_names[level], msg);
-	if (log_to_stderr || !log_file)
+	if (level <= log_stderr_level || !log_file)
 		fputs(line, stderr);
 	pthread_mutex_unlock(&log_lock);
 }

@@ -2,9 +2,10 @@
  * log.h - one logging call for the whole engine and front end.
  *
  * Messages read `module: what failed 'subject': reason`, lower case, no
- * full stop.  They go to SOURCE/snapfs.log and, in the foreground, to
- * stderr; when stderr is systemd's journal ($JOURNAL_STREAM), each line
- * there carries its "<N>" priority.  Levels are syslog's.  Thread-safe.
+ * full stop.  They go to SOURCE/snapfs.log and, up to a level, to stderr
+ * (see snap_log_open()); when stderr is systemd's journal
+ * ($JOURNAL_STREAM), each line there carries its "<N>" priority.  Levels
+ * are syslog's.  Thread-safe.
  */
 #ifndef SNAP_LOG_H
 #define SNAP_LOG_H
@@ -12,8 +13,11 @@
 #include <syslog.h>
 #include <stdarg.h>
 
-/** snap_log_open() - start logging to @path (may be NULL: stderr only). */
-int snap_log_open(const char *path, int max_level, int to_stderr);
+/**
+ * snap_log_open() - log up to @max_level to @path (may be NULL: stderr
+ * only); messages up to @stderr_level go to stderr as well (-1: none).
+ */
+int snap_log_open(const char *path, int max_level, int stderr_level);
 
 /** snap_log_close() - stop logging to the file; stderr still works. */
 void snap_log_close(void);

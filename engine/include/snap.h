@@ -43,20 +43,25 @@ struct snap_engine;
 /**
  * struct snap_config - how an engine is set up; see snapfs(8) for the options.
  * @source:       state directory (catalog, log); must exist
- * @primary:      primary storage directory; NULL means @source/primary
- * @secondary:    secondary storage directory; NULL means @source/secondary
+ * @primary:      primary storage directory, which must exist; NULL means
+ *                @source/primary, made when missing
+ * @secondary:    secondary storage directory, made when missing; NULL
+ *                means @source/secondary
  * @workers:      background copy workers (1..64)
  * @keep_primary: backed-up snapshots per volume kept on primary storage
  * @retries:      automatic retries of a failed backup
  * @retry_delay:  seconds before the first automatic retry; doubled each time
  * @min_free:     bytes that must stay free on primary for a take to succeed
- * @libvirt:      libvirt URI; NULL embeds libvirt's QEMU driver rooted at
- *                SOURCE/libvirt; "none" runs without VMs
+ * @libvirt:      libvirt URI, which must answer at snap_engine_start();
+ *                NULL embeds libvirt's QEMU driver rooted at SOURCE/libvirt
+ *                (when that fails to start, the engine runs without VMs);
+ *                "none" runs without VMs
  * @vm_snapshots_off: domain types ("kvm:qemu") whose VM snapshots are
  *                switched off; NULL none
  * @stop_timeout: seconds a `stop` waits for the guest to shut down
  * @test_clock:   the engine's clock only moves when snap_clock_set() says so
- * @foreground:   log to stderr as well as to @source/snapfs.log
+ * @foreground:   log everything to stderr as well as to
+ *                @source/snapfs.log; else only errors go to stderr too
  * @debug:        log at debug level
  */
 struct snap_config {
@@ -94,9 +99,14 @@ void snap_config_init(struct snap_config *cfg);
  * snap_engine_open() - check the directories and open the catalog
  *
  * Starts no thread and no subprocess, so it may run before the process
- * daemonizes.  Creates @primary and @secondary when missing.
+ * daemonizes.  Creates the default primary and any secondary directory
+ * when missing.  Every failure is logged once, naming the directory or
+ * file and why (on stderr too: see @foreground).
  * Return: 0 and *@out owns the engine (free with snap_engine_close());
- * -ENOENT source missing; -ENOTDIR; -EACCES; -EIO catalog unreadable.
+ * -ENOENT source or a named primary missing; -ENOTDIR; -EACCES; -EINVAL
+ * bad @workers, primary and secondary the same, a catalog of a newer
+ * snapfs; -EIO catalog unreadable; the system's -errno when the catalog
+ * file cannot be opened (-EISDIR, -EROFS...).
  */
 int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out);
 
@@ -106,7 +116,10 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out);
  * Resolves everything the last run left unfinished (see docs/design.md,
  * "Recovery"), reporting each finding as an event, then starts the
  * scheduler and the copy workers.  Call after daemonizing.  Blocks for
- * the recovery (qemu-img calls, one per unfinished item).
+ * the recovery (qemu-img calls, one per unfinished item).  A failure is
+ * logged where it happens.
+ * Return: 0; -EIO the libvirt URI of the configuration does not answer;
+ * the -errno of a recovery that failed; -ENOMEM no thread.
  */
 int snap_engine_start(struct snap_engine *eng);
 
@@ -128,8 +141,8 @@ int snap_versions(char **out);
 
 /**
  * snap_log() - log a line (syslog @level) to SOURCE/snapfs.log, and to
- * stderr in the foreground.  Messages read `module: what failed 'subject':
- * reason`.  Thread-safe.
+ * stderr in the foreground (errors in the background too).  Messages
+ * read `module: what failed 'subject': reason`.  Thread-safe.
  */
 void snap_log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
