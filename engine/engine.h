@@ -291,7 +291,7 @@ void running_job_unref(struct running_job *rj);
 
 /* ---- vms.c ---- */
 /** vm_user_find() - the running VM with PRIMARY/@vol.qcow2 as a disk.
- * Return: 0; -ENOENT none (or no VMs). */
+ * Return: 0; -ENOENT none (or no VMs); -EAGAIN libvirt cannot be reached. */
 int vm_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out);
 /** vm_of_volume() - name of a VM (running or not) with @vol as a disk. */
 int vm_of_volume(struct snap_engine *eng, const char *vol, char *vm, size_t size);

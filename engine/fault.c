@@ -8,9 +8,14 @@
  * walks N upward until no point fails (tests/fs/test_faults.py) and checks
  * after each run that the catalog and storage still agree.  Without the
  * variable a failure point costs one comparison.
+ *
+ * With SNAPFS_FAULT_POINT=<name>, the first call of the failure point of
+ * that name fails instead (and only it): a test makes one named step fail,
+ * e.g. "libvirt.restore" for the restore after a memory save.
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <glib.h>
 
 #include "engine.h"
@@ -21,14 +26,23 @@ bool fault(const char *point, int err)
 {
 	static gsize once;
 	static long fail_at;
-	static gint count;
+	static const char *fail_point;
+	static gint count, point_fired;
 	long n;
 
 	if (g_once_init_enter(&once)) {
 		const char *s = getenv("SNAPFS_FAULT_AT");
 
 		fail_at = s ? strtol(s, NULL, 10) : 0;
+		fail_point = getenv("SNAPFS_FAULT_POINT");
 		g_once_init_leave(&once, 1);
+	}
+	if (fail_point && !strcmp(fail_point, point) &&
+	    g_atomic_int_compare_and_exchange(&point_fired, 0, 1)) {
+		snap_log(LOG_WARNING, "fault: point %s fails with %s", point,
+			 errno_name(err));
+		errno = err;
+		return true;
 	}
 	if (fail_at <= 0)
 		return false;

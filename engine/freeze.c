@@ -166,6 +166,24 @@ int freeze_swap(struct snap_engine *eng, struct freeze *f)
 	return 0;
 }
 
+int freeze_unswap(struct snap_engine *eng, struct freeze *f)
+{
+	int rc;
+
+	if (f->step != FREEZE_SWAPPED)
+		return 0;
+	if (rename(f->lpath, f->vpath) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "freeze: cannot put '%s' back over '%s': %m",
+			 f->lpath, f->vpath);
+		return rc;
+	}
+	f->step = FREEZE_NONE;
+	fsync_dir(eng->primary);
+	fsync_dir(f->ldir);
+	return 0;
+}
+
 /* The QEMU node name of the overlay of layer @uuid: at most 31 bytes,
  * "snapfs-" and 20 hex digits of the uuid. */
 static void overlay_node(const char *uuid, char node[32])

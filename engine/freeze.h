@@ -66,6 +66,15 @@ bool freeze_recover_switched(struct snap_engine *eng, const char *vol,
 /** freeze_swap() - rename the overlay onto the volume file (commit point). */
 int freeze_swap(struct snap_engine *eng, struct freeze *f);
 
+/**
+ * freeze_unswap() - undo freeze_swap() while no process has the overlay
+ * open: the layer's link is renamed back over the volume file (the empty
+ * overlay goes with it), as before freeze_prepare().  Only for a stopped
+ * VM's disk (a memory snapshot whose restore failed).
+ * Return: 0 (also when not swapped); -errno, logged, nothing changed.
+ */
+int freeze_unswap(struct snap_engine *eng, struct freeze *f);
+
 /** freeze_undo() - remove what prepare made; nothing once swapped. */
 void freeze_undo(struct freeze *f);
 

@@ -79,7 +79,13 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 		return -EIO;
 	}
 	in_use = volume_in_use(vpath);
-	if (in_use > 0 && vm_user_find(eng, vol, &user) < 0) {
+	rc = in_use > 0 ? vm_user_find(eng, vol, &user) : 0;
+	if (rc == -EAGAIN) {
+		event_reject(eng, "mkdir", target, EAGAIN,
+			     "the volume is open for writing and libvirt cannot be reached to find its VM (is libvirtd running?): try again");
+		return rc;
+	}
+	if (rc < 0) {
 		event_reject(eng, "mkdir", target, EBUSY,
 			     "another process (not a running VM snapfs knows) has the volume open for writing");
 		return -EBUSY;

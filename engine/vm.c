@@ -9,6 +9,14 @@
  * libvirt-qemu access rules to maintain for /dev/kvm and the storage), no
  * relabelling of the images snapfs manages.  VMs started by the embedded
  * driver outlive snapfs and are found again at the next open.
+ *
+ * A libvirtd (any other URI) may restart while snapfs runs.  Its QEMUs go
+ * on; only the connection is lost.  Every call takes a reference on the
+ * connection through conn_get(), which opens a new one when libvirt has
+ * closed the old (no RPC: virConnectIsAlive() reads the client's state).
+ * While libvirtd is away that open fails at once and the call returns
+ * -EAGAIN, as does a call cut by the daemon going away; c->lock guards
+ * only the pointer, never a libvirt call.
  */
 #include <errno.h>
 #include <pwd.h>
@@ -29,7 +37,9 @@
 #include "proc.h"
 
 struct vm_conn {
-	virConnectPtr conn;
+	GMutex lock;	      /* guards conn and lost */
+	virConnectPtr conn;   /* NULL while libvirt cannot be reached */
+	bool lost;	      /* the outage was logged */
 	char *uri;
 	int timer;	 /* keeps the event loop iterating; -1: none */
 	bool subreaper;	 /* we made the process a child subreaper */
@@ -45,6 +55,10 @@ static int vm_errno(void)
 
 	if (!e)
 		return -EIO;
+	/* the daemon went away (restart): the connection is gone, not the VM */
+	if (e->domain == VIR_FROM_RPC || e->code == VIR_ERR_NO_CONNECT ||
+	    e->code == VIR_ERR_RPC)
+		return -EAGAIN;
 	switch (e->code) {
 	case VIR_ERR_NO_DOMAIN:
 	case VIR_ERR_NO_DOMAIN_SNAPSHOT:
@@ -79,6 +93,53 @@ static int fail(const char *what, const char *subject)
 	snap_log(LOG_ERR, "vm: %s '%s' failed: %s", what, subject ? subject : "",
 		 e && e->message ? e->message : "unknown error");
 	return rc;
+}
+
+/*
+ * A reference on the connection (conn_put() it), opened anew when libvirt
+ * closed the last one.  Return: NULL and *@rc = -EAGAIN while libvirt
+ * cannot be reached (logged once per outage).
+ */
+static virConnectPtr conn_get(struct vm_conn *c, int *rc)
+{
+	virConnectPtr conn, old;
+
+	g_mutex_lock(&c->lock);
+	conn = c->conn;
+	if (conn)
+		virConnectRef(conn);
+	g_mutex_unlock(&c->lock);
+	if (conn && virConnectIsAlive(conn) == 1)
+		return conn;
+	if (conn)
+		virConnectClose(conn);
+
+	conn = virConnectOpen(c->uri);
+	g_mutex_lock(&c->lock);
+	old = c->conn;
+	c->conn = conn;
+	if (conn)
+		virConnectRef(conn);
+	if (!conn && !c->lost) {
+		virErrorPtr e = virGetLastError();
+
+		snap_log(LOG_ERR, "vm: lost the connection to libvirt at '%s': %s",
+			 c->uri, e && e->message ? e->message : "unknown error");
+	} else if (conn && c->lost) {
+		snap_log(LOG_INFO, "vm: reconnected to libvirt at '%s'", c->uri);
+	}
+	c->lost = !conn;
+	g_mutex_unlock(&c->lock);
+	if (old)
+		virConnectClose(old);
+	if (!conn)
+		*rc = -EAGAIN;
+	return conn;
+}
+
+static void conn_put(virConnectPtr conn)
+{
+	virConnectClose(conn);
 }
 
 /* libvirt prints its errors itself by default: route them to our log at
@@ -241,6 +302,7 @@ int vm_open(const char *uri, const char *embed_root, struct vm_conn **out)
 		g_once_init_leave(&loop_registered, 1);
 	}
 	c = g_new0(struct vm_conn, 1);
+	g_mutex_init(&c->lock);
 	c->timer = -1;
 	if (uri) {
 		c->uri = g_strdup(uri);
@@ -289,6 +351,7 @@ stop:
 	vm_conn_stop(c);
 free_conn:
 	g_free(c->uri);
+	g_mutex_clear(&c->lock);
 	g_free(c);
 	return rc;
 }
@@ -301,6 +364,7 @@ void vm_close(struct vm_conn *c)
 		virConnectClose(c->conn);
 	vm_conn_stop(c);
 	g_free(c->uri);
+	g_mutex_clear(&c->lock);
 	g_free(c);
 }
 
@@ -318,11 +382,18 @@ int vm_list(struct vm_conn *c, char ***names_out)
 {
 	virDomainPtr *doms = NULL;
 	GPtrArray *names;
+	virConnectPtr conn;
 	int n, i;
 
-	n = virConnectListAllDomains(c->conn, &doms, 0);
+	conn = conn_get(c, &n);
+	if (!conn)
+		return n;
+	n = virConnectListAllDomains(conn, &doms, 0);
 	if (n < 0)
-		return fail("list", "domains");
+		n = fail("list", "domains");
+	conn_put(conn);
+	if (n < 0)
+		return n;
 	names = g_ptr_array_new();
 	for (i = 0; i < n; i++) {
 		const char *name = virDomainGetName(doms[i]);
@@ -490,16 +561,21 @@ int vm_parse_domain_xml(const char *xml, struct vm_info *out)
 
 static virDomainPtr lookup(struct vm_conn *c, const char *name, int *rc)
 {
+	virConnectPtr conn;
 	virDomainPtr d;
 
 	if (fault("libvirt", EIO)) {
 		*rc = -EIO;
 		return NULL;
 	}
-	d = virDomainLookupByName(c->conn, name);
-
+	conn = conn_get(c, rc);
+	if (!conn)
+		return NULL;
+	/* the domain holds a reference on the connection of its own */
+	d = virDomainLookupByName(conn, name);
 	if (!d)
 		*rc = vm_errno() == -ENOENT ? -ENOENT : fail("lookup", name);
+	conn_put(conn);
 	return d;
 }
 
@@ -519,6 +595,7 @@ static void state_of(virDomainPtr d, struct vm_info *out)
 		break;
 	case VIR_DOMAIN_SHUTOFF:
 		out->state = VM_STATE_STOPPED;
+		out->saved = reason == VIR_DOMAIN_SHUTOFF_SAVED;
 		strcpy(out->state_word, "stopped");
 		break;
 	case VIR_DOMAIN_SHUTDOWN:
@@ -561,26 +638,42 @@ int vm_get(struct vm_conn *c, const char *name, struct vm_info *out)
 
 int vm_exists(struct vm_conn *c, const char *uuid)
 {
-	virDomainPtr d = virDomainLookupByUUIDString(c->conn, uuid);
+	virConnectPtr conn;
+	virDomainPtr d;
+	int rc = 1;
 
-	if (d) {
+	conn = conn_get(c, &rc);
+	if (!conn)
+		return rc;
+	d = virDomainLookupByUUIDString(conn, uuid);
+	if (d)
 		virDomainFree(d);
-		return 1;
-	}
-	return vm_errno() == -ENOENT ? 0 : fail("lookup", uuid);
+	else
+		rc = vm_errno() == -ENOENT ? 0 : fail("lookup", uuid);
+	conn_put(conn);
+	return rc;
 }
 
 int vm_define_xml(struct vm_conn *c, const char *xml, char *name_out,
 		  size_t name_size)
 {
-	virDomainPtr d = virDomainDefineXML(c->conn, xml);
+	virConnectPtr conn;
+	virDomainPtr d;
+	int rc = 0;
 
-	if (!d)
-		return fail("define", "domain");
-	if (name_out)
-		g_strlcpy(name_out, virDomainGetName(d), name_size);
-	virDomainFree(d);
-	return 0;
+	conn = conn_get(c, &rc);
+	if (!conn)
+		return rc;
+	d = virDomainDefineXML(conn, xml);
+	if (!d) {
+		rc = fail("define", "domain");
+	} else {
+		if (name_out)
+			g_strlcpy(name_out, virDomainGetName(d), name_size);
+		virDomainFree(d);
+	}
+	conn_put(conn);
+	return rc;
 }
 
 /* Run @op on domain @name; the usual lookup/free around it. */
@@ -799,35 +892,55 @@ char *vm_xml_strip(const char *xml, const char *name)
 int vm_restore(struct vm_conn *c, const char *path)
 {
 	g_autofree char *dxml = NULL;
+	virConnectPtr conn;
 	char *xml;
+	int rc = 0;
 
+	if (fault("libvirt.restore", EIO)) {
+		snap_log(LOG_ERR, "vm: restore '%s' failed: injected", path);
+		return -EIO;
+	}
+	conn = conn_get(c, &rc);
+	if (!conn)
+		return rc;
 	/*
 	 * The save image records the disks' backing chains as they were when
 	 * it was written; snapfs has re-layered the disks since (that is the
 	 * snapshot).  Without <backingStore> libvirt reads the chains from
 	 * the images again.
 	 */
-	xml = virDomainSaveImageGetXMLDesc(c->conn, path,
+	xml = virDomainSaveImageGetXMLDesc(conn, path,
 					   VIR_DOMAIN_SAVE_IMAGE_XML_SECURE);
-	if (!xml)
-		return fail("read save image", path);
+	if (!xml) {
+		rc = fail("read save image", path);
+		goto out;
+	}
 	dxml = vm_xml_strip(xml, "backingStore");
 	free(xml);
-	if (virDomainRestoreFlags(c->conn, path, dxml,
-				  VIR_DOMAIN_SAVE_RUNNING) < 0)
-		return fail("restore", path);
-	return 0;
+	if (virDomainRestoreFlags(conn, path, dxml, VIR_DOMAIN_SAVE_RUNNING) < 0)
+		rc = fail("restore", path);
+out:
+	conn_put(conn);
+	return rc;
 }
 
 int vm_save_info(struct vm_conn *c, const char *path, struct vm_info *out)
 {
-	char *xml = virDomainSaveImageGetXMLDesc(c->conn, path, 0);
-	int rc;
+	virConnectPtr conn;
+	char *xml;
+	int rc = 0;
 
-	if (!xml)
-		return fail("read save image", path);
-	rc = vm_parse_domain_xml(xml, out);
-	free(xml);
+	conn = conn_get(c, &rc);
+	if (!conn)
+		return rc;
+	xml = virDomainSaveImageGetXMLDesc(conn, path, 0);
+	if (!xml) {
+		rc = fail("read save image", path);
+	} else {
+		rc = vm_parse_domain_xml(xml, out);
+		free(xml);
+	}
+	conn_put(conn);
 	return rc;
 }
 

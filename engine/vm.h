@@ -36,6 +36,7 @@ struct vm_disk {
  * struct vm_info - what snapfs needs of a domain
  * @type:       the domain type ("kvm", "qemu")
  * @state_word: the one word for vms/<vm>/state
+ * @saved:      shut off by vm_save() (libvirt's reason "saved")
  * @memory_kib, @vcpus: for the checks before a memory revert
  * @disks:      GArray of struct vm_disk (file disks only)
  */
@@ -44,6 +45,7 @@ struct vm_info {
 	char uuid[37];
 	char type[16];
 	enum vm_state state;
+	bool saved; /* stopped by a save of its memory, not started since */
 	char state_word[16];
 	uint64_t memory_kib;
 	unsigned vcpus;

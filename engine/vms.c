@@ -227,6 +227,15 @@ static bool disk_volume(struct snap_engine *eng, const struct vm_disk *disk,
 	return snap_name_valid(vol) == 0;
 }
 
+/* libvirt's outage overrides the reason of a refusal: the call failed
+ * because libvirtd is away (restarting), not because of what was asked. */
+#define LIBVIRT_AWAY "libvirt cannot be reached (is libvirtd running?): nothing was changed, try again"
+
+static const char *reason(int rc, const char *why)
+{
+	return rc == -EAGAIN ? LIBVIRT_AWAY : why;
+}
+
 static int vm_load(struct snap_engine *eng, const char *name,
 		   struct vm_info *info, struct catalog_vm *cvm)
 {
@@ -257,9 +266,13 @@ int vm_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out)
 {
 	g_auto(GStrv) names = NULL;
 	char **n;
+	int rc;
 
-	if (!eng->vm || vm_list(eng->vm, &names) < 0)
+	if (!eng->vm)
 		return -ENOENT;
+	rc = vm_list(eng->vm, &names);
+	if (rc < 0)
+		return rc == -EAGAIN ? rc : -ENOENT;
 	for (n = names; *n; n++) {
 		struct vm_info info;
 		guint i;
@@ -291,9 +304,13 @@ int vm_of_volume(struct snap_engine *eng, const char *vol, char *vm, size_t size
 {
 	g_auto(GStrv) names = NULL;
 	char **n;
+	int rc;
 
-	if (!eng->vm || vm_list(eng->vm, &names) < 0)
+	if (!eng->vm)
 		return -ENOENT;
+	rc = vm_list(eng->vm, &names);
+	if (rc < 0)
+		return rc == -EAGAIN ? rc : -ENOENT;
 	for (n = names; *n; n++) {
 		struct vm_info info;
 		guint i;
@@ -802,6 +819,50 @@ static void plan_busy(struct snap_engine *eng, GArray *plan, bool begin)
 	}
 }
 
+/*
+ * The restore after a memory save failed: the VM is stopped, which a
+ * snapshot must never leave it.  Put each disk back as it was (the
+ * overlays are empty: nothing ran on them) and restore the VM from its
+ * memory again; should libvirt refuse that too, boot it.  Whatever
+ * happens, an event says it.
+ * Return: 0 the disks are back (the snapshot is to be rolled back);
+ * -errno a disk could not be put back (the snapshot stays taken).
+ */
+static int resume_after_save(struct snap_engine *eng, const char *vm,
+			     GArray *plan, const char *memfile)
+{
+	struct vm_info info;
+	guint i;
+	int rc = 0, r;
+
+	if (vm_get(eng->vm, vm, &info) == 0) {
+		enum vm_state state = info.state;
+
+		vm_info_clear(&info);
+		if (state == VM_STATE_RUNNING) { /* libvirt said no, yet it runs */
+			event_record_vm(eng, "vm.start", vm, NULL, 0,
+					"libvirt reported the restore from memory as failed, but the VM runs");
+			return -EALREADY;
+		}
+		if (state != VM_STATE_STOPPED) /* half restored: start over */
+			vm_destroy(eng->vm, vm);
+	}
+	for (i = plan->len; i-- > 0 && rc == 0;)
+		rc = freeze_unswap(eng, &PLAN(plan, i)->f);
+	r = vm_restore(eng->vm, memfile);
+	if (r == 0) {
+		event_record_vm(eng, "vm.start", vm, NULL, 0,
+				"the restore after the memory save failed once; the VM was restored from its memory on its %s disks",
+				rc == 0 ? "unchanged" : "snapshotted");
+		return rc;
+	}
+	r = vm_start(eng->vm, vm);
+	event_record_vm(eng, "vm.start", vm, NULL, r,
+			r == 0 ? "the VM could not be restored from its memory: it was booted instead (its memory state is lost)" :
+				 "the VM could not be restored from its memory nor booted: it is stopped");
+	return rc;
+}
+
 static int take_disks(struct snap_engine *eng, const char *vm,
 		      struct vm_info *info, GArray *plan, bool memory,
 		      bool quiesce, const char *memfile, const char **why)
@@ -865,19 +926,17 @@ static int take_disks(struct snap_engine *eng, const char *vm,
 
 		if (r < 0 && rc == 0)
 			rc = r; /* recovery finishes what is left */
-		freeze_clear(&PLAN(plan, i)->f);
 	}
 	if (memory) {
+		testpoint("vm.take.saved");
 		int r = vm_restore(eng->vm, memfile);
 
-		if (r < 0) {
-			event_record_vm(eng, "vm.start", vm, NULL, r,
-				     "the snapshot is taken but the VM could not be resumed from its memory");
-			if (rc == 0)
-				rc = r;
+		if (r < 0 && resume_after_save(eng, vm, plan, memfile) == 0) {
+			rc = r; /* rolled back: the caller drops the rows */
+			*why = "libvirt could not restore the VM from its memory after saving it: the snapshot was rolled back and the VM brought back (see events)";
 		}
 	}
-	return rc;
+	return rc; /* the caller reads each disk's step, then clears them */
 }
 
 static int vm_take_locked(struct snap_engine *eng, const char *vm,
@@ -898,7 +957,7 @@ static int vm_take_locked(struct snap_engine *eng, const char *vm,
 
 	rc = vm_load(eng, vm, &info, &cvm);
 	if (rc < 0) {
-		event_reject(eng, "mkdir", target, -rc, "no such VM");
+		event_reject(eng, "mkdir", target, -rc, "%s", reason(rc, "no such VM"));
 		return rc;
 	}
 	options_of(&cvm, &memory, &quiesce);
@@ -1008,18 +1067,20 @@ static int vm_take_locked(struct snap_engine *eng, const char *vm,
 	rc = rc == -EIO && memory ? rc : 0;
 
 out_busy:
+	for (i = 0; i < plan->len; i++)
+		freeze_clear(&PLAN(plan, i)->f);
 	plan_busy(eng, plan, false);
 	g_array_free(plan, TRUE);
 	vm_info_clear(&info);
 	if (rc < 0)
-		event_reject(eng, "mkdir", target, -rc, "%s", why);
+		event_reject(eng, "mkdir", target, -rc, "%s", reason(rc, why));
 	return rc;
 
 reject:
 	if (plan)
 		g_array_free(plan, TRUE);
 	vm_info_clear(&info);
-	event_reject(eng, "mkdir", target, -rc, "%s", why);
+	event_reject(eng, "mkdir", target, -rc, "%s", reason(rc, why));
 	return rc;
 }
 
@@ -1044,7 +1105,7 @@ int vm_snapshot_take(struct snap_engine *eng, const char *vm, const char *name,
 	}
 	rc = vm_load(eng, vm, &info, &cvm);
 	if (rc < 0) {
-		event_reject(eng, "mkdir", target, -rc, "no such VM");
+		event_reject(eng, "mkdir", target, -rc, "%s", reason(rc, "no such VM"));
 		return rc;
 	}
 	if (!vm_snapshots_enabled(eng, info.type)) {
@@ -1143,7 +1204,7 @@ static int vm_revert_locked(struct snap_engine *eng, const char *vm,
 	if (rc >= 0)
 		rc = revert_check(eng, &info, &s, disks, &why);
 	if (rc < 0) {
-		event_reject(eng, "revert", target, -rc, "%s", why);
+		event_reject(eng, "revert", target, -rc, "%s", reason(rc, why));
 		goto out;
 	}
 
@@ -1201,7 +1262,7 @@ static int vm_revert_locked(struct snap_engine *eng, const char *vm,
 undo_state:
 	s.state = VM_SNAPSHOT_READY;
 	catalog_vm_snapshot_update(eng->cat, &s);
-	event_reject(eng, "revert", target, -rc, "%s", why);
+	event_reject(eng, "revert", target, -rc, "%s", reason(rc, why));
 out:
 	if (disks)
 		g_array_free(disks, TRUE);
@@ -1277,7 +1338,7 @@ int snap_vm_snapshot_delete(struct snap_engine *eng, const char *vm,
 
 	rc = vmsnap_lookup(eng, vm, name, &cvm, &s);
 	if (rc < 0) {
-		event_reject(eng, "rmdir", target, -rc, "no such VM snapshot");
+		event_reject(eng, "rmdir", target, -rc, "%s", reason(rc, "no such VM snapshot"));
 		return rc;
 	}
 	vm_busy_begin(eng, cvm.uuid);
@@ -1291,7 +1352,7 @@ int snap_vm_snapshot_delete(struct snap_engine *eng, const char *vm,
 				      "VM snapshot deleted; its children stay");
 	vm_busy_end(eng, cvm.uuid);
 	if (rc < 0)
-		event_reject(eng, "rmdir", target, -rc, "cannot delete the VM snapshot");
+		event_reject(eng, "rmdir", target, -rc, "%s", reason(rc, "cannot delete the VM snapshot"));
 	return rc;
 }
 
@@ -1375,6 +1436,7 @@ static int vm_power(struct snap_engine *eng, const char *vm,
 		event_reject(eng, name, target, -rc,
 			     rc == -ETIMEDOUT ? "the guest did not shut down in time; it still runs (force-stop stops it at once)" :
 			     rc == -EBUSY ? "not possible in the VM's current state" :
+			     rc == -EAGAIN ? LIBVIRT_AWAY :
 					    "libvirt refused (see snapfs.log)");
 	else
 		event_record_vm(eng, "vm.control", vm, NULL, 0, "%s done", name);
@@ -1394,7 +1456,7 @@ int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
 
 	rc = vm_load(eng, vm, &info, &cvm);
 	if (rc < 0) {
-		event_reject(eng, "write", target, -rc, "no such VM");
+		event_reject(eng, "write", target, -rc, "%s", reason(rc, "no such VM"));
 		return rc;
 	}
 	vm_info_clear(&info);
@@ -1578,6 +1640,41 @@ static void complete_take(struct snap_engine *eng, struct catalog_vm_snapshot *s
 }
 
 /*
+ * A disk+memory take cut after the save (kill -9) left its VM shut off by
+ * the save ("saved": nobody started it since).  Restore it from the
+ * snapshot's memory on the disks as recovery leaves them (the overlays of
+ * a completed take are empty, a rolled back take's disks are untouched:
+ * either way what the memory was saved with); boot it if libvirt refuses.
+ * Before rollback_take(), which removes the memory file.
+ */
+static void resume_saved_vm(struct snap_engine *eng, struct catalog_vm_snapshot *s)
+{
+	char name[SNAP_NAME_MAX + 1];
+	struct vm_info info;
+	bool saved;
+	int rc;
+
+	if (!s->memory[0] || !eng->vm || !vm_name_of(eng, s, name, sizeof(name)))
+		return;
+	if (vm_get(eng->vm, name, &info) < 0)
+		return;
+	saved = info.state == VM_STATE_STOPPED && info.saved;
+	vm_info_clear(&info);
+	if (!saved || access(s->memory, R_OK) < 0)
+		return;
+	rc = vm_restore(eng->vm, s->memory);
+	if (rc == 0) {
+		event_record_vm(eng, "recovery.vm.start", name, s->name, 0,
+				"the VM, stopped by a memory snapshot cut by a crash, was restored from its memory");
+		return;
+	}
+	rc = vm_start(eng->vm, name);
+	event_record_vm(eng, "recovery.vm.start", name, s->name, rc,
+			rc == 0 ? "the VM, stopped by a memory snapshot cut by a crash, could not be restored from its memory: it was booted instead" :
+				  "the VM, stopped by a memory snapshot cut by a crash, could not be restored nor booted: it is stopped");
+}
+
+/*
  * Whether the QEMU of @s's VM may have its disk files open: the domain is
  * anything but shut off (running, paused, starting).  Unknown counts as
  * open: the disks are then never replaced under it.
@@ -1658,10 +1755,13 @@ int vm_recover(struct snap_engine *eng)
 		case VM_SNAPSHOT_CREATING:
 			for (j = 0; j < disks->len; j++)
 				any |= disk_frozen(eng, &g_array_index(disks, struct catalog_vm_disk, j));
-			if (any)
+			if (any) {
 				complete_take(eng, s, disks);
-			else
+				resume_saved_vm(eng, s);
+			} else {
+				resume_saved_vm(eng, s);
 				rollback_take(eng, s, disks);
+			}
 			break;
 		case VM_SNAPSHOT_REVERTING:
 			complete_revert(eng, s, disks);
