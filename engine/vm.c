@@ -40,6 +40,8 @@ struct vm_conn {
 	GMutex lock;	      /* guards conn and lost */
 	virConnectPtr conn;   /* NULL while libvirt cannot be reached */
 	bool lost;	      /* the outage was logged */
+	vm_notify_fn notify;
+	void *notify_data;
 	char *uri;
 	int timer;	 /* keeps the event loop iterating; -1: none */
 	bool subreaper;	 /* we made the process a child subreaper */
@@ -103,6 +105,8 @@ static int fail(const char *what, const char *subject)
 static virConnectPtr conn_get(struct vm_conn *c, int *rc)
 {
 	virConnectPtr conn, old;
+	g_autofree char *why = NULL;
+	bool changed;
 
 	g_mutex_lock(&c->lock);
 	conn = c->conn;
@@ -120,18 +124,22 @@ static virConnectPtr conn_get(struct vm_conn *c, int *rc)
 	c->conn = conn;
 	if (conn)
 		virConnectRef(conn);
-	if (!conn && !c->lost) {
+	changed = c->lost != !conn;
+	if (!conn && changed) {
 		virErrorPtr e = virGetLastError();
 
+		why = g_strdup(e && e->message ? e->message : "unknown error");
 		snap_log(LOG_ERR, "vm: lost the connection to libvirt at '%s': %s",
-			 c->uri, e && e->message ? e->message : "unknown error");
-	} else if (conn && c->lost) {
+			 c->uri, why);
+	} else if (conn && changed) {
 		snap_log(LOG_INFO, "vm: reconnected to libvirt at '%s'", c->uri);
 	}
 	c->lost = !conn;
 	g_mutex_unlock(&c->lock);
 	if (old)
 		virConnectClose(old);
+	if (changed && c->notify)
+		c->notify(c->notify_data, conn != NULL, why ? why : "");
 	if (!conn)
 		*rc = -EAGAIN;
 	return conn;
@@ -289,7 +297,8 @@ static void vm_conn_stop(struct vm_conn *c)
 	c->timer = -1;
 }
 
-int vm_open(const char *uri, const char *embed_root, struct vm_conn **out)
+int vm_open(const char *uri, const char *embed_root, vm_notify_fn notify,
+	    void *notify_data, struct vm_conn **out)
 {
 	static gsize loop_registered;
 	struct vm_conn *c;
@@ -303,6 +312,8 @@ int vm_open(const char *uri, const char *embed_root, struct vm_conn **out)
 	}
 	c = g_new0(struct vm_conn, 1);
 	g_mutex_init(&c->lock);
+	c->notify = notify;
+	c->notify_data = notify_data;
 	c->timer = -1;
 	if (uri) {
 		c->uri = g_strdup(uri);

@@ -55,16 +55,26 @@ struct vm_info {
 void vm_info_clear(struct vm_info *info);
 
 /**
+ * vm_notify_fn - told when libvirt becomes unreachable (@up false, with
+ * libvirt's @reason) and when it answers again (@up true), once each way;
+ * called from the thread whose call noticed, with no lock held.
+ */
+typedef void (*vm_notify_fn)(void *data, bool up, const char *reason);
+
+/**
  * vm_open() - connect to libvirt
  * @uri: NULL for the embedded driver rooted at @embed_root (created, with
  *       a qemu.conf suited to running without a daemon)
  * Starts libvirt's event loop thread and, with the embedded driver, makes
  * the process a child subreaper with a thread that reaps QEMU orphans.
- * Call after daemonizing.  On failure nothing is left running.
+ * Call after daemonizing.  On failure nothing is left running.  A lost
+ * connection (libvirtd restarting) is opened again by the next call that
+ * needs it; @notify (may be NULL) hears of the outage and of its end.
  * Return: 0, *@out owns the connection (vm_close); -EIO with the reason
  * logged; -ENOMEM no thread.
  */
-int vm_open(const char *uri, const char *embed_root, struct vm_conn **out);
+int vm_open(const char *uri, const char *embed_root, vm_notify_fn notify,
+	    void *notify_data, struct vm_conn **out);
 void vm_close(struct vm_conn *conn);
 
 /** vm_uri() - the URI in use (borrowed). */

@@ -62,6 +62,20 @@ static void vms_forget_undefined(struct snap_engine *eng);
 
 /* ---- start and stop ---------------------------------------------------- */
 
+/* vm.c tells of a libvirtd going away and coming back: one event each. */
+static void libvirt_changed(void *data, bool up, const char *reason)
+{
+	struct snap_engine *eng = data;
+
+	if (up)
+		event_record_vm(eng, "libvirt.reconnected", NULL, NULL, 0,
+				"libvirt answers again; VM operations work again");
+	else
+		event_record_vm(eng, "libvirt.lost", NULL, NULL, -EAGAIN,
+				"libvirt cannot be reached (%s); VM operations fail with EAGAIN until it answers; the VMs themselves run on",
+				reason);
+}
+
 /*
  * libvirt refuses to redefine a domain from XML without a <uuid> (it would
  * be a new domain of the same name): give such a file the uuid of the
@@ -184,7 +198,7 @@ int vms_start(struct snap_engine *eng)
 	root = g_strdup_printf("%s/libvirt", eng->source);
 	if (!eng->cfg.libvirt)
 		embed_drop_unstarted(root, unstarted);
-	rc = vm_open(eng->cfg.libvirt, root, &eng->vm);
+	rc = vm_open(eng->cfg.libvirt, root, libvirt_changed, eng, &eng->vm);
 	if (rc < 0) {
 		event_record_vm(eng, "vm.connect", NULL, NULL, rc,
 			     "libvirt is not reachable; running without VMs (see snapfs.log)");
