@@ -606,7 +606,9 @@ static void state_of(virDomainPtr d, struct vm_info *out)
 		break;
 	case VIR_DOMAIN_SHUTOFF:
 		out->state = VM_STATE_STOPPED;
-		out->saved = reason == VIR_DOMAIN_SHUTOFF_SAVED;
+		/* the embedded driver, opened again, forgets why: unknown */
+		out->saved = reason == VIR_DOMAIN_SHUTOFF_SAVED ||
+			     reason == VIR_DOMAIN_SHUTOFF_UNKNOWN;
 		strcpy(out->state_word, "stopped");
 		break;
 	case VIR_DOMAIN_SHUTDOWN:

@@ -36,7 +36,8 @@ struct vm_disk {
  * struct vm_info - what snapfs needs of a domain
  * @type:       the domain type ("kvm", "qemu")
  * @state_word: the one word for vms/<vm>/state
- * @saved:      shut off by vm_save() (libvirt's reason "saved")
+ * @saved:      shut off by vm_save() (libvirt's reason "saved", or
+ *              "unknown": the embedded driver forgets reasons when reopened)
  * @memory_kib, @vcpus: for the checks before a memory revert
  * @disks:      GArray of struct vm_disk (file disks only)
  */
@@ -45,7 +46,8 @@ struct vm_info {
 	char uuid[37];
 	char type[16];
 	enum vm_state state;
-	bool saved; /* stopped by a save of its memory, not started since */
+	bool saved; /* stopped by a save of its memory (or libvirt cannot
+		       say why it stopped), not started since */
 	char state_word[16];
 	uint64_t memory_kib;
 	unsigned vcpus;
