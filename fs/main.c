@@ -4,8 +4,11 @@
  *   snapfs [options] SOURCE MOUNTPOINT
  *
  * mount(8)-compatible (fstab type fuse.snapfs).  The engine is opened
- * before daemonizing, so a bad SOURCE fails with a message and an exit
- * status; its threads are started after (a fork loses threads).
+ * and the mount made before daemonizing, the engine's threads started
+ * after (a fork loses threads); the command exits only once the daemon
+ * has started (daemon.h), so every failure of a mount ends in an exit
+ * status and one line on stderr, the one the failing module logged (also
+ * in SOURCE/snapfs.log once that is open).
  *
  * Under systemd (systemd/snapfs@.service: -f, Type=notify) the service
  * manager hears READY=1 when the loop answers the kernel's first request,
@@ -22,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include "daemon.h"
 #include "inval.h"
 #include "notify.h"
 #include "ops.h"
@@ -90,10 +94,51 @@ static int option_proc(void *data, const char *arg, int key,
 	return 1;
 }
 
+/*
+ * libfuse's message @line at @level, logged; its list of unknown options
+ * in our words, saying where the known ones are listed.
+ */
+static void log_fuse_line(int level, const char *line)
+{
+	static const char unknown[] = "fuse: unknown option(s): `";
+	size_t len = strlen(line);
+	const char *opts;
+
+	if (!g_str_has_prefix(line, unknown) || line[len - 1] != '\'') {
+		snap_log(level, "%s", line);
+		return;
+	}
+	/* "-o a,b" as fuse_opt passes it on, or other arguments */
+	opts = line + strlen(unknown);
+	if (g_str_has_prefix(opts, "-o "))
+		opts += 3;
+	len = strlen(opts) - 1;
+	snap_log(level, "main: unknown option%s '%.*s' (snapfs -h lists the options)",
+		 strpbrk(opts, ", ") ? "s" : "", (int)len, opts);
+}
+
+/*
+ * libfuse's log: it writes some messages in pieces (a list of unknown
+ * options takes a call per option), each ending in a newline; the pieces
+ * are kept, per thread, until the line is whole.
+ */
 static void fuse_log_to_snap(enum fuse_log_level level, const char *fmt,
 			     va_list ap)
 {
-	snap_vlog((int)level, fmt, ap);
+	static __thread char line[1024];
+	static __thread size_t len;
+	int n = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
+
+	if (n < 0)
+		return;
+	len = MIN(len + (size_t)n, sizeof(line) - 1);
+	if (len < sizeof(line) - 1 && (len == 0 || line[len - 1] != '\n'))
+		return;
+	while (len > 0 && line[len - 1] == '\n')
+		line[--len] = '\0';
+	if (len > 0)
+		log_fuse_line((int)level, line);
+	len = 0;
 }
 
 /*
@@ -204,6 +249,8 @@ int main(int argc, char *argv[])
 	unsigned threads;
 	int rc, ret = 1;
 
+	/* from the first message on: its option parser logs too */
+	fuse_set_log_func(fuse_log_to_snap);
 	snap_config_init(&cfg);
 	o.workers = cfg.workers;
 	o.keep_primary = cfg.keep_primary;
@@ -252,13 +299,10 @@ int main(int argc, char *argv[])
 	cfg.max_snapshots = o.max_snapshots;
 	cfg.foreground = cl.foreground;
 	cfg.debug = cl.debug;
+	/* the engine logs why it failed, on stderr too (snap_log()) */
 	rc = snap_engine_open(&cfg, &ctx.eng);
-	if (rc < 0) {
-		fprintf(stderr, "snapfs: cannot open '%s': %s\n", o.source,
-			strerror(-rc));
+	if (rc < 0)
 		goto out;
-	}
-	fuse_set_log_func(fuse_log_to_snap);
 	ctx.test_clock = o.test_clock;
 	ctx.mount_time = time(NULL);
 
@@ -275,7 +319,7 @@ int main(int argc, char *argv[])
 	if (fuse_mount(fuse, cl.mountpoint) != 0)
 		goto out_fuse;
 	set_readahead(cl.mountpoint);
-	if (fuse_daemonize(cl.foreground) != 0)
+	if (daemon_start(cl.foreground) < 0)
 		goto out_unmount;
 	/* threads only now, after the fork */
 	if (inval_start(fuse) == 0)
@@ -284,14 +328,11 @@ int main(int argc, char *argv[])
 	 * them at most, none when there is only one */
 	threads = cl.singlethread ? 1 : cl.max_threads;
 	snap_engine_set_wait_slots(ctx.eng, threads / 2);
-	rc = snap_engine_start(ctx.eng);
-	if (rc < 0) {
-		snap_log(LOG_ERR, "main: cannot start the engine: %s",
-			 strerror(-rc));
+	if (snap_engine_start(ctx.eng) < 0)
 		goto out_unmount;
-	}
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
 		goto out_unmount;
+	daemon_ready();
 
 	loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(loop, cl.clone_fd);

@@ -1,8 +1,11 @@
-"""The command line: mount(8)-style options, -V, a missing SOURCE, umount."""
+"""The command line: mount(8)-style options, -V, a missing SOURCE, umount;
+a mount that fails says why on stderr and in snapfs.log, and leaves nothing."""
 
 import os
 import subprocess
 import time
+
+import pytest
 
 from snapfs_harness import is_mounted, parent_pid, qemu_img_compare, run
 
@@ -43,12 +46,105 @@ def test_missing_source_is_refused(env):
     assert not os.path.exists(missing), 'snapfs created the missing SOURCE'
 
 
-def test_primary_and_secondary_are_created(env):
-    env.primary = os.path.join(env.root, 'elsewhere', 'primary')
+def test_default_primary_and_any_secondary_are_created(env):
+    os.rmdir(env.primary)                       # SOURCE/primary, the default
     env.secondary = os.path.join(env.root, 'elsewhere', 'secondary')
     os.makedirs(os.path.join(env.root, 'elsewhere'))
     env.mount()
     assert os.path.isdir(env.primary) and os.path.isdir(env.secondary)
+
+
+# ---- a mount that fails -------------------------------------------------------
+
+def start_failing(env, options, foreground=False):
+    """Run snapfs the way mount(8)'s helper does (in the background unless
+    @foreground) with -o @options and nothing else; it must fail.  Returns
+    its stderr lines."""
+    argv = [env.bin] + (['-f'] if foreground else []) + ['-o', options,
+                                                         env.source, env.mnt]
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode != 0, 'snapfs -o %s exited 0\nstderr: %s\n%s' % (
+        options, proc.stderr, env.diagnostics())
+    # the command has returned: nothing may be left behind
+    assert not is_mounted(env.mnt), 'a failed mount left %s mounted' % env.mnt
+    assert env.leftover_processes() == [], env.leftover_processes()
+    return lines
+
+
+def assert_says_why(env, lines, *cause):
+    """Exactly one line on stderr, naming every part of @cause, and the same
+    message, whole, in SOURCE/snapfs.log."""
+    assert len(lines) == 1, 'want one line on stderr, got %r\n%s' % (
+        lines, env.diagnostics())
+    line = lines[0]
+    for part in cause:
+        assert part in line, '%r does not say %r' % (line, part)
+    prefix = 'snapfs: error: '
+    assert line.startswith(prefix), line
+    assert ' error: %s\n' % line[len(prefix):] in env.log_text(), \
+        'not in snapfs.log whole: %r\n%s' % (line, env.diagnostics())
+
+
+def test_unknown_option_is_named(env):
+    lines = start_failing(env, 'testclock,libvirt=none,bogus=1')
+    assert_says_why(env, lines, "unknown option 'bogus=1'", 'snapfs -h')
+
+
+def test_unreachable_libvirt_fails_the_mount(env):
+    # a libvirt named on the command line that does not answer is an error,
+    # not a mount without VMs; found after the fork, said before the exit
+    uri = 'qemu+unix:///system?socket=%s' % os.path.join(env.root, 'no-libvirt-sock')
+    lines = start_failing(env, 'testclock,libvirt=' + uri)
+    assert_says_why(env, lines, 'connect', "'%s'" % uri)
+
+
+def test_unreachable_libvirt_fails_in_the_foreground_too(env):
+    # -f, as the systemd unit runs it: stderr is the whole log there
+    uri = 'qemu+unix:///system?socket=%s' % os.path.join(env.root, 'no-libvirt-sock')
+    lines = start_failing(env, 'testclock,libvirt=' + uri, foreground=True)
+    errors = [line for line in lines if line.startswith('snapfs: error: ')]
+    assert len(errors) == 1 and uri in errors[0], lines
+
+
+def test_missing_primary_is_refused_not_created(env):
+    # a typo, or storage not mounted yet: never an empty directory to serve
+    missing = os.path.join(env.root, 'no-such-primary')
+    lines = start_failing(env, 'testclock,libvirt=none,primary=' + missing)
+    assert_says_why(env, lines, "primary storage '%s'" % missing,
+                    'No such file or directory')
+    assert not os.path.exists(missing), 'snapfs created the missing primary'
+
+
+@pytest.mark.parametrize('kind', ['directory', 'garbage'])
+def test_catalog_that_cannot_be_opened(env, kind):
+    catalog = os.path.join(env.source, 'catalog.db')
+    if kind == 'directory':
+        os.mkdir(catalog)
+        reason = 'Is a directory'
+    else:
+        with open(catalog, 'wb') as f:
+            f.write(b'not a catalog\n' * 300)
+        reason = 'file is not a database'
+    lines = start_failing(env, 'testclock,libvirt=none')
+    assert_says_why(env, lines, "cannot open '%s'" % catalog, reason)
+
+
+def test_read_only_source_says_why(env):
+    # the catalog cannot be created, nor the log opened: both said on stderr
+    env.primary = os.path.join(env.root, 'primary')
+    env.secondary = os.path.join(env.root, 'secondary')
+    os.mkdir(env.primary)
+    run(['mount', '--bind', env.source, env.source])
+    env.extra_mounts.append(env.source)          # cleanup unmounts it
+    run(['mount', '-o', 'remount,bind,ro', env.source])
+    lines = start_failing(env, 'testclock,libvirt=none,primary=%s,secondary=%s' % (
+        env.primary, env.secondary))
+    catalog = os.path.join(env.source, 'catalog.db')
+    assert [line for line in lines if line.startswith('snapfs: error: ')] == [
+        "snapfs: error: catalog: cannot open '%s': Read-only file system" % catalog], lines
+    assert any('snapfs.log' in line for line in lines), lines
 
 
 def test_mounted_like_an_fstab_line(env):
