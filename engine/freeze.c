@@ -153,6 +153,54 @@ void freeze_undo(struct freeze *f)
 	f->step = 0;
 }
 
+/*
+ * libvirt's security drivers (remember_owner, on by default) keep in
+ * trusted.libvirt.security.* xattrs of each image they labelled the owner
+ * and label to give back when the VM stops, and find the image again by
+ * its path.  After the swap, the volume's path names the overlay and the
+ * old inode is a layer QEMU only reads: the remembered values move to the
+ * overlay (given back to it at the VM's stop), and the layer gets at once
+ * what libvirt would have given back (docs/design.md, "Owners and
+ * labels").  Left on the layer, they would count it in use for ever, and
+ * a later change of its owner would make libvirt refuse to start the VM.
+ * No xattrs (the embedded driver, a VM that was stopped): nothing to do.
+ * Past the commit point: a failure is logged, never returned.
+ */
+static void hand_over_labels(const char *layer, const char *top)
+{
+	static const char prefix[] = "trusted.libvirt.security.";
+	char names[4096], value[512];
+	ssize_t n = llistxattr(layer, names, sizeof(names) - 1);
+	const char *name;
+	unsigned uid, gid;
+	ssize_t len;
+
+	if (n <= 0)
+		return;
+	names[n] = '\0';
+	for (name = names; name < names + n; name += strlen(name) + 1) {
+		if (strncmp(name, prefix, sizeof(prefix) - 1) != 0)
+			continue;
+		len = lgetxattr(layer, name, value, sizeof(value) - 1);
+		if (len < 0 || lsetxattr(top, name, value, (size_t)len, 0) < 0) {
+			snap_log(LOG_WARNING, "freeze: cannot move libvirt's '%s' from '%s' to '%s': %m",
+				 name, layer, top);
+			continue;
+		}
+		value[len] = '\0';
+		if (!strcmp(name + sizeof(prefix) - 1, "dac") &&
+		    sscanf(value, "+%u:+%u", &uid, &gid) == 2 &&
+		    lchown(layer, uid, gid) < 0)
+			snap_log(LOG_WARNING, "freeze: cannot give '%s' back to %u:%u: %m",
+				 layer, uid, gid);
+		if (!strcmp(name + sizeof(prefix) - 1, "selinux") &&
+		    lsetxattr(layer, "security.selinux", value, (size_t)len + 1, 0) < 0)
+			snap_log(LOG_WARNING, "freeze: cannot give '%s' back its label: %m",
+				 layer);
+		lremovexattr(layer, name);
+	}
+}
+
 int freeze_swap(struct snap_engine *eng, struct freeze *f)
 {
 	if (fault("rename.swap", EIO) || rename(f->tmp, f->vpath) < 0) {
@@ -163,6 +211,7 @@ int freeze_swap(struct snap_engine *eng, struct freeze *f)
 	}
 	f->step = FREEZE_SWAPPED;
 	fsync_dir(eng->primary);
+	hand_over_labels(f->lpath, f->vpath);
 	return 0;
 }
 
