@@ -122,8 +122,8 @@ static void log_fuse_line(int level, const char *line)
  * options takes a call per option), each ending in a newline; the pieces
  * are kept, per thread, until the line is whole.
  */
-static void fuse_log_to_snap(enum fuse_log_level level, const char *fmt,
-			     va_list ap)
+static void __attribute__((format(printf, 2, 0)))
+fuse_log_to_snap(enum fuse_log_level level, const char *fmt, va_list ap)
 {
 	static __thread char line[1024];
 	static __thread size_t len;
