@@ -1,12 +1,28 @@
 """pytest glue for the mount tests: skip (exit 77) where they cannot run,
-an `env` fixture that always cleans up, and snapfs.log in every failure."""
+an `env` fixture that always cleans up, snapfs.log in every failure, and
+the libvirt driver each VM test runs against (vm_harness.drivers_for()),
+with the session's private system libvirtd stopped at the end."""
 
 import os
 
 import pytest
 
 import snapfs_harness
+import vm_harness
 from snapfs_harness import Snapfs
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'both_vm_drivers: the VM test runs against the system libvirtd '
+        'and against the embedded driver (default: the system libvirtd only)')
+    config.addinivalue_line(
+        'markers', 'vm_driver_only(driver): the VM test means something with that '
+        "driver only ('system' or 'embedded')")
+    try:
+        vm_harness.requested_drivers()
+    except ValueError as e:
+        raise pytest.UsageError(str(e))
 
 
 def pytest_sessionstart(session):
@@ -14,6 +30,30 @@ def pytest_sessionstart(session):
     if missing:
         # meson counts exit status 77 as a skipped test, never as a pass
         pytest.exit('mount tests skipped: ' + ', '.join(missing), returncode=77)
+
+
+@pytest.hookimpl(trylast=True)     # after the fixtures' teardown
+def pytest_sessionfinish(session, exitstatus):
+    # also after failures and on an interrupt (Ctrl-C, or SIGTERM: see
+    # vm_harness.system_libvirtd()); a no-op when no test started one
+    vm_harness.stop_system_libvirtd()
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that uses `vm_driver` (through `vmenv`, say) runs once per
+    driver it is meant for; the id says which: test_x[system]."""
+    if 'vm_driver' not in metafunc.fixturenames:
+        return
+    params = [pytest.param(driver, id=driver,
+                           marks=[pytest.mark.skip(reason=why)] if why else [])
+              for driver, why in vm_harness.drivers_for(metafunc.definition)]
+    metafunc.parametrize('vm_driver', params)
+
+
+@pytest.fixture
+def vm_driver():
+    """Parametrized by pytest_generate_tests; this is only the fallback."""
+    return vm_harness.DEFAULT_DRIVER
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

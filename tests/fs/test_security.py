@@ -747,8 +747,7 @@ def test_hostile_vm_names(vmenv):
     for i, name in enumerate(hostile):
         env.make_volume('hd%d' % i, '16M')
         xml = env.domain_xml(name, ['hd%d' % i], uuid='00000000-0000-4000-8000-%012d' % (i + 1))
-        with open(os.path.join(env.domains, 'h%d.xml' % i), 'w') as f:
-            f.write(xml)
+        env.define_domain_xml('h%d.xml' % i, xml)
     env.mount(workers=1)
     # libvirt takes some of them; snapfs shows none of them
     assert env.listdir('vms') == ['good'], env.listdir('vms')

@@ -163,6 +163,7 @@ def test_kill9_during_a_volume_snapshot_of_a_running_vm(vmenv, point):
     check_backup(env, 'a', 's2', d.ref_of('s2', 'a'), 64 * MiB)
 
 
+@pytest.mark.both_vm_drivers
 def test_kill9_during_a_revert(vmenv):
     env = vmenv
     env.make_vm('vm1', ['a', 'b'])

@@ -28,11 +28,7 @@ def test_vm_snapshot_errors(vmenv):
     # vm2's disk is not a volume of primary storage
     other = os.path.join(env.root, 'other.qcow2')
     qemu_img_create(other, '16M')
-    xml = env.define_vm('vm2', ['c'])
-    with open(xml) as f:
-        text = f.read()
-    with open(xml, 'w') as f:
-        f.write(text.replace(env.volume_path('c'), other))
+    env.define_vm('vm2', ['c'], sources={'c': other})
     env.mount()
     assert env.listdir('vms') == ['vm1', 'vm2']
     snaps = 'vms/vm1/snapshots/'

@@ -1,12 +1,17 @@
-"""vms/<vm>/: the tree of one real VM under the embedded libvirt driver, and
-its life cycle through the control file (start, stop, force-stop)."""
+"""vms/<vm>/: the tree of one real VM, and its life cycle through the
+control file (start, stop, force-stop).  Every test here runs against both
+libvirt drivers (the system libvirtd and the embedded driver)."""
 
 import errno
 import os
 import time
 
+import pytest
+
 from snapfs_harness import MiB
 from vm_harness import domain_type, rejected, vm_events, vmenv  # noqa: F401
+
+pytestmark = pytest.mark.both_vm_drivers
 
 VM_FILES = {'info', 'state', 'control', 'snapshot-options', 'volumes', 'snapshots'}
 INFO_FIELDS = ('name', 'uuid', 'type', 'state', 'volumes', 'current_snapshot',
@@ -126,7 +131,7 @@ def test_volume_info_names_its_vm(vmenv):
 
 
 def test_running_vm_outlives_snapfs(vmenv):
-    # VMs started by the embedded driver keep running when snapfs exits, and
+    # VMs keep running when snapfs exits (the embedded driver's too), and
     # the next mount of the same SOURCE finds them.  Unmounting while a VM
     # runs must still let snapfs exit (the harness waits 20 s for it).
     #

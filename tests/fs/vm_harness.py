@@ -1,37 +1,63 @@
-"""vm_harness - real VMs under snapfs's embedded libvirt, for the VM mount tests.
+"""vm_harness - real VMs under snapfs, for the VM mount tests.
 
 Builds on snapfs_harness.Snapfs (read its docstring first).  What this adds:
 
-- VmSnapfs: a state directory with a short path (QMP unix socket paths must
-  stay under 108 bytes) and domain XML files in SOURCE/domains/, which
-  snapfs defines at every mount (the documented way for the embedded
-  driver).  The daemon is never given `libvirt=none`.
+- Two libvirt drivers, chosen per test (VmSnapfs(driver=...), the
+  `vm_driver` parameter of the `vmenv` fixture, test ids `test_x[system]`,
+  `test_x[embedded]`):
+  - 'system' (the default): a real system libvirtd and virtlogd, private
+    to this pytest process (SystemLibvirtd, tools/system-libvirtd.sh): QEMU
+    runs as the unprivileged libvirt-qemu user with dynamic ownership on,
+    as on a Debian KVM host.  It is started by the first test that needs it,
+    in a temporary directory, and stopped (its domains destroyed and
+    undefined, the directory removed) at the end of the session, also when
+    tests fail or the session is interrupted (conftest.py's
+    pytest_sessionfinish, atexit, SIGTERM/SIGHUP as KeyboardInterrupt).
+    Domains are defined with `virsh define`; snapfs is mounted with
+    `-o libvirt=URI`.  The state directory is made traversable (0711) for
+    libvirt-qemu, and the extra QMP sockets live in ROOT/qmp/, owned by it.
+  - 'embedded': libvirt's QEMU driver inside snapfs (QEMU as root, no
+    relabelling); domain XML files in SOURCE/domains/, which snapfs defines
+    at every mount (the documented way for the embedded driver).
+  Which tests run against which driver: conftest.py (pytest_generate_tests)
+  and drivers_for() below; SNAPFS_VM_DRIVER=system|embedded|both overrides
+  the default choice.  The daemon is never given `libvirt=none`.
+- State directories with a short path (QMP unix socket paths must stay
+  under 108 bytes).
 - Test VMs need no guest OS: 256 MiB, 1 vcpu, machine 'pc', type 'kvm' when
   /dev/kvm opens read-write (else 'qemu'), one virtio qcow2 disk per volume,
   whose source is exactly PRIMARY/<vol>.qcow2, plus a second QMP monitor on
-  ROOT/q-<vm>.sock (libvirt's qemu:commandline namespace).
+  qmp_path(vm) (libvirt's qemu:commandline namespace).
 - Data goes into the disks THROUGH QEMU while the VM runs: HMP `qemu-io` on
   the disk's virtio backend, over that QMP socket (a fresh connection per
   command: a revert or a memory snapshot restarts QEMU).  While the VM is
   stopped, the volume files are read with qemu-io/qemu-img -U.
-- Cleanup always force-stops the test's VMs (control file while mounted),
-  then the base cleanup, then SIGKILLs any qemu-system process whose
-  command line names the state directory, and waits for it to be gone
-  before the tree is removed: VMs started by the embedded driver outlive
+- Cleanup always force-stops the test's VMs (control file while mounted);
+  with the system driver it then unmounts and destroys and undefines every
+  domain the test defined (virsh); then the base cleanup, then it SIGKILLs
+  any qemu-system process whose command line names the state directory,
+  and waits for it to be gone before the tree is removed: VMs outlive
   snapfs.
 - The `vmenv` fixture (import it into a test module): like `env`, with a
-  longer watchdog.
+  longer watchdog, for the test's driver.
 
 Only the Python 3.11 standard library is used here.
 """
 
+import atexit
 import contextlib
 import errno
+import glob
 import json
 import os
+import pwd
 import re
+import shutil
 import signal
 import socket
+import subprocess
+import tempfile
+import threading
 import time
 import uuid as uuidlib
 
@@ -60,16 +86,305 @@ def domain_type():
     return 'kvm' if kvm_usable() else 'qemu'
 
 
-def vm_missing_prerequisites():
+def _which(prog):
+    return shutil.which(prog, path=os.environ.get('PATH', '') + ':/usr/sbin:/sbin')
+
+
+def vm_missing_prerequisites(driver='embedded'):
+    """Reasons VMs cannot run here with @driver (empty list: they can)."""
     reasons = snapfs_harness.missing_prerequisites()
     if not os.access(QEMU, os.X_OK):
         reasons.append(QEMU + ' missing')
-    try:
-        import pwd
-        pwd.getpwnam('libvirt-qemu')
-    except KeyError:
-        pass  # snapfs creates it when it runs as root
+    if driver == 'system':
+        for prog in ('libvirtd', 'virtlogd', 'virsh', 'unshare'):
+            if _which(prog) is None:
+                reasons.append(prog + ' missing')
+        if not os.path.isfile(SYSTEM_LIBVIRTD_SH):
+            reasons.append(SYSTEM_LIBVIRTD_SH + ' missing')
+    # (no libvirt-qemu user: snapfs, or tools/system-libvirtd.sh, creates it)
     return reasons
+
+
+# ---- which driver a test runs against ------------------------------------------------
+
+VM_DRIVERS = ('system', 'embedded')
+DEFAULT_DRIVER = 'system'
+
+
+def requested_drivers():
+    """The drivers SNAPFS_VM_DRIVER asks for (system, embedded or both), or
+    None when it is not set (each test's default then)."""
+    value = os.environ.get('SNAPFS_VM_DRIVER', '').strip()
+    if not value:
+        return None
+    if value == 'both':
+        return VM_DRIVERS
+    if value in VM_DRIVERS:
+        return (value,)
+    raise ValueError('SNAPFS_VM_DRIVER=%s: expected system, embedded or both' % value)
+
+
+def drivers_for(node):
+    """[(driver, skip reason or None)] the test @node (an item or pytest's
+    FunctionDefinition) runs against.
+
+    - unmarked: the system libvirtd;
+    - @pytest.mark.both_vm_drivers: the system libvirtd and the embedded
+      driver (the representative set that keeps the embedded driver tested);
+    - @pytest.mark.vm_driver_only('embedded'|'system'): a test that means
+      something with one driver only.
+    SNAPFS_VM_DRIVER=system|embedded|both replaces the default choice for
+    every test (within what it supports); a test that supports none of the
+    drivers asked for is reported as skipped."""
+    only = node.get_closest_marker('vm_driver_only')
+    supported = tuple(d for d in VM_DRIVERS if only is None or d in only.args)
+    assert supported, 'vm_driver_only%s names no driver of %s' % (only.args, VM_DRIVERS)
+    if node.get_closest_marker('both_vm_drivers'):
+        default = supported
+    else:
+        default = (DEFAULT_DRIVER,) if DEFAULT_DRIVER in supported else supported[:1]
+    wanted = requested_drivers()
+    if wanted is None:
+        return [(d, None) for d in default]
+    chosen = [d for d in supported if d in wanted]
+    if chosen:
+        return [(d, None) for d in chosen]
+    return [(d, 'SNAPFS_VM_DRIVER=%s; this test runs against the %s driver only'
+             % (os.environ.get('SNAPFS_VM_DRIVER'), d)) for d in supported]
+
+
+# ---- a private system libvirtd --------------------------------------------------------
+
+SYSTEM_LIBVIRTD_SH = os.path.normpath(os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), '..', '..', 'tools', 'system-libvirtd.sh'))
+QEMU_USER = 'libvirt-qemu'
+LIBVIRTD_PREFIX = 'snapfs-libvirtd-'
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return os.path.exists('/proc/%d' % pid) and snapfs_harness.parent_pid(pid) != 0
+
+
+def _read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+class SystemLibvirtd:
+    """A private system libvirtd and virtlogd (tools/system-libvirtd.sh) in
+    a temporary directory DIR, as the Debian packages run them: QEMU as
+    libvirt-qemu, dynamic ownership on.  Nothing of the host's libvirt is
+    touched.
+
+    start() prints nothing and sets .uri; stop() stops both daemons and
+    leaves the domains defined and their QEMUs running (a libvirtd restart:
+    start() again, same DIR, same URI); close() destroys and undefines
+    every domain, stops the daemons, kills what QEMU is left (by libvirt's
+    pid files) and removes DIR.  DIR/owner holds the pid of the pytest
+    process, so that a later session can clean up after one killed
+    outright (reap_stale_libvirtds())."""
+
+    def __init__(self):
+        base = '/var/tmp' if os.path.isdir('/var/tmp') else None
+        self.dir = tempfile.mkdtemp(prefix=LIBVIRTD_PREFIX, dir=base)
+        with open(os.path.join(self.dir, 'owner'), 'w') as f:
+            f.write('%d\n' % os.getpid())
+        self.uri = 'qemu:///system?socket=%s' % os.path.join(self.dir, 'sock', 'libvirt-sock')
+
+    # -- the daemons ---------------------------------------------------------------
+
+    def start(self):
+        out = run(['bash', SYSTEM_LIBVIRTD_SH, 'start', self.dir], timeout=120, check=False)
+        if out.returncode != 0:
+            raise AssertionError('tools/system-libvirtd.sh start %s exited %d: %s%s\n%s' % (
+                self.dir, out.returncode, out.stdout, out.stderr, self.log_tail()))
+        uri = out.stdout.strip().splitlines()[-1]
+        assert uri == self.uri, 'system-libvirtd.sh printed %r, expected %r' % (uri, self.uri)
+
+    def stop(self):
+        """Stop libvirtd and virtlogd (the VMs keep running)."""
+        out = run(['bash', SYSTEM_LIBVIRTD_SH, 'stop', self.dir], timeout=120, check=False)
+        if out.returncode != 0:
+            raise AssertionError('tools/system-libvirtd.sh stop %s exited %d: %s%s' % (
+                self.dir, out.returncode, out.stdout, out.stderr))
+
+    def pid(self, name='libvirtd'):
+        """The pid of the running @name (libvirtd or virtlogd), or None."""
+        pid = _read_pid(os.path.join(self.dir, name + '.pid'))
+        if pid <= 0 or not _pid_alive(pid):
+            return None
+        try:
+            with open('/proc/%d/comm' % pid) as f:
+                if f.read().strip() != name:
+                    return None
+        except OSError:
+            return None
+        return pid
+
+    def alive(self):
+        return self.pid('libvirtd') is not None and self.pid('virtlogd') is not None
+
+    def close(self):
+        """Destroy and undefine every domain, stop the daemons, kill any
+        QEMU left, remove DIR.  Best effort, never raises."""
+        if not os.path.isdir(self.dir):
+            return
+        if self.alive():
+            with contextlib.suppress(Exception):
+                self.sweep()
+        with contextlib.suppress(Exception):
+            self.stop()
+        self.kill_qemus()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- virsh ------------------------------------------------------------------------
+
+    def virsh(self, *args, check=True, timeout=60):
+        return run(['virsh', '-q', '-c', self.uri] + list(args), timeout=timeout, check=check)
+
+    def domain_uuids(self):
+        out = self.virsh('list', '--all', '--uuid')
+        return [u.strip() for u in out.stdout.splitlines() if u.strip()]
+
+    def domain_uuid(self, name):
+        """The UUID of the domain named @name, or None."""
+        out = self.virsh('domuuid', name, check=False)
+        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+    def domain_state(self, dom):
+        return self.virsh('domstate', dom).stdout.strip()
+
+    def remove_domain(self, dom):
+        """virsh destroy (when it runs) and undefine of @dom (name or UUID);
+        returns what failed, as text ('' when it is gone)."""
+        out = self.virsh('domstate', dom, check=False)
+        if out.returncode != 0:
+            return ''     # no such domain
+        if out.stdout.strip() not in ('shut off', 'crashed'):
+            d = self.virsh('destroy', dom, check=False)
+            if d.returncode != 0:
+                return 'virsh destroy %s: %s' % (dom, d.stderr.strip())
+        u = self.virsh('undefine', '--managed-save', '--snapshots-metadata',
+                       '--checkpoints-metadata', dom, check=False)
+        if u.returncode != 0 and self.virsh('domstate', dom, check=False).returncode == 0:
+            return 'virsh undefine %s: %s' % (dom, u.stderr.strip())
+        return ''
+
+    def sweep(self):
+        """Destroy and undefine every domain (leftovers of earlier tests)."""
+        problems = [p for p in (self.remove_domain(u) for u in self.domain_uuids()) if p]
+        left = self.domain_uuids()
+        assert not left, 'domains left in %s: %s (%s)' % (self.uri, left, problems)
+
+    # -- QEMU processes and logs -----------------------------------------------------------
+
+    def qemu_pids(self):
+        """Pids of the QEMUs this libvirtd started (libvirt's pid files)."""
+        pids = []
+        for path in glob.glob(os.path.join(self.dir, 'run', 'qemu', '*.pid')):
+            pid = _read_pid(path)
+            try:
+                with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                    if b'qemu-system' in f.read():
+                        pids.append(pid)
+            except OSError:
+                pass
+        return pids
+
+    def kill_qemus(self, wait=10):
+        pids = self.qemu_pids()
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + wait
+        while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return pids
+
+    def qemu_log(self, vm):
+        """QEMU's stdout/stderr, through virtlogd."""
+        return os.path.join(self.dir, 'log', 'qemu', vm + '.log')
+
+    def log_tail(self, lines=40):
+        parts = []
+        for name in ('libvirtd.log', 'virtlogd.log'):
+            try:
+                with open(os.path.join(self.dir, name), errors='replace') as f:
+                    text = f.read().splitlines()
+            except OSError:
+                continue
+            if text:
+                parts.append('---- %s/%s (last %d lines) ----' % (self.dir, name, lines))
+                parts += text[-lines:]
+        return '\n'.join(parts)
+
+
+def reap_stale_libvirtds():
+    """Close the private libvirtds of earlier pytest processes that died
+    without closing them (their DIR/owner names a process that is gone)."""
+    base = '/var/tmp' if os.path.isdir('/var/tmp') else tempfile.gettempdir()
+    for owner in glob.glob(os.path.join(base, LIBVIRTD_PREFIX + '*', 'owner')):
+        pid = _read_pid(owner)
+        if pid > 0 and _pid_alive(pid):
+            continue
+        stale = SystemLibvirtd.__new__(SystemLibvirtd)
+        stale.dir = os.path.dirname(owner)
+        stale.uri = 'qemu:///system?socket=%s' % os.path.join(stale.dir, 'sock', 'libvirt-sock')
+        stale.close()
+
+
+_session = {'libvirtd': None, 'error': None}
+_session_lock = threading.Lock()
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt('signal %d' % signum)
+
+
+def system_libvirtd():
+    """The private system libvirtd of this pytest process, started by the
+    first call (and again when it is found dead); a start that failed fails
+    every later call at once.  stop_system_libvirtd() ends it: conftest.py
+    calls it at the end of the session, atexit as a last resort, and
+    SIGTERM/SIGHUP become a KeyboardInterrupt so that pytest's teardown
+    runs."""
+    with _session_lock:
+        if _session['error'] is not None:
+            raise AssertionError('the private system libvirtd could not start earlier: '
+                                 + _session['error'])
+        daemon = _session['libvirtd']
+        if daemon is None:
+            reap_stale_libvirtds()
+            daemon = _session['libvirtd'] = SystemLibvirtd()
+            atexit.register(stop_system_libvirtd)
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGHUP):
+                    if signal.getsignal(sig) == signal.SIG_DFL:
+                        signal.signal(sig, _interrupted)
+        if not daemon.alive():
+            try:
+                daemon.start()
+            except AssertionError as e:
+                _session['error'] = str(e)
+                raise
+        return daemon
+
+
+def stop_system_libvirtd():
+    """Close the session's libvirtd, if one was started (safe to call twice)."""
+    with _session_lock:
+        daemon, _session['libvirtd'] = _session['libvirtd'], None
+    if daemon is not None:
+        daemon.close()
 
 
 class QmpError(AssertionError):
@@ -120,20 +435,59 @@ class Qmp:
 
 
 class VmSnapfs(Snapfs):
-    """A Snapfs whose SOURCE also defines VMs (SOURCE/domains/<vm>.xml)."""
+    """A Snapfs with VMs: @driver 'system' (domains defined with virsh on a
+    private system libvirtd, @libvirtd or the session's, snapfs mounted with
+    -o libvirt=URI) or 'embedded' (SOURCE/domains/<vm>.xml, defined by
+    snapfs at every mount)."""
 
-    def __init__(self, name='t', bin=None):
+    def __init__(self, name='t', bin=None, driver=DEFAULT_DRIVER, libvirtd=None):
+        assert driver in VM_DRIVERS, driver
+        if driver == 'system' and libvirtd is None:
+            libvirtd = system_libvirtd()    # before the tree: nothing to clean up if it fails
         super().__init__(re.sub(r'^test_', '', name)[:24], bin)
-        self.domains = os.path.join(self.source, 'domains')
-        os.makedirs(self.domains, exist_ok=True)
+        self.driver = driver
+        self.libvirtd = libvirtd
         self.vms = {}    # vm -> {'uuid', 'volumes', 'memory_mib', 'vcpus'}
+        self.other_domains = []     # UUIDs defined with define_domain_xml()
+        if driver == 'embedded':
+            self.domains = os.path.join(self.source, 'domains')
+            os.makedirs(self.domains, exist_ok=True)
+            self.qmp_dir = self.root
+            return
+        # the XML files given to virsh, where snapfs does not look
+        self.domains = os.path.join(self.root, 'domains')
+        os.makedirs(self.domains)
+        # QEMU runs as libvirt-qemu: it must reach PRIMARY/<vol>.qcow2
+        # (mkdtemp made ROOT 0700) and create its QMP socket
+        for d in (self.root, self.source, self.primary):
+            os.chmod(d, os.stat(d).st_mode & 0o7777 | 0o011)
+        self.qmp_dir = os.path.join(self.root, 'qmp')
+        os.makedirs(self.qmp_dir)
+        qemu_user = pwd.getpwnam(QEMU_USER)
+        os.chown(self.qmp_dir, qemu_user.pw_uid, qemu_user.pw_gid)
+        os.chmod(self.qmp_dir, 0o700)
+        self.options['libvirt'] = libvirtd.uri
+        libvirtd.sweep()        # domains earlier tests left behind
+
+    @property
+    def uri(self):
+        """The libvirt URI to give virsh for this test's domains."""
+        if self.driver == 'system':
+            return self.libvirtd.uri
+        return 'qemu:///embed?root=%s' % os.path.join(self.source, 'libvirt')
+
+    def virsh(self, *args, check=True, timeout=60):
+        """virsh -c URI @args (system driver; with the embedded driver only
+        while snapfs is not mounted: two drivers on one root disagree)."""
+        return run(['virsh', '-q', '-c', self.uri] + list(args), timeout=timeout, check=check)
 
     # -- defining VMs -------------------------------------------------------------
 
     def qmp_path(self, vm):
-        return os.path.join(self.root, 'q-%s.sock' % vm)
+        return os.path.join(self.qmp_dir, 'q-%s.sock' % vm)
 
-    def domain_xml(self, vm, volumes, memory_mib=256, vcpus=1, uuid=None):
+    def domain_xml(self, vm, volumes, memory_mib=256, vcpus=1, uuid=None, sources=None):
+        """@sources: {vol: path} of disks whose file is not PRIMARY/<vol>.qcow2."""
         disks = []
         for i, vol in enumerate(volumes):
             disks.append(
@@ -141,7 +495,8 @@ class VmSnapfs(Snapfs):
                 "      <driver name='qemu' type='qcow2'/>\n"
                 "      <source file='%s'/>\n"
                 "      <target dev='vd%s' bus='virtio'/>\n"
-                "    </disk>\n" % (self.volume_path(vol), chr(ord('a') + i)))
+                "    </disk>\n" % ((sources or {}).get(vol) or self.volume_path(vol),
+                                    chr(ord('a') + i)))
         return (
             "<domain type='%s' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n"
             "  <name>%s</name>\n"
@@ -163,17 +518,52 @@ class VmSnapfs(Snapfs):
             "</domain>\n" % (domain_type(), vm, uuid, memory_mib, memory_mib,
                              vcpus, QEMU, ''.join(disks), self.qmp_path(vm)))
 
-    def define_vm(self, vm, volumes, memory_mib=256, vcpus=1):
-        """Write SOURCE/domains/@vm.xml (defined by snapfs at the next
-        mount).  Calling it again for the same VM keeps its UUID: that is a
-        redefinition of the same domain."""
+    def define_vm(self, vm, volumes, memory_mib=256, vcpus=1, sources=None):
+        """Define VM @vm with a disk per volume (@sources: see domain_xml).
+        Embedded driver: write SOURCE/domains/@vm.xml (defined by snapfs at
+        the next mount).  System driver: `virsh define` at once (a domain of
+        that name with another UUID, left by an earlier test, is removed
+        first).  Calling it again for the same VM keeps its UUID: that is a
+        redefinition of the same domain.  Returns the XML file's path."""
         uuid = self.vms.get(vm, {}).get('uuid') or str(uuidlib.uuid4())
         self.vms[vm] = {'uuid': uuid, 'volumes': list(volumes),
                         'memory_mib': memory_mib, 'vcpus': vcpus}
         path = os.path.join(self.domains, vm + '.xml')
         with open(path, 'w') as f:
-            f.write(self.domain_xml(vm, volumes, memory_mib, vcpus, uuid))
+            f.write(self.domain_xml(vm, volumes, memory_mib, vcpus, uuid, sources))
+        if self.driver == 'system':
+            other = self.libvirtd.domain_uuid(vm)
+            if other is not None and other != uuid:
+                problem = self.libvirtd.remove_domain(other)
+                assert not problem, 'a leftover domain %s is in the way: %s' % (vm, problem)
+            self.virsh('define', path)
         return path
+
+    def define_domain_xml(self, filename, xml):
+        """Define a domain from the text @xml, as a user would: in
+        SOURCE/domains/@filename (embedded), with virsh (system; it is
+        undefined at cleanup).  Returns False when virsh refused it."""
+        path = os.path.join(self.domains, filename)
+        with open(path, 'w') as f:
+            f.write(xml)
+        if self.driver == 'embedded':
+            return True
+        m = re.search(r'<uuid>([^<]+)</uuid>', xml)
+        if m:
+            self.other_domains.append(m.group(1))
+        return self.virsh('define', path, check=False).returncode == 0
+
+    def undefine_vm(self, vm):
+        """Undefine @vm behind snapfs's back (destroyed first when it runs);
+        with the embedded driver only while snapfs is not mounted."""
+        if self.driver == 'system':
+            problem = self.libvirtd.remove_domain(self.vms[vm]['uuid'])
+            assert not problem, problem
+        else:
+            assert not self.alive(), 'the embedded driver belongs to the mounted snapfs'
+            self.virsh('undefine', vm)
+        os.unlink(os.path.join(self.domains, vm + '.xml'))
+        del self.vms[vm]
 
     def make_vm(self, vm, volumes, size='64M', writes=None, **kw):
         """Create each volume (qcow2 of @size; @writes: {vol: [(pattern,
@@ -320,7 +710,11 @@ class VmSnapfs(Snapfs):
 
     def qemu_log(self, vm):
         """QEMU's stdout/stderr: the embedded driver writes them to
-        SOURCE/libvirt/log/qemu/<vm>.log (snapfs's qemu.conf: stdio_handler=file)."""
+        SOURCE/libvirt/log/qemu/<vm>.log (snapfs's qemu.conf:
+        stdio_handler=file), the system libvirtd's virtlogd to its
+        log/qemu/<vm>.log."""
+        if self.driver == 'system':
+            return self.libvirtd.qemu_log(vm)
         return os.path.join(self.source, 'libvirt', 'log', 'qemu', vm + '.log')
 
     def guest_reads(self, vm, disk, pattern, offset, length):
@@ -337,9 +731,16 @@ class VmSnapfs(Snapfs):
         done = 'read %d/%d bytes at offset %d\n' % (length, length, offset)
         deadline = time.monotonic() + 10
         while True:
+            text = ''
+            if os.path.getsize(log) < start:
+                # virtlogd rotated the log (at 2 MiB) after our offset
+                with open(log + '.0', 'rb') as f:
+                    f.seek(start)
+                    text = f.read().decode(errors='replace')
+                start = 0
             with open(log, 'rb') as f:
                 f.seek(start)
-                text = f.read().decode(errors='replace')
+                text += f.read().decode(errors='replace')
             if done in text:
                 break
             assert time.monotonic() < deadline, \
@@ -421,17 +822,58 @@ class VmSnapfs(Snapfs):
                 if os.path.isdir(self.vm_dir(vm)):
                     self.vm_control(vm, 'force-stop')
 
+    def remove_domains(self):
+        """System driver: destroy and undefine every domain of the test."""
+        if self.driver != 'system' or not self.libvirtd.alive():
+            return
+        for uuid in [v['uuid'] for v in self.vms.values()] + self.other_domains:
+            try:
+                problem = self.libvirtd.remove_domain(uuid)
+            except Exception as e:  # keep cleaning up
+                problem = repr(e)
+            if problem:
+                self.problems.append('cleanup: ' + problem)
+
     def cleanup(self):
         try:
             self.force_stop_all()
         except Exception as e:  # keep cleaning up
             self.problems.append('force-stop at cleanup failed: %r' % e)
+        if self.driver == 'system':
+            # unmounted first: snapfs must not see its VMs go away
+            try:
+                self.unmount(check=False)
+            except Exception as e:  # keep cleaning up
+                self.problems.append('unmount failed: %r' % e)
+            self.remove_domains()
         # kill the VMs before the base cleanup removes the tree under them
         self.kill_vm_processes()
         super().cleanup()
         left = self.kill_vm_processes()
         if left:
             self.problems.append('qemu-system still ran after cleanup: %s' % left)
+        if self.driver == 'system':
+            # the next test's VM of the same name starts a fresh log
+            for vm in self.vms:
+                for path in glob.glob(glob.escape(self.libvirtd.qemu_log(vm)) + '*'):
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+
+    def diagnostics(self, lines=150):
+        """The base's, then each VM's QEMU log and (system driver) the
+        libvirtd's and virtlogd's logs."""
+        parts = [super().diagnostics(lines)]
+        for vm in self.vms:
+            try:
+                with open(self.qemu_log(vm), errors='replace') as f:
+                    text = f.read().splitlines()
+            except OSError:
+                continue
+            parts.append('---- %s (last 30 lines) ----' % self.qemu_log(vm))
+            parts += text[-30:]
+        if self.driver == 'system':
+            parts.append(self.libvirtd.log_tail())
+        return '\n'.join(parts)
 
 
 # ---- what the disks should hold ----------------------------------------------------
@@ -592,12 +1034,13 @@ def vm_events(events, type_, vm=None, snap=None):
 # ---- the fixture ------------------------------------------------------------------------
 
 @pytest.fixture
-def vmenv(request):
-    """A fresh VM state directory, nothing mounted: env.make_vm(...), env.mount(...)."""
-    missing = vm_missing_prerequisites()
+def vmenv(request, vm_driver):
+    """A fresh VM state directory, nothing mounted: env.make_vm(...), env.mount(...).
+    @vm_driver: 'system' or 'embedded' (conftest.py parametrizes it)."""
+    missing = vm_missing_prerequisites(vm_driver)
     if missing:
         pytest.skip('VM tests cannot run: ' + ', '.join(missing))
-    e = VmSnapfs(request.node.name)
+    e = VmSnapfs(request.node.name, driver=vm_driver)
     request.node._snapfs_env = e
     e.start_watchdog(VM_WATCHDOG_SECONDS)
     try:
