@@ -213,6 +213,7 @@ int snap_engine_start(struct snap_engine *eng)
 	snap_log(LOG_INFO, "engine: starting: primary '%s', secondary '%s', %u worker(s), keep_primary=%u",
 		 eng->primary, eng->secondary, eng->cfg.workers,
 		 eng->cfg.keep_primary);
+	testpoint("engine.start");
 	rc = vms_start(eng);
 	if (rc < 0)
 		return rc;

@@ -22,7 +22,8 @@
 static int verdict_fd = -1;
 
 /* The parent: wait for the verdict of daemon @pid on @fd, exit with it. */
-static void __attribute__((noreturn)) wait_for_verdict(pid_t pid, int fd)
+static void __attribute__((noreturn))
+wait_for_verdict(pid_t pid, int fd, void (*died)(void *arg), void *arg)
 {
 	int status;
 	char byte;
@@ -40,13 +41,15 @@ static void __attribute__((noreturn)) wait_for_verdict(pid_t pid, int fd)
 	}
 	if (WIFEXITED(status))
 		_exit(WEXITSTATUS(status) ? WEXITSTATUS(status) : 1);
-	if (WIFSIGNALED(status))
+	if (WIFSIGNALED(status)) {
 		snap_log(LOG_ERR, "daemon: killed by signal %d (%s) as it started",
 			 WTERMSIG(status), strsignal(WTERMSIG(status)));
+		died(arg);
+	}
 	_exit(1);
 }
 
-int daemon_start(bool foreground)
+int daemon_start(bool foreground, void (*died)(void *arg), void *arg)
 {
 	int fds[2], null, rc;
 	pid_t pid;
@@ -70,7 +73,7 @@ int daemon_start(bool foreground)
 	}
 	if (pid > 0) {
 		close(fds[1]);
-		wait_for_verdict(pid, fds[0]);
+		wait_for_verdict(pid, fds[0], died, arg);
 	}
 	close(fds[0]);
 	verdict_fd = fds[1];

@@ -203,6 +203,12 @@ static void *init_and_notify(struct fuse_conn_info *conn,
 	return data;
 }
 
+/* The daemon died as it started: its mount would hang every access. */
+static void unmount_after_death(void *fuse)
+{
+	fuse_unmount(fuse);
+}
+
 static void usage(const char *prog)
 {
 	printf("usage: %s [options] SOURCE MOUNTPOINT\n"
@@ -322,7 +328,7 @@ int main(int argc, char *argv[])
 	if (fuse_mount(fuse, cl.mountpoint) != 0)
 		goto out_fuse;
 	set_readahead(cl.mountpoint);
-	if (daemon_start(cl.foreground) < 0)
+	if (daemon_start(cl.foreground, unmount_after_death, fuse) < 0)
 		goto out_unmount;
 	/* threads only now, after the fork */
 	if (inval_start(fuse) == 0)

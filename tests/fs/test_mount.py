@@ -2,6 +2,7 @@
 a mount that fails says why on stderr and in snapfs.log, and leaves nothing."""
 
 import os
+import signal
 import subprocess
 import time
 
@@ -129,6 +130,33 @@ def test_catalog_that_cannot_be_opened(env, kind):
         reason = 'file is not a database'
     lines = start_failing(env, 'testclock,libvirt=none')
     assert_says_why(env, lines, "cannot open '%s'" % catalog, reason)
+
+
+def test_daemon_killed_as_it_starts_leaves_nothing_mounted(env):
+    # the daemon dies before it is ready (kill -9 as the engine starts):
+    # the command fails, says so, and takes down the mount it cannot serve
+    proc = subprocess.Popen([env.bin, '-o', 'testclock,libvirt=none', env.source, env.mnt],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, SNAPFS_HANG_AT='engine.start'))
+    try:
+        deadline = time.monotonic() + 30
+        while 'testpoint: hanging at engine.start' not in env.log_text():
+            assert proc.poll() is None and time.monotonic() < deadline, env.diagnostics()
+            time.sleep(0.05)
+        daemons = [p for p, _ in env.leftover_processes() if parent_pid(p) == proc.pid]
+        assert len(daemons) == 1 and is_mounted(env.mnt), env.leftover_processes()
+        os.kill(daemons[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1
+    lines = err.splitlines()
+    assert len(lines) == 1 and 'killed by signal 9' in lines[0], lines
+    assert not is_mounted(env.mnt), 'the dead daemon left %s mounted' % env.mnt
+    assert env.leftover_processes() == [], env.leftover_processes()
 
 
 def test_read_only_source_says_why(env):
