@@ -214,13 +214,11 @@ int snap_engine_start(struct snap_engine *eng)
 		 eng->primary, eng->secondary, eng->cfg.workers,
 		 eng->cfg.keep_primary);
 	testpoint("engine.start");
+	/* a libvirt the admin named must answer; only the embedded driver
+	 * may fail into a mount without VMs */
 	rc = vms_start(eng);
 	if (rc < 0)
 		return rc;
-	/* the libvirt the admin named must answer (vm_open() logged why it
-	 * did not); only the embedded driver may fail into a mount without VMs */
-	if (!eng->vm && eng->cfg.libvirt && strcmp(eng->cfg.libvirt, "none") != 0)
-		return -EIO;
 	rc = recover_all(eng);
 	if (rc < 0) {
 		snap_log(LOG_ERR, "engine: recovery failed: %s", g_strerror(-rc));

@@ -295,7 +295,9 @@ void running_job_unref(struct running_job *rj);
 int vm_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out);
 /** vm_of_volume() - name of a VM (running or not) with @vol as a disk. */
 int vm_of_volume(struct snap_engine *eng, const char *vol, char *vm, size_t size);
-/** vms_start() - connect to libvirt, define SOURCE/domains/ *.xml. */
+/** vms_start() - connect to libvirt, define SOURCE/domains/ *.xml.
+ * Return: 0 (also when the embedded driver cannot start: no VMs); -errno
+ * a libvirt named with -o libvirt=URI does not answer (logged). */
 int vms_start(struct snap_engine *eng);
 void vms_stop(struct snap_engine *eng);
 /** vm_snapshot_take() - snap_vm_snapshot_take() for policy @policy_id

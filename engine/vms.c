@@ -199,9 +199,15 @@ int vms_start(struct snap_engine *eng)
 	if (!eng->cfg.libvirt)
 		embed_drop_unstarted(root, unstarted);
 	rc = vm_open(eng->cfg.libvirt, root, libvirt_changed, eng, &eng->vm);
+	if (rc < 0 && eng->cfg.libvirt) {
+		/* the libvirt the admin named must answer: the mount fails
+		 * (vm_open() logged why) */
+		eng->vm = NULL;
+		return rc;
+	}
 	if (rc < 0) {
 		event_record_vm(eng, "vm.connect", NULL, NULL, rc,
-			     "libvirt is not reachable; running without VMs (see snapfs.log)");
+			     "the embedded libvirt cannot start; running without VMs (see snapfs.log)");
 		eng->vm = NULL;
 		return 0;
 	}

@@ -39,8 +39,12 @@ int safe_mkdir(const char *path, mode_t mode)
 {
 	struct stat st;
 
-	if (mkdir(path, mode) < 0 && errno != EEXIST)
-		return -errno;
+	if (mkdir(path, mode) < 0 && errno != EEXIST) {
+		int rc = -errno;
+
+		snap_log(LOG_ERR, "volume: cannot make directory '%s': %m", path);
+		return rc;
+	}
 	if (lstat(path, &st) < 0)
 		return -errno;
 	if (!S_ISDIR(st.st_mode)) {
