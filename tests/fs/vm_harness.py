@@ -1033,14 +1033,15 @@ def vm_events(events, type_, vm=None, snap=None):
 
 # ---- the fixture ------------------------------------------------------------------------
 
-@pytest.fixture
-def vmenv(request, vm_driver):
-    """A fresh VM state directory, nothing mounted: env.make_vm(...), env.mount(...).
-    @vm_driver: 'system' or 'embedded' (conftest.py parametrizes it)."""
-    missing = vm_missing_prerequisites(vm_driver)
+def vm_fixture(request, driver, libvirtd=None):
+    """The body of a VM fixture (yield from it): a VmSnapfs for @driver
+    (@libvirtd: a SystemLibvirtd of the test's own instead of the
+    session's), its watchdog, its cleanup, and what the cleanup found
+    failing the test."""
+    missing = vm_missing_prerequisites(driver)
     if missing:
         pytest.skip('VM tests cannot run: ' + ', '.join(missing))
-    e = VmSnapfs(request.node.name, driver=vm_driver)
+    e = VmSnapfs(request.node.name, driver=driver, libvirtd=libvirtd)
     request.node._snapfs_env = e
     e.start_watchdog(VM_WATCHDOG_SECONDS)
     try:
@@ -1057,3 +1058,10 @@ def vmenv(request, vm_driver):
         pytest.fail('\n'.join(e.problems), pytrace=False)
     elif e.problems:
         print('\n'.join(e.problems))
+
+
+@pytest.fixture
+def vmenv(request, vm_driver):
+    """A fresh VM state directory, nothing mounted: env.make_vm(...), env.mount(...).
+    @vm_driver: 'system' or 'embedded' (conftest.py parametrizes it)."""
+    yield from vm_fixture(request, vm_driver)
