@@ -138,29 +138,36 @@ def test_memory_snapshot_of_a_running_vm(vmenv):
     d = DiskData(env, 'vm1')
     env.vm_start('vm1')
     d.write()
-    env.vm_take('vm1', 'base')          # a layer below the memory snapshot's
-    d.write()
 
-    err = env.vm_take_errno('vm1', 'm', memory=True)
-    state = env.vm_state('vm1')
-    assert (err, state) == (0, 'running'), \
-        'memory snapshot: mkdir %s, the VM is %s afterwards' % (
-            errno.errorcode.get(err, err), state)
-    d.mark('m')
-    assert env.vm_snap_info('vm1', 'm')['type'] == 'disk+memory'
+    def take_memory(snap):
+        err = env.vm_take_errno('vm1', snap, memory=True)
+        state = env.vm_state('vm1')
+        assert (err, state) == (0, 'running'), \
+            'memory snapshot %s: mkdir %s, the VM is %s afterwards' % (
+                snap, errno.errorcode.get(err, err), state)
+        d.mark(snap)
+        assert env.vm_snap_info('vm1', snap)['type'] == 'disk+memory'
+        assert env.libvirtd.domain_state('vm1') == 'running'
+        d.check(snap, 'through QEMU right after the memory snapshot ' + snap)
+
+    take_memory('m')
     assert len(memory_files(env)) == 1, memory_files(env)
-    assert env.libvirtd.domain_state('vm1') == 'running'
-    d.check('m', 'through QEMU right after the memory snapshot')
+    d.write()
+    env.vm_take('vm1', 'dk', memory=False)     # m's layers one level down now
+    d.write()
+    take_memory('m2')
     d.write()
 
-    # revert from running: QEMU restored from the save file, running
-    pid = env.vm_pid('vm1')
-    env.vm_revert('vm1', 'm')
-    d.restore('m')
-    assert env.vm_state('vm1') == 'running'
-    assert env.vm_pid('vm1') not in (None, pid), 'the revert did not restore QEMU'
-    d.check('m', 'through QEMU after the revert to the memory snapshot')
-    check_sources(env, 'vm1', 'after the memory revert')
+    # reverts from running: QEMU restored from the save file, running
+    for snap in ('m', 'm2'):
+        pid = env.vm_pid('vm1')
+        env.vm_revert('vm1', snap)
+        d.restore(snap)
+        assert env.vm_state('vm1') == 'running'
+        assert env.vm_pid('vm1') not in (None, pid), 'the revert did not restore QEMU'
+        d.check(snap, 'through QEMU after the revert to ' + snap)
+        check_sources(env, 'vm1', 'after the memory revert to ' + snap)
+        d.write()
 
 
 def test_virsh_start_after_a_snapshot_of_the_stopped_vm(vmenv):
