@@ -8,19 +8,26 @@
 # --all.
 #
 #   bash bench/run.sh [--quick] [snapbench.py options...]
-#   bash bench/run.sh --vm [--quick] [vmbench.py options...]
+#   bash bench/run.sh --vm [--quick] [--libvirt=embedded|system|both] [vmbench.py options...]
 #   bash bench/run.sh --clone [--quick] [clonebench.py options...]
 #   bash bench/run.sh --policy [--quick] [policybench.py options...]
 #   bash bench/run.sh --all [--quick]
 #
+# --vm runs under libvirt's QEMU driver embedded in snapfs (QEMU as root) by
+# default; --libvirt=system under a private system libvirtd started with
+# tools/system-libvirtd.sh (QEMU as libvirt-qemu, dynamic ownership,
+# virtlogd), --libvirt=both under one, then the other (--libvirt alone
+# implies --vm).
+#
 # Needs root (a FUSE mount, /proc/sys/vm/drop_caches, libvirt's embedded QEMU
 # driver), qemu-img, qemu-io and fusermount3, and for --vm
-# qemu-system-x86_64; --clone needs about 30 GiB free (16 GiB with --quick)
+# qemu-system-x86_64 (and libvirtd, virtlogd, virsh with --libvirt=system);
+# --clone needs about 30 GiB free (16 GiB with --quick)
 # and clonebench.py refuses to start without it.  Uses $SNAPFS_BIN, else
 # build/fs/snapfs (built first if it is missing).  Works in a fresh directory
 # under /var/tmp on local disk (or $SNAPFS_BENCH_DIR) and always force-stops
-# its VMs, unmounts, stops its daemon and removes that directory at the end,
-# also after a failure or Ctrl-C.  Exit status: 0 all targets met, 1 a target
+# its VMs, unmounts, stops its daemon (and its system libvirtd) and removes
+# that directory at the end, also after a failure or Ctrl-C.  Exit status: 0 all targets met, 1 a target
 # missed, 2 a run failed (with --all: the worst of the four).
 set -euo pipefail
 
@@ -37,6 +44,10 @@ for a in "$@"; do
 	--clone) which=clone ;;
 	--policy) which=policy ;;
 	--all) which=all ;;
+	--libvirt=*)
+		[ "$which" = io ] && which=vm
+		args+=("$a")
+		;;
 	*) args+=("$a") ;;
 	esac
 done
@@ -92,6 +103,14 @@ cleanup() {
 			sleep 1
 			kill -9 "$pid" 2>/dev/null || true
 		fi
+	done
+	# a system libvirtd of vmbench.py --libvirt=system|both (WORK/libvirtd
+	# or WORK/*/libvirtd, WORK/vm/*/libvirtd with --all): its pid files
+	# are gone once vmbench.py has stopped it
+	for d in "$work/libvirtd" "$work"/*/libvirtd "$work"/*/*/libvirtd; do
+		[ -f "$d/libvirtd.pid" ] || [ -f "$d/virtlogd.pid" ] || continue
+		echo "bench/run.sh: stopping the system libvirtd left in $d" >&2
+		bash "$root/tools/system-libvirtd.sh" stop "$d" || true
 	done
 	# VMs outlive snapfs: kill every QEMU whose command line names $work
 	for f in /proc/[0-9]*/cmdline; do

@@ -2,7 +2,12 @@
 """vmbench.py - the VM snapshot benchmarks of issue 3 (256 MiB VMs).
 
 For VMs with 256 MiB of RAM, 1 vCPU and two qcow2 virtio volumes, under
-snapfs's embedded libvirt QEMU driver:
+snapfs's embedded libvirt QEMU driver (QEMU as root, the default), under a
+real system libvirtd (--libvirt=system: a private one started with
+tools/system-libvirtd.sh, QEMU as the unprivileged libvirt-qemu user with
+dynamic ownership, its output through virtlogd; the domains defined with
+virsh, snapfs mounted with -o libvirt=URI), or both in one go
+(--libvirt=both):
 
   1. disk snapshot of the running VM: mkdir wall time, and the guest's I/O
      pause, i.e. the QMP transaction snapfs logs as "freeze: switched N
@@ -27,7 +32,19 @@ the BIOS in useful time and its RAM stays almost empty.
 The machine is shared and noisy: every operation is repeated (one cycle of
 all of them per sample), medians and min..max are printed, ratios are of
 medians, and where the time goes is read from millisecond stamps in
-SOURCE/snapfs.log and QEMU's log (SOURCE/libvirt/log/qemu/<vm>.log).
+SOURCE/snapfs.log and QEMU's log (SOURCE/libvirt/log/qemu/<vm>.log, or
+LIBVIRTD/log/qemu/<vm>.log with the system libvirtd, written by virtlogd).
+
+With the system libvirtd, WORK is WORK/system with --libvirt=both
+(WORK/embedded for the other), the daemons' directory is WORK/libvirtd, and
+QEMU as libvirt-qemu must reach the volumes: WORK, SOURCE and PRIMARY get
+o+x (the work directory of mkdtemp is 0700), the volumes are relabelled by
+libvirt at every start (dynamic ownership: the two qcow2 disks are all QEMU
+opens of ours; no -kernel), the files snapfs makes under PRIMARY/.snapfs
+get their owners from snapfs.  At the end, always (also on a failure or
+Ctrl-C): the VMs force-stopped, snapfs unmounted, the domains undefined,
+tools/system-libvirtd.sh stop; bench/run.sh stops a libvirtd left in
+WORK/libvirtd or WORK/*/libvirtd as a backstop.
 
 Normally started by bench/run.sh --vm (which owns the work directory and
 cleans up after a crash of this script); by hand:
@@ -170,48 +187,209 @@ def first(marks, what, after=0.0):
 # ---- the daemon -------------------------------------------------------------------
 
 
-def reaper_main(pidfile, argv):
+def reaper_main(pidfile, argv, linger=False):
     """--as-reaper: be a child subreaper for @argv (snapfs), so that the
     QEMUs libvirt daemonizes are reaped the moment they exit instead of
-    whenever pid 1 gets to it; forward TERM/INT/HUP; exit with its status."""
+    whenever pid 1 gets to it; forward TERM/INT/HUP; exit with its status.
+
+    --as-lingering-reaper (@linger): @argv is tools/system-libvirtd.sh
+    start, whose daemons, and the QEMUs they daemonize, are orphaned to us;
+    write @argv's exit status to @pidfile when it ends, then reap every
+    orphan until no child is left (the daemons stopped, their QEMUs gone),
+    and exit 0.  TERM/INT/HUP end it at once (orphans then go to pid 1)."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(36, 1, 0, 0, 0) != 0:     # PR_SET_CHILD_SUBREAPER
         sys.exit('vmbench: prctl(PR_SET_CHILD_SUBREAPER) failed')
     pid = os.fork()
     if pid == 0:
         try:
-            os.execv(argv[0], argv)
+            os.execvp(argv[0], argv)
         finally:
             os._exit(127)
-    with open(pidfile, 'w') as f:
-        f.write('%d\n' % pid)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda s, _f: os.kill(pid, s))
+    if linger:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda s, _f: os._exit(128 + s))
+    else:
+        with open(pidfile, 'w') as f:
+            f.write('%d\n' % pid)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda s, _f: os.kill(pid, s))
     while True:
         try:
             p, status = os.waitpid(-1, 0)
         except ChildProcessError:
-            return 1
+            return 0 if linger else 1
         except InterruptedError:
             continue
         if p == pid:
-            return os.waitstatus_to_exitcode(status) & 0xff
+            rc = os.waitstatus_to_exitcode(status) & 0xff
+            if not linger:
+                return rc
+            with open(pidfile + '.tmp', 'w') as f:
+                f.write('%d\n' % rc)
+            os.rename(pidfile + '.tmp', pidfile)
+
+
+# ---- the system libvirtd ------------------------------------------------------------
+
+SYSTEM_LIBVIRTD_SH = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'tools', 'system-libvirtd.sh')
+QEMU_USER = 'libvirt-qemu'
+
+
+class SystemLibvirtd:
+    """A private system libvirtd and virtlogd in @dir (WORK/libvirtd),
+    started by tools/system-libvirtd.sh, ended by close(): QEMU runs as
+    libvirt-qemu with dynamic ownership, its log written by virtlogd to
+    DIR/log/qemu/<vm>.log, its pid file DIR/run/qemu/<vm>.pid.  With
+    @reaper, the script runs under this file as --as-lingering-reaper, a
+    child subreaper that stays while the daemons run: libvirtd's daemonized
+    QEMUs are reaped the moment they exit (as systemd, pid 1 of a real
+    host, does), not whenever this machine's pid 1 gets to them."""
+
+    start_timeout = 120
+
+    def __init__(self, dir, reaper):
+        self.dir = dir
+        self.reaper = reaper
+        self.reaper_proc = None
+        self.uri = None
+        self.defined = []       # domain names, undefined by close()
+
+    def start(self):
+        os.makedirs(self.dir, exist_ok=True)
+        argv = ['bash', SYSTEM_LIBVIRTD_SH, 'start', self.dir]
+        if not self.reaper:
+            out = run(argv, timeout=self.start_timeout).stdout
+        else:
+            rcfile = self.dir + '.reaper-rc'
+            outfile = self.dir + '.start-out'
+            with open(outfile, 'w') as f:
+                self.reaper_proc = subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__),
+                     '--as-lingering-reaper', rcfile, '--'] + argv,
+                    stdin=subprocess.DEVNULL, stdout=f, stderr=f,
+                    start_new_session=True)
+            deadline = time.monotonic() + self.start_timeout
+            while not os.path.exists(rcfile):
+                if self.reaper_proc.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            with open(outfile) as f:
+                out = f.read()
+            try:
+                with open(rcfile) as f:
+                    rc = int(f.read())
+            except (OSError, ValueError):
+                rc = None
+            if rc != 0:
+                raise BenchError('%s exited %s: %s' % (' '.join(argv), rc, out[-1500:]))
+        self.uri = out.strip().splitlines()[-1]
+        if not self.uri.startswith('qemu:///system?socket='):
+            raise BenchError('%s printed %r, not a URI' % (' '.join(argv), out))
+        return self.uri
+
+    def virsh(self, *args, check=True):
+        return run(['virsh', '-q', '-c', self.uri] + list(args), timeout=120,
+                   check=check)
+
+    def define(self, name, xml_path):
+        self.virsh('define', xml_path)
+        self.defined.append(name)
+
+    def undefine(self, name):
+        """Destroy @name if it runs, then undefine it; what failed, as text."""
+        st = self.virsh('domstate', name, check=False)
+        if st.returncode != 0:
+            return ''       # gone
+        if st.stdout.strip() not in ('shut off', 'crashed'):
+            d = self.virsh('destroy', name, check=False)
+            if d.returncode != 0:
+                return 'virsh destroy %s: %s' % (name, d.stderr.strip())
+        u = self.virsh('undefine', '--managed-save', '--snapshots-metadata',
+                       '--checkpoints-metadata', name, check=False)
+        if u.returncode != 0:
+            return 'virsh undefine %s: %s' % (name, u.stderr.strip())
+        return ''
+
+    def qemu_log(self, vm):
+        return os.path.join(self.dir, 'log', 'qemu', vm + '.log')
+
+    def qemu_pidfile(self, vm):
+        return os.path.join(self.dir, 'run', 'qemu', vm + '.pid')
+
+    def close(self):
+        """Undefine our domains (destroyed first), stop both daemons, kill
+        any QEMU they left (libvirt's pid files), end the reaper.  Best
+        effort: logs what failed, never raises."""
+        if self.uri:
+            for name in self.defined:
+                try:
+                    why = self.undefine(name)
+                except FAILURES as e:
+                    why = str(e)
+                if why:
+                    log('   cleanup: %s' % why)
+            self.defined = []
+        p = subprocess.run(['bash', SYSTEM_LIBVIRTD_SH, 'stop', self.dir],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=120)
+        if p.returncode != 0:
+            log('   cleanup: system-libvirtd.sh stop %s exited %d: %s'
+                % (self.dir, p.returncode, p.stdout.strip()))
+        for path in glob.glob(os.path.join(self.dir, 'run', 'qemu', '*.pid')):
+            try:
+                with open(path) as f:
+                    pid = int(f.read())
+                with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                    if b'qemu-system' not in f.read():
+                        continue
+                os.kill(pid, signal.SIGKILL)
+                log('   cleanup: killed QEMU %d left running' % pid)
+            except (OSError, ValueError):
+                pass
+        if self.reaper_proc is not None:
+            try:
+                self.reaper_proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.reaper_proc.kill()
+                self.reaper_proc.wait()
+            self.reaper_proc = None
+        self.uri = None
 
 
 class VmSnapfs(Snapfs):
-    """One snapfs daemon with libvirt embedded and the VMs @vms defined in
-    SOURCE/domains/, started and ended by us; with @reaper under a child
-    subreaper (this script as --as-reaper: self.proc is the reaper,
-    self.pid snapfs, read from snapfs.pid, which the reaper writes)."""
+    """One snapfs daemon and the VMs @vms, started and ended by us.  With
+    @libvirtd None, libvirt is embedded and the VMs are defined in
+    SOURCE/domains/; with @reaper snapfs runs under a child subreaper (this
+    script as --as-reaper: self.proc is the reaper, self.pid snapfs, read
+    from snapfs.pid, which the reaper writes).  With @libvirtd (a started
+    SystemLibvirtd), snapfs mounts with -o libvirt=URI and the VMs are its
+    domains (defined with virsh by the caller)."""
 
     start_timeout = 90      # first mount: libvirt probes QEMU
     quiet_timeout = 300
 
-    def __init__(self, binary, work, opts, reaper, vms):
-        super().__init__(binary, work, opts, dirs=('source/domains',))
+    def __init__(self, binary, work, opts, reaper, vms, libvirtd=None):
+        if libvirtd is not None:
+            opts += ',libvirt=' + libvirtd.uri
+            reaper = False      # snapfs starts no QEMU of its own
+        super().__init__(binary, work, opts,
+                         dirs=('source/domains',) if libvirtd is None else ())
         self.reaper = reaper
         self.vms = vms
+        self.libvirtd = libvirtd
         self.snaplog = LogTail(os.path.join(self.source, 'snapfs.log'))
+
+    def qemu_log(self, vm):
+        if self.libvirtd:
+            return self.libvirtd.qemu_log(vm)
+        return os.path.join(self.source, 'libvirt', 'log', 'qemu', vm + '.log')
+
+    def qemu_pidfile(self, vm):
+        if self.libvirtd:
+            return self.libvirtd.qemu_pidfile(vm)
+        return os.path.join(self.source, 'libvirt', 'run', 'qemu', vm + '.pid')
 
     def command(self):
         argv = super().command()
@@ -288,8 +466,7 @@ class VmSnapfs(Snapfs):
 
     def qemu_pid(self, vm):
         try:
-            with open(os.path.join(self.source, 'libvirt', 'run', 'qemu',
-                                   vm + '.pid')) as f:
+            with open(self.qemu_pidfile(vm)) as f:
                 pid = int(f.read())
             with open('/proc/%d/cmdline' % pid, 'rb') as f:
                 cmd = f.read()
@@ -399,8 +576,7 @@ class Phase:
 
     def __init__(self, fs, vm, vmtype, a):
         self.fs, self.vm, self.type, self.a = fs, vm, vmtype, a
-        self.qlog = LogTail(os.path.join(fs.source, 'libvirt', 'log', 'qemu',
-                                         vm + '.log'))
+        self.qlog = LogTail(fs.qemu_log(vm))
         self.filled = None      # does the guest fill its RAM in useful time?
         self.s = {}             # op -> [seconds]
         self.parts = {}         # op -> [{part: seconds}]
@@ -728,16 +904,116 @@ def leftovers(fs, vm):
     return ', '.join(out)
 
 
+def reachable_by_others(path):
+    """The first directory from / down to @path that others cannot
+    traverse (no o+x), or None."""
+    d = '/'
+    for part in os.path.realpath(path).strip('/').split('/'):
+        d = os.path.join(d, part)
+        if not os.stat(d).st_mode & 0o001:
+            return d
+    return None
+
+
+def prepare_mode(mode, work, both):
+    """WORK of @mode (WORK itself, or WORK/@mode with --libvirt=both) and,
+    for the system mode, the checks QEMU as libvirt-qemu needs."""
+    mwork = os.path.join(work, mode) if both else work
+    os.makedirs(mwork, exist_ok=True)
+    if mode == 'system':
+        # QEMU as libvirt-qemu opens PRIMARY/<vm>-*.qcow2: every directory
+        # on the way must let others through; ours get o+x (mkdtemp made
+        # WORK 0700), those above are checked
+        for d in (work, mwork):
+            os.chmod(d, os.stat(d).st_mode & 0o7777 | 0o011)
+        blocked = reachable_by_others(mwork)
+        if blocked:
+            raise Refused('vmbench: %s is not o+x: QEMU as %s could not reach '
+                          'the volumes under %s' % (blocked, QEMU_USER, mwork))
+    return mwork
+
+
+def run_mode(mode, mwork, binary, vms, a, results):
+    """Mount, run every VM's cycles, report; always ends with the VMs
+    stopped, snapfs unmounted and (system mode) the domains undefined and
+    the daemons stopped.  Rows labelled with @mode unless it is the
+    embedded one alone."""
+    prefix = '' if a.libvirt == 'embedded' else \
+        ('system libvirtd, ' if mode == 'system' else 'embedded, ')
+    log('== %s' % ('libvirt embedded in snapfs (qemu:///embed), QEMU as root'
+                   if mode == 'embedded' else
+                   'a system libvirtd (tools/system-libvirtd.sh), QEMU as %s, '
+                   'dynamic ownership, virtlogd%s'
+                   % (QEMU_USER, ', under a child subreaper (--reaper)'
+                      if a.reaper else '')))
+    libvirtd = None
+    fs = None
+    try:
+        if mode == 'system':
+            libvirtd = SystemLibvirtd(os.path.join(mwork, 'libvirtd'), a.reaper)
+            t = time.perf_counter()
+            libvirtd.start()
+            log('   %s started in %.1f s' % (libvirtd.uri, time.perf_counter() - t))
+            ver = run(['virsh', '-c', libvirtd.uri, 'version']).stdout
+            results['machine'].setdefault('libvirtd', ' '.join(
+                l.strip() for l in ver.splitlines() if 'libvirt' in l.lower()))
+        fs = VmSnapfs(binary, mwork, 'workers=1,retries=0', a.reaper,
+                      [vm for vm, _ in vms], libvirtd)
+        if libvirtd:
+            os.chmod(fs.source, os.stat(fs.source).st_mode & 0o7777 | 0o011)
+            os.chmod(fs.primary, os.stat(fs.primary).st_mode & 0o7777 | 0o011)
+            domains = os.path.join(mwork, 'domains')     # not SOURCE/domains
+            os.makedirs(domains, exist_ok=True)
+        else:
+            domains = os.path.join(fs.source, 'domains')
+        for vm, t in vms:
+            make_volumes(fs, vm)
+            xml = os.path.join(domains, vm + '.xml')
+            with open(xml, 'w') as f:
+                f.write(DOMAIN_XML.format(type=t, name=vm, uuid=uuid.uuid4(),
+                                          ram=RAM_MIB, primary=fs.primary))
+            if libvirtd:
+                libvirtd.define(vm, xml)
+        t = time.perf_counter()
+        fs.start()
+        log('   mounted with %d VM(s) in %.1f s' % (len(vms), time.perf_counter() - t))
+        for vm, t in vms:
+            ph = Phase(fs, vm, t, a)
+            ph.run()
+            label = '%s%s VM%s' % (prefix, t, '' if ph.filled else ', RAM not filled')
+            results['rows'] += ph.rows(label)
+            results['vms'][vm if a.libvirt != 'both' else mode + '/' + vm] = dict(
+                libvirt=mode, type=t, filled=ph.filled, samples_s=ph.s,
+                parts_s=ph.parts, extra=ph.extra, notes=ph.notes,
+                leftovers=ph.leftovers)
+            log()
+    finally:
+        try:
+            if fs is not None:
+                fs.stop()
+        finally:
+            if libvirtd is not None:
+                libvirtd.close()
+                log('   the system libvirtd stopped, its domains undefined')
+
+
 def main():
-    if len(sys.argv) > 2 and sys.argv[1] == '--as-reaper':
+    if len(sys.argv) > 2 and sys.argv[1] in ('--as-reaper', '--as-lingering-reaper'):
         argv = sys.argv[3:]
         if argv and argv[0] == '--':
             argv = argv[1:]
-        return reaper_main(sys.argv[2], argv)
+        return reaper_main(sys.argv[2], argv,
+                           linger=sys.argv[1] == '--as-lingering-reaper')
 
     ap = arg_parser(__doc__, '2 samples per VM', 'an empty directory on local '
                     'disk, short path (default: a new one under /var/tmp, '
                     'removed at the end)')
+    ap.add_argument('--libvirt', choices=('embedded', 'system', 'both'),
+                    default='embedded',
+                    help="embedded: libvirt's QEMU driver inside snapfs, QEMU as "
+                    "root (default); system: a private system libvirtd "
+                    "(tools/system-libvirtd.sh), QEMU as libvirt-qemu; both: "
+                    "embedded, then system")
     ap.add_argument('--samples', type=int, help='cycles per VM (default 8)')
     ap.add_argument('--types', help="VM domain types to run, comma-separated "
                     "(default: 'kvm' if /dev/kvm opens read-write, and 'qemu')")
@@ -745,8 +1021,10 @@ def main():
                     help='seconds the first boot may take to fill the guest RAM '
                     '(default 30, quick 15)')
     ap.add_argument('--reaper', action='store_true',
-                    help='run snapfs under a child subreaper that reaps the '
-                    'QEMUs at once (what a host whose init reaps promptly does)')
+                    help='run the parent of the QEMUs (snapfs with the embedded '
+                    'driver, libvirtd with the system one) under a child '
+                    'subreaper that reaps them at once (what a host whose init '
+                    'reaps promptly does)')
     a = parse_args(ap)
     quick_or_full(a, samples=(2, 8), fill_timeout=(15, 30))
     if a.types:
@@ -757,33 +1035,53 @@ def main():
         sys.exit("vmbench: --types takes kvm and/or qemu, once each")
     if 'kvm' in types and not kvm_usable():
         sys.exit('vmbench: /dev/kvm does not open read-write')
+    modes = ['embedded', 'system'] if a.libvirt == 'both' else [a.libvirt]
+    both = len(modes) > 1
 
     try:
+        progs = ('qemu-img', 'qemu-io', 'fusermount3', 'qemu-system-x86_64')
+        if 'system' in modes:
+            progs += ('libvirtd', 'virtlogd', 'virsh', 'unshare')
+            if not os.path.exists(SYSTEM_LIBVIRTD_SH):
+                raise Refused('vmbench: %s is missing' % SYSTEM_LIBVIRTD_SH)
         binary, work, own_work = setup(
-            'vmbench', a, ('qemu-img', 'qemu-io', 'fusermount3', 'qemu-system-x86_64'),
-            'FUSE, libvirt embedded as root', prefix='sfb-')
+            'vmbench', a, progs,
+            'FUSE, libvirt embedded as root' if modes == ['embedded'] else
+            'FUSE, a system libvirtd', prefix='sfb-')
         # QEMU's monitor socket: SOURCE/libvirt/lib/qemu/domain-NNN-<vm>/monitor.sock
-        sock = os.path.join(work, 'source/libvirt/lib/qemu/domain-999-tcg256/monitor.sock')
+        # (embedded; the system libvirtd's sockets are under /var/lib/libvirt
+        # in its own namespace); the system libvirtd's client socket:
+        # WORK/libvirtd/sock/libvirt-sock
+        sock = os.path.join(work, 'embedded' if both else '',
+                            'source/libvirt/lib/qemu/domain-999-tcg256/monitor.sock')
         if len(sock) > 100:
             raise Refused('vmbench: %s is too long a path for unix sockets under it'
                           % work)
         need = len(types) * (2 * GiB) + GiB
         if shutil.disk_usage(work).free < need:
             raise Refused('vmbench: %s has less than %d MiB free' % (work, need // MiB))
+        mworks = [prepare_mode(m, work, both) for m in modes]
     except Refused as e:
         sys.exit(str(e))
     end_on_signals()
 
+    mount = {'embedded': '-f -o workers=1,retries=0, libvirt embedded (qemu:///embed)%s'
+             % (', under a child subreaper (--reaper)' if a.reaper else ''),
+             'system': '-f -o workers=1,retries=0,libvirt=qemu:///system?socket='
+             'WORK/libvirtd/sock/libvirt-sock: a private system libvirtd, QEMU '
+             'as %s%s' % (QEMU_USER, ', libvirtd under a child subreaper (--reaper)'
+                          if a.reaper else '')}
+    tools = [('qemu', version('qemu-system-x86_64')),
+             ('kvm_modules', ','.join(sorted(
+                 os.path.basename(m) for m in glob.glob('/sys/module/kvm*'))))]
+    if 'system' in modes:
+        tools.append(('libvirt', version('libvirtd')))
     info = start_report(
-        'snapfs VM benchmarks', a, work, binary,
-        [('qemu', version('qemu-system-x86_64')),
-         ('kvm_modules', ','.join(sorted(
-             os.path.basename(m) for m in glob.glob('/sys/module/kvm*'))))],
+        'snapfs VM benchmarks', a, work, binary, tools,
         dict(samples=a.samples, types=types, reaper=a.reaper,
-             fill_timeout=a.fill_timeout),
-        [('work dir', work),
-         ('mount', '-f -o workers=1,retries=0, libvirt embedded (qemu:///embed)%s'
-          % (', under a child subreaper (--reaper)' if a.reaper else ''))],
+             fill_timeout=a.fill_timeout, libvirt=a.libvirt),
+        [('work dir', work)] + [('mount' if not both else 'mount (%s)' % m, mount[m])
+                                for m in modes],
         width=11)
     gone, zombie = reap_probe()
     info['orphan_reap_s'] = gone
@@ -794,36 +1092,21 @@ def main():
 
     vms = [('kvm256' if t == 'kvm' else 'tcg256', t) for t in types]
     results = dict(machine=info, rows=[], vms={})
-    fs = VmSnapfs(binary, work, 'workers=1,retries=0', a.reaper,
-                  [vm for vm, _ in vms])
     t_start = time.perf_counter()
     failed = []
-    try:
-        for vm, t in vms:
-            make_volumes(fs, vm)
-            with open(os.path.join(fs.source, 'domains', vm + '.xml'), 'w') as f:
-                f.write(DOMAIN_XML.format(type=t, name=vm, uuid=uuid.uuid4(),
-                                          ram=RAM_MIB, primary=fs.primary))
-        t = time.perf_counter()
-        fs.start()
-        log('   mounted with %d VM(s) in %.1f s' % (len(vms), time.perf_counter() - t))
-        for vm, t in vms:
-            ph = Phase(fs, vm, t, a)
-            ph.run()
-            label = '%s VM%s' % (t, '' if ph.filled else ', RAM not filled')
-            results['rows'] += ph.rows(label)
-            results['vms'][vm] = dict(type=t, filled=ph.filled, samples_s=ph.s,
-                                      parts_s=ph.parts, extra=ph.extra,
-                                      notes=ph.notes, leftovers=ph.leftovers)
+    for mode, mwork in zip(modes, mworks):
+        try:
+            run_mode(mode, mwork, binary, vms, a, results)
+        except FAILURES as e:
+            failed.append(e)
+            log('vmbench: the %s run failed: %s: %s' % (mode, type(e).__name__, e))
             log()
-    except FAILURES + (KeyboardInterrupt,) as e:
-        failed.append(e)
-    finally:
-        fs.stop()
-        remove_work(a, work, own_work)
+        except KeyboardInterrupt as e:
+            failed.append(e)
+            break
+    remove_work(a, work, own_work)
     return finish('vmbench', a, results, t_start, failed,
                   'medians (min..max), ratio of medians', ratio_head='ratio')
-
 
 if __name__ == '__main__':
     sys.exit(main())
