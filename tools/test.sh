@@ -24,6 +24,10 @@
 #                                test timeouts are then off)
 #   SNAPFS_FAULT_STRIDE=1        the fault walk tries every failure point
 #   SNAPFS_STORM_SECONDS=N       the concurrency storm runs N seconds
+#   SNAPFS_VM_DRIVER=both        every VM test against both libvirt drivers
+#                                (by default: the system libvirtd for all,
+#                                the embedded driver for a representative
+#                                set; `system` or `embedded` for one only)
 #
 # tools/count-results.py counts the individual cases of all of them.  The
 # last line is always `N passed, N failed, N skipped`; the exit status is
