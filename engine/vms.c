@@ -426,20 +426,42 @@ int snap_vm_list(struct snap_engine *eng, char ***names_out)
 	return vm_list(eng->vm, names_out);
 }
 
+/*
+ * The catalog row of VM @name, as libvirt has it; while libvirt cannot be
+ * reached, as snapfs last knew it, so that names under vms/ still resolve
+ * and an operation on them reaches snapfs, to be refused with EAGAIN and
+ * an event of its own (a failed lookup would leave no event).
+ * *@running: the VM runs (false when libvirt cannot say).
+ */
+static int vm_row(struct snap_engine *eng, const char *name,
+		  struct catalog_vm *cvm, bool *running)
+{
+	struct vm_info info;
+	int rc = vm_load(eng, name, &info, cvm);
+
+	if (rc == -EAGAIN)
+		return catalog_vm_get_by_name(eng->cat, name, cvm) == 0 ? 0 : rc;
+	if (rc < 0)
+		return rc;
+	if (running)
+		*running = info.state == VM_STATE_RUNNING;
+	vm_info_clear(&info);
+	return 0;
+}
+
 int snap_vm_stat(struct snap_engine *eng, const char *vm,
 		 struct snap_vm_stat *out)
 {
-	struct vm_info info;
 	struct catalog_vm cvm;
-	int rc = vm_load(eng, vm, &info, &cvm);
+	bool running = false;
+	int rc = vm_row(eng, vm, &cvm, &running);
 
 	if (rc < 0)
 		return rc;
 	out->id = (uint64_t)cvm.id;
-	out->running = info.state == VM_STATE_RUNNING;
+	out->running = running;
 	out->uid = cvm.uid;
 	out->gid = cvm.gid;
-	vm_info_clear(&info);
 	return 0;
 }
 
@@ -635,12 +657,10 @@ static int vmsnap_lookup(struct snap_engine *eng, const char *vm,
 			 const char *name, struct catalog_vm *cvm,
 			 struct catalog_vm_snapshot *s)
 {
-	struct vm_info info;
-	int rc = vm_load(eng, vm, &info, cvm);
+	int rc = vm_row(eng, vm, cvm, NULL);
 
 	if (rc < 0)
 		return rc;
-	vm_info_clear(&info);
 	if (snap_name_valid(name) < 0)
 		return -ENOENT;
 	rc = catalog_vm_snapshot_get(eng->cat, cvm->id, name, s);
