@@ -1489,17 +1489,17 @@ int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
 	g_autofree char *target = g_strdup_printf("vms/%s/control", vm);
 	g_autofree char *line = control_echo(cmd, len);
 	struct vm_control_cmd c;
-	struct vm_info info;
 	struct catalog_vm cvm;
 	const char *why = NULL;
 	int rc;
 
-	rc = vm_load(eng, vm, &info, &cvm);
+	/* while libvirt is away, the command itself is refused (EAGAIN, its
+	 * own event): start, stop and revert all need libvirt */
+	rc = vm_row(eng, vm, &cvm, NULL);
 	if (rc < 0) {
 		event_reject(eng, "write", target, -rc, "%s", reason(rc, "no such VM"));
 		return rc;
 	}
-	vm_info_clear(&info);
 	rc = vm_control_parse(cmd, len, &c, &why);
 	if (rc < 0) {
 		event_reject(eng, "write", target, EINVAL, "%s", why);
