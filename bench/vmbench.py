@@ -33,7 +33,8 @@ The machine is shared and noisy: every operation is repeated (one cycle of
 all of them per sample), medians and min..max are printed, ratios are of
 medians, and where the time goes is read from millisecond stamps in
 SOURCE/snapfs.log and QEMU's log (SOURCE/libvirt/log/qemu/<vm>.log, or
-LIBVIRTD/log/qemu/<vm>.log with the system libvirtd, written by virtlogd).
+WORK/libvirtd/log/qemu/<vm>.log with the system libvirtd, written by
+virtlogd).
 
 With the system libvirtd, WORK is WORK/system with --libvirt=both
 (WORK/embedded for the other), the daemons' directory is WORK/libvirtd, and
@@ -41,7 +42,10 @@ QEMU as libvirt-qemu must reach the volumes: WORK, SOURCE and PRIMARY get
 o+x (the work directory of mkdtemp is 0700), the volumes are relabelled by
 libvirt at every start (dynamic ownership: the two qcow2 disks are all QEMU
 opens of ours; no -kernel), the files snapfs makes under PRIMARY/.snapfs
-get their owners from snapfs.  At the end, always (also on a failure or
+get their owners from snapfs.  libvirtd daemonizes its QEMUs, so pid 1
+reaps them (snapfs's own subreaper plays no part): --reaper runs the
+daemons under a child subreaper, as a host whose init reaps promptly
+would.  At the end, always (also on a failure or
 Ctrl-C): the VMs force-stopped, snapfs unmounted, the domains undefined,
 tools/system-libvirtd.sh stop; bench/run.sh stops a libvirtd left in
 WORK/libvirtd or WORK/*/libvirtd as a backstop.
