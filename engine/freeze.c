@@ -67,6 +67,33 @@ static int copy_label(const char *from, const char *to)
 	return 0;
 }
 
+/*
+ * Give the overlay @tmp the owner, mode and label the volume file @vpath
+ * has now.  At prepare, for a running VM's switch; again at the swap, for
+ * a memory snapshot: the save stopped QEMU and libvirt gave the volume
+ * file back to its owner meanwhile, and the restore must find the overlay
+ * owned as the file it replaces (libvirt remembers that owner, to give it
+ * back at the VM's stop).  Logged.
+ */
+static int take_owner(const char *vpath, const char *tmp)
+{
+	struct stat st;
+	int rc;
+
+	if (lstat(vpath, &st) < 0 || chown(tmp, st.st_uid, st.st_gid) < 0 ||
+	    chmod(tmp, st.st_mode & 07777) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "freeze: cannot give '%s' the owner of '%s': %m",
+			 tmp, vpath);
+		return rc;
+	}
+	rc = copy_label(vpath, tmp);
+	if (rc < 0)
+		snap_log(LOG_ERR, "freeze: cannot give '%s' the label of '%s': %s",
+			 tmp, vpath, g_strerror(-rc));
+	return rc;
+}
+
 int freeze_prepare(struct snap_engine *eng, struct freeze *f, const char *vol,
 		   const char *uuid)
 {
@@ -116,18 +143,9 @@ int freeze_prepare(struct snap_engine *eng, struct freeze *f, const char *vol,
 	if (rc < 0)
 		goto undo_files;
 	f->step = FREEZE_OVERLAY;
-	if (chown(f->tmp, st.st_uid, st.st_gid) < 0 ||
-	    chmod(f->tmp, st.st_mode & 07777) < 0) {
-		rc = -errno;
-		snap_log(LOG_ERR, "freeze: cannot set owner of '%s': %m", f->tmp);
+	rc = take_owner(f->vpath, f->tmp);
+	if (rc < 0)
 		goto undo_files;
-	}
-	rc = copy_label(f->vpath, f->tmp);
-	if (rc < 0) {
-		snap_log(LOG_ERR, "freeze: cannot give '%s' the label of '%s': %s",
-			 f->tmp, f->vpath, g_strerror(-rc));
-		goto undo_files;
-	}
 	rc = fsync_path(f->tmp);
 	if (rc == 0)
 		rc = fsync_dir(f->ldir);
@@ -203,6 +221,7 @@ static void hand_over_labels(const char *layer, const char *top)
 
 int freeze_swap(struct snap_engine *eng, struct freeze *f)
 {
+	take_owner(f->vpath, f->tmp); /* a failure leaves the prepare's owner */
 	if (fault("rename.swap", EIO) || rename(f->tmp, f->vpath) < 0) {
 		int rc = -errno;
 

@@ -405,3 +405,58 @@ def test_libvirtd_restart_under_a_mounted_snapfs(ownenv):
     d.restore('after')
     d.check('after', 'the snapshot taken after the reconnect')
     assert env.proc is not None and env.mount_count == 1, 'snapfs was remounted'
+
+
+def libvirt_xattrs(path):
+    return sorted(n for n in os.listxattr(path, follow_symlinks=False)
+                  if n.startswith('trusted.libvirt.security.'))
+
+
+def test_libvirt_gives_the_volume_files_back_after_snapshots_of_the_running_vm(vmenv):
+    # libvirt remembers, in trusted.libvirt.security.* xattrs of each image
+    # it labels at a VM's start, the owner to give back at the stop, and
+    # finds the image by its path.  After a snapshot of the running VM the
+    # volume's path names the overlay: the remembered owner must be there
+    # (the volume file is root's again after the stop) and no frozen layer
+    # may keep libvirt's xattrs (it would count as in use for ever).
+    env = vmenv
+    env.make_vm('vm1', ['a'])
+    env.mount(workers=1)
+    before = os.stat(env.volume_path('a'))
+    env.vm_start('vm1')
+    running = os.stat(env.volume_path('a'))
+    assert running.st_uid != before.st_uid, \
+        'libvirt did not give the volume file to QEMU\'s user: not dynamic ownership'
+    env.vm_take('vm1', 's1')
+    env.vm_take('vm1', 's2')
+    ldir = os.path.join(env.primary, '.snapfs', 'a')
+    layers = [os.path.join(ldir, f) for f in os.listdir(ldir) if f.endswith('.qcow2')]
+    assert len(layers) == 2, layers
+    for layer in layers:
+        assert libvirt_xattrs(layer) == [], '%s keeps %s' % (layer, libvirt_xattrs(layer))
+        assert os.stat(layer).st_uid == before.st_uid, \
+            'frozen layer %s not given back to uid %d' % (layer, before.st_uid)
+    assert libvirt_xattrs(env.volume_path('a')), 'the overlay carries no remembered owner'
+    env.virsh('destroy', 'vm1')
+    env.wait_vm_state('vm1', 'stopped')
+    after = os.stat(env.volume_path('a'))
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid), \
+        'the volume file stays %d:%d after the VM stopped' % (after.st_uid, after.st_gid)
+    assert libvirt_xattrs(env.volume_path('a')) == []
+    env.virsh('start', 'vm1')
+    env.wait_vm_state('vm1', 'running')
+    check_sources(env, 'vm1', 'after the snapshots and a restart')
+
+    # a memory snapshot: the save gives the file back to its owner before
+    # the disks are frozen; the overlay must be owned as that file is then
+    # (the bench found it kept QEMU's user, for ever after)
+    env.vm_take('vm1', 'm1', memory=True)
+    assert env.vm_state('vm1') == 'running'
+    env.virsh('destroy', 'vm1')
+    env.wait_vm_state('vm1', 'stopped')
+    after = os.stat(env.volume_path('a'))
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid), \
+        'after a memory snapshot the volume file stays %d:%d once the VM stopped' % (
+            after.st_uid, after.st_gid)
+    env.virsh('start', 'vm1')
+    env.wait_vm_state('vm1', 'running')
