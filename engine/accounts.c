@@ -24,9 +24,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine.h"
-#include "log.h"
+#include "accounts.h"
+#include "events.h"
+#include "gone.h"
+#include "paths.h"
+#include "volume.h"
 #include "settings.h"
+#include "log.h"
 
 int64_t account_limit(struct snap_engine *eng, uid_t uid)
 {
@@ -104,19 +108,19 @@ static void volume_owner_gone(struct snap_engine *eng, const char *vol)
 	struct catalog_volume v;
 	guint i;
 
-	engine_gone(eng, "volumes/%s/info", vol);
-	engine_gone(eng, "volumes/%s/control", vol);
-	engine_gone(eng, "volumes/%s/snapshots", vol);
-	engine_gone(eng, "backed-up/volumes/%s", vol);
+	gone_path(eng, "volumes/%s/info", vol);
+	gone_path(eng, "volumes/%s/control", vol);
+	gone_path(eng, "volumes/%s/snapshots", vol);
+	gone_path(eng, "backed-up/volumes/%s", vol);
 	if (catalog_volume_get(eng->cat, vol, &v) < 0 ||
 	    catalog_snapshot_names(eng->cat, v.id, false, &names) < 0)
 		return;
 	for (i = 0; names[i]; i++) {
-		engine_gone(eng, "volumes/%s/snapshots/%s", vol, names[i]);
-		engine_gone(eng, "volumes/%s/snapshots/%s/state", vol, names[i]);
-		engine_gone(eng, "volumes/%s/snapshots/%s/info", vol, names[i]);
-		engine_gone(eng, "backed-up/volumes/%s/%s.qcow2", vol, names[i]);
-		engine_gone(eng, "backed-up/volumes/%s/%s.json", vol, names[i]);
+		gone_path(eng, "volumes/%s/snapshots/%s", vol, names[i]);
+		gone_path(eng, "volumes/%s/snapshots/%s/state", vol, names[i]);
+		gone_path(eng, "volumes/%s/snapshots/%s/info", vol, names[i]);
+		gone_path(eng, "backed-up/volumes/%s/%s.qcow2", vol, names[i]);
+		gone_path(eng, "backed-up/volumes/%s/%s.json", vol, names[i]);
 	}
 }
 

@@ -25,31 +25,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine.h"
-#include "checksum.h"
+#include "backup.h"
+#include "clock.h"
+#include "events.h"
+#include "fault.h"
+#include "fsutil.h"
+#include "layer.h"
+#include "paths.h"
+#include "testpoint.h"
+#include "waiters.h"
 #include "copy.h"
 #include "json.h"
 #include "log.h"
-#include "proc.h"
-
-char *backup_image_path(struct snap_engine *eng, const struct catalog_snapshot *s)
-{
-	return g_strdup_printf("%s/%s/%s.qcow2", eng->backups_dir, s->volume,
-			       s->uuid);
-}
-
-char *backup_manifest_path(struct snap_engine *eng,
-			   const struct catalog_snapshot *s)
-{
-	return g_strdup_printf("%s/%s/%s.json", eng->backups_dir, s->volume,
-			       s->uuid);
-}
-
-char *backup_tmp_path(struct snap_engine *eng, const struct catalog_snapshot *s,
-		      const char *suffix)
-{
-	return g_strdup_printf("%s/%s.%s", eng->tmp_dir, s->uuid, suffix);
-}
 
 int backup_queue(struct snap_engine *eng, struct catalog_snapshot *s)
 {
@@ -71,9 +58,9 @@ static char *manifest_text(const struct catalog_snapshot *s)
 	jdoc_str(d, "volume", s->volume);
 	jdoc_str(d, "snapshot", s->name);
 	jdoc_str(d, "uuid", s->uuid);
-	iso_time(s->created_at, stamp);
+	clock_iso(s->created_at, stamp);
 	jdoc_str(d, "created_at", stamp);
-	iso_time(s->backed_up_at, stamp);
+	clock_iso(s->backed_up_at, stamp);
 	jdoc_str(d, "backed_up_at", stamp);
 	jdoc_int(d, "virtual_size", (int64_t)s->virtual_size);
 	jdoc_int(d, "size", (int64_t)s->backup_bytes);
@@ -230,7 +217,7 @@ static int backup_copy(struct snap_engine *eng, struct running_job *rj,
 	if (rc < 0)
 		goto undo_tmp;
 
-	s->backed_up_at = engine_now(eng);
+	s->backed_up_at = clock_now(eng);
 	text = manifest_text(s);
 	rc = text ? write_durable(tmpm, text) : -ENOMEM;
 	if (rc < 0) {
@@ -331,11 +318,11 @@ static void backup_failed(struct snap_engine *eng, struct running_job *rj,
 		job.attempts++;
 		if ((unsigned)job.attempts <= eng->cfg.retries) {
 			job.state = JOB_STATE_WAITING;
-			job.not_before = engine_now(eng) +
+			job.not_before = clock_now(eng) +
 				(int64_t)eng->cfg.retry_delay *
 					(1LL << MIN(job.attempts - 1, 20));
 			rc = catalog_job_update(eng->cat, &job);
-			iso_time(job.not_before, stamp);
+			clock_iso(job.not_before, stamp);
 			event_record(eng, "backup.fail", s.volume, s.name, err,
 				     "%s; automatic retry %d of %u at %s", why,
 				     job.attempts, eng->cfg.retries, stamp);

@@ -33,7 +33,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "clone.h"
+#include "clock.h"
+#include "errname.h"
+#include "events.h"
+#include "fault.h"
+#include "fsutil.h"
+#include "layer.h"
+#include "paths.h"
+#include "snapshot.h"
+#include "testpoint.h"
+#include "wake.h"
 #include "copy.h"
 #include "json.h"
 #include "log.h"
@@ -103,7 +113,7 @@ int snapshot_clone(struct snap_engine *eng, const char *vol, const char *snap,
 			     newvol, job.id);
 	rc = catalog_tx_end(eng->cat, rc);
 	if (rc == 0)
-		engine_wake(eng);
+		wake_schedulers(eng);
 	else
 		event_reject(eng, "write", target, -rc, "clone: the catalog refused it; nothing queued");
 	return rc;
@@ -115,11 +125,11 @@ static int alert_raise_clone(struct snap_engine *eng, const struct catalog_job *
 {
 	struct jdoc *d = jdoc_new();
 	g_autofree char *text = NULL, *target = NULL;
-	int64_t now = engine_now(eng), id = 0;
+	int64_t now = clock_now(eng), id = 0;
 	char stamp[32];
 	int rc;
 
-	iso_time(now, stamp);
+	clock_iso(now, stamp);
 	target = g_strdup_printf("volumes/%s", job->target);
 	jdoc_str(d, "time", stamp);
 	jdoc_str(d, "kind", "clone");

@@ -11,7 +11,8 @@
 #include <errno.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "image.h"
+#include "running.h"
 #include "copy.h"
 #include "json.h"
 #include "proc.h"

@@ -1,5 +1,6 @@
 /*
- * engine.c - open, start and close an engine; its configuration and clock.
+ * engine.c - open, start and close an engine: the lifecycle layer, the
+ * only file that knows every module (context.h lists the layers).
  */
 #include <errno.h>
 #include <limits.h>
@@ -9,9 +10,19 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "engine.h"
+#include "control_results.h"
+#include "fsutil.h"
+#include "image.h"
 #include "log.h"
+#include "policies.h"
+#include "pool.h"
 #include "proc.h"
+#include "recover.h"
+#include "running.h"
+#include "testpoint.h"
+#include "vms.h"
+#include "waiters.h"
+#include "watch.h"
 
 void snap_config_init(struct snap_config *cfg)
 {
@@ -22,58 +33,6 @@ void snap_config_init(struct snap_config *cfg)
 	cfg->retry_delay = 60;
 	cfg->min_free = 16u << 20;
 	cfg->stop_timeout = 60;
-}
-
-int64_t engine_now(struct snap_engine *eng)
-{
-	/* atomic, not under eng->lock: events inside catalog transactions
-	 * read the clock, and the catalog lock is taken after eng->lock */
-	if (eng->cfg.test_clock)
-		return __atomic_load_n(&eng->test_now, __ATOMIC_ACQUIRE);
-	return (int64_t)time(NULL);
-}
-
-int64_t snap_clock_now(struct snap_engine *eng)
-{
-	return engine_now(eng);
-}
-
-void snap_engine_set_gone(struct snap_engine *eng,
-			  void (*fn)(const char *path, void *arg), void *arg)
-{
-	eng->gone = fn;
-	eng->gone_arg = arg;
-}
-
-void engine_gone(struct snap_engine *eng, const char *fmt, ...)
-{
-	g_autofree char *path = NULL;
-	va_list ap;
-
-	if (!eng->gone)
-		return;
-	va_start(ap, fmt);
-	path = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	eng->gone(path, eng->gone_arg);
-}
-
-void engine_wake(struct snap_engine *eng)
-{
-	g_mutex_lock(&eng->lock);
-	g_cond_broadcast(&eng->cond);
-	g_mutex_unlock(&eng->lock);
-}
-
-int snap_clock_set(struct snap_engine *eng, int64_t t)
-{
-	if (!eng->cfg.test_clock)
-		return -EPERM;
-	if (t < engine_now(eng))
-		return -EINVAL;
-	__atomic_store_n(&eng->test_now, t, __ATOMIC_RELEASE);
-	engine_wake(eng);
-	return 0;
 }
 
 /*
@@ -137,17 +96,14 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 	eng = g_new0(struct snap_engine, 1);
 	eng->cfg = *cfg;
 	g_mutex_init(&eng->lock);
-	g_cond_init(&eng->cond);
+	g_cond_init(&eng->schedule);
+	g_cond_init(&eng->volumes_idle);
 	eng->waiters = waiters_new();
-	/* the table holds a reference to each running job (pool.c) */
-	eng->running = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL,
-					     (GDestroyNotify)running_job_unref);
+	eng->running = running_new();
 	eng->busy_volumes = g_hash_table_new_full(g_int64_hash, g_int64_equal,
 						  g_free, NULL);
-	eng->control_results = g_hash_table_new_full(g_str_hash, g_str_equal,
-						     g_free, g_free);
+	eng->control_results = control_results_new();
 	eng->test_now = (int64_t)time(NULL);
-	eng->watch_fd = eng->watch_stop = -1;
 	policies_init(eng);
 
 	rc = open_dir("state directory", cfg->source, 0, &eng->source);
@@ -244,16 +200,17 @@ void snap_engine_close(struct snap_engine *eng)
 	policies_stop(eng);
 	if (eng->started)
 		pool_stop(eng);
-	if (eng->busy_vms)
+	if (eng->vms)
 		vms_stop(eng);
 	catalog_close(eng->cat);
-	g_hash_table_destroy(eng->running);
+	running_free(eng->running);
 	g_hash_table_destroy(eng->busy_volumes);
-	g_hash_table_destroy(eng->control_results);
+	control_results_free(eng->control_results);
 	policies_clear(eng);
 	waiters_free(eng->waiters);
 	g_mutex_clear(&eng->lock);
-	g_cond_clear(&eng->cond);
+	g_cond_clear(&eng->schedule);
+	g_cond_clear(&eng->volumes_idle);
 	g_free(eng->source);
 	g_free(eng->primary);
 	g_free(eng->secondary);
@@ -288,66 +245,3 @@ int snap_versions(char **out)
 }
 
 /* ---- backed-up/ --------------------------------------------------------- */
-
-int snap_backup_volumes(struct snap_engine *eng, char ***names_out)
-{
-	return catalog_backup_volume_names(eng->cat, names_out);
-}
-
-int snap_backup_list(struct snap_engine *eng, const char *vol,
-		     char ***names_out)
-{
-	struct catalog_volume v;
-	int rc = snap_name_valid(vol);
-
-	if (rc < 0)
-		return -ENOENT;
-	rc = catalog_volume_get(eng->cat, vol, &v);
-	if (rc < 0)
-		return rc;
-	return catalog_snapshot_names(eng->cat, v.id, true, names_out);
-}
-
-int snap_backup_dir_mtime(struct snap_engine *eng, const char *vol,
-			  struct timespec *mtime_out)
-{
-	g_autofree char *dir = NULL;
-	struct stat st;
-
-	if (vol && snap_name_valid(vol) < 0)
-		return -ENOENT;
-	dir = vol ? g_build_filename(eng->backups_dir, vol, NULL) :
-		    g_strdup(eng->backups_dir);
-	if (lstat(dir, &st) < 0)
-		return -errno;
-	if (!S_ISDIR(st.st_mode))
-		return -ENOENT;
-	*mtime_out = st.st_mtim;
-	return 0;
-}
-
-int snap_backup_paths(struct snap_engine *eng, const char *vol,
-		      const char *snap, uint64_t *id_out, char **image_out,
-		      char **manifest_out)
-{
-	struct catalog_volume v;
-	struct catalog_snapshot s;
-	int rc;
-
-	if (snap_name_valid(vol) < 0 || snap_name_valid(snap) < 0)
-		return -ENOENT;
-	rc = catalog_volume_get(eng->cat, vol, &v);
-	if (rc == 0)
-		rc = catalog_snapshot_get(eng->cat, v.id, snap, &s);
-	if (rc < 0)
-		return rc;
-	if (s.state != SNAP_STATE_BACKED_UP)
-		return -ENOENT;
-	if (id_out)
-		*id_out = (uint64_t)s.id;
-	if (image_out)
-		*image_out = backup_image_path(eng, &s);
-	if (manifest_out)
-		*manifest_out = backup_manifest_path(eng, &s);
-	return 0;
-}

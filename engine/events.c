@@ -10,45 +10,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine.h"
+#include "events.h"
+#include "clock.h"
+#include "errname.h"
 #include "json.h"
 #include "log.h"
-
-static const struct {
-	int err;
-	const char *name;
-} errno_names[] = {
-	{ EPERM, "EPERM" },	{ ENOENT, "ENOENT" },	{ EIO, "EIO" },
-	{ ENOMEM, "ENOMEM" },	{ EACCES, "EACCES" },	{ EBUSY, "EBUSY" },
-	{ EEXIST, "EEXIST" },	{ EXDEV, "EXDEV" },	{ ENOTDIR, "ENOTDIR" },
-	{ EISDIR, "EISDIR" },	{ EINVAL, "EINVAL" },	{ ENOSPC, "ENOSPC" },
-	{ EROFS, "EROFS" },	{ ENAMETOOLONG, "ENAMETOOLONG" },
-	{ ENOTEMPTY, "ENOTEMPTY" }, { EDQUOT, "EDQUOT" },
-	{ EOPNOTSUPP, "EOPNOTSUPP" }, { ECANCELED, "ECANCELED" },
-	{ ETIMEDOUT, "ETIMEDOUT" }, { EAGAIN, "EAGAIN" }, { EFBIG, "EFBIG" },
-	{ ENOTSUP, "ENOTSUP" }, { ESTALE, "ESTALE" },
-};
-
-const char *errno_name(int err)
-{
-	size_t i;
-
-	if (err < 0)
-		err = -err;
-	for (i = 0; i < G_N_ELEMENTS(errno_names); i++)
-		if (errno_names[i].err == err)
-			return errno_names[i].name;
-	return "EIO";
-}
-
-void iso_time(int64_t t, char buf[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	gmtime_r(&tt, &tm);
-	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 uid_t owner_of(struct snap_engine *eng, const char *key, const char *object)
 {
@@ -64,6 +30,12 @@ uid_t owner_of(struct snap_engine *eng, const char *key, const char *object)
 	return 0;
 }
 
+void events_set_path_owner(struct snap_engine *eng,
+			   uid_t (*fn)(struct snap_engine *eng, const char *name))
+{
+	eng->policy_owner = fn;
+}
+
 /* The account a tree path ("volumes/<vol>/...", "vms/<vm>/...") is about. */
 static uid_t owner_of_path(struct snap_engine *eng, const char *path)
 {
@@ -76,15 +48,15 @@ static uid_t owner_of_path(struct snap_engine *eng, const char *path)
 	if (!strcmp(parts[0], "vms"))
 		return owner_of(eng, "vm", parts[1]);
 	/* a refused policy write: its writer reads why */
-	if (!strcmp(parts[0], "policies"))
-		return policy_owner(eng, parts[1]);
+	if (!strcmp(parts[0], "policies") && eng->policy_owner)
+		return eng->policy_owner(eng, parts[1]);
 	return 0;
 }
 
 static void emit(struct snap_engine *eng, struct jdoc *d, uid_t uid, int err,
 		 const char *what)
 {
-	int64_t now = engine_now(eng);
+	int64_t now = clock_now(eng);
 	g_autofree char *text = NULL;
 
 	text = jdoc_finish(d, false, false);
@@ -100,7 +72,7 @@ static struct jdoc *event_new(struct snap_engine *eng, const char *type)
 	struct jdoc *d = jdoc_new();
 	char stamp[32];
 
-	iso_time(engine_now(eng), stamp);
+	clock_iso(clock_now(eng), stamp);
 	jdoc_str(d, "time", stamp);
 	jdoc_str(d, "type", type);
 	return d;
@@ -178,11 +150,11 @@ int alert_raise_backup(struct snap_engine *eng,
 {
 	struct jdoc *d = jdoc_new();
 	g_autofree char *text = NULL, *target = NULL;
-	int64_t now = engine_now(eng), id = 0;
+	int64_t now = clock_now(eng), id = 0;
 	char stamp[32];
 	int rc;
 
-	iso_time(now, stamp);
+	clock_iso(now, stamp);
 	target = g_strdup_printf("volumes/%s/snapshots/%s", snap->volume,
 				 snap->name);
 	jdoc_str(d, "time", stamp);
@@ -268,96 +240,4 @@ int snap_alert_ack(struct snap_engine *eng, uint64_t id)
 		event_record(eng, "alert.ack", NULL, NULL, 0,
 			     "alert %" G_GUINT64_FORMAT " acknowledged", id);
 	return rc;
-}
-
-int snap_job_owner(struct snap_engine *eng, uint64_t id, uid_t *uid)
-{
-	struct catalog_job job;
-	struct catalog_volume v;
-	int rc = catalog_job_get(eng->cat, (int64_t)id, &job);
-
-	if (rc == 0)
-		rc = catalog_volume_get_by_id(eng->cat, job.volume_id, &v);
-	if (rc == 0)
-		*uid = v.uid;
-	return rc;
-}
-
-int snap_job_list(struct snap_engine *eng, uint64_t **ids)
-{
-	GArray *a;
-	int rc = catalog_job_ids(eng->cat, &a);
-
-	return rc < 0 ? rc : ids_out(a, ids);
-}
-
-static const char *const job_state_names[JOB_STATE_LAST] = {
-	[JOB_STATE_QUEUED] = "queued",
-	[JOB_STATE_RUNNING] = "running",
-	[JOB_STATE_WAITING] = "waiting",
-};
-
-static const char *const job_kind_names[JOB_KIND_LAST] = {
-	[JOB_KIND_BACKUP] = "backup",
-	[JOB_KIND_MERGE] = "merge",
-	[JOB_KIND_CLONE] = "clone",
-	[JOB_KIND_REVERT] = "revert",
-};
-
-int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out)
-{
-	struct catalog_job job;
-	struct catalog_snapshot snap;
-	struct catalog_volume vol;
-	struct running_job *rj;
-	g_autofree char *target = NULL;
-	uint64_t done = 0, total = 0;
-	struct jdoc *d;
-	int rc;
-
-	rc = catalog_job_get(eng->cat, (int64_t)id, &job);
-	if (rc < 0)
-		return rc;
-	if (job.kind != JOB_KIND_MERGE) {
-		rc = catalog_snapshot_get_by_id(eng->cat, job.snapshot_id, &snap);
-		if (rc < 0)
-			return rc == -ENOENT ? -ENOENT : rc;
-		target = g_strdup_printf("volumes/%s/snapshots/%s", snap.volume,
-					 snap.name);
-		total = snap.virtual_size;
-	} else {
-		rc = catalog_volume_get_by_id(eng->cat, job.volume_id, &vol);
-		if (rc < 0)
-			return rc;
-		target = g_strdup_printf("volumes/%s", vol.name);
-	}
-	rj = running_job_find(eng, (int64_t)id);
-	if (rj) {
-		uint64_t rj_total = __atomic_load_n(&rj->bytes_total,
-						    __ATOMIC_RELAXED);
-
-		done = __atomic_load_n(&rj->bytes_done, __ATOMIC_RELAXED);
-		if (rj_total)
-			total = rj_total;
-		running_job_unref(rj);
-	}
-	d = jdoc_new();
-	jdoc_int(d, "id", (int64_t)id);
-	jdoc_str(d, "kind", job.kind < JOB_KIND_LAST ? job_kind_names[job.kind] : "unknown");
-	jdoc_str(d, "target", target);
-	if (job.kind == JOB_KIND_CLONE)
-		jdoc_str(d, "new_volume", job.target);
-	jdoc_str(d, "state", job.state < JOB_STATE_LAST ?
-				     job_state_names[job.state] : "unknown");
-	jdoc_int(d, "bytes_done", (int64_t)done);
-	jdoc_int(d, "bytes_total", (int64_t)total);
-	jdoc_int(d, "attempts", job.attempts);
-	if (job.state == JOB_STATE_WAITING) {
-		char stamp[32];
-
-		iso_time(job.not_before, stamp);
-		jdoc_str(d, "next_attempt", stamp);
-	}
-	*json_out = jdoc_finish(d, true, true);
-	return *json_out ? 0 : -ENOMEM;
 }

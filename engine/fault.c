@@ -18,7 +18,7 @@
 #include <string.h>
 #include <glib.h>
 
-#include "engine.h"
+#include "errname.h"
 #include "fault.h"
 #include "log.h"
 

@@ -26,12 +26,16 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "fault.h"
+#include "fsutil.h"
+#include "paths.h"
+#include "testpoint.h"
+#include "vmdisk.h"
+#include "volume.h"
 #include "freeze.h"
 #include "json.h"
-#include "log.h"
 #include "proc.h"
-#include "vm.h"
+#include "log.h"
 
 void freeze_clear(struct freeze *f)
 {
@@ -40,12 +44,6 @@ void freeze_clear(struct freeze *f)
 	g_free(f->ldir);
 	g_free(f->tmp);
 	memset(f, 0, sizeof(*f));
-}
-
-char *freeze_tmp_path(struct snap_engine *eng, const char *vol,
-		      const char *uuid)
-{
-	return g_strdup_printf("%s/%s/.%s.overlay", eng->layers_dir, vol, uuid);
 }
 
 /*

@@ -33,9 +33,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine.h"
-#include "log.h"
+#include "layer.h"
+#include "events.h"
+#include "fault.h"
+#include "fsutil.h"
+#include "paths.h"
+#include "testpoint.h"
+#include "volume.h"
 #include "proc.h"
+#include "log.h"
 
 /* how long a folded layer's name outlives the fold (see above) */
 #define LAYER_RETIRE_GRACE_MS 1000

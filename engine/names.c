@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <string.h>
 
-#include "snap.h"
 #include "control.h"
 
 int snap_name_valid(const char *name)

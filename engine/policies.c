@@ -5,7 +5,7 @@
  * DESIGN: a policy is a catalog row holding its normalized line (policy.c
  * parses and formats it, and does the calendar arithmetic), its owner, and
  * next_run, the next slot on the engine's clock.  The thread snapfs-policy
- * sleeps on eng->cond until the earliest next_run (or until the test clock
+ * sleeps on eng->schedule until the earliest next_run (or until the test clock
  * moves, or a policy is written), then for each due policy:
  *
  *   slot = the latest slot not after now (runs missed while snapfs was down
@@ -28,10 +28,29 @@
 #include <errno.h>
 #include <string.h>
 
-#include "engine.h"
+#include "policies.h"
+#include "clock.h"
+#include "errname.h"
+#include "events.h"
 #include "json.h"
-#include "log.h"
 #include "policy.h"
+#include "snapshot.h"
+#include "vms.h"
+#include "volume.h"
+#include "wake.h"
+#include "log.h"
+
+/* The module's state (eng->policies). */
+struct policies {
+	/* a leaf lock: nothing else is taken while it is held, so it may be
+	 * taken under eng->lock or inside a catalog transaction (events name
+	 * a draft's owner) */
+	GMutex lock;
+	GHashTable *drafts;   /* name -> struct draft (lock) */
+	GHashTable *zones;    /* tz name -> GTimeZone held (lock) */
+	char default_tz[64];  /* policies without tz= (set at init) */
+	GThread *thread;
+};
 
 struct draft {
 	uid_t uid;
@@ -52,17 +71,21 @@ void policies_init(struct snap_engine *eng)
 	const char *id = tz ? g_time_zone_get_identifier(tz) : NULL;
 	GTimeZone *check = id ? g_time_zone_new_identifier(id) : NULL;
 
+	struct policies *p = g_new0(struct policies, 1);
+
 	/* the host's zone, if it has an IANA name; else UTC */
-	g_strlcpy(eng->default_tz, check ? id : "UTC", sizeof(eng->default_tz));
+	g_strlcpy(p->default_tz, check ? id : "UTC", sizeof(p->default_tz));
 	if (check)
 		g_time_zone_unref(check);
 	if (tz)
 		g_time_zone_unref(tz);
-	g_mutex_init(&eng->policy_lock);
-	eng->policy_drafts = g_hash_table_new_full(g_str_hash, g_str_equal,
-						   g_free, g_free);
-	eng->policy_zones = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-						  (GDestroyNotify)g_time_zone_unref);
+	g_mutex_init(&p->lock);
+	p->drafts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					  g_free);
+	p->zones = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					 (GDestroyNotify)g_time_zone_unref);
+	eng->policies = p;
+	events_set_path_owner(eng, policies_owner);
 }
 
 /*
@@ -75,24 +98,26 @@ static void zone_hold(struct snap_engine *eng, const char *tz)
 {
 	GTimeZone *z;
 
-	g_mutex_lock(&eng->policy_lock);
-	if (!g_hash_table_contains(eng->policy_zones, tz)) {
+	g_mutex_lock(&eng->policies->lock);
+	if (!g_hash_table_contains(eng->policies->zones, tz)) {
 		z = g_time_zone_new_identifier(tz);
 		if (z)
-			g_hash_table_insert(eng->policy_zones, g_strdup(tz), z);
+			g_hash_table_insert(eng->policies->zones, g_strdup(tz), z);
 	}
-	g_mutex_unlock(&eng->policy_lock);
+	g_mutex_unlock(&eng->policies->lock);
 }
 
 void policies_clear(struct snap_engine *eng)
 {
-	if (eng->policy_drafts)
-		g_hash_table_destroy(eng->policy_drafts);
-	if (eng->policy_zones)
-		g_hash_table_destroy(eng->policy_zones);
-	eng->policy_drafts = NULL;
-	eng->policy_zones = NULL;
-	g_mutex_clear(&eng->policy_lock);
+	struct policies *p = eng->policies;
+
+	if (!p)
+		return;
+	g_hash_table_destroy(p->drafts);
+	g_hash_table_destroy(p->zones);
+	g_mutex_clear(&p->lock);
+	eng->policies = NULL;
+	g_free(p);
 }
 
 /* ---- the files ----------------------------------------------------------- */
@@ -114,11 +139,11 @@ int snap_policy_list(struct snap_engine *eng, char ***names_out)
 	for (i = 0; i < rows->len; i++)
 		g_ptr_array_add(names, g_strdup(g_array_index(rows, struct catalog_policy, i).name));
 	g_array_free(rows, TRUE);
-	g_mutex_lock(&eng->policy_lock);
-	g_hash_table_iter_init(&it, eng->policy_drafts);
+	g_mutex_lock(&eng->policies->lock);
+	g_hash_table_iter_init(&it, eng->policies->drafts);
 	while (g_hash_table_iter_next(&it, &key, NULL))
 		g_ptr_array_add(names, g_strdup(key));
-	g_mutex_unlock(&eng->policy_lock);
+	g_mutex_unlock(&eng->policies->lock);
 	g_ptr_array_sort(names, (GCompareFunc)g_strcmp0);
 	g_ptr_array_add(names, NULL);
 	rc = (int)names->len - 1;
@@ -131,11 +156,11 @@ static bool draft_get(struct snap_engine *eng, const char *name, struct draft *o
 {
 	struct draft *d;
 
-	g_mutex_lock(&eng->policy_lock);
-	d = g_hash_table_lookup(eng->policy_drafts, name);
+	g_mutex_lock(&eng->policies->lock);
+	d = g_hash_table_lookup(eng->policies->drafts, name);
 	if (d && out)
 		*out = *d;
-	g_mutex_unlock(&eng->policy_lock);
+	g_mutex_unlock(&eng->policies->lock);
 	return d != NULL;
 }
 
@@ -177,18 +202,18 @@ int snap_policy_create(struct snap_engine *eng, const char *name, uid_t uid,
 	}
 	if (catalog_policy_get(eng->cat, name, &p) == 0)
 		return -EEXIST;
-	g_mutex_lock(&eng->policy_lock);
-	if (g_hash_table_contains(eng->policy_drafts, name)) {
+	g_mutex_lock(&eng->policies->lock);
+	if (g_hash_table_contains(eng->policies->drafts, name)) {
 		rc = -EEXIST;
-	} else if (g_hash_table_size(eng->policy_drafts) >= POLICY_DRAFTS_MAX) {
+	} else if (g_hash_table_size(eng->policies->drafts) >= POLICY_DRAFTS_MAX) {
 		rc = -ENOSPC;
 	} else {
 		d = g_new0(struct draft, 1);
 		d->uid = uid;
 		d->gid = gid;
-		g_hash_table_insert(eng->policy_drafts, g_strdup(name), d);
+		g_hash_table_insert(eng->policies->drafts, g_strdup(name), d);
 	}
-	g_mutex_unlock(&eng->policy_lock);
+	g_mutex_unlock(&eng->policies->lock);
 	if (rc == -ENOSPC)
 		event_reject(eng, "create", target, ENOSPC,
 			     "%d empty policy files exist: write or remove some first",
@@ -198,12 +223,12 @@ int snap_policy_create(struct snap_engine *eng, const char *name, uid_t uid,
 
 static void draft_drop(struct snap_engine *eng, const char *name)
 {
-	g_mutex_lock(&eng->policy_lock);
-	g_hash_table_remove(eng->policy_drafts, name);
-	g_mutex_unlock(&eng->policy_lock);
+	g_mutex_lock(&eng->policies->lock);
+	g_hash_table_remove(eng->policies->drafts, name);
+	g_mutex_unlock(&eng->policies->lock);
 }
 
-uid_t policy_owner(struct snap_engine *eng, const char *name)
+uid_t policies_owner(struct snap_engine *eng, const char *name)
 {
 	struct catalog_policy p;
 	struct draft d;
@@ -280,7 +305,7 @@ int snap_policy_write(struct snap_engine *eng, const char *name, uid_t caller,
 	bool exists;
 	int rc;
 
-	rc = policy_parse(buf, len, eng->default_tz, &s, &reason);
+	rc = policy_parse(buf, len, eng->policies->default_tz, &s, &reason);
 	if (rc < 0) {
 		event_reject(eng, "write", target, EINVAL, "%s", reason);
 		return rc;
@@ -318,7 +343,7 @@ int snap_policy_write(struct snap_engine *eng, const char *name, uid_t caller,
 	p.kind = s.kind;
 	g_strlcpy(p.target, s.target, sizeof(p.target));
 	p.interval = s.interval;
-	p.next_run = policy_next_run(&s, engine_now(eng));
+	p.next_run = policy_next_run(&s, clock_now(eng));
 	rc = catalog_policy_put(eng->cat, &p);
 	if (rc == 0)
 		event_record(eng, exists ? "policy.change" : "policy.create",
@@ -327,7 +352,7 @@ int snap_policy_write(struct snap_engine *eng, const char *name, uid_t caller,
 	rc = catalog_tx_end(eng->cat, rc);
 	if (rc == 0) {
 		draft_drop(eng, name);
-		engine_wake(eng);
+		wake_schedulers(eng);
 	} else {
 		event_reject(eng, "write", target, -rc, "the catalog refused the policy; nothing changed");
 	}
@@ -354,13 +379,13 @@ int snap_policy_read(struct snap_engine *eng, const char *name, char **text_out)
 
 		if (policy_parse(p.spec, strlen(p.spec), "UTC", &s, NULL) == 0)
 			policy_slot_name(&s, p.last_slot, slot, sizeof(slot));
-		iso_time(p.last_run, stamp);
+		clock_iso(p.last_run, stamp);
 		g_string_append_printf(t, "# last run: %s, snapshot %s: %s\n", stamp,
 				       slot, p.last_result);
 	} else {
 		g_string_append(t, "# last run: never\n");
 	}
-	iso_time(p.next_run, stamp);
+	clock_iso(p.next_run, stamp);
 	g_string_append_printf(t, "# next run: %s\n", stamp);
 	*text_out = g_string_free(t, FALSE);
 	return 0;
@@ -400,10 +425,10 @@ static void alert_raise_policy(struct snap_engine *eng,
 	struct jdoc *d = jdoc_new();
 	g_autofree char *text = NULL, *target = policy_target_path(p->name);
 	g_autofree char *of = g_strdup_printf("%s:%s", kind_word(p->kind), p->target);
-	int64_t now = engine_now(eng), id = 0;
+	int64_t now = clock_now(eng), id = 0;
 	char stamp[32];
 
-	iso_time(now, stamp);
+	clock_iso(now, stamp);
 	jdoc_str(d, "time", stamp);
 	jdoc_str(d, "kind", "policy");
 	jdoc_str(d, "target", target);
@@ -547,7 +572,7 @@ static void policy_run(struct snap_engine *eng, struct catalog_policy *p,
 	if (!strcmp(cur.spec, p->spec))
 		cur.next_run = policy_next_run(&s, now);
 	catalog_policy_put(eng->cat, &cur);
-	iso_time(slot, stamp);
+	clock_iso(slot, stamp);
 	if (rc == 0) {
 		if (catalog_alert_resolve(eng->cat, "policy", p->id) > 0)
 			event_record(eng, "alert.resolve",
@@ -581,7 +606,7 @@ static void policy_run(struct snap_engine *eng, struct catalog_policy *p,
 /* Run every policy due at the engine's time.  Return: how many ran. */
 static int policies_run_due(struct snap_engine *eng)
 {
-	int64_t now = engine_now(eng);
+	int64_t now = clock_now(eng);
 	GArray *due = NULL;
 	guint i;
 	int n;
@@ -601,7 +626,7 @@ static gpointer policy_thread(gpointer data)
 
 	g_mutex_lock(&eng->lock);
 	while (!eng->stopping) {
-		int64_t due, now = engine_now(eng);
+		int64_t due, now = clock_now(eng);
 		gint64 until = g_get_monotonic_time() + 3600 * G_TIME_SPAN_SECOND;
 
 		if (catalog_policy_next_due(eng->cat, &due) == 0 && due <= now) {
@@ -614,7 +639,7 @@ static gpointer policy_thread(gpointer data)
 			until = MIN(until, g_get_monotonic_time() +
 				    (due - now) * G_TIME_SPAN_SECOND);
 		/* woken by the test clock, a policy write, or stopping */
-		g_cond_wait_until(&eng->cond, &eng->lock, until);
+		g_cond_wait_until(&eng->schedule, &eng->lock, until);
 	}
 	g_mutex_unlock(&eng->lock);
 	return NULL;
@@ -624,8 +649,9 @@ int policies_start(struct snap_engine *eng)
 {
 	g_autoptr(GError) err = NULL;
 
-	eng->policy_thread = g_thread_try_new("snapfs-policy", policy_thread, eng, &err);
-	if (!eng->policy_thread) {
+	eng->policies->thread = g_thread_try_new("snapfs-policy", policy_thread,
+						 eng, &err);
+	if (!eng->policies->thread) {
 		snap_log(LOG_ERR, "policies: cannot start the thread: %s", err->message);
 		return -ENOMEM;
 	}
@@ -634,12 +660,12 @@ int policies_start(struct snap_engine *eng)
 
 void policies_stop(struct snap_engine *eng)
 {
-	if (!eng->policy_thread)
+	if (!eng->policies || !eng->policies->thread)
 		return;
 	g_mutex_lock(&eng->lock);
 	eng->stopping = true;
-	g_cond_broadcast(&eng->cond);
+	g_cond_broadcast(&eng->schedule);
 	g_mutex_unlock(&eng->lock);
-	g_thread_join(eng->policy_thread);
-	eng->policy_thread = NULL;
+	g_thread_join(eng->policies->thread);
+	eng->policies->thread = NULL;
 }

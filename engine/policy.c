@@ -20,7 +20,6 @@
 
 #include <glib.h>
 
-#include "snap.h"
 #include "policy.h"
 
 #define DAY_SECONDS 86400

@@ -3,7 +3,7 @@
  *
  * DESIGN (in the manner of Redis's bio.c):
  *
- *   scheduler thread   waits on eng->cond; when woken (a take, a retry, a
+ *   scheduler thread   waits on eng->schedule; when woken (a take, a retry, a
  *                      worker finishing, the test clock moving, a timeout
  *                      at the next automatic retry) it claims due jobs from
  *                      the catalog, one per idle worker, and pushes each
@@ -12,91 +12,32 @@
  *                      as the engine: children die with the thread that
  *                      spawned them) run one job each: backup_run(),
  *                      clone_run() or layer_merge_run().  A running job sits in
- *                      eng->running so jobs/<id> can show its progress and
- *                      rmdir can cancel it.
+ *                      the running table (running.h) so jobs/<id> can show
+ *                      its progress and rmdir can cancel it.
  *
  * The queue itself is the jobs table, so it survives a crash; a job found
  * RUNNING at start was interrupted and is queued again (recover.c).
- * Locks: eng->lock guards eng->running and idle_workers; it is released
+ * Locks: eng->lock guards eng->stopping and pool->idle; it is released
  * before a job runs and never held across catalog transactions that run
  * subprocesses.
  */
 #include <errno.h>
 #include <string.h>
 
-#include "engine.h"
+#include "pool.h"
+#include "backup.h"
+#include "clock.h"
+#include "clone.h"
+#include "events.h"
+#include "layer.h"
 #include "log.h"
 
-struct running_job *running_job_find(struct snap_engine *eng, int64_t id)
-{
-	struct running_job *rj;
-
-	g_mutex_lock(&eng->lock);
-	rj = g_hash_table_lookup(eng->running, &id);
-	if (rj)
-		g_atomic_int_inc(&rj->refcount);
-	g_mutex_unlock(&eng->lock);
-	return rj;
-}
-
-void running_job_unref(struct running_job *rj)
-{
-	if (rj && g_atomic_int_dec_and_test(&rj->refcount)) {
-		g_object_unref(rj->cancel);
-		g_free(rj);
-	}
-}
-
-/*
- * A running job for @job, in eng->running (called with eng->lock).  It
- * starts with two references: the table's, dropped by the table's
- * value-destroy function (running_job_unref) when the entry is removed,
- * and the runner's, which the caller drops with running_job_unref().
- */
-static struct running_job *running_job_insert(struct snap_engine *eng,
-					      const struct catalog_job *job)
-{
-	struct running_job *rj = g_new0(struct running_job, 1);
-
-	rj->refcount = 2; /* the table's and the runner's */
-	rj->job = *job;
-	rj->cancel = g_cancellable_new();
-	/* replace, not insert: the key lives in the value, so a stale entry
-	 * must give up its key along with its reference */
-	g_hash_table_replace(eng->running, &rj->job.id, rj);
-	return rj;
-}
-
-/*
- * Take @rj out of eng->running, dropping the table's reference (called
- * with eng->lock).  Only when the entry is still @rj: the caller's own
- * reference keeps @rj alive either way.
- */
-static void running_job_remove(struct snap_engine *eng, struct running_job *rj)
-{
-	if (g_hash_table_lookup(eng->running, &rj->job.id) == rj)
-		g_hash_table_remove(eng->running, &rj->job.id);
-}
-
-struct running_job *running_job_track(struct snap_engine *eng,
-				      const struct catalog_job *job)
-{
-	struct running_job *rj;
-
-	g_mutex_lock(&eng->lock);
-	rj = running_job_insert(eng, job);
-	g_mutex_unlock(&eng->lock);
-	return rj;
-}
-
-void running_job_untrack(struct snap_engine *eng, struct running_job *rj)
-{
-	g_mutex_lock(&eng->lock);
-	running_job_remove(eng, rj);
-	g_cond_broadcast(&eng->cond);
-	g_mutex_unlock(&eng->lock);
-	running_job_unref(rj); /* the runner's */
-}
+/* The module's state (eng->pool). */
+struct pool {
+	GThread *scheduler;
+	GThreadPool *workers;
+	unsigned idle; /* workers without a job (eng->lock) */
+};
 
 /*
  * A job still RUNNING in the catalog after its worker returned could not
@@ -116,7 +57,7 @@ static void job_unrecorded(struct snap_engine *eng, struct running_job *rj)
 	    job.state != JOB_STATE_RUNNING)
 		return;
 	job.state = JOB_STATE_WAITING;
-	job.not_before = engine_now(eng) + MAX(eng->cfg.retry_delay, 1);
+	job.not_before = clock_now(eng) + MAX(eng->cfg.retry_delay, 1);
 	if (catalog_job_update(eng->cat, &job) == 0)
 		event_record(eng, "job.retry", NULL, NULL, -EIO,
 			     "job %" G_GINT64_FORMAT " could not record its end in the catalog; it runs again later",
@@ -141,12 +82,11 @@ static void worker(gpointer data, gpointer user)
 	}
 	job_unrecorded(eng, rj);
 
+	running_job_untrack(eng, rj);
 	g_mutex_lock(&eng->lock);
-	running_job_remove(eng, rj);
-	eng->idle_workers++;
-	g_cond_broadcast(&eng->cond);
+	eng->pool->idle++;
+	g_cond_broadcast(&eng->schedule);
 	g_mutex_unlock(&eng->lock);
-	running_job_unref(rj); /* the runner's */
 }
 
 /*
@@ -155,27 +95,26 @@ static void worker(gpointer data, gpointer user)
  */
 static bool dispatch(struct snap_engine *eng)
 {
-	while (eng->idle_workers > 0 && !eng->stopping) {
+	while (eng->pool->idle > 0 && !eng->stopping) {
 		struct catalog_job job;
 		struct running_job *rj;
-		int rc = catalog_job_claim(eng->cat, engine_now(eng), &job);
+		int rc = catalog_job_claim(eng->cat, clock_now(eng), &job);
 
 		if (rc < 0)
 			return rc == -ENOENT;
-		rj = running_job_insert(eng, &job);
-		eng->idle_workers--;
+		rj = running_job_track(eng, &job);
+		eng->pool->idle--;
 		snap_log(LOG_DEBUG, "pool: job %" G_GINT64_FORMAT " dispatched",
 			 job.id);
-		if (!g_thread_pool_push(eng->pool, rj, NULL)) {
+		if (!g_thread_pool_push(eng->pool->workers, rj, NULL)) {
 			snap_log(LOG_ERR, "pool: cannot queue job %" G_GINT64_FORMAT,
 				 job.id);
 			/* undo: no worker will drop the two references, and
 			 * the claim made the job RUNNING: due again later */
-			eng->idle_workers++;
-			running_job_remove(eng, rj);
-			running_job_unref(rj);
+			eng->pool->idle++;
+			running_job_untrack(eng, rj);
 			job.state = JOB_STATE_WAITING;
-			job.not_before = engine_now(eng) +
+			job.not_before = clock_now(eng) +
 					 MAX(eng->cfg.retry_delay, 1);
 			catalog_job_update(eng->cat, &job);
 			return false;
@@ -197,12 +136,12 @@ static gpointer scheduler(gpointer data)
 		 * catalog that failed is asked again in a second */
 		until = g_get_monotonic_time() + (dispatch(eng) ? 3600 : 1) * G_TIME_SPAN_SECOND;
 		if (catalog_job_next_due(eng->cat, &due) == 0) {
-			now = engine_now(eng);
+			now = clock_now(eng);
 			if (!eng->cfg.test_clock)
 				until = MIN(until, g_get_monotonic_time() +
 					(MAX(due - now, 0) + 1) * G_TIME_SPAN_SECOND);
 		}
-		g_cond_wait_until(&eng->cond, &eng->lock, until);
+		g_cond_wait_until(&eng->schedule, &eng->lock, until);
 	}
 	g_mutex_unlock(&eng->lock);
 	return NULL;
@@ -211,20 +150,25 @@ static gpointer scheduler(gpointer data)
 int pool_start(struct snap_engine *eng)
 {
 	g_autoptr(GError) err = NULL;
+	struct pool *p = g_new0(struct pool, 1);
 
-	eng->idle_workers = eng->cfg.workers;
-	eng->pool = g_thread_pool_new(worker, eng, (gint)eng->cfg.workers, TRUE,
-				      &err);
-	if (!eng->pool) {
+	p->idle = eng->cfg.workers;
+	p->workers = g_thread_pool_new(worker, eng, (gint)eng->cfg.workers,
+				       TRUE, &err);
+	if (!p->workers) {
 		snap_log(LOG_ERR, "pool: cannot start workers: %s", err->message);
+		g_free(p);
 		return -ENOMEM;
 	}
-	eng->scheduler = g_thread_try_new("snapfs-sched", scheduler, eng, &err);
-	if (!eng->scheduler) {
+	/* published before the scheduler runs: it and the workers use it */
+	eng->pool = p;
+	p->scheduler = g_thread_try_new("snapfs-sched", scheduler, eng, &err);
+	if (!p->scheduler) {
 		snap_log(LOG_ERR, "pool: cannot start scheduler: %s",
 			 err->message);
-		g_thread_pool_free(eng->pool, TRUE, TRUE);
+		g_thread_pool_free(p->workers, TRUE, TRUE);
 		eng->pool = NULL;
+		g_free(p);
 		return -ENOMEM;
 	}
 	return 0;
@@ -232,49 +176,17 @@ int pool_start(struct snap_engine *eng)
 
 void pool_stop(struct snap_engine *eng)
 {
-	GHashTableIter it;
-	gpointer value;
+	struct pool *p = eng->pool;
 
 	g_mutex_lock(&eng->lock);
 	eng->stopping = true;
-	g_hash_table_iter_init(&it, eng->running);
-	while (g_hash_table_iter_next(&it, NULL, &value))
-		g_cancellable_cancel(((struct running_job *)value)->cancel);
-	g_cond_broadcast(&eng->cond);
+	running_cancel_all(eng);
+	g_cond_broadcast(&eng->schedule);
 	g_mutex_unlock(&eng->lock);
-
-	if (eng->scheduler)
-		g_thread_join(eng->scheduler);
-	eng->scheduler = NULL;
-	if (eng->pool)
-		g_thread_pool_free(eng->pool, FALSE, TRUE);
+	if (!p)
+		return;
+	g_thread_join(p->scheduler);
+	g_thread_pool_free(p->workers, FALSE, TRUE);
 	eng->pool = NULL;
-}
-
-void pool_cancel_snapshot(struct snap_engine *eng, int64_t snapshot_id)
-{
-	for (;;) {
-		GHashTableIter it;
-		gpointer value;
-		bool found = false;
-
-		g_mutex_lock(&eng->lock);
-		g_hash_table_iter_init(&it, eng->running);
-		while (g_hash_table_iter_next(&it, NULL, &value)) {
-			struct running_job *rj = value;
-
-			if (rj->job.kind == JOB_KIND_BACKUP &&
-			    rj->job.snapshot_id == snapshot_id) {
-				g_cancellable_cancel(rj->cancel);
-				found = true;
-			}
-		}
-		if (!found) {
-			g_mutex_unlock(&eng->lock);
-			return;
-		}
-		/* the worker removes it from the table when it lets go */
-		g_cond_wait(&eng->cond, &eng->lock);
-		g_mutex_unlock(&eng->lock);
-	}
+	g_free(p);
 }

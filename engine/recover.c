@@ -14,9 +14,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine.h"
-#include "log.h"
+#include "recover.h"
+#include "backup.h"
+#include "events.h"
+#include "fsutil.h"
+#include "layer.h"
+#include "paths.h"
+#include "revert.h"
+#include "snapshot.h"
+#include "vms.h"
+#include "volume.h"
 #include "freeze.h"
+#include "log.h"
 
 /* Remove every file in @dir (temporaries); return how many. */
 static int clear_dir(const char *dir)

@@ -34,11 +34,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "revert.h"
+#include "events.h"
+#include "fault.h"
+#include "fsutil.h"
+#include "layer.h"
+#include "paths.h"
+#include "snapshot.h"
+#include "testpoint.h"
+#include "vmdisk.h"
+#include "volume.h"
+#include "wake.h"
 #include "copy.h"
-#include "log.h"
 #include "proc.h"
-#include "freeze.h"
+#include "log.h"
 
 /* The new file of a volume gets the old one's owner and mode. */
 static void copy_owner(const char *from, const char *to)
@@ -262,7 +271,7 @@ int snapshot_revert(struct snap_engine *eng, const char *vol, const char *snap)
 	volume_busy_begin(eng, v.id);
 	rc = revert_locked(eng, vol, &s, target);
 	volume_busy_end(eng, v.id);
-	engine_wake(eng);
+	wake_schedulers(eng);
 	return rc;
 }
 

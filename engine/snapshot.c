@@ -22,12 +22,23 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "engine.h"
-#include "control.h"
+#include "snapshot.h"
+#include "accounts.h"
+#include "backup.h"
+#include "clock.h"
+#include "events.h"
+#include "fsutil.h"
+#include "gone.h"
+#include "layer.h"
+#include "paths.h"
+#include "testpoint.h"
+#include "vmdisk.h"
+#include "volume.h"
+#include "waiters.h"
+#include "wake.h"
 #include "json.h"
-#include "log.h"
-#include "proc.h"
 #include "freeze.h"
+#include "log.h"
 
 static char *snap_target(const char *vol, const char *snap)
 {
@@ -98,7 +109,7 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 	g_strlcpy(s.uuid, uuid, sizeof(s.uuid));
 	g_strlcpy(s.layer, uuid, sizeof(s.layer));
 	s.state = SNAP_STATE_CREATING;
-	s.created_at = engine_now(eng);
+	s.created_at = clock_now(eng);
 	s.virtual_size = hdr.virtual_size;
 	s.policy_id = policy_id;
 	memset(&l, 0, sizeof(l));
@@ -239,7 +250,7 @@ int snapshot_take(struct snap_engine *eng, const char *vol, const char *name,
 	rc = take_locked(eng, vol, name, policy_id, replaces);
 	volume_busy_end(eng, v.id);
 	if (rc == 0)
-		engine_wake(eng);
+		wake_schedulers(eng);
 	return rc;
 }
 
@@ -253,11 +264,11 @@ static void unlink_quiet(const char *path)
 static void snapshot_gone(struct snap_engine *eng, const char *vol,
 			  const char *name)
 {
-	engine_gone(eng, "volumes/%s/snapshots/%s/state", vol, name);
-	engine_gone(eng, "volumes/%s/snapshots/%s/info", vol, name);
-	engine_gone(eng, "volumes/%s/snapshots/%s", vol, name);
-	engine_gone(eng, "backed-up/volumes/%s/%s.qcow2", vol, name);
-	engine_gone(eng, "backed-up/volumes/%s/%s.json", vol, name);
+	gone_path(eng, "volumes/%s/snapshots/%s/state", vol, name);
+	gone_path(eng, "volumes/%s/snapshots/%s/info", vol, name);
+	gone_path(eng, "volumes/%s/snapshots/%s", vol, name);
+	gone_path(eng, "backed-up/volumes/%s/%s.qcow2", vol, name);
+	gone_path(eng, "backed-up/volumes/%s/%s.json", vol, name);
 }
 
 int snapshot_finish_delete(struct snap_engine *eng,
@@ -297,7 +308,7 @@ int snapshot_finish_delete(struct snap_engine *eng,
 		event_record(eng, type, snap->volume, snap->name, 0, "%s", message);
 	rc = catalog_tx_end(eng->cat, rc);
 	if (rc == 0) {
-		engine_wake(eng);
+		wake_schedulers(eng);
 		waiters_wake(eng);
 		snapshot_gone(eng, snap->volume, snap->name);
 	}
@@ -347,7 +358,7 @@ int snap_snapshot_delete(struct snap_engine *eng, const char *vol,
 		return rc;
 	}
 	/* a worker that claimed its job is in the running table: stop it */
-	pool_cancel_snapshot(eng, s.id);
+	running_cancel_snapshot(eng, s.id);
 	if (was == SNAP_STATE_BACKING_UP)
 		event_record(eng, "backup.cancel", vol, name, 0,
 			     "backup cancelled: snapshot deleted");
@@ -474,7 +485,7 @@ int snapshot_retry(struct snap_engine *eng, const char *vol, const char *name)
 		event_reject(eng, "retry", target, EBUSY,
 			     "its backup is already queued or running");
 	if (rc == 0)
-		engine_wake(eng);
+		wake_schedulers(eng);
 	return rc;
 }
 
@@ -565,7 +576,7 @@ int snap_snapshot_info(struct snap_engine *eng, const char *vol,
 	jdoc_str(d, "name", s.name);
 	jdoc_str(d, "volume", s.volume);
 	jdoc_str(d, "uuid", s.uuid);
-	iso_time(s.created_at, stamp);
+	clock_iso(s.created_at, stamp);
 	jdoc_str(d, "created_at", stamp);
 	jdoc_str(d, "state", snap_state_name(s.state));
 	jdoc_int(d, "virtual_size", (int64_t)s.virtual_size);
@@ -573,7 +584,7 @@ int snap_snapshot_info(struct snap_engine *eng, const char *vol,
 	jdoc_bool(d, "on_secondary", s.state == SNAP_STATE_BACKED_UP);
 	jdoc_int(d, "backup_bytes", (int64_t)s.backup_bytes);
 	if (s.backed_up_at) {
-		iso_time(s.backed_up_at, stamp);
+		clock_iso(s.backed_up_at, stamp);
 		jdoc_str(d, "backed_up_at", stamp);
 	} else {
 		jdoc_str(d, "backed_up_at", NULL);
@@ -587,77 +598,3 @@ int snap_snapshot_info(struct snap_engine *eng, const char *vol,
 }
 
 /* ---- the control file ------------------------------------------------- */
-
-static void control_result(struct snap_engine *eng, const char *vol,
-			   char *text)
-{
-	g_mutex_lock(&eng->lock);
-	g_hash_table_replace(eng->control_results, g_strdup(vol), text);
-	g_mutex_unlock(&eng->lock);
-}
-
-int snap_volume_control(struct snap_engine *eng, const char *vol,
-			const char *cmd, size_t len)
-{
-	g_autofree char *target = g_strdup_printf("volumes/%s/control", vol);
-	g_autofree char *shown = g_strndup(cmd, MIN(len, 200));
-	struct catalog_volume v;
-	struct control_cmd c;
-	const char *why = NULL;
-	int rc;
-
-	g_strchomp(shown);
-	g_strcanon(shown, G_CSET_a_2_z G_CSET_A_2_Z G_CSET_DIGITS "._- <>", '?');
-	rc = volume_resolve(eng, vol, &v, NULL);
-	if (rc < 0) {
-		event_reject(eng, "write", target, -rc, "no such volume");
-		return rc;
-	}
-	rc = control_parse(cmd, len, &c, &why);
-	if (rc < 0) {
-		event_reject(eng, "write", target, -rc, "%s", why);
-		control_result(eng, vol, g_strdup_printf(
-			"%s: %s: %s\n", shown, errno_name(rc), why));
-		return rc;
-	}
-	switch (c.verb) {
-	case CONTROL_VERB_RETRY:
-		rc = snapshot_retry(eng, vol, c.snap);
-		break;
-	case CONTROL_VERB_CLONE:
-		rc = snapshot_clone(eng, vol, c.snap, c.newvol);
-		break;
-	case CONTROL_VERB_REVERT:
-	default:
-		rc = snapshot_revert(eng, vol, c.snap);
-		break;
-	}
-	control_result(eng, vol,
-		       rc == 0 ? g_strdup_printf("%s: ok\n", shown) :
-				 g_strdup_printf("%s: %s: %s\n", shown,
-						 errno_name(rc), g_strerror(-rc)));
-	return rc;
-}
-
-int snap_volume_control_text(struct snap_engine *eng, const char *vol,
-			     char **text_out)
-{
-	struct catalog_volume v;
-	const char *last;
-	int rc = volume_resolve(eng, vol, &v, NULL);
-
-	if (rc < 0)
-		return rc;
-	g_mutex_lock(&eng->lock);
-	last = g_hash_table_lookup(eng->control_results, vol);
-	*text_out = g_strdup_printf(
-		"# write one command per write(2), e.g. echo 'retry s1' > control\n"
-		"#   retry <snap>           back a failed snapshot up again\n"
-		"#   revert <snap>          volume back to that snapshot (waits; EBUSY while\n"
-		"#                          its VM runs); later snapshots stay usable\n"
-		"#   clone <snap> <newvol>  new volume, a full copy of that snapshot (queued:\n"
-		"#                          see jobs/; volumes/<newvol> appears when complete)\n"
-		"last: %s", last ? last : "none\n");
-	g_mutex_unlock(&eng->lock);
-	return 0;
-}

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <glib.h>
 
-#include "engine.h"
+#include "testpoint.h"
 #include "log.h"
 
 void testpoint(const char *name)

@@ -33,8 +33,8 @@
 
 #include "fault.h"
 #include "vm.h"
-#include "log.h"
 #include "proc.h"
+#include "log.h"
 
 struct vm_conn {
 	GMutex lock;	      /* guards conn and lost */

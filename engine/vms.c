@@ -16,8 +16,8 @@
  * snapshots keep their own layers), then restores the memory for a
  * disk+memory snapshot (ends running) or leaves the VM stopped.
  *
- * DESIGN: operations on one VM run one at a time (eng->busy_vms, waited
- * for on eng->cond); disks are taken in volume-id order through the
+ * DESIGN: operations on one VM run one at a time (eng->vms->busy, under
+ * eng->lock, waited for on eng->vms->idle); disks are taken in volume-id order through the
  * volume busy flags, after the VM's, so VM and volume operations never
  * deadlock.  No lock is held across libvirt or qemu-img.
  */
@@ -29,13 +29,29 @@
 #include <unistd.h>
 
 #include "control.h"
-#include "engine.h"
+#include "vms.h"
+#include "accounts.h"
+#include "clock.h"
+#include "control_results.h"
+#include "events.h"
+#include "gone.h"
+#include "layer.h"
+#include "paths.h"
+#include "revert.h"
+#include "testpoint.h"
+#include "vmdisk.h"
+#include "volume.h"
+#include "wake.h"
 #include "freeze.h"
 #include "json.h"
-#include "log.h"
-#include "proc.h"
 #include "settings.h"
-#include "vm.h"
+#include "log.h"
+
+/* The module's state (eng->vms): which VMs an operation runs on. */
+struct vms {
+	GHashTable *busy; /* VM uuid -> itself (eng->lock) */
+	GCond idle;	  /* a VM left busy */
+};
 
 #define VM_AGENT_TIMEOUT 5
 
@@ -189,10 +205,10 @@ int vms_start(struct snap_engine *eng)
 	guint i;
 	int rc;
 
-	eng->busy_vms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-					      NULL);
-	eng->vm_control_results = g_hash_table_new_full(g_str_hash, g_str_equal,
-							g_free, g_free);
+	eng->vms = g_new0(struct vms, 1);
+	eng->vms->busy = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+					       NULL);
+	g_cond_init(&eng->vms->idle);
 	if (eng->cfg.libvirt && !strcmp(eng->cfg.libvirt, "none"))
 		return 0;
 	root = g_strdup_printf("%s/libvirt", eng->source);
@@ -223,29 +239,14 @@ void vms_stop(struct snap_engine *eng)
 {
 	vm_close(eng->vm);
 	eng->vm = NULL;
-	if (eng->busy_vms)
-		g_hash_table_destroy(eng->busy_vms);
-	if (eng->vm_control_results)
-		g_hash_table_destroy(eng->vm_control_results);
+	if (eng->vms) {
+		g_hash_table_destroy(eng->vms->busy);
+		g_cond_clear(&eng->vms->idle);
+		g_clear_pointer(&eng->vms, g_free);
+	}
 }
 
 /* ---- lookups ---------------------------------------------------------- */
-
-/* The volume a disk is: its file must be PRIMARY/<vol>.qcow2. */
-static bool disk_volume(struct snap_engine *eng, const struct vm_disk *disk,
-			char *vol, size_t size)
-{
-	g_autofree char *dir = g_path_get_dirname(disk->path);
-	g_autofree char *base = g_path_get_basename(disk->path);
-	size_t len = strlen(base);
-
-	if (strcmp(dir, eng->primary) != 0 || len <= 6 ||
-	    strcmp(base + len - 6, ".qcow2") != 0 || len - 6 >= size)
-		return false;
-	memcpy(vol, base, len - 6);
-	vol[len - 6] = '\0';
-	return snap_name_valid(vol) == 0;
-}
 
 /* libvirt's outage overrides the reason of a refusal: the call failed
  * because libvirtd is away (restarting), not because of what was asked. */
@@ -282,91 +283,20 @@ static bool vm_snapshots_enabled(struct snap_engine *eng, const char *type)
 	return !g_strv_contains((const char *const *)off, type);
 }
 
-int vm_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out)
-{
-	g_auto(GStrv) names = NULL;
-	char **n;
-	int rc;
-
-	if (!eng->vm)
-		return -ENOENT;
-	rc = vm_list(eng->vm, &names);
-	if (rc < 0)
-		return rc == -EAGAIN ? rc : -ENOENT;
-	for (n = names; *n; n++) {
-		struct vm_info info;
-		guint i;
-		bool found = false;
-
-		if (vm_get(eng->vm, *n, &info) < 0)
-			continue;
-		if (info.state == VM_STATE_RUNNING || info.state == VM_STATE_PAUSED) {
-			for (i = 0; i < info.disks->len && !found; i++) {
-				struct vm_disk *d = &g_array_index(info.disks, struct vm_disk, i);
-				char dv[SNAP_NAME_MAX + 1];
-
-				if (disk_volume(eng, d, dv, sizeof(dv)) &&
-				    !strcmp(dv, vol) && d->alias[0]) {
-					g_strlcpy(out->vm, info.name, sizeof(out->vm));
-					g_strlcpy(out->alias, d->alias, sizeof(out->alias));
-					found = true;
-				}
-			}
-		}
-		vm_info_clear(&info);
-		if (found)
-			return 0;
-	}
-	return -ENOENT;
-}
-
-int vm_of_volume(struct snap_engine *eng, const char *vol, char *vm, size_t size)
-{
-	g_auto(GStrv) names = NULL;
-	char **n;
-	int rc;
-
-	if (!eng->vm)
-		return -ENOENT;
-	rc = vm_list(eng->vm, &names);
-	if (rc < 0)
-		return rc == -EAGAIN ? rc : -ENOENT;
-	for (n = names; *n; n++) {
-		struct vm_info info;
-		guint i;
-		bool found = false;
-
-		if (vm_get(eng->vm, *n, &info) < 0)
-			continue;
-		for (i = 0; i < info.disks->len && !found; i++) {
-			char dv[SNAP_NAME_MAX + 1];
-
-			found = disk_volume(eng, &g_array_index(info.disks, struct vm_disk, i),
-					    dv, sizeof(dv)) && !strcmp(dv, vol);
-		}
-		if (found)
-			g_strlcpy(vm, info.name, size);
-		vm_info_clear(&info);
-		if (found)
-			return 0;
-	}
-	return -ENOENT;
-}
-
 static void vm_busy_begin(struct snap_engine *eng, const char *uuid)
 {
 	g_mutex_lock(&eng->lock);
-	while (g_hash_table_contains(eng->busy_vms, uuid))
-		g_cond_wait(&eng->cond, &eng->lock);
-	g_hash_table_add(eng->busy_vms, g_strdup(uuid));
+	while (g_hash_table_contains(eng->vms->busy, uuid))
+		g_cond_wait(&eng->vms->idle, &eng->lock);
+	g_hash_table_add(eng->vms->busy, g_strdup(uuid));
 	g_mutex_unlock(&eng->lock);
 }
 
 static void vm_busy_end(struct snap_engine *eng, const char *uuid)
 {
 	g_mutex_lock(&eng->lock);
-	g_hash_table_remove(eng->busy_vms, uuid);
-	g_cond_broadcast(&eng->cond);
+	g_hash_table_remove(eng->vms->busy, uuid);
+	g_cond_broadcast(&eng->vms->idle);
 	g_mutex_unlock(&eng->lock);
 }
 
@@ -495,13 +425,13 @@ int snap_vm_chown(struct snap_engine *eng, const char *vm, uid_t uid, gid_t gid)
 		guint i;
 
 		for (i = 0; i < G_N_ELEMENTS(files); i++)
-			engine_gone(eng, "vms/%s/%s", vm, files[i]);
+			gone_path(eng, "vms/%s/%s", vm, files[i]);
 		if (catalog_vm_snapshot_list(eng->cat, cvm.id, &snaps) >= 0) {
 			for (i = 0; i < snaps->len; i++) {
 				const char *n = g_array_index(snaps, struct catalog_vm_snapshot, i).name;
 
-				engine_gone(eng, "vms/%s/snapshots/%s", vm, n);
-				engine_gone(eng, "vms/%s/snapshots/%s/info", vm, n);
+				gone_path(eng, "vms/%s/snapshots/%s", vm, n);
+				gone_path(eng, "vms/%s/snapshots/%s/info", vm, n);
 			}
 			g_array_free(snaps, TRUE);
 		}
@@ -530,7 +460,7 @@ static char **volumes_of(struct snap_engine *eng, struct vm_info *info)
 	for (i = 0; i < info->disks->len; i++) {
 		char vol[SNAP_NAME_MAX + 1];
 
-		if (disk_volume(eng, &g_array_index(info->disks, struct vm_disk, i),
+		if (vmdisk_volume(eng, &g_array_index(info->disks, struct vm_disk, i),
 				vol, sizeof(vol)))
 			g_ptr_array_add(a, g_strdup(vol));
 	}
@@ -776,7 +706,7 @@ int snap_vm_snapshot_info(struct snap_engine *eng, const char *vm,
 	jdoc_bool(d, "current", cvm.current == s.id);
 	jdoc_str(d, "state", s.state < VM_SNAPSHOT_STATE_LAST ?
 				     vm_snapshot_state_names[s.state] : "Error");
-	iso_time(s.created_at, stamp);
+	clock_iso(s.created_at, stamp);
 	jdoc_str(d, "created_at", stamp);
 	jdoc_strv(d, "volumes", (char **)vols->pdata);
 	g_ptr_array_free(children, TRUE);
@@ -816,7 +746,7 @@ static int plan_disks(struct snap_engine *eng, struct vm_info *info,
 		char vol[SNAP_NAME_MAX + 1];
 
 		memset(&p, 0, sizeof(p));
-		if (!disk_volume(eng, d, vol, sizeof(vol)) ||
+		if (!vmdisk_volume(eng, d, vol, sizeof(vol)) ||
 		    (d->format[0] && strcmp(d->format, "qcow2") != 0)) {
 			*why = "every disk of the VM must be a qcow2 volume of primary storage";
 			rc = -EOPNOTSUPP;
@@ -1023,7 +953,7 @@ static int vm_take_locked(struct snap_engine *eng, const char *vm,
 	s.parent = cvm.current;
 	s.type = memory ? VM_SNAPSHOT_DISK_MEMORY : VM_SNAPSHOT_DISK;
 	s.state = VM_SNAPSHOT_CREATING;
-	s.created_at = engine_now(eng);
+	s.created_at = clock_now(eng);
 	s.policy_id = policy_id;
 	if (memory) {
 		memfile = memory_path(eng, uuid);
@@ -1159,7 +1089,7 @@ int vm_snapshot_take(struct snap_engine *eng, const char *vm, const char *name,
 	rc = vm_take_locked(eng, vm, name, target, policy_id, replaces);
 	vm_busy_end(eng, cvm.uuid);
 	if (rc == 0)
-		engine_wake(eng);
+		wake_schedulers(eng);
 	return rc;
 }
 
@@ -1296,7 +1226,7 @@ static int vm_revert_locked(struct snap_engine *eng, const char *vm,
 			     s.type == VM_SNAPSHOT_DISK_MEMORY ? "disk+memory" : "disk",
 			     s.type == VM_SNAPSHOT_DISK_MEMORY ? "running" : "stopped");
 	catalog_tx_end(eng->cat, 0);
-	engine_wake(eng);
+	wake_schedulers(eng);
 	goto out;
 
 undo_state:
@@ -1359,11 +1289,11 @@ out:
 	if (disks)
 		g_array_free(disks, TRUE);
 	if (rc == 0) {
-		engine_wake(eng);
-		engine_gone(eng, "vms/%s/snapshots/%s/info", cvm->name, s->name);
-		engine_gone(eng, "vms/%s/snapshots/%s/parent", cvm->name, s->name);
-		engine_gone(eng, "vms/%s/snapshots/%s", cvm->name, s->name);
-		engine_gone(eng, "vms/%s/snapshots/current", cvm->name);
+		wake_schedulers(eng);
+		gone_path(eng, "vms/%s/snapshots/%s/info", cvm->name, s->name);
+		gone_path(eng, "vms/%s/snapshots/%s/parent", cvm->name, s->name);
+		gone_path(eng, "vms/%s/snapshots/%s", cvm->name, s->name);
+		gone_path(eng, "vms/%s/snapshots/current", cvm->name);
 	}
 	return rc;
 }
@@ -1397,13 +1327,6 @@ int snap_vm_snapshot_delete(struct snap_engine *eng, const char *vm,
 }
 
 /* ---- the control file -------------------------------------------------- */
-
-static void vm_control_result(struct snap_engine *eng, const char *vm, char *text)
-{
-	g_mutex_lock(&eng->lock);
-	g_hash_table_replace(eng->vm_control_results, g_strdup(vm), text);
-	g_mutex_unlock(&eng->lock);
-}
 
 /* Start @vm holding its volumes' flags: QEMU opens their chains meanwhile. */
 static int vm_start_guarded(struct snap_engine *eng, const char *vm)
@@ -1442,7 +1365,7 @@ static void queue_volume_merges(struct snap_engine *eng, const char *vm)
 		if (volume_resolve(eng, *v, &cv, NULL) == 0)
 			layer_queue_merge(eng, cv.id);
 	}
-	engine_wake(eng);
+	wake_schedulers(eng);
 }
 
 /* The command as the control file shows it back: printable, one line. */
@@ -1514,27 +1437,22 @@ int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
 		if (rc == 0 && c.verb != VM_CONTROL_VERB_START)
 			queue_volume_merges(eng, vm);
 	}
-	vm_control_result(eng, vm, rc == 0 ? g_strdup_printf("%s: ok\n", line) :
-		g_strdup_printf("%s: %s: %s\n", line, errno_name(rc), g_strerror(-rc)));
+	control_result_record(eng, target, line, rc, NULL);
 	return rc;
 }
 
 int snap_vm_control_text(struct snap_engine *eng, const char *vm,
 			 char **text_out)
 {
+	g_autofree char *target = g_strdup_printf("vms/%s/control", vm);
 	struct snap_vm_stat st;
-	const char *last;
 	int rc = snap_vm_stat(eng, vm, &st);
 
 	if (rc < 0)
 		return rc;
-	g_mutex_lock(&eng->lock);
-	last = g_hash_table_lookup(eng->vm_control_results, vm);
-	*text_out = g_strdup_printf(
+	*text_out = control_result_text(eng, target,
 		"# write one command per write(2), e.g. echo start > control\n"
-		"#   start | stop | force-stop | revert <snap>\n"
-		"last: %s", last ? last : "none\n");
-	g_mutex_unlock(&eng->lock);
+		"#   start | stop | force-stop | revert <snap>\n");
 	return 0;
 }
 

@@ -16,93 +16,12 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "volume.h"
+#include "events.h"
+#include "paths.h"
+#include "vmdisk.h"
 #include "json.h"
 #include "log.h"
-
-char *volume_path(struct snap_engine *eng, const char *vol)
-{
-	return g_strdup_printf("%s/%s.qcow2", eng->primary, vol);
-}
-
-char *layer_dir(struct snap_engine *eng, const char *vol)
-{
-	return g_strdup_printf("%s/%s", eng->layers_dir, vol);
-}
-
-char *layer_path(struct snap_engine *eng, const char *vol, const char *uuid)
-{
-	return g_strdup_printf("%s/%s/%s.qcow2", eng->layers_dir, vol, uuid);
-}
-
-int safe_mkdir(const char *path, mode_t mode)
-{
-	struct stat st;
-
-	if (mkdir(path, mode) < 0 && errno != EEXIST) {
-		int rc = -errno;
-
-		snap_log(LOG_ERR, "volume: cannot make directory '%s': %m", path);
-		return rc;
-	}
-	if (lstat(path, &st) < 0)
-		return -errno;
-	if (!S_ISDIR(st.st_mode)) {
-		snap_log(LOG_ERR, "volume: '%s' is not a directory (%s): snapfs does not follow links out of its storage",
-			 path, S_ISLNK(st.st_mode) ? "a symbolic link" : "another kind of file");
-		return -ELOOP;
-	}
-	return 0;
-}
-
-int chain_mkdir(const char *path)
-{
-	struct stat st;
-	int rc = safe_mkdir(path, 0711);
-
-	if (rc < 0)
-		return rc;
-	if (lstat(path, &st) < 0)
-		return -errno;
-	if ((st.st_mode & 0011) == 0011)
-		return 0;
-	if (chmod(path, (st.st_mode & 07777) | 0011) < 0) {
-		rc = -errno;
-		snap_log(LOG_ERR, "volume: cannot make '%s' searchable: %m", path);
-		return rc;
-	}
-	return 0;
-}
-
-int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fault("fsync", EIO) || fsync(fd) < 0) {
-		rc = -errno;
-		snap_log(LOG_ERR, "volume: fsync of '%s' failed: %m", dir);
-	}
-	close(fd);
-	return rc;
-}
-
-int fsync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fault("fsync", EIO) || fsync(fd) < 0) {
-		rc = -errno;
-		snap_log(LOG_ERR, "volume: fsync of '%s' failed: %m", path);
-	}
-	close(fd);
-	return rc;
-}
 
 int volume_read_header(const char *path, struct qcow2_header *out)
 {
@@ -223,7 +142,7 @@ void volume_busy_begin(struct snap_engine *eng, int64_t volume_id)
 {
 	g_mutex_lock(&eng->lock);
 	while (g_hash_table_contains(eng->busy_volumes, &volume_id))
-		g_cond_wait(&eng->cond, &eng->lock);
+		g_cond_wait(&eng->volumes_idle, &eng->lock);
 	g_hash_table_add(eng->busy_volumes, g_memdup2(&volume_id,
 						      sizeof(volume_id)));
 	g_mutex_unlock(&eng->lock);
@@ -233,7 +152,7 @@ void volume_busy_end(struct snap_engine *eng, int64_t volume_id)
 {
 	g_mutex_lock(&eng->lock);
 	g_hash_table_remove(eng->busy_volumes, &volume_id);
-	g_cond_broadcast(&eng->cond);
+	g_cond_broadcast(&eng->volumes_idle);
 	g_mutex_unlock(&eng->lock);
 }
 

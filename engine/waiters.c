@@ -35,7 +35,8 @@
  */
 #include <errno.h>
 
-#include "engine.h"
+#include "waiters.h"
+#include "events.h"
 
 /* How long a reader sleeps before asking its front end whether to stop. */
 #define WAIT_SLICE_US (200 * G_TIME_SPAN_MILLISECOND)

@@ -16,8 +16,16 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 
-#include "engine.h"
+#include "watch.h"
+#include "gone.h"
 #include "log.h"
+
+/* The module's state (eng->watch). */
+struct watch {
+	int fd;	  /* inotify of PRIMARY */
+	int stop; /* an eventfd: written to stop the thread */
+	GThread *thread;
+};
 
 static void volume_gone(struct snap_engine *eng, const char *file)
 {
@@ -28,10 +36,10 @@ static void volume_gone(struct snap_engine *eng, const char *file)
 	vol = g_strndup(file, strlen(file) - strlen(".qcow2"));
 	if (snap_name_valid(vol) < 0)
 		return;
-	engine_gone(eng, "volumes/%s/info", vol);
-	engine_gone(eng, "volumes/%s/control", vol);
-	engine_gone(eng, "volumes/%s/snapshots", vol);
-	engine_gone(eng, "volumes/%s", vol);
+	gone_path(eng, "volumes/%s/info", vol);
+	gone_path(eng, "volumes/%s/control", vol);
+	gone_path(eng, "volumes/%s/snapshots", vol);
+	gone_path(eng, "volumes/%s", vol);
 }
 
 static gpointer watch_thread(gpointer data)
@@ -39,8 +47,8 @@ static gpointer watch_thread(gpointer data)
 	struct snap_engine *eng = data;
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	struct pollfd fds[2] = {
-		{ .fd = eng->watch_fd, .events = POLLIN },
-		{ .fd = eng->watch_stop, .events = POLLIN },
+		{ .fd = eng->watch->fd, .events = POLLIN },
+		{ .fd = eng->watch->stop, .events = POLLIN },
 	};
 
 	for (;;) {
@@ -54,7 +62,7 @@ static gpointer watch_thread(gpointer data)
 		}
 		if (fds[1].revents)
 			break;
-		n = read(eng->watch_fd, buf, sizeof(buf));
+		n = read(eng->watch->fd, buf, sizeof(buf));
 		if (n <= 0)
 			continue;
 		for (p = buf; p < buf + n;) {
@@ -70,18 +78,19 @@ static gpointer watch_thread(gpointer data)
 
 int watch_start(struct snap_engine *eng)
 {
-	eng->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	eng->watch_stop = eventfd(0, EFD_CLOEXEC);
-	if (eng->watch_fd < 0 || eng->watch_stop < 0 ||
-	    inotify_add_watch(eng->watch_fd, eng->primary,
+	eng->watch = g_new0(struct watch, 1);
+	eng->watch->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	eng->watch->stop = eventfd(0, EFD_CLOEXEC);
+	if (eng->watch->fd < 0 || eng->watch->stop < 0 ||
+	    inotify_add_watch(eng->watch->fd, eng->primary,
 			      IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR) < 0) {
 		/* not fatal: removed volumes then linger a second in caches */
 		snap_log(LOG_WARNING, "watch: cannot watch '%s': %m", eng->primary);
 		watch_stop(eng);
 		return 0;
 	}
-	eng->watch_thread = g_thread_try_new("snapfs-watch", watch_thread, eng, NULL);
-	if (!eng->watch_thread)
+	eng->watch->thread = g_thread_try_new("snapfs-watch", watch_thread, eng, NULL);
+	if (!eng->watch->thread)
 		watch_stop(eng);
 	return 0;
 }
@@ -90,15 +99,17 @@ void watch_stop(struct snap_engine *eng)
 {
 	uint64_t one = 1;
 
-	if (eng->watch_thread) {
-		if (write(eng->watch_stop, &one, sizeof(one)) < 0)
+	if (!eng->watch)
+		return;
+	if (eng->watch->thread) {
+		if (write(eng->watch->stop, &one, sizeof(one)) < 0)
 			snap_log(LOG_ERR, "watch: cannot stop the thread: %m");
-		g_thread_join(eng->watch_thread);
-		eng->watch_thread = NULL;
+		g_thread_join(eng->watch->thread);
+		eng->watch->thread = NULL;
 	}
-	if (eng->watch_fd >= 0)
-		close(eng->watch_fd);
-	if (eng->watch_stop >= 0)
-		close(eng->watch_stop);
-	eng->watch_fd = eng->watch_stop = -1;
+	if (eng->watch->fd >= 0)
+		close(eng->watch->fd);
+	if (eng->watch->stop >= 0)
+		close(eng->watch->stop);
+	g_clear_pointer(&eng->watch, g_free);
 }

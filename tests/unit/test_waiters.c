@@ -11,7 +11,9 @@
 #include <stdio.h>
 
 #include "unit.h"
-#include "engine.h"
+#include "context.h"
+#include "catalog.h"
+#include "waiters.h"
 
 struct fixture {
 	char *dir;

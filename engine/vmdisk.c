@@ -1,0 +1,95 @@
+/*
+ * vmdisk.c - which VM has a volume as a disk: the running VM that writes a
+ * volume (its disk alias, for QMP), or any VM defined with it.  A disk is
+ * a volume when its file is PRIMARY/<vol>.qcow2.
+ */
+#include <string.h>
+
+#include "vmdisk.h"
+
+/* The volume a disk is: its file must be PRIMARY/<vol>.qcow2. */
+bool vmdisk_volume(struct snap_engine *eng, const struct vm_disk *disk,
+			char *vol, size_t size)
+{
+	g_autofree char *dir = g_path_get_dirname(disk->path);
+	g_autofree char *base = g_path_get_basename(disk->path);
+	size_t len = strlen(base);
+
+	if (strcmp(dir, eng->primary) != 0 || len <= 6 ||
+	    strcmp(base + len - 6, ".qcow2") != 0 || len - 6 >= size)
+		return false;
+	memcpy(vol, base, len - 6);
+	vol[len - 6] = '\0';
+	return snap_name_valid(vol) == 0;
+}
+
+int vm_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out)
+{
+	g_auto(GStrv) names = NULL;
+	char **n;
+	int rc;
+
+	if (!eng->vm)
+		return -ENOENT;
+	rc = vm_list(eng->vm, &names);
+	if (rc < 0)
+		return rc == -EAGAIN ? rc : -ENOENT;
+	for (n = names; *n; n++) {
+		struct vm_info info;
+		guint i;
+		bool found = false;
+
+		if (vm_get(eng->vm, *n, &info) < 0)
+			continue;
+		if (info.state == VM_STATE_RUNNING || info.state == VM_STATE_PAUSED) {
+			for (i = 0; i < info.disks->len && !found; i++) {
+				struct vm_disk *d = &g_array_index(info.disks, struct vm_disk, i);
+				char dv[SNAP_NAME_MAX + 1];
+
+				if (vmdisk_volume(eng, d, dv, sizeof(dv)) &&
+				    !strcmp(dv, vol) && d->alias[0]) {
+					g_strlcpy(out->vm, info.name, sizeof(out->vm));
+					g_strlcpy(out->alias, d->alias, sizeof(out->alias));
+					found = true;
+				}
+			}
+		}
+		vm_info_clear(&info);
+		if (found)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+int vm_of_volume(struct snap_engine *eng, const char *vol, char *vm, size_t size)
+{
+	g_auto(GStrv) names = NULL;
+	char **n;
+	int rc;
+
+	if (!eng->vm)
+		return -ENOENT;
+	rc = vm_list(eng->vm, &names);
+	if (rc < 0)
+		return rc == -EAGAIN ? rc : -ENOENT;
+	for (n = names; *n; n++) {
+		struct vm_info info;
+		guint i;
+		bool found = false;
+
+		if (vm_get(eng->vm, *n, &info) < 0)
+			continue;
+		for (i = 0; i < info.disks->len && !found; i++) {
+			char dv[SNAP_NAME_MAX + 1];
+
+			found = vmdisk_volume(eng, &g_array_index(info.disks, struct vm_disk, i),
+					    dv, sizeof(dv)) && !strcmp(dv, vol);
+		}
+		if (found)
+			g_strlcpy(vm, info.name, size);
+		vm_info_clear(&info);
+		if (found)
+			return 0;
+	}
+	return -ENOENT;
+}
