@@ -37,7 +37,7 @@
 
 struct snap_engine;
 
-/* Limits from the tree contract (../shared/TREE.md). */
+/* Limits from the tree contract (docs/tree.md). */
 #define SNAP_NAME_MAX 128
 
 /**
