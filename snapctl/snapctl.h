@@ -2,7 +2,7 @@
  * snapctl.h - what the files of snapctl share.
  *
  * snapctl works on a running snapfs mount through the mount's own files
- * (../shared/TREE.md): it has no private channel to the daemon, so it can
+ * (docs/tree.md): it has no private channel to the daemon, so it can
  * do nothing a shell could not, and sees exactly what the account running
  * it may see.  Each command lives in a file of its own:
  *

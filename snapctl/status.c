@@ -14,7 +14,7 @@
 
 #include "snapctl.h"
 
-/* The snapshot states of the tree (TREE.md), in the order shown. */
+/* The snapshot states of the tree (docs/tree.md), in the order shown. */
 static const char *const states[] = { "BackingUp", "BackedUp", "BackupFailed",
 				      "Destroying" };
 

@@ -23,6 +23,12 @@
  *    call holds an engine lock across a subprocess or a blocking wait, but
  *    calls that change storage (take, delete, control commands) may block
  *    for the time of a short subprocess (qemu-img create, tens of ms).
+ *    Longer blocking calls say so in their contract: a volume revert from
+ *    a backup, VM control commands and VM snapshots (libvirt), and
+ *    snap_snapshot_wait().
+ *
+ * The tree these functions serve, and the errnos users rely on, are in
+ * docs/tree.md.
  */
 #ifndef SNAP_H
 #define SNAP_H
@@ -37,7 +43,7 @@
 
 struct snap_engine;
 
-/* Limits from the tree contract (../shared/TREE.md). */
+/* Limits from the tree contract (docs/tree.md). */
 #define SNAP_NAME_MAX 128
 
 /**
@@ -59,6 +65,8 @@ struct snap_engine;
  * @vm_snapshots_off: domain types ("kvm:qemu") whose VM snapshots are
  *                switched off; NULL none
  * @stop_timeout: seconds a `stop` waits for the guest to shut down
+ * @max_snapshots: snapshots (volume and VM) each account may store; 0 no
+ *                limit; root is never limited
  * @test_clock:   the engine's clock only moves when snap_clock_set() says so
  * @foreground:   log everything to stderr as well as to
  *                @source/snapfs.log; else only errors go to stderr too
@@ -118,8 +126,10 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out);
  * scheduler and the copy workers.  Call after daemonizing.  Blocks for
  * the recovery (qemu-img calls, one per unfinished item).  A failure is
  * logged where it happens.
- * Return: 0; -EIO the libvirt URI of the configuration does not answer;
- * the -errno of a recovery that failed; -ENOMEM no thread.
+ * Return: 0; the libvirt URI of the configuration does not answer: -EAGAIN
+ * nothing listens at its socket, else libvirt's error as an errno (-EIO,
+ * -EACCES...: vm.c's table); the -errno of a recovery that failed;
+ * -ENOMEM no thread.
  */
 int snap_engine_start(struct snap_engine *eng);
 
@@ -209,15 +219,19 @@ int snap_limits_read(struct snap_engine *eng, char **text_out);
 
 /**
  * snap_limits_write() - lines "<user> <n>" or "<user> default", all or
- * none.  Return: 0; -EINVAL (no such user, a limit over max_snapshots, a
- * malformed line; with an event).
+ * none; "#" starts a comment, and a "global <n>" line is accepted when <n>
+ * is max_snapshots (so the text read can be written back).
+ * Return: 0; -EINVAL (no such user, a limit over max_snapshots, a global
+ * line that would change it, one account on two lines, a malformed line;
+ * with an event).
  */
 int snap_limits_write(struct snap_engine *eng, const char *buf, size_t len);
 
 /**
  * snap_volume_info() - the JSON of volumes/<vol>/info
  *
- * Fields: name, uuid, virtual_size, allocated, format, vm, owner.
+ * Fields: name, uuid, virtual_size, allocated, format, vm, owner,
+ * on_primary.
  * Return: 0, *@json_out owns the text (ends with a newline); -ENOENT.
  */
 int snap_volume_info(struct snap_engine *eng, const char *vol,
@@ -227,11 +241,27 @@ int snap_volume_info(struct snap_engine *eng, const char *vol,
  * snap_volume_control() - run one command written to volumes/<vol>/control
  *
  * @cmd is the bytes of one write(2), @len long, not NUL-terminated; one
- * trailing newline is allowed.  Commands: `retry <snap>` (issue 2),
- * `revert <snap>` and `clone <snap> <newvol>` (-EOPNOTSUPP until built).
- * The result is kept for snap_volume_control_text().
- * Return: 0; -EINVAL unknown or malformed command; -ENOENT unknown snapshot;
- * -EBUSY; others as the command's own contract says.
+ * trailing newline is allowed.  Commands:
+ *
+ *   retry <snap>           queue the backup of a BackupFailed snapshot now
+ *   clone <snap> <newvol>  queue a full copy as the new volume <newvol>;
+ *                          returns once queued (jobs/), not copied
+ *   revert <snap>          put the volume back to the snapshot; returns
+ *                          when done: at once from primary storage, after
+ *                          a full copy (qemu-img convert) from a backup
+ *
+ * Every refusal leaves an event; the result is kept for
+ * snap_volume_control_text().
+ * Return: 0; -ENOENT no such volume, or no such snapshot (or it is being
+ * deleted), or (revert) the volume file is gone from primary; -EINVAL
+ * unknown or malformed command, a bad <newvol>, or (retry) the snapshot
+ * is not BackupFailed; -EBUSY (retry) its backup is queued or running,
+ * (revert) a VM or another process writes the volume; -EEXIST (clone)
+ * <newvol> exists, is being made, or is @vol; -EIO the snapshot's data is
+ * not where the command needs it (on neither storage; for retry, gone
+ * from primary), or (revert) the copy from the backup failed; -ENOSPC
+ * (revert) no room on primary for that copy.  The volume is unchanged
+ * when a revert fails.
  */
 int snap_volume_control(struct snap_engine *eng, const char *vol,
 			const char *cmd, size_t len);
@@ -302,8 +332,10 @@ int snap_snapshot_stat(struct snap_engine *eng, const char *vol,
  * secondary storage is queued, never waited for.  Its cost does not depend
  * on the size of the volume.
  * Return: 0; -EEXIST name taken; -EINVAL bad name; -ENOENT no volume;
- * -ENOSPC primary storage too full; -EBUSY another process writes the
- * volume; -EIO qemu-img failed (logged).
+ * -ENOSPC primary storage too full; -EDQUOT the owner's snapshot limit;
+ * -EBUSY a process that is not a running VM writes the volume; -EAGAIN
+ * something writes it and libvirt, which would say whether it is a VM,
+ * cannot be reached; -EIO qemu-img failed (logged).
  */
 int snap_snapshot_take(struct snap_engine *eng, const char *vol,
 		       const char *name);
@@ -434,8 +466,10 @@ int snap_alert_ack(struct snap_engine *eng, uint64_t id);
 int snap_job_list(struct snap_engine *eng, uint64_t **ids_out);
 
 /**
- * snap_job_read() - the JSON of jobs/<id>: kind, target, state,
- * bytes_done, bytes_total. Return: 0; -ENOENT job ended.
+ * snap_job_read() - the JSON of jobs/<id>: id, kind (backup, merge, clone,
+ * revert), target, new_volume (clone), state (queued, running, waiting),
+ * bytes_done, bytes_total, attempts, next_attempt (waiting).
+ * Return: 0; -ENOENT job ended.
  */
 int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out);
 
@@ -505,8 +539,8 @@ int snap_vm_stat(struct snap_engine *eng, const char *vm,
  */
 int snap_vm_chown(struct snap_engine *eng, const char *vm, uid_t uid, gid_t gid);
 
-/** snap_vm_info() - JSON of vms/<vm>/info: name, uuid, state, volumes,
- * current_snapshot, snapshots_enabled. */
+/** snap_vm_info() - JSON of vms/<vm>/info: name, uuid, type, state,
+ * volumes, current_snapshot, snapshots_enabled, memory_kib, vcpus. */
 int snap_vm_info(struct snap_engine *eng, const char *vm, char **json_out);
 
 /** snap_vm_state() - the one word of vms/<vm>/state (g_free). */
@@ -514,11 +548,15 @@ int snap_vm_state(struct snap_engine *eng, const char *vm, char **word_out);
 
 /**
  * snap_vm_control() - one command written to vms/<vm>/control: start,
- * stop, force-stop, revert <snap>.  Commands on one VM run one at a time.
+ * stop, force-stop, revert <snap>.  Commands on one VM run one at a time;
+ * each blocks for its libvirt calls (a stop up to the configuration's
+ * stop_timeout seconds).
  * Return: 0; -EINVAL malformed command (engine/control.h
- * vm_control_parse(); the event says why); -ENOENT unknown snapshot; -EBUSY
- * start of a running VM; -ETIMEDOUT stop not obeyed by the guest; revert's
- * errors (see snap_vm_revert()).
+ * vm_control_parse(); the event says why), or (revert) the VM's disks,
+ * memory size or vCPUs changed since the snapshot; -ENOENT no such VM or
+ * VM snapshot; -EBUSY start of a running VM, revert to a snapshot that is
+ * not Ready; -ETIMEDOUT stop not obeyed by the guest; -EAGAIN libvirt
+ * cannot be reached (nothing was done); -EIO libvirt refused (logged).
  */
 int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
 		    size_t len);
@@ -528,7 +566,8 @@ int snap_vm_control_text(struct snap_engine *eng, const char *vm,
 /** snap_vm_options_read() - "memory=no quiesce=no\n" and the like. */
 int snap_vm_options_read(struct snap_engine *eng, const char *vm,
 			 char **text_out);
-/** snap_vm_options_write() - set them; -EINVAL malformed. */
+/** snap_vm_options_write() - set them; an option not written keeps its
+ * value.  Return: 0; -EINVAL malformed; -ENOENT no such VM. */
 int snap_vm_options_write(struct snap_engine *eng, const char *vm,
 			  const char *buf, size_t len);
 
@@ -555,9 +594,13 @@ int snap_vm_current(struct snap_engine *eng, const char *vm, char **name_out);
 /**
  * snap_vm_snapshot_take() - all of the VM's disks at one instant, plus its
  * memory when snapshot-options say memory=yes (the VM must run).
+ * Blocks for its libvirt calls (with memory: the save and the restore).
  * Return: 0; -EEXIST; -EINVAL bad name; -ENOENT no VM; -EOPNOTSUPP VM
  * snapshots off for its type, memory of a stopped VM, a disk that is not a
- * volume, or quiesce without a guest agent; -ETIMEDOUT agent silent.
+ * volume, or quiesce without a guest agent; -ETIMEDOUT agent silent;
+ * -EDQUOT the owner's snapshot limit; -EAGAIN libvirt cannot be reached;
+ * -EIO libvirt could not restore the VM after saving its memory (the
+ * snapshot is rolled back and the VM brought back).
  */
 int snap_vm_snapshot_take(struct snap_engine *eng, const char *vm,
 			  const char *name);
@@ -567,7 +610,7 @@ int snap_vm_snapshot_delete(struct snap_engine *eng, const char *vm,
 			    const char *name);
 
 /** snap_vm_snapshot_info() - JSON: name, type, parent, children, current,
- * state, created_at. */
+ * state, created_at, volumes. */
 int snap_vm_snapshot_info(struct snap_engine *eng, const char *vm,
 			  const char *snap, char **json_out);
 

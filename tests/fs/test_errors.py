@@ -1,4 +1,4 @@
-"""Every errno row of TREE.md that applies so far: the operation fails with
+"""Every errno row of docs/tree.md that applies so far: the operation fails with
 that errno, and `events` gets a line naming it.  The daemon survives it all."""
 
 import errno

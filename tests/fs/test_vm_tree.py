@@ -119,7 +119,7 @@ def test_tree_and_lifecycle(vmenv):
 
 
 def test_volume_info_names_its_vm(vmenv):
-    # TREE.md: volumes/<vol>/info has `vm` (or null).
+    # docs/tree.md: volumes/<vol>/info has `vm` (or null).
     # (A bug this found, fixed in ac4eaac: "vm" was always null.)
     env = vmenv
     env.make_vm('vm1', ['a', 'b'])

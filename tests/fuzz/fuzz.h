@@ -67,7 +67,7 @@ static inline bool fuzz_terminated(const char *buf, size_t size)
 
 /*
  * fuzz_name_ok() - the reference definition of a valid object name
- * (snap.h, TREE.md), written independently of snap_name_valid():
+ * (snap.h, docs/tree.md), written independently of snap_name_valid():
  * 1-128 bytes of [A-Za-z0-9._-], not starting with '.' or '-'.
  */
 static inline bool fuzz_name_ok(const char *s)

@@ -4,7 +4,7 @@
  * engine/names.c.
  *
  * Names are 1-128 bytes of [A-Za-z0-9._-], not starting with '.' or '-'
- * (TREE.md).  A control write is one command, words separated by spaces
+ * (docs/tree.md).  A control write is one command, words separated by spaces
  * or tabs, at most one trailing newline.
  */
 #include <errno.h>

@@ -1326,7 +1326,12 @@ static void test_slot_names_sort(void **state)
 {
 	struct policy_spec p = parse_ok("target=vm:a schedule=hourly@07 keep=1 "
 					"tz=Australia/Lord_Howe");
-	g_autoptr(GTimeZone) held =
+	/*
+	 * Never read: GLib keeps a zone parsed only while a reference to it
+	 * lives, and the loop below opens this one at every step (about 2 s
+	 * more without this reference).
+	 */
+	g_autoptr(GTimeZone) held G_GNUC_UNUSED =
 		g_time_zone_new_identifier("Australia/Lord_Howe");
 	char prev[SNAP_NAME_MAX + 1] = "", cur[SNAP_NAME_MAX + 1];
 	int64_t t = utc(2026, 1, 1, 0, 0);
