@@ -383,7 +383,7 @@ bool freeze_recover_switched(struct snap_engine *eng, const char *vol,
 	if (volume_in_use(tmp) <= 0)
 		return false;
 	overlay_node(uuid, node);
-	if (vm_user_find(eng, vol, &user) < 0) {
+	if (vmdisk_user_find(eng, vol, &user) < 0) {
 		snap_log(LOG_ERR, "freeze: '%s' is open for writing, but by no VM snapfs knows: taken as switched",
 			 tmp);
 		return true;

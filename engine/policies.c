@@ -60,7 +60,7 @@ struct draft {
 /* Empty policy files are only memory: bound them. */
 #define POLICY_DRAFTS_MAX 1000
 
-static char *policy_target_path(const char *name)
+static char *policies_target_path(const char *name)
 {
 	return g_strdup_printf("policies/%s", name);
 }
@@ -190,7 +190,7 @@ int snap_policy_stat(struct snap_engine *eng, const char *name,
 int snap_policy_create(struct snap_engine *eng, const char *name, uid_t uid,
 		       gid_t gid)
 {
-	g_autofree char *target = policy_target_path(name);
+	g_autofree char *target = policies_target_path(name);
 	struct catalog_policy p;
 	struct draft *d;
 	int rc = 0;
@@ -264,7 +264,7 @@ static int target_owner(struct snap_engine *eng, const struct policy_spec *s,
 }
 
 /* Check a parsed policy against the world; on failure *@why says why. */
-static int policy_admit(struct snap_engine *eng, const struct policy_spec *s,
+static int policies_admit(struct snap_engine *eng, const struct policy_spec *s,
 			uid_t caller, char *why, size_t size)
 {
 	uid_t owner = 0;
@@ -295,7 +295,7 @@ static const char *kind_word(int kind)
 int snap_policy_write(struct snap_engine *eng, const char *name, uid_t caller,
 		      gid_t caller_gid, const char *buf, size_t len)
 {
-	g_autofree char *target = policy_target_path(name);
+	g_autofree char *target = policies_target_path(name);
 	g_autofree char *line = NULL;
 	struct catalog_policy p, other;
 	struct policy_spec s;
@@ -311,7 +311,7 @@ int snap_policy_write(struct snap_engine *eng, const char *name, uid_t caller,
 		return rc;
 	}
 	zone_hold(eng, s.tz);
-	rc = policy_admit(eng, &s, caller, why, sizeof(why));
+	rc = policies_admit(eng, &s, caller, why, sizeof(why));
 	if (rc < 0) {
 		event_reject(eng, "write", target, -rc, "%s", why);
 		return rc;
@@ -423,7 +423,7 @@ static void alert_raise_policy(struct snap_engine *eng,
 			       const char *why)
 {
 	struct jdoc *d = jdoc_new();
-	g_autofree char *text = NULL, *target = policy_target_path(p->name);
+	g_autofree char *text = NULL, *target = policies_target_path(p->name);
 	g_autofree char *of = g_strdup_printf("%s:%s", kind_word(p->kind), p->target);
 	int64_t now = clock_now(eng), id = 0;
 	char stamp[32];
@@ -451,7 +451,7 @@ static void alert_raise_policy(struct snap_engine *eng,
 }
 
 /* Names of the policy's own snapshots, oldest first (g_strfreev). */
-static char **policy_snapshots(struct snap_engine *eng,
+static char **policies_snapshots(struct snap_engine *eng,
 			       const struct catalog_policy *p)
 {
 	GPtrArray *names = g_ptr_array_new();
@@ -494,10 +494,10 @@ static char **policy_snapshots(struct snap_engine *eng,
 }
 
 /* Delete the oldest of the policy's snapshots beyond @keep. */
-static void policy_prune(struct snap_engine *eng, const struct catalog_policy *p,
+static void policies_prune(struct snap_engine *eng, const struct catalog_policy *p,
 			 unsigned keep)
 {
-	g_auto(GStrv) names = policy_snapshots(eng, p);
+	g_auto(GStrv) names = policies_snapshots(eng, p);
 	guint n = g_strv_length(names), i;
 
 	for (i = 0; n > keep && i < n - keep; i++) {
@@ -519,7 +519,7 @@ static void policy_prune(struct snap_engine *eng, const struct catalog_policy *p
 }
 
 /* Run one due policy @p at @now. */
-static void policy_run(struct snap_engine *eng, struct catalog_policy *p,
+static void policies_run(struct snap_engine *eng, struct catalog_policy *p,
 		       int64_t now)
 {
 	struct catalog_policy cur;
@@ -545,15 +545,15 @@ static void policy_run(struct snap_engine *eng, struct catalog_policy *p,
 	}
 	policy_slot_name(&s, slot, name, sizeof(name));
 	/* at keep already, the run replaces its oldest: the count stays */
-	own = policy_snapshots(eng, p);
+	own = policies_snapshots(eng, p);
 	replaces = g_strv_length(own) >= s.keep;
 	rc = s.kind == POLICY_TARGET_VOLUME ?
 		     snapshot_take(eng, s.target, name, p->id, replaces) :
-		     vm_snapshot_take(eng, s.target, name, p->id, replaces);
+		     vms_snapshot_take(eng, s.target, name, p->id, replaces);
 	if (rc == -EEXIST)
 		rc = 0; /* taken before a crash kept us from recording it */
 	if (rc == 0)
-		policy_prune(eng, p, s.keep);
+		policies_prune(eng, p, s.keep);
 
 	if (catalog_tx_begin(eng->cat) < 0)
 		return;
@@ -615,12 +615,12 @@ static int policies_run_due(struct snap_engine *eng)
 		return 0;
 	n = (int)due->len;
 	for (i = 0; i < due->len && !eng->stopping; i++)
-		policy_run(eng, &g_array_index(due, struct catalog_policy, i), now);
+		policies_run(eng, &g_array_index(due, struct catalog_policy, i), now);
 	g_array_free(due, TRUE);
 	return n;
 }
 
-static gpointer policy_thread(gpointer data)
+static gpointer policies_thread(gpointer data)
 {
 	struct snap_engine *eng = data;
 
@@ -649,7 +649,7 @@ int policies_start(struct snap_engine *eng)
 {
 	g_autoptr(GError) err = NULL;
 
-	eng->policies->thread = g_thread_try_new("snapfs-policy", policy_thread,
+	eng->policies->thread = g_thread_try_new("snapfs-policy", policies_thread,
 						 eng, &err);
 	if (!eng->policies->thread) {
 		snap_log(LOG_ERR, "policies: cannot start the thread: %s", err->message);

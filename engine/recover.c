@@ -286,7 +286,7 @@ int recover_all(struct snap_engine *eng)
 	rc = layer_recover(eng);
 	if (rc < 0)
 		return rc;
-	vm_recover(eng);
+	vms_recover(eng);
 	rc = catalog_snapshot_list(eng->cat, -1, -1, &snaps);
 	if (rc < 0)
 		return rc;

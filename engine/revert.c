@@ -146,7 +146,7 @@ static int revert_check_idle(struct snap_engine *eng, const char *vol,
 
 	if (volume_in_use(vpath) == 0)
 		return 0;
-	if (vm_user_find(eng, vol, &user) == 0)
+	if (vmdisk_user_find(eng, vol, &user) == 0)
 		event_reject(eng, "write", target, EBUSY,
 			     "revert: the VM '%s' using the volume is running; stop it first",
 			     user.vm);
@@ -194,7 +194,7 @@ static void revert_job_end(struct snap_engine *eng, int64_t id)
 	}
 }
 
-static int revert_locked(struct snap_engine *eng, const char *vol,
+static int revert_busy(struct snap_engine *eng, const char *vol,
 			 struct catalog_snapshot *s, const char *target)
 {
 	g_autoptr(GString) why = g_string_new(NULL);
@@ -269,7 +269,7 @@ int snapshot_revert(struct snap_engine *eng, const char *vol, const char *snap)
 		return -ENOENT;
 	}
 	volume_busy_begin(eng, v.id);
-	rc = revert_locked(eng, vol, &s, target);
+	rc = revert_busy(eng, vol, &s, target);
 	volume_busy_end(eng, v.id);
 	wake_schedulers(eng);
 	return rc;

@@ -61,7 +61,7 @@ int snapshot_lookup(struct snap_engine *eng, const char *vol, const char *name,
 	return rc;
 }
 
-static int take_locked(struct snap_engine *eng, const char *vol,
+static int take_busy(struct snap_engine *eng, const char *vol,
 		       const char *name, int64_t policy_id, bool replaces)
 {
 	char quota_why[256];
@@ -90,7 +90,7 @@ static int take_locked(struct snap_engine *eng, const char *vol,
 		return -EIO;
 	}
 	in_use = volume_in_use(vpath);
-	rc = in_use > 0 ? vm_user_find(eng, vol, &user) : 0;
+	rc = in_use > 0 ? vmdisk_user_find(eng, vol, &user) : 0;
 	if (rc == -EAGAIN) {
 		event_reject(eng, "mkdir", target, EAGAIN,
 			     "the volume is open for writing and libvirt cannot be reached to find its VM (is libvirtd running?): try again");
@@ -247,7 +247,7 @@ int snapshot_take(struct snap_engine *eng, const char *vol, const char *name,
 	}
 
 	volume_busy_begin(eng, v.id);
-	rc = take_locked(eng, vol, name, policy_id, replaces);
+	rc = take_busy(eng, vol, name, policy_id, replaces);
 	volume_busy_end(eng, v.id);
 	if (rc == 0)
 		wake_schedulers(eng);

@@ -23,7 +23,7 @@ bool vmdisk_volume(struct snap_engine *eng, const struct vm_disk *disk,
 	return snap_name_valid(vol) == 0;
 }
 
-int vm_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out)
+int vmdisk_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out)
 {
 	g_auto(GStrv) names = NULL;
 	char **n;
@@ -61,7 +61,7 @@ int vm_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out)
 	return -ENOENT;
 }
 
-int vm_of_volume(struct snap_engine *eng, const char *vol, char *vm, size_t size)
+int vmdisk_vm_of(struct snap_engine *eng, const char *vol, char *vm, size_t size)
 {
 	g_auto(GStrv) names = NULL;
 	char **n;

@@ -21,11 +21,11 @@ struct vm_user {
  * in @vol.  Return: true when it is one. */
 bool vmdisk_volume(struct snap_engine *eng, const struct vm_disk *disk,
 		   char *vol, size_t size);
-/** vm_user_find() - the running VM with PRIMARY/@vol.qcow2 as a disk.
+/** vmdisk_user_find() - the running VM with PRIMARY/@vol.qcow2 as a disk.
  * Return: 0; -ENOENT none (or no VMs); -EAGAIN libvirt cannot be reached. */
-int vm_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out);
-/** vm_of_volume() - name of a VM (running or not) with @vol as a disk.
+int vmdisk_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out);
+/** vmdisk_vm_of() - name of a VM (running or not) with @vol as a disk.
  * Return: 0; -ENOENT none; -EAGAIN libvirt cannot be reached. */
-int vm_of_volume(struct snap_engine *eng, const char *vol, char *vm, size_t size);
+int vmdisk_vm_of(struct snap_engine *eng, const char *vol, char *vm, size_t size);
 
 #endif

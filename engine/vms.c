@@ -63,7 +63,7 @@ static const char *const vm_snapshot_state_names[VM_SNAPSHOT_STATE_LAST] = {
 	[VM_SNAPSHOT_ERROR] = "Error",
 };
 
-static char *vm_target(const char *vm, const char *snap)
+static char *vms_target(const char *vm, const char *snap)
 {
 	return snap ? g_strdup_printf("vms/%s/snapshots/%s", vm, snap) :
 		      g_strdup_printf("vms/%s", vm);
@@ -257,7 +257,7 @@ static const char *reason(int rc, const char *why)
 	return rc == -EAGAIN ? LIBVIRT_AWAY : why;
 }
 
-static int vm_load(struct snap_engine *eng, const char *name,
+static int vms_load(struct snap_engine *eng, const char *name,
 		   struct vm_info *info, struct catalog_vm *cvm)
 {
 	int rc;
@@ -273,7 +273,7 @@ static int vm_load(struct snap_engine *eng, const char *name,
 	return rc;
 }
 
-static bool vm_snapshots_enabled(struct snap_engine *eng, const char *type)
+static bool vms_snapshots_enabled(struct snap_engine *eng, const char *type)
 {
 	g_auto(GStrv) off = NULL;
 
@@ -283,7 +283,7 @@ static bool vm_snapshots_enabled(struct snap_engine *eng, const char *type)
 	return !g_strv_contains((const char *const *)off, type);
 }
 
-static void vm_busy_begin(struct snap_engine *eng, const char *uuid)
+static void vms_busy_begin(struct snap_engine *eng, const char *uuid)
 {
 	g_mutex_lock(&eng->lock);
 	while (g_hash_table_contains(eng->vms->busy, uuid))
@@ -292,7 +292,7 @@ static void vm_busy_begin(struct snap_engine *eng, const char *uuid)
 	g_mutex_unlock(&eng->lock);
 }
 
-static void vm_busy_end(struct snap_engine *eng, const char *uuid)
+static void vms_busy_end(struct snap_engine *eng, const char *uuid)
 {
 	g_mutex_lock(&eng->lock);
 	g_hash_table_remove(eng->vms->busy, uuid);
@@ -302,7 +302,7 @@ static void vm_busy_end(struct snap_engine *eng, const char *uuid)
 
 /* ---- the VM's own files ------------------------------------------------ */
 
-static int vm_delete_finish(struct snap_engine *eng, struct catalog_vm *cvm,
+static int vms_delete_finish(struct snap_engine *eng, struct catalog_vm *cvm,
 			    struct catalog_vm_snapshot *s, const char *type,
 			    const char *message);
 
@@ -325,20 +325,20 @@ static void vms_forget_undefined(struct snap_engine *eng)
 
 		if (vm_exists(eng->vm, cvm->uuid) != 0)
 			continue; /* defined, or libvirt could not say: keep */
-		vm_busy_begin(eng, cvm->uuid);
+		vms_busy_begin(eng, cvm->uuid);
 		if (catalog_vm_snapshot_list(eng->cat, cvm->id, &snaps) >= 0) {
 			/* newest first, so no child is re-parented needlessly */
 			for (j = snaps->len; j-- > 0;) {
 				struct catalog_vm_snapshot *s =
 					&g_array_index(snaps, struct catalog_vm_snapshot, j);
 
-				if (vm_delete_finish(eng, cvm, s, NULL, NULL) == 0)
+				if (vms_delete_finish(eng, cvm, s, NULL, NULL) == 0)
 					n++;
 			}
 			g_array_free(snaps, TRUE);
 		}
 		catalog_vm_delete(eng->cat, cvm->id);
-		vm_busy_end(eng, cvm->uuid);
+		vms_busy_end(eng, cvm->uuid);
 		event_record_vm(eng, "vm.undefined", cvm->name, NULL, 0,
 				"the VM is no longer defined in libvirt; its %d snapshot(s) were deleted",
 				n);
@@ -363,11 +363,11 @@ int snap_vm_list(struct snap_engine *eng, char ***names_out)
  * an event of its own (a failed lookup would leave no event).
  * *@running: the VM runs (false when libvirt cannot say).
  */
-static int vm_row(struct snap_engine *eng, const char *name,
+static int vms_row(struct snap_engine *eng, const char *name,
 		  struct catalog_vm *cvm, bool *running)
 {
 	struct vm_info info;
-	int rc = vm_load(eng, name, &info, cvm);
+	int rc = vms_load(eng, name, &info, cvm);
 
 	if (rc == -EAGAIN)
 		return catalog_vm_get_by_name(eng->cat, name, cvm) == 0 ? 0 : rc;
@@ -384,7 +384,7 @@ int snap_vm_stat(struct snap_engine *eng, const char *vm,
 {
 	struct catalog_vm cvm;
 	bool running = false;
-	int rc = vm_row(eng, vm, &cvm, &running);
+	int rc = vms_row(eng, vm, &cvm, &running);
 
 	if (rc < 0)
 		return rc;
@@ -399,7 +399,7 @@ int snap_vm_chown(struct snap_engine *eng, const char *vm, uid_t uid, gid_t gid)
 {
 	struct vm_info info;
 	struct catalog_vm cvm;
-	int rc = vm_load(eng, vm, &info, &cvm);
+	int rc = vms_load(eng, vm, &info, &cvm);
 
 	if (rc < 0)
 		return rc;
@@ -443,7 +443,7 @@ int snap_vm_state(struct snap_engine *eng, const char *vm, char **word_out)
 {
 	struct vm_info info;
 	struct catalog_vm cvm;
-	int rc = vm_load(eng, vm, &info, &cvm);
+	int rc = vms_load(eng, vm, &info, &cvm);
 
 	if (rc < 0)
 		return rc;
@@ -472,7 +472,7 @@ int snap_vm_volumes(struct snap_engine *eng, const char *vm, char ***names_out)
 {
 	struct vm_info info;
 	struct catalog_vm cvm;
-	int rc = vm_load(eng, vm, &info, &cvm);
+	int rc = vms_load(eng, vm, &info, &cvm);
 
 	if (rc < 0)
 		return rc;
@@ -500,7 +500,7 @@ int snap_vm_info(struct snap_engine *eng, const char *vm, char **json_out)
 	char cur[SNAP_NAME_MAX + 1];
 	g_auto(GStrv) vols = NULL;
 	struct jdoc *d;
-	int rc = vm_load(eng, vm, &info, &cvm);
+	int rc = vms_load(eng, vm, &info, &cvm);
 
 	if (rc < 0)
 		return rc;
@@ -513,7 +513,7 @@ int snap_vm_info(struct snap_engine *eng, const char *vm, char **json_out)
 	jdoc_strv(d, "volumes", vols);
 	jdoc_str(d, "current_snapshot",
 		 current_name(eng, &cvm, cur, sizeof(cur)) == 0 ? cur : NULL);
-	jdoc_bool(d, "snapshots_enabled", vm_snapshots_enabled(eng, info.type));
+	jdoc_bool(d, "snapshots_enabled", vms_snapshots_enabled(eng, info.type));
 	jdoc_int(d, "memory_kib", (int64_t)info.memory_kib);
 	jdoc_int(d, "vcpus", info.vcpus);
 	vm_info_clear(&info);
@@ -540,7 +540,7 @@ int snap_vm_options_read(struct snap_engine *eng, const char *vm,
 	struct vm_info info;
 	struct catalog_vm cvm;
 	bool memory, quiesce;
-	int rc = vm_load(eng, vm, &info, &cvm);
+	int rc = vms_load(eng, vm, &info, &cvm);
 
 	if (rc < 0)
 		return rc;
@@ -560,7 +560,7 @@ int snap_vm_options_write(struct snap_engine *eng, const char *vm,
 	struct snapshot_options opts;
 	bool memory, quiesce;
 	const char *why = NULL;
-	int rc = vm_load(eng, vm, &info, &cvm);
+	int rc = vms_load(eng, vm, &info, &cvm);
 
 	if (rc < 0)
 		return rc;
@@ -587,7 +587,7 @@ static int vmsnap_lookup(struct snap_engine *eng, const char *vm,
 			 const char *name, struct catalog_vm *cvm,
 			 struct catalog_vm_snapshot *s)
 {
-	int rc = vm_row(eng, vm, cvm, NULL);
+	int rc = vms_row(eng, vm, cvm, NULL);
 
 	if (rc < 0)
 		return rc;
@@ -607,7 +607,7 @@ int snap_vm_snapshot_list(struct snap_engine *eng, const char *vm,
 	GArray *a = NULL;
 	GPtrArray *names;
 	guint i;
-	int rc = vm_load(eng, vm, &info, &cvm);
+	int rc = vms_load(eng, vm, &info, &cvm);
 
 	if (rc < 0)
 		return rc;
@@ -652,7 +652,7 @@ int snap_vm_current(struct snap_engine *eng, const char *vm, char **name_out)
 	struct vm_info info;
 	struct catalog_vm cvm;
 	char cur[SNAP_NAME_MAX + 1];
-	int rc = vm_load(eng, vm, &info, &cvm);
+	int rc = vms_load(eng, vm, &info, &cvm);
 
 	if (rc < 0)
 		return rc;
@@ -909,7 +909,7 @@ static int take_disks(struct snap_engine *eng, const char *vm,
 	return rc; /* the caller reads each disk's step, then clears them */
 }
 
-static int vm_take_locked(struct snap_engine *eng, const char *vm,
+static int vms_take_busy(struct snap_engine *eng, const char *vm,
 			  const char *name, const char *target,
 			  int64_t policy_id, bool replaces)
 {
@@ -925,7 +925,7 @@ static int vm_take_locked(struct snap_engine *eng, const char *vm,
 	guint i;
 	int rc;
 
-	rc = vm_load(eng, vm, &info, &cvm);
+	rc = vms_load(eng, vm, &info, &cvm);
 	if (rc < 0) {
 		event_reject(eng, "mkdir", target, -rc, "%s", reason(rc, "no such VM"));
 		return rc;
@@ -1057,13 +1057,13 @@ reject:
 int snap_vm_snapshot_take(struct snap_engine *eng, const char *vm,
 			  const char *name)
 {
-	return vm_snapshot_take(eng, vm, name, 0, false);
+	return vms_snapshot_take(eng, vm, name, 0, false);
 }
 
-int vm_snapshot_take(struct snap_engine *eng, const char *vm, const char *name,
+int vms_snapshot_take(struct snap_engine *eng, const char *vm, const char *name,
 		     int64_t policy_id, bool replaces)
 {
-	g_autofree char *target = vm_target(vm, name);
+	g_autofree char *target = vms_target(vm, name);
 	struct vm_info info;
 	struct catalog_vm cvm;
 	int rc;
@@ -1073,21 +1073,21 @@ int vm_snapshot_take(struct snap_engine *eng, const char *vm, const char *name,
 			     "VM snapshot names are 1-128 bytes of [A-Za-z0-9._-], not starting with '.' or '-', and not 'current'");
 		return -EINVAL;
 	}
-	rc = vm_load(eng, vm, &info, &cvm);
+	rc = vms_load(eng, vm, &info, &cvm);
 	if (rc < 0) {
 		event_reject(eng, "mkdir", target, -rc, "%s", reason(rc, "no such VM"));
 		return rc;
 	}
-	if (!vm_snapshots_enabled(eng, info.type)) {
+	if (!vms_snapshots_enabled(eng, info.type)) {
 		event_reject(eng, "mkdir", target, EOPNOTSUPP,
 			     "VM snapshots are switched off for '%s' domains", info.type);
 		vm_info_clear(&info);
 		return -EOPNOTSUPP;
 	}
 	vm_info_clear(&info);
-	vm_busy_begin(eng, cvm.uuid);
-	rc = vm_take_locked(eng, vm, name, target, policy_id, replaces);
-	vm_busy_end(eng, cvm.uuid);
+	vms_busy_begin(eng, cvm.uuid);
+	rc = vms_take_busy(eng, vm, name, target, policy_id, replaces);
+	vms_busy_end(eng, cvm.uuid);
 	if (rc == 0)
 		wake_schedulers(eng);
 	return rc;
@@ -1140,10 +1140,10 @@ static int revert_check(struct snap_engine *eng, struct vm_info *info,
 	return 0;
 }
 
-static int vm_revert_locked(struct snap_engine *eng, const char *vm,
+static int vms_revert_busy(struct snap_engine *eng, const char *vm,
 			    const char *name)
 {
-	g_autofree char *target = vm_target(vm, name);
+	g_autofree char *target = vms_target(vm, name);
 	struct vm_info info;
 	struct catalog_vm cvm;
 	struct catalog_vm_snapshot s;
@@ -1245,7 +1245,7 @@ out:
  * from its parent), its layers released; with @type, the event
  * @type/@message is recorded in the transaction that drops the row.
  */
-static int vm_delete_finish(struct snap_engine *eng, struct catalog_vm *cvm,
+static int vms_delete_finish(struct snap_engine *eng, struct catalog_vm *cvm,
 			    struct catalog_vm_snapshot *s, const char *type,
 			    const char *message)
 {
@@ -1301,7 +1301,7 @@ out:
 int snap_vm_snapshot_delete(struct snap_engine *eng, const char *vm,
 			    const char *name)
 {
-	g_autofree char *target = vm_target(vm, name);
+	g_autofree char *target = vms_target(vm, name);
 	struct catalog_vm cvm;
 	struct catalog_vm_snapshot s;
 	int rc;
@@ -1311,16 +1311,16 @@ int snap_vm_snapshot_delete(struct snap_engine *eng, const char *vm,
 		event_reject(eng, "rmdir", target, -rc, "%s", reason(rc, "no such VM snapshot"));
 		return rc;
 	}
-	vm_busy_begin(eng, cvm.uuid);
+	vms_busy_begin(eng, cvm.uuid);
 	rc = vmsnap_lookup(eng, vm, name, &cvm, &s);
 	if (rc == 0) {
 		s.state = VM_SNAPSHOT_EXPUNGING;
 		rc = catalog_vm_snapshot_update(eng->cat, &s);
 	}
 	if (rc == 0)
-		rc = vm_delete_finish(eng, &cvm, &s, "vm.snapshot.delete",
+		rc = vms_delete_finish(eng, &cvm, &s, "vm.snapshot.delete",
 				      "VM snapshot deleted; its children stay");
-	vm_busy_end(eng, cvm.uuid);
+	vms_busy_end(eng, cvm.uuid);
 	if (rc < 0)
 		event_reject(eng, "rmdir", target, -rc, "%s", reason(rc, "cannot delete the VM snapshot"));
 	return rc;
@@ -1329,7 +1329,7 @@ int snap_vm_snapshot_delete(struct snap_engine *eng, const char *vm,
 /* ---- the control file -------------------------------------------------- */
 
 /* Start @vm holding its volumes' flags: QEMU opens their chains meanwhile. */
-static int vm_start_guarded(struct snap_engine *eng, const char *vm)
+static int vms_start_guarded(struct snap_engine *eng, const char *vm)
 {
 	struct vm_info info;
 	GArray *plan = NULL;
@@ -1383,14 +1383,14 @@ static char *control_echo(const char *cmd, size_t len)
 }
 
 /* Run a parsed start, stop or force-stop; records its event. */
-static int vm_power(struct snap_engine *eng, const char *vm,
+static int vms_power(struct snap_engine *eng, const char *vm,
 		    const char *target, enum vm_control_verb verb)
 {
 	const char *name = vm_control_verb_name(verb);
 	int rc;
 
 	if (verb == VM_CONTROL_VERB_START)
-		rc = vm_start_guarded(eng, vm);
+		rc = vms_start_guarded(eng, vm);
 	else if (verb == VM_CONTROL_VERB_STOP)
 		rc = vm_shutdown(eng->vm, vm, (int)eng->cfg.stop_timeout);
 	else
@@ -1418,7 +1418,7 @@ int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
 
 	/* while libvirt is away, the command itself is refused (EAGAIN, its
 	 * own event): start, stop and revert all need libvirt */
-	rc = vm_row(eng, vm, &cvm, NULL);
+	rc = vms_row(eng, vm, &cvm, NULL);
 	if (rc < 0) {
 		event_reject(eng, "write", target, -rc, "%s", reason(rc, "no such VM"));
 		return rc;
@@ -1427,13 +1427,13 @@ int snap_vm_control(struct snap_engine *eng, const char *vm, const char *cmd,
 	if (rc < 0) {
 		event_reject(eng, "write", target, EINVAL, "%s", why);
 	} else if (c.verb == VM_CONTROL_VERB_REVERT) {
-		vm_busy_begin(eng, cvm.uuid);
-		rc = vm_revert_locked(eng, vm, c.snap);
-		vm_busy_end(eng, cvm.uuid);
+		vms_busy_begin(eng, cvm.uuid);
+		rc = vms_revert_busy(eng, vm, c.snap);
+		vms_busy_end(eng, cvm.uuid);
 	} else {
-		vm_busy_begin(eng, cvm.uuid);
-		rc = vm_power(eng, vm, target, c.verb);
-		vm_busy_end(eng, cvm.uuid);
+		vms_busy_begin(eng, cvm.uuid);
+		rc = vms_power(eng, vm, target, c.verb);
+		vms_busy_end(eng, cvm.uuid);
 		if (rc == 0 && c.verb != VM_CONTROL_VERB_START)
 			queue_volume_merges(eng, vm);
 	}
@@ -1509,7 +1509,7 @@ static bool disk_frozen(struct snap_engine *eng, struct catalog_vm_disk *d)
 
 /* The snapshot a finished take or revert leaves current. */
 /* The name of the VM a snapshot row belongs to (for events). */
-static const char *vm_name_of(struct snap_engine *eng,
+static const char *vms_name_of(struct snap_engine *eng,
 			      struct catalog_vm_snapshot *s, char *buf, size_t size)
 {
 	struct catalog_vm cvm;
@@ -1557,7 +1557,7 @@ static void rollback_take(struct snap_engine *eng, struct catalog_vm_snapshot *s
 	catalog_vm_snapshot_delete(eng->cat, s->id);
 	if (s->memory[0])
 		unlink(s->memory);
-	event_record_vm(eng, "recovery.vm.snapshot", vm_name_of(eng, s, name, sizeof(name)),
+	event_record_vm(eng, "recovery.vm.snapshot", vms_name_of(eng, s, name, sizeof(name)),
 			s->name, -EIO,
 			"VM snapshot interrupted before any disk was frozen; rolled back (its mkdir never succeeded)");
 	catalog_tx_end(eng->cat, 0);
@@ -1590,7 +1590,7 @@ static void complete_take(struct snap_engine *eng, struct catalog_vm_snapshot *s
 	s->state = rc == 0 ? VM_SNAPSHOT_READY : VM_SNAPSHOT_ERROR;
 	catalog_vm_snapshot_update(eng->cat, s);
 	make_current(eng, s);
-	event_record_vm(eng, "recovery.vm.snapshot", vm_name_of(eng, s, name, sizeof(name)),
+	event_record_vm(eng, "recovery.vm.snapshot", vms_name_of(eng, s, name, sizeof(name)),
 			s->name, rc,
 		     rc == 0 ? "VM snapshot interrupted by a crash completed" :
 			       "VM snapshot interrupted by a crash could not be completed; state Error");
@@ -1612,7 +1612,7 @@ static void resume_saved_vm(struct snap_engine *eng, struct catalog_vm_snapshot 
 	bool saved;
 	int rc;
 
-	if (!s->memory[0] || !eng->vm || !vm_name_of(eng, s, name, sizeof(name)))
+	if (!s->memory[0] || !eng->vm || !vms_name_of(eng, s, name, sizeof(name)))
 		return;
 	if (vm_get(eng->vm, name, &info) < 0)
 		return;
@@ -1644,7 +1644,7 @@ static bool revert_vm_alive(struct snap_engine *eng, struct catalog_vm_snapshot 
 	bool alive;
 	int rc;
 
-	if (!eng->vm || !vm_name_of(eng, s, name, sizeof(name)))
+	if (!eng->vm || !vms_name_of(eng, s, name, sizeof(name)))
 		return false;
 	rc = vm_get(eng->vm, name, &info);
 	if (rc == -ENOENT)
@@ -1673,7 +1673,7 @@ static void complete_revert(struct snap_engine *eng,
 	if (revert_vm_alive(eng, s)) {
 		s->state = VM_SNAPSHOT_READY;
 		catalog_vm_snapshot_update(eng->cat, s);
-		event_record_vm(eng, "recovery.vm.revert", vm_name_of(eng, s, name, sizeof(name)),
+		event_record_vm(eng, "recovery.vm.revert", vms_name_of(eng, s, name, sizeof(name)),
 				s->name, -EINTR,
 				"revert interrupted by a crash while the VM still ran: its disks were left as the VM uses them; revert again if needed");
 		return;
@@ -1687,13 +1687,13 @@ static void complete_revert(struct snap_engine *eng,
 	catalog_vm_snapshot_update(eng->cat, s);
 	if (rc == 0)
 		make_current(eng, s);
-	event_record_vm(eng, "recovery.vm.revert", vm_name_of(eng, s, name, sizeof(name)),
+	event_record_vm(eng, "recovery.vm.revert", vms_name_of(eng, s, name, sizeof(name)),
 			s->name, rc,
 		     rc == 0 ? "revert interrupted by a crash finished on the disks; the VM is left stopped" :
 			       "revert interrupted by a crash could not be finished; state Error");
 }
 
-int vm_recover(struct snap_engine *eng)
+int vms_recover(struct snap_engine *eng)
 {
 	GArray *all = NULL;
 	guint i, j;
@@ -1728,7 +1728,7 @@ int vm_recover(struct snap_engine *eng)
 			struct catalog_vm cvm;
 
 			if (catalog_vm_get_by_id(eng->cat, s->vm_id, &cvm) == 0)
-				vm_delete_finish(eng, &cvm, s, "recovery.vm.delete",
+				vms_delete_finish(eng, &cvm, s, "recovery.vm.delete",
 						 "finished a VM snapshot delete interrupted by a crash");
 			break;
 		}

@@ -2,7 +2,7 @@
  * vms.h - VM snapshots: the vms/ tree, take, revert, delete, control.
  *
  * Calling sequence: vms_start() at mount (connects to libvirt), then
- * vm_recover() during recovery; vm_snapshot_take() from the policy thread;
+ * vms_recover() during recovery; vms_snapshot_take() from the policy thread;
  * vms_stop() at close.
  */
 #ifndef SNAP_VMS_H
@@ -15,11 +15,11 @@
  * a libvirt named with -o libvirt=URI does not answer (logged). */
 int vms_start(struct snap_engine *eng);
 void vms_stop(struct snap_engine *eng);
-/** vm_snapshot_take() - snap_vm_snapshot_take() for policy @policy_id
+/** vms_snapshot_take() - snap_vm_snapshot_take() for policy @policy_id
  * (@replaces as for snapshot_take()). */
-int vm_snapshot_take(struct snap_engine *eng, const char *vm, const char *name,
+int vms_snapshot_take(struct snap_engine *eng, const char *vm, const char *name,
 		     int64_t policy_id, bool replaces);
-/** vm_recover() - resolve VM snapshots left Creating/Reverting/Expunging. */
-int vm_recover(struct snap_engine *eng);
+/** vms_recover() - resolve VM snapshots left Creating/Reverting/Expunging. */
+int vms_recover(struct snap_engine *eng);
 
 #endif

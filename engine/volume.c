@@ -317,7 +317,7 @@ int snap_volume_info(struct snap_engine *eng, const char *vol, char **json_out)
 	{
 		char vm[SNAP_NAME_MAX + 1];
 
-		jdoc_str(d, "vm", vm_of_volume(eng, vol, vm, sizeof(vm)) == 0 ? vm : NULL);
+		jdoc_str(d, "vm", vmdisk_vm_of(eng, vol, vm, sizeof(vm)) == 0 ? vm : NULL);
 	}
 	getpwuid_r(v.uid, &pw, pwbuf, sizeof(pwbuf), &pwp);
 	uid = g_strdup_printf("%u", (unsigned)v.uid);
