@@ -123,32 +123,17 @@ static int alert_raise_clone(struct snap_engine *eng, const struct catalog_job *
 			     const struct catalog_snapshot *s, int err,
 			     const char *why)
 {
-	struct jdoc *d = jdoc_new();
-	g_autofree char *text = NULL, *target = NULL;
-	int64_t now = clock_now(eng), id = 0;
-	char stamp[32];
-	int rc;
+	g_autofree char *target = g_strdup_printf("volumes/%s", job->target);
+	g_autofree char *what = g_strdup_printf(
+		"clone into volumes/%s failed: %s", job->target, why);
+	struct alert a = {
+		.kind = "clone", .object_id = job->id, .target = target,
+		.volume = s->volume, .snapshot = s->name,
+		.new_volume = job->target, .err = err, .message = why,
+		.attempts = -1, .what = what,
+	};
 
-	clock_iso(now, stamp);
-	target = g_strdup_printf("volumes/%s", job->target);
-	jdoc_str(d, "time", stamp);
-	jdoc_str(d, "kind", "clone");
-	jdoc_str(d, "target", target);
-	jdoc_str(d, "volume", s->volume);
-	jdoc_str(d, "snapshot", s->name);
-	jdoc_str(d, "new_volume", job->target);
-	jdoc_str(d, "errno", errno_name(err));
-	jdoc_str(d, "message", why);
-	text = jdoc_finish(d, true, true);
-	if (!text)
-		return -ENOMEM;
-	rc = catalog_alert_raise(eng->cat, "clone", job->id, now,
-				 owner_of(eng, "volume", s->volume), text, &id);
-	if (rc == 0)
-		event_record(eng, "alert.raise", s->volume, s->name, -err,
-			     "alert %" G_GINT64_FORMAT ": clone into volumes/%s failed: %s",
-			     id, job->target, why);
-	return rc;
+	return alert_raise(eng, &a);
 }
 
 /* Copy the snapshot into tmp; the source is read where it is now. */

@@ -69,4 +69,12 @@ int vm_control_parse(const char *buf, size_t len, struct vm_control_cmd *out,
 /** vm_control_verb_name() - "start", "stop", "force-stop", "revert"; "?". */
 const char *vm_control_verb_name(enum vm_control_verb verb);
 
+/**
+ * one_line() - check that @buf (*@len bytes, as written) is one line: no
+ * NUL byte, no newline but a last one, which is dropped from *@len.
+ * Return: 0; -EINVAL with *@why = @nul_why or @lines_why.
+ */
+int one_line(const char *buf, size_t *len, const char **why,
+	     const char *nul_why, const char *lines_why);
+
 #endif

@@ -145,37 +145,51 @@ void snap_event_reject(struct snap_engine *eng, const char *op,
 	event_reject(eng, op, path, err, "%s", reason);
 }
 
-int alert_raise_backup(struct snap_engine *eng,
-		       const struct catalog_snapshot *snap)
+int alert_raise(struct snap_engine *eng, const struct alert *a)
 {
 	struct jdoc *d = jdoc_new();
-	g_autofree char *text = NULL, *target = NULL;
 	int64_t now = clock_now(eng), id = 0;
+	g_autofree char *text = NULL;
 	char stamp[32];
 	int rc;
 
 	clock_iso(now, stamp);
-	target = g_strdup_printf("volumes/%s/snapshots/%s", snap->volume,
-				 snap->name);
 	jdoc_str(d, "time", stamp);
-	jdoc_str(d, "kind", "backup");
-	jdoc_str(d, "target", target);
-	jdoc_str(d, "volume", snap->volume);
-	jdoc_str(d, "snapshot", snap->name);
-	jdoc_str(d, "errno", errno_name(snap->err ? snap->err : EIO));
-	jdoc_str(d, "message", snap->error);
-	jdoc_int(d, "attempts", snap->attempts);
+	jdoc_str(d, "kind", a->kind);
+	jdoc_str(d, "target", a->target);
+	jdoc_str(d, "volume", a->volume);
+	jdoc_str(d, "snapshot", a->snapshot);
+	if (a->new_volume)
+		jdoc_str(d, "new_volume", a->new_volume);
+	jdoc_str(d, "errno", errno_name(a->err));
+	jdoc_str(d, "message", a->message);
+	if (a->attempts >= 0)
+		jdoc_int(d, "attempts", a->attempts);
 	text = jdoc_finish(d, true, true);
 	if (!text)
 		return -ENOMEM;
-	rc = catalog_alert_raise(eng->cat, "backup", snap->id, now,
-				 owner_of(eng, "volume", snap->volume), text, &id);
+	rc = catalog_alert_raise(eng->cat, a->kind, a->object_id, now,
+				 owner_of(eng, "volume", a->volume), text, &id);
 	if (rc == 0)
-		event_record(eng, "alert.raise", snap->volume, snap->name,
-			     -(snap->err ? snap->err : EIO),
-			     "alert %" G_GINT64_FORMAT ": backup failed: %s",
-			     id, snap->error);
+		event_record(eng, "alert.raise", a->volume, a->snapshot, -a->err,
+			     "alert %" G_GINT64_FORMAT ": %s", id, a->what);
 	return rc;
+}
+
+int alert_raise_backup(struct snap_engine *eng,
+		       const struct catalog_snapshot *snap)
+{
+	g_autofree char *target = g_strdup_printf("volumes/%s/snapshots/%s",
+						  snap->volume, snap->name);
+	g_autofree char *what = g_strdup_printf("backup failed: %s", snap->error);
+	struct alert a = {
+		.kind = "backup", .object_id = snap->id, .target = target,
+		.volume = snap->volume, .snapshot = snap->name,
+		.err = snap->err ? snap->err : EIO, .message = snap->error,
+		.attempts = snap->attempts, .what = what,
+	};
+
+	return alert_raise(eng, &a);
 }
 
 int snap_events_read(struct snap_engine *eng, uid_t caller, char **text_out,

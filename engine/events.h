@@ -30,6 +30,26 @@ void event_reject(struct snap_engine *eng, const char *op, const char *path,
 /** owner_of() - the account owning volume (@key "volume") or VM ("vm")
  * @object; 0 (root) when unknown. */
 uid_t owner_of(struct snap_engine *eng, const char *key, const char *object);
+/* An alert's fields (alerts/<id>), in the order its JSON shows them. */
+struct alert {
+	const char *kind;	/* "backup", "clone" */
+	int64_t object_id;	/* the snapshot's (backup) or job's (clone) id */
+	const char *target;	/* the tree path it is about */
+	const char *volume;
+	const char *snapshot;
+	const char *new_volume; /* NULL: no such field */
+	int err;		/* a positive errno */
+	const char *message;
+	int64_t attempts;	/* < 0: no such field */
+	const char *what;	/* the event's text after "alert <id>: " */
+};
+
+/**
+ * alert_raise() - raise or refresh the alert of @a->kind for
+ * @a->object_id (owned by the volume's owner), and record the event
+ * "alert.raise".  Return: 0; -ENOMEM; -errno from the catalog.
+ */
+int alert_raise(struct snap_engine *eng, const struct alert *a);
 /** alert_raise_backup() - raise or refresh the backup alert of @snap. */
 int alert_raise_backup(struct snap_engine *eng,
 		       const struct catalog_snapshot *snap);

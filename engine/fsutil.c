@@ -53,24 +53,10 @@ int chain_mkdir(const char *path)
 	return 0;
 }
 
-int fsync_dir(const char *dir)
+/* fsync the file @path opened with @flags (a directory: its entries). */
+static int fsync_open(const char *path, int flags)
 {
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fault("fsync", EIO) || fsync(fd) < 0) {
-		rc = -errno;
-		snap_log(LOG_ERR, "volume: fsync of '%s' failed: %m", dir);
-	}
-	close(fd);
-	return rc;
-}
-
-int fsync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = open(path, flags | O_CLOEXEC);
 	int rc = 0;
 
 	if (fd < 0)
@@ -81,4 +67,14 @@ int fsync_path(const char *path)
 	}
 	close(fd);
 	return rc;
+}
+
+int fsync_dir(const char *dir)
+{
+	return fsync_open(dir, O_RDONLY | O_DIRECTORY);
+}
+
+int fsync_path(const char *path)
+{
+	return fsync_open(path, O_RDONLY | O_NOFOLLOW);
 }

@@ -144,6 +144,22 @@ const char *vm_control_verb_name(enum vm_control_verb verb)
 }
 
 /* ASCII white space as GLib's g_strstrip() sees it (no '\v'). */
+int one_line(const char *buf, size_t *len, const char **why,
+	     const char *nul_why, const char *lines_why)
+{
+	if (memchr(buf, '\0', *len)) {
+		*why = nul_why;
+		return -EINVAL;
+	}
+	if (*len > 0 && buf[*len - 1] == '\n')
+		(*len)--;
+	if (memchr(buf, '\n', *len)) {
+		*why = lines_why;
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static bool is_ascii_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r';
@@ -165,16 +181,9 @@ int vm_control_parse(const char *buf, size_t len, struct vm_control_cmd *out,
 		*why = "command too long";
 		return -EINVAL;
 	}
-	if (memchr(buf, '\0', len)) {
-		*why = "NUL bytes in the command";
+	if (one_line(buf, &len, why, "NUL bytes in the command",
+		     "one command per write") < 0)
 		return -EINVAL;
-	}
-	if (len > 0 && buf[len - 1] == '\n')
-		len--;
-	if (memchr(buf, '\n', len)) {
-		*why = "one command per write";
-		return -EINVAL;
-	}
 	memcpy(line, buf, len);
 	line[len] = '\0';
 	for (start = line; is_ascii_space(*start); start++)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "settings.h"
+#include "control.h"
 
 /* ---- vms/<vm>/snapshot-options ------------------------------------------ */
 
@@ -22,16 +23,9 @@ int snapshot_options_parse(const char *buf, size_t len,
 
 	if (!why)
 		why = &dummy;
-	if (memchr(buf, '\0', len)) {
-		*why = "NUL bytes";
+	if (one_line(buf, &len, why, "NUL bytes",
+		     "one line: memory=yes|no quiesce=yes|no") < 0)
 		return -EINVAL;
-	}
-	if (len > 0 && buf[len - 1] == '\n')
-		len--;
-	if (memchr(buf, '\n', len)) {
-		*why = "one line: memory=yes|no quiesce=yes|no";
-		return -EINVAL;
-	}
 	line = g_strndup(buf, len);
 	g_strdelimit(line, "\t", ' ');
 	words = g_strsplit(g_strstrip(line), " ", -1);

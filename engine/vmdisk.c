@@ -23,7 +23,13 @@ bool vmdisk_volume(struct snap_engine *eng, const struct vm_disk *disk,
 	return snap_name_valid(vol) == 0;
 }
 
-int vmdisk_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out)
+/*
+ * Find a VM with @vol as a disk (only a running or paused one when
+ * @running): its name in @user->vm and that disk's alias in @user->alias
+ * (empty when QEMU gave none).  Return: 0; -ENOENT; -EAGAIN.
+ */
+static int find(struct snap_engine *eng, const char *vol, bool running,
+		struct vm_user *user)
 {
 	g_auto(GStrv) names = NULL;
 	char **n;
@@ -41,16 +47,17 @@ int vmdisk_user_find(struct snap_engine *eng, const char *vol, struct vm_user *o
 
 		if (vm_get(eng->vm, *n, &info) < 0)
 			continue;
-		if (info.state == VM_STATE_RUNNING || info.state == VM_STATE_PAUSED) {
+		if (!running || info.state == VM_STATE_RUNNING ||
+		    info.state == VM_STATE_PAUSED) {
 			for (i = 0; i < info.disks->len && !found; i++) {
 				struct vm_disk *d = &g_array_index(info.disks, struct vm_disk, i);
 				char dv[SNAP_NAME_MAX + 1];
 
-				if (vmdisk_volume(eng, d, dv, sizeof(dv)) &&
-				    !strcmp(dv, vol) && d->alias[0]) {
-					g_strlcpy(out->vm, info.name, sizeof(out->vm));
-					g_strlcpy(out->alias, d->alias, sizeof(out->alias));
-					found = true;
+				found = vmdisk_volume(eng, d, dv, sizeof(dv)) &&
+					!strcmp(dv, vol) && (!running || d->alias[0]);
+				if (found) {
+					g_strlcpy(user->vm, info.name, sizeof(user->vm));
+					g_strlcpy(user->alias, d->alias, sizeof(user->alias));
 				}
 			}
 		}
@@ -61,35 +68,17 @@ int vmdisk_user_find(struct snap_engine *eng, const char *vol, struct vm_user *o
 	return -ENOENT;
 }
 
+int vmdisk_user_find(struct snap_engine *eng, const char *vol, struct vm_user *out)
+{
+	return find(eng, vol, true, out);
+}
+
 int vmdisk_vm_of(struct snap_engine *eng, const char *vol, char *vm, size_t size)
 {
-	g_auto(GStrv) names = NULL;
-	char **n;
-	int rc;
+	struct vm_user user;
+	int rc = find(eng, vol, false, &user);
 
-	if (!eng->vm)
-		return -ENOENT;
-	rc = vm_list(eng->vm, &names);
-	if (rc < 0)
-		return rc == -EAGAIN ? rc : -ENOENT;
-	for (n = names; *n; n++) {
-		struct vm_info info;
-		guint i;
-		bool found = false;
-
-		if (vm_get(eng->vm, *n, &info) < 0)
-			continue;
-		for (i = 0; i < info.disks->len && !found; i++) {
-			char dv[SNAP_NAME_MAX + 1];
-
-			found = vmdisk_volume(eng, &g_array_index(info.disks, struct vm_disk, i),
-					    dv, sizeof(dv)) && !strcmp(dv, vol);
-		}
-		if (found)
-			g_strlcpy(vm, info.name, size);
-		vm_info_clear(&info);
-		if (found)
-			return 0;
-	}
-	return -ENOENT;
+	if (rc == 0)
+		g_strlcpy(vm, user.vm, size);
+	return rc;
 }

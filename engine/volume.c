@@ -41,49 +41,47 @@ int volume_read_header(const char *path, struct qcow2_header *out)
 }
 
 /*
- * qemu locks bytes 100 + permission bit of an image it has open, with
- * open file description locks; "write" is bit 1.  A shared lock there
- * means a writer (a VM, qemu-io, qemu-nbd) has the file open.
+ * qemu locks bytes of an image it has open, with open file description
+ * locks: 100 + a permission bit for "I use it", 200 + a bit for "I share
+ * it with nobody"; WRITE is bit 1.  Open @path with @oflags and apply
+ * @cmd (F_OFD_GETLK or F_OFD_SETLK) to @fl.  Return: the open fd; -errno.
  */
-int volume_in_use(const char *path)
+static int qemu_lock(const char *path, int oflags, int cmd, struct flock *fl)
 {
-	struct flock fl = {
-		.l_type = F_WRLCK,
-		.l_whence = SEEK_SET,
-		.l_start = 101,
-		.l_len = 1,
-	};
-	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	int fd = open(path, oflags | O_CLOEXEC | O_NOFOLLOW);
 	int rc;
 
 	if (fd < 0)
 		return -errno;
-	rc = fcntl(fd, F_OFD_GETLK, &fl);
-	rc = rc < 0 ? -errno : fl.l_type != F_UNLCK;
+	if (fcntl(fd, cmd, fl) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int volume_in_use(const char *path)
+{
+	/* a shared lock on 100 + WRITE: a writer (a VM, qemu-io, qemu-nbd) */
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+			    .l_start = 101, .l_len = 1 };
+	int fd = qemu_lock(path, O_RDWR, F_OFD_GETLK, &fl);
+
+	if (fd < 0)
+		return fd;
 	close(fd);
-	return rc;
+	return fl.l_type != F_UNLCK;
 }
 
 int volume_deny_writers(const char *path)
 {
-	/* qemu's protocol: a holder of byte 200 + WRITE(1) shares no writes */
-	struct flock fl = {
-		.l_type = F_RDLCK,
-		.l_whence = SEEK_SET,
-		.l_start = 201,
-		.l_len = 1,
-	};
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* qemu's protocol: a holder of byte 200 + WRITE shares no writes */
+	struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET,
+			    .l_start = 201, .l_len = 1 };
+	int fd = qemu_lock(path, O_RDONLY, F_OFD_SETLK, &fl);
 
-	if (fd < 0)
-		return -errno;
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
-		int rc = -errno;
-
-		close(fd);
-		return rc == -EAGAIN || rc == -EACCES ? -EBUSY : rc;
-	}
-	return fd;
+	return fd == -EAGAIN || fd == -EACCES ? -EBUSY : fd;
 }
 
 /* A regular file (not a link), from lstat. */
