@@ -1,7 +1,9 @@
 /*
- * test_waiters.c - engine/waiters.c: snap_snapshot_wait() on an engine
- * opened (not started) in a temporary directory, with snapshot rows
- * changed by the test the way backup.c and snapshot.c change them.
+ * test_waiters.c - engine/waiters.c: snap_snapshot_wait() on a context
+ * made by the test (a catalog in a temporary directory and the waiters,
+ * nothing else: the program links only the base and core layers and
+ * waiters.c), with snapshot rows changed by the test the way backup.c and
+ * snapshot.c change them.
  *
  * Threads stand in for FUSE readers.  A reader is known to be asleep once
  * its stop callback ran twice (the callback runs before each sleep and
@@ -32,16 +34,40 @@ struct reader {
 	GThread *thread;
 };
 
+/* The context waiters.c uses: the catalog, the clock, the waiters. */
+static struct snap_engine *context_open(const char *dir)
+{
+	struct snap_engine *eng = g_new0(struct snap_engine, 1);
+	g_autofree char *path = g_build_filename(dir, "catalog.db", NULL);
+
+	eng->cfg.source = (char *)dir;
+	g_mutex_init(&eng->lock);
+	eng->waiters = waiters_new();
+	if (catalog_open(path, &eng->cat) != 0)
+		return NULL;
+	return eng;
+}
+
+/* What snap_engine_close() does first, then the rest of the context. */
+static void context_close(struct snap_engine *eng)
+{
+	if (!eng)
+		return;
+	waiters_stop(eng);
+	catalog_close(eng->cat);
+	waiters_free(eng->waiters);
+	g_mutex_clear(&eng->lock);
+	g_free(eng);
+}
+
 static int setup(void **state)
 {
 	struct fixture *f = g_new0(struct fixture, 1);
-	struct snap_config cfg;
 	struct catalog_volume v = { 0 };
 
 	f->dir = unit_tmpdir();
-	snap_config_init(&cfg);
-	cfg.source = f->dir;
-	if (snap_engine_open(&cfg, &f->eng) != 0)
+	f->eng = context_open(f->dir);
+	if (!f->eng)
 		return -1;
 	g_strlcpy(v.name, "vol", sizeof(v.name));
 	g_strlcpy(v.uuid, "3f1e7a52-9c1b-4b5e-8f0a-5d2c6e9b1a47", sizeof(v.uuid));
@@ -56,7 +82,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	snap_engine_close(f->eng); /* NULL when a case closed it */
+	context_close(f->eng); /* NULL when a case closed it */
 	unit_tmpdir_remove(f->dir);
 	g_free(f);
 	return 0;
@@ -237,7 +263,8 @@ static void test_bounded_sleepers(void **state)
 	assert_errno(r[0].rc, -EINTR);
 }
 
-/* snap_engine_close() wakes every sleeper with -ENOTCONN, and returns. */
+/* Closing (waiters_stop(), the first thing snap_engine_close() does)
+ * wakes every sleeper with -ENOTCONN, and returns. */
 static void test_close_wakes_sleepers(void **state)
 {
 	struct fixture *f = *state;
@@ -248,7 +275,7 @@ static void test_close_wakes_sleepers(void **state)
 		reader_start(&r[i], f->eng, id);
 	for (int i = 0; i < 3; i++)
 		reader_asleep(&r[i]);
-	snap_engine_close(f->eng);
+	context_close(f->eng);
 	f->eng = NULL;
 	for (int i = 0; i < 3; i++) {
 		reader_join(&r[i]);
