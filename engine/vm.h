@@ -72,8 +72,10 @@ typedef void (*vm_notify_fn)(void *data, bool up, const char *reason);
  * Call after daemonizing.  On failure nothing is left running.  A lost
  * connection (libvirtd restarting) is opened again by the next call that
  * needs it; @notify (may be NULL) hears of the outage and of its end.
- * Return: 0, *@out owns the connection (vm_close); -EIO with the reason
- * logged; -ENOMEM no thread.
+ * Return: 0, *@out owns the connection (vm_close); -errno with the reason
+ * logged: -EAGAIN libvirt does not answer (no daemon behind the socket),
+ * -EIO another failure (libvirt's error mapped as for every call here);
+ * -ENOMEM no thread.
  */
 int vm_open(const char *uri, const char *embed_root, vm_notify_fn notify,
 	    void *notify_data, struct vm_conn **out);
