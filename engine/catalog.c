@@ -175,6 +175,8 @@ static int catalog_errno(int rc)
 	}
 }
 
+/* fail() - the errno of sqlite's @rc, logged naming @what, except -EEXIST
+ * (a taken unique key, the caller's to report). */
 static int fail(struct catalog *cat, int rc, const char *what)
 {
 	int err = catalog_errno(rc);
@@ -202,10 +204,11 @@ static int exec(struct catalog *cat, const char *sql)
 /*
  * Statements are prepared once and kept: parsing SQL was most of the cost
  * of a lookup (measured: `ls -l` of 10,000 snapshots asks for 10,000).
- * Every function still reads self-contained: prepare() hands out the
- * idle statement for its text (or a new one, when it is in use by a
- * caller up the stack), and the cleanup at the end of the function resets
- * it and puts it back.  All of this happens under the catalog lock.
+ * prepare() hands out the idle statement for its text (or a new one,
+ * when it is in use up the stack: a function holding CATALOG_LOCKED() may
+ * run another query while one is open), and the query helper's
+ * _cleanup_stmt_ resets it and puts it back.  All of this happens under
+ * the catalog lock.  A failure is logged naming @what, the query's purpose.
  */
 static sqlite3_stmt *prepare(struct catalog *cat, const char *what,
 			     const char *sql)
@@ -273,6 +276,16 @@ static void copy_text(char *dst, size_t size, sqlite3_stmt *st, int col)
  * "volume read"), and put the statement back.  A function that runs
  * several queries holds CATALOG_LOCKED() around them so no other thread
  * comes in between (the lock is recursive).
+ *
+ *   query_row()     the first row, through a row reader; -ENOENT none
+ *   query_rows()    every row, through a row reader, into a GArray
+ *   query_names()   the first column of every row, as a string vector
+ *   query_each()    every row to a callback (what the two above use)
+ *   query_count()   the integer of a one-row SELECT count(*)
+ *   query_exec()    a write; how many rows it changed
+ *   query_write()   a write; 0
+ *   query_write_or_enoent()  a write that must change a row
+ *   query_insert()  an INSERT; the new row's id
  *
  * A bind list gives ?1, ?2... in order; BINDS() ends it, NULL binds
  * nothing.  Text is bound SQLITE_STATIC: it is borrowed until the helper
