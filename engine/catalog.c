@@ -175,6 +175,8 @@ static int catalog_errno(int rc)
 	}
 }
 
+/* fail() - the errno of sqlite's @rc, logged naming @what, except -EEXIST
+ * (a taken unique key, the caller's to report). */
 static int fail(struct catalog *cat, int rc, const char *what)
 {
 	int err = catalog_errno(rc);
@@ -202,12 +204,14 @@ static int exec(struct catalog *cat, const char *sql)
 /*
  * Statements are prepared once and kept: parsing SQL was most of the cost
  * of a lookup (measured: `ls -l` of 10,000 snapshots asks for 10,000).
- * Every function still reads self-contained: prepare() hands out the
- * idle statement for its text (or a new one, when it is in use by a
- * caller up the stack), and the cleanup at the end of the function resets
- * it and puts it back.  All of this happens under the catalog lock.
+ * prepare() hands out the idle statement for its text (or a new one,
+ * when it is in use up the stack: a function holding CATALOG_LOCKED() may
+ * run another query while one is open), and the query helper's
+ * _cleanup_stmt_ resets it and puts it back.  All of this happens under
+ * the catalog lock.  A failure is logged naming @what, the query's purpose.
  */
-static sqlite3_stmt *prepare(struct catalog *cat, const char *sql)
+static sqlite3_stmt *prepare(struct catalog *cat, const char *what,
+			     const char *sql)
 {
 	sqlite3_stmt *st = g_hash_table_lookup(cat->idle, sql);
 	int rc;
@@ -218,8 +222,8 @@ static sqlite3_stmt *prepare(struct catalog *cat, const char *sql)
 	}
 	rc = sqlite3_prepare_v3(cat->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
 	if (rc != SQLITE_OK) {
-		snap_log(LOG_ERR, "catalog: prepare '%.60s' failed: %s", sql,
-			 sqlite3_errmsg(cat->db));
+		snap_log(LOG_ERR, "catalog: %s failed: cannot prepare '%.60s': %s",
+			 what, sql, sqlite3_errmsg(cat->db));
 		return NULL;
 	}
 	return st;
@@ -262,33 +266,290 @@ static void copy_text(char *dst, size_t size, sqlite3_stmt *st, int col)
 }
 #define COPY_TEXT(dst, st, col) copy_text((dst), sizeof(dst), (st), (col))
 
-/* Run a statement with no result rows. */
-static int step_done(struct catalog *cat, sqlite3_stmt *st, const char *what)
-{
-	int rc = fault("catalog.write", EIO) ? SQLITE_IOERR : sqlite3_step(st);
+/*
+ * ---- queries ----------------------------------------------------------
+ *
+ * Every catalog function below is its SQL, its bind list and, for a read,
+ * its row reader.  The query_*() helpers do the rest: take the catalog
+ * lock, prepare (from the cache), bind, step, translate a failure through
+ * catalog_errno() and log it once naming @what (the query's purpose, e.g.
+ * "volume read"), and put the statement back.  A function that runs
+ * several queries holds CATALOG_LOCKED() around them so no other thread
+ * comes in between (the lock is recursive).
+ *
+ *   query_row()     the first row, through a row reader; -ENOENT none
+ *   query_rows()    every row, through a row reader, into a GArray
+ *   query_names()   the first column of every row, as a string vector
+ *   query_each()    every row to a callback (what the two above use)
+ *   query_count()   the integer of a one-row SELECT count(*)
+ *   query_exec()    a write; how many rows it changed
+ *   query_write()   a write; 0
+ *   query_write_or_enoent()  a write that must change a row
+ *   query_insert()  an INSERT; the new row's id
+ *
+ * A bind list gives ?1, ?2... in order; BINDS() ends it, NULL binds
+ * nothing.  Text is bound SQLITE_STATIC: it is borrowed until the helper
+ * returns.  A statement may leave a ?N of the list out of its SQL (one
+ * list serving an INSERT and an UPDATE), but not bind past its last ?N.
+ *
+ *	return query_write(cat, "layer delete",
+ *			   "DELETE FROM layers WHERE uuid = ?1",
+ *			   BINDS(BIND_TEXT(uuid)));
+ */
 
+enum bind_kind {
+	BIND_KIND_END,
+	BIND_KIND_INT,
+	BIND_KIND_TEXT,
+	BIND_KIND_LAST
+};
+
+struct bind {
+	enum bind_kind kind;
+	int64_t i;
+	const char *s;
+};
+
+#define BIND_INT(v) { .kind = BIND_KIND_INT, .i = (int64_t)(v) }
+#define BIND_TEXT(v) { .kind = BIND_KIND_TEXT, .s = (v) }
+#define BINDS(...) ((const struct bind[]){ __VA_ARGS__, { .kind = BIND_KIND_END } })
+
+/* Fills the struct (or scalar) @row from the current row of @st. */
+typedef void (*row_fn)(sqlite3_stmt *st, void *row);
+
+/*
+ * statement_open() - the statement of @sql with @binds bound.  Call with
+ * the catalog lock held.
+ * Return: 0, *@out is the statement, to be freed by stmt_free (declare it
+ * _cleanup_stmt_); -EIO it cannot be prepared; -errno a value cannot be
+ * bound.  Logged, naming @what.
+ */
+static int statement_open(struct catalog *cat, const char *what,
+			  const char *sql, const struct bind *binds,
+			  sqlite3_stmt **out)
+{
+	sqlite3_stmt *st = prepare(cat, what, sql);
+	int i, rc = SQLITE_OK;
+
+	if (!st)
+		return -EIO;
+	for (i = 0; binds && binds[i].kind != BIND_KIND_END; i++) {
+		if (binds[i].kind == BIND_KIND_TEXT)
+			rc = sqlite3_bind_text(st, i + 1, binds[i].s, -1,
+					       SQLITE_STATIC);
+		else
+			rc = sqlite3_bind_int64(st, i + 1, binds[i].i);
+		if (rc != SQLITE_OK) {
+			rc = fail(cat, rc, what);
+			stmt_free(&st);
+			return rc;
+		}
+	}
+	*out = st;
+	return 0;
+}
+
+/*
+ * query_exec() - run the write @sql with @binds.  A failure point,
+ * "catalog.write", before the step.
+ * Return: the number of rows it changed; -errno logged naming @what
+ * (-EEXIST, a constraint, is left to the caller to report).
+ */
+static int query_exec(struct catalog *cat, const char *what, const char *sql,
+		      const struct bind *binds)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int rc = statement_open(cat, what, sql, binds, &st);
+
+	if (rc < 0)
+		return rc;
+	rc = fault("catalog.write", EIO) ? SQLITE_IOERR : sqlite3_step(st);
 	if (rc != SQLITE_DONE)
 		return fail(cat, rc, what);
+	return sqlite3_changes(cat->db);
+}
+
+/* query_write() - query_exec(), whatever it changed.  Return: 0, -errno. */
+static int query_write(struct catalog *cat, const char *what, const char *sql,
+		       const struct bind *binds)
+{
+	int rc = query_exec(cat, what, sql, binds);
+
+	return rc < 0 ? rc : 0;
+}
+
+/* query_write_or_enoent() - query_exec() that must change a row.
+ * Return: 0; -ENOENT it changed none (not logged); -errno. */
+static int query_write_or_enoent(struct catalog *cat, const char *what,
+				 const char *sql, const struct bind *binds)
+{
+	int rc = query_exec(cat, what, sql, binds);
+
+	if (rc == 0)
+		return -ENOENT;
+	return rc < 0 ? rc : 0;
+}
+
+/* query_insert() - query_exec() of an INSERT.  Return: 0, *@id the new
+ * row's id; -errno (-EEXIST a unique key is taken). */
+static int query_insert(struct catalog *cat, const char *what, const char *sql,
+			const struct bind *binds, int64_t *id)
+{
+	CATALOG_LOCKED(cat);
+	int rc = query_exec(cat, what, sql, binds);
+
+	if (rc < 0)
+		return rc;
+	*id = sqlite3_last_insert_rowid(cat->db);
 	return 0;
+}
+
+/*
+ * query_row() - run the read @sql with @binds and fill *@out with @row
+ * from its first row.
+ * Return: 0; -ENOENT there is no row (not logged); -errno logged.
+ */
+static int query_row(struct catalog *cat, const char *what, const char *sql,
+		     const struct bind *binds, row_fn row, void *out)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int rc = statement_open(cat, what, sql, binds, &st);
+
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	if (rc != SQLITE_ROW)
+		return fail(cat, rc, what);
+	row(st, out);
+	return 0;
+}
+
+/*
+ * query_each() - run the read @sql with @binds, handing every row to
+ * @each with @ctx.  @each runs under the catalog lock: it must not block
+ * or call out of this file.
+ * Return: the number of rows; -errno logged (@each may have seen some).
+ */
+static int query_each(struct catalog *cat, const char *what, const char *sql,
+		      const struct bind *binds, row_fn each, void *ctx)
+{
+	CATALOG_LOCKED(cat);
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int n = 0, rc = statement_open(cat, what, sql, binds, &st);
+
+	if (rc < 0)
+		return rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		each(st, ctx);
+		n++;
+	}
+	return rc == SQLITE_DONE ? n : fail(cat, rc, what);
+}
+
+struct rows_ctx {
+	GArray *rows;
+	row_fn row;
+};
+
+static void rows_append(sqlite3_stmt *st, void *ctx)
+{
+	struct rows_ctx *c = ctx;
+
+	g_array_set_size(c->rows, c->rows->len + 1);
+	c->row(st, c->rows->data +
+			   (gsize)(c->rows->len - 1) *
+				   g_array_get_element_size(c->rows));
+}
+
+/*
+ * query_rows() - every row of @sql, each filled by @row into a zeroed
+ * element of @size bytes.
+ * Return: the count, *@out owns the GArray (g_array_unref); -errno logged.
+ */
+static int query_rows(struct catalog *cat, const char *what, const char *sql,
+		      const struct bind *binds, size_t size, row_fn row,
+		      GArray **out)
+{
+	struct rows_ctx c = {
+		.rows = g_array_new(FALSE, TRUE, (guint)size),
+		.row = row,
+	};
+	int rc = query_each(cat, what, sql, binds, rows_append, &c);
+
+	if (rc < 0) {
+		g_array_free(c.rows, TRUE);
+		return rc;
+	}
+	*out = c.rows;
+	return rc;
+}
+
+static void name_append(sqlite3_stmt *st, void *names)
+{
+	g_ptr_array_add(names, g_strdup((const char *)sqlite3_column_text(st, 0)));
+}
+
+/* query_names() - the first column of every row of @sql.  Return: the
+ * count, *@out owns a NULL-terminated vector (g_strfreev); -errno logged. */
+static int query_names(struct catalog *cat, const char *what, const char *sql,
+		       const struct bind *binds, char ***out)
+{
+	GPtrArray *a = g_ptr_array_new();
+	int rc = query_each(cat, what, sql, binds, name_append, a);
+
+	g_ptr_array_add(a, NULL);
+	if (rc < 0) {
+		g_strfreev((char **)g_ptr_array_free(a, FALSE));
+		return rc;
+	}
+	*out = (char **)g_ptr_array_free(a, FALSE);
+	return rc;
+}
+
+/* Row readers of one column. */
+static void int_row(sqlite3_stmt *st, int *out)
+{
+	*out = sqlite3_column_int(st, 0);
+}
+
+static void int64_row(sqlite3_stmt *st, int64_t *out)
+{
+	*out = sqlite3_column_int64(st, 0);
+}
+
+static void text_dup_row(sqlite3_stmt *st, char **out)
+{
+	*out = g_strdup((const char *)sqlite3_column_text(st, 0));
+}
+
+/* query_count() - the integer in the one row of @sql (a count(*)).
+ * Return: it (>= 0); -errno logged. */
+static int query_count(struct catalog *cat, const char *what, const char *sql,
+		       const struct bind *binds)
+{
+	int n = 0, rc = query_row(cat, what, sql, binds, (row_fn)int_row, &n);
+
+	return rc < 0 ? rc : n;
 }
 
 /* ALTER TABLE @table ADD COLUMN @column, when @table exists (a missing one
  * is made whole by the schema). */
 static int add_column(struct catalog *cat, const char *table, const char *column)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1");
 	g_autofree char *sql = NULL;
-	int rc;
+	int64_t found;
+	int rc = query_row(cat, "schema upgrade",
+			   "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+			   BINDS(BIND_TEXT(table)), (row_fn)int64_row, &found);
 
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
+	if (rc == -ENOENT)
 		return 0;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "schema upgrade");
+	if (rc < 0)
+		return rc;
 	sql = g_strdup_printf("ALTER TABLE %s ADD COLUMN %s", table, column);
 	return exec(cat, sql);
 }
@@ -455,60 +716,12 @@ const char *catalog_sqlite_version(void)
 
 int catalog_integrity_check(struct catalog *cat)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat, "PRAGMA integrity_check");
+	g_autofree char *result = NULL;
 
-	if (!st || sqlite3_step(st) != SQLITE_ROW)
+	if (query_row(cat, "integrity check", "PRAGMA integrity_check", NULL,
+		      (row_fn)text_dup_row, &result) < 0)
 		return -EIO;
-	return strcmp((const char *)sqlite3_column_text(st, 0), "ok") ? -EIO : 0;
-}
-
-/*
- * Step @st to the end, appending each row as filled by @row (a struct of
- * @size bytes) to a new GArray.  Return: the count, *@out owns the array.
- */
-typedef void (*row_fn)(sqlite3_stmt *st, void *row);
-
-static int rows_query(struct catalog *cat, sqlite3_stmt *st, size_t size,
-		      row_fn row, const char *what, GArray **out)
-{
-	g_autofree void *buf = g_malloc0(size);
-	GArray *a;
-	int rc;
-
-	if (!st)
-		return -EIO;
-	a = g_array_new(FALSE, TRUE, (guint)size);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		row(st, buf);
-		g_array_append_vals(a, buf, 1);
-	}
-	if (rc != SQLITE_DONE) {
-		g_array_free(a, TRUE);
-		return fail(cat, rc, what);
-	}
-	*out = a;
-	return (int)a->len;
-}
-
-/*
- * Step @st once and fill *@out with @row.  Return: 0, -ENOENT when there
- * is no row, -EIO (@what logged) when the catalog fails.
- */
-static int row_one(struct catalog *cat, sqlite3_stmt *st, row_fn row,
-		   const char *what, void *out)
-{
-	int rc;
-
-	if (!st)
-		return -EIO;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, what);
-	row(st, out);
-	return 0;
+	return result && strcmp(result, "ok") == 0 ? 0 : -EIO;
 }
 
 /* ---- volumes ---------------------------------------------------------- */
@@ -528,71 +741,45 @@ static void volume_row(sqlite3_stmt *st, struct catalog_volume *v)
 int catalog_volume_get(struct catalog *cat, const char *name,
 		       struct catalog_volume *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " VOLUME_COLS " FROM volumes WHERE name = ?1");
-
-	if (st)
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	return row_one(cat, st, (row_fn)volume_row, "volume read", out);
+	return query_row(cat, "volume read",
+			 "SELECT " VOLUME_COLS " FROM volumes WHERE name = ?1",
+			 BINDS(BIND_TEXT(name)), (row_fn)volume_row, out);
 }
 
 int catalog_volume_get_by_id(struct catalog *cat, int64_t id,
 			     struct catalog_volume *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " VOLUME_COLS " FROM volumes WHERE id = ?1");
-
-	if (st)
-		sqlite3_bind_int64(st, 1, id);
-	return row_one(cat, st, (row_fn)volume_row, "volume read", out);
+	return query_row(cat, "volume read",
+			 "SELECT " VOLUME_COLS " FROM volumes WHERE id = ?1",
+			 BINDS(BIND_INT(id)), (row_fn)volume_row, out);
 }
 
 int catalog_volume_insert(struct catalog *cat, struct catalog_volume *vol)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"INSERT INTO volumes(name, uuid, uid, gid, top_layer)"
-		" VALUES (?1, ?2, ?3, ?4, ?5)");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, vol->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, vol->uuid, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, vol->uid);
-	sqlite3_bind_int64(st, 4, vol->gid);
-	sqlite3_bind_text(st, 5, vol->top_layer, -1, SQLITE_STATIC);
-	rc = step_done(cat, st, "volume insert");
-	if (rc == 0)
-		vol->id = sqlite3_last_insert_rowid(cat->db);
-	return rc;
+	return query_insert(cat, "volume insert",
+			    "INSERT INTO volumes(name, uuid, uid, gid, top_layer)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5)",
+			    BINDS(BIND_TEXT(vol->name), BIND_TEXT(vol->uuid),
+				  BIND_INT(vol->uid), BIND_INT(vol->gid),
+				  BIND_TEXT(vol->top_layer)),
+			    &vol->id);
 }
 
 int catalog_volume_update(struct catalog *cat, const struct catalog_volume *vol)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"UPDATE volumes SET uid = ?2, gid = ?3, top_layer = ?4"
-		" WHERE id = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, vol->id);
-	sqlite3_bind_int64(st, 2, vol->uid);
-	sqlite3_bind_int64(st, 3, vol->gid);
-	sqlite3_bind_text(st, 4, vol->top_layer, -1, SQLITE_STATIC);
-	return step_done(cat, st, "volume update");
+	return query_write(cat, "volume update",
+			   "UPDATE volumes SET uid = ?2, gid = ?3, top_layer = ?4"
+			   " WHERE id = ?1",
+			   BINDS(BIND_INT(vol->id), BIND_INT(vol->uid),
+				 BIND_INT(vol->gid), BIND_TEXT(vol->top_layer)));
 }
 
 int catalog_volume_all(struct catalog *cat, GArray **out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " VOLUME_COLS " FROM volumes ORDER BY name");
-	return rows_query(cat, st, sizeof(struct catalog_volume), (row_fn)volume_row,
-			  "volume list", out);
+	return query_rows(cat, "volume list",
+			  "SELECT " VOLUME_COLS " FROM volumes ORDER BY name",
+			  NULL, sizeof(struct catalog_volume),
+			  (row_fn)volume_row, out);
 }
 
 /* ---- layers ----------------------------------------------------------- */
@@ -610,87 +797,53 @@ static void layer_row(sqlite3_stmt *st, struct catalog_layer *l)
 
 int catalog_layer_insert(struct catalog *cat, struct catalog_layer *layer)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"INSERT INTO layers(volume_id, uuid, parent, state)"
-		" VALUES (?1, ?2, ?3, ?4)");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, layer->volume_id);
-	sqlite3_bind_text(st, 2, layer->uuid, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, layer->parent, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 4, layer->state);
-	rc = step_done(cat, st, "layer insert");
-	if (rc == 0)
-		layer->id = sqlite3_last_insert_rowid(cat->db);
-	return rc;
+	return query_insert(cat, "layer insert",
+			    "INSERT INTO layers(volume_id, uuid, parent, state)"
+			    " VALUES (?1, ?2, ?3, ?4)",
+			    BINDS(BIND_INT(layer->volume_id),
+				  BIND_TEXT(layer->uuid),
+				  BIND_TEXT(layer->parent),
+				  BIND_INT(layer->state)),
+			    &layer->id);
 }
 
 int catalog_layer_get(struct catalog *cat, const char *uuid,
 		      struct catalog_layer *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " LAYER_COLS " FROM layers WHERE uuid = ?1");
-
-	if (st)
-		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	return row_one(cat, st, (row_fn)layer_row, "layer read", out);
+	return query_row(cat, "layer read",
+			 "SELECT " LAYER_COLS " FROM layers WHERE uuid = ?1",
+			 BINDS(BIND_TEXT(uuid)), (row_fn)layer_row, out);
 }
 
 int catalog_layer_update(struct catalog *cat, const struct catalog_layer *layer)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"UPDATE layers SET parent = ?2, state = ?3 WHERE uuid = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, layer->uuid, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, layer->parent, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 3, layer->state);
-	return step_done(cat, st, "layer update");
+	return query_write(cat, "layer update",
+			   "UPDATE layers SET parent = ?2, state = ?3 WHERE uuid = ?1",
+			   BINDS(BIND_TEXT(layer->uuid), BIND_TEXT(layer->parent),
+				 BIND_INT(layer->state)));
 }
 
 int catalog_layer_delete(struct catalog *cat, const char *uuid)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"DELETE FROM layers WHERE uuid = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	return step_done(cat, st, "layer delete");
+	return query_write(cat, "layer delete",
+			   "DELETE FROM layers WHERE uuid = ?1",
+			   BINDS(BIND_TEXT(uuid)));
 }
 
 int catalog_layer_list(struct catalog *cat, int64_t volume_id, GArray **out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " LAYER_COLS " FROM layers"
-		" WHERE ?1 < 0 OR volume_id = ?1 ORDER BY id");
-	if (st) {
-		sqlite3_bind_int64(st, 1, volume_id);
-	}
-	return rows_query(cat, st, sizeof(struct catalog_layer), (row_fn)layer_row,
-			  "layer list", out);
+	return query_rows(cat, "layer list",
+			  "SELECT " LAYER_COLS " FROM layers"
+			  " WHERE ?1 < 0 OR volume_id = ?1 ORDER BY id",
+			  BINDS(BIND_INT(volume_id)),
+			  sizeof(struct catalog_layer), (row_fn)layer_row, out);
 }
 
 int catalog_layer_children(struct catalog *cat, const char *uuid)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT count(*) FROM layers WHERE parent = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW)
-		return fail(cat, SQLITE_ERROR, "layer children");
-	return sqlite3_column_int(st, 0);
+	return query_count(cat, "layer children",
+			   "SELECT count(*) FROM layers WHERE parent = ?1",
+			   BINDS(BIND_TEXT(uuid)));
 }
 
 /* ---- snapshots -------------------------------------------------------- */
@@ -725,158 +878,88 @@ static void snapshot_row(sqlite3_stmt *st, struct catalog_snapshot *s)
 int catalog_snapshot_get(struct catalog *cat, int64_t volume_id,
 			 const char *name, struct catalog_snapshot *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " SNAPSHOT_COLS SNAPSHOT_FROM
-		" WHERE s.volume_id = ?1 AND s.name = ?2");
-
-	if (st) {
-		sqlite3_bind_int64(st, 1, volume_id);
-		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	}
-	return row_one(cat, st, (row_fn)snapshot_row, "snapshot read", out);
+	return query_row(cat, "snapshot read",
+			 "SELECT " SNAPSHOT_COLS SNAPSHOT_FROM
+			 " WHERE s.volume_id = ?1 AND s.name = ?2",
+			 BINDS(BIND_INT(volume_id), BIND_TEXT(name)),
+			 (row_fn)snapshot_row, out);
 }
 
 int catalog_snapshot_get_by_id(struct catalog *cat, int64_t id,
 			       struct catalog_snapshot *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " SNAPSHOT_COLS SNAPSHOT_FROM " WHERE s.id = ?1");
-
-	if (st)
-		sqlite3_bind_int64(st, 1, id);
-	return row_one(cat, st, (row_fn)snapshot_row, "snapshot read", out);
+	return query_row(cat, "snapshot read",
+			 "SELECT " SNAPSHOT_COLS SNAPSHOT_FROM " WHERE s.id = ?1",
+			 BINDS(BIND_INT(id)), (row_fn)snapshot_row, out);
 }
 
 int catalog_snapshot_by_layer(struct catalog *cat, const char *uuid,
 			      struct catalog_snapshot *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " SNAPSHOT_COLS SNAPSHOT_FROM " WHERE s.layer = ?1");
-
-	if (st)
-		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	return row_one(cat, st, (row_fn)snapshot_row, "snapshot read", out);
+	return query_row(cat, "snapshot read",
+			 "SELECT " SNAPSHOT_COLS SNAPSHOT_FROM " WHERE s.layer = ?1",
+			 BINDS(BIND_TEXT(uuid)), (row_fn)snapshot_row, out);
 }
 
 int catalog_snapshot_insert(struct catalog *cat, struct catalog_snapshot *snap)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"INSERT INTO snapshots(volume_id, name, uuid, layer, state,"
-		" created_at, virtual_size, policy_id)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, snap->volume_id);
-	sqlite3_bind_text(st, 2, snap->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, snap->uuid, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, snap->layer, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 5, snap->state);
-	sqlite3_bind_int64(st, 6, snap->created_at);
-	sqlite3_bind_int64(st, 7, (sqlite3_int64)snap->virtual_size);
-	sqlite3_bind_int64(st, 8, snap->policy_id);
-	rc = step_done(cat, st, "snapshot insert");
-	if (rc == 0)
-		snap->id = sqlite3_last_insert_rowid(cat->db);
-	return rc;
+	return query_insert(cat, "snapshot insert",
+			    "INSERT INTO snapshots(volume_id, name, uuid, layer, state,"
+			    " created_at, virtual_size, policy_id)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+			    BINDS(BIND_INT(snap->volume_id), BIND_TEXT(snap->name),
+				  BIND_TEXT(snap->uuid), BIND_TEXT(snap->layer),
+				  BIND_INT(snap->state), BIND_INT(snap->created_at),
+				  BIND_INT(snap->virtual_size),
+				  BIND_INT(snap->policy_id)),
+			    &snap->id);
 }
 
 int catalog_snapshot_update(struct catalog *cat,
 			    const struct catalog_snapshot *snap)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"UPDATE snapshots SET name = ?2, layer = ?3, state = ?4,"
-		" backed_up_at = ?5, virtual_size = ?6, backup_bytes = ?7,"
-		" checksum = ?8, err = ?9, error = ?10, attempts = ?11"
-		" WHERE id = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, snap->id);
-	sqlite3_bind_text(st, 2, snap->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, snap->layer, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 4, snap->state);
-	sqlite3_bind_int64(st, 5, snap->backed_up_at);
-	sqlite3_bind_int64(st, 6, (sqlite3_int64)snap->virtual_size);
-	sqlite3_bind_int64(st, 7, (sqlite3_int64)snap->backup_bytes);
-	sqlite3_bind_text(st, 8, snap->checksum, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 9, snap->err);
-	sqlite3_bind_text(st, 10, snap->error, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 11, snap->attempts);
-	return step_done(cat, st, "snapshot update");
+	return query_write(cat, "snapshot update",
+			   "UPDATE snapshots SET name = ?2, layer = ?3, state = ?4,"
+			   " backed_up_at = ?5, virtual_size = ?6, backup_bytes = ?7,"
+			   " checksum = ?8, err = ?9, error = ?10, attempts = ?11"
+			   " WHERE id = ?1",
+			   BINDS(BIND_INT(snap->id), BIND_TEXT(snap->name),
+				 BIND_TEXT(snap->layer), BIND_INT(snap->state),
+				 BIND_INT(snap->backed_up_at),
+				 BIND_INT(snap->virtual_size),
+				 BIND_INT(snap->backup_bytes),
+				 BIND_TEXT(snap->checksum), BIND_INT(snap->err),
+				 BIND_TEXT(snap->error), BIND_INT(snap->attempts)));
 }
 
 int catalog_snapshot_delete(struct catalog *cat, int64_t id)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"DELETE FROM snapshots WHERE id = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, id);
-	return step_done(cat, st, "snapshot delete");
+	return query_write(cat, "snapshot delete",
+			   "DELETE FROM snapshots WHERE id = ?1",
+			   BINDS(BIND_INT(id)));
 }
 
 int catalog_snapshot_list(struct catalog *cat, int64_t volume_id, int state,
 			  GArray **out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " SNAPSHOT_COLS SNAPSHOT_FROM
-		" WHERE (?1 < 0 OR s.volume_id = ?1) AND (?2 < 0 OR s.state = ?2)"
-		" ORDER BY s.created_at, s.id");
-	if (st) {
-		sqlite3_bind_int64(st, 1, volume_id);
-		sqlite3_bind_int(st, 2, state);
-	}
-	return rows_query(cat, st, sizeof(struct catalog_snapshot), (row_fn)snapshot_row,
-			  "snapshot list", out);
-}
-
-static int names_query(struct catalog *cat, sqlite3_stmt *st, char ***out)
-{
-	GPtrArray *a;
-	int rc;
-
-	if (!st)
-		return -EIO;
-	a = g_ptr_array_new();
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		g_ptr_array_add(a, g_strdup((const char *)
-						    sqlite3_column_text(st, 0)));
-	if (rc != SQLITE_DONE) {
-		g_ptr_array_add(a, NULL);
-		g_strfreev((char **)g_ptr_array_free(a, FALSE));
-		return fail(cat, rc, "name list");
-	}
-	rc = (int)a->len;
-	g_ptr_array_add(a, NULL);
-	*out = (char **)g_ptr_array_free(a, FALSE);
-	return rc;
+	return query_rows(cat, "snapshot list",
+			  "SELECT " SNAPSHOT_COLS SNAPSHOT_FROM
+			  " WHERE (?1 < 0 OR s.volume_id = ?1) AND (?2 < 0 OR s.state = ?2)"
+			  " ORDER BY s.created_at, s.id",
+			  BINDS(BIND_INT(volume_id), BIND_INT(state)),
+			  sizeof(struct catalog_snapshot), (row_fn)snapshot_row,
+			  out);
 }
 
 int catalog_snapshot_names(struct catalog *cat, int64_t volume_id,
 			   bool backed_up, char ***out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT name FROM snapshots WHERE volume_id = ?1"
-		" AND state != ?2 AND (?3 = 0 OR state = ?4) ORDER BY name");
-
-	if (st) {
-		sqlite3_bind_int64(st, 1, volume_id);
-		sqlite3_bind_int(st, 2, SNAP_STATE_CREATING);
-		sqlite3_bind_int(st, 3, backed_up);
-		sqlite3_bind_int(st, 4, SNAP_STATE_BACKED_UP);
-	}
-	return names_query(cat, st, out);
+	return query_names(cat, "snapshot names",
+			   "SELECT name FROM snapshots WHERE volume_id = ?1"
+			   " AND state != ?2 AND (?3 = 0 OR state = ?4) ORDER BY name",
+			   BINDS(BIND_INT(volume_id), BIND_INT(SNAP_STATE_CREATING),
+				 BIND_INT(backed_up), BIND_INT(SNAP_STATE_BACKED_UP)),
+			   out);
 }
 
 static void dirent_row(sqlite3_stmt *st, struct catalog_dirent *d)
@@ -889,29 +972,19 @@ static void dirent_row(sqlite3_stmt *st, struct catalog_dirent *d)
 int catalog_snapshot_dirents(struct catalog *cat, int64_t volume_id,
 			     GArray **out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT id, name, created_at FROM snapshots WHERE volume_id = ?1"
-		" AND state != ?2 ORDER BY name");
-
-	if (st) {
-		sqlite3_bind_int64(st, 1, volume_id);
-		sqlite3_bind_int(st, 2, SNAP_STATE_CREATING);
-	}
-	return rows_query(cat, st, sizeof(struct catalog_dirent),
-			  (row_fn)dirent_row, "snapshot dirents", out);
+	return query_rows(cat, "snapshot dirents",
+			  "SELECT id, name, created_at FROM snapshots WHERE volume_id = ?1"
+			  " AND state != ?2 ORDER BY name",
+			  BINDS(BIND_INT(volume_id), BIND_INT(SNAP_STATE_CREATING)),
+			  sizeof(struct catalog_dirent), (row_fn)dirent_row, out);
 }
 
 int catalog_backup_volume_names(struct catalog *cat, char ***out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT DISTINCT v.name FROM volumes v JOIN snapshots s"
-		" ON s.volume_id = v.id WHERE s.state = ?1 ORDER BY v.name");
-
-	if (st)
-		sqlite3_bind_int(st, 1, SNAP_STATE_BACKED_UP);
-	return names_query(cat, st, out);
+	return query_names(cat, "backup volume names",
+			   "SELECT DISTINCT v.name FROM volumes v JOIN snapshots s"
+			   " ON s.volume_id = v.id WHERE s.state = ?1 ORDER BY v.name",
+			   BINDS(BIND_INT(SNAP_STATE_BACKED_UP)), out);
 }
 
 /* ---- jobs ------------------------------------------------------------- */
@@ -932,118 +1005,75 @@ static void job_row(sqlite3_stmt *st, struct catalog_job *j)
 
 int catalog_job_insert(struct catalog *cat, struct catalog_job *job)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"INSERT INTO jobs(kind, snapshot_id, volume_id, state,"
-		" not_before, attempts, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int(st, 1, job->kind);
-	sqlite3_bind_int64(st, 2, job->snapshot_id);
-	sqlite3_bind_int64(st, 3, job->volume_id);
-	sqlite3_bind_int(st, 4, job->state);
-	sqlite3_bind_int64(st, 5, job->not_before);
-	sqlite3_bind_int(st, 6, job->attempts);
-	sqlite3_bind_text(st, 7, job->target, -1, SQLITE_STATIC);
-	rc = step_done(cat, st, "job insert");
-	if (rc == 0)
-		job->id = sqlite3_last_insert_rowid(cat->db);
-	return rc;
+	return query_insert(cat, "job insert",
+			    "INSERT INTO jobs(kind, snapshot_id, volume_id, state,"
+			    " not_before, attempts, target)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+			    BINDS(BIND_INT(job->kind), BIND_INT(job->snapshot_id),
+				  BIND_INT(job->volume_id), BIND_INT(job->state),
+				  BIND_INT(job->not_before), BIND_INT(job->attempts),
+				  BIND_TEXT(job->target)),
+			    &job->id);
 }
 
 int catalog_job_get(struct catalog *cat, int64_t id, struct catalog_job *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " JOB_COLS " FROM jobs WHERE id = ?1");
-
-	if (st)
-		sqlite3_bind_int64(st, 1, id);
-	return row_one(cat, st, (row_fn)job_row, "job read", out);
+	return query_row(cat, "job read",
+			 "SELECT " JOB_COLS " FROM jobs WHERE id = ?1",
+			 BINDS(BIND_INT(id)), (row_fn)job_row, out);
 }
 
 int catalog_job_for_snapshot(struct catalog *cat, int64_t snapshot_id,
 			     struct catalog_job *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " JOB_COLS " FROM jobs WHERE kind = ?1"
-		" AND snapshot_id = ?2");
-
-	if (st) {
-		sqlite3_bind_int(st, 1, JOB_KIND_BACKUP);
-		sqlite3_bind_int64(st, 2, snapshot_id);
-	}
-	return row_one(cat, st, (row_fn)job_row, "job read", out);
+	return query_row(cat, "job read",
+			 "SELECT " JOB_COLS " FROM jobs WHERE kind = ?1"
+			 " AND snapshot_id = ?2",
+			 BINDS(BIND_INT(JOB_KIND_BACKUP), BIND_INT(snapshot_id)),
+			 (row_fn)job_row, out);
 }
 
 int catalog_job_find_merge(struct catalog *cat, int64_t volume_id,
 			   enum job_state state, struct catalog_job *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " JOB_COLS " FROM jobs WHERE kind = ?1"
-		" AND volume_id = ?2 AND state = ?3");
-
-	if (st) {
-		sqlite3_bind_int(st, 1, JOB_KIND_MERGE);
-		sqlite3_bind_int64(st, 2, volume_id);
-		sqlite3_bind_int(st, 3, state);
-	}
-	return row_one(cat, st, (row_fn)job_row, "job read", out);
+	return query_row(cat, "job read",
+			 "SELECT " JOB_COLS " FROM jobs WHERE kind = ?1"
+			 " AND volume_id = ?2 AND state = ?3",
+			 BINDS(BIND_INT(JOB_KIND_MERGE), BIND_INT(volume_id),
+			       BIND_INT(state)),
+			 (row_fn)job_row, out);
 }
 
 int catalog_job_update(struct catalog *cat, const struct catalog_job *job)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"UPDATE jobs SET state = ?2, not_before = ?3, attempts = ?4"
-		" WHERE id = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, job->id);
-	sqlite3_bind_int(st, 2, job->state);
-	sqlite3_bind_int64(st, 3, job->not_before);
-	sqlite3_bind_int(st, 4, job->attempts);
-	return step_done(cat, st, "job update");
+	return query_write(cat, "job update",
+			   "UPDATE jobs SET state = ?2, not_before = ?3, attempts = ?4"
+			   " WHERE id = ?1",
+			   BINDS(BIND_INT(job->id), BIND_INT(job->state),
+				 BIND_INT(job->not_before), BIND_INT(job->attempts)));
 }
 
 int catalog_job_delete(struct catalog *cat, int64_t id)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"DELETE FROM jobs WHERE id = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, id);
-	return step_done(cat, st, "job delete");
+	return query_write(cat, "job delete", "DELETE FROM jobs WHERE id = ?1",
+			   BINDS(BIND_INT(id)));
 }
 
 int catalog_job_claim(struct catalog *cat, int64_t now, struct catalog_job *out)
 {
 	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+	int rc = query_row(cat, "job read",
 		"SELECT " JOB_COLS " FROM jobs j WHERE"
 		" (state = ?1 OR (state = ?2 AND not_before <= ?3))"
 		" AND NOT (kind = ?4 AND EXISTS (SELECT 1 FROM jobs r WHERE"
 		"   r.kind = ?4 AND r.volume_id = j.volume_id AND r.state = ?5))"
-		" AND kind != ?6"
-		" ORDER BY id LIMIT 1");
-	int rc;
+		" AND kind != ?6" /* a revert is run by the writer itself */
+		" ORDER BY id LIMIT 1",
+		BINDS(BIND_INT(JOB_STATE_QUEUED), BIND_INT(JOB_STATE_WAITING),
+		      BIND_INT(now), BIND_INT(JOB_KIND_MERGE),
+		      BIND_INT(JOB_STATE_RUNNING), BIND_INT(JOB_KIND_REVERT)),
+		(row_fn)job_row, out);
 
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int(st, 1, JOB_STATE_QUEUED);
-	sqlite3_bind_int(st, 2, JOB_STATE_WAITING);
-	sqlite3_bind_int64(st, 3, now);
-	sqlite3_bind_int(st, 4, JOB_KIND_MERGE);
-	sqlite3_bind_int(st, 5, JOB_STATE_RUNNING);
-	sqlite3_bind_int(st, 6, JOB_KIND_REVERT); /* run by the writer itself */
-	rc = row_one(cat, st, (row_fn)job_row, "job read", out);
 	if (rc < 0)
 		return rc;
 	out->state = JOB_STATE_RUNNING;
@@ -1052,107 +1082,51 @@ int catalog_job_claim(struct catalog *cat, int64_t now, struct catalog_job *out)
 
 int catalog_job_next_due(struct catalog *cat, int64_t *when)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT min(not_before) FROM jobs WHERE state = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int(st, 1, JOB_STATE_WAITING);
-	if (sqlite3_step(st) != SQLITE_ROW)
-		return fail(cat, SQLITE_ERROR, "job next due");
-	if (sqlite3_column_type(st, 0) == SQLITE_NULL)
-		return -ENOENT;
-	*when = sqlite3_column_int64(st, 0);
-	return 0;
+	return query_row(cat, "job next due",
+			 "SELECT not_before FROM jobs WHERE state = ?1"
+			 " ORDER BY not_before LIMIT 1",
+			 BINDS(BIND_INT(JOB_STATE_WAITING)), (row_fn)int64_row,
+			 when);
 }
 
 int catalog_job_requeue_running(struct catalog *cat)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"UPDATE jobs SET state = ?1 WHERE state = ?2");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int(st, 1, JOB_STATE_QUEUED);
-	sqlite3_bind_int(st, 2, JOB_STATE_RUNNING);
-	rc = step_done(cat, st, "job requeue");
-	return rc < 0 ? rc : sqlite3_changes(cat->db);
-}
-
-static int id_query(struct catalog *cat, sqlite3_stmt *st, GArray **out)
-{
-	GArray *a;
-	int rc;
-
-	if (!st)
-		return -EIO;
-	a = g_array_new(FALSE, TRUE, sizeof(int64_t));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t id = sqlite3_column_int64(st, 0);
-
-		g_array_append_val(a, id);
-	}
-	if (rc != SQLITE_DONE) {
-		g_array_free(a, TRUE);
-		return fail(cat, rc, "id list");
-	}
-	*out = a;
-	return (int)a->len;
+	return query_exec(cat, "job requeue",
+			  "UPDATE jobs SET state = ?1 WHERE state = ?2",
+			  BINDS(BIND_INT(JOB_STATE_QUEUED),
+				BIND_INT(JOB_STATE_RUNNING)));
 }
 
 int catalog_job_readers(struct catalog *cat, int64_t snapshot_id)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT count(*) FROM jobs WHERE snapshot_id = ?1"
-		" AND kind IN (?2, ?3)");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, snapshot_id);
-	sqlite3_bind_int(st, 2, JOB_KIND_CLONE);
-	sqlite3_bind_int(st, 3, JOB_KIND_REVERT);
-	if (sqlite3_step(st) != SQLITE_ROW)
-		return fail(cat, SQLITE_ERROR, "job readers");
-	return sqlite3_column_int(st, 0);
+	return query_count(cat, "job readers",
+			   "SELECT count(*) FROM jobs WHERE snapshot_id = ?1"
+			   " AND kind IN (?2, ?3)",
+			   BINDS(BIND_INT(snapshot_id), BIND_INT(JOB_KIND_CLONE),
+				 BIND_INT(JOB_KIND_REVERT)));
 }
 
 int catalog_job_by_target(struct catalog *cat, const char *target,
 			  struct catalog_job *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " JOB_COLS " FROM jobs WHERE kind = ?1 AND target = ?2");
-
-	if (st) {
-		sqlite3_bind_int(st, 1, JOB_KIND_CLONE);
-		sqlite3_bind_text(st, 2, target, -1, SQLITE_STATIC);
-	}
-	return row_one(cat, st, (row_fn)job_row, "job read", out);
+	return query_row(cat, "job read",
+			 "SELECT " JOB_COLS " FROM jobs WHERE kind = ?1 AND target = ?2",
+			 BINDS(BIND_INT(JOB_KIND_CLONE), BIND_TEXT(target)),
+			 (row_fn)job_row, out);
 }
 
 int catalog_job_list(struct catalog *cat, enum job_kind kind, GArray **out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " JOB_COLS " FROM jobs WHERE kind = ?1 ORDER BY id");
-
-	if (st)
-		sqlite3_bind_int(st, 1, kind);
-	return rows_query(cat, st, sizeof(struct catalog_job), (row_fn)job_row,
-			  "job list", out);
+	return query_rows(cat, "job list",
+			  "SELECT " JOB_COLS " FROM jobs WHERE kind = ?1 ORDER BY id",
+			  BINDS(BIND_INT(kind)), sizeof(struct catalog_job),
+			  (row_fn)job_row, out);
 }
 
 int catalog_job_ids(struct catalog *cat, GArray **out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT id FROM jobs ORDER BY id");
-
-	return id_query(cat, st, out);
+	return query_rows(cat, "job ids", "SELECT id FROM jobs ORDER BY id",
+			  NULL, sizeof(int64_t), (row_fn)int64_row, out);
 }
 
 /* ---- events ----------------------------------------------------------- */
@@ -1160,33 +1134,24 @@ int catalog_job_ids(struct catalog *cat, GArray **out)
 int catalog_event_add(struct catalog *cat, int64_t time, uid_t uid,
 		      const char *json)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"INSERT INTO events(time, json, uid) VALUES (?1, ?2, ?3)");
+	return query_write(cat, "event insert",
+			   "INSERT INTO events(time, json, uid) VALUES (?1, ?2, ?3)",
+			   BINDS(BIND_INT(time), BIND_TEXT(json), BIND_INT(uid)));
+}
 
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, time);
-	sqlite3_bind_text(st, 2, json, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, uid);
-	return step_done(cat, st, "event insert");
+static void line_append(sqlite3_stmt *st, void *text)
+{
+	g_string_append(text, (const char *)sqlite3_column_text(st, 0));
+	g_string_append_c((GString *)text, '\n');
 }
 
 int catalog_events_text(struct catalog *cat, int64_t uid, GString *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT json FROM events WHERE ?1 < 0 OR uid = ?1 ORDER BY id");
-	int rc;
+	int rc = query_each(cat, "event list",
+			    "SELECT json FROM events WHERE ?1 < 0 OR uid = ?1 ORDER BY id",
+			    BINDS(BIND_INT(uid)), line_append, out);
 
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, uid);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		g_string_append(out, (const char *)sqlite3_column_text(st, 0));
-		g_string_append_c(out, '\n');
-	}
-	return rc == SQLITE_DONE ? 0 : fail(cat, rc, "event list");
+	return rc < 0 ? rc : 0;
 }
 
 /* ---- alerts ----------------------------------------------------------- */
@@ -1196,139 +1161,80 @@ int catalog_alert_raise(struct catalog *cat, const char *kind,
 			const char *json, int64_t *id_out)
 {
 	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *find = prepare(cat,
-		"SELECT id FROM alerts WHERE kind = ?1 AND snapshot_id = ?2");
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int64_t id = 0;
-	int rc;
+	int rc = query_row(cat, "alert find",
+			   "SELECT id FROM alerts WHERE kind = ?1 AND snapshot_id = ?2",
+			   BINDS(BIND_TEXT(kind), BIND_INT(snapshot_id)),
+			   (row_fn)int64_row, &id);
 
-	if (!find)
-		return -EIO;
-	sqlite3_bind_text(find, 1, kind, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(find, 2, snapshot_id);
-	rc = sqlite3_step(find);
-	if (rc == SQLITE_ROW)
-		id = sqlite3_column_int64(find, 0);
-	else if (rc != SQLITE_DONE)
-		return fail(cat, rc, "alert find");
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	/* one bind list for both: the UPDATE leaves out ?1 and ?2, the
+	 * INSERT ?5 (the id) */
+	const struct bind *binds = BINDS(
+		BIND_TEXT(kind), BIND_INT(snapshot_id), BIND_INT(time),
+		BIND_TEXT(json), BIND_INT(id), BIND_INT(uid));
 
 	if (id)
-		st = prepare(cat, "UPDATE alerts SET time = ?3, json = ?4,"
-				  " uid = ?6 WHERE id = ?5");
+		rc = query_write(cat, "alert raise",
+				 "UPDATE alerts SET time = ?3, json = ?4, uid = ?6"
+				 " WHERE id = ?5", binds);
 	else
-		st = prepare(cat, "INSERT INTO alerts(kind, snapshot_id, time,"
-				  " json, uid) VALUES (?1, ?2, ?3, ?4, ?6)");
-	if (!st)
-		return -EIO;
-	if (!id) {
-		sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, snapshot_id);
-	}
-	sqlite3_bind_int64(st, 3, time);
-	sqlite3_bind_text(st, 4, json, -1, SQLITE_STATIC);
-	if (id)
-		sqlite3_bind_int64(st, 5, id);
-	sqlite3_bind_int64(st, 6, uid);
-	rc = step_done(cat, st, "alert raise");
+		rc = query_insert(cat, "alert raise",
+				  "INSERT INTO alerts(kind, snapshot_id, time, json, uid)"
+				  " VALUES (?1, ?2, ?3, ?4, ?6)", binds, &id);
 	if (rc == 0 && id_out)
-		*id_out = id ? id : sqlite3_last_insert_rowid(cat->db);
+		*id_out = id;
 	return rc;
 }
 
 int catalog_alert_resolve(struct catalog *cat, const char *kind,
 			  int64_t snapshot_id)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"DELETE FROM alerts WHERE kind = ?1 AND snapshot_id = ?2");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, snapshot_id);
-	rc = step_done(cat, st, "alert resolve");
-	return rc < 0 ? rc : sqlite3_changes(cat->db);
+	return query_exec(cat, "alert resolve",
+			  "DELETE FROM alerts WHERE kind = ?1 AND snapshot_id = ?2",
+			  BINDS(BIND_TEXT(kind), BIND_INT(snapshot_id)));
 }
 
 int catalog_alert_owner(struct catalog *cat, int64_t id, uid_t *uid)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT uid FROM alerts WHERE id = ?1");
-	int rc;
+	int64_t owner;
+	int rc = query_row(cat, "alert owner",
+			   "SELECT uid FROM alerts WHERE id = ?1",
+			   BINDS(BIND_INT(id)), (row_fn)int64_row, &owner);
 
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "alert owner");
-	*uid = (uid_t)sqlite3_column_int64(st, 0);
-	return 0;
+	if (rc == 0)
+		*uid = (uid_t)owner;
+	return rc;
 }
 
 int catalog_alert_get(struct catalog *cat, int64_t id, char **json_out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT json FROM alerts WHERE id = ?1");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "alert read");
-	*json_out = g_strdup((const char *)sqlite3_column_text(st, 0));
-	return 0;
+	return query_row(cat, "alert read", "SELECT json FROM alerts WHERE id = ?1",
+			 BINDS(BIND_INT(id)), (row_fn)text_dup_row, json_out);
 }
 
 int catalog_alert_delete(struct catalog *cat, int64_t id)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"DELETE FROM alerts WHERE id = ?1");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, id);
-	rc = step_done(cat, st, "alert delete");
-	if (rc == 0 && sqlite3_changes(cat->db) == 0)
-		return -ENOENT;
-	return rc;
+	return query_write_or_enoent(cat, "alert delete",
+				     "DELETE FROM alerts WHERE id = ?1",
+				     BINDS(BIND_INT(id)));
 }
 
 int catalog_alert_ids(struct catalog *cat, GArray **out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT id FROM alerts ORDER BY id");
-
-	return id_query(cat, st, out);
+	return query_rows(cat, "alert ids", "SELECT id FROM alerts ORDER BY id",
+			  NULL, sizeof(int64_t), (row_fn)int64_row, out);
 }
 
 /* ---- layer references ------------------------------------------------- */
 
 int catalog_layer_referenced(struct catalog *cat, const char *uuid)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT (SELECT count(*) FROM snapshots WHERE layer = ?1) +"
-		" (SELECT count(*) FROM vm_snapshot_disks WHERE layer = ?1)");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW)
-		return fail(cat, SQLITE_ERROR, "layer references");
-	return sqlite3_column_int(st, 0);
+	return query_count(cat, "layer references",
+			   "SELECT (SELECT count(*) FROM snapshots WHERE layer = ?1) +"
+			   " (SELECT count(*) FROM vm_snapshot_disks WHERE layer = ?1)",
+			   BINDS(BIND_TEXT(uuid)));
 }
 
 /* ---- VMs -------------------------------------------------------------- */
@@ -1349,82 +1255,41 @@ static void vm_row(sqlite3_stmt *st, struct catalog_vm *v)
 
 int catalog_vm_get(struct catalog *cat, const char *uuid, struct catalog_vm *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " VM_COLS " FROM vms WHERE uuid = ?1");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "vm read");
-	vm_row(st, out);
-	return 0;
+	return query_row(cat, "vm read", "SELECT " VM_COLS " FROM vms WHERE uuid = ?1",
+			 BINDS(BIND_TEXT(uuid)), (row_fn)vm_row, out);
 }
 
 int catalog_vm_get_by_id(struct catalog *cat, int64_t id, struct catalog_vm *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " VM_COLS " FROM vms WHERE id = ?1");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "vm read");
-	vm_row(st, out);
-	return 0;
+	return query_row(cat, "vm read", "SELECT " VM_COLS " FROM vms WHERE id = ?1",
+			 BINDS(BIND_INT(id)), (row_fn)vm_row, out);
 }
 
 int catalog_vm_get_by_name(struct catalog *cat, const char *name,
 			   struct catalog_vm *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " VM_COLS " FROM vms WHERE name = ?1 ORDER BY id DESC LIMIT 1");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "vm read");
-	vm_row(st, out);
-	return 0;
+	return query_row(cat, "vm read",
+			 "SELECT " VM_COLS " FROM vms WHERE name = ?1"
+			 " ORDER BY id DESC LIMIT 1",
+			 BINDS(BIND_TEXT(name)), (row_fn)vm_row, out);
 }
 
 int catalog_vm_ensure(struct catalog *cat, const char *uuid, const char *name,
 		      struct catalog_vm *out)
 {
 	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	int rc = catalog_vm_get(cat, uuid, out);
 
 	if (rc == 0 && strcmp(out->name, name) == 0)
 		return 0;
 	if (rc == 0)
-		st = prepare(cat, "UPDATE vms SET name = ?2 WHERE uuid = ?1");
+		rc = query_write(cat, "vm write",
+				 "UPDATE vms SET name = ?2 WHERE uuid = ?1",
+				 BINDS(BIND_TEXT(uuid), BIND_TEXT(name)));
 	else if (rc == -ENOENT)
-		st = prepare(cat, "INSERT INTO vms(uuid, name) VALUES (?1, ?2)");
-	else
-		return rc;
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	rc = step_done(cat, st, "vm write");
+		rc = query_write(cat, "vm write",
+				 "INSERT INTO vms(uuid, name) VALUES (?1, ?2)",
+				 BINDS(BIND_TEXT(uuid), BIND_TEXT(name)));
 	if (rc < 0)
 		return rc;
 	return catalog_vm_get(cat, uuid, out);
@@ -1432,40 +1297,24 @@ int catalog_vm_ensure(struct catalog *cat, const char *uuid, const char *name,
 
 int catalog_vm_all(struct catalog *cat, GArray **out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " VM_COLS " FROM vms ORDER BY id");
-	return rows_query(cat, st, sizeof(struct catalog_vm), (row_fn)vm_row,
-			  "vm list", out);
+	return query_rows(cat, "vm list", "SELECT " VM_COLS " FROM vms ORDER BY id",
+			  NULL, sizeof(struct catalog_vm), (row_fn)vm_row, out);
 }
 
 int catalog_vm_delete(struct catalog *cat, int64_t id)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"DELETE FROM vms WHERE id = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, id);
-	return step_done(cat, st, "vm delete");
+	return query_write(cat, "vm delete", "DELETE FROM vms WHERE id = ?1",
+			   BINDS(BIND_INT(id)));
 }
 
 int catalog_vm_update(struct catalog *cat, const struct catalog_vm *vm)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"UPDATE vms SET current = ?2, options = ?3, uid = ?4, gid = ?5"
-		" WHERE id = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, vm->id);
-	sqlite3_bind_int64(st, 2, vm->current);
-	sqlite3_bind_text(st, 3, vm->options, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, vm->uid);
-	sqlite3_bind_int64(st, 5, vm->gid);
-	return step_done(cat, st, "vm update");
+	return query_write(cat, "vm update",
+			   "UPDATE vms SET current = ?2, options = ?3, uid = ?4, gid = ?5"
+			   " WHERE id = ?1",
+			   BINDS(BIND_INT(vm->id), BIND_INT(vm->current),
+				 BIND_TEXT(vm->options), BIND_INT(vm->uid),
+				 BIND_INT(vm->gid)));
 }
 
 #define VMSNAP_COLS "id, vm_id, name, uuid, parent, type, state, created_at, memory, policy_id"
@@ -1488,153 +1337,98 @@ static void vmsnap_row(sqlite3_stmt *st, struct catalog_vm_snapshot *s)
 int catalog_vm_snapshot_get(struct catalog *cat, int64_t vm_id,
 			    const char *name, struct catalog_vm_snapshot *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " VMSNAP_COLS " FROM vm_snapshots WHERE vm_id = ?1 AND name = ?2");
-
-	if (st) {
-		sqlite3_bind_int64(st, 1, vm_id);
-		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	}
-	return row_one(cat, st, (row_fn)vmsnap_row, "vm snapshot read", out);
+	return query_row(cat, "vm snapshot read",
+			 "SELECT " VMSNAP_COLS " FROM vm_snapshots"
+			 " WHERE vm_id = ?1 AND name = ?2",
+			 BINDS(BIND_INT(vm_id), BIND_TEXT(name)),
+			 (row_fn)vmsnap_row, out);
 }
 
 int catalog_vm_snapshot_get_by_id(struct catalog *cat, int64_t id,
 				  struct catalog_vm_snapshot *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " VMSNAP_COLS " FROM vm_snapshots WHERE id = ?1");
-
-	if (st)
-		sqlite3_bind_int64(st, 1, id);
-	return row_one(cat, st, (row_fn)vmsnap_row, "vm snapshot read", out);
+	return query_row(cat, "vm snapshot read",
+			 "SELECT " VMSNAP_COLS " FROM vm_snapshots WHERE id = ?1",
+			 BINDS(BIND_INT(id)), (row_fn)vmsnap_row, out);
 }
 
 int catalog_vm_snapshot_insert(struct catalog *cat,
 			       struct catalog_vm_snapshot *s)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"INSERT INTO vm_snapshots(vm_id, name, uuid, parent, type, state,"
-		" created_at, memory, policy_id)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, s->vm_id);
-	sqlite3_bind_text(st, 2, s->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, s->uuid, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, s->parent);
-	sqlite3_bind_int(st, 5, s->type);
-	sqlite3_bind_int(st, 6, s->state);
-	sqlite3_bind_int64(st, 7, s->created_at);
-	sqlite3_bind_text(st, 8, s->memory, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 9, s->policy_id);
-	rc = step_done(cat, st, "vm snapshot insert");
-	if (rc == 0)
-		s->id = sqlite3_last_insert_rowid(cat->db);
-	return rc;
+	return query_insert(cat, "vm snapshot insert",
+			    "INSERT INTO vm_snapshots(vm_id, name, uuid, parent, type,"
+			    " state, created_at, memory, policy_id)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+			    BINDS(BIND_INT(s->vm_id), BIND_TEXT(s->name),
+				  BIND_TEXT(s->uuid), BIND_INT(s->parent),
+				  BIND_INT(s->type), BIND_INT(s->state),
+				  BIND_INT(s->created_at), BIND_TEXT(s->memory),
+				  BIND_INT(s->policy_id)),
+			    &s->id);
 }
 
 int catalog_vm_snapshot_update(struct catalog *cat,
 			       const struct catalog_vm_snapshot *s)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"UPDATE vm_snapshots SET name = ?2, parent = ?3, state = ?4,"
-		" memory = ?5 WHERE id = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, s->id);
-	sqlite3_bind_text(st, 2, s->name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, s->parent);
-	sqlite3_bind_int(st, 4, s->state);
-	sqlite3_bind_text(st, 5, s->memory, -1, SQLITE_STATIC);
-	return step_done(cat, st, "vm snapshot update");
+	return query_write(cat, "vm snapshot update",
+			   "UPDATE vm_snapshots SET name = ?2, parent = ?3, state = ?4,"
+			   " memory = ?5 WHERE id = ?1",
+			   BINDS(BIND_INT(s->id), BIND_TEXT(s->name),
+				 BIND_INT(s->parent), BIND_INT(s->state),
+				 BIND_TEXT(s->memory)));
 }
 
 int catalog_vm_snapshot_delete(struct catalog *cat, int64_t id)
 {
 	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *d = prepare(cat,
-		"DELETE FROM vm_snapshot_disks WHERE vm_snapshot_id = ?1");
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"DELETE FROM vm_snapshots WHERE id = ?1");
-	int rc;
+	int rc = query_write(cat, "vm snapshot disks delete",
+			     "DELETE FROM vm_snapshot_disks WHERE vm_snapshot_id = ?1",
+			     BINDS(BIND_INT(id)));
 
-	if (!d || !st)
-		return -EIO;
-	sqlite3_bind_int64(d, 1, id);
-	sqlite3_bind_int64(st, 1, id);
-	rc = step_done(cat, d, "vm snapshot disks delete");
-	return rc < 0 ? rc : step_done(cat, st, "vm snapshot delete");
+	if (rc < 0)
+		return rc;
+	return query_write(cat, "vm snapshot delete",
+			   "DELETE FROM vm_snapshots WHERE id = ?1",
+			   BINDS(BIND_INT(id)));
 }
 
 int catalog_vm_snapshot_list(struct catalog *cat, int64_t vm_id, GArray **out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " VMSNAP_COLS " FROM vm_snapshots"
-		" WHERE ?1 < 0 OR vm_id = ?1 ORDER BY created_at, id");
-	if (st) {
-		sqlite3_bind_int64(st, 1, vm_id);
-	}
-	return rows_query(cat, st, sizeof(struct catalog_vm_snapshot), (row_fn)vmsnap_row,
-			  "vm snapshot list", out);
+	return query_rows(cat, "vm snapshot list",
+			  "SELECT " VMSNAP_COLS " FROM vm_snapshots"
+			  " WHERE ?1 < 0 OR vm_id = ?1 ORDER BY created_at, id",
+			  BINDS(BIND_INT(vm_id)), sizeof(struct catalog_vm_snapshot),
+			  (row_fn)vmsnap_row, out);
 }
 
 int catalog_vm_snapshot_disk_add(struct catalog *cat, int64_t vm_snapshot_id,
 				 int64_t volume_id, const char *target,
 				 const char *layer)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"INSERT INTO vm_snapshot_disks(vm_snapshot_id, volume_id, target,"
-		" layer) VALUES (?1, ?2, ?3, ?4)");
+	return query_write(cat, "vm snapshot disk insert",
+			   "INSERT INTO vm_snapshot_disks(vm_snapshot_id, volume_id,"
+			   " target, layer) VALUES (?1, ?2, ?3, ?4)",
+			   BINDS(BIND_INT(vm_snapshot_id), BIND_INT(volume_id),
+				 BIND_TEXT(target), BIND_TEXT(layer)));
+}
 
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, vm_snapshot_id);
-	sqlite3_bind_int64(st, 2, volume_id);
-	sqlite3_bind_text(st, 3, target, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, layer, -1, SQLITE_STATIC);
-	return step_done(cat, st, "vm snapshot disk insert");
+static void vm_disk_row(sqlite3_stmt *st, struct catalog_vm_disk *d)
+{
+	d->volume_id = sqlite3_column_int64(st, 0);
+	COPY_TEXT(d->volume, st, 1);
+	COPY_TEXT(d->target, st, 2);
+	COPY_TEXT(d->layer, st, 3);
 }
 
 int catalog_vm_snapshot_disks(struct catalog *cat, int64_t vm_snapshot_id,
 			      GArray **out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT d.volume_id, v.name, d.target, d.layer FROM vm_snapshot_disks d"
-		" JOIN volumes v ON v.id = d.volume_id WHERE d.vm_snapshot_id = ?1"
-		" ORDER BY d.volume_id");
-	GArray *a;
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, vm_snapshot_id);
-	a = g_array_new(FALSE, TRUE, sizeof(struct catalog_vm_disk));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct catalog_vm_disk d;
-
-		memset(&d, 0, sizeof(d));
-		d.volume_id = sqlite3_column_int64(st, 0);
-		COPY_TEXT(d.volume, st, 1);
-		COPY_TEXT(d.target, st, 2);
-		COPY_TEXT(d.layer, st, 3);
-		g_array_append_val(a, d);
-	}
-	if (rc != SQLITE_DONE) {
-		g_array_free(a, TRUE);
-		return fail(cat, rc, "vm snapshot disk list");
-	}
-	*out = a;
-	return (int)a->len;
+	return query_rows(cat, "vm snapshot disk list",
+			  "SELECT d.volume_id, v.name, d.target, d.layer"
+			  " FROM vm_snapshot_disks d JOIN volumes v ON v.id = d.volume_id"
+			  " WHERE d.vm_snapshot_id = ?1 ORDER BY d.volume_id",
+			  BINDS(BIND_INT(vm_snapshot_id)),
+			  sizeof(struct catalog_vm_disk), (row_fn)vm_disk_row, out);
 }
 
 /* ---- policies ---------------------------------------------------------- */
@@ -1662,158 +1456,96 @@ static void policy_row(sqlite3_stmt *st, struct catalog_policy *p)
 int catalog_policy_get(struct catalog *cat, const char *name,
 		       struct catalog_policy *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " POLICY_COLS " FROM policies WHERE name = ?1");
-
-	if (st)
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	return row_one(cat, st, (row_fn)policy_row, "policy read", out);
+	return query_row(cat, "policy read",
+			 "SELECT " POLICY_COLS " FROM policies WHERE name = ?1",
+			 BINDS(BIND_TEXT(name)), (row_fn)policy_row, out);
 }
 
 int catalog_policy_find(struct catalog *cat, int kind, const char *target,
 			int interval, struct catalog_policy *out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " POLICY_COLS " FROM policies"
-		" WHERE kind = ?1 AND target = ?2 AND interval = ?3");
-
-	if (st) {
-		sqlite3_bind_int(st, 1, kind);
-		sqlite3_bind_text(st, 2, target, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 3, interval);
-	}
-	return row_one(cat, st, (row_fn)policy_row, "policy read", out);
+	return query_row(cat, "policy read",
+			 "SELECT " POLICY_COLS " FROM policies"
+			 " WHERE kind = ?1 AND target = ?2 AND interval = ?3",
+			 BINDS(BIND_INT(kind), BIND_TEXT(target), BIND_INT(interval)),
+			 (row_fn)policy_row, out);
 }
 
 int catalog_policy_put(struct catalog *cat, struct catalog_policy *p)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat, p->id ?
-		"UPDATE policies SET name = ?2, uid = ?3, gid = ?4, spec = ?5,"
-		" kind = ?6, target = ?7, interval = ?8, next_run = ?9,"
-		" last_run = ?10, last_slot = ?11, last_result = ?12 WHERE id = ?1" :
+	/* one bind list for both: the INSERT leaves ?1 (the id) out */
+	const struct bind *binds = BINDS(
+		BIND_INT(p->id), BIND_TEXT(p->name), BIND_INT(p->uid),
+		BIND_INT(p->gid), BIND_TEXT(p->spec), BIND_INT(p->kind),
+		BIND_TEXT(p->target), BIND_INT(p->interval),
+		BIND_INT(p->next_run), BIND_INT(p->last_run),
+		BIND_INT(p->last_slot), BIND_TEXT(p->last_result));
+
+	if (p->id)
+		return query_write(cat, "policy write",
+			"UPDATE policies SET name = ?2, uid = ?3, gid = ?4, spec = ?5,"
+			" kind = ?6, target = ?7, interval = ?8, next_run = ?9,"
+			" last_run = ?10, last_slot = ?11, last_result = ?12"
+			" WHERE id = ?1", binds);
+	return query_insert(cat, "policy write",
 		"INSERT INTO policies(name, uid, gid, spec, kind, target, interval,"
 		" next_run, last_run, last_slot, last_result)"
-		" VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	if (p->id)
-		sqlite3_bind_int64(st, 1, p->id);
-	sqlite3_bind_text(st, 2, p->name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, p->uid);
-	sqlite3_bind_int64(st, 4, p->gid);
-	sqlite3_bind_text(st, 5, p->spec, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 6, p->kind);
-	sqlite3_bind_text(st, 7, p->target, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 8, p->interval);
-	sqlite3_bind_int64(st, 9, p->next_run);
-	sqlite3_bind_int64(st, 10, p->last_run);
-	sqlite3_bind_int64(st, 11, p->last_slot);
-	sqlite3_bind_text(st, 12, p->last_result, -1, SQLITE_STATIC);
-	rc = step_done(cat, st, "policy write");
-	if (rc == 0 && !p->id)
-		p->id = sqlite3_last_insert_rowid(cat->db);
-	return rc;
+		" VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+		binds, &p->id);
 }
 
 int catalog_policy_delete(struct catalog *cat, int64_t id)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"DELETE FROM policies WHERE id = ?1");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, id);
-	return step_done(cat, st, "policy delete");
+	return query_write(cat, "policy delete", "DELETE FROM policies WHERE id = ?1",
+			   BINDS(BIND_INT(id)));
 }
 
 int catalog_policy_list(struct catalog *cat, int64_t due_by, GArray **out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT " POLICY_COLS " FROM policies"
-		" WHERE ?1 < 0 OR next_run <= ?1 ORDER BY next_run, id");
-
-	if (st)
-		sqlite3_bind_int64(st, 1, due_by);
-	return rows_query(cat, st, sizeof(struct catalog_policy),
-			  (row_fn)policy_row, "policy list", out);
+	return query_rows(cat, "policy list",
+			  "SELECT " POLICY_COLS " FROM policies"
+			  " WHERE ?1 < 0 OR next_run <= ?1 ORDER BY next_run, id",
+			  BINDS(BIND_INT(due_by)), sizeof(struct catalog_policy),
+			  (row_fn)policy_row, out);
 }
 
 int catalog_policy_next_due(struct catalog *cat, int64_t *when)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT min(next_run) FROM policies");
-
-	if (!st)
-		return -EIO;
-	if (sqlite3_step(st) != SQLITE_ROW)
-		return fail(cat, SQLITE_ERROR, "policy next due");
-	if (sqlite3_column_type(st, 0) == SQLITE_NULL)
-		return -ENOENT;
-	*when = sqlite3_column_int64(st, 0);
-	return 0;
+	return query_row(cat, "policy next due",
+			 "SELECT next_run FROM policies ORDER BY next_run LIMIT 1",
+			 NULL, (row_fn)int64_row, when);
 }
 
 /* ---- accounts: snapshots stored and their limits --------------------- */
 
 int catalog_snapshots_owned(struct catalog *cat, uid_t uid)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
+	return query_count(cat, "snapshots owned",
 		"SELECT (SELECT count(*) FROM snapshots s JOIN volumes v"
 		"         ON v.id = s.volume_id WHERE v.uid = ?1 AND s.state != ?2)"
 		" + (SELECT count(*) FROM vm_snapshots x JOIN vms m"
-		"         ON m.id = x.vm_id WHERE m.uid = ?1 AND x.state != ?3)");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, uid);
-	sqlite3_bind_int(st, 2, SNAP_STATE_DESTROYING);
-	sqlite3_bind_int(st, 3, VM_SNAPSHOT_EXPUNGING);
-	if (sqlite3_step(st) != SQLITE_ROW)
-		return fail(cat, SQLITE_ERROR, "snapshots owned");
-	return sqlite3_column_int(st, 0);
+		"         ON m.id = x.vm_id WHERE m.uid = ?1 AND x.state != ?3)",
+		BINDS(BIND_INT(uid), BIND_INT(SNAP_STATE_DESTROYING),
+		      BIND_INT(VM_SNAPSHOT_EXPUNGING)));
 }
 
 int catalog_limit_get(struct catalog *cat, uid_t uid, int64_t *max)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT max_snapshots FROM limits WHERE uid = ?1");
-	int rc;
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, uid);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return -ENOENT;
-	if (rc != SQLITE_ROW)
-		return fail(cat, rc, "limit read");
-	*max = sqlite3_column_int64(st, 0);
-	return 0;
+	return query_row(cat, "limit read",
+			 "SELECT max_snapshots FROM limits WHERE uid = ?1",
+			 BINDS(BIND_INT(uid)), (row_fn)int64_row, max);
 }
 
 int catalog_limit_set(struct catalog *cat, uid_t uid, int64_t max)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat, max < 0 ?
-		"DELETE FROM limits WHERE uid = ?1" :
-		"INSERT OR REPLACE INTO limits(uid, max_snapshots) VALUES (?1, ?2)");
-
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, uid);
-	if (max >= 0)
-		sqlite3_bind_int64(st, 2, max);
-	return step_done(cat, st, "limit write");
+	if (max < 0)
+		return query_write(cat, "limit write",
+				   "DELETE FROM limits WHERE uid = ?1",
+				   BINDS(BIND_INT(uid)));
+	return query_write(cat, "limit write",
+			   "INSERT OR REPLACE INTO limits(uid, max_snapshots)"
+			   " VALUES (?1, ?2)",
+			   BINDS(BIND_INT(uid), BIND_INT(max)));
 }
 
 static void limit_row(sqlite3_stmt *st, struct catalog_limit *l)
@@ -1824,10 +1556,8 @@ static void limit_row(sqlite3_stmt *st, struct catalog_limit *l)
 
 int catalog_limit_list(struct catalog *cat, GArray **out)
 {
-	CATALOG_LOCKED(cat);
-	_cleanup_stmt_ sqlite3_stmt *st = prepare(cat,
-		"SELECT uid, max_snapshots FROM limits ORDER BY uid");
-
-	return rows_query(cat, st, sizeof(struct catalog_limit),
-			  (row_fn)limit_row, "limit list", out);
+	return query_rows(cat, "limit list",
+			  "SELECT uid, max_snapshots FROM limits ORDER BY uid",
+			  NULL, sizeof(struct catalog_limit), (row_fn)limit_row,
+			  out);
 }

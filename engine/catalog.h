@@ -14,6 +14,14 @@
  * one connection, so sqlite never busy-waits.
  *
  * Rows come back in fixed-size structs, so there is nothing to free.
+ *
+ * ERRORS: sqlite's codes become -errno in one table (catalog.c's
+ * catalog_errno()).  A failure is logged once, in catalog.c, naming the
+ * query's purpose; the answers a caller asks for are not logged: -ENOENT
+ * no such row, -EEXIST a unique key (a name) is taken.  A write naming a
+ * row that does not exist (a foreign key) is -ENOENT too, and logged.
+ * Every write passes the failure point "catalog.write" (fault.h), every
+ * catalog_tx_begin() "catalog.begin".
  */
 #ifndef SNAP_CATALOG_H
 #define SNAP_CATALOG_H

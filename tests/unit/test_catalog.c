@@ -1,6 +1,7 @@
 /*
  * test_catalog.c - engine/catalog.c on an in-memory catalog: volumes,
- * snapshots, layers, the job queue, events, alerts, transactions; and on a
+ * snapshots, layers, the job queue, events, alerts, VMs and their
+ * snapshots, policies, account limits, transactions; and on a
  * file: persistence across a reopen, a catalog of a newer snapfs refused.
  *
  * The catalog file of a newer snapfs is made with sqlite3 directly: that
@@ -917,6 +918,334 @@ static void test_alerts(void **state)
 	assert_int_equal(count_rows_ids(catalog_alert_ids, cat), 3);
 }
 
+/* ---- the query helpers' errno paths ------------------------------------ */
+
+/* A row naming a missing row is -ENOENT (sqlite's foreign key), not
+ * -EEXIST like a taken unique key; nothing is written. */
+static void test_foreign_key_enoent(void **state)
+{
+	struct catalog *cat = *state;
+	struct catalog_layer l = { .volume_id = 999, .state = LAYER_STATE_LIVE };
+	struct catalog_snapshot s = { .volume_id = 999 };
+	GArray *a = NULL;
+
+	g_strlcpy(l.uuid, "L-orphan", sizeof(l.uuid));
+	assert_errno(catalog_layer_insert(cat, &l), -ENOENT);
+	assert_int_equal(l.id, 0);
+	g_strlcpy(s.name, "s", sizeof(s.name));
+	g_strlcpy(s.uuid, "S-orphan", sizeof(s.uuid));
+	assert_errno(catalog_snapshot_insert(cat, &s), -ENOENT);
+	assert_int_equal(s.id, 0);
+	assert_errno(catalog_vm_snapshot_disk_add(cat, 999, 999, "vda", "L"),
+		     -ENOENT);
+	assert_int_equal(catalog_layer_list(cat, -1, &a), 0);
+	g_array_free(a, TRUE);
+	assert_errno(catalog_integrity_check(cat), 0);
+}
+
+/* Writes that change nothing succeed (0), except a delete of one row by
+ * id that says so (alerts), and the counting ones say 0. */
+static void test_writes_of_missing_rows(void **state)
+{
+	struct catalog *cat = *state;
+	struct catalog_job j = { .id = 4242, .state = JOB_STATE_QUEUED };
+	struct catalog_volume v = { .id = 4242 };
+
+	assert_errno(catalog_job_update(cat, &j), 0);
+	assert_errno(catalog_job_delete(cat, 4242), 0);
+	assert_errno(catalog_volume_update(cat, &v), 0);
+	assert_errno(catalog_snapshot_delete(cat, 4242), 0);
+	assert_errno(catalog_layer_delete(cat, "nope"), 0);
+	assert_errno(catalog_vm_delete(cat, 4242), 0);
+	assert_errno(catalog_vm_snapshot_delete(cat, 4242), 0);
+	assert_errno(catalog_policy_delete(cat, 4242), 0);
+	assert_errno(catalog_alert_delete(cat, 4242), -ENOENT);
+	assert_int_equal(catalog_alert_resolve(cat, "backup", 4242), 0);
+	assert_int_equal(catalog_job_requeue_running(cat), 0);
+}
+
+static void test_alert_owner_and_events_by_account(void **state)
+{
+	struct catalog *cat = *state;
+	g_autoptr(GString) text = g_string_new("");
+	int64_t a = 0;
+	uid_t uid = 7;
+
+	assert_errno(catalog_alert_owner(cat, 1, &uid), -ENOENT);
+	assert_int_equal(uid, 7);
+	assert_errno(catalog_alert_raise(cat, "backup", 3, 10, 1000, "{}", &a), 0);
+	assert_errno(catalog_alert_owner(cat, a, &uid), 0);
+	assert_int_equal(uid, 1000);
+	/* a refresh takes the new owner */
+	assert_errno(catalog_alert_raise(cat, "backup", 3, 11, 1001, "{}", NULL), 0);
+	assert_errno(catalog_alert_owner(cat, a, &uid), 0);
+	assert_int_equal(uid, 1001);
+
+	assert_errno(catalog_event_add(cat, 1, 1000, "{\"e\":1}"), 0);
+	assert_errno(catalog_event_add(cat, 2, 1001, "{\"e\":2}"), 0);
+	assert_errno(catalog_event_add(cat, 3, 1000, "{\"e\":3}"), 0);
+	assert_errno(catalog_events_text(cat, 1000, text), 0);
+	assert_string_equal(text->str, "{\"e\":1}\n{\"e\":3}\n");
+	g_string_truncate(text, 0);
+	assert_errno(catalog_events_text(cat, 5, text), 0);
+	assert_string_equal(text->str, "");
+}
+
+/* ---- VMs --------------------------------------------------------------- */
+
+#define VM_UUID "33333333-0000-4000-8000-000000000001"
+
+static int64_t add_vm_snapshot(struct catalog *cat, int64_t vm_id,
+			       const char *name, enum vm_snapshot_state state)
+{
+	static unsigned serial;
+	struct catalog_vm_snapshot s = { .vm_id = vm_id, .state = state,
+					 .type = VM_SNAPSHOT_DISK };
+
+	g_strlcpy(s.name, name, sizeof(s.name));
+	g_snprintf(s.uuid, sizeof(s.uuid), "44444444-0000-4000-8000-%012x",
+		   ++serial);
+	s.created_at = serial;
+	assert_errno(catalog_vm_snapshot_insert(cat, &s), 0);
+	assert_true(s.id > 0);
+	return s.id;
+}
+
+static void test_vms(void **state)
+{
+	struct catalog *cat = *state;
+	struct catalog_vm vm, got, again;
+	GArray *all = NULL;
+
+	assert_errno(catalog_vm_get(cat, VM_UUID, &got), -ENOENT);
+	assert_errno(catalog_vm_get_by_id(cat, 1, &got), -ENOENT);
+	assert_errno(catalog_vm_get_by_name(cat, "web", &got), -ENOENT);
+
+	/* ensure: made, then found, then renamed in place */
+	assert_errno(catalog_vm_ensure(cat, VM_UUID, "web", &vm), 0);
+	assert_true(vm.id > 0);
+	assert_string_equal(vm.uuid, VM_UUID);
+	assert_string_equal(vm.name, "web");
+	assert_errno(catalog_vm_ensure(cat, VM_UUID, "web", &again), 0);
+	assert_int_equal(again.id, vm.id);
+	assert_errno(catalog_vm_ensure(cat, VM_UUID, "www", &again), 0);
+	assert_int_equal(again.id, vm.id);
+	assert_string_equal(again.name, "www");
+	assert_errno(catalog_vm_get_by_name(cat, "web", &got), -ENOENT);
+	assert_errno(catalog_vm_get_by_name(cat, "www", &got), 0);
+	assert_int_equal(got.id, vm.id);
+
+	vm = again;
+	vm.current = 12;
+	vm.uid = 1000;
+	vm.gid = 100;
+	g_strlcpy(vm.options, "memory", sizeof(vm.options));
+	assert_errno(catalog_vm_update(cat, &vm), 0);
+	assert_errno(catalog_vm_get_by_id(cat, vm.id, &got), 0);
+	assert_int_equal(got.current, 12);
+	assert_int_equal(got.uid, 1000);
+	assert_int_equal(got.gid, 100);
+	assert_string_equal(got.options, "memory");
+	assert_string_equal(got.name, "www");
+
+	assert_errno(catalog_vm_ensure(cat, VM_UUID "x", "other", &again), 0);
+	assert_int_equal(catalog_vm_all(cat, &all), 2);
+	assert_int_equal(g_array_index(all, struct catalog_vm, 0).id, vm.id);
+	g_array_free(all, TRUE);
+	assert_errno(catalog_vm_delete(cat, again.id), 0);
+	assert_errno(catalog_vm_get(cat, VM_UUID "x", &got), -ENOENT);
+	assert_int_equal(count_rows_ids(catalog_vm_all, cat), 1);
+}
+
+static void test_vm_snapshots_and_disks(void **state)
+{
+	struct catalog *cat = *state;
+	struct catalog_vm vm;
+	struct catalog_vm_snapshot s, got;
+	struct catalog_vm_disk *d;
+	int64_t vol1, vol2, root, child;
+	GArray *a = NULL;
+
+	vol2 = add_volume(cat, "disk-b");
+	vol1 = add_volume(cat, "disk-a");
+	assert_errno(catalog_vm_ensure(cat, VM_UUID, "web", &vm), 0);
+	root = add_vm_snapshot(cat, vm.id, "root", VM_SNAPSHOT_READY);
+	child = add_vm_snapshot(cat, vm.id, "child", VM_SNAPSHOT_CREATING);
+
+	/* names are unique per VM; the VM must exist */
+	s = (struct catalog_vm_snapshot){ .vm_id = vm.id };
+	g_strlcpy(s.name, "root", sizeof(s.name));
+	g_strlcpy(s.uuid, "dup-uuid", sizeof(s.uuid));
+	assert_errno(catalog_vm_snapshot_insert(cat, &s), -EEXIST);
+	s.vm_id = vm.id + 100;
+	assert_errno(catalog_vm_snapshot_insert(cat, &s), -ENOENT);
+
+	assert_errno(catalog_vm_snapshot_get(cat, vm.id, "child", &got), 0);
+	assert_int_equal(got.id, child);
+	assert_errno(catalog_vm_snapshot_get(cat, vm.id, "nope", &got), -ENOENT);
+	got.parent = root;
+	got.state = VM_SNAPSHOT_READY;
+	g_strlcpy(got.memory, "/save/child", sizeof(got.memory));
+	assert_errno(catalog_vm_snapshot_update(cat, &got), 0);
+	assert_errno(catalog_vm_snapshot_get_by_id(cat, child, &got), 0);
+	assert_int_equal(got.parent, root);
+	assert_int_equal(got.state, VM_SNAPSHOT_READY);
+	assert_string_equal(got.memory, "/save/child");
+	assert_int_equal(catalog_vm_snapshot_list(cat, vm.id, &a), 2);
+	assert_int_equal(g_array_index(a, struct catalog_vm_snapshot, 0).id, root);
+	g_array_free(a, TRUE);
+	assert_int_equal(catalog_vm_snapshot_list(cat, vm.id + 1, &a), 0);
+	g_array_free(a, TRUE);
+
+	/* disks: by volume id, with the volume's name; they reference layers */
+	assert_errno(catalog_vm_snapshot_disk_add(cat, child, vol1, "vda", "LA"), 0);
+	assert_errno(catalog_vm_snapshot_disk_add(cat, child, vol2, "vdb", "LB"), 0);
+	assert_errno(catalog_vm_snapshot_disk_add(cat, child, vol2, "vdb", "LB"),
+		     -EEXIST);
+	assert_int_equal(catalog_vm_snapshot_disks(cat, child, &a), 2);
+	d = &g_array_index(a, struct catalog_vm_disk, 0);
+	assert_int_equal(d[0].volume_id, vol2 < vol1 ? vol2 : vol1);
+	assert_string_equal(d[0].volume, vol2 < vol1 ? "disk-b" : "disk-a");
+	assert_string_equal(d[1].target, vol2 < vol1 ? "vda" : "vdb");
+	g_array_free(a, TRUE);
+	assert_int_equal(catalog_layer_referenced(cat, "LA"), 1);
+	add_snapshot(cat, vol1, "s", SNAP_STATE_BACKING_UP, 1);
+	assert_int_equal(catalog_layer_referenced(cat, "nope"), 0);
+
+	/* deleting the snapshot drops its disk rows */
+	assert_errno(catalog_vm_snapshot_delete(cat, child), 0);
+	assert_errno(catalog_vm_snapshot_get_by_id(cat, child, &got), -ENOENT);
+	assert_int_equal(catalog_vm_snapshot_disks(cat, child, &a), 0);
+	g_array_free(a, TRUE);
+	assert_int_equal(catalog_layer_referenced(cat, "LA"), 0);
+	assert_errno(catalog_integrity_check(cat), 0);
+}
+
+/* ---- policies ---------------------------------------------------------- */
+
+static struct catalog_policy policy(const char *name, int kind,
+				    const char *target, int interval,
+				    int64_t next_run)
+{
+	struct catalog_policy p = { .kind = kind, .interval = interval,
+				    .next_run = next_run, .uid = 1000 };
+
+	g_strlcpy(p.name, name, sizeof(p.name));
+	g_strlcpy(p.target, target, sizeof(p.target));
+	g_snprintf(p.spec, sizeof(p.spec), "%s every %d", target, interval);
+	return p;
+}
+
+static void test_policies(void **state)
+{
+	struct catalog *cat = *state;
+	struct catalog_policy a = policy("a", 0, "vm1", 1, 300);
+	struct catalog_policy b = policy("b", 0, "vm1", 2, 100);
+	struct catalog_policy dup, got;
+	int64_t when = -7;
+	GArray *list = NULL;
+
+	assert_errno(catalog_policy_next_due(cat, &when), -ENOENT);
+	assert_int_equal(when, -7);
+	assert_errno(catalog_policy_get(cat, "a", &got), -ENOENT);
+	assert_errno(catalog_policy_put(cat, &a), 0);
+	assert_true(a.id > 0);
+	assert_errno(catalog_policy_put(cat, &b), 0);
+	assert_true(b.id > a.id);
+
+	/* the name and the (kind, target, interval) are each unique */
+	dup = policy("a", 1, "vm2", 1, 0);
+	assert_errno(catalog_policy_put(cat, &dup), -EEXIST);
+	assert_int_equal(dup.id, 0);
+	dup = policy("c", 0, "vm1", 1, 0);
+	assert_errno(catalog_policy_put(cat, &dup), -EEXIST);
+
+	assert_errno(catalog_policy_find(cat, 0, "vm1", 2, &got), 0);
+	assert_int_equal(got.id, b.id);
+	assert_errno(catalog_policy_find(cat, 0, "vm1", 3, &got), -ENOENT);
+	assert_errno(catalog_policy_next_due(cat, &when), 0);
+	assert_int_equal(when, 100);
+
+	/* an update keeps the id and writes every field */
+	a.next_run = 50;
+	a.last_run = 40;
+	a.last_slot = 30;
+	g_strlcpy(a.last_result, "ok", sizeof(a.last_result));
+	assert_errno(catalog_policy_put(cat, &a), 0);
+	assert_errno(catalog_policy_get(cat, "a", &got), 0);
+	assert_int_equal(got.id, a.id);
+	assert_int_equal(got.next_run, 50);
+	assert_int_equal(got.last_run, 40);
+	assert_int_equal(got.last_slot, 30);
+	assert_int_equal(got.uid, 1000);
+	assert_string_equal(got.last_result, "ok");
+	assert_string_equal(got.spec, "vm1 every 1");
+	assert_errno(catalog_policy_next_due(cat, &when), 0);
+	assert_int_equal(when, 50);
+
+	assert_int_equal(catalog_policy_list(cat, 99, &list), 1);
+	assert_int_equal(g_array_index(list, struct catalog_policy, 0).id, a.id);
+	g_array_free(list, TRUE);
+	assert_int_equal(catalog_policy_list(cat, -1, &list), 2);
+	g_array_free(list, TRUE);
+
+	assert_errno(catalog_policy_delete(cat, a.id), 0);
+	assert_errno(catalog_policy_get(cat, "a", &got), -ENOENT);
+	assert_errno(catalog_policy_next_due(cat, &when), 0);
+	assert_int_equal(when, 100);
+}
+
+/* ---- accounts ---------------------------------------------------------- */
+
+static void test_limits(void **state)
+{
+	struct catalog *cat = *state;
+	int64_t max = -7;
+	GArray *list = NULL;
+
+	assert_errno(catalog_limit_get(cat, 1000, &max), -ENOENT);
+	assert_int_equal(max, -7);
+	assert_errno(catalog_limit_set(cat, 1000, 5), 0);
+	assert_errno(catalog_limit_set(cat, 999, 0), 0);
+	assert_errno(catalog_limit_get(cat, 1000, &max), 0);
+	assert_int_equal(max, 5);
+	assert_errno(catalog_limit_set(cat, 1000, 9), 0);
+	assert_errno(catalog_limit_get(cat, 1000, &max), 0);
+	assert_int_equal(max, 9);
+	assert_int_equal(catalog_limit_list(cat, &list), 2);
+	assert_int_equal(g_array_index(list, struct catalog_limit, 0).uid, 999);
+	assert_int_equal(g_array_index(list, struct catalog_limit, 1).max_snapshots, 9);
+	g_array_free(list, TRUE);
+	assert_errno(catalog_limit_set(cat, 1000, -1), 0);
+	assert_errno(catalog_limit_get(cat, 1000, &max), -ENOENT);
+	assert_errno(catalog_limit_set(cat, 1000, -1), 0);
+	assert_int_equal(count_rows_ids(catalog_limit_list, cat), 1);
+}
+
+static void test_snapshots_owned(void **state)
+{
+	struct catalog *cat = *state;
+	struct catalog_volume v;
+	struct catalog_vm vm;
+	int64_t vol = add_volume(cat, "mine");
+
+	add_volume(cat, "theirs");
+	assert_errno(catalog_volume_get_by_id(cat, vol, &v), 0);
+	v.uid = 1000;
+	assert_errno(catalog_volume_update(cat, &v), 0);
+	add_snapshot(cat, vol, "s1", SNAP_STATE_BACKED_UP, 1);
+	add_snapshot(cat, vol, "s2", SNAP_STATE_DESTROYING, 2);
+	assert_int_equal(catalog_snapshots_owned(cat, 1000), 1);
+
+	assert_errno(catalog_vm_ensure(cat, VM_UUID, "web", &vm), 0);
+	vm.uid = 1000;
+	assert_errno(catalog_vm_update(cat, &vm), 0);
+	add_vm_snapshot(cat, vm.id, "v1", VM_SNAPSHOT_READY);
+	add_vm_snapshot(cat, vm.id, "v2", VM_SNAPSHOT_EXPUNGING);
+	assert_int_equal(catalog_snapshots_owned(cat, 1000), 2);
+	assert_int_equal(catalog_snapshots_owned(cat, 0), 0);
+}
+
 /* ---- transactions ------------------------------------------------------ */
 
 static void test_tx_rollback(void **state)
@@ -1297,6 +1626,14 @@ int main(void)
 		MEM(test_job_clone_and_revert),
 		MEM(test_events),
 		MEM(test_alerts),
+		MEM(test_foreign_key_enoent),
+		MEM(test_writes_of_missing_rows),
+		MEM(test_alert_owner_and_events_by_account),
+		MEM(test_vms),
+		MEM(test_vm_snapshots_and_disks),
+		MEM(test_policies),
+		MEM(test_limits),
+		MEM(test_snapshots_owned),
 		MEM(test_tx_rollback),
 		MEM(test_tx_commit),
 		MEM(test_tx_isolates_threads),
