@@ -201,15 +201,17 @@ static int list_ids(struct lister *l, int rc, uint64_t *ids, enum node_kind kind
 int list_alerts(const struct node *n, struct lister *l)
 {
 	g_autofree uint64_t *ids = NULL;
+	int rc = snap_alert_list(node_engine(), &ids);
 
-	return list_ids(l, snap_alert_list(node_engine(), &ids), ids, NODE_ALERT);
+	return list_ids(l, rc, ids, NODE_ALERT);
 }
 
 int list_jobs(const struct node *n, struct lister *l)
 {
 	g_autofree uint64_t *ids = NULL;
+	int rc = snap_job_list(node_engine(), &ids);
 
-	return list_ids(l, snap_job_list(node_engine(), &ids), ids, NODE_JOB);
+	return list_ids(l, rc, ids, NODE_JOB);
 }
 
 /* The account's own: @mode is 0600 where rm means something, else 0400. */

@@ -328,30 +328,35 @@ static int op_mkdir(const char *path, mode_t mode)
 	return refuse_create("mkdir", path);
 }
 
-static int op_rmdir(const char *path)
+/*
+ * Remove @path: a directory (rmdir) or a file (unlink), by its kind's
+ * handler; EPERM where the kind has none.
+ */
+static int remove_entry(const char *op, const char *path, bool dir)
 {
+	int (*remove)(const struct node *n);
 	struct node n;
-	int rc = change_begin("rmdir", path, &n, "no such directory");
+	int rc = change_begin(op, path, &n,
+			      dir ? "no such directory" : "no such file");
 
 	if (rc < 0)
 		return rc;
-	if (!ops_of(&n)->rmdir)
-		return node_refuse("rmdir", path, EPERM,
-				   "only snapshot directories can be removed");
-	return ops_of(&n)->rmdir(&n);
+	remove = dir ? ops_of(&n)->rmdir : ops_of(&n)->unlink;
+	if (!remove)
+		return node_refuse(op, path, EPERM,
+				   dir ? "only snapshot directories can be removed" :
+					 "only alerts and policies can be removed");
+	return remove(&n);
+}
+
+static int op_rmdir(const char *path)
+{
+	return remove_entry("rmdir", path, true);
 }
 
 static int op_unlink(const char *path)
 {
-	struct node n;
-	int rc = change_begin("unlink", path, &n, "no such file");
-
-	if (rc < 0)
-		return rc;
-	if (!ops_of(&n)->unlink)
-		return node_refuse("unlink", path, EPERM,
-				   "only alerts and policies can be removed");
-	return ops_of(&n)->unlink(&n);
+	return remove_entry("unlink", path, false);
 }
 
 static int op_rename(const char *from, const char *to, unsigned int flags)
