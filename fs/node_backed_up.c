@@ -80,7 +80,7 @@ int list_backed_up_volume(const struct node *n, struct lister *l)
 			struct stat fst;
 
 			node_child(n, kinds[i], *p, &f);
-			if (stat_backed_up_file(&f, &fst) == 0) {
+			if (node_stat(&f, &fst) == 0) {
 				g_autofree char *name = g_strconcat(
 					*p, node_shapes[kinds[i]].suffix, NULL);
 
@@ -91,23 +91,26 @@ int list_backed_up_volume(const struct node *n, struct lister *l)
 	return 0;
 }
 
-/* The file of @n on secondary storage, and the backup's id (may be NULL). */
-static int backed_up_path(const struct node *n, uint64_t *id, char **path)
+/* The image (@image) or manifest of backup @n on secondary storage, and
+ * the backup's id (@id may be NULL). */
+static int backed_up_path(const struct node *n, bool image, uint64_t *id,
+			  char **path)
 {
-	g_autofree char *image = NULL, *manifest = NULL;
+	g_autofree char *image_path = NULL, *manifest_path = NULL;
 	int rc;
 
-	rc = snap_backup_paths(node_engine(), n->vol, n->snap, id, &image,
-			       &manifest);
+	rc = snap_backup_paths(node_engine(), n->vol, n->snap, id, &image_path,
+			       &manifest_path);
 	if (rc < 0)
 		return rc;
-	*path = n->kind == NODE_BACKED_UP_IMAGE ? g_steal_pointer(&image) :
-						  g_steal_pointer(&manifest);
+	*path = image ? g_steal_pointer(&image_path) :
+			g_steal_pointer(&manifest_path);
 	return 0;
 }
 
 /* stat of a backed-up file: the file's own size and times, our inode. */
-int stat_backed_up_file(const struct node *n, struct stat *st)
+static int stat_backed_up_file(const struct node *n, bool image,
+			       struct stat *st)
 {
 	g_autofree char *path = NULL;
 	struct snap_volume_stat vs;
@@ -115,7 +118,7 @@ int stat_backed_up_file(const struct node *n, struct stat *st)
 	uint64_t id;
 	int rc;
 
-	rc = backed_up_path(n, &id, &path);
+	rc = backed_up_path(n, image, &id, &path);
 	if (rc < 0)
 		return rc;
 	if (lstat(path, &real) < 0)
@@ -132,19 +135,44 @@ int stat_backed_up_file(const struct node *n, struct stat *st)
 	return 0;
 }
 
-int open_backed_up_file(const struct node *n, struct open_file *of,
-			struct fuse_file_info *fi)
+/*
+ * Open a backed-up file.  Images are immutable: with @keep_cache the
+ * kernel keeps its cache across opens; a manifest is rewritten by mv, so
+ * it is re-read.
+ */
+static int open_backed_up_file(const struct node *n, bool image,
+			       struct open_file *of, struct fuse_file_info *fi)
 {
 	g_autofree char *path = NULL;
-	int rc = backed_up_path(n, NULL, &path);
+	int rc = backed_up_path(n, image, NULL, &path);
 
 	if (rc < 0)
 		return rc;
 	of->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (of->fd < 0)
 		return -errno;
-	/* images are immutable: the kernel keeps its cache across opens; a
-	 * manifest is rewritten by mv, so it is re-read */
-	fi->keep_cache = n->kind == NODE_BACKED_UP_IMAGE;
+	fi->keep_cache = image;
 	return 0;
+}
+
+int stat_backed_up_image(const struct node *n, struct stat *st)
+{
+	return stat_backed_up_file(n, true, st);
+}
+
+int open_backed_up_image(const struct node *n, struct open_file *of,
+			 struct fuse_file_info *fi)
+{
+	return open_backed_up_file(n, true, of, fi);
+}
+
+int stat_backed_up_manifest(const struct node *n, struct stat *st)
+{
+	return stat_backed_up_file(n, false, st);
+}
+
+int open_backed_up_manifest(const struct node *n, struct open_file *of,
+			    struct fuse_file_info *fi)
+{
+	return open_backed_up_file(n, false, of, fi);
 }

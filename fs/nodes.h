@@ -233,9 +233,12 @@ int stat_backed_up_dir(const struct node *n, struct stat *st);
 int list_backed_up_volumes(const struct node *n, struct lister *l);
 int stat_backed_up_volume(const struct node *n, struct stat *st);
 int list_backed_up_volume(const struct node *n, struct lister *l);
-int stat_backed_up_file(const struct node *n, struct stat *st);
-int open_backed_up_file(const struct node *n, struct open_file *of,
-			struct fuse_file_info *fi);
+int stat_backed_up_image(const struct node *n, struct stat *st);
+int open_backed_up_image(const struct node *n, struct open_file *of,
+			 struct fuse_file_info *fi);
+int stat_backed_up_manifest(const struct node *n, struct stat *st);
+int open_backed_up_manifest(const struct node *n, struct open_file *of,
+			    struct fuse_file_info *fi);
 
 /* node_vm.c: vms/ */
 int list_vms(const struct node *n, struct lister *l);

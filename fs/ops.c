@@ -53,6 +53,15 @@ static int change_begin(const char *op, const char *path, struct node *n,
 
 /* ---- attributes and listings ------------------------------------------ */
 
+/* Parse @path into @n and stat it into @st: 0 or -errno (-ENOENT for any
+ * path the parser refuses). */
+static int stat_path(const char *path, struct node *n, struct stat *st)
+{
+	if (path_parse(path, n) < 0)
+		return -ENOENT;
+	return node_stat(n, st);
+}
+
 static int op_getattr(const char *path, struct stat *st,
 		      struct fuse_file_info *fi)
 {
@@ -88,12 +97,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	struct lister l = { buf, filler, off, fi, 0 };
 	struct stat st;
 	struct node n;
-	int rc;
+	int rc = stat_path(path, &n, &st);
 
-	rc = path_parse(path, &n);
-	if (rc < 0)
-		return -ENOENT;
-	rc = node_stat(&n, &st);
 	if (rc < 0)
 		return rc;
 	if (!S_ISDIR(st.st_mode))
@@ -154,12 +159,8 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 	struct open_file *of;
 	struct stat st;
 	struct node n;
-	int rc;
+	int rc = stat_path(path, &n, &st);
 
-	rc = path_parse(path, &n);
-	if (rc < 0)
-		return -ENOENT;
-	rc = node_stat(&n, &st);
 	if (rc < 0)
 		return rc;
 	if (S_ISDIR(st.st_mode))
