@@ -1,8 +1,9 @@
 /*
  * path.h - what a path under the mount names (pure parser, fuzzed).
  *
- * The tree is ../shared/TREE.md.  path_parse() only looks at the string;
- * whether the volume or snapshot exists is the engine's business.
+ * The tree is docs/tree.md; nodes.def holds it as one row per node kind.
+ * path_parse() only looks at the string; whether the volume or snapshot
+ * exists is the engine's business.
  */
 #ifndef SNAPFS_PATH_H
 #define SNAPFS_PATH_H
@@ -12,57 +13,12 @@
 
 #include "snap.h"
 
+/* NODE_NONE, then one kind per row of nodes.def, in its order. */
 enum node_kind {
 	NODE_NONE,
-	NODE_ROOT,
-	NODE_README,
-	NODE_EVENTS,
-	NODE_CLOCK, /* .clock, only with -o testclock */
-	NODE_ALERTS,
-	NODE_ALERT,
-	NODE_JOBS,
-	NODE_JOB,
-	NODE_VOLUMES,
-	NODE_VOLUME,
-	NODE_VOLUME_INFO,
-	NODE_VOLUME_CONTROL,
-	NODE_SNAPSHOTS,
-	NODE_SNAPSHOT,
-	NODE_SNAPSHOT_STATE,
-	NODE_SNAPSHOT_INFO,
-	NODE_BACKED_UP,
-	NODE_BACKED_UP_VOLUMES,
-	NODE_BACKED_UP_VOLUME,
-	NODE_BACKED_UP_IMAGE,
-	NODE_BACKED_UP_MANIFEST,
-	NODE_VMS,
-	NODE_VM,
-	NODE_VM_INFO,
-	NODE_VM_STATE,
-	NODE_VM_CONTROL,
-	NODE_VM_OPTIONS,
-	NODE_VM_VOLUMES,
-	NODE_VM_VOLUME_LINK,
-	NODE_VM_SNAPSHOTS,
-	NODE_VM_CURRENT,
-	NODE_VM_SNAPSHOT,
-	NODE_VM_SNAPSHOT_INFO,
-	NODE_VM_SNAPSHOT_PARENT,
-	NODE_LIMITS,   /* limits: snapshots each account may store */
-	NODE_POLICIES, /* policies/ */
-	NODE_POLICY,   /* policies/<name> */
-	/* new kinds go last: a kind's number is part of inode numbers */
-	/*
-	 * wait/<vol>/<snap>: a read blocks until the backup ends.  Not under
-	 * the snapshot's directory: libfuse's high-level API read-locks every
-	 * node of a path while an operation on it runs, so a reader blocked
-	 * there would hold rmdir and mv of the snapshot, and then every
-	 * lookup in it, until the backup ended.
-	 */
-	NODE_SNAPSHOT_WAIT,
-	NODE_CACHEDIR_TAG, /* CACHEDIR.TAG in volumes/ vms/ jobs/ alerts/ policies/ */
-	NODE_WAIT,	  /* wait/ (lists nothing) */
-	NODE_WAIT_VOLUME, /* wait/<vol> (lists nothing) */
+#define NODE(kind, shape, ops) NODE_##kind,
+#include "nodes.def"
+#undef NODE
 	NODE_LAST
 };
 
@@ -84,15 +40,66 @@ struct node {
 	bool read_only;
 };
 
+/* Which field of struct node a path component of a kind fills. */
+enum node_take {
+	TAKE_NONE,	  /* a fixed name */
+	TAKE_VOL,	  /* a volume's name into @vol */
+	TAKE_SNAP,	  /* a snapshot's (or policy's) name into @snap */
+	TAKE_VM,	  /* a VM's name into @vm */
+	TAKE_ID,	  /* a decimal id (no sign, no leading zero) into @id */
+	TAKE_PARENT_KIND, /* fixed name; @id says the directory's kind */
+	TAKE_LAST
+};
+
+/**
+ * struct node_shape - where a kind sits in the tree (nodes.def's SHAPE())
+ * @parent:     the kind of the directory that holds it (NODE_NONE: root)
+ * @in_tagged:  instead of @parent: in every directory marked @tagged
+ * @name:       its fixed name, or NULL when the path names it (@take)
+ * @take:       the field the path's component fills
+ * @suffix:     a named component ends so; the name is what comes before
+ * @user_named: users choose these names (mkdir, create, mv): a bad name
+ *              as the last component is -EINVAL, not -ENOENT
+ * @dir, @link: a directory; a symbolic link (else a regular file)
+ * @read_only:  it and everything below it refuse writes (EROFS)
+ * @tagged:     holds a CACHEDIR.TAG
+ */
+struct node_shape {
+	enum node_kind parent;
+	bool in_tagged;
+	const char *name;
+	enum node_take take;
+	const char *suffix;
+	bool user_named;
+	bool dir, link;
+	bool read_only;
+	bool tagged;
+};
+
+/* The shape of each kind, indexed by kind (NODE_NONE's is empty). */
+extern const struct node_shape node_shapes[NODE_LAST];
+
 /**
  * path_parse() - classify @path ("/", "/volumes/v/snapshots/s"...)
  *
+ * Walks node_shapes[] one component at a time: a fixed name first, then a
+ * name the path carries.  Names before the last component are always
+ * valid names.
  * Return: 0; -ENOENT names no place in the tree; -EINVAL the place
  * exists in the tree's shape but a volume or snapshot name in it is not a
  * valid name (out->kind still says which place, so mkdir can say EINVAL);
  * -ENAMETOOLONG a component longer than the kernel's NAME_MAX.
  */
 int path_parse(const char *path, struct node *out);
+
+/**
+ * node_child() - @parent's child of @kind called @name, into @out
+ *
+ * @name goes into the field @kind takes (truncated to fit; the engine's
+ * names always fit).  For listings: no check that @kind may sit there.
+ */
+void node_child(const struct node *parent, enum node_kind kind,
+		const char *name, struct node *out);
 
 /** node_is_link() - whether nodes of @kind are symbolic links. */
 bool node_is_link(enum node_kind kind);

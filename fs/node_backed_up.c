@@ -1,0 +1,178 @@
+/*
+ * node_backed_up.c - backed-up/: the complete backups on secondary
+ * storage, read-only.
+ *
+ * Backed-up images and manifests are passed through from secondary
+ * storage with keep_cache (images never change) and spliced when the
+ * kernel can (ops.c's read_buf).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "nodes.h"
+
+/*
+ * Times of a backed-up/ directory (@vol NULL: backed-up/ and its volumes/):
+ * those of its directory on secondary storage, which change when a backup
+ * appears, is renamed or deleted, and not across remounts.
+ */
+static void backed_up_dir_times(const char *vol, struct stat *st)
+{
+	struct timespec t;
+
+	if (snap_backup_dir_mtime(node_engine(), vol, &t) < 0)
+		return;
+	st->st_atim = st->st_mtim = st->st_ctim = t;
+}
+
+/* backed-up/ and backed-up/volumes/ */
+int stat_backed_up_dir(const struct node *n, struct stat *st)
+{
+	fill_dir(st, INO(0, n->kind));
+	backed_up_dir_times(NULL, st);
+	return 0;
+}
+
+int list_backed_up_volumes(const struct node *n, struct lister *l)
+{
+	g_auto(GStrv) names = NULL;
+	int rc = snap_backup_volumes(node_engine(), &names);
+
+	lister_add_names(l, n, names, NODE_BACKED_UP_VOLUME);
+	return rc < 0 ? rc : 0;
+}
+
+/* A volume's backups: there while it has one, even once the volume is gone. */
+int stat_backed_up_volume(const struct node *n, struct stat *st)
+{
+	struct snap_volume_stat vs;
+	g_auto(GStrv) names = NULL;
+	int rc = snap_backup_list(node_engine(), n->vol, &names);
+
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return -ENOENT;
+	rc = snap_volume_stat(node_engine(), n->vol, &vs);
+	fill_dir(st, INO(rc == 0 ? vs.id : 0, n->kind));
+	if (rc == 0) {
+		own(st, vs.uid, vs.gid);
+		st->st_mode = S_IFDIR | 0750;
+	}
+	backed_up_dir_times(n->vol, st);
+	return 0;
+}
+
+/* <snap>.qcow2 and <snap>.json of each backup that stats */
+int list_backed_up_volume(const struct node *n, struct lister *l)
+{
+	static const enum node_kind kinds[] = { NODE_BACKED_UP_IMAGE,
+						NODE_BACKED_UP_MANIFEST };
+	g_auto(GStrv) names = NULL;
+	int rc = snap_backup_list(node_engine(), n->vol, &names);
+
+	if (rc < 0)
+		return rc;
+	for (char **p = names; p && *p; p++) {
+		for (size_t i = 0; i < G_N_ELEMENTS(kinds); i++) {
+			struct node f;
+			struct stat fst;
+
+			node_child(n, kinds[i], *p, &f);
+			if (node_stat(&f, &fst) == 0) {
+				g_autofree char *name = g_strconcat(
+					*p, node_shapes[kinds[i]].suffix, NULL);
+
+				lister_add(l, name, fst.st_ino, false);
+			}
+		}
+	}
+	return 0;
+}
+
+/* The image (@image) or manifest of backup @n on secondary storage, and
+ * the backup's id (@id may be NULL). */
+static int backed_up_path(const struct node *n, bool image, uint64_t *id,
+			  char **path)
+{
+	g_autofree char *image_path = NULL, *manifest_path = NULL;
+	int rc;
+
+	rc = snap_backup_paths(node_engine(), n->vol, n->snap, id, &image_path,
+			       &manifest_path);
+	if (rc < 0)
+		return rc;
+	*path = image ? g_steal_pointer(&image_path) :
+			g_steal_pointer(&manifest_path);
+	return 0;
+}
+
+/* stat of a backed-up file: the file's own size and times, our inode. */
+static int stat_backed_up_file(const struct node *n, bool image,
+			       struct stat *st)
+{
+	g_autofree char *path = NULL;
+	struct snap_volume_stat vs;
+	struct stat real;
+	uint64_t id;
+	int rc;
+
+	rc = backed_up_path(n, image, &id, &path);
+	if (rc < 0)
+		return rc;
+	if (lstat(path, &real) < 0)
+		return -errno;
+	if (!S_ISREG(real.st_mode))
+		return -ENOENT;
+	fill_file(st, INO(id, n->kind), 0444, real.st_size);
+	if (snap_volume_stat(node_engine(), n->vol, &vs) == 0)
+		own(st, vs.uid, vs.gid);
+	st->st_atim = real.st_mtim;
+	st->st_mtim = real.st_mtim;
+	st->st_ctim = real.st_mtim;
+	st->st_blocks = real.st_blocks;
+	return 0;
+}
+
+/*
+ * Open a backed-up file.  Images are immutable: with @keep_cache the
+ * kernel keeps its cache across opens; a manifest is rewritten by mv, so
+ * it is re-read.
+ */
+static int open_backed_up_file(const struct node *n, bool image,
+			       struct open_file *of, struct fuse_file_info *fi)
+{
+	g_autofree char *path = NULL;
+	int rc = backed_up_path(n, image, NULL, &path);
+
+	if (rc < 0)
+		return rc;
+	of->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (of->fd < 0)
+		return -errno;
+	fi->keep_cache = image;
+	return 0;
+}
+
+int stat_backed_up_image(const struct node *n, struct stat *st)
+{
+	return stat_backed_up_file(n, true, st);
+}
+
+int open_backed_up_image(const struct node *n, struct open_file *of,
+			 struct fuse_file_info *fi)
+{
+	return open_backed_up_file(n, true, of, fi);
+}
+
+int stat_backed_up_manifest(const struct node *n, struct stat *st)
+{
+	return stat_backed_up_file(n, false, st);
+}
+
+int open_backed_up_manifest(const struct node *n, struct open_file *of,
+			    struct fuse_file_info *fi)
+{
+	return open_backed_up_file(n, false, of, fi);
+}
