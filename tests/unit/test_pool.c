@@ -377,6 +377,9 @@ static bool wait_untracked(struct snap_engine *eng, int64_t id)
  * Queue a job that is due now, wake the scheduler and wait until the job
  * ran.  With one worker, and jobs claimed oldest first (catalog.h), every
  * job older than it that was due when it was claimed has run by then.
+ * Then give the scheduler's round after the job's end (its worker wakes
+ * it) GRACE to end, so that a case moving the clock next sees what the
+ * clock's own wake does.
  */
 static void run_marker(struct snap_engine *eng, int64_t volume_id)
 {
@@ -384,6 +387,8 @@ static void run_marker(struct snap_engine *eng, int64_t volume_id)
 
 	wake_schedulers(eng);
 	assert_true(fake_wait(&fake.ends[id], 1));
+	assert_true(wait_untracked(eng, id));
+	g_usleep(GRACE);
 }
 
 /* ---- cases ---------------------------------------------------------------- */
@@ -516,10 +521,10 @@ static void test_unrecorded_end_runs_again(void **state)
 }
 
 /*
- * pool_stop() cancels the running jobs, waits for their runners and
- * returns; it starts no other job (the queued ones stay QUEUED for the
- * next start), and a job cancelled by the stop stays RUNNING, for the next
- * start's recovery to queue again, instead of waiting for a retry.
+ * pool_stop() cancels the running jobs and returns; it starts no other
+ * job (the queued ones stay QUEUED for the next start), and a job
+ * cancelled by the stop stays RUNNING, for the next start's recovery to
+ * queue again, instead of waiting for a retry.
  */
 static void test_stop_cancels_running_jobs(void **state)
 {
@@ -551,6 +556,44 @@ static void test_stop_cancels_running_jobs(void **state)
 	assert_int_equal(jobs_in(eng, JOB_STATE_RUNNING), 2);
 	assert_int_equal(jobs_in(eng, JOB_STATE_QUEUED), 2);
 	assert_int_equal(jobs_in(eng, JOB_STATE_WAITING), 0);
+}
+
+/* Set let_go GRACE after @n runners saw their cancel. */
+static gpointer let_go_later(gpointer n)
+{
+	if (fake_wait(&fake.cancelled, GPOINTER_TO_UINT(n)))
+		g_usleep(GRACE);
+	fake_set(&fake.let_go, true);
+	return NULL;
+}
+
+/*
+ * pool_stop() returns only once the runners of the jobs it cancelled
+ * returned, however long they take to let go: they use the engine, which
+ * its caller frees next.
+ */
+static void test_stop_waits_for_runners(void **state)
+{
+	struct fixture *f = *state;
+	struct snap_engine *eng = &f->eng;
+	GThread *t;
+
+	for (unsigned i = 0; i < 3; i++)
+		add_queued(eng, 1 + i);
+	fake.hold = true;
+	fake.keep_cancelled = true;
+	fake.let_go = false;
+	start(eng, 2);
+	assert_true(fake_wait(&fake.held, 2));
+
+	t = g_thread_new("let-go", let_go_later, GUINT_TO_POINTER(2));
+	fake_set(&fake.stop_called, true);
+	pool_stop(eng);
+	assert_int_equal(fake_get(&fake.ended), 2);
+	g_thread_join(t);
+	assert_int_equal(fake_get(&fake.cancelled), 2);
+	assert_int_equal(fake_get(&fake.started), 2);
+	assert_int_equal(jobs_in(eng, JOB_STATE_QUEUED), 1);
 }
 
 /*
@@ -630,40 +673,50 @@ static void test_cancel_snapshot_waits(void **state)
 {
 	struct fixture *f = *state;
 	struct snap_engine *eng = &f->eng;
-	struct canceller c = { .eng = eng, .snapshot_id = 7 };
+	/* not on this stack: the thread outlives a failed assertion */
+	struct canceller *c = g_new0(struct canceller, 1);
 	struct running_job *clone;
 	struct catalog_job j;
+	bool returned;
 	GThread *t;
 	int64_t backup, clone_id;
 
 	backup = add_job(eng, JOB_KIND_BACKUP, 1, 7, JOB_STATE_QUEUED, 0);
 	clone_id = add_job(eng, JOB_KIND_CLONE, 2, 7, JOB_STATE_QUEUED, 0);
-	c.job_id = backup;
+	c->eng = eng;
+	c->snapshot_id = 7;
+	c->job_id = backup;
 	fake.hold = true;
-	fake.keep_cancelled = true;
-	fake.let_go = false;
 	fake.record_cancelled = true;
 	start(eng, 2);
 	assert_true(fake_wait(&fake.held, 2));
 
 	/* no running backup of snapshot 8: returns at once, cancels nothing */
 	running_cancel_snapshot(eng, 8);
+	g_usleep(GRACE);
 	assert_int_equal(fake_get(&fake.cancelled), 0);
 
-	t = g_thread_new("canceller", canceller_main, &c);
+	/* from now on a cancelled runner holds on until let_go */
+	g_mutex_lock(&fake_lock);
+	fake.keep_cancelled = true;
+	fake.let_go = false;
+	g_mutex_unlock(&fake_lock);
+	t = g_thread_new("canceller", canceller_main, c);
 	assert_true(fake_wait(&fake.cancelled, 1));
 	/* the backup's runner saw the cancel but holds on: no return yet */
 	g_usleep(GRACE);
 	g_mutex_lock(&fake_lock);
-	assert_false(c.returned);
+	returned = c->returned;
 	g_mutex_unlock(&fake_lock);
+	assert_false(returned);
 	assert_true(tracked(eng, backup));
 
 	fake_set(&fake.let_go, true);
 	g_thread_join(t);
-	assert_true(c.returned);
-	assert_int_equal(c.ends_at_return, 1);
-	assert_false(c.tracked_at_return);
+	assert_true(c->returned);
+	assert_int_equal(c->ends_at_return, 1);
+	assert_false(c->tracked_at_return);
+	g_free(c);
 	assert_errno(catalog_job_get(eng->cat, backup, &j), -ENOENT);
 
 	/* the clone reading the same snapshot runs on, not cancelled */
@@ -687,6 +740,7 @@ int main(void)
 		CASE(test_not_before_waits_for_clock),
 		CASE(test_unrecorded_end_runs_again),
 		CASE(test_stop_cancels_running_jobs),
+		CASE(test_stop_waits_for_runners),
 		CASE(test_running_job_visible),
 		CASE(test_cancel_snapshot_waits),
 	};
