@@ -41,9 +41,10 @@ struct pool {
 
 /*
  * A job still RUNNING in the catalog after its worker returned could not
- * record its end (the catalog refused a write).  Unless snapfs is
- * stopping (then the next start queues it again), it waits and runs again:
- * every job's work can be redone.
+ * record its end (the catalog refused a write), unless it was cancelled:
+ * then whoever cancelled it owns the catalog change (an rmdir deletes the
+ * job, a stop leaves it for the next start to queue again).  Otherwise it
+ * waits and runs again: every job's work can be redone.
  */
 static void job_unrecorded(struct snap_engine *eng, struct running_job *rj)
 {
@@ -53,7 +54,8 @@ static void job_unrecorded(struct snap_engine *eng, struct running_job *rj)
 	g_mutex_lock(&eng->lock);
 	stopping = eng->stopping;
 	g_mutex_unlock(&eng->lock);
-	if (stopping || catalog_job_get(eng->cat, rj->job.id, &job) < 0 ||
+	if (stopping || g_cancellable_is_cancelled(rj->cancel) ||
+	    catalog_job_get(eng->cat, rj->job.id, &job) < 0 ||
 	    job.state != JOB_STATE_RUNNING)
 		return;
 	job.state = JOB_STATE_WAITING;

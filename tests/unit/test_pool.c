@@ -732,6 +732,47 @@ static void test_cancel_snapshot_waits(void **state)
 	assert_int_equal(jobs_left(eng), 0);
 }
 
+/*
+ * A backup cancelled by an rmdir returns with its job still RUNNING, as
+ * backup_run() does ("whoever cancelled owns the catalog change": the
+ * rmdir deletes the job once running_cancel_snapshot() returned).  The
+ * worker took that for an end the catalog refused to record: it made the
+ * job WAITING for a retry and logged a job.retry event with EIO, "could
+ * not record its end in the catalog", for every rmdir of a snapshot being
+ * backed up; and had the rmdir's delete failed, the job would have been
+ * retried, found its snapshot Destroying, and been retried again, one
+ * event each retry_delay.
+ */
+static void test_bug_cancelled_job_retried(void **state)
+{
+	struct fixture *f = *state;
+	struct snap_engine *eng = &f->eng;
+	g_autoptr(GString) events = g_string_new(NULL);
+	struct catalog_job j;
+	int64_t id;
+
+	id = add_job(eng, JOB_KIND_BACKUP, 1, 7, JOB_STATE_QUEUED, 0);
+	fake.hold = true;
+	start(eng, 1);
+	assert_true(fake_wait(&fake.held, 1));
+
+	running_cancel_snapshot(eng, 7);
+	assert_int_equal(fake_get(&fake.cancelled), 1);
+	assert_false(tracked(eng, id));
+	/* left as the runner left it, for the canceller */
+	assert_errno(catalog_job_get(eng->cat, id, &j), 0);
+	assert_int_equal(j.state, JOB_STATE_RUNNING);
+	assert_errno(catalog_events_text(eng->cat, -1, events), 0);
+	assert_null(strstr(events->str, "\"job.retry\""));
+
+	/* the rmdir deletes it; nothing runs again */
+	assert_errno(catalog_job_delete(eng->cat, id), 0);
+	assert_errno(snap_clock_set(eng, T0 + 10 * RETRY_DELAY), 0);
+	fake_set(&fake.hold, false);
+	run_marker(eng, 2);
+	assert_int_equal(fake_get(&fake.runs[id]), 1);
+}
+
 int main(void)
 {
 #define CASE(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -743,6 +784,7 @@ int main(void)
 		CASE(test_stop_waits_for_runners),
 		CASE(test_running_job_visible),
 		CASE(test_cancel_snapshot_waits),
+		CASE(test_bug_cancelled_job_retried),
 	};
 #undef CASE
 
