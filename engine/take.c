@@ -14,21 +14,6 @@
 #include "testpoint.h"
 #include "log.h"
 
-static const char *const step_names[TAKE_STEP_LAST] = {
-	[TAKE_STEP_NONE] = "none",
-	[TAKE_STEP_ROWS] = "rows",
-	[TAKE_STEP_PREPARE] = "prepare",
-	[TAKE_STEP_SWITCH] = "switch",
-	[TAKE_STEP_SWAP] = "swap",
-	[TAKE_STEP_AFTER_SWAP] = "after-swap",
-	[TAKE_STEP_COMMIT] = "commit",
-};
-
-const char *take_step_name(enum take_step step)
-{
-	return step < TAKE_STEP_LAST ? step_names[step] : "?";
-}
-
 static void point(const char *name)
 {
 	if (name)

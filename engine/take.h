@@ -139,7 +139,4 @@ struct take {
  */
 int take_run(struct take *t);
 
-/** take_step_name() - "rows", "prepare", ... for logs; "none". */
-const char *take_step_name(enum take_step step);
-
 #endif

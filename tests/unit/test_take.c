@@ -499,14 +499,6 @@ static void test_undo_of_the_rows_fails(void **state)
 	assert_false(f->prepared[0] || f->prepared[1] || f->prepared[2]);
 }
 
-static void test_step_names(void **state)
-{
-	(void)state;
-	assert_string_equal(take_step_name(TAKE_STEP_NONE), "none");
-	assert_string_equal(take_step_name(TAKE_STEP_COMMIT), "commit");
-	assert_string_equal(take_step_name(TAKE_STEP_LAST), "?");
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -523,7 +515,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commit_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_of_the_rows_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_of_the_rows_fails, setup, teardown),
-		cmocka_unit_test(test_step_names),
 	};
 
 	return cmocka_run_group_tests_name("take", tests, NULL, NULL);
