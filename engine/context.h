@@ -13,7 +13,8 @@
  *   core           clock, wake, gone, paths, fsutil, running, events,
  *                  control_results, vmdisk (this header is core's)
  *   mechanisms     volume, freeze, layer, accounts, waiters, backup,
- *                  backedup, snapshot, clone, revert
+ *                  backedup, snapshot, clone, revert, take (the take
+ *                  sequence, in a library of its own)
  *   orchestration  pool, jobs, vms, policies, volume_control, watch, recover
  *   lifecycle      engine.c: open, start, close
  *

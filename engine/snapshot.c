@@ -38,6 +38,7 @@
 #include "wake.h"
 #include "json.h"
 #include "freeze.h"
+#include "take.h"
 #include "log.h"
 
 static char *snap_target(const char *vol, const char *snap)
@@ -61,25 +62,137 @@ int snapshot_lookup(struct snap_engine *eng, const char *vol, const char *name,
 	return rc;
 }
 
-static int take_busy(struct snap_engine *eng, const char *vol,
-		       const char *name, int64_t policy_id, bool replaces)
-{
-	char quota_why[256];
-	int attempt;
-	g_autofree char *target = snap_target(vol, name);
-	g_autofree char *vpath = volume_path(eng, vol);
-	g_autofree char *uuid = g_uuid_string_random();
-	struct vm_user user = { 0 };
+/* A volume snapshot's take (take.h): one disk, two rows. */
+struct volume_take {
+	struct snap_engine *eng;
 	struct catalog_volume v;
 	struct catalog_snapshot s;
 	struct catalog_layer l;
+	struct freeze f;
+	struct vm_user user; /* the running VM that writes it, if in_use */
+	int in_use;
+	bool replaces;
+	char quota_why[256];
+};
+
+static int volume_rows_insert(struct take *t)
+{
+	struct volume_take *vt = t->arg;
+	int rc;
+
+	rc = vt->replaces ? 0 : account_quota_check(vt->eng, vt->v.uid, vt->quota_why,
+						   sizeof(vt->quota_why));
+	if (rc == 0)
+		rc = catalog_snapshot_insert(vt->eng->cat, &vt->s);
+	if (rc == 0)
+		rc = catalog_layer_insert(vt->eng->cat, &vt->l);
+	return rc;
+}
+
+static int volume_rows_delete(struct take *t)
+{
+	struct volume_take *vt = t->arg;
+	int rc = catalog_snapshot_delete(vt->eng->cat, vt->s.id);
+
+	if (rc == 0)
+		rc = catalog_layer_delete(vt->eng->cat, vt->l.uuid);
+	return rc;
+}
+
+static int volume_disk_prepare(struct take *t, unsigned k)
+{
+	struct volume_take *vt = t->arg;
+
+	(void)k;
+	return freeze_prepare(vt->eng, &vt->f, vt->s.volume, vt->l.uuid);
+}
+
+static void volume_disk_undo(struct take *t, unsigned k)
+{
+	struct volume_take *vt = t->arg;
+
+	(void)k;
+	freeze_undo(&vt->f);
+	freeze_clear(&vt->f);
+}
+
+/* a running VM writes the volume: switch it over in QEMU */
+static int volume_switch(struct take *t)
+{
+	struct volume_take *vt = t->arg;
+	const char *alias = vt->user.alias;
+	int rc;
+
+	if (vt->in_use <= 0)
+		return 0;
+	rc = freeze_switch_running(vt->eng, vt->eng->vm, vt->user.vm, &vt->f,
+				   &alias, 1);
+	t->switched = rc == 0;
+	return rc;
+}
+
+static int volume_disk_swap(struct take *t, unsigned k)
+{
+	struct volume_take *vt = t->arg;
+
+	(void)k;
+	return freeze_swap(vt->eng, &vt->f);
+}
+
+/*
+ * The swap is done: the snapshot exists.  Its rows must say so before
+ * anything else layers on the volume (we hold its busy flag), so a catalog
+ * that refuses is asked again (take.h) before giving up (the next mount
+ * then completes it: recovery.take).
+ */
+static int volume_rows_commit(struct take *t)
+{
+	struct volume_take *vt = t->arg;
+	struct snap_engine *eng = vt->eng;
+	int rc;
+
+	vt->s.state = SNAP_STATE_BACKING_UP;
+	vt->l.state = LAYER_STATE_LIVE;
+	g_strlcpy(vt->v.top_layer, vt->l.uuid, sizeof(vt->v.top_layer));
+	rc = catalog_snapshot_update(eng->cat, &vt->s);
+	if (rc == 0)
+		rc = catalog_layer_update(eng->cat, &vt->l);
+	if (rc == 0)
+		rc = catalog_volume_update(eng->cat, &vt->v);
+	if (rc == 0)
+		rc = backup_queue(eng, &vt->s);
+	if (rc == 0)
+		event_record(eng, "snapshot.take", vt->s.volume, vt->s.name, 0,
+			     vt->in_use > 0 ? "snapshot taken while VM '%s' runs; backup queued" :
+					      "snapshot taken; backup queued%s",
+			     vt->in_use > 0 ? vt->user.vm : "");
+	return rc;
+}
+
+static const struct take_ops volume_take_ops = {
+	.rows_insert = volume_rows_insert,
+	.rows_delete = volume_rows_delete,
+	.disk_prepare = volume_disk_prepare,
+	.disk_undo = volume_disk_undo,
+	.switch_disks = volume_switch,
+	.disk_swap = volume_disk_swap,
+	.rows_commit = volume_rows_commit,
+};
+
+static int take_busy(struct snap_engine *eng, const char *vol,
+		       const char *name, int64_t policy_id, bool replaces)
+{
+	g_autofree char *target = snap_target(vol, name);
+	g_autofree char *vpath = volume_path(eng, vol);
+	g_autofree char *uuid = g_uuid_string_random();
+	struct volume_take vt = { .eng = eng, .replaces = replaces };
+	struct take t = { .cat = eng->cat, .ops = &volume_take_ops, .arg = &vt,
+			  .n = 1, .point_prepared = "volume.take.prepared" };
 	struct qcow2_header hdr;
-	struct freeze f = { 0 };
-	const char *alias;
-	int rc, in_use;
+	int rc;
 
 	/* re-read: the top layer may have moved while we waited our turn */
-	rc = catalog_volume_get(eng->cat, vol, &v);
+	rc = catalog_volume_get(eng->cat, vol, &vt.v);
 	if (rc < 0)
 		return rc;
 	rc = volume_read_header(vpath, &hdr);
@@ -89,8 +202,8 @@ static int take_busy(struct snap_engine *eng, const char *vol,
 			     g_strerror(-rc));
 		return -EIO;
 	}
-	in_use = volume_in_use(vpath);
-	rc = in_use > 0 ? vmdisk_user_find(eng, vol, &user) : 0;
+	vt.in_use = volume_in_use(vpath);
+	rc = vt.in_use > 0 ? vmdisk_user_find(eng, vol, &vt.user) : 0;
 	if (rc == -EAGAIN) {
 		event_reject(eng, "mkdir", target, EAGAIN,
 			     "the volume is open for writing and libvirt cannot be reached to find its VM (is libvirtd running?): try again");
@@ -102,104 +215,38 @@ static int take_busy(struct snap_engine *eng, const char *vol,
 		return -EBUSY;
 	}
 
-	memset(&s, 0, sizeof(s));
-	s.volume_id = v.id;
-	g_strlcpy(s.volume, v.name, sizeof(s.volume));
-	g_strlcpy(s.name, name, sizeof(s.name));
-	g_strlcpy(s.uuid, uuid, sizeof(s.uuid));
-	g_strlcpy(s.layer, uuid, sizeof(s.layer));
-	s.state = SNAP_STATE_CREATING;
-	s.created_at = clock_now(eng);
-	s.virtual_size = hdr.virtual_size;
-	s.policy_id = policy_id;
-	memset(&l, 0, sizeof(l));
-	l.volume_id = v.id;
-	g_strlcpy(l.uuid, uuid, sizeof(l.uuid));
-	g_strlcpy(l.parent, v.top_layer, sizeof(l.parent));
-	l.state = LAYER_STATE_CREATING;
+	vt.s.volume_id = vt.v.id;
+	g_strlcpy(vt.s.volume, vt.v.name, sizeof(vt.s.volume));
+	g_strlcpy(vt.s.name, name, sizeof(vt.s.name));
+	g_strlcpy(vt.s.uuid, uuid, sizeof(vt.s.uuid));
+	g_strlcpy(vt.s.layer, uuid, sizeof(vt.s.layer));
+	vt.s.state = SNAP_STATE_CREATING;
+	vt.s.created_at = clock_now(eng);
+	vt.s.virtual_size = hdr.virtual_size;
+	vt.s.policy_id = policy_id;
+	vt.l.volume_id = vt.v.id;
+	g_strlcpy(vt.l.uuid, uuid, sizeof(vt.l.uuid));
+	g_strlcpy(vt.l.parent, vt.v.top_layer, sizeof(vt.l.parent));
+	vt.l.state = LAYER_STATE_CREATING;
 
-	rc = catalog_tx_begin(eng->cat);
-	if (rc < 0) {
-		event_reject(eng, "mkdir", target, -rc, "the catalog refused the snapshot; nothing changed");
-		return rc;
-	}
-	rc = replaces ? 0 : account_quota_check(eng, v.uid, quota_why, sizeof(quota_why));
+	rc = take_run(&t);
+	freeze_clear(&vt.f);
 	if (rc == 0)
-		rc = catalog_snapshot_insert(eng->cat, &s);
-	if (rc == 0)
-		rc = catalog_layer_insert(eng->cat, &l);
-	rc = catalog_tx_end(eng->cat, rc);
-	if (rc == -EEXIST || rc == -EDQUOT) {
+		return 0;
+	if (t.failed == TAKE_STEP_ROWS && (rc == -EEXIST || rc == -EDQUOT))
 		event_reject(eng, "mkdir", target, -rc, "%s", rc == -EEXIST ?
-			     "a snapshot of that name exists" : quota_why);
-		return rc;
-	}
-	if (rc < 0) {
+			     "a snapshot of that name exists" : vt.quota_why);
+	else if (t.failed == TAKE_STEP_ROWS)
 		event_reject(eng, "mkdir", target, -rc, "the catalog refused the snapshot; nothing changed");
-		return rc;
-	}
-
-	rc = freeze_prepare(eng, &f, vol, uuid);
-	if (rc < 0)
-		goto undo_rows;
-	testpoint("volume.take.prepared");
-	if (in_use > 0) {
-		/* a running VM writes the volume: switch it over in QEMU */
-		alias = user.alias;
-		rc = freeze_switch_running(eng, eng->vm, user.vm, &f, &alias, 1);
-		if (rc < 0)
-			goto undo_freeze;
-	}
-	rc = freeze_swap(eng, &f);
-	if (rc < 0)
-		goto undo_freeze;
-	freeze_clear(&f);
-
-	s.state = SNAP_STATE_BACKING_UP;
-	l.state = LAYER_STATE_LIVE;
-	g_strlcpy(v.top_layer, uuid, sizeof(v.top_layer));
-	/*
-	 * The swap is done: the snapshot exists.  Its rows must say so
-	 * before anything else layers on the volume (we hold its busy flag),
-	 * so a catalog that refuses is asked again before giving up (the next
-	 * mount then completes it: recovery.take).
-	 */
-	for (attempt = 0; attempt < 3; attempt++) {
-		if (attempt)
-			g_usleep(100 * 1000);
-		rc = catalog_tx_begin(eng->cat);
-		if (rc < 0)
-			continue;
-		rc = catalog_snapshot_update(eng->cat, &s);
-		if (rc == 0)
-			rc = catalog_layer_update(eng->cat, &l);
-		if (rc == 0)
-			rc = catalog_volume_update(eng->cat, &v);
-		if (rc == 0)
-			rc = backup_queue(eng, &s);
-		if (rc == 0)
-			event_record(eng, "snapshot.take", vol, name, 0,
-				     in_use > 0 ? "snapshot taken while VM '%s' runs; backup queued" :
-						  "snapshot taken; backup queued%s",
-				     in_use > 0 ? user.vm : "");
-		rc = catalog_tx_end(eng->cat, rc);
-		if (rc == 0)
-			return 0;
-	}
-	event_reject(eng, "mkdir", target, -rc,
-		     "the snapshot exists on primary storage but the catalog refused to record it; the next mount completes it");
-	return rc;
-
-undo_freeze:
-	freeze_undo(&f);
-	freeze_clear(&f);
-undo_rows:
-	catalog_tx_begin(eng->cat);
-	catalog_snapshot_delete(eng->cat, s.id);
-	catalog_layer_delete(eng->cat, uuid);
-	catalog_tx_end(eng->cat, 0);
-	event_reject(eng, "mkdir", target, -rc, "cannot take the snapshot: %s",
-		     g_strerror(-rc));
+	else if (t.failed == TAKE_STEP_COMMIT)
+		event_reject(eng, "mkdir", target, -rc,
+			     "the snapshot exists on primary storage but the catalog refused to record it; the next mount completes it");
+	else if (t.exists) /* the running VM writes the overlay: no undo */
+		event_reject(eng, "mkdir", target, -rc,
+			     "the snapshot exists (the VM writes its new overlay) but the overlay could not be renamed over the volume file; the next mount completes it");
+	else
+		event_reject(eng, "mkdir", target, -rc, "cannot take the snapshot: %s",
+			     g_strerror(-rc));
 	return rc;
 }
 

@@ -43,6 +43,7 @@
 #include "volume.h"
 #include "wake.h"
 #include "freeze.h"
+#include "take.h"
 #include "json.h"
 #include "settings.h"
 #include "log.h"
@@ -833,144 +834,34 @@ static int resume_after_save(struct snap_engine *eng, const char *vm,
 	return rc;
 }
 
-static int take_disks(struct snap_engine *eng, const char *vm,
-		      struct vm_info *info, GArray *plan, bool memory,
-		      bool quiesce, const char *memfile, const char **why)
-{
-	bool running = info->state == VM_STATE_RUNNING ||
-		       info->state == VM_STATE_PAUSED;
-	bool frozen = false;
-	guint i, prepared = 0;
-	int rc = 0;
-
-	for (i = 0; i < plan->len && rc == 0; i++) {
-		rc = freeze_prepare(eng, &PLAN(plan, i)->f, PLAN(plan, i)->vol.name,
-				    PLAN(plan, i)->layer);
-		if (rc == 0)
-			prepared++;
-		else
-			*why = "cannot freeze a disk (see snapfs.log)";
-	}
-	if (rc == 0)
-		testpoint("vm.take.prepared");
-	if (rc == 0 && quiesce && running) {
-		rc = vm_fs_freeze(eng->vm, vm, VM_AGENT_TIMEOUT);
-		if (rc < 0)
-			*why = rc == -ETIMEDOUT ? "the guest agent did not answer" :
-						  "quiesce needs a guest agent, and the VM has none";
-		frozen = rc == 0;
-	}
-	if (rc == 0 && memory) {
-		rc = vm_save(eng->vm, vm, memfile);
-		if (rc < 0)
-			*why = "libvirt could not save the VM's memory";
-	} else if (rc == 0 && running) {
-		g_autofree const char **aliases = g_new0(const char *, plan->len);
-		g_autofree struct freeze *fs = g_new0(struct freeze, plan->len);
-
-		for (i = 0; i < plan->len; i++) {
-			aliases[i] = PLAN(plan, i)->alias;
-			fs[i] = PLAN(plan, i)->f;
-		}
-		rc = freeze_switch_running(eng, eng->vm, vm, fs, aliases,
-					   (int)plan->len);
-		if (rc < 0)
-			*why = "QEMU refused to switch the disks to their new layers";
-	}
-	if (frozen)
-		vm_fs_thaw(eng->vm, vm);
-	if (rc < 0) {
-		for (i = 0; i < prepared; i++) {
-			freeze_undo(&PLAN(plan, i)->f);
-			freeze_clear(&PLAN(plan, i)->f);
-		}
-		return rc;
-	}
-	testpoint("vm.take.switched");
-	/* past the switch (or with the VM stopped): rename each overlay in */
-	for (i = 0; i < plan->len; i++) {
-		int r = freeze_swap(eng, &PLAN(plan, i)->f);
-
-		if (i == 0)
-			testpoint("vm.take.first_swap");
-
-		if (r < 0 && rc == 0)
-			rc = r; /* recovery finishes what is left */
-	}
-	if (memory) {
-		testpoint("vm.take.saved");
-		int r = vm_restore(eng->vm, memfile);
-
-		if (r < 0 && resume_after_save(eng, vm, plan, memfile) == 0) {
-			rc = r; /* rolled back: the caller drops the rows */
-			*why = "libvirt could not restore the VM from its memory after saving it: the snapshot was rolled back and the VM brought back (see events)";
-		}
-	}
-	return rc; /* the caller reads each disk's step, then clears them */
-}
-
-static int vms_take_busy(struct snap_engine *eng, const char *vm,
-			  const char *name, const char *target,
-			  int64_t policy_id, bool replaces)
-{
-	char quota_why[256];
-	g_autofree char *uuid = g_uuid_string_random();
-	g_autofree char *memfile = NULL;
-	struct vm_info info;
+/* A VM snapshot's take (take.h): the plan's disks, the VM's rows. */
+struct vms_take {
+	struct snap_engine *eng;
+	const char *vm;
 	struct catalog_vm cvm;
-	struct catalog_vm_snapshot s, other;
-	GArray *plan = NULL;
-	const char *why = "";
-	bool memory, quiesce, running;
+	struct catalog_vm_snapshot s;
+	GArray *plan;	     /* struct vm_disk_plan, in volume-id order */
+	bool memory, quiesce, running, replaces;
+	const char *memfile; /* memory only */
+	const char *why;     /* the reason of a refusal, for its event */
+	bool rows_tried;     /* rows_insert ran (its transaction began) */
+	char quota_why[256];
+};
+
+static int vms_rows_insert(struct take *t)
+{
+	struct vms_take *vt = t->arg;
+	struct snap_engine *eng = vt->eng;
 	guint i;
 	int rc;
 
-	rc = vms_load(eng, vm, &info, &cvm);
-	if (rc < 0) {
-		event_reject(eng, "mkdir", target, -rc, "%s", reason(rc, "no such VM"));
-		return rc;
-	}
-	options_of(&cvm, &memory, &quiesce);
-	running = info.state == VM_STATE_RUNNING || info.state == VM_STATE_PAUSED;
-	if (memory && !running) {
-		rc = -EOPNOTSUPP;
-		why = "a memory snapshot needs a running VM (snapshot-options has memory=yes)";
-		goto reject;
-	}
-	if (catalog_vm_snapshot_get(eng->cat, cvm.id, name, &other) == 0) {
-		rc = -EEXIST;
-		why = "a VM snapshot of that name exists";
-		goto reject;
-	}
-	rc = plan_disks(eng, &info, &plan, &why);
-	if (rc < 0)
-		goto reject;
-
-	memset(&s, 0, sizeof(s));
-	s.vm_id = cvm.id;
-	g_strlcpy(s.name, name, sizeof(s.name));
-	g_strlcpy(s.uuid, uuid, sizeof(s.uuid));
-	s.parent = cvm.current;
-	s.type = memory ? VM_SNAPSHOT_DISK_MEMORY : VM_SNAPSHOT_DISK;
-	s.state = VM_SNAPSHOT_CREATING;
-	s.created_at = clock_now(eng);
-	s.policy_id = policy_id;
-	if (memory) {
-		memfile = memory_path(eng, uuid);
-		g_strlcpy(s.memory, memfile, sizeof(s.memory));
-		g_autofree char *mdir = g_path_get_dirname(memfile);
-		g_mkdir_with_parents(mdir, 0700);
-	}
-
-	plan_busy(eng, plan, true);
-	rc = catalog_tx_begin(eng->cat);
-	if (rc < 0)
-		goto out_busy;
-	rc = replaces ? 0 : account_quota_check(eng, cvm.uid, quota_why, sizeof(quota_why));
+	vt->rows_tried = true;
+	rc = vt->replaces ? 0 : account_quota_check(eng, vt->cvm.uid, vt->quota_why,
+						   sizeof(vt->quota_why));
 	if (rc == 0)
-		rc = catalog_vm_snapshot_insert(eng->cat, &s);
-	for (i = 0; i < plan->len && rc == 0; i++) {
-		struct vm_disk_plan *p = PLAN(plan, i);
+		rc = catalog_vm_snapshot_insert(eng->cat, &vt->s);
+	for (i = 0; i < vt->plan->len && rc == 0; i++) {
+		struct vm_disk_plan *p = PLAN(vt->plan, i);
 		struct catalog_layer l = { .volume_id = p->vol.id,
 					   .state = LAYER_STATE_CREATING };
 		g_autofree char *lu = g_uuid_string_random();
@@ -983,74 +874,264 @@ static int vms_take_busy(struct snap_engine *eng, const char *vm,
 		if (rc == 0)
 			rc = catalog_layer_insert(eng->cat, &l);
 		if (rc == 0)
-			rc = catalog_vm_snapshot_disk_add(eng->cat, s.id, p->vol.id,
+			rc = catalog_vm_snapshot_disk_add(eng->cat, vt->s.id, p->vol.id,
 							  p->target, lu);
 	}
-	rc = catalog_tx_end(eng->cat, rc);
-	if (rc < 0) {
-		why = rc == -EEXIST ? "a VM snapshot of that name exists" :
-		      rc == -EDQUOT ? quota_why :
-				      "the catalog refused the snapshot";
-		goto out_busy;
+	return rc;
+}
+
+static int vms_rows_delete(struct take *t)
+{
+	struct vms_take *vt = t->arg;
+	guint i;
+	int rc = 0;
+
+	for (i = 0; i < vt->plan->len && rc == 0; i++)
+		rc = catalog_layer_delete(vt->eng->cat, PLAN(vt->plan, i)->layer);
+	if (rc == 0)
+		rc = catalog_vm_snapshot_delete(vt->eng->cat, vt->s.id);
+	return rc;
+}
+
+static int vms_disk_prepare(struct take *t, unsigned k)
+{
+	struct vms_take *vt = t->arg;
+	struct vm_disk_plan *p = PLAN(vt->plan, k);
+	int rc = freeze_prepare(vt->eng, &p->f, p->vol.name, p->layer);
+
+	if (rc < 0)
+		vt->why = "cannot freeze a disk (see snapfs.log)";
+	return rc;
+}
+
+static void vms_disk_undo(struct take *t, unsigned k)
+{
+	struct vms_take *vt = t->arg;
+
+	freeze_undo(&PLAN(vt->plan, k)->f);
+	freeze_clear(&PLAN(vt->plan, k)->f);
+}
+
+/*
+ * The instant of the snapshot: quiesce the guest if asked, then save the
+ * memory (the VM stops) or switch a running VM's disks in QEMU; nothing
+ * for a stopped VM.  A failure leaves the VM as it was.
+ */
+static int vms_switch(struct take *t)
+{
+	struct vms_take *vt = t->arg;
+	struct snap_engine *eng = vt->eng;
+	GArray *plan = vt->plan;
+	bool frozen = false;
+	guint i;
+	int rc = 0;
+
+	if (vt->quiesce && vt->running) {
+		rc = vm_fs_freeze(eng->vm, vt->vm, VM_AGENT_TIMEOUT);
+		if (rc < 0)
+			vt->why = rc == -ETIMEDOUT ? "the guest agent did not answer" :
+						     "quiesce needs a guest agent, and the VM has none";
+		frozen = rc == 0;
 	}
-
-	rc = take_disks(eng, vm, &info, plan, memory, quiesce, memfile, &why);
-	if (rc < 0 && s.state == VM_SNAPSHOT_CREATING) {
-		bool swapped = false;
-
-		for (i = 0; i < plan->len; i++)
-			swapped |= PLAN(plan, i)->f.step == FREEZE_SWAPPED;
-		if (!swapped) {
-			catalog_tx_begin(eng->cat);
-			for (i = 0; i < plan->len; i++)
-				catalog_layer_delete(eng->cat, PLAN(plan, i)->layer);
-			catalog_vm_snapshot_delete(eng->cat, s.id);
-			catalog_tx_end(eng->cat, 0);
-			if (memfile)
-				unlink(memfile);
-			goto out_busy;
+	if (rc == 0 && vt->memory) {
+		rc = vm_save(eng->vm, vt->vm, vt->memfile);
+		if (rc < 0) {
+			vt->why = "libvirt could not save the VM's memory";
+			unlink(vt->memfile);
 		}
-	}
+	} else if (rc == 0 && vt->running) {
+		g_autofree const char **aliases = g_new0(const char *, plan->len);
+		g_autofree struct freeze *fs = g_new0(struct freeze, plan->len);
 
-	/* the disks are frozen: the snapshot exists */
-	catalog_tx_begin(eng->cat);
-	s.state = VM_SNAPSHOT_READY;
-	catalog_vm_snapshot_update(eng->cat, &s);
-	for (i = 0; i < plan->len; i++) {
-		struct vm_disk_plan *p = PLAN(plan, i);
+		for (i = 0; i < plan->len; i++) {
+			aliases[i] = PLAN(plan, i)->alias;
+			fs[i] = PLAN(plan, i)->f;
+		}
+		rc = freeze_switch_running(eng, eng->vm, vt->vm, fs, aliases,
+					   (int)plan->len);
+		if (rc < 0)
+			vt->why = "QEMU refused to switch the disks to their new layers";
+		t->switched = rc == 0; /* QEMU writes the overlays */
+	}
+	if (frozen)
+		vm_fs_thaw(eng->vm, vt->vm);
+	return rc;
+}
+
+/* a later step failed: the saved memory goes (the VM was restored) */
+static void vms_switch_undo(struct take *t)
+{
+	struct vms_take *vt = t->arg;
+
+	if (vt->memfile)
+		unlink(vt->memfile);
+}
+
+static int vms_disk_swap(struct take *t, unsigned k)
+{
+	struct vms_take *vt = t->arg;
+
+	return freeze_swap(vt->eng, &PLAN(vt->plan, k)->f);
+}
+
+/* A memory snapshot: the VM runs again, restored from its memory. */
+static int vms_restore(struct take *t)
+{
+	struct vms_take *vt = t->arg;
+	int rc;
+
+	if (!vt->memory)
+		return 0;
+	testpoint("vm.take.saved");
+	rc = vm_restore(vt->eng->vm, vt->memfile);
+	if (rc < 0 && resume_after_save(vt->eng, vt->vm, vt->plan, vt->memfile) == 0) {
+		/* rolled back: the take undoes the rest */
+		vt->why = "libvirt could not restore the VM from its memory after saving it: the snapshot was rolled back and the VM brought back (see events)";
+		return rc;
+	}
+	return 0;
+}
+
+/* the disks are frozen: the snapshot exists */
+static int vms_rows_commit(struct take *t)
+{
+	struct vms_take *vt = t->arg;
+	struct snap_engine *eng = vt->eng;
+	guint i;
+	int rc;
+
+	vt->s.state = VM_SNAPSHOT_READY;
+	rc = catalog_vm_snapshot_update(eng->cat, &vt->s);
+	for (i = 0; i < vt->plan->len && rc == 0; i++) {
+		struct vm_disk_plan *p = PLAN(vt->plan, i);
 		struct catalog_layer l;
 
-		if (catalog_layer_get(eng->cat, p->layer, &l) == 0) {
+		rc = catalog_layer_get(eng->cat, p->layer, &l);
+		if (rc == 0) {
 			l.state = LAYER_STATE_LIVE;
-			catalog_layer_update(eng->cat, &l);
+			rc = catalog_layer_update(eng->cat, &l);
 		}
 		g_strlcpy(p->vol.top_layer, p->layer, sizeof(p->vol.top_layer));
-		catalog_volume_update(eng->cat, &p->vol);
+		if (rc == 0)
+			rc = catalog_volume_update(eng->cat, &p->vol);
 	}
-	cvm.current = s.id;
-	catalog_vm_update(eng->cat, &cvm);
-	event_record_vm(eng, "vm.snapshot", vm, name, 0,
-		     "VM snapshot taken (%s, VM %s, %u disk(s))",
-		     memory ? "disk+memory" : "disk", running ? "running" : "stopped",
-		     plan->len);
-	catalog_tx_end(eng->cat, 0);
-	rc = rc == -EIO && memory ? rc : 0;
+	vt->cvm.current = vt->s.id;
+	if (rc == 0)
+		rc = catalog_vm_update(eng->cat, &vt->cvm);
+	if (rc == 0)
+		event_record_vm(eng, "vm.snapshot", vt->vm, vt->s.name, 0,
+				"VM snapshot taken (%s, VM %s, %u disk(s))",
+				vt->memory ? "disk+memory" : "disk",
+				vt->running ? "running" : "stopped", vt->plan->len);
+	return rc;
+}
 
-out_busy:
-	for (i = 0; i < plan->len; i++)
-		freeze_clear(&PLAN(plan, i)->f);
-	plan_busy(eng, plan, false);
-	g_array_free(plan, TRUE);
+static const struct take_ops vms_take_ops = {
+	.rows_insert = vms_rows_insert,
+	.rows_delete = vms_rows_delete,
+	.disk_prepare = vms_disk_prepare,
+	.disk_undo = vms_disk_undo,
+	.switch_disks = vms_switch,
+	.switch_undo = vms_switch_undo,
+	.disk_swap = vms_disk_swap,
+	.after_swap = vms_restore,
+	.rows_commit = vms_rows_commit,
+};
+
+/* The reason of a take that failed in step @t->failed with @rc. */
+static const char *vms_take_why(struct vms_take *vt, struct take *t, int rc)
+{
+	switch (t->failed) {
+	case TAKE_STEP_ROWS:
+		if (!vt->rows_tried)
+			return vt->why;
+		return rc == -EEXIST ? "a VM snapshot of that name exists" :
+		       rc == -EDQUOT ? vt->quota_why :
+				       "the catalog refused the snapshot";
+	case TAKE_STEP_SWAP:
+		if (t->exists)
+			return "a disk's new overlay could not be renamed over its volume file: the snapshot exists and the next mount completes it";
+		return vt->why;
+	case TAKE_STEP_COMMIT:
+		return "the VM snapshot exists on primary storage but the catalog refused to record it; the next mount completes it";
+	default:
+		return vt->why;
+	}
+}
+
+static int vms_take_busy(struct snap_engine *eng, const char *vm,
+			  const char *name, const char *target,
+			  int64_t policy_id, bool replaces)
+{
+	g_autofree char *uuid = g_uuid_string_random();
+	g_autofree char *memfile = NULL;
+	struct vm_info info;
+	struct catalog_vm_snapshot other;
+	struct vms_take vt = { .eng = eng, .vm = vm, .replaces = replaces,
+			       .why = "" };
+	struct take t = { .cat = eng->cat, .ops = &vms_take_ops, .arg = &vt,
+			  .point_prepared = "vm.take.prepared",
+			  .point_switched = "vm.take.switched",
+			  .point_first_swap = "vm.take.first_swap" };
+	guint i;
+	int rc;
+
+	rc = vms_load(eng, vm, &info, &vt.cvm);
+	if (rc < 0) {
+		event_reject(eng, "mkdir", target, -rc, "%s", reason(rc, "no such VM"));
+		return rc;
+	}
+	options_of(&vt.cvm, &vt.memory, &vt.quiesce);
+	vt.running = info.state == VM_STATE_RUNNING || info.state == VM_STATE_PAUSED;
+	if (vt.memory && !vt.running) {
+		rc = -EOPNOTSUPP;
+		vt.why = "a memory snapshot needs a running VM (snapshot-options has memory=yes)";
+		goto reject;
+	}
+	if (catalog_vm_snapshot_get(eng->cat, vt.cvm.id, name, &other) == 0) {
+		rc = -EEXIST;
+		vt.why = "a VM snapshot of that name exists";
+		goto reject;
+	}
+	rc = plan_disks(eng, &info, &vt.plan, &vt.why);
+	if (rc < 0)
+		goto reject;
+
+	vt.s.vm_id = vt.cvm.id;
+	g_strlcpy(vt.s.name, name, sizeof(vt.s.name));
+	g_strlcpy(vt.s.uuid, uuid, sizeof(vt.s.uuid));
+	vt.s.parent = vt.cvm.current;
+	vt.s.type = vt.memory ? VM_SNAPSHOT_DISK_MEMORY : VM_SNAPSHOT_DISK;
+	vt.s.state = VM_SNAPSHOT_CREATING;
+	vt.s.created_at = clock_now(eng);
+	vt.s.policy_id = policy_id;
+	if (vt.memory) {
+		memfile = memory_path(eng, uuid);
+		vt.memfile = memfile;
+		g_strlcpy(vt.s.memory, memfile, sizeof(vt.s.memory));
+		g_autofree char *mdir = g_path_get_dirname(memfile);
+		g_mkdir_with_parents(mdir, 0700);
+	}
+	t.n = vt.plan->len;
+
+	plan_busy(eng, vt.plan, true);
+	rc = take_run(&t);
+	for (i = 0; i < vt.plan->len; i++)
+		freeze_clear(&PLAN(vt.plan, i)->f);
+	plan_busy(eng, vt.plan, false);
+	if (rc < 0)
+		vt.why = vms_take_why(&vt, &t, rc);
+	g_array_free(vt.plan, TRUE);
 	vm_info_clear(&info);
 	if (rc < 0)
-		event_reject(eng, "mkdir", target, -rc, "%s", reason(rc, why));
+		event_reject(eng, "mkdir", target, -rc, "%s", reason(rc, vt.why));
 	return rc;
 
 reject:
-	if (plan)
-		g_array_free(plan, TRUE);
+	if (vt.plan)
+		g_array_free(vt.plan, TRUE);
 	vm_info_clear(&info);
-	event_reject(eng, "mkdir", target, -rc, "%s", reason(rc, why));
+	event_reject(eng, "mkdir", target, -rc, "%s", reason(rc, vt.why));
 	return rc;
 }
 

@@ -2,10 +2,10 @@
 """check-layers.py SRCDIR [BUILDDIR]: the engine's layers hold.
 
 The layers are the static libraries of engine/meson.build, lowest first:
-snapbase and snapvirt (base), snapcore (core), snapmech (mechanisms),
-snaporch (orchestration), snapengine (lifecycle).  A file may include and
-call only files of its own layer or lower ones, and the files' graph (who
-includes or calls whom) has no cycle, within a layer too.
+snapbase and snapvirt (base), snapcore (core), snaptake and snapmech
+(mechanisms), snaporch (orchestration), snapengine (lifecycle).  A file
+may include and call only files of its own layer or lower ones, and the
+files' graph (who includes or calls whom) has no cycle, within a layer too.
 
 Includes are read from the sources.  Calls, when BUILDDIR is given, are
 read from the objects with nm: each undefined symbol of an object is
@@ -17,8 +17,8 @@ import re
 import subprocess
 import sys
 
-LIBS = [('snapbase', 0), ('snapvirt', 0), ('snapcore', 1), ('snapmech', 2),
-        ('snaporch', 3), ('snapengine', 4)]
+LIBS = [('snapbase', 0), ('snapvirt', 0), ('snapcore', 1), ('snaptake', 2),
+        ('snapmech', 2), ('snaporch', 3), ('snapengine', 4)]
 NAMES = ['base', 'core', 'mechanisms', 'orchestration', 'lifecycle']
 # headers without a .c of the same name, and the layer they belong to
 HEADER_LAYER = {'context.h': 1, 'control.h': 0, 'snap.h': None}
