@@ -246,6 +246,18 @@ int catalog_alert_resolve(struct catalog *cat, const char *kind,
 int catalog_alert_get(struct catalog *cat, int64_t id, char **json_out);
 int catalog_alert_delete(struct catalog *cat, int64_t id);
 int catalog_alert_ids(struct catalog *cat, GArray **out);
+/**
+ * catalog_ids_take() - the ids of @a (from catalog_job_ids() or
+ * catalog_alert_ids()) as an array of uint64_t in *@out (g_free() it);
+ * @a is consumed.  Return: their count.
+ */
+static inline int catalog_ids_take(GArray *a, uint64_t **out)
+{
+	int n = (int)a->len;
+
+	*out = (uint64_t *)(void *)g_array_free(a, FALSE);
+	return n;
+}
 
 /* ---- layer references: snapshots and VM snapshot disks ---- */
 /** catalog_layer_referenced() - how many snapshots use layer @uuid. */

@@ -207,20 +207,12 @@ int snap_events_read(struct snap_engine *eng, uid_t caller, char **text_out,
 	return 0;
 }
 
-static int ids_out(GArray *a, uint64_t **ids_out)
-{
-	int n = (int)a->len;
-
-	*ids_out = (uint64_t *)g_array_free(a, FALSE);
-	return n;
-}
-
 int snap_alert_list(struct snap_engine *eng, uint64_t **ids)
 {
 	GArray *a;
 	int rc = catalog_alert_ids(eng->cat, &a);
 
-	return rc < 0 ? rc : ids_out(a, ids);
+	return rc < 0 ? rc : catalog_ids_take(a, ids);
 }
 
 int snap_alert_read(struct snap_engine *eng, uint64_t id, char **json_out)

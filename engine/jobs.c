@@ -22,14 +22,6 @@ static const char *const job_kind_names[JOB_KIND_LAST] = {
 	[JOB_KIND_REVERT] = "revert",
 };
 
-static int ids_out(GArray *a, uint64_t **ids_out)
-{
-	int n = (int)a->len;
-
-	*ids_out = (uint64_t *)g_array_free(a, FALSE);
-	return n;
-}
-
 int snap_job_owner(struct snap_engine *eng, uint64_t id, uid_t *uid)
 {
 	struct catalog_job job;
@@ -48,7 +40,7 @@ int snap_job_list(struct snap_engine *eng, uint64_t **ids)
 	GArray *a;
 	int rc = catalog_job_ids(eng->cat, &a);
 
-	return rc < 0 ? rc : ids_out(a, ids);
+	return rc < 0 ? rc : catalog_ids_take(a, ids);
 }
 
 int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out)

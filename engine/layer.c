@@ -123,6 +123,31 @@ int layer_prune_primary(struct snap_engine *eng, int64_t volume_id)
 }
 
 /*
+ * Inside a transaction: the layers among @n at @layers whose parent is @l
+ * hang from @l's parent instead, and @l is Retired.  Return: 0; -errno
+ * from the catalog (the caller's transaction is rolled back).
+ */
+static int retire(struct snap_engine *eng, struct catalog_layer *l,
+		  struct catalog_layer *layers, guint n)
+{
+	guint j;
+	int rc = 0;
+
+	for (j = 0; j < n && rc == 0; j++) {
+		if (!strcmp(layers[j].parent, l->uuid)) {
+			g_strlcpy(layers[j].parent, l->parent, sizeof(layers[j].parent));
+			rc = catalog_layer_update(eng->cat, &layers[j]);
+		}
+	}
+	if (rc == 0) {
+		l->state = LAYER_STATE_RETIRED;
+		l->parent[0] = '\0';
+		rc = catalog_layer_update(eng->cat, l);
+	}
+	return rc;
+}
+
+/*
  * A merge of @l whose rename happened (L's name is gone, or is a second
  * name of its child's file): its children hang from L's parent, and L is
  * Retired (its name, if left, is unlinked later).  Used when the catalog
@@ -132,24 +157,12 @@ static int merge_complete(struct snap_engine *eng, const struct catalog_volume *
 			  struct catalog_layer *l, GArray *layers,
 			  const char *type)
 {
-	guint j;
 	int rc = catalog_tx_begin(eng->cat);
 
 	if (rc < 0)
 		return rc;
-	for (j = 0; j < layers->len && rc == 0; j++) {
-		struct catalog_layer *c = &g_array_index(layers, struct catalog_layer, j);
-
-		if (!strcmp(c->parent, l->uuid)) {
-			g_strlcpy(c->parent, l->parent, sizeof(c->parent));
-			rc = catalog_layer_update(eng->cat, c);
-		}
-	}
-	if (rc == 0) {
-		l->state = LAYER_STATE_RETIRED;
-		l->parent[0] = '\0';
-		rc = catalog_layer_update(eng->cat, l);
-	}
+	rc = retire(eng, l, &g_array_index(layers, struct catalog_layer, 0),
+		    layers->len);
 	if (rc == 0)
 		event_record(eng, type, v->name, NULL, 0,
 			     "finished an interrupted merge of layer %s", l->uuid);
@@ -332,13 +345,7 @@ static int merge_one(struct snap_engine *eng, const struct catalog_volume *v,
 	rc = catalog_tx_begin(eng->cat);
 	if (rc < 0)
 		return rc;
-	g_strlcpy(x->parent, l->parent, sizeof(x->parent));
-	rc = catalog_layer_update(eng->cat, x);
-	if (rc == 0) {
-		l->state = LAYER_STATE_RETIRED;
-		l->parent[0] = '\0';
-		rc = catalog_layer_update(eng->cat, l);
-	}
+	rc = retire(eng, l, x, 1); /* @x, the only child, hangs from L's parent */
 	if (rc == 0)
 		event_record(eng, "layer.merge", v->name, NULL, 0,
 			     "layer %s folded into %s", l->uuid, x->uuid);
