@@ -5,6 +5,8 @@
 # of issue 4 (clonebench.py: 1 vs 8 concurrent clones vs cp) with --clone,
 # those of issue 5 (policybench.py: scheduler cost of 1,000 policies over a
 # simulated day, ls -l of 10,000 snapshots) with --policy, all four with
+# --all.  --chunks runs bench/chunkbench.c of issue 13 (what a repository
+# chunk costs: SHA-256, zstd; no mount, about a minute) and is not part of
 # --all.
 #
 #   bash bench/run.sh [--quick] [snapbench.py options...]
@@ -12,6 +14,7 @@
 #   bash bench/run.sh --clone [--quick] [clonebench.py options...]
 #   bash bench/run.sh --policy [--quick] [policybench.py options...]
 #   bash bench/run.sh --all [--quick]
+#   bash bench/run.sh --chunks [--mib=N] [--reps=N] [--drop]
 #
 # --vm runs under libvirt's QEMU driver embedded in snapfs (QEMU as root) by
 # default; --libvirt=system under a private system libvirtd started with
@@ -44,6 +47,7 @@ for a in "$@"; do
 	--clone) which=clone ;;
 	--policy) which=policy ;;
 	--all) which=all ;;
+	--chunks) which=chunks ;;
 	--libvirt=*)
 		[ "$which" = io ] && which=vm
 		args+=("$a")
@@ -63,7 +67,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 bin=${SNAPFS_BIN:-$root/build/fs/snapfs}
-if [ ! -x "$bin" ]; then
+if [ "$which" = chunks ]; then
+	# a C program, built here (not by default); needs only a setup build/
+	bin=$root/build/bench/chunkbench
+	(cd "$root" && { [ -f build/build.ninja ] || meson setup build; } &&
+		ninja -C build bench/chunkbench) >/dev/null
+elif [ ! -x "$bin" ]; then
 	echo "bench/run.sh: building snapfs ($bin is missing)"
 	(cd "$root" && { [ -f build/build.ninja ] || meson setup build; } &&
 		meson compile -C build)
@@ -139,6 +148,7 @@ bench() {
 }
 
 case $which in
+chunks) "$bin" --dir "$work" "$@" ;;
 all)
 	# all four, each in its own directory; the exit status is the worst one
 	st=0
