@@ -1,0 +1,150 @@
+/*
+ * chunkstore.h - the repository's chunk files (see chunkstore.c).
+ *
+ * Secondary storage is a repository of content-addressed chunks
+ * (docs/repository.md): a backup's data is cut into chunks of chunk_size
+ * bytes, and each chunk that is not all zero is stored once, in
+ * ROOT/.chunks/<xx>/<name>, where <name> is the SHA-256 of its content in
+ * 64 lowercase hex digits (digest.h) and <xx> its first two digits.  A
+ * chunk file is a 16-byte header ("SNAPCHK1", u32 flags, u32 raw length,
+ * little-endian) and the content.  Flag bit 0 (zstd) is in the format but
+ * this version never writes it and reads it as damage: on this machine
+ * zstd cost more backup time than the targets allow (docs/benchmarks.md,
+ * "Repository chunks (issue 13)").
+ *
+ * A base module: no engine context; the caller hands it the root.
+ *
+ * CALLING SEQUENCE
+ *
+ *	struct chunkstore *cs;
+ *	uint8_t digest[DIGEST_LEN];
+ *	bool written;
+ *
+ *	rc = chunkstore_open(secondary, 4 << 20, &cs);
+ *	...
+ *	rc = chunkstore_put(cs, buf, len, digest, &written);
+ *		digest goes into the index (all zero: a hole, nothing stored)
+ *	rc = chunkstore_get(cs, digest, buf, cap, &len);
+ *		-EBADMSG: the chunk is damaged; -ENOENT: it is missing
+ *	...
+ *	chunkstore_close(cs);
+ *
+ * DURABILITY: chunkstore_put() returns 0 only once the chunk is durable
+ * under its name (its data and its directory entry fsynced).  A crash in
+ * between leaves at most a temporary ROOT/.tmp/<random>.chunk, which
+ * nothing names (the caller's recovery may remove *.chunk there).  A
+ * chunk is never rewritten: a name that exists already is taken as
+ * holding that content (same name, same content), so a damaged chunk is
+ * healed by removing it (chunkstore_remove()) and putting it again.
+ *
+ * HOSTILE CONTENT: nothing is followed through a symbolic link below ROOT
+ * (.chunks, .tmp, a fan-out directory, a chunk), no name is made but from
+ * a digest, and every damage a reader can see (a short file, a wrong
+ * magic, unknown flags, a length out of range, content that does not hash
+ * to its name, a chunk that is not a regular file) is -EBADMSG, logged
+ * once with the chunk's path; never a crash.
+ *
+ * THREAD SAFETY: a struct chunkstore is read-only after chunkstore_open(),
+ * so every function may run in any number of threads at once (two puts of
+ * the same content each write a temporary file; one is kept).  Every
+ * function but chunkstore_path() may block on I/O; none holds a lock.
+ */
+#ifndef SNAP_CHUNKSTORE_H
+#define SNAP_CHUNKSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "digest.h"
+
+#define CHUNKSTORE_MAGIC "SNAPCHK1"
+#define CHUNKSTORE_HEADER 16	    /* magic, flags, raw length */
+#define CHUNKSTORE_FLAG_ZSTD 1u	    /* in the format; never written here */
+#define CHUNKSTORE_SIZE_MIN (64u << 10)
+#define CHUNKSTORE_SIZE_MAX (64u << 20)
+
+struct chunkstore;
+
+/**
+ * chunkstore_open() - the chunk store under @root (secondary storage)
+ * @root: an existing directory; copied
+ * @chunk_size: the repository's chunk size, a power of two from
+ *	CHUNKSTORE_SIZE_MIN to CHUNKSTORE_SIZE_MAX; a chunk holds 1 ..
+ *	@chunk_size bytes
+ * @out: on success owns the store; close with chunkstore_close()
+ *
+ * Creates @root/.chunks and @root/.tmp (mode 0700) when missing.
+ * Return: 0; -EINVAL bad @chunk_size; -ENOENT/-ENOTDIR/-EACCES... @root;
+ * -ELOOP .chunks or .tmp is a symbolic link; -ENOMEM.
+ */
+int chunkstore_open(const char *root, uint32_t chunk_size,
+		    struct chunkstore **out);
+
+/** chunkstore_close() - close @cs; NULL is a no-op. */
+void chunkstore_close(struct chunkstore *cs);
+
+/** chunkstore_chunk_size() - the chunk size @cs was opened with. */
+uint32_t chunkstore_chunk_size(const struct chunkstore *cs);
+
+/**
+ * chunkstore_put() - store @len bytes at @data (borrowed) as one chunk
+ * @digest_out: receives the chunk's name as a digest: its SHA-256, or all
+ *	zero when @data is all zero bytes (a hole: nothing is stored)
+ * @written: if not NULL, true when this call wrote the chunk file; false
+ *	for a hole and for a chunk that was already there (nothing written)
+ *
+ * Writes the chunk to ROOT/.tmp/<random>.chunk, fsyncs it, renames it to
+ * its name unless that name exists already (then the new file is
+ * removed), and fsyncs the fan-out directory.  Fault points (fault.h):
+ * "chunk.write", "chunk.fsync", "chunk.rename"; whatever fails, the
+ * temporary file is removed and no chunk file is left half-written.
+ * Return: 0; -EINVAL @len is 0 or over the chunk size; -EBADMSG
+ * something other than a regular file holds the name (not overwritten);
+ * -ENOSPC, -EDQUOT, -EIO... from the file system; -ENOMEM.
+ */
+int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
+		   uint8_t digest_out[DIGEST_LEN], bool *written);
+
+/**
+ * chunkstore_get() - read the chunk @digest into @buf, checked
+ * @cap: bytes at @buf; the chunk size always suffices
+ * @len: receives the chunk's length (1 .. chunk size)
+ *
+ * Checks the header, the length, and that the content hashes to @digest;
+ * @buf holds garbage after a failure.
+ * Return: 0; -ENOENT no such chunk; -EBADMSG the chunk is damaged (see
+ * HOSTILE CONTENT; logged); -ERANGE @cap is too small for it; -EINVAL
+ * @digest is the all-zero digest (a hole: the caller fills zeros); -EIO...
+ * from the file system; -ENOMEM.
+ */
+int chunkstore_get(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN],
+		   void *buf, size_t cap, size_t *len);
+
+/**
+ * chunkstore_has() - is there a chunk file named @digest?  Looks at the
+ * name only, never at the content (chunkstore_get() checks that).  The
+ * all-zero digest, a hole, is always there.
+ * Return: 1 yes; 0 no; -EBADMSG something other than a regular file holds
+ * the name (logged); -EIO... from the file system.
+ */
+int chunkstore_has(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN]);
+
+/**
+ * chunkstore_remove() - remove the chunk file named @digest (garbage
+ * collection, a damaged chunk before it is put again).  The removal is not
+ * fsynced: a chunk that comes back after a crash is only collected again.
+ * Return: 0; -ENOENT no such chunk; -EINVAL the all-zero digest; -EIO...
+ */
+int chunkstore_remove(struct chunkstore *cs,
+		      const uint8_t digest[DIGEST_LEN]);
+
+/**
+ * chunkstore_path() - ROOT/.chunks/<xx>/<name> of @digest, for messages
+ * and tests; whether it exists is not checked.  Never blocks.
+ * Return: the path; the caller owns it (g_free).
+ */
+char *chunkstore_path(const struct chunkstore *cs,
+		      const uint8_t digest[DIGEST_LEN]);
+
+#endif
