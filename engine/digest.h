@@ -6,7 +6,7 @@
  * because a name must be collision-resistant (two different chunks with
  * one name would silently restore the wrong data), and OpenSSL's because
  * it is in Debian everywhere and uses the CPU's SHA extensions: 1.0-1.4
- * GB/s on one core here, 5-7x GLib's GChecksum (0.16-0.26 GB/s), so a
+ * GB/s on one core here, 5-8x GLib's GChecksum (0.16-0.28 GB/s), so a
  * chunk's hash costs less than its write (docs/benchmarks.md, "Repository
  * chunks (issue 13)").  digest.c is the only file that sees
  * OpenSSL.
