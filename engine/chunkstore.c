@@ -27,6 +27,18 @@ struct chunkstore {
 	int tmp_fd;    /* ROOT/.tmp */
 };
 
+/* Log "chunkstore: @what '<root>/.chunks/<xx>/@name': @why" (@why NULL:
+ * errno's text). */
+static void chunk_log(const struct chunkstore *cs, const char *name,
+		      const char *what, const char *why)
+{
+	int err = errno;
+
+	snap_log(LOG_ERR, "chunkstore: %s '%s/.chunks/%.2s/%s': %s", what,
+		 cs->root, name, name, why ? why : g_strerror(err));
+	errno = err;
+}
+
 /* ---- directories ---- */
 
 /* Make @name in @dir_fd (mode 0700) unless it exists; *@created says
@@ -59,8 +71,9 @@ static int open_dir(int dir_fd, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
-/* The fan-out directory of chunk @hex, made first when @create.  Return: its fd; -ENOENT (when not @create);
- * -EBADMSG something else holds its name (logged); -errno (logged). */
+/* The fan-out directory of chunk @hex, made first when @create.
+ * Return: its fd; -ENOENT (when not @create); -EBADMSG something else
+ * holds its name (logged); -errno (logged). */
 static int open_fanout(const struct chunkstore *cs, const char *hex,
 		       bool create)
 {
@@ -102,8 +115,7 @@ static int open_fanout(const struct chunkstore *cs, const char *hex,
 
 /* What holds @name in @dir_fd.  Return: 1 a regular file; 0 nothing;
  * -EBADMSG something else (logged); -errno (logged). */
-static int name_state(const struct chunkstore *cs, int dir_fd,
-		      const char *name)
+static int name_state(const struct chunkstore *cs, int dir_fd, const char *name)
 {
 	struct stat st;
 
@@ -112,16 +124,11 @@ static int name_state(const struct chunkstore *cs, int dir_fd,
 
 		if (rc == -ENOENT)
 			return 0;
-		snap_log(LOG_ERR,
-			 "chunkstore: cannot stat chunk '%s/.chunks/%.2s/%s': %m",
-			 cs->root, name, name);
+		chunk_log(cs, name, "cannot stat chunk", NULL);
 		return rc;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		snap_log(LOG_ERR,
-			 "chunkstore: damaged chunk '%s/.chunks/%.2s/%s': not a "
-			 "regular file",
-			 cs->root, name, name);
+		chunk_log(cs, name, "damaged chunk", "not a regular file");
 		return -EBADMSG;
 	}
 	return 1;
@@ -252,7 +259,8 @@ static int tmp_create(const struct chunkstore *cs, char tmp[64])
 		snprintf(tmp, 64, "%08x%08x.chunk", g_random_int(),
 			 g_random_int());
 		fd = openat(cs->tmp_fd, tmp,
-			    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+				    O_CLOEXEC,
 			    0600);
 		if (fd >= 0)
 			return fd;
@@ -300,8 +308,8 @@ static int tmp_fill(const struct chunkstore *cs, int fd, const char *tmp,
 
 /* Give temporary file @tmp the name @name in @dir_fd unless the name is
  * taken.  Return: 0; -EEXIST taken (@tmp is still there); -errno. */
-static int tmp_publish(const struct chunkstore *cs, const char *tmp,
-		       int dir_fd, const char *name)
+static int tmp_publish(const struct chunkstore *cs, const char *tmp, int dir_fd,
+		       const char *name)
 {
 	if (fault("chunk.rename", EIO))
 		return -errno;
@@ -363,19 +371,16 @@ int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
 	}
 	if (rc < 0) {
 		errno = -rc;
-		snap_log(LOG_ERR,
-			 "chunkstore: cannot rename '%s/.tmp/%s' to chunk "
-			 "'%s': %m",
-			 cs->root, tmp, name);
+		chunk_log(cs, name, "cannot rename a temporary file to chunk",
+			  NULL);
 		goto remove_tmp;
 	}
 	if (fsync(dir_fd) < 0) {
 		/* the chunk is whole under its name, only maybe not durable:
 		 * it stays (a later put of it finds it and writes nothing) */
 		rc = -errno;
-		snap_log(LOG_ERR,
-			 "chunkstore: cannot fsync '%s/.chunks/%.2s': %m",
-			 cs->root, name);
+		chunk_log(cs, name, "cannot fsync the directory of chunk",
+			  NULL);
 		goto close_dir;
 	}
 	if (written)
@@ -398,8 +403,7 @@ close_dir:
 static int damaged(const struct chunkstore *cs, const char *name,
 		   const char *why)
 {
-	snap_log(LOG_ERR, "chunkstore: damaged chunk '%s/.chunks/%.2s/%s': %s",
-		 cs->root, name, name, why);
+	chunk_log(cs, name, "damaged chunk", why);
 	return -EBADMSG;
 }
 
@@ -431,8 +435,7 @@ static int open_chunk(const struct chunkstore *cs, const char *name)
 
 	dir_fd = open_fanout(cs, name, false);
 	if (dir_fd == -ENOENT) {
-		snap_log(LOG_ERR, "chunkstore: missing chunk '%s/.chunks/%.2s/%s'",
-			 cs->root, name, name);
+		chunk_log(cs, name, "missing chunk", "no such file");
 		return dir_fd;
 	}
 	if (dir_fd < 0)
@@ -441,16 +444,13 @@ static int open_chunk(const struct chunkstore *cs, const char *name)
 		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	rc = fd < 0 ? -errno : fd;
 	close(dir_fd);
-	if (rc == -ENOENT)
-		snap_log(LOG_ERR, "chunkstore: missing chunk '%s/.chunks/%.2s/%s'",
-			 cs->root, name, name);
-	else if (rc == -ELOOP)
+	if (rc == -ENOENT) {
+		chunk_log(cs, name, "missing chunk", "no such file");
+	} else if (rc == -ELOOP) {
 		rc = damaged(cs, name, "a symbolic link");
-	else if (rc < 0) {
+	} else if (rc < 0) {
 		errno = -rc;
-		snap_log(LOG_ERR,
-			 "chunkstore: cannot open chunk '%s/.chunks/%.2s/%s': %m",
-			 cs->root, name, name);
+		chunk_log(cs, name, "cannot open chunk", NULL);
 	}
 	return rc;
 }
@@ -473,9 +473,7 @@ int chunkstore_get(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN],
 		return fd;
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
-		snap_log(LOG_ERR,
-			 "chunkstore: cannot stat chunk '%s/.chunks/%.2s/%s': %m",
-			 cs->root, name, name);
+		chunk_log(cs, name, "cannot stat chunk", NULL);
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -502,8 +500,8 @@ int chunkstore_get(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN],
 		goto out;
 	}
 	if (flags & CHUNKSTORE_FLAG_ZSTD) {
-		rc = damaged(cs, name,
-			     "compressed (this version stores raw chunks only)");
+		/* in the format, but never written by this version */
+		rc = damaged(cs, name, "compressed");
 		goto out;
 	}
 	if (flags) {
@@ -514,17 +512,17 @@ int chunkstore_get(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN],
 		rc = damaged(cs, name, "length out of range");
 		goto out;
 	}
-	if ((uint64_t)st.st_size != CHUNKSTORE_HEADER + (uint64_t)raw) {
-		rc = damaged(cs, name, (uint64_t)st.st_size <
-						CHUNKSTORE_HEADER + (uint64_t)raw
-					       ? "truncated"
-					       : "longer than its length");
+	if ((uint64_t)st.st_size < CHUNKSTORE_HEADER + (uint64_t)raw) {
+		rc = damaged(cs, name, "truncated");
+		goto out;
+	}
+	if ((uint64_t)st.st_size > CHUNKSTORE_HEADER + (uint64_t)raw) {
+		rc = damaged(cs, name, "longer than its length");
 		goto out;
 	}
 	if (raw > cap) {
-		snap_log(LOG_ERR,
-			 "chunkstore: chunk '%s' of %u bytes does not fit in %zu",
-			 name, raw, cap);
+		chunk_log(cs, name, "cannot read chunk",
+			  "the buffer is too small");
 		rc = -ERANGE;
 		goto out;
 	}
@@ -548,8 +546,7 @@ int chunkstore_get(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN],
 
 read_failed:
 	errno = -rc;
-	snap_log(LOG_ERR, "chunkstore: cannot read chunk '%s/.chunks/%.2s/%s': %m",
-		 cs->root, name, name);
+	chunk_log(cs, name, "cannot read chunk", NULL);
 out:
 	close(fd);
 	return rc;
@@ -573,7 +570,8 @@ int chunkstore_has(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN])
 	return rc;
 }
 
-int chunkstore_remove(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN])
+int chunkstore_remove(struct chunkstore *cs,
+		      const uint8_t digest[DIGEST_LEN])
 {
 	char name[DIGEST_HEX_LEN + 1];
 	int dir_fd, rc = 0;
@@ -589,10 +587,7 @@ int chunkstore_remove(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN])
 	if (unlinkat(dir_fd, name, 0) < 0) {
 		rc = -errno;
 		if (rc != -ENOENT)
-			snap_log(LOG_ERR,
-				 "chunkstore: cannot remove chunk "
-				 "'%s/.chunks/%.2s/%s': %m",
-				 cs->root, name, name);
+			chunk_log(cs, name, "cannot remove chunk", NULL);
 	}
 	close(dir_fd);
 	return rc;

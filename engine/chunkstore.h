@@ -59,8 +59,8 @@
 #include "digest.h"
 
 #define CHUNKSTORE_MAGIC "SNAPCHK1"
-#define CHUNKSTORE_HEADER 16	    /* magic, flags, raw length */
-#define CHUNKSTORE_FLAG_ZSTD 1u	    /* in the format; never written here */
+#define CHUNKSTORE_HEADER 16	/* magic, flags, raw length */
+#define CHUNKSTORE_FLAG_ZSTD 1u /* in the format; never written here */
 #define CHUNKSTORE_SIZE_MIN (64u << 10)
 #define CHUNKSTORE_SIZE_MAX (64u << 20)
 
@@ -136,8 +136,7 @@ int chunkstore_has(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN]);
  * fsynced: a chunk that comes back after a crash is only collected again.
  * Return: 0; -ENOENT no such chunk; -EINVAL the all-zero digest; -EIO...
  */
-int chunkstore_remove(struct chunkstore *cs,
-		      const uint8_t digest[DIGEST_LEN]);
+int chunkstore_remove(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN]);
 
 /**
  * chunkstore_path() - ROOT/.chunks/<xx>/<name> of @digest, for messages

@@ -60,11 +60,17 @@ struct digest_stream;
  */
 int digest_stream_new(struct digest_stream **out);
 
-/** digest_stream_update() - add @len bytes.  Return: 0; -EIO; -EINVAL after finish. */
+/**
+ * digest_stream_update() - add @len bytes at @data (borrowed).
+ * Return: 0; -EIO; -EINVAL after digest_stream_finish().
+ */
 int digest_stream_update(struct digest_stream *ds, const void *data,
 			 size_t len);
 
-/** digest_stream_finish() - the digest of all bytes added.  Return: 0; -EIO; -EINVAL twice. */
+/**
+ * digest_stream_finish() - the digest of all bytes added, into @out.
+ * Return: 0; -EIO; -EINVAL when called twice.
+ */
 int digest_stream_finish(struct digest_stream *ds, uint8_t out[DIGEST_LEN]);
 
 /** digest_stream_free() - free @ds; NULL is a no-op. */
