@@ -76,7 +76,8 @@ struct chunkstore;
  *
  * Creates @root/.chunks and @root/.tmp (mode 0700) when missing.
  * Return: 0; -EINVAL bad @chunk_size; -ENOENT/-ENOTDIR/-EACCES... @root;
- * -ELOOP .chunks or .tmp is a symbolic link; -ENOMEM.
+ * -ENOTDIR/-ELOOP .chunks or .tmp is not a directory (a symbolic link
+ * there is not followed); -ENOMEM.  All logged.
  */
 int chunkstore_open(const char *root, uint32_t chunk_size,
 		    struct chunkstore **out);
@@ -99,9 +100,11 @@ uint32_t chunkstore_chunk_size(const struct chunkstore *cs);
  * removed), and fsyncs the fan-out directory.  Fault points (fault.h):
  * "chunk.write", "chunk.fsync", "chunk.rename"; whatever fails, the
  * temporary file is removed and no chunk file is left half-written.
- * Return: 0; -EINVAL @len is 0 or over the chunk size; -EBADMSG
- * something other than a regular file holds the name (not overwritten);
- * -ENOSPC, -EDQUOT, -EIO... from the file system; -ENOMEM.
+ * Return: 0; -EINVAL @len is 0 or over the chunk size (not logged: the
+ * caller's bug); -EBADMSG something other than a regular file holds the
+ * chunk's name, or other than a directory its fan-out directory's (left
+ * as it is); -ENOSPC, -EDQUOT, -EIO... from the file system; -ENOMEM.
+ * All but -EINVAL logged.
  */
 int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
 		   uint8_t digest_out[DIGEST_LEN], bool *written);
@@ -114,9 +117,9 @@ int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
  * Checks the header, the length, and that the content hashes to @digest;
  * @buf holds garbage after a failure.
  * Return: 0; -ENOENT no such chunk; -EBADMSG the chunk is damaged (see
- * HOSTILE CONTENT; logged); -ERANGE @cap is too small for it; -EINVAL
- * @digest is the all-zero digest (a hole: the caller fills zeros); -EIO...
- * from the file system; -ENOMEM.
+ * HOSTILE CONTENT); -ERANGE @cap is too small for it; -EIO... from the
+ * file system; -ENOMEM: all logged.  -EINVAL (not logged) @digest is the
+ * all-zero digest: a hole, whose zeros the caller fills.
  */
 int chunkstore_get(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN],
 		   void *buf, size_t cap, size_t *len);
