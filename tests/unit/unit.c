@@ -25,6 +25,8 @@ const char *unit_errno_name(int err)
 		{ EDQUOT, "EDQUOT" }, { ECANCELED, "ECANCELED" },
 		{ EPERM, "EPERM" },   { ENAMETOOLONG, "ENAMETOOLONG" },
 		{ EBADF, "EBADF" },   { EROFS, "EROFS" },
+		{ EBADMSG, "EBADMSG" }, { EFBIG, "EFBIG" },
+		{ ELOOP, "ELOOP" },
 	};
 	int e = err < 0 ? -err : err;
 
