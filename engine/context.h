@@ -8,11 +8,12 @@
  * LAYERS (docs/design.md, "Pieces"): a file includes and calls only its
  * own layer's files or lower ones; tools/check-layers.py enforces it.
  *   base           log, fault, errname, json, image, proc, checksum, names,
- *                  settings, policy (parsing), catalog, testpoint, copy,
+ *                  settings, policy (parsing), catalog, testpoint,
+ *                  digest, chunkstore, repo_index (the repository),
  *                  vm (the libvirt wrapper, in a library of its own)
- *   core           clock, wake, gone, paths, fsutil, running, events,
- *                  control_results, vmdisk (this header is core's)
- *   mechanisms     volume, freeze, layer, accounts, waiters, backup,
+ *   core           clock, wake, gone, paths, fsutil, running, copy, events,
+ *                  control_results (this header is core's)
+ *   mechanisms     vmdisk, volume, freeze, layer, accounts, waiters, backup,
  *                  backedup, snapshot, clone, revert, take (the take
  *                  sequence, in a library of its own)
  *   orchestration  pool, jobs, vms, policies, volume_control, watch, recover
