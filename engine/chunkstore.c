@@ -7,12 +7,27 @@
  * name), so a symbolic link planted anywhere below the root is refused,
  * not followed; a chunk is opened O_NONBLOCK so that a FIFO planted at its
  * name cannot hang a reader.
+ *
+ * LOCKING: ROOT/.locks/<xx> is the lock of fan-out directory <xx>, an
+ * flock() on a file of its own, opened afresh for each use (flock belongs
+ * to the open file description, so two threads of one process exclude each
+ * other as two processes do; closing the fd unlocks, and so does a
+ * process's death, so kill -9 never leaves a lock behind).  Shared: a put's
+ * exists-and-touch, and its rename; exclusive: the sweep's stat-and-unlink
+ * of one chunk (chunkstore_remove_if_older(), chunkstore_remove()).  A
+ * regular file rather than the directory itself because NFS locks regular
+ * files only (flock on a directory there is local to one client), and the
+ * file is opened O_RDWR because NFS emulates an exclusive flock with a
+ * write lock.  Not inside .chunks, so that .chunks holds chunks only.
+ * Nothing else is taken under it; reads (get, has) take none.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <glib.h>
 
@@ -25,6 +40,7 @@ struct chunkstore {
 	uint32_t chunk_size;
 	int chunks_fd; /* ROOT/.chunks */
 	int tmp_fd;    /* ROOT/.tmp */
+	int locks_fd;  /* ROOT/.locks */
 };
 
 /* Log "chunkstore: @what '<root>/.chunks/<xx>/@name': @why" (@why NULL:
@@ -134,6 +150,92 @@ static int name_state(const struct chunkstore *cs, int dir_fd, const char *name)
 	return 1;
 }
 
+/* Lock the fan-out directory of chunk @name (LOCKING above), blocking
+ * until it is granted.  Return: the lock's fd, whose close() unlocks;
+ * -EBADMSG something other than a regular file holds the lock's name;
+ * -errno (all logged). */
+static int fanout_lock(const struct chunkstore *cs, const char *name,
+		       bool exclusive)
+{
+	char xx[3] = { name[0], name[1], '\0' };
+	struct stat st;
+	int fd, rc;
+
+	fd = openat(cs->locks_fd, xx,
+		    O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+		    0600);
+	if (fd < 0) {
+		rc = errno == ELOOP ? -EBADMSG : -errno;
+		snap_log(LOG_ERR, "chunkstore: cannot open lock '%s/.locks/%s': %s",
+			 cs->root, xx,
+			 rc == -EBADMSG ? "a symbolic link" : g_strerror(errno));
+		return rc;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "chunkstore: cannot stat lock '%s/.locks/%s': %m",
+			 cs->root, xx);
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snap_log(LOG_ERR,
+			 "chunkstore: bad lock '%s/.locks/%s': not a regular file",
+			 cs->root, xx);
+		close(fd);
+		return -EBADMSG;
+	}
+	while (flock(fd, exclusive ? LOCK_EX : LOCK_SH) < 0) {
+		if (errno == EINTR)
+			continue;
+		rc = -errno;
+		snap_log(LOG_ERR, "chunkstore: cannot lock '%s/.locks/%s': %m",
+			 cs->root, xx);
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+static void fanout_unlock(int lock_fd)
+{
+	close(lock_fd); /* the only fd of this open file description */
+}
+
+/* Make chunk @name in @dir_fd young: its mtime becomes now, so that the
+ * sweep's cutoff spares it.  Called under the fan-out lock, after
+ * name_state() said a regular file holds the name.
+ * Return: 0; -ENOENT gone; -errno (logged). */
+static int touch_locked(const struct chunkstore *cs, int dir_fd,
+			const char *name)
+{
+	const struct timespec times[2] = { { .tv_nsec = UTIME_OMIT },
+					   { .tv_nsec = UTIME_NOW } };
+	int rc;
+
+	if (fault("chunk.touch", EIO) ||
+	    utimensat(dir_fd, name, times, AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = -errno;
+		if (rc != -ENOENT)
+			chunk_log(cs, name, "cannot touch chunk", NULL);
+		return rc;
+	}
+	return 0;
+}
+
+/* Under the shared lock: if chunk @name is there, touch it.
+ * Return: 1 there and touched; 0 not there; -errno (logged). */
+static int touch_if_present_locked(const struct chunkstore *cs, int dir_fd,
+				   const char *name)
+{
+	int rc = name_state(cs, dir_fd, name);
+
+	if (rc != 1)
+		return rc;
+	rc = touch_locked(cs, dir_fd, name);
+	return rc == -ENOENT ? 0 : rc < 0 ? rc : 1;
+}
+
 /* ---- open, close ---- */
 
 int chunkstore_open(const char *root, uint32_t chunk_size,
@@ -163,12 +265,15 @@ int chunkstore_open(const char *root, uint32_t chunk_size,
 	}
 	cs->root = g_strdup(root);
 	cs->chunk_size = chunk_size;
-	cs->chunks_fd = cs->tmp_fd = -1;
+	cs->chunks_fd = cs->tmp_fd = cs->locks_fd = -1;
 
 	rc = make_dir(cs, root_fd, ".chunks", &created);
 	if (rc < 0)
 		goto fail;
 	rc = make_dir(cs, root_fd, ".tmp", &created);
+	if (rc < 0)
+		goto fail;
+	rc = make_dir(cs, root_fd, ".locks", &created);
 	if (rc < 0)
 		goto fail;
 	cs->chunks_fd = open_dir(root_fd, ".chunks");
@@ -184,6 +289,14 @@ int chunkstore_open(const char *root, uint32_t chunk_size,
 		rc = cs->tmp_fd;
 		errno = -rc;
 		snap_log(LOG_ERR, "chunkstore: cannot open '%s/.tmp': %m",
+			 root);
+		goto fail;
+	}
+	cs->locks_fd = open_dir(root_fd, ".locks");
+	if (cs->locks_fd < 0) {
+		rc = cs->locks_fd;
+		errno = -rc;
+		snap_log(LOG_ERR, "chunkstore: cannot open '%s/.locks': %m",
 			 root);
 		goto fail;
 	}
@@ -205,6 +318,8 @@ void chunkstore_close(struct chunkstore *cs)
 		close(cs->chunks_fd);
 	if (cs->tmp_fd >= 0)
 		close(cs->tmp_fd);
+	if (cs->locks_fd >= 0)
+		close(cs->locks_fd);
 	g_free(cs->root);
 	g_free(cs);
 }
@@ -325,12 +440,41 @@ static int tmp_publish(const struct chunkstore *cs, const char *tmp, int dir_fd,
 	return 0;
 }
 
+/* Rename @tmp to chunk @name under the shared lock; when another put was
+ * first, touch its chunk instead (and should a sweep have removed that one
+ * just before the lock, rename after all).  The new file is young: its
+ * mtime is when this put wrote it.
+ * Return: 0 renamed; 1 the name was taken, its chunk touched (@tmp is
+ * still there); -errno (the rename's not logged, the rest logged). */
+static int publish_or_touch(const struct chunkstore *cs, const char *tmp,
+			    int dir_fd, const char *name)
+{
+	int lock_fd, rc;
+
+	lock_fd = fanout_lock(cs, name, false);
+	if (lock_fd < 0)
+		return lock_fd;
+	/* a name can vanish between a failed rename and the touch only
+	 * through an unlocked removal (another tool): try a few times */
+	for (int tries = 0; tries < 3; tries++) {
+		rc = tmp_publish(cs, tmp, dir_fd, name);
+		if (rc != -EEXIST)
+			break;
+		rc = touch_if_present_locked(cs, dir_fd, name);
+		if (rc != 0)
+			break;
+		rc = -EEXIST;
+	}
+	fanout_unlock(lock_fd);
+	return rc == -EEXIST ? -EIO : rc; /* put logs it */
+}
+
 int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
 		   uint8_t digest_out[DIGEST_LEN], bool *written)
 {
 	uint8_t d[DIGEST_LEN];
 	char name[DIGEST_HEX_LEN + 1], tmp[64];
-	int dir_fd, fd, rc;
+	int dir_fd, lock_fd, fd, rc;
 
 	if (written)
 		*written = false;
@@ -348,8 +492,15 @@ int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
 	dir_fd = open_fanout(cs, name, true);
 	if (dir_fd < 0)
 		return dir_fd;
-	/* stored already (same name, same content): write nothing */
-	rc = name_state(cs, dir_fd, name);
+	/* stored already (same name, same content): write nothing, but make
+	 * it young, under the lock, so that no sweep removes it in between */
+	lock_fd = fanout_lock(cs, name, false);
+	if (lock_fd < 0) {
+		rc = lock_fd;
+		goto close_dir;
+	}
+	rc = touch_if_present_locked(cs, dir_fd, name);
+	fanout_unlock(lock_fd);
 	if (rc != 0)
 		goto close_dir;
 
@@ -362,11 +513,10 @@ int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
 	close(fd);
 	if (rc < 0)
 		goto remove_tmp;
-	rc = tmp_publish(cs, tmp, dir_fd, name);
-	if (rc == -EEXIST) {
+	rc = publish_or_touch(cs, tmp, dir_fd, name);
+	if (rc == 1) {
 		/* another put of the same content was first */
 		unlinkat(cs->tmp_fd, tmp, 0);
-		rc = name_state(cs, dir_fd, name);
 		goto close_dir;
 	}
 	if (rc < 0) {
@@ -574,7 +724,7 @@ int chunkstore_remove(struct chunkstore *cs,
 		      const uint8_t digest[DIGEST_LEN])
 {
 	char name[DIGEST_HEX_LEN + 1];
-	int dir_fd, rc = 0;
+	int dir_fd, lock_fd, rc = 0;
 
 	if (digest_is_zero(digest))
 		return -EINVAL;
@@ -582,6 +732,11 @@ int chunkstore_remove(struct chunkstore *cs,
 	dir_fd = open_fanout(cs, name, false);
 	if (dir_fd < 0)
 		return dir_fd;
+	lock_fd = fanout_lock(cs, name, true);
+	if (lock_fd < 0) {
+		close(dir_fd);
+		return lock_fd;
+	}
 	/* unlinkat never follows: a planted symbolic link goes, not its
 	 * target */
 	if (unlinkat(dir_fd, name, 0) < 0) {
@@ -589,6 +744,251 @@ int chunkstore_remove(struct chunkstore *cs,
 		if (rc != -ENOENT)
 			chunk_log(cs, name, "cannot remove chunk", NULL);
 	}
+	fanout_unlock(lock_fd);
 	close(dir_fd);
+	return rc;
+}
+
+int chunkstore_touch(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN])
+{
+	char name[DIGEST_HEX_LEN + 1];
+	int dir_fd, lock_fd, rc;
+
+	if (digest_is_zero(digest))
+		return 0;
+	digest_to_hex(digest, name);
+	dir_fd = open_fanout(cs, name, false);
+	if (dir_fd < 0)
+		return dir_fd;
+	lock_fd = fanout_lock(cs, name, false);
+	if (lock_fd < 0) {
+		close(dir_fd);
+		return lock_fd;
+	}
+	rc = touch_if_present_locked(cs, dir_fd, name);
+	fanout_unlock(lock_fd);
+	close(dir_fd);
+	return rc == 0 ? -ENOENT : rc < 0 ? rc : 0;
+}
+
+/* ---- the sweep (garbage collection) ---- */
+
+int chunkstore_remove_if_older(struct chunkstore *cs,
+			       const uint8_t digest[DIGEST_LEN], int64_t cutoff,
+			       uint64_t *bytes)
+{
+	char name[DIGEST_HEX_LEN + 1];
+	struct stat st;
+	int dir_fd, lock_fd, rc;
+
+	*bytes = 0;
+	if (digest_is_zero(digest))
+		return -EINVAL;
+	digest_to_hex(digest, name);
+	dir_fd = open_fanout(cs, name, false);
+	if (dir_fd < 0)
+		return dir_fd;
+	/* exclusive: no put may find the chunk present (and so not write it)
+	 * between this stat and this unlink */
+	lock_fd = fanout_lock(cs, name, true);
+	if (lock_fd < 0) {
+		close(dir_fd);
+		return lock_fd;
+	}
+	if (fault("gc.stat", EIO) ||
+	    fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = -errno;
+		if (rc != -ENOENT)
+			chunk_log(cs, name, "cannot stat chunk", NULL);
+		goto unlock;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = damaged(cs, name, "not a regular file");
+		goto unlock;
+	}
+	if ((int64_t)st.st_mtim.tv_sec >= cutoff) {
+		rc = 0;
+		goto unlock;
+	}
+	if (fault("gc.unlink", EIO) || unlinkat(dir_fd, name, 0) < 0) {
+		rc = -errno;
+		if (rc != -ENOENT)
+			chunk_log(cs, name, "cannot remove chunk", NULL);
+		goto unlock;
+	}
+	*bytes = (uint64_t)st.st_size;
+	rc = 1;
+unlock:
+	fanout_unlock(lock_fd);
+	close(dir_fd);
+	return rc;
+}
+
+/* A fresh directory stream of @dir_fd/@name (its own offset), never
+ * through a symbolic link.  Return: the stream, or NULL and errno. */
+static DIR *open_stream(int dir_fd, const char *name)
+{
+	int fd = open_dir(dir_fd, name);
+	DIR *d;
+
+	if (fd < 0) {
+		errno = -fd;
+		return NULL;
+	}
+	d = fdopendir(fd);
+	if (!d)
+		close(fd);
+	return d;
+}
+
+static bool is_fanout_name(const char *s)
+{
+	return g_ascii_isxdigit(s[0]) && !g_ascii_isupper(s[0]) &&
+	       g_ascii_isxdigit(s[1]) && !g_ascii_isupper(s[1]) && !s[2];
+}
+
+/* Scan fan-out directory @xx; see chunkstore_scan(). */
+static int scan_fanout(struct chunkstore *cs, const char *xx,
+		       chunkstore_scan_fn fn, void *arg, uint64_t *foreign)
+{
+	struct dirent *e;
+	DIR *d;
+	int rc = 0;
+
+	d = fault("gc.scan", EIO) ? NULL : open_stream(cs->chunks_fd, xx);
+	if (!d) {
+		if (errno == ELOOP || errno == ENOTDIR) {
+			(*foreign)++; /* not followed, left alone */
+			return 0;
+		}
+		if (errno == ENOENT)
+			return 0; /* removed since the listing */
+		rc = -errno;
+		snap_log(LOG_ERR, "chunkstore: cannot open '%s/.chunks/%s': %m",
+			 cs->root, xx);
+		return rc;
+	}
+	for (;;) {
+		uint8_t digest[DIGEST_LEN];
+
+		errno = 0;
+		e = readdir(d);
+		if (!e)
+			break;
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (digest_from_hex(e->d_name, digest) < 0 ||
+		    memcmp(e->d_name, xx, 2) != 0) {
+			(*foreign)++;
+			continue;
+		}
+		rc = fn(cs, digest, arg);
+		if (rc < 0)
+			break;
+	}
+	if (!e && errno) {
+		rc = -errno;
+		snap_log(LOG_ERR, "chunkstore: cannot read '%s/.chunks/%s': %m",
+			 cs->root, xx);
+	}
+	closedir(d);
+	return rc;
+}
+
+int chunkstore_scan(struct chunkstore *cs, chunkstore_scan_fn fn, void *arg,
+		    uint64_t *foreign)
+{
+	g_autoptr(GPtrArray) dirs = g_ptr_array_new_with_free_func(g_free);
+	struct dirent *e;
+	DIR *d;
+	int rc = 0;
+
+	*foreign = 0;
+	/* list first, then scan: the top stream stays short-lived */
+	d = open_stream(cs->chunks_fd, ".");
+	if (!d) {
+		rc = -errno;
+		snap_log(LOG_ERR, "chunkstore: cannot open '%s/.chunks': %m",
+			 cs->root);
+		return rc;
+	}
+	for (;;) {
+		errno = 0;
+		e = readdir(d);
+		if (!e)
+			break;
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (is_fanout_name(e->d_name))
+			g_ptr_array_add(dirs, g_strdup(e->d_name));
+		else
+			(*foreign)++;
+	}
+	if (errno) {
+		rc = -errno;
+		snap_log(LOG_ERR, "chunkstore: cannot read '%s/.chunks': %m",
+			 cs->root);
+	}
+	closedir(d);
+	for (guint i = 0; rc == 0 && i < dirs->len; i++)
+		rc = scan_fanout(cs, dirs->pdata[i], fn, arg, foreign);
+	return rc;
+}
+
+/* A name tmp_create() makes: 16 lowercase hex digits and ".chunk". */
+static bool is_tmp_chunk_name(const char *s)
+{
+	for (int i = 0; i < 16; i++)
+		if (!g_ascii_isxdigit(s[i]) || g_ascii_isupper(s[i]))
+			return false;
+	return !strcmp(s + 16, ".chunk");
+}
+
+int chunkstore_tmp_sweep(struct chunkstore *cs, int64_t cutoff,
+			 uint64_t *removed, uint64_t *bytes)
+{
+	struct dirent *e;
+	struct stat st;
+	DIR *d;
+	int rc = 0;
+
+	*removed = *bytes = 0;
+	d = open_stream(cs->tmp_fd, ".");
+	if (!d) {
+		rc = -errno;
+		snap_log(LOG_ERR, "chunkstore: cannot open '%s/.tmp': %m",
+			 cs->root);
+		return rc;
+	}
+	for (;;) {
+		errno = 0;
+		e = readdir(d);
+		if (!e)
+			break;
+		if (!is_tmp_chunk_name(e->d_name))
+			continue; /* someone else's */
+		if (fstatat(cs->tmp_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) <
+			    0 ||
+		    !S_ISREG(st.st_mode) || (int64_t)st.st_mtim.tv_sec >= cutoff)
+			continue; /* gone, not a file, or a put's in progress */
+		if (fault("gc.unlink", EIO) ||
+		    unlinkat(cs->tmp_fd, e->d_name, 0) < 0) {
+			if (errno == ENOENT)
+				continue;
+			rc = -errno;
+			snap_log(LOG_ERR,
+				 "chunkstore: cannot remove '%s/.tmp/%s': %m",
+				 cs->root, e->d_name);
+			break;
+		}
+		(*removed)++;
+		*bytes += (uint64_t)st.st_size;
+	}
+	if (!e && errno) {
+		rc = -errno;
+		snap_log(LOG_ERR, "chunkstore: cannot read '%s/.tmp': %m",
+			 cs->root);
+	}
+	closedir(d);
 	return rc;
 }

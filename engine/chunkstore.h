@@ -44,10 +44,23 @@
  * to its name, a chunk that is not a regular file) is -EBADMSG, logged
  * once with the chunk's path; never a crash.
  *
+ * GARBAGE COLLECTION (repo_gc.h): a chunk's mtime is when a backup last
+ * wrote or named it.  chunkstore_put() of a chunk that exists, and
+ * chunkstore_touch(), set it to now; the sweep removes an unnamed chunk
+ * only when its mtime is older than a cutoff before every running backup
+ * began (chunkstore_remove_if_older()).  A lock per fan-out directory,
+ * ROOT/.locks/<xx> (an flock; it works across processes and, on NFS,
+ * across hosts), is held shared across a put's exists-and-touch and
+ * exclusive across the sweep's stat-and-unlink of one chunk, so a chunk a
+ * put reported present is young before any sweep can look at it.
+ *
  * THREAD SAFETY: a struct chunkstore is read-only after chunkstore_open(),
  * so every function may run in any number of threads at once (two puts of
  * the same content each write a temporary file; one is kept).  Every
- * function but chunkstore_path() may block on I/O; none holds a lock.
+ * function but chunkstore_path() may block on I/O; put, touch and the
+ * removals block on a fan-out directory's lock, which is held for a stat,
+ * a utimensat, a rename or an unlink only, never across a data write or an
+ * fsync.
  */
 #ifndef SNAP_CHUNKSTORE_H
 #define SNAP_CHUNKSTORE_H
@@ -74,10 +87,11 @@ struct chunkstore;
  *	@chunk_size bytes
  * @out: on success owns the store; close with chunkstore_close()
  *
- * Creates @root/.chunks and @root/.tmp (mode 0700) when missing.
+ * Creates @root/.chunks, @root/.tmp and @root/.locks (mode 0700) when
+ * missing.
  * Return: 0; -EINVAL bad @chunk_size; -ENOENT/-ENOTDIR/-EACCES... @root;
- * -ENOTDIR/-ELOOP .chunks or .tmp is not a directory (a symbolic link
- * there is not followed); -ENOMEM.  All logged.
+ * -ENOTDIR/-ELOOP .chunks, .tmp or .locks is not a directory (a symbolic
+ * link there is not followed); -ENOMEM.  All logged.
  */
 int chunkstore_open(const char *root, uint32_t chunk_size,
 		    struct chunkstore **out);
@@ -95,11 +109,16 @@ uint32_t chunkstore_chunk_size(const struct chunkstore *cs);
  * @written: if not NULL, true when this call wrote the chunk file; false
  *	for a hole and for a chunk that was already there (nothing written)
  *
- * Writes the chunk to ROOT/.tmp/<random>.chunk, fsyncs it, renames it to
+ * When the chunk exists already, sets its mtime to now (under the fan-out
+ * directory's lock: see GARBAGE COLLECTION) and writes nothing.  Else
+ * writes the chunk to ROOT/.tmp/<random>.chunk, fsyncs it, renames it to
  * its name unless that name exists already (then the new file is
- * removed), and fsyncs the fan-out directory.  Fault points (fault.h):
- * "chunk.write", "chunk.fsync", "chunk.rename"; whatever fails, the
- * temporary file is removed and no chunk file is left half-written.
+ * removed and the existing chunk touched), and fsyncs the fan-out
+ * directory.  Either way, on success the chunk is there and young.
+ * Fault points (fault.h): "chunk.write", "chunk.fsync", "chunk.rename" on
+ * the path of a new chunk, "chunk.touch" on that of an existing one;
+ * whatever fails, the temporary file is removed and no chunk file is left
+ * half-written.
  * Return: 0; -EINVAL @len is 0 or over the chunk size (not logged: the
  * caller's bug); -EBADMSG something other than a regular file holds the
  * chunk's name, or other than a directory its fan-out directory's (left
@@ -134,12 +153,87 @@ int chunkstore_get(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN],
 int chunkstore_has(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN]);
 
 /**
- * chunkstore_remove() - remove the chunk file named @digest (garbage
- * collection, a damaged chunk before it is put again).  The removal is not
- * fsynced: a chunk that comes back after a crash is only collected again.
+ * chunkstore_touch() - a backup names chunk @digest without putting it
+ * (it reuses an entry of its base index): make the chunk young, so that
+ * no sweep removes it before the backup's index is published
+ *
+ * Call it for each reused chunk before publishing (docs/repository.md,
+ * "Writing and publishing", step 1: it also proves the chunk exists).
+ * Looks at the name only, like chunkstore_has().  Takes the fan-out
+ * directory's lock shared; blocks on the file system.  Fault point
+ * "chunk.touch".
+ * Return: 0 the chunk is there and young (the all-zero digest, a hole:
+ * always 0); -ENOENT it is gone (not logged): read that chunk from the
+ * volume again and put it; -EBADMSG something other than a regular file
+ * holds its name (logged); -EIO... (logged).
+ */
+int chunkstore_touch(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN]);
+
+/**
+ * chunkstore_remove() - remove the chunk file named @digest (a damaged
+ * chunk before it is put again), whatever its age; under the fan-out
+ * directory's lock, exclusive.  The removal is not fsynced: a chunk that
+ * comes back after a crash is only collected again.
  * Return: 0; -ENOENT no such chunk; -EINVAL the all-zero digest; -EIO...
  */
 int chunkstore_remove(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN]);
+
+/**
+ * chunkstore_remove_if_older() - the sweep's step for one unnamed chunk:
+ * remove chunk @digest if its mtime is before @cutoff (unix seconds)
+ * @bytes: receives the removed file's size (0 when nothing was removed)
+ *
+ * Holds the fan-out directory's lock exclusive across the stat and the
+ * unlink, so no put can find the chunk present (and write nothing) in
+ * between.  Never follows or removes anything but a regular file.  The
+ * removal is not fsynced (a chunk that comes back after a crash is only
+ * collected again).  Fault points "gc.stat", "gc.unlink".  Blocks.
+ * Return: 1 removed; 0 young, kept; -ENOENT no such chunk (not logged);
+ * -EBADMSG not a regular file, left alone (logged); -EINVAL the all-zero
+ * digest; -EIO... (logged).
+ */
+int chunkstore_remove_if_older(struct chunkstore *cs,
+			       const uint8_t digest[DIGEST_LEN], int64_t cutoff,
+			       uint64_t *bytes);
+
+/*
+ * chunkstore_scan_fn - called by chunkstore_scan() for each validly named
+ * chunk file: @digest is the name, borrowed for the call; whether the
+ * name holds a regular file is not checked.  Return 0 to go on, -errno to
+ * stop the scan with that code.
+ */
+typedef int (*chunkstore_scan_fn)(struct chunkstore *cs,
+				  const uint8_t digest[DIGEST_LEN], void *arg);
+
+/**
+ * chunkstore_scan() - call @fn for every chunk name under ROOT/.chunks
+ * @foreign: receives how many names are not chunks: under .chunks, any
+ *	name but a directory of 2 lowercase hex digits; in one, any name but
+ *	64 lowercase hex digits beginning with the directory's.  Those are
+ *	never followed (a symbolic link at a fan-out directory's name is not
+ *	entered), never passed to @fn, never removed.
+ *
+ * Names are read as the directories are walked: @fn may remove the chunk
+ * it is given (readdir then neither skips nor repeats another name); a
+ * chunk written during the scan may or may not be seen.  Fault point
+ * "gc.scan" (opening a fan-out directory).  Blocks.
+ * Return: 0; what @fn returned to stop; -errno reading a directory
+ * (logged).
+ */
+int chunkstore_scan(struct chunkstore *cs, chunkstore_scan_fn fn, void *arg,
+		    uint64_t *foreign);
+
+/**
+ * chunkstore_tmp_sweep() - remove ROOT/.tmp/<16 hex>.chunk files (chunks
+ * that a put was writing when its process died) whose mtime is before
+ * @cutoff; anything else in .tmp is left alone.  A put in progress is
+ * younger than any cutoff its backup allows, so it keeps its file.
+ * @removed, @bytes: receive the count and total size of what went.
+ * Fault point "gc.unlink".  Blocks.
+ * Return: 0; -errno (logged).
+ */
+int chunkstore_tmp_sweep(struct chunkstore *cs, int64_t cutoff,
+			 uint64_t *removed, uint64_t *bytes);
 
 /**
  * chunkstore_path() - ROOT/.chunks/<xx>/<name> of @digest, for messages
