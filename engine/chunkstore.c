@@ -34,6 +34,7 @@
 #include "chunkstore.h"
 #include "fault.h"
 #include "log.h"
+#include "testpoint.h"
 
 struct chunkstore {
 	char *root;
@@ -810,6 +811,7 @@ int chunkstore_remove_if_older(struct chunkstore *cs,
 		rc = 0;
 		goto unlock;
 	}
+	testpoint("gc.unlink"); /* a crash test's kill -9, lock held */
 	if (fault("gc.unlink", EIO) || unlinkat(dir_fd, name, 0) < 0) {
 		rc = -errno;
 		if (rc != -ENOENT)
