@@ -9,7 +9,8 @@
  * own layer's files or lower ones; tools/check-layers.py enforces it.
  *   base           log, fault, errname, json, image, proc, checksum, names,
  *                  settings, policy (parsing), catalog, testpoint,
- *                  digest, chunkstore, repo_index (the repository),
+ *                  digest, chunkstore, repo_index, repo_gc (the
+ *                  repository),
  *                  vm (the libvirt wrapper, in a library of its own)
  *   core           clock, wake, gone, paths, fsutil, running, copy, events,
  *                  control_results (this header is core's)
@@ -24,7 +25,9 @@
  * eng->lock), then eng->lock, then the catalog's lock.  Leaf locks, under
  * which nothing else is taken: the running table's (running.c), the
  * control results' (control_results.c), the policies' (policies.c), the
- * waiters' (waiters.c).  No lock is held across a subprocess, a libvirt
+ * waiters' (waiters.c), the chunk store's fan-out directory locks (flock
+ * on SECONDARY/.locks/<xx>, chunkstore.c; held for one stat, utimensat,
+ * rename or unlink).  No lock is held across a subprocess, a libvirt
  * call, a file copy, an fsync of data or a wait for another thread (waits
  * use a condition variable that releases the lock).
  */

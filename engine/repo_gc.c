@@ -97,9 +97,10 @@ static int marked_merge(struct marked *m, uint8_t (*v)[DIGEST_LEN], size_t n)
 	return 0;
 }
 
+/* An atomic load: the caller's flag is set by another thread. */
 static bool cancelled(volatile bool *cancel)
 {
-	return cancel && *cancel;
+	return cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED);
 }
 
 /* ---- mark ---- */

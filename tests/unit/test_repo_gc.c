@@ -569,7 +569,7 @@ static void test_cancel_midway(void **state)
 			seen_gone = access(paths[i], F_OK) < 0;
 		g_thread_yield();
 	}
-	t.cancel = true;
+	__atomic_store_n(&t.cancel, true, __ATOMIC_RELAXED);
 	g_thread_join(th);
 	if (t.rc == 0)
 		print_message("# the run ended before it was cancelled\n");
