@@ -446,7 +446,7 @@ static int tmp_publish(const struct chunkstore *cs, const char *tmp, int dir_fd,
  * just before the lock, rename after all).  The new file is young: its
  * mtime is when this put wrote it.
  * Return: 0 renamed; 1 the name was taken, its chunk touched (@tmp is
- * still there); -errno (the rename's not logged, the rest logged). */
+ * still there); -errno (logged). */
 static int publish_or_touch(const struct chunkstore *cs, const char *tmp,
 			    int dir_fd, const char *name)
 {
@@ -459,15 +459,26 @@ static int publish_or_touch(const struct chunkstore *cs, const char *tmp,
 	 * through an unlocked removal (another tool): try a few times */
 	for (int tries = 0; tries < 3; tries++) {
 		rc = tmp_publish(cs, tmp, dir_fd, name);
-		if (rc != -EEXIST)
+		if (rc != -EEXIST) {
+			if (rc < 0) {
+				errno = -rc;
+				chunk_log(cs, name, "cannot rename a temporary "
+					  "file to chunk", NULL);
+			}
 			break;
+		}
 		rc = touch_if_present_locked(cs, dir_fd, name);
 		if (rc != 0)
 			break;
 		rc = -EEXIST;
 	}
 	fanout_unlock(lock_fd);
-	return rc == -EEXIST ? -EIO : rc; /* put logs it */
+	if (rc == -EEXIST) {
+		chunk_log(cs, name, "cannot rename a temporary file to chunk",
+			  "the name keeps vanishing");
+		rc = -EIO;
+	}
+	return rc;
 }
 
 int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
@@ -520,12 +531,8 @@ int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
 		unlinkat(cs->tmp_fd, tmp, 0);
 		goto close_dir;
 	}
-	if (rc < 0) {
-		errno = -rc;
-		chunk_log(cs, name, "cannot rename a temporary file to chunk",
-			  NULL);
+	if (rc < 0)
 		goto remove_tmp;
-	}
 	if (fsync(dir_fd) < 0) {
 		/* the chunk is whole under its name, only maybe not durable:
 		 * it stays (a later put of it finds it and writes nothing) */
