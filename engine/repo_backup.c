@@ -30,25 +30,109 @@
  * extents held at once stay bounded */
 #define CHANGED_WINDOW (UINT64_C(64) << 30)
 
-/* One backup in progress. */
+/* Chunks are put by this many threads while the caller's thread reads the
+ * next ones: a put's hash, write and fsync then overlap the reads and
+ * each other (bench/repobench.c measured one thread doing both) */
+#define PUT_THREADS 2
+/* chunk buffers: one being read, one per put thread */
+#define PUT_BUFFERS (PUT_THREADS + 1)
+
+/* One backup in progress.
+ *
+ * DESIGN: the caller's thread asks block status and reads chunks; each
+ * chunk read goes, in a buffer of r->free, to a put thread (r->pool),
+ * which puts it, sets its entry (each entry is written by one thread
+ * only) and gives the buffer back.  r->lock guards the stats, r->error
+ * and r->free; r->buffer_free is signalled when a buffer comes back.  No
+ * other lock is taken under r->lock but what the progress callback takes.
+ */
 struct backup_run {
 	struct chunkstore *cs;
 	struct nbd_image *img;
 	const char *path;
 	struct repo_index *idx;
 	uint8_t *need;	/* need[i]: chunk i is to be read (or found zero) */
-	void *buf;	/* one chunk */
 	GCancellable *cancel;
 	void (*progress)(const struct repo_backup_stats *st, void *arg);
 	void *progress_arg;
 	struct repo_backup_stats *st;
+
+	GThreadPool *pool;
+	GMutex lock;
+	GCond buffer_free;
+	GQueue free;	/* buffers of one chunk, not in use */
+	int error;	/* the first put's failure */
 };
 
-static void chunk_done(struct backup_run *r)
+struct put_task {
+	uint64_t i;
+	uint32_t len;
+	void *buf;
+};
+
+/* Under r->lock. */
+static void chunk_done_locked(struct backup_run *r)
 {
 	r->st->chunks_done++;
 	if (r->progress)
 		r->progress(r->st, r->progress_arg);
+}
+
+static void put_thread(gpointer data, gpointer arg)
+{
+	struct put_task *t = data;
+	struct backup_run *r = arg;
+	bool written = false;
+	int rc;
+
+	rc = chunkstore_put(r->cs, t->buf, t->len, r->idx->digests[t->i],
+			    &written);
+	g_mutex_lock(&r->lock);
+	if (rc < 0) {
+		if (!r->error)
+			r->error = rc;
+	} else {
+		if (written)
+			r->st->chunks_written++;
+		else if (digest_is_zero(r->idx->digests[t->i]))
+			r->st->chunks_zero++;
+		else
+			r->st->chunks_reused++;
+		chunk_done_locked(r);
+	}
+	g_queue_push_tail(&r->free, t->buf);
+	g_cond_signal(&r->buffer_free);
+	g_mutex_unlock(&r->lock);
+	g_free(t);
+}
+
+/* A free buffer, once there is one; NULL when a put failed (*@rc). */
+static void *take_buffer(struct backup_run *r, int *rc)
+{
+	void *buf = NULL;
+
+	g_mutex_lock(&r->lock);
+	while (!r->error && g_queue_is_empty(&r->free))
+		g_cond_wait(&r->buffer_free, &r->lock);
+	if (r->error)
+		*rc = r->error;
+	else
+		buf = g_queue_pop_head(&r->free);
+	g_mutex_unlock(&r->lock);
+	return buf;
+}
+
+/* Wait until every put is done.  Return: the first put's failure, or 0. */
+static int wait_puts(struct backup_run *r)
+{
+	int rc;
+
+	g_mutex_lock(&r->lock);
+	while (g_queue_get_length(&r->free) < PUT_BUFFERS)
+		g_cond_wait(&r->buffer_free, &r->lock);
+	rc = r->error;
+	g_mutex_unlock(&r->lock);
+	return rc;
 }
 
 /* Do the extents @ext[*@k..@n) (sorted, contiguous) say that [@a, @b)
@@ -67,28 +151,33 @@ static bool range_is_zero(const struct nbd_extent *ext, size_t n, size_t *k,
 	return j > *k && ext[j - 1].offset + ext[j - 1].length >= b;
 }
 
-/* Read chunk @i, put it, and set its entry. */
+/* Read chunk @i and hand it to a put thread. */
 static int backup_chunk(struct backup_run *r, uint64_t i)
 {
-	uint64_t off = i * r->idx->chunk_size;
+	struct put_task *t;
 	uint32_t len = repo_index_chunk_len(r->idx, i);
-	bool written = false;
-	int rc;
+	void *buf;
+	int rc = 0;
 
-	rc = nbd_image_pread(r->img, r->buf, len, off);
-	if (rc < 0)
+	buf = take_buffer(r, &rc);
+	if (!buf)
 		return rc;
+	rc = nbd_image_pread(r->img, buf, len, i * r->idx->chunk_size);
+	g_mutex_lock(&r->lock);
+	if (rc < 0) {
+		g_queue_push_tail(&r->free, buf);
+		g_mutex_unlock(&r->lock);
+		return rc;
+	}
 	r->st->bytes_read += len;
 	r->st->chunks_read++;
-	rc = chunkstore_put(r->cs, r->buf, len, r->idx->digests[i], &written);
-	if (rc < 0)
-		return rc;
-	if (written)
-		r->st->chunks_written++;
-	else if (digest_is_zero(r->idx->digests[i]))
-		r->st->chunks_zero++;
-	else
-		r->st->chunks_reused++;
+	g_mutex_unlock(&r->lock);
+	t = g_new(struct put_task, 1);
+	t->i = i;
+	t->len = len;
+	t->buf = buf;
+	/* cannot fail: the pool is not exclusive */
+	g_thread_pool_push(r->pool, t, NULL);
 	return 0;
 }
 
@@ -126,14 +215,15 @@ static int backup_window(struct backup_run *r, uint64_t w0, uint64_t w1)
 		if (range_is_zero(ext, n, &k, a,
 				  a + repo_index_chunk_len(r->idx, i))) {
 			memset(r->idx->digests[i], 0, DIGEST_LEN);
+			g_mutex_lock(&r->lock);
 			r->st->chunks_zero++;
-			chunk_done(r);
+			chunk_done_locked(r);
+			g_mutex_unlock(&r->lock);
 			continue;
 		}
 		rc = backup_chunk(r, i);
 		if (rc < 0)
 			return rc;
-		chunk_done(r);
 	}
 	return 0;
 }
@@ -190,13 +280,16 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 	};
 	uint32_t chunk = chunkstore_chunk_size(cs);
 	uint64_t i, w;
-	int rc;
+	int rc, rc2;
 
 	memset(out, 0, sizeof(*out));
 	memset(r.st, 0, sizeof(*r.st));
+	g_mutex_init(&r.lock);
+	g_cond_init(&r.buffer_free);
+	g_queue_init(&r.free);
 	rc = nbd_image_open(image_path, &r.img);
 	if (rc < 0)
-		return rc;
+		goto close_image;
 	rc = repo_index_init(out, chunk, nbd_image_size(r.img));
 	if (rc < 0) {
 		snap_log(LOG_ERR, "repo_backup: cannot make an index of '%s': "
@@ -204,11 +297,20 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 		goto close_image;
 	}
 	r.need = g_try_malloc0(out->count ? out->count : 1);
-	r.buf = g_try_malloc(chunk);
-	if (!r.need || !r.buf) {
+	if (!r.need) {
 		rc = -ENOMEM;
 		goto release_index;
 	}
+	for (i = 0; i < PUT_BUFFERS; i++) {
+		void *buf = g_try_malloc(chunk);
+
+		if (!buf) {
+			rc = -ENOMEM;
+			goto release_index;
+		}
+		g_queue_push_tail(&r.free, buf);
+	}
+	r.pool = g_thread_pool_new(put_thread, &r, PUT_THREADS, FALSE, NULL);
 	if (base) {
 		rc = plan_incremental(&r, base, changed, n_changed);
 		if (rc < 0)
@@ -224,16 +326,25 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 
 		rc = backup_window(&r, w, w1);
 		if (rc < 0)
-			goto release_index;
+			break;
 	}
+	/* every chunk handed out is put (or failed) before we return */
+	rc2 = wait_puts(&r);
+	if (rc == 0)
+		rc = rc2;
+	if (rc < 0)
+		goto release_index;
 	r.st->chunks_copied = out->count - r.st->chunks_planned;
-	rc = 0;
 	goto close_image;
 
 release_index:
 	repo_index_release(out);
 close_image:
-	g_free(r.buf);
+	if (r.pool)
+		g_thread_pool_free(r.pool, FALSE, TRUE);
+	g_queue_clear_full(&r.free, g_free);
+	g_cond_clear(&r.buffer_free);
+	g_mutex_clear(&r.lock);
 	g_free(r.need);
 	nbd_image_close(r.img);
 	return rc;

@@ -36,6 +36,8 @@
  * THREAD SAFETY: every function may run in any number of threads at once
  * (on distinct outputs); each blocks on primary and secondary storage and
  * runs qemu-nbd children, so call them from long-lived threads (nbd.h).
+ * repo_backup_image() puts chunks from GLib's shared thread pool threads
+ * (2 at a time); they touch only the chunk store and the new index.
  */
 #ifndef SNAP_REPO_BACKUP_H
 #define SNAP_REPO_BACKUP_H
@@ -92,14 +94,19 @@ struct repo_backup_stats {
  *	borrowed; in any order, may overlap, may reach past the image's end;
  *	ignored when @base is NULL
  * @cancel: may be NULL; checked between chunks
- * @progress: may be NULL; called in this thread after each chunk done,
- *	with the stats so far and @progress_arg (a job's progress; the
- *	tests cancel from it)
+ * @progress: may be NULL; called after each chunk done, with the stats so
+ *	far and @progress_arg (a job's progress; the tests cancel from it),
+ *	from this thread or one of its put threads, one call at a time
+ *	under the backup's own lock: it must not block
  * @out: on success owns the index (repo_index_release()); on failure empty
  * @stats: if not NULL, filled in (also on failure: what was done)
  *
  * Each chunk read is put in @cs (chunkstore_put(): durable before this
- * returns; a chunk of zeros gives the hole entry and stores nothing).  On
+ * returns; a chunk of zeros gives the hole entry and stores nothing) by
+ * one of 2 put threads while this thread reads the next chunks (3 chunk
+ * buffers: 12 MiB at 4 MiB chunks); every put has ended when this
+ * returns, also on failure and cancellation (a cancelled backup finishes
+ * the chunks already read, at most 3).  On
  * failure or cancellation the chunks already put stay in the store, whole
  * and durable, named by nothing yet (a retry finds them; GC collects them
  * otherwise); no temporary file is left.

@@ -585,8 +585,11 @@ static void test_cancel(void **state)
 				       cancel_progress, &c, &idx, &st),
 		     -ECANCELED);
 	assert_null(idx.digests);
-	assert_int_equal(st.chunks_done, 3);
-	assert_int_equal(st.chunks_written, 3);
+	/* the chunks already read when the cancel came are put: at most
+	 * one per buffer (3) */
+	assert_true(st.chunks_done >= 3 && st.chunks_done <= 6);
+	assert_int_equal(st.chunks_written, st.chunks_done);
+	uint64_t put = st.chunks_written;
 	assert_no_tmp(f);
 
 	/* cancelled before the start: nothing read */
@@ -597,8 +600,8 @@ static void test_cancel(void **state)
 
 	/* the chunks put are whole: a retry reuses them */
 	assert_errno(full(f, path, &again, &st), 0);
-	assert_int_equal(st.chunks_reused, 3);
-	assert_int_equal(st.chunks_written, 13);
+	assert_int_equal(st.chunks_reused, put);
+	assert_int_equal(st.chunks_written, 16 - put);
 	check_index(f, &again, path);
 	repo_index_release(&again);
 	g_object_unref(c.cancel);
