@@ -15,6 +15,7 @@
 #   bash bench/run.sh --policy [--quick] [policybench.py options...]
 #   bash bench/run.sh --all [--quick]
 #   bash bench/run.sh --chunks [--mib=N] [--reps=N] [--drop]
+#   bash bench/run.sh --repo [--gib=N] [--reps=N] [--chunk-mib=N] [--no-drop]
 #
 # --vm runs under libvirt's QEMU driver embedded in snapfs (QEMU as root) by
 # default; --libvirt=system under a private system libvirtd started with
@@ -48,6 +49,7 @@ for a in "$@"; do
 	--policy) which=policy ;;
 	--all) which=all ;;
 	--chunks) which=chunks ;;
+	--repo) which=repo ;;
 	--libvirt=*)
 		[ "$which" = io ] && which=vm
 		args+=("$a")
@@ -72,6 +74,10 @@ if [ "$which" = chunks ]; then
 	bin=$root/build/bench/chunkbench
 	(cd "$root" && { [ -f build/build.ninja ] || meson setup build; } &&
 		ninja -C build bench/chunkbench) >/dev/null
+elif [ "$which" = repo ]; then
+	bin=$root/build/bench/repobench
+	(cd "$root" && { [ -f build/build.ninja ] || meson setup build; } &&
+		ninja -C build bench/repobench) >/dev/null
 elif [ ! -x "$bin" ]; then
 	echo "bench/run.sh: building snapfs ($bin is missing)"
 	(cd "$root" && { [ -f build/build.ninja ] || meson setup build; } &&
@@ -148,7 +154,7 @@ bench() {
 }
 
 case $which in
-chunks) "$bin" --dir "$work" "$@" ;;
+chunks | repo) "$bin" --dir "$work" "$@" ;;
 all)
 	# all four, each in its own directory; the exit status is the worst one
 	st=0

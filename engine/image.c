@@ -10,7 +10,13 @@
  *    -t unsafe is qemu-img's default and we fsync the result ourselves,
  *    in parallel with checksumming it (see backup.c);
  *  - commit uses -d so the committed layer keeps its data and any reader
- *    still holding it sees an unchanged image (see layer.c).
+ *    still holding it sees an unchanged image (see layer.c);
+ *  - qemu-nbd (nbd.c) serves read-only (a shared lock: a VM over the
+ *    chain and commits without locks go on; qemu-nbd 7.2 has no
+ *    --force-share), without --persistent, so that it exits when its client
+ *    (snapfs) closes the connection or dies; `setpriv --pdeathsig KILL`
+ *    kills it too when snapfs dies before connecting, since libnbd
+ *    spawns it without PR_SET_PDEATHSIG.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -131,6 +137,34 @@ char **image_argv_rebase(const char *path, const char *backing)
 char **image_argv_version(void)
 {
 	return argv_build("--version", NULL);
+}
+
+const char *image_qemu_nbd(void)
+{
+	const char *p = getenv("SNAPFS_QEMU_NBD");
+
+	return p && *p ? p : "qemu-nbd";
+}
+
+char **image_argv_nbd_server(const char *path)
+{
+	GPtrArray *v;
+
+	if (!absolute(path))
+		return NULL;
+	v = g_ptr_array_new();
+	/* setpriv execs in place: the pid libnbd put in LISTEN_PID stays */
+	g_ptr_array_add(v, g_strdup("setpriv"));
+	g_ptr_array_add(v, g_strdup("--pdeathsig"));
+	g_ptr_array_add(v, g_strdup("KILL"));
+	g_ptr_array_add(v, g_strdup("--"));
+	g_ptr_array_add(v, g_strdup(image_qemu_nbd()));
+	g_ptr_array_add(v, g_strdup("--read-only"));
+	g_ptr_array_add(v, g_strdup("--format=qcow2"));
+	g_ptr_array_add(v, g_strdup("--allocation-depth"));
+	g_ptr_array_add(v, g_strdup(path));
+	g_ptr_array_add(v, NULL);
+	return (char **)g_ptr_array_free(v, FALSE);
 }
 
 static uint32_t be32(const unsigned char *p)

@@ -57,6 +57,21 @@ char **image_argv_rebase(const char *path, const char *backing);
 /** image_argv_version() - `qemu-img --version`. */
 char **image_argv_version(void);
 
+/* The NBD server, overridable for tests through SNAPFS_QEMU_NBD. */
+const char *image_qemu_nbd(void);
+
+/**
+ * image_argv_nbd_server() - a read-only qemu-nbd serving the chain ending
+ * in @path on the socket systemd socket activation hands it (nbd.c runs
+ * it through libnbd), with the meta context "qemu:allocation-depth".
+ * Wrapped in `setpriv --pdeathsig KILL`: the server dies with the thread
+ * that started it, as proc.c's children do.  Exits when its one client
+ * disconnects (no --persistent).  Takes qemu's shared read lock (qemu-nbd
+ * 7.2 has no --force-share): it coexists with a VM running over the chain
+ * and with snapfs's commits (file.locking=off).
+ */
+char **image_argv_nbd_server(const char *path);
+
 /**
  * struct qcow2_header - the parts of a qcow2 header snapfs reads
  * @virtual_size: guest-visible size in bytes

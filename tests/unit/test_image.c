@@ -65,6 +65,7 @@ static void check_golden(const char *name, char **argv)
 static int setup_default_program(void **state)
 {
 	unsetenv("SNAPFS_QEMU_IMG");
+	unsetenv("SNAPFS_QEMU_NBD");
 	return 0;
 }
 
@@ -117,6 +118,15 @@ static void test_golden_rebase(void **state)
 static void test_golden_version(void **state)
 {
 	check_golden("version", image_argv_version());
+}
+
+static void test_golden_nbd_server(void **state)
+{
+	/* a path with a comma and a space is one argument, as it is */
+	check_golden("nbd-server", image_argv_nbd_server(
+		"/srv/snap store/primary/.snapfs/vm1/a,b.qcow2"));
+	assert_null(image_argv_nbd_server("rel.qcow2"));
+	assert_null(image_argv_nbd_server(NULL));
 }
 
 static void test_program_override(void **state)
@@ -878,6 +888,8 @@ int main(void)
 		cmocka_unit_test_setup(test_golden_rebase,
 				       setup_default_program),
 		cmocka_unit_test_setup(test_golden_version,
+				       setup_default_program),
+		cmocka_unit_test_setup(test_golden_nbd_server,
 				       setup_default_program),
 		cmocka_unit_test(test_program_override),
 		cmocka_unit_test(test_relative_paths),

@@ -1,0 +1,448 @@
+/*
+ * repo_backup.c - one image into the repository: chunk it, put each chunk
+ * that is not zeros in the chunk store, list them in an index; read only
+ * the chunks that changed since a base backup (contract in repo_backup.h).
+ *
+ * The image is read over NBD (nbd.h): block status says which chunks read
+ * as zeros without reading them, and which ranges a layer allocates
+ * itself, which is how repo_changed_extents() finds what changed.  Why
+ * block status over NBD rather than `qemu-img map --output=json` of each
+ * layer: both report the same allocation, but the backup needs an NBD
+ * connection anyway (the zero map of the image it reads), so the change
+ * set comes through the same code path, with no second child program, no
+ * JSON to parse and no argv per layer; a layer with a million extents is
+ * read in bounded windows instead of one JSON document in memory.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <glib.h>
+
+#include "repo_backup.h"
+#include "digest.h"
+#include "log.h"
+#include "nbd.h"
+
+/* Block status is asked for this many chunks at a time: one request per
+ * 256 MiB of 1 MiB chunks, 1 GiB of 4 MiB ones */
+#define STATUS_WINDOW_CHUNKS 256
+/* repo_changed_extents() asks for this much of a layer at a time, so the
+ * extents held at once stay bounded */
+#define CHANGED_WINDOW (UINT64_C(64) << 30)
+
+/* Chunks are put by this many threads while the caller's thread reads the
+ * next ones: a put's hash, write and fsync then overlap the reads and
+ * each other (bench/repobench.c measured one thread doing both) */
+#define PUT_THREADS 2
+/* chunk buffers: one being read, one per put thread */
+#define PUT_BUFFERS (PUT_THREADS + 1)
+
+/* One backup in progress.
+ *
+ * DESIGN: the caller's thread asks block status and reads chunks; each
+ * chunk read goes, in a buffer of r->free, to a put thread (r->pool),
+ * which puts it, sets its entry (each entry is written by one thread
+ * only) and gives the buffer back.  r->lock guards the stats, r->error
+ * and r->free; r->buffer_free is signalled when a buffer comes back.  No
+ * other lock is taken under r->lock but what the progress callback takes.
+ */
+struct backup_run {
+	struct chunkstore *cs;
+	struct nbd_image *img;
+	const char *path;
+	struct repo_index *idx;
+	uint8_t *need;	/* need[i]: chunk i is to be read (or found zero) */
+	GCancellable *cancel;
+	void (*progress)(const struct repo_backup_stats *st, void *arg);
+	void *progress_arg;
+	struct repo_backup_stats *st;
+
+	GThreadPool *pool;
+	GMutex lock;
+	GCond buffer_free;
+	GQueue free;	/* buffers of one chunk, not in use */
+	int error;	/* the first put's failure */
+};
+
+struct put_task {
+	uint64_t i;
+	uint32_t len;
+	void *buf;
+};
+
+/* Under r->lock. */
+static void chunk_done_locked(struct backup_run *r)
+{
+	r->st->chunks_done++;
+	if (r->progress)
+		r->progress(r->st, r->progress_arg);
+}
+
+static void put_thread(gpointer data, gpointer arg)
+{
+	struct put_task *t = data;
+	struct backup_run *r = arg;
+	bool written = false;
+	int rc;
+
+	rc = chunkstore_put(r->cs, t->buf, t->len, r->idx->digests[t->i],
+			    &written);
+	g_mutex_lock(&r->lock);
+	if (rc < 0) {
+		if (!r->error)
+			r->error = rc;
+	} else {
+		if (written)
+			r->st->chunks_written++;
+		else if (digest_is_zero(r->idx->digests[t->i]))
+			r->st->chunks_zero++;
+		else
+			r->st->chunks_reused++;
+		chunk_done_locked(r);
+	}
+	g_queue_push_tail(&r->free, t->buf);
+	g_cond_signal(&r->buffer_free);
+	g_mutex_unlock(&r->lock);
+	g_free(t);
+}
+
+/* A free buffer, once there is one; NULL when a put failed (*@rc). */
+static void *take_buffer(struct backup_run *r, int *rc)
+{
+	void *buf = NULL;
+
+	g_mutex_lock(&r->lock);
+	while (!r->error && g_queue_is_empty(&r->free))
+		g_cond_wait(&r->buffer_free, &r->lock);
+	if (r->error)
+		*rc = r->error;
+	else
+		buf = g_queue_pop_head(&r->free);
+	g_mutex_unlock(&r->lock);
+	return buf;
+}
+
+/* Wait until every put is done.  Return: the first put's failure, or 0. */
+static int wait_puts(struct backup_run *r)
+{
+	int rc;
+
+	g_mutex_lock(&r->lock);
+	while (g_queue_get_length(&r->free) < PUT_BUFFERS)
+		g_cond_wait(&r->buffer_free, &r->lock);
+	rc = r->error;
+	g_mutex_unlock(&r->lock);
+	return rc;
+}
+
+/* Do the extents @ext[*@k..@n) (sorted, contiguous) say that [@a, @b)
+ * reads as zeros?  Moves *@k to the first extent that ends after @a. */
+static bool range_is_zero(const struct nbd_extent *ext, size_t n, size_t *k,
+			  uint64_t a, uint64_t b)
+{
+	size_t j;
+
+	while (*k < n && ext[*k].offset + ext[*k].length <= a)
+		(*k)++;
+	for (j = *k; j < n && ext[j].offset < b; j++)
+		if (!ext[j].zero)
+			return false;
+	/* covered to @b? (the extents cover the window; defensive) */
+	return j > *k && ext[j - 1].offset + ext[j - 1].length >= b;
+}
+
+/* Read chunk @i and hand it to a put thread. */
+static int backup_chunk(struct backup_run *r, uint64_t i)
+{
+	struct put_task *t;
+	uint32_t len = repo_index_chunk_len(r->idx, i);
+	void *buf;
+	int rc = 0;
+
+	buf = take_buffer(r, &rc);
+	if (!buf)
+		return rc;
+	rc = nbd_image_pread(r->img, buf, len, i * r->idx->chunk_size);
+	g_mutex_lock(&r->lock);
+	if (rc < 0) {
+		g_queue_push_tail(&r->free, buf);
+		g_mutex_unlock(&r->lock);
+		return rc;
+	}
+	r->st->bytes_read += len;
+	r->st->chunks_read++;
+	g_mutex_unlock(&r->lock);
+	t = g_new(struct put_task, 1);
+	t->i = i;
+	t->len = len;
+	t->buf = buf;
+	/* cannot fail: the pool is not exclusive */
+	g_thread_pool_push(r->pool, t, NULL);
+	return 0;
+}
+
+/* Back up the chunks [@w0, @w1) that r->need marks. */
+static int backup_window(struct backup_run *r, uint64_t w0, uint64_t w1)
+{
+	uint32_t cs = r->idx->chunk_size;
+	uint64_t first = w1, last = w0, i;
+	g_autofree struct nbd_extent *ext = NULL;
+	size_t n = 0, k = 0;
+	int rc;
+
+	for (i = w0; i < w1; i++) {
+		if (!r->need[i])
+			continue;
+		if (first == w1)
+			first = i;
+		last = i;
+	}
+	if (first == w1)
+		return 0;
+	rc = nbd_image_extents(r->img, first * cs,
+			       last * cs + repo_index_chunk_len(r->idx, last) -
+				       first * cs,
+			       &ext, &n);
+	if (rc < 0)
+		return rc;
+	for (i = first; i <= last; i++) {
+		uint64_t a = i * cs;
+
+		if (!r->need[i])
+			continue;
+		if (g_cancellable_is_cancelled(r->cancel))
+			return -ECANCELED;
+		if (range_is_zero(ext, n, &k, a,
+				  a + repo_index_chunk_len(r->idx, i))) {
+			memset(r->idx->digests[i], 0, DIGEST_LEN);
+			g_mutex_lock(&r->lock);
+			r->st->chunks_zero++;
+			chunk_done_locked(r);
+			g_mutex_unlock(&r->lock);
+			continue;
+		}
+		rc = backup_chunk(r, i);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Mark in r->need what @base cannot give, copy the rest from it. */
+static int plan_incremental(struct backup_run *r, const struct repo_index *base,
+			    const struct repo_extent *changed, size_t n_changed)
+{
+	struct repo_index *idx = r->idx;
+	uint32_t cs = idx->chunk_size;
+	uint64_t i;
+	size_t e;
+
+	if (base->chunk_size != cs) {
+		snap_log(LOG_ERR, "repo_backup: base index of chunk size %u "
+			 "for a store of %u '%s'", base->chunk_size, cs, r->path);
+		return -EINVAL;
+	}
+	for (i = 0; i < idx->count; i++) {
+		if (i < base->count && repo_index_chunk_len(base, i) ==
+					       repo_index_chunk_len(idx, i))
+			memcpy(idx->digests[i], base->digests[i], DIGEST_LEN);
+		else
+			r->need[i] = 1;
+	}
+	for (e = 0; e < n_changed; e++) {
+		uint64_t a = changed[e].offset, b;
+
+		if (changed[e].length == 0 || a >= idx->virtual_size)
+			continue;
+		b = idx->virtual_size - a < changed[e].length
+			    ? idx->virtual_size
+			    : a + changed[e].length;
+		for (i = a / cs; i <= (b - 1) / cs; i++)
+			r->need[i] = 1;
+	}
+	return 0;
+}
+
+int repo_backup_image(struct chunkstore *cs, const char *image_path,
+		      const struct repo_index *base,
+		      const struct repo_extent *changed, size_t n_changed,
+		      GCancellable *cancel,
+		      void (*progress)(const struct repo_backup_stats *st,
+				       void *arg),
+		      void *progress_arg, struct repo_index *out,
+		      struct repo_backup_stats *stats)
+{
+	struct repo_backup_stats scratch;
+	struct backup_run r = {
+		.cs = cs, .path = image_path, .idx = out, .cancel = cancel,
+		.progress = progress, .progress_arg = progress_arg,
+		.st = stats ? stats : &scratch,
+	};
+	uint32_t chunk = chunkstore_chunk_size(cs);
+	uint64_t i, w;
+	int rc, rc2;
+
+	memset(out, 0, sizeof(*out));
+	memset(r.st, 0, sizeof(*r.st));
+	g_mutex_init(&r.lock);
+	g_cond_init(&r.buffer_free);
+	g_queue_init(&r.free);
+	rc = nbd_image_open(image_path, &r.img);
+	if (rc < 0)
+		goto close_image;
+	rc = repo_index_init(out, chunk, nbd_image_size(r.img));
+	if (rc < 0) {
+		snap_log(LOG_ERR, "repo_backup: cannot make an index of '%s': "
+			 "%s", image_path, g_strerror(-rc));
+		goto close_image;
+	}
+	r.need = g_try_malloc0(out->count ? out->count : 1);
+	if (!r.need) {
+		rc = -ENOMEM;
+		goto release_index;
+	}
+	for (i = 0; i < PUT_BUFFERS; i++) {
+		void *buf = g_try_malloc(chunk);
+
+		if (!buf) {
+			rc = -ENOMEM;
+			goto release_index;
+		}
+		g_queue_push_tail(&r.free, buf);
+	}
+	r.pool = g_thread_pool_new(put_thread, &r, PUT_THREADS, FALSE, NULL);
+	if (base) {
+		rc = plan_incremental(&r, base, changed, n_changed);
+		if (rc < 0)
+			goto release_index;
+	} else {
+		memset(r.need, 1, out->count);
+	}
+	for (i = 0; i < out->count; i++)
+		if (r.need[i])
+			r.st->chunks_planned++;
+	for (w = 0; w < out->count; w += STATUS_WINDOW_CHUNKS) {
+		uint64_t w1 = MIN(w + STATUS_WINDOW_CHUNKS, out->count);
+
+		rc = backup_window(&r, w, w1);
+		if (rc < 0)
+			break;
+	}
+	/* every chunk handed out is put (or failed) before we return */
+	rc2 = wait_puts(&r);
+	if (rc == 0)
+		rc = rc2;
+	if (rc < 0)
+		goto release_index;
+	r.st->chunks_copied = out->count - r.st->chunks_planned;
+	goto close_image;
+
+release_index:
+	repo_index_release(out);
+close_image:
+	if (r.pool)
+		g_thread_pool_free(r.pool, FALSE, TRUE);
+	g_queue_clear_full(&r.free, g_free);
+	g_cond_clear(&r.buffer_free);
+	g_mutex_clear(&r.lock);
+	g_free(r.need);
+	nbd_image_close(r.img);
+	return rc;
+}
+
+/* ---- what the layers changed ---- */
+
+static int extent_cmp(const void *pa, const void *pb)
+{
+	const struct repo_extent *a = pa, *b = pb;
+
+	return a->offset < b->offset ? -1 : a->offset > b->offset;
+}
+
+/* Append to @acc the extents of @path at allocation depth 1. */
+static int layer_extents(const char *path, GCancellable *cancel, GArray *acc)
+{
+	struct nbd_image *img;
+	uint64_t size, off;
+	int rc;
+
+	rc = nbd_image_open(path, &img);
+	if (rc < 0)
+		return rc;
+	size = nbd_image_size(img);
+	for (off = 0; off < size; off += CHANGED_WINDOW) {
+		g_autofree struct nbd_extent *ext = NULL;
+		size_t n, j;
+
+		if (g_cancellable_is_cancelled(cancel)) {
+			rc = -ECANCELED;
+			break;
+		}
+		rc = nbd_image_extents(img, off, MIN(CHANGED_WINDOW, size - off),
+				       &ext, &n);
+		if (rc < 0)
+			break;
+		for (j = 0; j < n; j++) {
+			struct repo_extent x = { ext[j].offset, ext[j].length };
+			struct repo_extent *prev;
+
+			if (ext[j].depth != 1)
+				continue;
+			prev = acc->len ? &g_array_index(acc, struct repo_extent,
+							 acc->len - 1)
+					: NULL;
+			if (prev && prev->offset + prev->length == x.offset)
+				prev->length += x.length;
+			else
+				g_array_append_val(acc, x);
+		}
+	}
+	nbd_image_close(img);
+	return rc;
+}
+
+int repo_changed_extents(const char *const *layer_paths, size_t n,
+			 GCancellable *cancel, struct repo_extent **out,
+			 size_t *n_out)
+{
+	GArray *acc = g_array_new(FALSE, FALSE, sizeof(struct repo_extent));
+	struct repo_extent *v;
+	size_t i, m = 0;
+	int rc;
+
+	*out = NULL;
+	*n_out = 0;
+	for (i = 0; i < n; i++) {
+		if (g_cancellable_is_cancelled(cancel)) {
+			g_array_free(acc, TRUE);
+			return -ECANCELED;
+		}
+		rc = layer_extents(layer_paths[i], cancel, acc);
+		if (rc < 0) {
+			g_array_free(acc, TRUE);
+			return rc;
+		}
+	}
+	if (acc->len == 0) {
+		g_array_free(acc, TRUE);
+		return 0;
+	}
+	/* the union: sort, then merge what overlaps or touches */
+	v = (struct repo_extent *)(void *)acc->data;
+	qsort(v, acc->len, sizeof(*v), extent_cmp);
+	for (i = 1; i < acc->len; i++) {
+		uint64_t end = v[m].offset + v[m].length;
+
+		if (v[i].offset <= end) {
+			uint64_t e2 = v[i].offset + v[i].length;
+
+			if (e2 > end)
+				v[m].length = e2 - v[m].offset;
+		} else {
+			v[++m] = v[i];
+		}
+	}
+	*n_out = m + 1;
+	*out = (struct repo_extent *)(void *)g_array_free(acc, FALSE);
+	return 0;
+}

@@ -1,0 +1,152 @@
+/*
+ * repo_backup.h - back up one qcow2 image into the repository: its index,
+ * with its chunks in the chunk store, reading from primary only what
+ * changed since a base backup (see repo_backup.c; the format is
+ * docs/repository.md).
+ *
+ * A base module: no engine state.  The caller (a later step: backup.c)
+ * picks the base backup, the layers between it and this snapshot, and
+ * publishes the index; this module only computes it.
+ *
+ * CALLING SEQUENCE of an incremental backup of snapshot N over backup B:
+ *
+ *	struct repo_extent *changed;
+ *	size_t n_changed;
+ *	struct repo_index idx;
+ *	struct repo_backup_stats st;
+ *
+ *	rc = repo_changed_extents(layers_after_B_up_to_N, n_layers, cancel,
+ *				  &changed, &n_changed);
+ *	rc = repo_backup_image(cs, N_path, &B_index, changed, n_changed,
+ *			       cancel, NULL, NULL, &idx, &st);
+ *	g_free(changed);
+ *	... repo_index_write(dirfd, "<uuid>.index", &idx) ...
+ *	repo_index_release(&idx);
+ *
+ * and of a full backup: repo_backup_image(cs, N_path, NULL, NULL, 0,
+ * cancel, NULL, NULL, &idx, &st).
+ *
+ * CHANGED EXTENTS come from block status, not from a dirty bitmap: each
+ * frozen layer holds exactly the writes made between its snapshot and the
+ * previous one, so what changed between B and N is the union of the
+ * extents the layers after B up to N allocate themselves (allocation
+ * depth 1 over NBD: data, zeroes or discards alike).  Nothing is lost on a
+ * crash or a VM restart.
+ *
+ * THREAD SAFETY: every function may run in any number of threads at once
+ * (on distinct outputs); each blocks on primary and secondary storage and
+ * runs qemu-nbd children, so call them from long-lived threads (nbd.h).
+ * repo_backup_image() puts chunks from GLib's shared thread pool threads
+ * (2 at a time); they touch only the chunk store and the new index.
+ */
+#ifndef SNAP_REPO_BACKUP_H
+#define SNAP_REPO_BACKUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <gio/gio.h>
+
+#include "chunkstore.h"
+#include "repo_index.h"
+
+/* struct repo_extent - bytes [@offset, @offset + @length) of a volume. */
+struct repo_extent {
+	uint64_t offset;
+	uint64_t length;
+};
+
+/*
+ * struct repo_backup_stats - what one repo_backup_image() did.
+ * @bytes_read: bytes read from the image (primary storage)
+ * @chunks_read: chunks read from the image and put in the store
+ * @chunks_written: of those, chunks this call wrote (new in the store)
+ * @chunks_reused: of those, chunks the store had already (not written)
+ * @chunks_zero: chunks found to be zeros, by block status (not read) or
+ *	by their content (read): holes, nothing stored
+ * @chunks_copied: entries copied from the base index without reading
+ * @chunks_planned: chunks to read or find zero (every chunk of a full
+ *	backup; those not copied of an incremental one)
+ * @chunks_done: of those, how many are done (the progress)
+ */
+struct repo_backup_stats {
+	uint64_t chunks_planned;
+	uint64_t chunks_done;
+	uint64_t bytes_read;
+	uint64_t chunks_read;
+	uint64_t chunks_written;
+	uint64_t chunks_reused;
+	uint64_t chunks_zero;
+	uint64_t chunks_copied;
+};
+
+/**
+ * repo_backup_image() - the index of the image @image_path, its chunks put
+ * in @cs
+ * @cs: the chunk store; its chunk size is the index's
+ * @image_path: absolute path of the qcow2 image (with its backing chain)
+ * @base: NULL: a full backup, every chunk read (but those block status
+ *	says read as zeros: holes, not read).  Else the index of an earlier
+ *	backup of the same volume (borrowed), of the same chunk size and any
+ *	virtual size: its entries are copied but for the chunks that
+ *	overlap @changed, that lie beyond its size, or whose length differs
+ *	(the last one when the size changed), which are read
+ * @changed, @n_changed: what changed since @base (repo_changed_extents()),
+ *	borrowed; in any order, may overlap, may reach past the image's end;
+ *	ignored when @base is NULL
+ * @cancel: may be NULL; checked between chunks
+ * @progress: may be NULL; called after each chunk done, with the stats so
+ *	far and @progress_arg (a job's progress; the tests cancel from it),
+ *	from this thread or one of its put threads, one call at a time
+ *	under the backup's own lock: it must not block
+ * @out: on success owns the index (repo_index_release()); on failure empty
+ * @stats: if not NULL, filled in (also on failure: what was done)
+ *
+ * Each chunk read is put in @cs (chunkstore_put(): durable before this
+ * returns; a chunk of zeros gives the hole entry and stores nothing) by
+ * one of 2 put threads while this thread reads the next chunks (3 chunk
+ * buffers: 12 MiB at 4 MiB chunks); every put has ended when this
+ * returns, also on failure and cancellation (a cancelled backup finishes
+ * the chunks already read, at most 3).  On
+ * failure or cancellation the chunks already put stay in the store, whole
+ * and durable, named by nothing yet (a retry finds them; GC collects them
+ * otherwise); no temporary file is left.
+ * Return: 0; -ECANCELED; -EINVAL @base's chunk size is not @cs's, or
+ * @image_path not absolute; -EFBIG the image is beyond
+ * REPO_INDEX_VIRTUAL_MAX; -ENOENT/-EIO from nbd_image_open() (a missing or
+ * damaged image); -EIO a read failed; the errors of chunkstore_put()
+ * (-ENOSPC, -EBADMSG...); -ENOMEM.  Logged where they happen.
+ */
+int repo_backup_image(struct chunkstore *cs, const char *image_path,
+		      const struct repo_index *base,
+		      const struct repo_extent *changed, size_t n_changed,
+		      GCancellable *cancel,
+		      void (*progress)(const struct repo_backup_stats *st,
+				       void *arg),
+		      void *progress_arg, struct repo_index *out,
+		      struct repo_backup_stats *stats);
+
+/**
+ * repo_changed_extents() - what the layers @layer_paths allocate
+ * themselves, as one sorted list of disjoint extents
+ * @layer_paths: absolute paths of the frozen layers written after the
+ *	base backup's snapshot, up to and including the new snapshot's own
+ *	layer (any order); borrowed
+ * @cancel: may be NULL; checked between layers and between requests
+ * @out: on success owns *@n_out extents (g_free), sorted, disjoint, not
+ *	touching (adjacent ones merged); NULL when nothing changed
+ *
+ * Each layer is opened over NBD (with its backing chain, which must be
+ * there) and its extents at allocation depth 1 are taken: whatever a
+ * write, a write of zeroes or a discard made that layer hold.  A layer of
+ * another virtual size (a resize) counts up to its own size; the backup
+ * reads a grown volume's new tail anyway.  The layers must cover every
+ * write between the two snapshots: a layer merged into one outside the
+ * list loses its writes (the caller then backs up in full).
+ * Return: 0; -ECANCELED; the errors of nbd_image_open() and
+ * nbd_image_extents(); -ENOMEM.
+ */
+int repo_changed_extents(const char *const *layer_paths, size_t n,
+			 GCancellable *cancel, struct repo_extent **out,
+			 size_t *n_out);
+
+#endif
