@@ -67,6 +67,9 @@ struct snap_engine;
  * @stop_timeout: seconds a `stop` waits for the guest to shut down
  * @max_snapshots: snapshots (volume and VM) each account may store; 0 no
  *                limit; root is never limited
+ * @repository:   back up into the repository of deduplicated chunks on
+ *                secondary storage (docs/repository.md) rather than as a
+ *                qcow2 copy per snapshot
  * @test_clock:   the engine's clock only moves when snap_clock_set() says so
  * @foreground:   log everything to stderr as well as to
  *                @source/snapfs.log; else only errors go to stderr too
@@ -85,6 +88,7 @@ struct snap_config {
 	const char *vm_snapshots_off;
 	unsigned stop_timeout;
 	unsigned max_snapshots; /* per account, 0: no limit */
+	bool repository;
 	bool test_clock;
 	bool foreground;
 	bool debug;
