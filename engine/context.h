@@ -10,7 +10,7 @@
  *   base           log, fault, errname, json, image, proc, checksum, names,
  *                  settings, policy (parsing), catalog, testpoint,
  *                  digest, chunkstore, repo_index, repo_gc, nbd,
- *                  repo_backup (the repository),
+ *                  repo_backup, qcow2_synth (the repository),
  *                  vm (the libvirt wrapper, in a library of its own)
  *   core           clock, wake, gone, paths, fsutil, running, copy, events,
  *                  control_results (this header is core's)

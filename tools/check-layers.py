@@ -26,6 +26,9 @@ HEADER_LAYER = {'context.h': 1, 'control.h': 0, 'snap.h': None}
 
 def layers_of(src):
     text = open(os.path.join(src, 'engine', 'meson.build')).read()
+    # comments out first: a ')' in one would end a files() list early
+    # and silently leave the files after it out of every layer
+    text = re.sub(r'#[^\n]*', '', text)
     layer = {}
     for lib, lvl in LIBS:
         m = re.search(r"static_library\('%s',(.*?)include_directories" % lib,
