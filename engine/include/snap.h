@@ -426,6 +426,60 @@ int snap_backup_paths(struct snap_engine *eng, const char *vol,
 		      const char *snap, uint64_t *id_out, char **image_out,
 		      char **manifest_out);
 
+/*
+ * struct snap_backup_image - what backed-up/volumes/<vol>/<snap>.qcow2
+ * looks like: @id the snapshot's (the inode), @size and @blocks (512-byte
+ * units) of the file, @mtime; @synthesized: a repository backup, whose
+ * qcow2 is computed from its index (size = allocated data plus metadata,
+ * mtime = when it was backed up), else a file on secondary storage.
+ * Stable across remounts either way.
+ */
+struct snap_backup_image {
+	uint64_t id;
+	uint64_t size;
+	uint64_t blocks;
+	struct timespec mtime;
+	bool synthesized;
+};
+
+/**
+ * snap_backup_image_stat() - stat of the qcow2 image of backup @vol/@snap.
+ * Reads the index of a repository backup (blocks on secondary storage).
+ * Return: 0; -ENOENT not backed up, or a repository backup on a mount
+ * with repository=off; -EIO its index is damaged (logged).
+ */
+int snap_backup_image_stat(struct snap_engine *eng, const char *vol,
+			   const char *snap, struct snap_backup_image *out);
+
+struct snap_backup_view;
+
+/**
+ * snap_backup_open() - open the qcow2 image of backup @vol/@snap
+ *
+ * A file on secondary storage: *@fd_out owns a read-only descriptor of it
+ * (close(2)), *@view_out is NULL.  A repository backup: *@view_out owns a
+ * view (read it with snap_backup_read(), free it with
+ * snap_backup_release()), *@fd_out is -1.  The bytes never change.
+ * Return: 0; -ENOENT as for snap_backup_image_stat(); -EIO; -ENOMEM.
+ */
+int snap_backup_open(struct snap_engine *eng, const char *vol,
+		     const char *snap, int *fd_out,
+		     struct snap_backup_view **view_out);
+
+/**
+ * snap_backup_read() - read @len bytes at @off of the view into @buf
+ *
+ * Thread-safe on one view.  Blocks on secondary storage (whole chunks are
+ * read and checked; the last one is cached in the view).
+ * Return: the bytes read (less than @len only at the end of the file);
+ * -EIO a chunk is damaged or missing (logged with its path).
+ */
+ssize_t snap_backup_read(struct snap_backup_view *v, void *buf, size_t len,
+			 uint64_t off);
+
+/** snap_backup_release() - free @v; NULL is a no-op. */
+void snap_backup_release(struct snap_backup_view *v);
+
 /**
  * snap_backup_dir_mtime() - when the backups of @vol last changed
  *
