@@ -417,7 +417,9 @@ int snap_backup_list(struct snap_engine *eng, const char *vol,
  * snap_backup_paths() - where the backup of @vol/@snap lives
  *
  * On success *@image_out and *@manifest_out (either may be NULL) own the
- * absolute paths of the image and its manifest on secondary storage, and
+ * absolute paths of the image and its manifest on secondary storage (a
+ * repository backup has no image file: its image is served by
+ * snap_backup_open(); use that for images), and
  * *@id_out (may be NULL) is the snapshot's id.  The files never change
  * once the snapshot is BackedUp, except that a rename rewrites the manifest.
  * Return: 0; -ENOENT not backed up (yet).
