@@ -183,7 +183,18 @@ def test_repository_json_made_and_checked(env):
         raise AssertionError('mounted a repository of version 2')
     except AssertionError as e:
         assert 'version 2' in str(e) and 'refusing to mount' in str(e), str(e)
+    # a file that is not a repository's: refused too, nothing changed
+    with open(os.path.join(env.secondary, 'repository.json'), 'w') as f:
+        f.write('{"format": "something-else"')
+    try:
+        env.mount()
+        raise AssertionError('mounted over a damaged repository.json')
+    except AssertionError as e:
+        assert 'not a snapfs repository' in str(e), str(e)
+    with open(os.path.join(env.secondary, 'repository.json')) as f:
+        assert f.read() == '{"format": "something-else"'
     env.options.pop('repository')
+    env.mount()  # repository=off does not read it
 
 
 def test_backup_is_published_as_index_and_manifest(env):
@@ -345,3 +356,14 @@ def test_damaged_chunk_fails_the_restore_with_eio(env):
     damaged = [e for e in new if e['type'] == 'repository.damaged']
     assert damaged and only_s1[0] in damaged[0]['message'], new
     assert damaged[0].get('errno') in ('EIO', errno.EIO), damaged[0]
+    # the view serves what it can, and EIO where the chunk is damaged
+    try:
+        with open(env.backup_file('v', 's1'), 'rb') as f:
+            while f.read(1 << 20):
+                pass
+        raise AssertionError('read the whole view over a damaged chunk')
+    except OSError as e:
+        assert e.errno == errno.EIO, e
+    # s2 names no damaged chunk: it still restores
+    ref_ab = env.make_reference('64M', A + B)
+    clone_and_compare(env, 'v', 's2', 'c2', ref_ab)
