@@ -1,11 +1,20 @@
 /*
  * backedup.c - the backed-up/ tree: which volumes have backups, their
- * backed-up snapshots, and the files behind each.
+ * backed-up snapshots, and the files behind each: a qcow2 file on
+ * secondary storage, or (a repository backup) a qcow2 view synthesized
+ * from its index (qcow2_synth.h), its data read from the chunk store.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "backup.h"
+#include "log.h"
 #include "paths.h"
+#include "qcow2_synth.h"
+#include "repo.h"
 
 int snap_backup_volumes(struct snap_engine *eng, char ***names_out)
 {
@@ -68,4 +77,216 @@ int snap_backup_paths(struct snap_engine *eng, const char *vol,
 	if (manifest_out)
 		*manifest_out = backup_manifest_path(eng, &s);
 	return 0;
+}
+
+/* ---- the image of a backup: a file, or synthesized from an index ------- */
+
+/*
+ * struct snap_backup_view - an open synthesized qcow2 view of one
+ * repository backup: its index, its layout, and the last chunk read (one
+ * FUSE read after another mostly reads on in the same chunk).  @lock
+ * guards the chunk cache; the rest is read-only after open.
+ */
+struct snap_backup_view {
+	struct snap_engine *eng;
+	char *name; /* vol/snap, for messages */
+	struct repo_index idx;
+	struct qcow2_synth *synth;
+	GMutex lock;
+	uint8_t *chunk;	     /* chunk_size bytes, under lock */
+	uint64_t chunk_i;    /* which entry @chunk holds, under lock */
+	bool chunk_valid;    /* under lock */
+};
+
+/* The BackedUp snapshot @vol/@snap. */
+static int backed_up_snapshot(struct snap_engine *eng, const char *vol,
+			      const char *snap, struct catalog_snapshot *s)
+{
+	struct catalog_volume v;
+	int rc;
+
+	if (snap_name_valid(vol) < 0 || snap_name_valid(snap) < 0)
+		return -ENOENT;
+	rc = catalog_volume_get(eng->cat, vol, &v);
+	if (rc == 0)
+		rc = catalog_snapshot_get(eng->cat, v.id, snap, s);
+	if (rc < 0)
+		return rc;
+	return s->state == SNAP_STATE_BACKED_UP ? 0 : -ENOENT;
+}
+
+/* The index and layout of repository backup @s, into @idx and @synth. */
+static int synth_open(struct snap_engine *eng, const struct catalog_snapshot *s,
+		      struct repo_index *idx, struct qcow2_synth **synth)
+{
+	int rc;
+
+	if (!repo_chunks(eng))
+		return -ENOENT; /* repository=off: nothing to serve it from */
+	rc = repo_index_of(eng, s, idx);
+	if (rc < 0)
+		return rc == -ENOENT ? rc : -EIO;
+	rc = qcow2_synth_new(idx, synth);
+	if (rc < 0) {
+		repo_index_release(idx);
+		return -EIO;
+	}
+	return 0;
+}
+
+int snap_backup_image_stat(struct snap_engine *eng, const char *vol,
+			   const char *snap, struct snap_backup_image *out)
+{
+	struct catalog_snapshot s;
+	struct qcow2_synth *synth;
+	struct repo_index idx;
+	struct stat st;
+	int rc;
+
+	rc = backed_up_snapshot(eng, vol, snap, &s);
+	if (rc < 0)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	out->id = (uint64_t)s.id;
+	if (!backup_indexed(&s)) {
+		g_autofree char *path = backup_image_path(eng, &s);
+
+		if (lstat(path, &st) < 0)
+			return -errno;
+		if (!S_ISREG(st.st_mode))
+			return -ENOENT;
+		out->size = (uint64_t)st.st_size;
+		out->blocks = (uint64_t)st.st_blocks;
+		out->mtime = st.st_mtim;
+		return 0;
+	}
+	rc = synth_open(eng, &s, &idx, &synth);
+	if (rc < 0)
+		return rc;
+	out->size = qcow2_synth_size(synth);
+	out->blocks = (out->size + 511) / 512;
+	out->mtime.tv_sec = s.backed_up_at;
+	out->synthesized = true;
+	qcow2_synth_free(synth);
+	repo_index_release(&idx);
+	return 0;
+}
+
+int snap_backup_open(struct snap_engine *eng, const char *vol,
+		     const char *snap, int *fd_out,
+		     struct snap_backup_view **view_out)
+{
+	struct catalog_snapshot s;
+	struct snap_backup_view *v;
+	int rc, fd;
+
+	*fd_out = -1;
+	*view_out = NULL;
+	rc = backed_up_snapshot(eng, vol, snap, &s);
+	if (rc < 0)
+		return rc;
+	if (!backup_indexed(&s)) {
+		g_autofree char *path = backup_image_path(eng, &s);
+
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			return -errno;
+		*fd_out = fd;
+		return 0;
+	}
+	v = g_new0(struct snap_backup_view, 1);
+	rc = synth_open(eng, &s, &v->idx, &v->synth);
+	if (rc < 0) {
+		g_free(v);
+		return rc;
+	}
+	v->chunk = g_try_malloc(v->idx.chunk_size);
+	if (!v->chunk) {
+		qcow2_synth_free(v->synth);
+		repo_index_release(&v->idx);
+		g_free(v);
+		return -ENOMEM;
+	}
+	v->eng = eng;
+	v->name = g_strdup_printf("%s/%s", vol, snap);
+	g_mutex_init(&v->lock);
+	*view_out = v;
+	return 0;
+}
+
+/* Copy @len bytes of entry @i from @off into @dst, through the cache. */
+static int view_chunk(struct snap_backup_view *v, uint64_t i, uint32_t off,
+		      size_t len, void *dst)
+{
+	struct chunkstore *cs = repo_chunks(v->eng);
+	size_t got;
+	int rc = 0;
+
+	g_mutex_lock(&v->lock);
+	if (!v->chunk_valid || v->chunk_i != i) {
+		v->chunk_valid = false;
+		rc = chunkstore_get(cs, v->idx.digests[i], v->chunk,
+				    v->idx.chunk_size, &got);
+		if (rc == 0 && got != repo_index_chunk_len(&v->idx, i))
+			rc = -EBADMSG;
+		if (rc == 0) {
+			v->chunk_i = i;
+			v->chunk_valid = true;
+		}
+	}
+	if (rc == 0)
+		memcpy(dst, v->chunk + off, len);
+	g_mutex_unlock(&v->lock);
+	if (rc < 0) {
+		g_autofree char *path = chunkstore_path(cs, v->idx.digests[i]);
+
+		snap_log(LOG_ERR, "backedup: cannot read chunk '%s' of backup '%s': %s",
+			 path, v->name, g_strerror(-rc));
+		return -EIO;
+	}
+	return 0;
+}
+
+ssize_t snap_backup_read(struct snap_backup_view *v, void *buf, size_t len,
+			 uint64_t off)
+{
+	struct qcow2_piece pieces[64];
+	size_t done = 0, n, k;
+	ssize_t got;
+	int rc;
+
+	while (done < len) {
+		got = qcow2_synth_read(v->synth, off + done, len - done, pieces,
+				       G_N_ELEMENTS(pieces), &n);
+		if (got < 0)
+			return -EIO;
+		if (got == 0)
+			break;
+		for (k = 0; k < n; k++) {
+			uint8_t *dst = (uint8_t *)buf + (pieces[k].off - off);
+
+			if (pieces[k].kind == QCOW2_PIECE_CHUNK)
+				rc = view_chunk(v, pieces[k].chunk,
+						pieces[k].chunk_off, pieces[k].len,
+						dst);
+			else
+				rc = qcow2_synth_fill(v->synth, &pieces[k], dst);
+			if (rc < 0)
+				return rc == -EINVAL ? -EIO : rc;
+		}
+		done += (size_t)got;
+	}
+	return (ssize_t)done;
+}
+
+void snap_backup_release(struct snap_backup_view *v)
+{
+	if (!v)
+		return;
+	qcow2_synth_free(v->synth);
+	repo_index_release(&v->idx);
+	g_free(v->chunk);
+	g_free(v->name);
+	g_mutex_clear(&v->lock);
+	g_free(v);
 }

@@ -32,6 +32,8 @@
 #include "fsutil.h"
 #include "layer.h"
 #include "paths.h"
+#include "repo.h"
+#include "repo_backup.h"
 #include "testpoint.h"
 #include "waiters.h"
 #include "copy.h"
@@ -50,7 +52,13 @@ int backup_queue(struct snap_engine *eng, struct catalog_snapshot *s)
 	return catalog_job_insert(eng->cat, &job);
 }
 
-static char *manifest_text(const struct catalog_snapshot *s)
+bool backup_indexed(const struct catalog_snapshot *s)
+{
+	return g_str_has_prefix(s->checksum, "sha256:");
+}
+
+static char *manifest_text(struct snap_engine *eng,
+			   const struct catalog_snapshot *s)
 {
 	struct jdoc *d = jdoc_new();
 	char stamp[32];
@@ -64,8 +72,19 @@ static char *manifest_text(const struct catalog_snapshot *s)
 	jdoc_str(d, "backed_up_at", stamp);
 	jdoc_int(d, "virtual_size", (int64_t)s->virtual_size);
 	jdoc_int(d, "size", (int64_t)s->backup_bytes);
-	jdoc_str(d, "format", "qcow2");
-	jdoc_str(d, "checksum", s->checksum);
+	if (backup_indexed(s)) {
+		g_autofree char *index = g_strdup_printf("%s.index", s->uuid);
+
+		jdoc_str(d, "format", "index");
+		jdoc_str(d, "index", index);
+		jdoc_str(d, "index_sha256", s->checksum + strlen("sha256:"));
+		jdoc_int(d, "chunk_size",
+			 repo_chunks(eng) ? chunkstore_chunk_size(repo_chunks(eng)) :
+					    REPO_CHUNK_SIZE);
+	} else {
+		jdoc_str(d, "format", "qcow2");
+		jdoc_str(d, "checksum", s->checksum);
+	}
 	return jdoc_finish(d, true, true);
 }
 
@@ -104,7 +123,7 @@ static int write_durable(const char *path, const char *text)
 int backup_write_manifest(struct snap_engine *eng,
 			  const struct catalog_snapshot *s)
 {
-	g_autofree char *text = manifest_text(s);
+	g_autofree char *text = manifest_text(eng, s);
 	g_autofree char *final = backup_manifest_path(eng, s);
 	g_autofree char *rnd = g_uuid_string_random();
 	g_autofree char *tmp = g_strdup_printf("%s/%s.%s.json", eng->tmp_dir,
@@ -129,7 +148,7 @@ int backup_write_manifest(struct snap_engine *eng,
 int backup_check_manifest(struct snap_engine *eng,
 			  const struct catalog_snapshot *s)
 {
-	g_autofree char *want = manifest_text(s);
+	g_autofree char *want = manifest_text(eng, s);
 	g_autofree char *path = backup_manifest_path(eng, s);
 	g_autofree char *have = NULL;
 	int rc;
@@ -218,7 +237,7 @@ static int backup_copy(struct snap_engine *eng, struct running_job *rj,
 		goto undo_tmp;
 
 	s->backed_up_at = clock_now(eng);
-	text = manifest_text(s);
+	text = manifest_text(eng, s);
 	rc = text ? write_durable(tmpm, text) : -ENOMEM;
 	if (rc < 0) {
 		g_string_printf(why, "cannot write the manifest: %s",
@@ -249,8 +268,363 @@ undo_tmp:
 	return rc;
 }
 
+/* ---- backups into the repository (repository=on) ---------------------- */
+
+/*
+ * The base of an incremental backup of @s: the newest BackedUp backup of
+ * its volume taken before it that has an index, when every layer between
+ * its snapshot's layer and @s's is still on primary (catalog rows, parent
+ * pointers, all live: a layer keep_primary released, or one being merged,
+ * leaves no sound base).  On 1, @b, @bidx (repo_index_release()) and
+ * @layers (the paths after @b's layer up to @s's) are filled; on 0 the
+ * backup reads in full and *@why_full says why.
+ */
+static int pick_base(struct snap_engine *eng, const struct catalog_snapshot *s,
+		     struct catalog_snapshot *b, struct repo_index *bidx,
+		     GPtrArray *layers, const char **why_full)
+{
+	GArray *done = NULL;
+	struct catalog_layer l;
+	char cur[UUID_TEXT_MAX];
+	bool found = false;
+	guint i, hops;
+
+	*why_full = "no earlier backup in the repository";
+	if (catalog_snapshot_list(eng->cat, s->volume_id, SNAP_STATE_BACKED_UP,
+				  &done) < 0)
+		return 0;
+	for (i = done->len; i-- > 0 && !found;) {
+		struct catalog_snapshot *c = &g_array_index(done,
+					struct catalog_snapshot, i);
+
+		if (c->id < s->id && backup_indexed(c)) {
+			*b = *c;
+			found = true;
+		}
+	}
+	g_array_free(done, TRUE);
+	if (!found)
+		return 0;
+	*why_full = "the base backup's layer is no longer on primary storage";
+	if (!b->layer[0] || !s->layer[0])
+		return 0;
+	g_strlcpy(cur, s->layer, sizeof(cur));
+	for (hops = 0; hops < 100000; hops++) {
+		if (catalog_layer_get(eng->cat, cur, &l) < 0 ||
+		    l.state != LAYER_STATE_LIVE) {
+			*why_full = "a layer since the base backup is no longer on primary storage";
+			goto no_base;
+		}
+		g_ptr_array_add(layers, layer_path(eng, s->volume, cur));
+		if (!strcmp(l.parent, b->layer))
+			break;
+		if (!l.parent[0]) {
+			*why_full = "the base backup's layer is not below this snapshot's";
+			goto no_base;
+		}
+		g_strlcpy(cur, l.parent, sizeof(cur));
+	}
+	if (repo_index_of(eng, b, bidx) < 0) {
+		*why_full = "the base backup's index cannot be read";
+		goto no_base;
+	}
+	if (bidx->chunk_size != chunkstore_chunk_size(repo_chunks(eng))) {
+		repo_index_release(bidx);
+		*why_full = "the base backup has another chunk size";
+		goto no_base;
+	}
+	return 1;
+
+no_base:
+	g_ptr_array_set_size(layers, 0);
+	return 0;
+}
+
+struct repo_progress {
+	struct running_job *rj;
+	uint32_t chunk_size;
+};
+
+static void repo_progress_cb(const struct repo_backup_stats *st, void *arg)
+{
+	struct repo_progress *p = arg;
+
+	__atomic_store_n(&p->rj->bytes_total, st->chunks_planned * p->chunk_size,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&p->rj->bytes_done, st->chunks_done * p->chunk_size,
+			 __ATOMIC_RELAXED);
+}
+
+static void stats_add(struct repo_backup_stats *to,
+		      const struct repo_backup_stats *st)
+{
+	to->bytes_read += st->bytes_read;
+	to->chunks_read += st->chunks_read;
+	to->chunks_written += st->chunks_written;
+	to->chunks_reused += st->chunks_reused;
+	to->chunks_zero += st->chunks_zero;
+}
+
+/*
+ * Touch each chunk @idx took from @base unread (GC spares it until the
+ * index is published); the chunks GC or verify removed meanwhile are read
+ * again from the image into @idx.  *@touched counts the touches.
+ */
+static int touch_reused(struct snap_engine *eng, struct running_job *rj,
+			const char *src, const struct repo_index *base,
+			struct repo_index *idx, struct repo_backup_stats *total,
+			uint64_t *touched, GString *why)
+{
+	struct chunkstore *cs = repo_chunks(eng);
+	g_autoptr(GArray) missing = g_array_new(FALSE, FALSE,
+						sizeof(struct repo_extent));
+	struct repo_backup_stats st = { 0 };
+	struct repo_index again;
+	uint64_t i, n = MIN(idx->count, base->count);
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		if (repo_index_is_hole(idx, i) ||
+		    memcmp(idx->digests[i], base->digests[i], DIGEST_LEN) != 0)
+			continue;
+		rc = chunkstore_touch(cs, idx->digests[i]);
+		if (rc == -ENOENT) {
+			struct repo_extent e = {
+				.offset = i * idx->chunk_size,
+				.length = repo_index_chunk_len(idx, i),
+			};
+
+			g_array_append_val(missing, e);
+			continue;
+		}
+		if (rc < 0) {
+			g_string_printf(why, "cannot touch a reused chunk: %s",
+					g_strerror(-rc));
+			return rc;
+		}
+		(*touched)++;
+	}
+	if (missing->len == 0)
+		return 0;
+	snap_log(LOG_WARNING, "backup: %u chunk(s) of the base backup are gone from the repository; reading them again",
+		 missing->len);
+	rc = repo_backup_image(cs, src, idx, (struct repo_extent *)missing->data,
+			       missing->len, rj->cancel, NULL, NULL, &again, &st);
+	stats_add(total, &st);
+	if (rc < 0) {
+		g_string_printf(why, "cannot read again the chunks gone from the repository: %s",
+				g_strerror(-rc));
+		return rc;
+	}
+	repo_index_release(idx);
+	*idx = again;
+	return 0;
+}
+
+/* @a and @b are the same index. */
+static bool index_equal(const struct repo_index *a, const struct repo_index *b)
+{
+	return a->chunk_size == b->chunk_size &&
+	       a->virtual_size == b->virtual_size && a->count == b->count &&
+	       (a->count == 0 ||
+		memcmp(a->digests, b->digests, a->count * DIGEST_LEN) == 0);
+}
+
+/*
+ * Publish @idx as the backup of @s (docs/repository.md, "Writing and
+ * publishing", steps 1-3): every chunk present, the index written and
+ * read back equal, then the manifest.  Fills s->checksum, backup_bytes,
+ * backed_up_at.  On failure nothing is left published.
+ */
+static int repo_publish(struct snap_engine *eng, struct catalog_snapshot *s,
+			const struct repo_index *idx, GString *why)
+{
+	struct chunkstore *cs = repo_chunks(eng);
+	g_autofree char *ipath = backup_index_path(eng, s);
+	g_autofree char *manifest = backup_manifest_path(eng, s);
+	g_autofree char *tmpm = backup_tmp_path(eng, s, "json");
+	g_autofree char *dir = g_path_get_dirname(ipath);
+	g_autofree char *name = g_path_get_basename(ipath);
+	g_autofree char *text = NULL;
+	char hex[DIGEST_HEX_LEN + 1];
+	struct repo_index back;
+	void *buf = NULL;
+	size_t len;
+	uint64_t i, bytes = 0;
+	int dfd, rc;
+
+	for (i = 0; i < idx->count; i++) {
+		if (repo_index_is_hole(idx, i))
+			continue;
+		rc = chunkstore_has(cs, idx->digests[i]);
+		if (rc == 0)
+			rc = -ENOENT;
+		if (rc < 0) {
+			g_autofree char *cpath = chunkstore_path(cs, idx->digests[i]);
+
+			g_string_printf(why, "chunk '%s' the index names is not in the repository: %s",
+					cpath, g_strerror(-rc));
+			return rc;
+		}
+		bytes += repo_index_chunk_len(idx, i);
+	}
+	rc = repo_index_encode(idx, &buf, &len);
+	if (rc < 0) {
+		g_string_printf(why, "cannot encode the index: %s", g_strerror(-rc));
+		return rc;
+	}
+	digest_to_hex((const uint8_t *)buf + len - DIGEST_LEN, hex);
+	free(buf);
+
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		rc = -errno;
+		g_string_printf(why, "cannot open the backup directory: %s",
+				g_strerror(-rc));
+		return rc;
+	}
+	rc = repo_index_write(dfd, name, idx);
+	if (rc < 0) {
+		g_string_printf(why, "cannot write the index: %s", g_strerror(-rc));
+		goto close_dir;
+	}
+	rc = repo_index_read(dfd, name, &back);
+	if (rc == 0 && !index_equal(idx, &back))
+		rc = -EIO;
+	repo_index_release(&back);
+	if (rc < 0) {
+		g_string_printf(why, "the index read back is not what was written: %s",
+				g_strerror(-rc));
+		goto undo_index;
+	}
+	testpoint("backup.repo.index_written");
+
+	g_snprintf(s->checksum, sizeof(s->checksum), "sha256:%s", hex);
+	s->backup_bytes = bytes;
+	s->backed_up_at = clock_now(eng);
+	text = manifest_text(eng, s);
+	rc = text ? write_durable(tmpm, text) : -ENOMEM;
+	if (rc < 0) {
+		g_string_printf(why, "cannot write the manifest: %s",
+				g_strerror(-rc));
+		goto undo_index;
+	}
+	if (fault("rename.manifest", EIO) || rename(tmpm, manifest) < 0) {
+		rc = -errno;
+		g_string_printf(why, "cannot move the manifest into place: %s",
+				g_strerror(-rc));
+		unlink(tmpm);
+		goto undo_index;
+	}
+	rc = fsync_dir(dir);
+	if (rc < 0) {
+		g_string_printf(why, "cannot flush the backup directory: %s",
+				g_strerror(-rc));
+		unlink(manifest);
+		goto undo_index;
+	}
+	close(dfd);
+	return 0;
+
+undo_index:
+	unlinkat(dfd, name, 0);
+	s->checksum[0] = '\0';
+close_dir:
+	close(dfd);
+	return rc;
+}
+
+/*
+ * Back up @s into the repository: incremental over the newest sound base,
+ * else in full; *@detail says what was read and written (the event).
+ */
+static int backup_repo(struct snap_engine *eng, struct running_job *rj,
+		       struct catalog_snapshot *s, GString *why, GString *detail)
+{
+	struct chunkstore *cs = repo_chunks(eng);
+	g_autofree char *src = layer_path(eng, s->volume, s->layer);
+	g_autofree char *ipath = backup_index_path(eng, s);
+	g_autofree char *dir = g_path_get_dirname(ipath);
+	g_autoptr(GPtrArray) layers = g_ptr_array_new_with_free_func(g_free);
+	struct repo_progress prog = { .rj = rj,
+				      .chunk_size = chunkstore_chunk_size(cs) };
+	struct repo_backup_stats st = { 0 }, total = { 0 };
+	struct repo_extent *changed = NULL;
+	struct repo_active *act = NULL;
+	struct catalog_snapshot b = { 0 };
+	struct repo_index bidx = { 0 }, idx = { 0 };
+	const char *why_full = NULL;
+	size_t n_changed = 0;
+	uint64_t touched = 0;
+	bool incremental;
+	int rc;
+
+	rc = safe_mkdir(dir, 0755);
+	if (rc == 0)
+		rc = safe_mkdir(eng->tmp_dir, 0700);
+	if (rc < 0) {
+		g_string_printf(why, "cannot create directories on secondary storage: %s",
+				g_strerror(-rc));
+		return rc;
+	}
+	incremental = pick_base(eng, s, &b, &bidx, layers, &why_full) == 1;
+	rc = repo_backup_begin(eng, incremental ? &bidx : NULL, &act);
+	if (rc < 0) {
+		g_string_printf(why, "cannot register the backup: %s",
+				g_strerror(-rc));
+		goto out;
+	}
+	if (incremental) {
+		rc = repo_changed_extents((const char *const *)layers->pdata,
+					  layers->len, rj->cancel, &changed,
+					  &n_changed);
+		if (rc < 0) {
+			g_string_printf(why, "cannot read what changed since backup '%s': %s",
+					b.name, g_strerror(-rc));
+			goto out;
+		}
+	}
+	__atomic_store_n(&rj->bytes_total, s->virtual_size, __ATOMIC_RELAXED);
+	rc = repo_backup_image(cs, src, incremental ? &bidx : NULL, changed,
+			       n_changed, rj->cancel, repo_progress_cb, &prog,
+			       &idx, &st);
+	stats_add(&total, &st);
+	if (rc < 0) {
+		g_string_printf(why, "cannot back up into the repository: %s",
+				g_strerror(-rc));
+		goto out;
+	}
+	if (incremental) {
+		rc = touch_reused(eng, rj, src, &bidx, &idx, &total, &touched, why);
+		if (rc < 0)
+			goto out;
+	}
+	testpoint("backup.repo.chunks_written");
+	rc = repo_publish(eng, s, &idx, why);
+	if (rc < 0)
+		goto out;
+	if (incremental)
+		g_string_printf(detail, "incremental over backup '%s'", b.name);
+	else
+		g_string_printf(detail, "full (%s)", why_full);
+	g_string_append_printf(detail,
+			       ": read %" G_GUINT64_FORMAT " bytes, %" G_GUINT64_FORMAT
+			       " chunks; %" G_GUINT64_FORMAT " chunks written, %"
+			       G_GUINT64_FORMAT " reused, %" G_GUINT64_FORMAT
+			       " copied from the base, %" G_GUINT64_FORMAT " holes",
+			       total.bytes_read, total.chunks_read,
+			       total.chunks_written, total.chunks_reused,
+			       st.chunks_copied, total.chunks_zero);
+out:
+	repo_backup_end(eng, act);
+	repo_index_release(&idx);
+	repo_index_release(&bidx);
+	g_free(changed);
+	return rc;
+}
+
 static void backup_succeeded(struct snap_engine *eng, struct running_job *rj,
-			     struct catalog_snapshot *done)
+			     struct catalog_snapshot *done, const char *detail)
 {
 	struct catalog_snapshot s;
 	int rc, resolved;
@@ -280,7 +654,12 @@ static void backup_succeeded(struct snap_engine *eng, struct running_job *rj,
 			event_record(eng, "alert.resolve", s.volume, s.name, 0,
 				     "backup alert resolved: the backup succeeded");
 	}
-	if (rc == 0)
+	if (rc == 0 && detail)
+		event_record(eng, "backup.end", s.volume, s.name, 0,
+			     "backed up into the repository: %" G_GUINT64_FORMAT
+			     " bytes of data, %s",
+			     s.backup_bytes, detail);
+	else if (rc == 0)
 		event_record(eng, "backup.end", s.volume, s.name, 0,
 			     "backed up: %" G_GUINT64_FORMAT " bytes, %s",
 			     s.backup_bytes, s.checksum);
@@ -342,6 +721,7 @@ static void backup_failed(struct snap_engine *eng, struct running_job *rj,
 void backup_run(struct snap_engine *eng, struct running_job *rj)
 {
 	g_autoptr(GString) why = g_string_new(NULL);
+	g_autoptr(GString) detail = g_string_new(NULL);
 	struct catalog_snapshot s;
 	int rc;
 
@@ -380,13 +760,18 @@ void backup_run(struct snap_engine *eng, struct running_job *rj)
 		return;
 	}
 	event_record(eng, "backup.start", s.volume, s.name, 0,
-		     "copying to secondary storage (attempt %d)", s.attempts + 1);
-	rc = backup_copy(eng, rj, &s, why);
+		     "%s (attempt %d)", repo_chunks(eng) ?
+		     "backing up into the repository" :
+		     "copying to secondary storage", s.attempts + 1);
+	if (repo_chunks(eng))
+		rc = backup_repo(eng, rj, &s, why, detail);
+	else
+		rc = backup_copy(eng, rj, &s, why);
 	if (rc < 0 && (rc == -ECANCELED || g_cancellable_is_cancelled(rj->cancel)))
 		return;
 	if (rc < 0) {
 		backup_failed(eng, rj, rc, why->str);
 		return;
 	}
-	backup_succeeded(eng, rj, &s);
+	backup_succeeded(eng, rj, &s, repo_chunks(eng) ? detail->str : NULL);
 }

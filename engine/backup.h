@@ -20,6 +20,9 @@ int backup_write_manifest(struct snap_engine *eng,
  * cut).  Return: 0 it was right, 1 rewritten, -errno. */
 int backup_check_manifest(struct snap_engine *eng,
 			  const struct catalog_snapshot *s);
+/** backup_indexed() - the backup of @s is a repository index (its
+ * catalog checksum is "sha256:<the index's checksum>"), not a qcow2. */
+bool backup_indexed(const struct catalog_snapshot *s);
 /** backup_queue() - insert a fresh backup job for @s (inside a tx). */
 int backup_queue(struct snap_engine *eng, struct catalog_snapshot *s);
 

@@ -11,7 +11,7 @@
 
 #include <gio/gio.h>
 
-#define CHECKSUM_TEXT_MAX 48
+#define CHECKSUM_TEXT_MAX 80 /* "xxh128:<32 hex>", or "sha256:<64 hex>": a repository index (backup.c) */
 
 /**
  * checksum_file() - checksum the whole file @fd from offset 0

@@ -41,6 +41,8 @@
 #include "fsutil.h"
 #include "layer.h"
 #include "paths.h"
+#include "backup.h"
+#include "repo.h"
 #include "snapshot.h"
 #include "testpoint.h"
 #include "wake.h"
@@ -154,7 +156,10 @@ static int clone_copy(struct snap_engine *eng, struct running_job *rj,
 		g_string_printf(why, "the snapshot's data is on neither storage");
 		return -EIO;
 	}
-	rc = copy_image(rj, src, tmp, s->virtual_size, "primary", why);
+	if (!s->layer[0] && backup_indexed(s))
+		rc = repo_restore(eng, rj, s, tmp, why);
+	else
+		rc = copy_image(rj, src, tmp, s->virtual_size, "primary", why);
 	if (rc < 0)
 		return rc;
 	testpoint("clone.converted");

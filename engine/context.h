@@ -15,7 +15,7 @@
  *   core           clock, wake, gone, paths, fsutil, running, copy, events,
  *                  control_results (this header is core's)
  *   mechanisms     vmdisk, volume, freeze, layer, accounts, waiters, backup,
- *                  backedup, snapshot, clone, revert, take (the take
+ *                  backedup, snapshot, clone, revert, repo, take (the take
  *                  sequence, in a library of its own)
  *   orchestration  pool, jobs, vms, policies, volume_control, watch, recover
  *   lifecycle      engine.c: open, start, close
@@ -47,6 +47,7 @@ struct waiters;
 struct control_results;
 struct vm_conn;
 struct vms;
+struct repo;
 
 struct snap_engine {
 	/* set at open, read-only afterwards */
@@ -86,6 +87,7 @@ struct snap_engine {
 	struct control_results *control_results; /* control_results.c */
 	struct vm_conn *vm; /* vm.c; NULL: no VMs (libvirt=none, unreachable) */
 	struct vms *vms;		   /* vms.c */
+	struct repo *repo; /* repo.c; NULL: repository=off */
 };
 
 #endif

@@ -18,6 +18,7 @@
 #include "pool.h"
 #include "proc.h"
 #include "recover.h"
+#include "repo.h"
 #include "running.h"
 #include "testpoint.h"
 #include "vms.h"
@@ -152,6 +153,8 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 
 	catpath = g_strdup_printf("%s/catalog.db", eng->source);
 	rc = catalog_open(catpath, &eng->cat);
+	if (rc == 0)
+		rc = repo_open(eng);
 	if (rc < 0)
 		goto undo_alloc;
 	*out = eng;
@@ -166,9 +169,9 @@ int snap_engine_start(struct snap_engine *eng)
 {
 	int rc;
 
-	snap_log(LOG_INFO, "engine: starting: primary '%s', secondary '%s', %u worker(s), keep_primary=%u",
+	snap_log(LOG_INFO, "engine: starting: primary '%s', secondary '%s', %u worker(s), keep_primary=%u, repository=%s",
 		 eng->primary, eng->secondary, eng->cfg.workers,
-		 eng->cfg.keep_primary);
+		 eng->cfg.keep_primary, eng->repo ? "on" : "off");
 	testpoint("engine.start");
 	/* a libvirt the admin named must answer; only the embedded driver
 	 * may fail into a mount without VMs */
@@ -183,6 +186,8 @@ int snap_engine_start(struct snap_engine *eng)
 	rc = pool_start(eng);
 	if (rc == 0)
 		eng->started = true;
+	if (rc == 0)
+		rc = repo_start(eng);
 	if (rc == 0)
 		rc = policies_start(eng);
 	if (rc == 0 && eng->gone)
@@ -200,6 +205,7 @@ void snap_engine_close(struct snap_engine *eng)
 	policies_stop(eng);
 	if (eng->started)
 		pool_stop(eng);
+	repo_close(eng);
 	if (eng->vms)
 		vms_stop(eng);
 	catalog_close(eng->cat);

@@ -167,6 +167,34 @@ char **image_argv_nbd_server(const char *path)
 	return (char **)g_ptr_array_free(v, FALSE);
 }
 
+char **image_argv_nbd_writer(const char *path)
+{
+	GPtrArray *v;
+
+	if (!absolute(path))
+		return NULL;
+	v = g_ptr_array_new();
+	g_ptr_array_add(v, g_strdup("setpriv"));
+	g_ptr_array_add(v, g_strdup("--pdeathsig"));
+	g_ptr_array_add(v, g_strdup("KILL"));
+	g_ptr_array_add(v, g_strdup("--"));
+	g_ptr_array_add(v, g_strdup(image_qemu_nbd()));
+	g_ptr_array_add(v, g_strdup("--format=qcow2"));
+	g_ptr_array_add(v, g_strdup(path));
+	g_ptr_array_add(v, NULL);
+	return (char **)g_ptr_array_free(v, FALSE);
+}
+
+char **image_argv_create(const char *path, uint64_t size)
+{
+	char sz[32];
+
+	if (!absolute(path))
+		return NULL;
+	g_snprintf(sz, sizeof(sz), "%" G_GUINT64_FORMAT, size);
+	return argv_build("create", "-q", "-f", "qcow2", path, sz, NULL);
+}
+
 static uint32_t be32(const unsigned char *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |

@@ -73,6 +73,18 @@ const char *image_qemu_nbd(void);
 char **image_argv_nbd_server(const char *path);
 
 /**
+ * image_argv_nbd_writer() - a writable qemu-nbd serving the one qcow2 file
+ * @path (a restore's new image, nothing else has it open), on the socket
+ * systemd socket activation hands it; `setpriv --pdeathsig KILL` as above.
+ * Writes go through qemu's own cache; the client flushes before it closes.
+ */
+char **image_argv_nbd_writer(const char *path);
+
+/** image_argv_create() - `qemu-img create -f qcow2 @path @size`: an empty
+ * standalone qcow2 (a restore writes into it over NBD). */
+char **image_argv_create(const char *path, uint64_t size);
+
+/**
  * struct qcow2_header - the parts of a qcow2 header snapfs reads
  * @virtual_size: guest-visible size in bytes
  * @cluster_bits: log2 of the cluster size

@@ -67,7 +67,8 @@ static int nbd_fail(const char *path, const char *what)
 	return rc;
 }
 
-int nbd_image_open(const char *path, struct nbd_image **out)
+static int image_open(const char *path, bool writable,
+		      struct nbd_image **out)
 {
 	struct nbd_image *img;
 	g_auto(GStrv) argv = NULL;
@@ -76,7 +77,8 @@ int nbd_image_open(const char *path, struct nbd_image **out)
 	int rc;
 
 	*out = NULL;
-	argv = image_argv_nbd_server(path);
+	argv = writable ? image_argv_nbd_writer(path) :
+			  image_argv_nbd_server(path);
 	if (!argv)
 		return -EINVAL;
 	/* qemu-nbd's own message goes to our stderr, not to libnbd: say
@@ -95,8 +97,9 @@ int nbd_image_open(const char *path, struct nbd_image **out)
 	}
 	/* every byte of a read buffer is the server's; no memset first */
 	if (nbd_set_pread_initialize(img->h, false) < 0 ||
-	    nbd_add_meta_context(img->h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-	    nbd_add_meta_context(img->h, CONTEXT_DEPTH) < 0) {
+	    (!writable &&
+	     (nbd_add_meta_context(img->h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+	      nbd_add_meta_context(img->h, CONTEXT_DEPTH) < 0))) {
 		rc = nbd_fail(path, "cannot set up a handle for");
 		goto close_handle;
 	}
@@ -107,8 +110,9 @@ int nbd_image_open(const char *path, struct nbd_image **out)
 			rc = -EIO;
 		goto close_handle;
 	}
-	if (nbd_can_meta_context(img->h, LIBNBD_CONTEXT_BASE_ALLOCATION) != 1 ||
-	    nbd_can_meta_context(img->h, CONTEXT_DEPTH) != 1) {
+	if (!writable &&
+	    (nbd_can_meta_context(img->h, LIBNBD_CONTEXT_BASE_ALLOCATION) != 1 ||
+	     nbd_can_meta_context(img->h, CONTEXT_DEPTH) != 1)) {
 		snap_log(LOG_ERR, "nbd: server of '%s' lacks block status "
 			 "contexts %s and %s", path,
 			 LIBNBD_CONTEXT_BASE_ALLOCATION, CONTEXT_DEPTH);
@@ -134,6 +138,16 @@ free_img:
 	g_free(img->path);
 	g_free(img);
 	return rc;
+}
+
+int nbd_image_open(const char *path, struct nbd_image **out)
+{
+	return image_open(path, false, out);
+}
+
+int nbd_image_open_writable(const char *path, struct nbd_image **out)
+{
+	return image_open(path, true, out);
 }
 
 void nbd_image_close(struct nbd_image *img)
@@ -178,6 +192,32 @@ int nbd_image_pread(struct nbd_image *img, void *buf, size_t len,
 		offset += n;
 		len -= n;
 	}
+	return 0;
+}
+
+int nbd_image_pwrite(struct nbd_image *img, const void *buf, size_t len,
+		     uint64_t offset)
+{
+	const char *p = buf;
+
+	if (!in_image(img, offset, len))
+		return -EINVAL;
+	while (len > 0) {
+		size_t n = len < img->request_max ? len : img->request_max;
+
+		if (nbd_pwrite(img->h, p, n, offset, 0) < 0)
+			return nbd_fail(img->path, "cannot write");
+		p += n;
+		offset += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int nbd_image_flush(struct nbd_image *img)
+{
+	if (nbd_flush(img->h, 0) < 0)
+		return nbd_fail(img->path, "cannot flush");
 	return 0;
 }
 

@@ -76,6 +76,31 @@ struct nbd_extent {
  */
 int nbd_image_open(const char *path, struct nbd_image **out);
 
+/**
+ * nbd_image_open_writable() - serve the one qcow2 file @path (no backing
+ * chain: a restore's new image made by `qemu-img create`) writable, and
+ * connect; only nbd_image_pwrite(), nbd_image_flush(), nbd_image_size()
+ * and nbd_image_close() apply (no block status contexts are asked for).
+ * Return: as nbd_image_open().
+ */
+int nbd_image_open_writable(const char *path, struct nbd_image **out);
+
+/**
+ * nbd_image_pwrite() - write @len bytes of @buf at @offset (an image from
+ * nbd_image_open_writable()).  Requests larger than the server takes are
+ * split.
+ * Return: 0; -EINVAL beyond the end of the image; -ENOSPC; -EIO; logged.
+ */
+int nbd_image_pwrite(struct nbd_image *img, const void *buf, size_t len,
+		     uint64_t offset);
+
+/**
+ * nbd_image_flush() - make every write so far durable in the image file
+ * (the server flushes qemu's cache and fsyncs).
+ * Return: 0; -EIO...; logged.
+ */
+int nbd_image_flush(struct nbd_image *img);
+
 /** nbd_image_close() - disconnect, wait for the server; NULL is a no-op. */
 void nbd_image_close(struct nbd_image *img);
 

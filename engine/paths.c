@@ -33,6 +33,13 @@ char *backup_manifest_path(struct snap_engine *eng,
 			       s->uuid);
 }
 
+char *backup_index_path(struct snap_engine *eng,
+			const struct catalog_snapshot *s)
+{
+	return g_strdup_printf("%s/%s/%s.index", eng->backups_dir, s->volume,
+			       s->uuid);
+}
+
 char *backup_tmp_path(struct snap_engine *eng, const struct catalog_snapshot *s,
 		      const char *suffix)
 {

@@ -20,6 +20,7 @@
 #include "fsutil.h"
 #include "layer.h"
 #include "paths.h"
+#include "repo.h"
 #include "revert.h"
 #include "snapshot.h"
 #include "vms.h"
@@ -156,10 +157,13 @@ static void recover_snapshot(struct snap_engine *eng, struct catalog_snapshot *s
 		}
 	}
 	if (s->state == SNAP_STATE_BACKED_UP) {
-		g_autofree char *image = backup_image_path(eng, s);
+		bool indexed = backup_indexed(s);
+		g_autofree char *image = indexed ? backup_index_path(eng, s) :
+						   backup_image_path(eng, s);
 		g_autofree char *manifest = backup_manifest_path(eng, s);
 
-		if (file_ok(image, s->backup_bytes) && file_ok(manifest, 0)) {
+		if (file_ok(image, indexed ? 0 : s->backup_bytes) &&
+		    file_ok(manifest, 0)) {
 			if (backup_check_manifest(eng, s) == 1)
 				event_record(eng, "recovery.manifest", s->volume, s->name, 0,
 					     "the manifest named the snapshot's old name; rewritten");
@@ -278,6 +282,7 @@ int recover_all(struct snap_engine *eng)
 	if (n > 0)
 		event_record(eng, "recovery.tmp", NULL, NULL, 0,
 			     "removed %d partial clone or revert copies from primary storage", n);
+	repo_recover(eng);
 	n = catalog_job_requeue_running(eng->cat);
 	if (n > 0)
 		event_record(eng, "recovery.queue", NULL, NULL, 0,

@@ -40,6 +40,8 @@
 #include "fsutil.h"
 #include "layer.h"
 #include "paths.h"
+#include "backup.h"
+#include "repo.h"
 #include "snapshot.h"
 #include "testpoint.h"
 #include "vmdisk.h"
@@ -122,7 +124,10 @@ static int revert_from_backup(struct snap_engine *eng, struct running_job *rj,
 					       eng->ptmp_dir, rj->job.id);
 	int rc;
 
-	rc = copy_image(rj, src, tmp, s->virtual_size, "primary", why);
+	if (backup_indexed(s))
+		rc = repo_restore(eng, rj, s, tmp, why);
+	else
+		rc = copy_image(rj, src, tmp, s->virtual_size, "primary", why);
 	if (rc == 0)
 		rc = copy_verify(tmp, rj->cancel, s->virtual_size, why);
 	if (rc < 0) {

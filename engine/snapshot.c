@@ -31,6 +31,7 @@
 #include "gone.h"
 #include "layer.h"
 #include "paths.h"
+#include "repo.h"
 #include "testpoint.h"
 #include "vmdisk.h"
 #include "volume.h"
@@ -324,6 +325,7 @@ int snapshot_finish_delete(struct snap_engine *eng,
 {
 	g_autofree char *image = backup_image_path(eng, snap);
 	g_autofree char *manifest = backup_manifest_path(eng, snap);
+	g_autofree char *index = backup_index_path(eng, snap);
 	g_autofree char *tmp = backup_tmp_path(eng, snap, "qcow2");
 	g_autofree char *tmpm = backup_tmp_path(eng, snap, "json");
 	g_autofree char *dir = g_path_get_dirname(image);
@@ -335,6 +337,7 @@ int snapshot_finish_delete(struct snap_engine *eng,
 	unlink_quiet(tmp);
 	unlink_quiet(tmpm);
 	unlink_quiet(manifest);
+	unlink_quiet(index);
 	unlink_quiet(image);
 	fsync_dir(dir);
 
@@ -358,6 +361,8 @@ int snapshot_finish_delete(struct snap_engine *eng,
 		wake_schedulers(eng);
 		waiters_wake(eng);
 		snapshot_gone(eng, snap->volume, snap->name);
+		/* its chunks may be named by nothing now (repository=on) */
+		repo_gc_request(eng);
 	}
 	return rc;
 }

@@ -44,6 +44,7 @@ struct options {
 	char *vm_snapshots_off;
 	unsigned stop_timeout;
 	unsigned max_snapshots;
+	char *repository;
 	int test_clock;
 	int nonopts;
 };
@@ -64,6 +65,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("retry_delay=%u", retry_delay),
 	OPT("min_free=%llu", min_free),
 	OPT("testclock", test_clock),
+	OPT("repository=%s", repository),
 	OPT("libvirt=%s", libvirt),
 	OPT("vm_snapshots_off=%s", vm_snapshots_off),
 	OPT("stop_timeout=%u", stop_timeout),
@@ -236,6 +238,8 @@ static void usage(const char *prog)
 	       "    -o max_snapshots=N     snapshots each account may store (volume and VM;\n"
 	       "                           root is not limited); MOUNT/limits sets lower\n"
 	       "                           ones per account (default 0: no limit)\n"
+	       "    -o repository=on|off   back up into a repository of deduplicated\n"
+	       "                           chunks (default off)\n"
 	       "    -o testclock           the clock only moves when MOUNT/.clock is written\n"
 	       "    -f                     stay in the foreground\n"
 	       "    -d                     debug output (implies -f)\n"
@@ -302,6 +306,13 @@ int main(int argc, char *argv[])
 	cfg.retry_delay = o.retry_delay;
 	cfg.min_free = o.min_free;
 	cfg.test_clock = o.test_clock;
+	if (o.repository && strcmp(o.repository, "on") != 0 &&
+	    strcmp(o.repository, "off") != 0) {
+		fprintf(stderr, "snapfs: -o repository takes on or off, not '%s'\n",
+			o.repository);
+		goto out;
+	}
+	cfg.repository = o.repository && !strcmp(o.repository, "on");
 	cfg.libvirt = o.libvirt;
 	cfg.vm_snapshots_off = o.vm_snapshots_off;
 	cfg.stop_timeout = o.stop_timeout;

@@ -155,15 +155,41 @@ static int open_backed_up_file(const struct node *n, bool image,
 	return 0;
 }
 
+/*
+ * The image: a file on secondary storage, or a qcow2 synthesized from a
+ * repository backup's index; either way the engine says its size and
+ * mtime (the synthesized one's: backed_up_at), and our inode.
+ */
 int stat_backed_up_image(const struct node *n, struct stat *st)
 {
-	return stat_backed_up_file(n, true, st);
+	struct snap_backup_image img;
+	struct snap_volume_stat vs;
+	int rc;
+
+	rc = snap_backup_image_stat(node_engine(), n->vol, n->snap, &img);
+	if (rc < 0)
+		return rc;
+	fill_file(st, INO(img.id, n->kind), 0444, (off_t)img.size);
+	if (snap_volume_stat(node_engine(), n->vol, &vs) == 0)
+		own(st, vs.uid, vs.gid);
+	st->st_atim = img.mtime;
+	st->st_mtim = img.mtime;
+	st->st_ctim = img.mtime;
+	st->st_blocks = (blkcnt_t)img.blocks;
+	return 0;
 }
 
+/* Images never change: the kernel keeps its cache across opens. */
 int open_backed_up_image(const struct node *n, struct open_file *of,
 			 struct fuse_file_info *fi)
 {
-	return open_backed_up_file(n, true, of, fi);
+	int rc = snap_backup_open(node_engine(), n->vol, n->snap, &of->fd,
+				  &of->view);
+
+	if (rc < 0)
+		return rc;
+	fi->keep_cache = 1;
+	return 0;
 }
 
 int stat_backed_up_manifest(const struct node *n, struct stat *st)

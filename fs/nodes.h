@@ -27,6 +27,7 @@
  * struct open_file - an open regular file (fuse_file_info's fh)
  * @node:    what the path named at open
  * @fd:      a backed-up file's descriptor, else -1
+ * @view:    a synthesized backed-up image (a repository backup), or NULL
  * @data:    the content rendered at open (or a wait file's answer)
  * @len:     its length
  * @snap_id: a wait file's snapshot
@@ -35,6 +36,7 @@
 struct open_file {
 	struct node node;
 	int fd;
+	struct snap_backup_view *view;
 	char *data;
 	size_t len;
 	uint64_t snap_id;

@@ -142,6 +142,7 @@ static void open_file_free(struct open_file *of)
 {
 	if (of->fd >= 0)
 		close(of->fd);
+	snap_backup_release(of->view);
 	g_free(of->data);
 	g_free(of);
 }
@@ -202,6 +203,11 @@ static int op_read(const char *path, char *buf, size_t size, off_t off,
 	if (of->fd >= 0) {
 		n = pread(of->fd, buf, size, off);
 		return n < 0 ? -errno : (int)n;
+	}
+	if (of->view) {
+		n = off < 0 ? -EINVAL :
+			      snap_backup_read(of->view, buf, size, (uint64_t)off);
+		return (int)n;
 	}
 	if (of->waits) {
 		data = wait_answer(of, &rc);

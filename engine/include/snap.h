@@ -67,6 +67,9 @@ struct snap_engine;
  * @stop_timeout: seconds a `stop` waits for the guest to shut down
  * @max_snapshots: snapshots (volume and VM) each account may store; 0 no
  *                limit; root is never limited
+ * @repository:   back up into the repository of deduplicated chunks on
+ *                secondary storage (docs/repository.md) rather than as a
+ *                qcow2 copy per snapshot
  * @test_clock:   the engine's clock only moves when snap_clock_set() says so
  * @foreground:   log everything to stderr as well as to
  *                @source/snapfs.log; else only errors go to stderr too
@@ -85,6 +88,7 @@ struct snap_config {
 	const char *vm_snapshots_off;
 	unsigned stop_timeout;
 	unsigned max_snapshots; /* per account, 0: no limit */
+	bool repository;
 	bool test_clock;
 	bool foreground;
 	bool debug;
@@ -413,7 +417,9 @@ int snap_backup_list(struct snap_engine *eng, const char *vol,
  * snap_backup_paths() - where the backup of @vol/@snap lives
  *
  * On success *@image_out and *@manifest_out (either may be NULL) own the
- * absolute paths of the image and its manifest on secondary storage, and
+ * absolute paths of the image and its manifest on secondary storage (a
+ * repository backup has no image file: its image is served by
+ * snap_backup_open(); use that for images), and
  * *@id_out (may be NULL) is the snapshot's id.  The files never change
  * once the snapshot is BackedUp, except that a rename rewrites the manifest.
  * Return: 0; -ENOENT not backed up (yet).
@@ -421,6 +427,60 @@ int snap_backup_list(struct snap_engine *eng, const char *vol,
 int snap_backup_paths(struct snap_engine *eng, const char *vol,
 		      const char *snap, uint64_t *id_out, char **image_out,
 		      char **manifest_out);
+
+/*
+ * struct snap_backup_image - what backed-up/volumes/<vol>/<snap>.qcow2
+ * looks like: @id the snapshot's (the inode), @size and @blocks (512-byte
+ * units) of the file, @mtime; @synthesized: a repository backup, whose
+ * qcow2 is computed from its index (size = allocated data plus metadata,
+ * mtime = when it was backed up), else a file on secondary storage.
+ * Stable across remounts either way.
+ */
+struct snap_backup_image {
+	uint64_t id;
+	uint64_t size;
+	uint64_t blocks;
+	struct timespec mtime;
+	bool synthesized;
+};
+
+/**
+ * snap_backup_image_stat() - stat of the qcow2 image of backup @vol/@snap.
+ * Reads the index of a repository backup (blocks on secondary storage).
+ * Return: 0; -ENOENT not backed up, or a repository backup on a mount
+ * with repository=off; -EIO its index is damaged (logged).
+ */
+int snap_backup_image_stat(struct snap_engine *eng, const char *vol,
+			   const char *snap, struct snap_backup_image *out);
+
+struct snap_backup_view;
+
+/**
+ * snap_backup_open() - open the qcow2 image of backup @vol/@snap
+ *
+ * A file on secondary storage: *@fd_out owns a read-only descriptor of it
+ * (close(2)), *@view_out is NULL.  A repository backup: *@view_out owns a
+ * view (read it with snap_backup_read(), free it with
+ * snap_backup_release()), *@fd_out is -1.  The bytes never change.
+ * Return: 0; -ENOENT as for snap_backup_image_stat(); -EIO; -ENOMEM.
+ */
+int snap_backup_open(struct snap_engine *eng, const char *vol,
+		     const char *snap, int *fd_out,
+		     struct snap_backup_view **view_out);
+
+/**
+ * snap_backup_read() - read @len bytes at @off of the view into @buf
+ *
+ * Thread-safe on one view.  Blocks on secondary storage (whole chunks are
+ * read and checked; the last one is cached in the view).
+ * Return: the bytes read (less than @len only at the end of the file);
+ * -EIO a chunk is damaged or missing (logged with its path).
+ */
+ssize_t snap_backup_read(struct snap_backup_view *v, void *buf, size_t len,
+			 uint64_t off);
+
+/** snap_backup_release() - free @v; NULL is a no-op. */
+void snap_backup_release(struct snap_backup_view *v);
 
 /**
  * snap_backup_dir_mtime() - when the backups of @vol last changed

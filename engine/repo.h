@@ -1,0 +1,103 @@
+/*
+ * repo.h - the engine's repository (see repo.c; the format is
+ * docs/repository.md): repository.json, the chunk store, the backups
+ * running into it (what garbage collection must spare), the GC thread,
+ * and restores from an index into a new qcow2.
+ *
+ * A mechanism: it takes the engine context; the base modules under it
+ * (chunkstore, repo_index, repo_gc, nbd) know none.  Everything here is
+ * a no-op or -ENOTSUP when the engine runs with repository=off
+ * (eng->repo NULL).
+ *
+ * CALLING SEQUENCE
+ *
+ *	snap_engine_open():  repo_open(eng)        repository.json, chunk store
+ *	recover_all():       repo_recover(eng)     temporary chunks and indexes
+ *	snap_engine_start(): repo_start(eng)       the GC thread, one GC run
+ *	a backup:            repo_backup_begin(eng, base, &act) ...
+ *	                     repo_backup_end(eng, act)
+ *	a backup deleted:    repo_gc_request(eng)
+ *	snap_engine_close(): repo_close(eng)
+ *
+ * THREAD SAFETY: every function may be called from any thread once
+ * repo_open() returned; repo.c's own mutex is a leaf (nothing is taken
+ * under it).
+ */
+#ifndef SNAP_REPO_H
+#define SNAP_REPO_H
+
+#include "context.h"
+#include "chunkstore.h"
+#include "repo_index.h"
+#include "running.h"
+
+#define REPO_CHUNK_SIZE (4u << 20) /* of a new repository */
+
+struct repo_active;
+
+/**
+ * repo_open() - when cfg.repository: create SECONDARY/repository.json, or
+ * check the one there (docs/repository.md), and open the chunk store into
+ * eng->repo.  Logs one line saying what is wrong (stderr too, as every
+ * engine open failure).
+ * Return: 0 (also with repository=off: nothing done); -EINVAL not a
+ * repository snapfs can read (unknown version, bad file); -errno.
+ */
+int repo_open(struct snap_engine *eng);
+
+/** repo_start() - start the GC thread and request one run. */
+int repo_start(struct snap_engine *eng);
+
+/** repo_close() - stop and join the GC thread, close the store. */
+void repo_close(struct snap_engine *eng);
+
+/** repo_chunks() - the chunk store; NULL with repository=off. */
+struct chunkstore *repo_chunks(struct snap_engine *eng);
+
+/**
+ * repo_recover() - at start, before any backup runs: remove the chunk
+ * temporary files (SECONDARY/.tmp/ *.chunk) and the index temporary files
+ * (volumes/<vol>/.*.tmp) a crash left.  Return: how many were removed.
+ */
+int repo_recover(struct snap_engine *eng);
+
+/**
+ * repo_backup_begin() - a backup into the repository starts: from now
+ * on GC spares what it may name (its start bounds GC's cutoff; @base, if
+ * not NULL, is copied and marked as a root).
+ * Return: 0 and *@out (end it with repo_backup_end()); -ENOMEM.
+ */
+int repo_backup_begin(struct snap_engine *eng, const struct repo_index *base,
+		      struct repo_active **out);
+/** repo_backup_end() - the backup published or gave up; NULL no-op. */
+void repo_backup_end(struct snap_engine *eng, struct repo_active *act);
+
+/** repo_gc_request() - run GC soon in the GC thread (a backup was
+ * deleted); returns at once. */
+void repo_gc_request(struct snap_engine *eng);
+
+/**
+ * repo_index_of() - read the index of the repository backup @s
+ * (volumes/<vol>/<uuid>.index), checked against the catalog's checksum.
+ * Return: 0 and @out owns it (repo_index_release()); -ENOENT; -EBADMSG
+ * damaged, or not the index the backup published; -errno.
+ */
+int repo_index_of(struct snap_engine *eng, const struct catalog_snapshot *s,
+		  struct repo_index *out);
+
+/**
+ * repo_restore() - write the repository backup @s into @dst, a new
+ * standalone qcow2 on primary storage (made here; removed on failure)
+ *
+ * Each non-hole chunk is read and checked (chunkstore_get()) and written
+ * over NBD; holes are skipped.  Progress in @rj->bytes_done, cancelled by
+ * @rj->cancel.  A damaged or missing chunk records an event
+ * "repository.damaged" naming it.
+ * Return: 0; -EIO a chunk is damaged or missing (*@why says which);
+ * -ECANCELED; -ENOSPC; -errno.
+ */
+int repo_restore(struct snap_engine *eng, struct running_job *rj,
+		 const struct catalog_snapshot *s, const char *dst,
+		 GString *why);
+
+#endif
