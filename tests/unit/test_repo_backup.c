@@ -290,6 +290,7 @@ static void test_nbd_extents(void **state)
 	assert_int_equal(ext[0].length, 256 << 10);
 	assert_int_equal(ext[1].length, 256 << 10);
 	assert_int_equal(ext[1].depth, 1);
+	g_clear_pointer(&ext, g_free);
 
 	assert_errno(nbd_image_pread(img, buf, MiB, 0), 0);
 	assert_int_equal((unsigned char)buf[0], 0xab);
