@@ -92,6 +92,10 @@ int list_root(const struct node *n, struct lister *l)
 
 		lister_add(l, node_shapes[k].name, INO(0, k), node_is_dir(k));
 	}
+	/* images/, last: only on a mount with a repository (node_images.c) */
+	if (snap_raw_available(node_engine()))
+		lister_add(l, node_shapes[NODE_IMAGES].name, INO(0, NODE_IMAGES),
+			   true);
 	return 0;
 }
 

@@ -10,7 +10,8 @@
  * libfuse's worker threads and holds no lock of its own (the engine is
  * thread-safe).  The handlers live by subtree: node_top.c (the root's
  * files, alerts/, jobs/, policies/, wait/), node_volume.c (volumes/),
- * node_backed_up.c (backed-up/), node_vm.c (vms/).
+ * node_backed_up.c (backed-up/), node_images.c (images/), node_vm.c
+ * (vms/).
  */
 #ifndef SNAPFS_NODES_H
 #define SNAPFS_NODES_H
@@ -28,6 +29,7 @@
  * @node:    what the path named at open
  * @fd:      a backed-up file's descriptor, else -1
  * @view:    a synthesized backed-up image (a repository backup), or NULL
+ * @raw:     an images/ raw view, or NULL
  * @data:    the content rendered at open (or a wait file's answer)
  * @len:     its length
  * @snap_id: a wait file's snapshot
@@ -37,6 +39,7 @@ struct open_file {
 	struct node node;
 	int fd;
 	struct snap_backup_view *view;
+	struct snap_raw_view *raw;
 	char *data;
 	size_t len;
 	uint64_t snap_id;
@@ -241,6 +244,18 @@ int open_backed_up_image(const struct node *n, struct open_file *of,
 int stat_backed_up_manifest(const struct node *n, struct stat *st);
 int open_backed_up_manifest(const struct node *n, struct open_file *of,
 			    struct fuse_file_info *fi);
+
+/* node_images.c: images/ */
+int stat_images_dir(const struct node *n, struct stat *st);
+int list_images(const struct node *n, struct lister *l);
+int list_images_volumes(const struct node *n, struct lister *l);
+int stat_images_volume(const struct node *n, struct stat *st);
+int list_images_volume(const struct node *n, struct lister *l);
+int stat_image_raw(const struct node *n, struct stat *st);
+int open_image_raw(const struct node *n, struct open_file *of,
+		   struct fuse_file_info *fi);
+int stat_images_tag(const struct node *n, struct stat *st);
+int read_images_tag(const struct node *n, char **data, size_t *len);
 
 /* node_vm.c: vms/ */
 int list_vms(const struct node *n, struct lister *l);

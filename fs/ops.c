@@ -29,13 +29,21 @@ static const struct node_ops *ops_of(const struct node *n)
 	return &node_ops[n->kind];
 }
 
-/* Refuse @op on @n when it lies under backed-up/: -EROFS, else 0. */
+/* Why a path under backed-up/ or images/ refuses writes. */
+static const char *read_only_why(const char *path)
+{
+	return g_str_has_prefix(path, "/images") ? "images/ is read-only" :
+						   "backed-up/ is read-only";
+}
+
+/* Refuse @op on @n when it lies under backed-up/ or images/: -EROFS,
+ * else 0. */
 static int refuse_read_only(const char *op, const char *path,
 			    const struct node *n)
 {
 	if (!n->read_only)
 		return 0;
-	return node_refuse(op, path, EROFS, "backed-up/ is read-only");
+	return node_refuse(op, path, EROFS, read_only_why(path));
 }
 
 /*
@@ -143,6 +151,7 @@ static void open_file_free(struct open_file *of)
 	if (of->fd >= 0)
 		close(of->fd);
 	snap_backup_release(of->view);
+	snap_raw_release(of->raw);
 	g_free(of->data);
 	g_free(of);
 }
@@ -209,6 +218,11 @@ static int op_read(const char *path, char *buf, size_t size, off_t off,
 			      snap_backup_read(of->view, buf, size, (uint64_t)off);
 		return (int)n;
 	}
+	if (of->raw) {
+		n = off < 0 ? -EINVAL :
+			      snap_raw_read(of->raw, buf, size, (uint64_t)off);
+		return (int)n;
+	}
 	if (of->waits) {
 		data = wait_answer(of, &rc);
 		if (!data)
@@ -255,6 +269,45 @@ static int op_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size,
 	bv->buf[0].pos = off;
 	*bufp = bv;
 	return 0;
+}
+
+/*
+ * SEEK_DATA and SEEK_HOLE (the kernel handles the other whences itself).
+ * A raw view answers from its index; every other file is one extent of
+ * data, as the kernel's generic lseek would say.  Never -ENOSYS: the
+ * kernel would stop asking for every file of the mount.
+ */
+static off_t op_lseek(const char *path, off_t off, int whence,
+		      struct fuse_file_info *fi)
+{
+	struct open_file *of = fi ? file_of(fi) : NULL;
+	uint64_t size;
+	struct stat st;
+	off_t r;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE)
+		return -EINVAL;
+	if (!of)
+		return -EBADF;
+	if (of->raw)
+		return (off_t)snap_raw_seek(of->raw, (int64_t)off,
+					    whence == SEEK_DATA);
+	if (of->fd >= 0) {
+		r = lseek(of->fd, off, whence);
+		return r < 0 ? -errno : r;
+	}
+	if (of->view) {
+		if (node_stat(&of->node, &st) < 0)
+			return -EIO;
+		size = (uint64_t)st.st_size;
+	} else {
+		size = of->len;
+	}
+	if (off < 0)
+		return -EINVAL;
+	if ((uint64_t)off >= size)
+		return -ENXIO;
+	return whence == SEEK_DATA ? off : (off_t)size;
 }
 
 static int op_write(const char *path, const char *buf, size_t size, off_t off,
@@ -305,7 +358,7 @@ static int refuse_create(const char *op, const char *path)
 	if (path_parse(parent, &p) < 0 || node_stat(&p, &st) < 0)
 		return node_refuse(op, path, ENOENT, "no such directory");
 	if (p.read_only || (rc == 0 && n.read_only))
-		return node_refuse(op, path, EROFS, "backed-up/ is read-only");
+		return node_refuse(op, path, EROFS, read_only_why(path));
 	if (rc == 0 && node_stat(&n, &st) == 0)
 		return node_refuse(op, path, EEXIST, "it exists");
 	return node_refuse(op, path, EPERM,
@@ -372,7 +425,8 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 	int ra = path_parse(from, &a), rb = path_parse(to, &b);
 
 	if (a.read_only || b.read_only)
-		return node_refuse("rename", from, EROFS, "backed-up/ is read-only");
+		return node_refuse("rename", from, EROFS,
+				   read_only_why(a.read_only ? from : to));
 	if (flags & RENAME_EXCHANGE)
 		return node_refuse("rename", from, EINVAL,
 				   "snapshots cannot be exchanged");
@@ -528,6 +582,7 @@ const struct fuse_operations snapfs_ops = {
 	.read_buf = op_read_buf,
 	.write = op_write,
 	.release = op_release,
+	.lseek = op_lseek,
 	.truncate = op_truncate,
 	.readlink = op_readlink,
 	.mkdir = op_mkdir,

@@ -494,6 +494,92 @@ void snap_backup_release(struct snap_backup_view *v);
 int snap_backup_dir_mtime(struct snap_engine *eng, const char *vol,
 			  struct timespec *mtime_out);
 
+/* ---- images/: raw point-in-time views (engine/images.c) ---------------- */
+
+/*
+ * images/volumes/<vol>/<snap>.raw: the volume as it was at snapshot time,
+ * as a raw disk image of its virtual size, read from a repository backup
+ * (its index, then its chunks).  Only repository backups are served
+ * (-o repository=on); a backup kept as a full qcow2 file is not: read
+ * backed-up/volumes/<vol>/<snap>.qcow2 for that one.
+ */
+
+/** snap_raw_available() - whether this mount serves images/ (a
+ * repository: -o repository=on). */
+bool snap_raw_available(struct snap_engine *eng);
+
+/** snap_raw_volumes() - volumes with at least one raw view
+ * (snap_raw_list() not empty).  *@names_out owns a NULL-terminated vector
+ * (g_strfreev).  Return: 0; -errno of the catalog. */
+int snap_raw_volumes(struct snap_engine *eng, char ***names_out);
+
+/** snap_raw_list() - the snapshots of @vol with a raw view: BackedUp, and
+ * backed up into the repository.  Return: the count (*@names_out owns
+ * them); -ENOENT no such volume, or no repository on this mount. */
+int snap_raw_list(struct snap_engine *eng, const char *vol, char ***names_out);
+
+/*
+ * struct snap_raw_image - what images/volumes/<vol>/<snap>.raw looks like:
+ * @id the snapshot's (the inode), @size its virtual size, @blocks the
+ * 512-byte units of its data (the chunks that are not holes), @mtime when
+ * it was backed up.  Stable across remounts.
+ */
+struct snap_raw_image {
+	uint64_t id;
+	uint64_t size;
+	uint64_t blocks;
+	struct timespec mtime;
+};
+
+/**
+ * snap_raw_stat() - stat of the raw view of @vol/@snap; reads its index
+ * (blocks on secondary storage).
+ * Return: 0; -ENOENT not a BackedUp repository backup (or no repository
+ * on this mount); -EIO its index is damaged or missing (logged, and a
+ * "repository.damaged" event).
+ */
+int snap_raw_stat(struct snap_engine *eng, const char *vol, const char *snap,
+		  struct snap_raw_image *out);
+
+struct snap_raw_view;
+
+/**
+ * snap_raw_open() - open the raw view of @vol/@snap: its index is read
+ * once; *@view_out owns the view (snap_raw_release()).  The bytes never
+ * change.  Return: 0; the errors of snap_raw_stat(); -ENOMEM.
+ */
+int snap_raw_open(struct snap_engine *eng, const char *vol, const char *snap,
+		  struct snap_raw_view **view_out);
+
+/**
+ * snap_raw_read() - read @len bytes at @off of the view into @buf
+ *
+ * Holes read as zeros without touching secondary storage; a data chunk is
+ * read whole and checked, and kept in a small cache of the view (a few
+ * chunks) so that the kernel's sequential requests read it once.
+ * Thread-safe on one view.  Blocks on secondary storage.
+ * Return: the bytes read (less than @len only at the end); -EIO a chunk
+ * is damaged or missing (logged with its path; the first time for a view,
+ * a "repository.damaged" event too).
+ */
+ssize_t snap_raw_read(struct snap_raw_view *v, void *buf, size_t len,
+		      uint64_t off);
+
+/**
+ * snap_raw_seek() - lseek(2)'s SEEK_DATA (@data true) or SEEK_HOLE from
+ * @off, answered from the index: a chunk that is a hole is a hole, any
+ * other chunk is data (the end of the view is a hole).  Never blocks.
+ * Return: the offset; -ENXIO @off at or past the end (SEEK_DATA: no data
+ * after @off); -EINVAL @off < 0.
+ */
+int64_t snap_raw_seek(struct snap_raw_view *v, int64_t off, bool data);
+
+/** snap_raw_size() - the view's size (the virtual size). */
+uint64_t snap_raw_size(const struct snap_raw_view *v);
+
+/** snap_raw_release() - free @v; NULL is a no-op. */
+void snap_raw_release(struct snap_raw_view *v);
+
 /* ---- events, alerts, jobs ---------------------------------------------- */
 
 /** snap_events_read() - events as JSON Lines, oldest first: all of them
