@@ -420,6 +420,9 @@ static void test_node_is_dir(void **state)
 		[NODE_POLICIES] = true,
 		[NODE_WAIT] = true,
 		[NODE_WAIT_VOLUME] = true,
+		[NODE_IMAGES] = true,
+		[NODE_IMAGES_VOLUMES] = true,
+		[NODE_IMAGES_VOLUME] = true,
 	};
 
 	for (int k = 0; k < NODE_LAST; k++) {
@@ -458,6 +461,27 @@ static void test_vm_tree(void **state)
 	assert_errno(path_parse("/vms/-x/info", &n), -ENOENT);
 }
 
+/* images/: read-only below, .raw only, its own CACHEDIR.TAG. */
+static void test_images(void **state)
+{
+	struct node n;
+
+	assert_errno(path_parse("/images/volumes/web/daily.1.raw", &n), 0);
+	assert_int_equal(n.kind, NODE_IMAGE_RAW);
+	assert_string_equal(n.vol, "web");
+	assert_string_equal(n.snap, "daily.1");
+	assert_true(n.read_only);
+	assert_errno(path_parse("/images", &n), 0);
+	assert_true(n.read_only);
+	assert_errno(path_parse("/images/CACHEDIR.TAG", &n), 0);
+	assert_int_equal(n.kind, NODE_IMAGES_TAG);
+	assert_errno(path_parse("/images/volumes/web/daily.1.qcow2", &n),
+		     -ENOENT);
+	assert_errno(path_parse("/images/volumes/web/.raw", &n), -ENOENT);
+	assert_errno(path_parse("/images/volumes/CACHEDIR.TAG", &n), 0);
+	assert_int_equal(n.kind, NODE_IMAGES_VOLUME);
+}
+
 /* Every kind is reached by some path, and directories parse as such. */
 static void test_every_kind(void **state)
 {
@@ -477,6 +501,8 @@ static void test_every_kind(void **state)
 		"/limits", "/policies", "/policies/daily-web",
 		"/volumes/CACHEDIR.TAG",
 		"/wait", "/wait/v", "/wait/v/s",
+		"/images", "/images/volumes", "/images/volumes/v",
+		"/images/volumes/v/s.raw", "/images/CACHEDIR.TAG",
 	};
 	bool seen[NODE_LAST] = { false };
 	struct node n;
@@ -514,6 +540,7 @@ int main(void)
 		cmocka_unit_test(test_bug_name_max_in_long_path),
 		cmocka_unit_test(test_node_is_dir),
 		cmocka_unit_test(test_every_kind),
+		cmocka_unit_test(test_images),
 		cmocka_unit_test(test_cachedir_tag),
 	};
 
