@@ -15,8 +15,8 @@
  *   core           clock, wake, gone, paths, fsutil, running, copy, events,
  *                  control_results (this header is core's)
  *   mechanisms     vmdisk, volume, freeze, layer, accounts, waiters, backup,
- *                  backedup, images, snapshot, clone, revert, repo, take (the take
- *                  sequence, in a library of its own)
+ *                  backedup, images, snapshot, clone, revert, repo, take
+ *                  (the take sequence, in a library of its own)
  *   orchestration  pool, jobs, vms, policies, volume_control, watch, recover
  *   lifecycle      engine.c: open, start, close
  *

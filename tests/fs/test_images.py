@@ -103,6 +103,9 @@ def test_listing_size_content_and_stability(env):
             raise AssertionError('a write under images/ succeeded')
         except OSError as e:
             assert e.errno == errno.EROFS, e
+    rejected = [e for e in env.read_events() if e['type'] == 'rejected' and
+                'images/ is read-only' in e.get('message', '')]
+    assert rejected, env.read_events()[-5:]
     # a second backup appears beside it; inode, size, mtime stable across remounts
     env.write_volume('v', B)
     take_backed_up(env, 'v', 's2')
