@@ -85,8 +85,9 @@ def test_verify_damaged_and_healed(env):
     os.unlink(chunk_path(env, only_s2[0]))
     assert verify_errno(env, 'v', 's2') == errno.EIO
     assert env.state('v', 's2') == 'Damaged'
-    assert 'missing' in verify_alerts(env, 'v', 's2')[0]['message'] or \
-        events_of(env.read_events(), 'verify.end', 'v', 's2')
+    end = events_of(env.read_events(), 'verify.end', 'v', 's2')[-1]
+    # the moved chunk and the deleted one: both missing now
+    assert 'is missing' in end['message'] and '2 bad or missing' in end['message'], end
 
     # the next backup writes the data again; a verify heals both
     take_backed_up(env, 'v', 's3')
