@@ -39,6 +39,7 @@
 #include "paths.h"
 #include "repo.h"
 #include "snapshot.h"
+#include "testpoint.h"
 
 #define DAY (24 * 3600)
 
@@ -169,8 +170,10 @@ static int check_repo(struct snap_engine *eng, const struct catalog_snapshot *s,
 			/* unreadable or wrong: never read again */
 			int mrc = quarantine(eng, d);
 
-			if (mrc == 0)
+			if (mrc == 0) {
 				f->moved++;
+				testpoint("verify.chunk_moved");
+			}
 			else if (mrc != -ENOENT) {
 				rc = mrc;
 				break;

@@ -43,6 +43,9 @@
  * makes this backup Damaged (nothing is moved; nothing else names it).
  *
  * Records an event "verify.end" either way; a refusal, event_reject().
+ * Test point "verify.chunk_moved" (a damaged chunk moved, no state
+ * written yet: a crash there leaves the chunk missing, which the next
+ * verify finds).
  * Return: 0 sound; -EIO the backup is Damaged (now or still); -ENOENT no
  * such volume or snapshot; -EINVAL it has no backup (not BackedUp or
  * Damaged); -EBUSY its backup is running; -ENOTSUP a repository backup on

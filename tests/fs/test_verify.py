@@ -9,6 +9,7 @@ an event; -o verify_interval=<days> verifies on the test clock."""
 import errno
 import glob
 import os
+import threading
 
 from snapfs_harness import events_of
 from test_repository import A, B, chunk_path, index_path, read_index, take_backed_up
@@ -152,4 +153,28 @@ def test_periodic_verify_on_the_test_clock(env):
     flip_byte(chunk_path(env, victim))
     env.set_clock(env.clock() + 2 * DAY)
     env.wait_for(lambda: env.state('v', 's1') == 'Damaged', 's1 Damaged by the periodic verify')
+    assert verify_alerts(env, 'v', 's1')
+
+
+def test_kill9_after_a_chunk_moved(env):
+    """A crash between the move of a damaged chunk and the catalog update:
+    after the remount the backup still reads BackedUp, the chunk is missing,
+    and the next verify finds it and makes the backup Damaged."""
+    env.make_volume('v', '64M', A)
+    env.mount(repository='on')
+    take_backed_up(env, 'v', 's1')
+    env.unmount()
+    env.mount_hanging('verify.chunk_moved', repository='on')
+    victim = [d for d in read_index(index_path(env, 'v', 's1'))[2] if d][0]
+    flip_byte(chunk_path(env, victim))
+    writer = threading.Thread(target=verify_errno, args=(env, 'v', 's1'), daemon=True)
+    writer.start()
+    env.wait_testpoint('verify.chunk_moved')
+    env.kill9()
+    writer.join(30)
+    env.mount()
+    assert env.state('v', 's1') == 'BackedUp'
+    assert not os.path.exists(chunk_path(env, victim)) and damaged_files(env)
+    assert verify_errno(env, 'v', 's1') == errno.EIO
+    assert env.state('v', 's1') == 'Damaged'
     assert verify_alerts(env, 'v', 's1')
