@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "backup.h"
+#include "events.h"
 #include "log.h"
 #include "paths.h"
 #include "qcow2_synth.h"
@@ -68,7 +69,7 @@ int snap_backup_paths(struct snap_engine *eng, const char *vol,
 		rc = catalog_snapshot_get(eng->cat, v.id, snap, &s);
 	if (rc < 0)
 		return rc;
-	if (s.state != SNAP_STATE_BACKED_UP)
+	if (s.state != SNAP_STATE_BACKED_UP && s.state != SNAP_STATE_DAMAGED)
 		return -ENOENT;
 	if (id_out)
 		*id_out = (uint64_t)s.id;
@@ -112,7 +113,8 @@ static int backed_up_snapshot(struct snap_engine *eng, const char *vol,
 		rc = catalog_snapshot_get(eng->cat, v.id, snap, s);
 	if (rc < 0)
 		return rc;
-	return s->state == SNAP_STATE_BACKED_UP ? 0 : -ENOENT;
+	return s->state == SNAP_STATE_BACKED_UP ||
+	       s->state == SNAP_STATE_DAMAGED ? 0 : -ENOENT;
 }
 
 /* The index and layout of repository backup @s, into @idx and @synth. */
@@ -185,6 +187,12 @@ int snap_backup_open(struct snap_engine *eng, const char *vol,
 	rc = backed_up_snapshot(eng, vol, snap, &s);
 	if (rc < 0)
 		return rc;
+	if (s.state == SNAP_STATE_DAMAGED) { /* verify.h: listed, not served */
+		event_record(eng, "repository.damaged", s.volume, s.name, -EIO,
+			     "backup '%s' is Damaged (see alerts/): its view is not served",
+			     s.name);
+		return -EIO;
+	}
 	if (!backup_indexed(&s)) {
 		g_autofree char *path = backup_image_path(eng, &s);
 

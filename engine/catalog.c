@@ -17,7 +17,7 @@
 #include "catalog.h"
 #include "log.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 struct catalog {
 	sqlite3 *db;
@@ -61,6 +61,7 @@ static const char schema[] =
 	"  error TEXT NOT NULL DEFAULT '',"
 	"  attempts INTEGER NOT NULL DEFAULT 0,"
 	"  policy_id INTEGER NOT NULL DEFAULT 0,"
+	"  verified_at INTEGER NOT NULL DEFAULT 0,"
 	"  UNIQUE(volume_id, name));"
 	"CREATE INDEX IF NOT EXISTS snapshots_layer ON snapshots(layer);"
 	"CREATE TABLE IF NOT EXISTS jobs ("
@@ -143,6 +144,9 @@ static const struct {
 	{ 3, "vms", "gid INTEGER NOT NULL DEFAULT 0" },
 	{ 3, "events", "uid INTEGER NOT NULL DEFAULT 0" },
 	{ 3, "alerts", "uid INTEGER NOT NULL DEFAULT 0" },
+	/* verify (verify.c): the Damaged state is a new value of the
+	 * integer state column, which needs no change */
+	{ 4, "snapshots", "verified_at INTEGER NOT NULL DEFAULT 0" },
 };
 
 /* The one table from sqlite result codes to errno. */
@@ -851,7 +855,7 @@ int catalog_layer_children(struct catalog *cat, const char *uuid)
 #define SNAPSHOT_COLS                                                       \
 	"s.id, s.volume_id, v.name, s.name, s.uuid, s.layer, s.state,"     \
 	" s.created_at, s.backed_up_at, s.virtual_size, s.backup_bytes,"   \
-	" s.checksum, s.err, s.error, s.attempts, s.policy_id"
+	" s.checksum, s.err, s.error, s.attempts, s.policy_id, s.verified_at"
 #define SNAPSHOT_FROM " FROM snapshots s JOIN volumes v ON v.id = s.volume_id"
 
 static void snapshot_row(sqlite3_stmt *st, struct catalog_snapshot *s)
@@ -873,6 +877,7 @@ static void snapshot_row(sqlite3_stmt *st, struct catalog_snapshot *s)
 	COPY_TEXT(s->error, st, 13);
 	s->attempts = sqlite3_column_int(st, 14);
 	s->policy_id = sqlite3_column_int64(st, 15);
+	s->verified_at = sqlite3_column_int64(st, 16);
 }
 
 int catalog_snapshot_get(struct catalog *cat, int64_t volume_id,
@@ -921,7 +926,8 @@ int catalog_snapshot_update(struct catalog *cat,
 	return query_write(cat, "snapshot update",
 			   "UPDATE snapshots SET name = ?2, layer = ?3, state = ?4,"
 			   " backed_up_at = ?5, virtual_size = ?6, backup_bytes = ?7,"
-			   " checksum = ?8, err = ?9, error = ?10, attempts = ?11"
+			   " checksum = ?8, err = ?9, error = ?10, attempts = ?11,"
+			   " verified_at = ?12"
 			   " WHERE id = ?1",
 			   BINDS(BIND_INT(snap->id), BIND_TEXT(snap->name),
 				 BIND_TEXT(snap->layer), BIND_INT(snap->state),
@@ -929,7 +935,8 @@ int catalog_snapshot_update(struct catalog *cat,
 				 BIND_INT(snap->virtual_size),
 				 BIND_INT(snap->backup_bytes),
 				 BIND_TEXT(snap->checksum), BIND_INT(snap->err),
-				 BIND_TEXT(snap->error), BIND_INT(snap->attempts)));
+				 BIND_TEXT(snap->error), BIND_INT(snap->attempts),
+				 BIND_INT(snap->verified_at)));
 }
 
 int catalog_snapshot_delete(struct catalog *cat, int64_t id)
@@ -956,9 +963,10 @@ int catalog_snapshot_names(struct catalog *cat, int64_t volume_id,
 {
 	return query_names(cat, "snapshot names",
 			   "SELECT name FROM snapshots WHERE volume_id = ?1"
-			   " AND state != ?2 AND (?3 = 0 OR state = ?4) ORDER BY name",
+			   " AND state != ?2 AND (?3 = 0 OR state IN (?4, ?5)) ORDER BY name",
 			   BINDS(BIND_INT(volume_id), BIND_INT(SNAP_STATE_CREATING),
-				 BIND_INT(backed_up), BIND_INT(SNAP_STATE_BACKED_UP)),
+				 BIND_INT(backed_up), BIND_INT(SNAP_STATE_BACKED_UP),
+				 BIND_INT(SNAP_STATE_DAMAGED)),
 			   out);
 }
 
@@ -983,8 +991,9 @@ int catalog_backup_volume_names(struct catalog *cat, char ***out)
 {
 	return query_names(cat, "backup volume names",
 			   "SELECT DISTINCT v.name FROM volumes v JOIN snapshots s"
-			   " ON s.volume_id = v.id WHERE s.state = ?1 ORDER BY v.name",
-			   BINDS(BIND_INT(SNAP_STATE_BACKED_UP)), out);
+			   " ON s.volume_id = v.id WHERE s.state IN (?1, ?2) ORDER BY v.name",
+			   BINDS(BIND_INT(SNAP_STATE_BACKED_UP),
+				 BIND_INT(SNAP_STATE_DAMAGED)), out);
 }
 
 /* ---- jobs ------------------------------------------------------------- */

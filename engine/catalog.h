@@ -83,6 +83,8 @@ struct catalog_snapshot {
 	char error[CATALOG_ERROR_MAX];
 	int attempts;
 	int64_t policy_id; /* the policy that took it, 0 for a manual one */
+	int64_t verified_at; /* last verify that found the backup sound (or
+			      * Damaged), 0 never (verify.h); schema 4 */
 };
 
 enum job_state {

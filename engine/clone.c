@@ -93,6 +93,9 @@ int snapshot_clone(struct snap_engine *eng, const char *vol, const char *snap,
 	} else if (catalog_job_by_target(eng->cat, newvol, &job) == 0) {
 		err = EEXIST;
 		why = "clone: a clone to that name is already queued";
+	} else if (!s.layer[0] && s.state == SNAP_STATE_DAMAGED) {
+		err = EIO;
+		why = "clone: the snapshot's backup is Damaged (a verify found a bad or missing chunk; see alerts/)";
 	} else if (!s.layer[0] && s.state != SNAP_STATE_BACKED_UP) {
 		err = EIO;
 		why = "clone: the snapshot's data is on neither storage";

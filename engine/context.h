@@ -15,8 +15,8 @@
  *   core           clock, wake, gone, paths, fsutil, running, copy, events,
  *                  control_results (this header is core's)
  *   mechanisms     vmdisk, volume, freeze, layer, accounts, waiters, backup,
- *                  backedup, images, snapshot, clone, revert, repo, take
- *                  (the take sequence, in a library of its own)
+ *                  backedup, images, snapshot, clone, revert, repo, verify,
+ *                  take (the take sequence, in a library of its own)
  *   orchestration  pool, jobs, vms, policies, volume_control, watch, recover
  *   lifecycle      engine.c: open, start, close
  *
@@ -48,6 +48,7 @@ struct control_results;
 struct vm_conn;
 struct vms;
 struct repo;
+struct verifier;
 
 struct snap_engine {
 	/* set at open, read-only afterwards */
@@ -88,6 +89,7 @@ struct snap_engine {
 	struct vm_conn *vm; /* vm.c; NULL: no VMs (libvirt=none, unreachable) */
 	struct vms *vms;		   /* vms.c */
 	struct repo *repo; /* repo.c; NULL: repository=off */
+	struct verifier *verifier; /* verify.c; NULL before start */
 };
 
 #endif

@@ -12,6 +12,7 @@ enum control_verb {
 	CONTROL_VERB_RETRY,
 	CONTROL_VERB_REVERT,
 	CONTROL_VERB_CLONE,
+	CONTROL_VERB_VERIFY, /* verify.h */
 	CONTROL_VERB_LAST
 };
 
@@ -32,7 +33,7 @@ struct control_cmd {
 int control_parse(const char *buf, size_t len, struct control_cmd *out,
 		  const char **why);
 
-/** control_verb_name() - "retry", "revert", "clone". */
+/** control_verb_name() - "retry", "revert", "clone", "verify". */
 const char *control_verb_name(enum control_verb verb);
 
 enum vm_control_verb {

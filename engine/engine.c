@@ -19,6 +19,7 @@
 #include "proc.h"
 #include "recover.h"
 #include "repo.h"
+#include "verify.h"
 #include "running.h"
 #include "testpoint.h"
 #include "vms.h"
@@ -189,6 +190,8 @@ int snap_engine_start(struct snap_engine *eng)
 	if (rc == 0)
 		rc = repo_start(eng);
 	if (rc == 0)
+		rc = verify_start(eng);
+	if (rc == 0)
 		rc = policies_start(eng);
 	if (rc == 0 && eng->gone)
 		rc = watch_start(eng);
@@ -205,6 +208,7 @@ void snap_engine_close(struct snap_engine *eng)
 	policies_stop(eng);
 	if (eng->started)
 		pool_stop(eng);
+	verify_stop(eng);
 	repo_close(eng);
 	if (eng->vms)
 		vms_stop(eng);

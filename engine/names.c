@@ -33,6 +33,7 @@ static const char *const verb_names[CONTROL_VERB_LAST] = {
 	[CONTROL_VERB_RETRY] = "retry",
 	[CONTROL_VERB_REVERT] = "revert",
 	[CONTROL_VERB_CLONE] = "clone",
+	[CONTROL_VERB_VERIFY] = "verify",
 };
 
 const char *control_verb_name(enum control_verb verb)
@@ -99,7 +100,7 @@ int control_parse(const char *buf, size_t len, struct control_cmd *out,
 		if (!strcmp(words[0], verb_names[verb]))
 			break;
 	if (verb == CONTROL_VERB_LAST) {
-		*why = "unknown command (retry <snap>, revert <snap>, clone <snap> <newvol>)";
+		*why = "unknown command (retry <snap>, revert <snap>, clone <snap> <newvol>, verify <snap>)";
 		return -EINVAL;
 	}
 	want = verb == CONTROL_VERB_CLONE ? 3 : 2;
@@ -107,6 +108,7 @@ int control_parse(const char *buf, size_t len, struct control_cmd *out,
 		*why = verb == CONTROL_VERB_CLONE ?
 			"usage: clone <snap> <newvol>" :
 			verb == CONTROL_VERB_RETRY ? "usage: retry <snap>" :
+			verb == CONTROL_VERB_VERIFY ? "usage: verify <snap>" :
 						     "usage: revert <snap>";
 		return -EINVAL;
 	}

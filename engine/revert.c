@@ -235,6 +235,12 @@ static int revert_busy(struct snap_engine *eng, const char *vol,
 	} else if (s->state == SNAP_STATE_BACKED_UP) {
 		from = "secondary";
 		rc = revert_from_backup(eng, rj, s, why);
+	} else if (s->state == SNAP_STATE_DAMAGED) {
+		from = "secondary";
+		rc = -EIO;
+		g_string_printf(why, "the snapshot's backup is Damaged (a verify found a bad or missing chunk; see alerts/)");
+		event_record(eng, "repository.damaged", s->volume, s->name, -EIO,
+			     "revert refused: %s", why->str);
 	} else {
 		from = "no";
 		rc = -EIO;

@@ -349,6 +349,8 @@ int snapshot_finish_delete(struct snap_engine *eng,
 	if (rc == 0)
 		rc = catalog_alert_resolve(eng->cat, "backup", snap->id);
 	if (rc >= 0)
+		rc = catalog_alert_resolve(eng->cat, "verify", snap->id);
+	if (rc >= 0)
 		rc = catalog_snapshot_delete(eng->cat, snap->id);
 	/* its layer, now unreferenced, is folded into its child later */
 	if (rc == 0 && had_layer)
@@ -474,7 +476,8 @@ int snap_snapshot_rename(struct snap_engine *eng, const char *vol,
 	}
 	if (rc < 0)
 		return rc;
-	if (s.state == SNAP_STATE_BACKED_UP && backup_write_manifest(eng, &s) < 0)
+	if ((s.state == SNAP_STATE_BACKED_UP || s.state == SNAP_STATE_DAMAGED) &&
+	    backup_write_manifest(eng, &s) < 0)
 		event_record(eng, "snapshot.rename", vol, to, -EIO,
 			     "the backup's manifest still names '%s'; it is rewritten at the next mount",
 			     from);
@@ -548,6 +551,7 @@ static const char *const state_names[SNAP_STATE_LAST] = {
 	[SNAP_STATE_BACKING_UP] = "BackingUp",
 	[SNAP_STATE_BACKED_UP] = "BackedUp",
 	[SNAP_STATE_BACKUP_FAILED] = "BackupFailed",
+	[SNAP_STATE_DAMAGED] = "Damaged",
 	[SNAP_STATE_DESTROYING] = "Destroying",
 };
 
@@ -642,6 +646,12 @@ int snap_snapshot_info(struct snap_engine *eng, const char *vol,
 		jdoc_str(d, "backed_up_at", NULL);
 	}
 	jdoc_str(d, "checksum", s.checksum[0] ? s.checksum : NULL);
+	if (s.verified_at) {
+		clock_iso(s.verified_at, stamp);
+		jdoc_str(d, "verified_at", stamp);
+	} else {
+		jdoc_str(d, "verified_at", NULL);
+	}
 	jdoc_int(d, "attempts", s.attempts);
 	jdoc_str(d, "error", s.state == SNAP_STATE_BACKUP_FAILED && s.error[0] ?
 				     s.error : NULL);

@@ -1,5 +1,5 @@
 /*
- * volume_control.c - a volume's control file: revert, clone and retry
+ * volume_control.c - a volume's control file: revert, clone, retry and verify
  * written to it, and the result of the last command read back.
  */
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include "events.h"
 #include "revert.h"
 #include "snapshot.h"
+#include "verify.h"
 #include "volume.h"
 
 int snap_volume_control(struct snap_engine *eng, const char *vol,
@@ -43,6 +44,9 @@ int snap_volume_control(struct snap_engine *eng, const char *vol,
 	case CONTROL_VERB_CLONE:
 		rc = snapshot_clone(eng, vol, c.snap, c.newvol);
 		break;
+	case CONTROL_VERB_VERIFY:
+		rc = snapshot_verify(eng, vol, c.snap);
+		break;
 	case CONTROL_VERB_REVERT:
 	default:
 		rc = snapshot_revert(eng, vol, c.snap);
@@ -67,6 +71,8 @@ int snap_volume_control_text(struct snap_engine *eng, const char *vol,
 		"#   revert <snap>          volume back to that snapshot (waits; EBUSY while\n"
 		"#                          its VM runs); later snapshots stay usable\n"
 		"#   clone <snap> <newvol>  new volume, a full copy of that snapshot (queued:\n"
-		"#                          see jobs/; volumes/<newvol> appears when complete)\n");
+		"#                          see jobs/; volumes/<newvol> appears when complete)\n"
+		"#   verify <snap>          re-read and check every chunk of its backup (waits;\n"
+		"#                          EIO: the backup is Damaged, see alerts/)\n");
 	return 0;
 }

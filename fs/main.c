@@ -45,6 +45,7 @@ struct options {
 	unsigned stop_timeout;
 	unsigned max_snapshots;
 	char *repository;
+	unsigned verify_interval;
 	int test_clock;
 	int nonopts;
 };
@@ -66,6 +67,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("min_free=%llu", min_free),
 	OPT("testclock", test_clock),
 	OPT("repository=%s", repository),
+	OPT("verify_interval=%u", verify_interval),
 	OPT("libvirt=%s", libvirt),
 	OPT("vm_snapshots_off=%s", vm_snapshots_off),
 	OPT("stop_timeout=%u", stop_timeout),
@@ -240,6 +242,8 @@ static void usage(const char *prog)
 	       "                           ones per account (default 0: no limit)\n"
 	       "    -o repository=on|off   back up into a repository of deduplicated\n"
 	       "                           chunks (default off)\n"
+	       "    -o verify_interval=DAYS  verify each backup every DAYS days, the\n"
+	       "                           least recently verified first (default 0: never)\n"
 	       "    -o testclock           the clock only moves when MOUNT/.clock is written\n"
 	       "    -f                     stay in the foreground\n"
 	       "    -d                     debug output (implies -f)\n"
@@ -313,6 +317,7 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	cfg.repository = o.repository && !strcmp(o.repository, "on");
+	cfg.verify_interval = o.verify_interval;
 	cfg.libvirt = o.libvirt;
 	cfg.vm_snapshots_off = o.vm_snapshots_off;
 	cfg.stop_timeout = o.stop_timeout;

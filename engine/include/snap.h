@@ -70,6 +70,8 @@ struct snap_engine;
  * @repository:   back up into the repository of deduplicated chunks on
  *                secondary storage (docs/repository.md) rather than as a
  *                qcow2 copy per snapshot
+ * @verify_interval: days between two verifies of each backup (the oldest
+ *                verified first; docs/repository.md); 0 no periodic verify
  * @test_clock:   the engine's clock only moves when snap_clock_set() says so
  * @foreground:   log everything to stderr as well as to
  *                @source/snapfs.log; else only errors go to stderr too
@@ -89,6 +91,7 @@ struct snap_config {
 	unsigned stop_timeout;
 	unsigned max_snapshots; /* per account, 0: no limit */
 	bool repository;
+	unsigned verify_interval; /* days, 0: off */
 	bool test_clock;
 	bool foreground;
 	bool debug;
@@ -285,6 +288,8 @@ enum snap_state {
 	SNAP_STATE_BACKED_UP,
 	SNAP_STATE_BACKUP_FAILED,
 	SNAP_STATE_DESTROYING,
+	SNAP_STATE_DAMAGED, /* a repository backup naming a bad or missing
+			     * chunk (verify; docs/repository.md) */
 	SNAP_STATE_LAST
 };
 

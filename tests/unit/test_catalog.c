@@ -1511,7 +1511,7 @@ static void test_file_newer_version(void **state)
 	cat = NULL;
 	assert_errno(catalog_open(path, &cat), 0);
 	catalog_close(cat);
-	assert_int_equal(user_version_of(path), 3);
+	assert_int_equal(user_version_of(path), 4);
 	cat = NULL;
 	assert_errno(catalog_open(path, &cat), 0);
 	catalog_close(cat);
@@ -1541,9 +1541,68 @@ static void test_file_upgrades_schema_1(void **state)
 	assert_int_equal(got.snapshot_id, 3);
 	assert_string_equal(got.target, "");
 	catalog_close(cat);
-	assert_int_equal(user_version_of(path), 3);
+	assert_int_equal(user_version_of(path), 4);
 	cat = NULL;
 	assert_errno(catalog_open(path, &cat), 0); /* and opens again */
+	catalog_close(cat);
+}
+
+/*
+ * A catalog of schema 3 (no snapshots.verified_at) gains the column at
+ * open; its rows read back with verified_at 0, and the Damaged state and
+ * a verify time are stored and read back.
+ */
+static void test_file_upgrades_schema_3(void **state)
+{
+	g_autofree char *path = g_build_filename(*state, "v3.db", NULL);
+	struct catalog *cat = NULL;
+	struct catalog_snapshot got;
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+		"CREATE TABLE volumes (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+		" name TEXT NOT NULL UNIQUE, uuid TEXT NOT NULL,"
+		" uid INTEGER NOT NULL DEFAULT 0, gid INTEGER NOT NULL DEFAULT 0,"
+		" top_layer TEXT NOT NULL DEFAULT '');"
+		"CREATE TABLE snapshots (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+		" volume_id INTEGER NOT NULL REFERENCES volumes(id),"
+		" name TEXT NOT NULL, uuid TEXT NOT NULL UNIQUE,"
+		" layer TEXT NOT NULL DEFAULT '', state INTEGER NOT NULL,"
+		" created_at INTEGER NOT NULL,"
+		" backed_up_at INTEGER NOT NULL DEFAULT 0,"
+		" virtual_size INTEGER NOT NULL DEFAULT 0,"
+		" backup_bytes INTEGER NOT NULL DEFAULT 0,"
+		" checksum TEXT NOT NULL DEFAULT '',"
+		" err INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '',"
+		" attempts INTEGER NOT NULL DEFAULT 0,"
+		" policy_id INTEGER NOT NULL DEFAULT 0,"
+		" UNIQUE(volume_id, name));"
+		"INSERT INTO volumes(name, uuid) VALUES ('vm1', 'u');"
+		"INSERT INTO snapshots(volume_id, name, uuid, state, created_at,"
+		" backed_up_at, checksum) VALUES (1, 's1', 'u1', 2, 10, 20,"
+		" 'sha256:00');"
+		"PRAGMA user_version=3;", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_errno(catalog_open(path, &cat), 0);
+	assert_int_equal(user_version_of(path), 4);
+	memset(&got, 0x5a, sizeof(got));
+	assert_errno(catalog_snapshot_get(cat, 1, "s1", &got), 0);
+	assert_int_equal(got.state, SNAP_STATE_BACKED_UP);
+	assert_int_equal(got.backed_up_at, 20);
+	assert_int_equal(got.verified_at, 0);
+	got.state = SNAP_STATE_DAMAGED;
+	got.verified_at = 30;
+	assert_errno(catalog_snapshot_update(cat, &got), 0);
+	catalog_close(cat);
+
+	cat = NULL;
+	assert_errno(catalog_open(path, &cat), 0); /* and opens again */
+	memset(&got, 0x5a, sizeof(got));
+	assert_errno(catalog_snapshot_get(cat, 1, "s1", &got), 0);
+	assert_int_equal(got.state, SNAP_STATE_DAMAGED);
+	assert_int_equal(got.verified_at, 30);
 	catalog_close(cat);
 }
 
@@ -1641,6 +1700,7 @@ int main(void)
 		DIR(test_file_persists),
 		DIR(test_file_newer_version),
 		DIR(test_file_upgrades_schema_1),
+		DIR(test_file_upgrades_schema_3),
 		DIR(test_file_not_a_catalog),
 		DIR(test_bug_failed_open_leaks),
 	};

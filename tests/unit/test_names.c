@@ -309,6 +309,7 @@ static void test_control_verb_names(void **state)
 	assert_string_equal(control_verb_name(CONTROL_VERB_RETRY), "retry");
 	assert_string_equal(control_verb_name(CONTROL_VERB_REVERT), "revert");
 	assert_string_equal(control_verb_name(CONTROL_VERB_CLONE), "clone");
+	assert_string_equal(control_verb_name(CONTROL_VERB_VERIFY), "verify");
 	assert_non_null(control_verb_name(CONTROL_VERB_LAST));
 	/* every verb name parses back to its verb */
 	for (int v = 0; v < CONTROL_VERB_LAST; v++) {
@@ -319,6 +320,22 @@ static void test_control_verb_names(void **state)
 		assert_errno(parse(line, &cmd, NULL), 0);
 		assert_int_equal(cmd.verb, v);
 	}
+}
+
+static void test_control_verify(void **state)
+{
+	struct control_cmd cmd;
+	const char *why = NULL;
+
+	assert_errno(parse("verify s1\n", &cmd, NULL), 0);
+	assert_int_equal(cmd.verb, CONTROL_VERB_VERIFY);
+	assert_string_equal(cmd.snap, "s1");
+	assert_errno(parse("verify", &cmd, &why), -EINVAL);
+	assert_string_equal(why, "usage: verify <snap>");
+	assert_errno(parse("verify s1 s2", &cmd, &why), -EINVAL);
+	assert_string_equal(why, "usage: verify <snap>");
+	assert_errno(parse("verify ../s1", &cmd, &why), -EINVAL);
+	assert_errno(parse("verify -s1", &cmd, &why), -EINVAL);
 }
 
 /* ---- vm_control_parse ------------------------------------------------- */
@@ -506,6 +523,7 @@ int main(void)
 		cmocka_unit_test(test_control_long_input),
 		cmocka_unit_test(test_control_why),
 		cmocka_unit_test(test_control_verb_names),
+		cmocka_unit_test(test_control_verify),
 		cmocka_unit_test(test_vm_control_verbs),
 		cmocka_unit_test(test_vm_control_longest),
 		cmocka_unit_test(test_vm_control_refusals),
