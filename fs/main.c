@@ -50,6 +50,18 @@ struct options {
 	int nonopts;
 };
 
+/* The strings fuse_opt_parse() allocated in @o (the fuzz target of the
+ * options calls this too). */
+static void options_free(struct options *o)
+{
+	free(o->source);
+	free(o->primary);
+	free(o->secondary);
+	free(o->libvirt);
+	free(o->vm_snapshots_off);
+	free(o->repository);
+}
+
 enum { KEY_IGNORE, KEY_HELP, KEY_VERSION };
 
 /* Request threads of the loop when -o max_threads does not say (libfuse's
@@ -382,10 +394,6 @@ out_engine:
 out:
 	free(cl.mountpoint);
 	fuse_opt_free_args(&args);
-	free(o.source);
-	free(o.primary);
-	free(o.secondary);
-	free(o.libvirt);
-	free(o.vm_snapshots_off);
+	options_free(&o);
 	return ret ? 1 : 0;
 }

@@ -126,10 +126,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	free(cl.mountpoint);
 	fuse_opt_free_args(&args);
-	free(o.source);
-	free(o.primary);
-	free(o.secondary);
-	free(o.libvirt);
-	free(o.vm_snapshots_off);
+	options_free(&o);
 	return 0;
 }
