@@ -107,21 +107,55 @@ static int repo_json_create(const char *secondary, const char *path)
 	return fsync_dir(secondary);
 }
 
+int repo_json_parse(const char *text, uint32_t *chunk_size, int64_t *version,
+		    const char **why)
+{
+	struct jdoc *d = NULL;
+	int64_t cs = 0;
+	const char *comp;
+
+	*version = 0;
+	*why = NULL;
+	if (jdoc_parse(text, &d) < 0)
+		*why = "not a JSON object";
+	else if (g_strcmp0(jdoc_get_str(d, "format"), "snapfs-repository"))
+		*why = "\"format\" is not \"snapfs-repository\"";
+	else if (jdoc_get_int(d, "version", version) < 0)
+		*why = "no \"version\"";
+	else if (*version != 1) {
+		jdoc_free(d);
+		return -EINVAL;
+	} else if (g_strcmp0(jdoc_get_str(d, "hash"), "sha256"))
+		*why = "\"hash\" is not \"sha256\"";
+	else if (jdoc_get_int(d, "chunk_size", &cs) < 0 || cs < 0 ||
+		 cs > UINT32_MAX || !repo_index_chunk_size_valid((uint32_t)cs))
+		*why = "\"chunk_size\" is not a power of two from 65536 to 67108864";
+	else {
+		comp = jdoc_get_str(d, "compression");
+		if (g_strcmp0(comp, "none") && g_strcmp0(comp, "zstd"))
+			*why = "\"compression\" is neither \"none\" nor \"zstd\"";
+	}
+	jdoc_free(d);
+	if (*why)
+		return -EINVAL;
+	*chunk_size = (uint32_t)cs;
+	return 0;
+}
+
 /* Read and check repository.json; *@chunk_size from it. */
 static int repo_json_check(const char *path, uint32_t *chunk_size)
 {
 	char buf[REPO_JSON_MAX + 1];
-	struct jdoc *d = NULL;
 	const char *why = NULL;
 	struct stat st;
-	int64_t version = 0, cs = 0;
-	const char *comp;
+	int64_t version = 0;
 	ssize_t n;
-	int fd, rc;
+	int fd;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
-		rc = -errno;
+		int rc = -errno;
+
 		snap_log(LOG_ERR, "repo: cannot open '%s': %s", path,
 			 g_strerror(-rc));
 		return rc == -ELOOP ? -EINVAL : rc;
@@ -132,41 +166,19 @@ static int repo_json_check(const char *path, uint32_t *chunk_size)
 		why = "cannot be read";
 	else if (n > REPO_JSON_MAX)
 		why = "too large to be a repository.json";
-	else {
+	else
 		buf[n] = '\0';
-		if (jdoc_parse(buf, &d) < 0)
-			why = "not a JSON object";
-	}
 	close(fd);
-	if (!why && g_strcmp0(jdoc_get_str(d, "format"), "snapfs-repository"))
-		why = "\"format\" is not \"snapfs-repository\"";
-	else if (!why && jdoc_get_int(d, "version", &version) < 0)
-		why = "no \"version\"";
-	else if (!why && version != 1) {
+	if (!why && repo_json_parse(buf, chunk_size, &version, &why) == 0)
+		return 0;
+	if (why)
+		snap_log(LOG_ERR, "repo: '%s': %s: not a snapfs repository, refusing to mount",
+			 path, why);
+	else
 		snap_log(LOG_ERR, "repo: '%s': repository format version %" G_GINT64_FORMAT
 			 " is not one this snapfs reads (1): refusing to mount",
 			 path, version);
-		jdoc_free(d);
-		return -EINVAL;
-	} else if (!why && g_strcmp0(jdoc_get_str(d, "hash"), "sha256"))
-		why = "\"hash\" is not \"sha256\"";
-	else if (!why && (jdoc_get_int(d, "chunk_size", &cs) < 0 || cs < 0 ||
-			  cs > UINT32_MAX ||
-			  !repo_index_chunk_size_valid((uint32_t)cs)))
-		why = "\"chunk_size\" is not a power of two from 65536 to 67108864";
-	else if (!why) {
-		comp = jdoc_get_str(d, "compression");
-		if (g_strcmp0(comp, "none") && g_strcmp0(comp, "zstd"))
-			why = "\"compression\" is neither \"none\" nor \"zstd\"";
-	}
-	jdoc_free(d);
-	if (why) {
-		snap_log(LOG_ERR, "repo: '%s': %s: not a snapfs repository, refusing to mount",
-			 path, why);
-		return -EINVAL;
-	}
-	*chunk_size = (uint32_t)cs;
-	return 0;
+	return -EINVAL;
 }
 
 int repo_open(struct snap_engine *eng)

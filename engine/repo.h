@@ -33,6 +33,21 @@
 
 #define REPO_CHUNK_SIZE (4u << 20) /* of a new repository */
 
+/**
+ * repo_json_parse() - check the text of a repository.json (pure: no I/O,
+ * no engine state; fuzzed by tests/fuzz/fuzz_repo_json.c).
+ * @text:	NUL-terminated, as read from SECONDARY (untrusted)
+ * @chunk_size:	out: the repository's chunk size, set only on success
+ * @version:	out: the "version" read, 0 when there is none
+ * @why:	out: on -EINVAL, a static phrase saying what is wrong, or NULL
+ *		when only the version is one this snapfs does not read
+ *
+ * Return: 0 (a version 1 repository, sha256, a valid chunk size, known
+ * compression); -EINVAL.
+ */
+int repo_json_parse(const char *text, uint32_t *chunk_size, int64_t *version,
+		    const char **why);
+
 struct repo_active;
 
 /**

@@ -74,33 +74,83 @@ static gboolean digest_equal(gconstpointer a, gconstpointer b)
 	return memcmp(a, b, DIGEST_LEN) == 0;
 }
 
+/* Open directory @name in @dir_fd, never through a symbolic link.
+ * Return: the fd; -ENOENT; -EBADMSG something else holds the name (a
+ * planted link); -errno. */
+static int open_real_dir(int dir_fd, const char *name)
+{
+	int fd = openat(dir_fd, name,
+			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd >= 0)
+		return fd;
+	return errno == ELOOP || errno == ENOTDIR ? -EBADMSG : -errno;
+}
+
 /* Move the damaged chunk @d out of .chunks into SECONDARY/.damaged/.
- * Return: 0 moved; -ENOENT it was gone already; -errno. */
+ * Every directory on the way is opened without following a link, so a
+ * planted link (a fan-out directory or .damaged/ pointing elsewhere) never
+ * moves a file from or to outside SECONDARY.
+ * Return: 0 moved; -ENOENT it was gone already; -EBADMSG a directory on
+ * the way is not a real directory (logged, nothing moved); -errno. */
 static int quarantine(struct snap_engine *eng, const uint8_t d[DIGEST_LEN])
 {
 	struct chunkstore *cs = repo_chunks(eng);
 	g_autofree char *src = chunkstore_path(cs, d);
-	g_autofree char *dir = g_build_filename(eng->secondary, ".damaged", NULL);
 	g_autofree char *base = g_path_get_basename(src);
-	g_autofree char *dst = g_strdup_printf("%s/%s.%08x", dir, base,
-					       g_random_int());
-	int rc;
+	g_autofree char *dst = g_strdup_printf("%s.%08x", base, g_random_int());
+	char xx[3] = { base[0], base[1], '\0' };
+	int sec_fd, chunks_fd = -1, fan_fd = -1, dmg_fd = -1, rc;
+	const char *bad = NULL;
 
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+	sec_fd = open(eng->secondary, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sec_fd < 0)
+		return -errno;
+	if (mkdirat(sec_fd, ".damaged", 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
-		snap_log(LOG_ERR, "verify: cannot make '%s': %s", dir,
-			 g_strerror(-rc));
-		return rc;
+		snap_log(LOG_ERR, "verify: cannot make '%s/.damaged': %s",
+			 eng->secondary, g_strerror(-rc));
+		goto out;
 	}
-	if (fault("verify.move", EIO) || rename(src, dst) < 0) {
+	rc = chunks_fd = open_real_dir(sec_fd, ".chunks");
+	if (rc == -EBADMSG)
+		bad = ".chunks";
+	if (rc >= 0) {
+		rc = fan_fd = open_real_dir(chunks_fd, xx);
+		if (rc == -EBADMSG)
+			bad = "a fan-out directory of .chunks";
+	}
+	if (rc >= 0) {
+		rc = dmg_fd = open_real_dir(sec_fd, ".damaged");
+		if (rc == -EBADMSG)
+			bad = ".damaged";
+	}
+	if (bad) {
+		snap_log(LOG_ERR, "verify: cannot move damaged chunk '%s': %s is not "
+			 "a directory of the repository (a planted link?)", src, bad);
+		goto out;
+	}
+	if (rc < 0)
+		goto out;
+	if (fault("verify.move", EIO) || renameat(fan_fd, base, dmg_fd, dst) < 0) {
 		rc = -errno;
 		if (rc != -ENOENT)
-			snap_log(LOG_ERR, "verify: cannot move damaged chunk '%s' to '%s': %s",
-				 src, dst, g_strerror(-rc));
-		return rc;
+			snap_log(LOG_ERR, "verify: cannot move damaged chunk '%s' to '%s/.damaged/%s': %s",
+				 src, eng->secondary, dst, g_strerror(-rc));
+		goto out;
 	}
-	snap_log(LOG_WARNING, "verify: damaged chunk '%s' moved to '%s'", src, dst);
-	return 0;
+	rc = 0;
+	snap_log(LOG_WARNING, "verify: damaged chunk '%s' moved to '%s/.damaged/%s'",
+		 src, eng->secondary, dst);
+out:
+	if (dmg_fd >= 0)
+		close(dmg_fd);
+	if (fan_fd >= 0)
+		close(fan_fd);
+	if (chunks_fd >= 0)
+		close(chunks_fd);
+	close(sec_fd);
+	return rc;
 }
 
 static void found_bad(struct verify_found *f, struct snap_engine *eng,
@@ -174,7 +224,7 @@ static int check_repo(struct snap_engine *eng, const struct catalog_snapshot *s,
 				f->moved++;
 				testpoint("verify.chunk_moved");
 			}
-			else if (mrc != -ENOENT) {
+			else if (mrc != -ENOENT && mrc != -EBADMSG) {
 				rc = mrc;
 				break;
 			}

@@ -10,7 +10,7 @@
 #   --merge    afterwards, add the inputs that found new coverage to
 #              tests/fuzz/corpus/<target>/ (libFuzzer -merge=1), to commit
 #   TARGET     path control vm_control snapshot_options limits policy
-#              qemu_img json domain_xml options repo_index
+#              qemu_img json domain_xml options repo_index repo_json
 #              (default: all)
 #
 # The build directory is $FUZZ_BUILD_DIR (default: build-fuzz), configured
@@ -28,7 +28,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 src=$PWD
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 all_targets=(path control vm_control snapshot_options limits policy qemu_img json
-	domain_xml options repo_index)
+	domain_xml options repo_index repo_json)
 seconds=20
 jobs=$(nproc 2>/dev/null || echo 2)
 merge=0

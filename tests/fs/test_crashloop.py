@@ -1249,3 +1249,65 @@ def test_recovery_of_a_vm_revert_cut_before_the_vm_stopped(vmenv):
     d.restore('s1')
     assert env.vm_state('vm1') == 'stopped'
     d.check('s1', 'the disks after a revert asked for again')
+
+
+# ---- the repository (-o repository=on) ------------------------------------------------------
+
+REPO_KILL_POINTS = ['backup.repo.chunks_written', 'backup.repo.index_written',
+                    'verify.chunk_moved', 'gc.unlink']
+
+
+@pytest.mark.parametrize('point', REPO_KILL_POINTS)
+def test_repository_kill9_then_recovery(env, point):
+    """kill -9 at each test point of the repository (a backup's chunks
+    written, its index written, verify's move of a damaged chunk, GC's
+    unlink with the fan-out lock held), then remount: no BackedUp backup
+    names a missing or wrong chunk and each restores, a failed one retries
+    to BackedUp, the damaged backup is found Damaged by the next verify,
+    GC (which runs again at the mount) removed nothing a published backup
+    names, and the next backup of the volume succeeds."""
+    from test_faults import A as FA, B as FB, W, repo_violations, settle, \
+        violations_repo_catalog
+    from test_repository import age_chunks, chunk_path, index_path, read_index
+    env.make_volume('v', '64M', FA)
+    env.make_volume('w', '64M', W)
+    refs = {('v', 's1'): env.make_reference('64M', FA),
+            ('v', 's2'): env.make_reference('64M', FA + FB),
+            ('w', 's1'): env.make_reference('64M', W)}
+    env.mount_hanging(point, repository='on', workers=1, retries=0)
+    if point.startswith('backup.'):
+        env.take('v', 's1')
+    else:
+        for vol in ('v', 'w'):
+            env.take(vol, 's1')
+            env.wait_state(vol, 's1', 'BackedUp')
+        env.write_volume('v', FB)
+        env.take('v', 's2')
+        env.wait_state('v', 's2', 'BackedUp')
+        env.no_jobs_left()
+    if point == 'verify.chunk_moved':
+        victim = [d for d in read_index(index_path(env, 'w', 's1'))[2] if d][0]
+        with open(chunk_path(env, victim), 'r+b') as f:
+            f.seek(100)
+            f.write(b'\xff\x00\xff')
+        env.planted = True
+        threading.Thread(target=lambda: env.control_errno('w', 'verify s1'),
+                         daemon=True).start()
+    if point == 'gc.unlink':
+        age_chunks(env)
+        os.rmdir(env.snap_dir('v', 's1'))
+    env.wait_testpoint(point)
+    env.kill9()
+    env.mount()
+    settle(env, 'jobs after recovery')
+    bad = repo_violations(env, refs, {})
+    # the volume backs up again, and that backup restores too
+    env.write_volume('v', [(0xe1, '20M', '1M')])
+    env.take('v', 's3')
+    env.wait_state('v', 's3', 'BackedUp', timeout=60)
+    refs[('v', 's3')] = env.make_reference(
+        '64M', (FA if point.startswith('backup.') else FA + FB) + [(0xe1, '20M', '1M')])
+    bad += repo_violations(env, refs, {})
+    env.unmount()
+    bad += violations_repo_catalog(env)
+    assert not bad, '\n'.join(bad)

@@ -178,3 +178,175 @@ def test_every_failure_point_leaves_a_clear_state(request):
                 '%d violations' % (runs, faults, START, START + STRIDE, len(problems)))
     assert runs > 1 and faults > 0, 'no failure point fired: is SNAPFS_FAULT_AT read?'
     assert not problems, '\n'.join(problems)
+
+
+# ---- the repository (-o repository=on) ----------------------------------------------
+#
+# Backups into the chunk repository, a verify that moves a damaged chunk
+# and a delete whose GC removes what only the deleted backup named, with
+# one failure point failing.  By default each named point of the
+# repository fails once (SNAPFS_FAULT_POINT=<name>: the first call of it;
+# about 3 s a run); SNAPFS_FAULT_STRIDE=1 (the long mode) also walks
+# SNAPFS_FAULT_AT=N over the same work, every point.  After each run, and
+# after a clean remount (recovery): no BackedUp backup names a missing or
+# wrong chunk, each restores (its backed-up/ view compares equal to the
+# snapshot), a failed backup is BackupFailed with an error event and its
+# `retry` succeeds, and GC removed nothing a published backup names.
+
+REPO_POINTS = ['chunk.write', 'chunk.fsync', 'chunk.rename', 'chunk.touch',
+               'index.write', 'index.fsync', 'index.rename', 'index.fsync_dir',
+               'gc.scan', 'gc.index', 'gc.stat', 'gc.unlink', 'verify.move']
+W = [(0xd1, '8M', '4M')]
+REPO_ALLOWED = ALLOWED | {errno.EINVAL}   # verify of a BackupFailed backup
+
+
+def repo_scenario(env):
+    from test_repository import age_chunks, chunk_path, index_path, read_index
+    out = {}
+    out['mkdir v/s1'] = attempt(env.take, 'v', 's1')
+    out['mkdir w/s1'] = attempt(env.take, 'w', 's1')
+    settle(env, 'the first backups')
+    env.write_volume('v', B)
+    out['mkdir v/s2'] = attempt(env.take, 'v', 's2')
+    settle(env, 'the second backup')
+    # a damaged chunk: verify moves it to .damaged/
+    if env.state('w', 's1') == 'BackedUp':
+        victim = [d for d in read_index(index_path(env, 'w', 's1'))[2] if d][0]
+        with open(chunk_path(env, victim), 'r+b') as f:
+            f.seek(100)
+            f.write(b'\xff\x00\xff')
+        env.planted = True
+        out['verify w/s1'] = attempt(env.control, 'w', 'verify s1')
+        if out['verify w/s1'] == errno.EIO:
+            out['verify w/s1'] = 0    # the verdict, not a failure
+    # GC after a delete, the chunks old enough for it
+    age_chunks(env)
+    out['rmdir v/s1'] = attempt(os.rmdir, env.snap_dir('v', 's1'))
+    env.wait_for(lambda: 'repository.gc' in [e['type'] for e in env.read_events()[-20:]],
+                 'a GC run after the delete', timeout=60)
+    settle(env, 'jobs to end')
+    return out
+
+
+def repo_violations(env, refs, results):
+    """What is wrong, checked on the remounted (recovered) mount."""
+    from test_repository import chunk_path, index_path, read_index
+    bad = ['%s failed with %s' % (op, errno.errorcode.get(err, err))
+           for op, err in results.items() if err not in REPO_ALLOWED]
+    if getattr(env, 'planted', False):
+        # the damaged chunk of w/s1: the next verify (after one the fault
+        # cut, with no verdict) finds it
+        err = attempt(env.control, 'w', 'verify s1')
+        if err not in (errno.EIO,) or env.state('w', 's1') != 'Damaged':
+            bad.append('verify of the damaged w/s1: %s, %s' % (
+                errno.errorcode.get(err, err), env.state('w', 's1')))
+    for vol in ('v', 'w'):
+        for snap in env.snapshots(vol):
+            state = env.state(vol, snap)
+            if state == 'BackupFailed':
+                err = attempt(env.control, vol, 'retry ' + snap)
+                if err:
+                    bad.append('retry of %s/%s failed with %s' % (vol, snap, errno.errorcode.get(err, err)))
+                settle(env, 'the retry')
+                state = env.state(vol, snap)
+                if state != 'BackedUp':
+                    bad.append('%s/%s is %s after its retry' % (vol, snap, state))
+            if state == 'Damaged' and (vol, snap) == ('w', 's1'):
+                continue
+            if state != 'BackedUp':
+                bad.append('%s/%s left %s' % (vol, snap, state))
+                continue
+            try:
+                entries = read_index(index_path(env, vol, snap))[2]
+            except (OSError, AssertionError) as e:
+                bad.append('BackedUp %s/%s: its index: %s' % (vol, snap, e))
+                continue
+            for d in set(entries) - {None}:
+                try:
+                    with open(chunk_path(env, d), 'rb') as f:
+                        data = f.read()
+                except OSError:
+                    bad.append('BackedUp %s/%s names missing chunk %s' % (vol, snap, d[:12]))
+                    continue
+                import hashlib
+                if hashlib.sha256(data[16:]).hexdigest() != d:
+                    bad.append('BackedUp %s/%s names wrong chunk %s' % (vol, snap, d[:12]))
+            ref = refs.get((vol, snap))
+            if ref and qemu_img_compare(ref, env.backup_file(vol, snap)) != 0:
+                bad.append('the view of %s/%s holds other data' % (vol, snap))
+    if env.secondary_tmp_files():
+        bad.append('temporary files left in secondary: %s' % env.secondary_tmp_files())
+    return bad
+
+
+def repo_one_run(how, value):
+    """Run the repository work with a fault (@how: SNAPFS_FAULT_POINT or
+    SNAPFS_FAULT_AT); (fired point or None, violations)."""
+    with snapfs_env('rfault-%s' % value) as env:
+        env.make_volume('v', '64M', A)
+        env.make_volume('w', '64M', W)
+        refs = {('v', 's1'): env.make_reference('64M', A),
+                ('v', 's2'): env.make_reference('64M', A + B),
+                ('w', 's1'): env.make_reference('64M', W)}
+        os.environ[how] = str(value)
+        try:
+            env.mount(workers=1, retries=0, repository='on')
+        finally:
+            del os.environ[how]
+        results = repo_scenario(env)
+        text = env.log_text()
+        m = re.search(r'fault: point (?:\d+ \()?([a-z_.]+)\)? fails', text)
+        point = m.group(1) if m else None
+        if point:
+            failed = [op for op, err in results.items() if err]
+            evs = env.read_events()
+            if failed and not any(ev.get('result') == 'error' for ev in evs):
+                results['events for %s' % ', '.join(failed)] = errno.EPROTO
+            for vol, snap in (('v', 's1'), ('v', 's2'), ('w', 's1')):
+                if env.state(vol, snap) == 'BackupFailed' and not [
+                        e for e in evs if e.get('snapshot') == snap and
+                        e.get('volume') == vol and e.get('result') == 'error']:
+                    results['an event for BackupFailed %s/%s' % (vol, snap)] = errno.EPROTO
+        env.unmount()
+        env.mount(workers=1, retries=0, repository='on')
+        settle(env, 'jobs after recovery')
+        bad = repo_violations(env, refs, results)
+        env.unmount()
+        bad += violations_repo_catalog(env)
+        return point, bad
+
+
+def violations_repo_catalog(env):
+    bad = []
+    db = sqlite3.connect('file:%s?mode=ro' % os.path.join(env.source, 'catalog.db'), uri=True)
+    try:
+        if db.execute('PRAGMA integrity_check').fetchone()[0] != 'ok':
+            bad.append('catalog integrity_check failed')
+        for name, state in db.execute('SELECT name, state FROM snapshots'):
+            if state in (0, 4):
+                bad.append('snapshot %s left in state %d' % (name, state))
+    finally:
+        db.close()
+    return bad
+
+
+def test_repository_failure_points_leave_a_clear_state(request):
+    runs = faults = 0
+    problems = []
+    plan = [('SNAPFS_FAULT_POINT', p) for p in REPO_POINTS]
+    if 'SNAPFS_FAULT_STRIDE' in os.environ:
+        plan += [('SNAPFS_FAULT_AT', n) for n in range(START, MAX_POINTS, STRIDE)]
+    for how, value in plan:
+        point, bad = repo_one_run(how, value)
+        runs += 1
+        if point is None:
+            if how == 'SNAPFS_FAULT_AT':
+                break
+            problems.append('point %s never fired' % value)
+            continue
+        faults += 1
+        if bad:
+            problems.append('%s=%s (%s): %s' % (how, value, point, '; '.join(bad)))
+    report_line(request, '\nrepository faults: %d runs, %d faults injected, %d violations'
+                % (runs, faults, len(problems)))
+    assert not problems, '\n'.join(problems)
