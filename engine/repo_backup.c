@@ -362,14 +362,18 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 	rc2 = wait_puts(&r);
 	if (rc == 0)
 		rc = rc2;
-	if (rc == 0) {
-		/* the put threads are idle: nothing commits but this */
-		g_thread_pool_free(r.pool, FALSE, TRUE);
-		r.pool = NULL;
-		rc = commit_batch(&r);
+	/* the put threads are idle: nothing commits but this; chunks staged
+	 * before a cancel or a read failure are committed too, so that a
+	 * retry finds them (unless a put or a commit failed) */
+	g_thread_pool_free(r.pool, FALSE, TRUE);
+	r.pool = NULL;
+	if (!r.error) {
+		rc2 = commit_batch(&r);
 		if (rc == 0)
-			rc = r.error; /* a put thread's commit that failed */
+			rc = rc2;
 	}
+	if (rc == 0)
+		rc = r.error; /* a put thread's commit that failed */
 	if (rc < 0)
 		goto release_index;
 	r.st->chunks_copied = out->count - r.st->chunks_planned;

@@ -651,6 +651,77 @@ static void test_path(void **state)
 	assert_string_equal(path, want);
 }
 
+/* ---- batches ---- */
+
+/* Staged chunks are nobody's until the commit; a commit names them all,
+ * the same content staged twice is written once; a hole or a present
+ * chunk is done at the add; free removes what no commit covered. */
+static void test_batch(void **state)
+{
+	struct root *r = *state;
+	g_autofree unsigned char *a = pattern(CS, 11), *b = pattern(5000, 12);
+	g_autofree unsigned char *z = g_malloc0(CS), *got = g_malloc(CS);
+	struct chunkstore_batch *batch;
+	uint8_t da[DIGEST_LEN], da2[DIGEST_LEN], db[DIGEST_LEN],
+		dz[DIGEST_LEN];
+	uint64_t written, reused;
+	size_t pending, len;
+	bool staged;
+
+	assert_errno(chunkstore_batch_new(r->cs, &batch), 0);
+	assert_errno(chunkstore_batch_add(batch, a, CS, da, &staged, &pending),
+		     0);
+	assert_true(staged);
+	assert_int_equal(pending, 1);
+	assert_errno(chunkstore_batch_add(batch, b, 5000, db, &staged,
+					  &pending),
+		     0);
+	assert_errno(chunkstore_batch_add(batch, a, CS, da2, &staged,
+					  &pending),
+		     0);
+	assert_true(staged); /* not named yet: staged again */
+	assert_int_equal(pending, 3);
+	assert_memory_equal(da, da2, DIGEST_LEN);
+	assert_errno(chunkstore_batch_add(batch, z, CS, dz, &staged, NULL), 0);
+	assert_false(staged);
+	assert_true(digest_is_zero(dz));
+	/* nothing is named before the commit */
+	assert_int_equal(count_chunks(r->dir), 0);
+	assert_int_equal(chunkstore_has(r->cs, da), 0);
+	assert_int_equal(count_tmp(r->dir), 3);
+
+	assert_errno(chunkstore_batch_commit(batch, &written, &reused), 0);
+	assert_int_equal(written, 2);
+	assert_int_equal(reused, 1);
+	assert_int_equal(count_chunks(r->dir), 2);
+	assert_int_equal(count_tmp(r->dir), 0);
+	assert_errno(chunkstore_get(r->cs, db, got, CS, &len), 0);
+	assert_int_equal(len, 5000);
+	assert_memory_equal(got, b, 5000);
+	/* an empty commit */
+	assert_errno(chunkstore_batch_commit(batch, &written, &reused), 0);
+	assert_int_equal(written + reused, 0);
+
+	/* present now: done at the add, nothing staged */
+	assert_errno(chunkstore_batch_add(batch, a, CS, da2, &staged, &pending),
+		     0);
+	assert_false(staged);
+	assert_int_equal(pending, 0);
+
+	/* staged, never committed: free removes the file */
+	g_free(b);
+	b = pattern(7000, 13);
+	assert_errno(chunkstore_batch_add(batch, b, 7000, db, &staged, NULL),
+		     0);
+	assert_true(staged);
+	assert_int_equal(count_tmp(r->dir), 1);
+	chunkstore_batch_free(batch);
+	assert_int_equal(count_tmp(r->dir), 0);
+	assert_int_equal(chunkstore_has(r->cs, db), 0);
+	assert_int_equal(count_chunks(r->dir), 2);
+	chunkstore_batch_free(NULL);
+}
+
 /* ---- faults, in a child process ---- */
 
 static char *self_exe;
@@ -755,6 +826,7 @@ int main(int argc, char **argv)
 		ROOT(test_zero_chunk_not_stored),
 		ROOT(test_same_content_written_once),
 		ROOT(test_concurrent_puts),
+		ROOT(test_batch),
 		ROOT(test_missing),
 		ROOT(test_truncated),
 		ROOT(test_flipped_bytes),
