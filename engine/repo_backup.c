@@ -41,6 +41,14 @@
  * per batch instead of two per chunk (docs/benchmarks.md) */
 #define COMMIT_BYTES (UINT64_C(256) << 20)
 
+/* repo_backup_set_commit_bytes(); 0: COMMIT_BYTES */
+static uint64_t commit_bytes;
+
+void repo_backup_set_commit_bytes(uint64_t bytes)
+{
+	__atomic_store_n(&commit_bytes, bytes, __ATOMIC_RELAXED);
+}
+
 /* One backup in progress.
  *
  * DESIGN: the caller's thread asks block status and reads chunks; each
@@ -339,7 +347,9 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 	rc = chunkstore_batch_new(cs, &r.batch);
 	if (rc < 0)
 		goto release_index;
-	r.commit_every = MAX(1, COMMIT_BYTES / chunk);
+	r.commit_every = __atomic_load_n(&commit_bytes, __ATOMIC_RELAXED);
+	r.commit_every = MAX(1, (r.commit_every ? r.commit_every : COMMIT_BYTES) /
+					chunk);
 	r.pool = g_thread_pool_new(put_thread, &r, PUT_THREADS, FALSE, NULL);
 	if (base) {
 		rc = plan_incremental(&r, base, changed, n_changed);

@@ -126,6 +126,16 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 		      struct repo_backup_stats *stats);
 
 /**
+ * repo_backup_set_commit_bytes() - how many bytes of new chunks
+ * repo_backup_image() stages before it commits them (chunkstore.h,
+ * BATCHES); 0: the default, 256 MiB; at most the chunk size: every chunk
+ * is committed on its own (two journal commits per chunk, as a plain
+ * chunkstore_put()).  For the benchmark's before/after comparison
+ * (bench/repobench.c); process-wide, takes effect at the next call.
+ */
+void repo_backup_set_commit_bytes(uint64_t bytes);
+
+/**
  * repo_changed_extents() - what the layers @layer_paths allocate
  * themselves, as one sorted list of disjoint extents
  * @layer_paths: absolute paths of the frozen layers written after the
