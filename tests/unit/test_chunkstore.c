@@ -745,11 +745,41 @@ static int put_child(const char *root)
 	return 0;
 }
 
+/* The batch child: stage 3 chunks of pattern bytes, commit them, print
+ * "rc written". */
+static int batch_child(const char *root)
+{
+	struct chunkstore *cs;
+	struct chunkstore_batch *b = NULL;
+	uint64_t written = 0, reused = 0;
+	int rc;
+
+	rc = chunkstore_open(root, CS, &cs);
+	if (rc == 0)
+		rc = chunkstore_batch_new(cs, &b);
+	for (uint32_t i = 0; rc == 0 && i < 3; i++) {
+		g_autofree unsigned char *d = pattern(CHILD_LEN, 500 + i);
+		uint8_t dg[DIGEST_LEN];
+		bool staged;
+
+		rc = chunkstore_batch_add(b, d, CHILD_LEN, dg, &staged, NULL);
+	}
+	if (rc == 0)
+		rc = chunkstore_batch_commit(b, &written, &reused);
+	chunkstore_batch_free(b);
+	if (cs)
+		chunkstore_close(cs);
+	printf("%d %d\n", rc, (int)written);
+	return 0;
+}
+
+static const char *child_mode = "--put-child";
+
 /* Run the child on @root with @var=@value; its rc and written. */
 static void run_child(const char *root, const char *var, const char *value,
 		      int *rc, int *written)
 {
-	char *argv[] = { self_exe, (char *)"--put-child", (char *)root, NULL };
+	char *argv[] = { self_exe, (char *)child_mode, (char *)root, NULL };
 	g_auto(GStrv) env = g_environ_setenv(g_get_environ(), var, value, TRUE);
 	g_autofree char *out = NULL;
 	g_autoptr(GError) error = NULL;
@@ -815,6 +845,37 @@ static void test_fault_walk(void **state)
 	unit_tmpdir_remove(g_steal_pointer(&dir));
 }
 
+/* The same walk over a batch of 3 new chunks: 3 writes, 3 fsyncs, 3
+ * renames; whatever fails, no temporary file is left, and a rerun stores
+ * all three. */
+static void test_batch_fault_walk(void **state)
+{
+	g_autofree char *dir = unit_tmpdir();
+	int n;
+
+	child_mode = "--batch-child";
+	for (n = 1; n < 30; n++) {
+		char at[16];
+		int rc, written;
+
+		g_snprintf(at, sizeof(at), "%d", n);
+		run_child(dir, "SNAPFS_FAULT_AT", at, &rc, &written);
+		assert_int_equal(count_tmp(dir), 0);
+		if (rc == 0) {
+			assert_int_equal(count_chunks(dir), 3);
+			break;
+		}
+		assert_errno(rc, -EIO);
+		/* a failed commit names no chunk but those renamed before */
+		assert_true(count_chunks(dir) <= 3);
+	}
+	child_mode = "--put-child";
+	/* the first run that passes no longer writes all three: the renames
+	 * that came before a failed one stayed */
+	assert_true(n >= 4 && n <= 10);
+	unit_tmpdir_remove(g_steal_pointer(&dir));
+}
+
 int main(int argc, char **argv)
 {
 #define ROOT(f) cmocka_unit_test_setup_teardown(f, setup_root, teardown_root)
@@ -827,6 +888,7 @@ int main(int argc, char **argv)
 		ROOT(test_same_content_written_once),
 		ROOT(test_concurrent_puts),
 		ROOT(test_batch),
+		cmocka_unit_test(test_batch_fault_walk),
 		ROOT(test_missing),
 		ROOT(test_truncated),
 		ROOT(test_flipped_bytes),
@@ -844,6 +906,8 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && !strcmp(argv[1], "--put-child"))
 		return put_child(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "--batch-child"))
+		return batch_child(argv[2]);
 	self_exe = g_file_read_link("/proc/self/exe", NULL);
 	if (!self_exe) {
 		printf("# cannot read /proc/self/exe\n");
