@@ -40,6 +40,9 @@
  * many bytes at a time (chunkstore_batch_commit()): two journal commits
  * per batch instead of two per chunk (docs/benchmarks.md) */
 #define COMMIT_BYTES (UINT64_C(256) << 20)
+/* ... and at most this many chunks: a staged chunk holds its file open
+ * until the commit (64 KiB chunks would otherwise keep 4096 fds) */
+#define COMMIT_CHUNKS_MAX 64
 
 /* repo_backup_set_commit_bytes(); 0: COMMIT_BYTES */
 static uint64_t commit_bytes;
@@ -350,6 +353,7 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 	r.commit_every = __atomic_load_n(&commit_bytes, __ATOMIC_RELAXED);
 	r.commit_every = MAX(1, (r.commit_every ? r.commit_every : COMMIT_BYTES) /
 					chunk);
+	r.commit_every = MIN(r.commit_every, COMMIT_CHUNKS_MAX);
 	r.pool = g_thread_pool_new(put_thread, &r, PUT_THREADS, FALSE, NULL);
 	if (base) {
 		rc = plan_incremental(&r, base, changed, n_changed);

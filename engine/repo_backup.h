@@ -105,7 +105,7 @@ struct repo_backup_stats {
  * zeros gives the hole entry and stores nothing) by one of 2 put threads
  * while this thread reads the next chunks (3 chunk buffers: 12 MiB at
  * 4 MiB chunks); the staged chunks are committed (chunkstore_batch_commit():
- * durable under their names) every 256 MiB by the put thread that fills
+ * durable under their names) every 256 MiB (at most 64 chunks) by the put thread that fills
  * the batch, and the rest before this returns, so every chunk the index
  * names is durable when this returns 0.  Every put has ended when this
  * returns, also on failure and cancellation (a cancelled backup finishes
