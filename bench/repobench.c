@@ -13,7 +13,10 @@
  * 1. Full backup: repo_backup_image() of the image into an empty
  *    repository (every chunk read, hashed, written, fsynced, renamed)
  *    against `qemu-img convert -U -O qcow2` of it plus fsync of the copy
- *    (what engine/backup.c does today).  The sides alternate which goes
+ *    (what engine/backup.c does today), and against itself with every
+ *    chunk committed alone (repo_backup_set_commit_bytes(1): the put of
+ *    before chunkstore batches, one file and one directory fsync per
+ *    chunk).  The sides alternate which goes
  *    first; each pass starts with the page cache dropped (--no-drop: not).
  * 2. Incremental: a layer over the image (qemu-img create -b) gets 1% of
  *    the image's size in 1 MiB writes at random 1 MiB-aligned offsets;
@@ -357,6 +360,7 @@ int main(int argc, char **argv)
 	uint64_t size, written = 0;
 	uint32_t chunk;
 	double t_repo[64], t_conv[64], t_inc[64], t_ifull[64], t_layer[64];
+	double t_each[64];
 	struct repo_backup_stats st_full = { 0 }, st_inc = { 0 }, st_ifull = { 0 };
 	struct repo_index base_idx = { 0 }, inc_idx, ifull_idx;
 	int rc;
@@ -380,12 +384,19 @@ int main(int argc, char **argv)
 	printf("# chunk size %d MiB, %d passes, page cache %s\n", chunk_mib,
 	       reps, drop ? "dropped before each pass" : "kept");
 
-	/* 1. full backup against convert + fsync */
+	/* 1. full backup against convert + fsync; and against itself with
+	 * every chunk committed on its own (the put before batches) */
 	for (int i = 0; i < reps; i++) {
 		if (i % 2 == 0) {
 			t_repo[i] = repo_full(repo, image, chunk, &st_full, NULL);
 			t_conv[i] = convert_fsync(dir, image);
+			repo_backup_set_commit_bytes(1);
+			t_each[i] = repo_full(repo, image, chunk, NULL, NULL);
+			repo_backup_set_commit_bytes(0);
 		} else {
+			repo_backup_set_commit_bytes(1);
+			t_each[i] = repo_full(repo, image, chunk, NULL, NULL);
+			repo_backup_set_commit_bytes(0);
 			t_conv[i] = convert_fsync(dir, image);
 			t_repo[i] = repo_full(repo, image, chunk, &st_full, NULL);
 		}
@@ -393,12 +404,16 @@ int main(int argc, char **argv)
 	printf("\n## full backup of %.0f MiB\n", size / (double)MiB);
 	row("qemu-img convert + fsync (today, baseline)", t_conv, reps, size);
 	row("repo_backup_image, empty repository", t_repo, reps, size);
-	printf("time ratio repo / convert: %.2fx; read %.0f MiB, %" G_GUINT64_FORMAT
+	row("same, every chunk committed alone (before)", t_each, reps, size);
+	printf("time ratio repo / convert: %.2fx (every chunk alone: %.2fx); "
+	       "read %.0f MiB, %" G_GUINT64_FORMAT
 	       " chunks written, %" G_GUINT64_FORMAT " reused, %" G_GUINT64_FORMAT
 	       " zero\n",
 	       median(t_repo, reps) / median(t_conv, reps),
+	       median(t_each, reps) / median(t_conv, reps),
 	       st_full.bytes_read / (double)MiB, st_full.chunks_written,
 	       st_full.chunks_reused, st_full.chunks_zero);
+	fflush(stdout);
 
 	/* 2. incremental after 1% written */
 	{

@@ -300,6 +300,9 @@ static int pick_base(struct snap_engine *eng, const struct catalog_snapshot *s,
 		if (c->id < s->id && backup_indexed(c)) {
 			*b = *c;
 			found = true;
+		} else if (c->id < s->id) {
+			/* a tree from before the repository (upgrade) */
+			*why_full = "the earlier backups are full qcow2 copies, not in the repository";
 		}
 	}
 	g_array_free(done, TRUE);

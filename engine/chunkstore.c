@@ -88,11 +88,13 @@ static int open_dir(int dir_fd, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
-/* The fan-out directory of chunk @hex, made first when @create.
+/* The fan-out directory of chunk @hex, made first when @create; a new one
+ * is made durable (.chunks fsynced) here when @sync_parent, else by the
+ * caller (a batch's commit fsyncs .chunks once).
  * Return: its fd; -ENOENT (when not @create); -EBADMSG something else
  * holds its name (logged); -errno (logged). */
-static int open_fanout(const struct chunkstore *cs, const char *hex,
-		       bool create)
+static int open_fanout_sync(const struct chunkstore *cs, const char *hex,
+			    bool create, bool sync_parent)
 {
 	char xx[3] = { hex[0], hex[1], '\0' };
 	bool created = false;
@@ -120,7 +122,7 @@ static int open_fanout(const struct chunkstore *cs, const char *hex,
 		return fd;
 	}
 	/* a new directory entry is durable only once its parent is synced */
-	if (created && fsync(cs->chunks_fd) < 0) {
+	if (created && sync_parent && fsync(cs->chunks_fd) < 0) {
 		rc = -errno;
 		snap_log(LOG_ERR, "chunkstore: cannot fsync '%s/.chunks': %m",
 			 cs->root);
@@ -128,6 +130,12 @@ static int open_fanout(const struct chunkstore *cs, const char *hex,
 		return rc;
 	}
 	return fd;
+}
+
+static int open_fanout(const struct chunkstore *cs, const char *hex,
+		       bool create)
+{
+	return open_fanout_sync(cs, hex, create, true);
 }
 
 /* What holds @name in @dir_fd.  Return: 1 a regular file; 0 nothing;
@@ -389,10 +397,12 @@ static int tmp_create(const struct chunkstore *cs, char tmp[64])
 	return rc;
 }
 
-/* The header and @len bytes of @data into @fd, synced.
+/* The header and @len bytes of @data into @fd, not yet synced; the
+ * kernel is asked to start writing them back now, so that the fsync of a
+ * batch's commit finds them (mostly) on the device already.
  * Return: 0; -errno (logged). */
-static int tmp_fill(const struct chunkstore *cs, int fd, const char *tmp,
-		    const void *data, size_t len)
+static int tmp_write(const struct chunkstore *cs, int fd, const char *tmp,
+		     const void *data, size_t len)
 {
 	unsigned char hdr[CHUNKSTORE_HEADER];
 	uint32_t flags = GUINT32_TO_LE(0), raw = GUINT32_TO_LE((uint32_t)len);
@@ -413,12 +423,8 @@ static int tmp_fill(const struct chunkstore *cs, int fd, const char *tmp,
 			 cs->root, tmp);
 		return rc;
 	}
-	if (fault("chunk.fsync", EIO) || fsync(fd) < 0) {
-		rc = -errno;
-		snap_log(LOG_ERR, "chunkstore: cannot fsync '%s/.tmp/%s': %m",
-			 cs->root, tmp);
-		return rc;
-	}
+	/* a hint only: the commit's fsync is what makes the data durable */
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	return 0;
 }
 
@@ -481,79 +487,262 @@ static int publish_or_touch(const struct chunkstore *cs, const char *tmp,
 	return rc;
 }
 
-int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
-		   uint8_t digest_out[DIGEST_LEN], bool *written)
+/* One chunk written to a temporary file, not yet durable nor named. */
+struct staged_chunk {
+	int fd;		/* the temporary file, open for its fsync */
+	char tmp[64];	/* its name in ROOT/.tmp */
+	char name[DIGEST_HEX_LEN + 1];
+};
+
+/* Drop @st: its temporary file goes. */
+static void staged_discard(const struct chunkstore *cs, struct staged_chunk *st)
 {
-	uint8_t d[DIGEST_LEN];
-	char name[DIGEST_HEX_LEN + 1], tmp[64];
+	if (st->fd >= 0)
+		close(st->fd);
+	st->fd = -1;
+	unlinkat(cs->tmp_fd, st->tmp, 0);
+}
+
+/*
+ * The first half of a put: hash @data; a hole or a chunk present (touched
+ * under the shared lock) is done; else the content goes to a new
+ * temporary file, described in *@st.
+ * Return: 0 done, *@digest set (a hole: all zero; present: *@present);
+ * 1 staged: *@st must be committed (stage_commit()) or discarded;
+ * -errno (logged; -EINVAL not).
+ */
+static int stage_chunk(struct chunkstore *cs, const void *data, size_t len,
+		       uint8_t digest[DIGEST_LEN], bool *present,
+		       struct staged_chunk *st)
+{
 	int dir_fd, lock_fd, fd, rc;
 
-	if (written)
-		*written = false;
+	*present = false;
 	if (len == 0 || len > cs->chunk_size)
 		return -EINVAL;
 	if (all_zero(data, len)) {
-		memset(digest_out, 0, DIGEST_LEN);
+		memset(digest, 0, DIGEST_LEN);
 		return 0;
 	}
-	rc = digest_sha256(data, len, d);
+	rc = digest_sha256(data, len, digest);
 	if (rc < 0)
 		return rc;
-	digest_to_hex(d, name);
+	digest_to_hex(digest, st->name);
 
-	dir_fd = open_fanout(cs, name, true);
+	/* a new fan-out directory is made durable by the commit */
+	dir_fd = open_fanout_sync(cs, st->name, true, false);
 	if (dir_fd < 0)
 		return dir_fd;
 	/* stored already (same name, same content): write nothing, but make
 	 * it young, under the lock, so that no sweep removes it in between */
-	lock_fd = fanout_lock(cs, name, false);
+	lock_fd = fanout_lock(cs, st->name, false);
 	if (lock_fd < 0) {
-		rc = lock_fd;
-		goto close_dir;
+		close(dir_fd);
+		return lock_fd;
 	}
-	rc = touch_if_present_locked(cs, dir_fd, name);
+	rc = touch_if_present_locked(cs, dir_fd, st->name);
 	fanout_unlock(lock_fd);
-	if (rc != 0)
-		goto close_dir;
-
-	fd = tmp_create(cs, tmp);
-	if (fd < 0) {
-		rc = fd;
-		goto close_dir;
-	}
-	rc = tmp_fill(cs, fd, tmp, data, len);
-	close(fd);
-	if (rc < 0)
-		goto remove_tmp;
-	rc = publish_or_touch(cs, tmp, dir_fd, name);
-	if (rc == 1) {
-		/* another put of the same content was first */
-		unlinkat(cs->tmp_fd, tmp, 0);
-		goto close_dir;
-	}
-	if (rc < 0)
-		goto remove_tmp;
-	if (fsync(dir_fd) < 0) {
-		/* the chunk is whole under its name, only maybe not durable:
-		 * it stays (a later put of it finds it and writes nothing) */
-		rc = -errno;
-		chunk_log(cs, name, "cannot fsync the directory of chunk",
-			  NULL);
-		goto close_dir;
-	}
-	if (written)
-		*written = true;
-	rc = 1;
-	goto close_dir;
-
-remove_tmp:
-	unlinkat(cs->tmp_fd, tmp, 0);
-close_dir:
 	close(dir_fd);
 	if (rc < 0)
 		return rc;
+	if (rc == 1) {
+		*present = true;
+		return 0;
+	}
+
+	fd = tmp_create(cs, st->tmp);
+	if (fd < 0)
+		return fd;
+	st->fd = fd;
+	rc = tmp_write(cs, fd, st->tmp, data, len);
+	if (rc < 0) {
+		staged_discard(cs, st);
+		return rc;
+	}
+	return 1;
+}
+
+/*
+ * The second half, for @n staged chunks at once: fsync every temporary
+ * file, then rename each to its name (or touch the chunk another put
+ * named first), then fsync .chunks and each fan-out directory renamed
+ * into, once each.  Every staged file is consumed, whatever happens: a
+ * failure removes the temporary files not yet renamed (a chunk renamed
+ * before it stays: whole, its data durable).
+ * Return: 0, *@written and *@reused counted; -errno (logged).
+ */
+static int stage_commit(struct chunkstore *cs, struct staged_chunk *st,
+			size_t n, uint64_t *written, uint64_t *reused)
+{
+	uint8_t dirty[256] = { 0 }; /* fan-out directories renamed into */
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < n; i++) {
+		if (fault("chunk.fsync", EIO) || fsync(st[i].fd) < 0) {
+			rc = -errno;
+			snap_log(LOG_ERR,
+				 "chunkstore: cannot fsync '%s/.tmp/%s': %m",
+				 cs->root, st[i].tmp);
+			i = 0; /* nothing renamed yet: every file goes */
+			goto discard;
+		}
+		close(st[i].fd);
+		st[i].fd = -1;
+	}
+	for (i = 0; i < n; i++) {
+		int dir_fd = open_fanout_sync(cs, st[i].name, true, false);
+
+		if (dir_fd < 0) {
+			rc = dir_fd;
+			goto discard;
+		}
+		rc = publish_or_touch(cs, st[i].tmp, dir_fd, st[i].name);
+		close(dir_fd);
+		if (rc < 0)
+			goto discard;
+		if (rc == 1) {
+			/* another put of the same content was first */
+			unlinkat(cs->tmp_fd, st[i].tmp, 0);
+			(*reused)++;
+		} else {
+			dirty[g_ascii_xdigit_value(st[i].name[0]) * 16 +
+			      g_ascii_xdigit_value(st[i].name[1])] = 1;
+			(*written)++;
+		}
+	}
+	rc = 0;
+	/* the chunks are whole under their names; from here on a failure
+	 * leaves them (a later put finds them and writes nothing) */
+	if (n && fsync(cs->chunks_fd) < 0) {
+		rc = -errno;
+		snap_log(LOG_ERR, "chunkstore: cannot fsync '%s/.chunks': %m",
+			 cs->root);
+		return rc;
+	}
+	for (int x = 0; x < 256; x++) {
+		char xx[3];
+		int dir_fd;
+
+		if (!dirty[x])
+			continue;
+		g_snprintf(xx, sizeof(xx), "%02x", x);
+		dir_fd = open_fanout_sync(cs, xx, false, false);
+		if (dir_fd < 0)
+			return dir_fd;
+		if (fsync(dir_fd) < 0) {
+			rc = -errno;
+			snap_log(LOG_ERR, "chunkstore: cannot fsync the "
+				 "directory '%s/.chunks/%s': %m", cs->root, xx);
+			close(dir_fd);
+			return rc;
+		}
+		close(dir_fd);
+	}
+	return 0;
+
+discard:
+	/* the files from @i on are not renamed */
+	for (; i < n; i++)
+		staged_discard(cs, &st[i]);
+	return rc;
+}
+
+int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
+		   uint8_t digest_out[DIGEST_LEN], bool *written)
+{
+	struct staged_chunk st = { .fd = -1 };
+	uint8_t d[DIGEST_LEN];
+	uint64_t w = 0, reused = 0;
+	bool present;
+	int rc;
+
+	if (written)
+		*written = false;
+	rc = stage_chunk(cs, data, len, d, &present, &st);
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		rc = stage_commit(cs, &st, 1, &w, &reused);
+		if (rc < 0)
+			return rc;
+	}
+	if (written)
+		*written = w == 1;
 	memcpy(digest_out, d, DIGEST_LEN);
 	return 0;
+}
+
+/* ---- batches ---- */
+
+struct chunkstore_batch {
+	struct chunkstore *cs;
+	GMutex lock;	/* guards staged */
+	GArray *staged; /* struct staged_chunk, not yet committed */
+};
+
+int chunkstore_batch_new(struct chunkstore *cs, struct chunkstore_batch **out)
+{
+	struct chunkstore_batch *b = g_try_new0(struct chunkstore_batch, 1);
+
+	if (!b)
+		return -ENOMEM;
+	b->cs = cs;
+	g_mutex_init(&b->lock);
+	b->staged = g_array_new(FALSE, FALSE, sizeof(struct staged_chunk));
+	*out = b;
+	return 0;
+}
+
+void chunkstore_batch_free(struct chunkstore_batch *b)
+{
+	if (!b)
+		return;
+	for (guint i = 0; i < b->staged->len; i++)
+		staged_discard(b->cs, &g_array_index(b->staged,
+						     struct staged_chunk, i));
+	g_array_free(b->staged, TRUE);
+	g_mutex_clear(&b->lock);
+	g_free(b);
+}
+
+int chunkstore_batch_add(struct chunkstore_batch *b, const void *data,
+			 size_t len, uint8_t digest_out[DIGEST_LEN],
+			 bool *staged, size_t *pending)
+{
+	struct staged_chunk st = { .fd = -1 };
+	bool present;
+	int rc;
+
+	*staged = false;
+	rc = stage_chunk(b->cs, data, len, digest_out, &present, &st);
+	if (rc < 0)
+		return rc;
+	g_mutex_lock(&b->lock);
+	if (rc == 1)
+		g_array_append_val(b->staged, st);
+	if (pending)
+		*pending = b->staged->len;
+	g_mutex_unlock(&b->lock);
+	*staged = rc == 1;
+	return 0;
+}
+
+int chunkstore_batch_commit(struct chunkstore_batch *b, uint64_t *written,
+			    uint64_t *reused)
+{
+	GArray *mine;
+	int rc;
+
+	*written = *reused = 0;
+	g_mutex_lock(&b->lock);
+	mine = b->staged;
+	b->staged = g_array_new(FALSE, FALSE, sizeof(struct staged_chunk));
+	g_mutex_unlock(&b->lock);
+	rc = stage_commit(b->cs, (struct staged_chunk *)(void *)mine->data,
+			  mine->len, written, reused);
+	g_array_free(mine, TRUE);
+	return rc;
 }
 
 /* ---- get, has, remove ---- */

@@ -128,6 +128,74 @@ uint32_t chunkstore_chunk_size(const struct chunkstore *cs);
 int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
 		   uint8_t digest_out[DIGEST_LEN], bool *written);
 
+/*
+ * BATCHES: chunkstore_put() pays two journal commits per new chunk (the
+ * fsync of its file, the fsync of its fan-out directory).  A backup that
+ * writes many chunks stages them instead and commits them together:
+ *
+ *	struct chunkstore_batch *b;
+ *
+ *	rc = chunkstore_batch_new(cs, &b);
+ *	rc = chunkstore_batch_add(b, buf, len, digest, &staged, &pending);
+ *		... any number, from any threads; commit when pending is
+ *		large enough (the backup: about 256 MiB) ...
+ *	rc = chunkstore_batch_commit(b, &written, &reused);
+ *		the digests of every add that returned before the commit
+ *		began now name durable chunks
+ *	chunkstore_batch_free(b);	removes what was staged, not committed
+ *
+ * A staged chunk is written to ROOT/.tmp/<random>.chunk (its writeback
+ * started, not waited for) and is named by nothing: its digest must not
+ * go into a published index before a commit that covers it returned 0.
+ * The commit fsyncs every staged file, renames each to its name (under
+ * the fan-out lock, shared, exactly as a put), then fsyncs .chunks and
+ * each fan-out directory it renamed into once: so a chunk still gets its
+ * name only once its data is durable, and the commit returns only once
+ * every name is.  Same fault points as a put ("chunk.write" in the add,
+ * "chunk.fsync" and "chunk.rename" in the commit, "chunk.touch" on a
+ * chunk present).  GC: a staged chunk is young (its file is written after
+ * the backup began), and a chunk found present is touched by the add, as
+ * by a put.
+ *
+ * THREAD SAFETY: add and commit may run in any threads at once on one
+ * batch (a commit takes what is staged when it starts; a concurrent add
+ * goes to the next commit); free only once no call is running.
+ */
+struct chunkstore_batch;
+
+/** chunkstore_batch_new() - an empty batch over @cs (borrowed: close @cs
+ * after chunkstore_batch_free()).  Return: 0; -ENOMEM. */
+int chunkstore_batch_new(struct chunkstore *cs, struct chunkstore_batch **out);
+
+/**
+ * chunkstore_batch_add() - stage @len bytes at @data as one chunk
+ * @digest_out: its name (all zero: a hole, nothing stored), as
+ *	chunkstore_put()
+ * @staged: true when a temporary file was written (the chunk is new: it
+ *	is named by the next commit); false for a hole or a chunk present
+ *	(touched: done)
+ * @pending: if not NULL, receives how many chunks the batch now holds
+ * Return: 0; the errors of chunkstore_put() (nothing left behind).
+ */
+int chunkstore_batch_add(struct chunkstore_batch *b, const void *data,
+			 size_t len, uint8_t digest_out[DIGEST_LEN],
+			 bool *staged, size_t *pending);
+
+/**
+ * chunkstore_batch_commit() - make every chunk staged in @b durable under
+ * its name (see BATCHES); @b is empty afterwards, whatever the result
+ * @written: receives how many chunks were renamed to their names
+ * @reused: receives how many another put had named first (touched)
+ * Return: 0; -EIO, -ENOSPC... (logged): some staged chunks may be in
+ * the store, whole, others not; their temporary files are gone.  Blocks.
+ */
+int chunkstore_batch_commit(struct chunkstore_batch *b, uint64_t *written,
+			    uint64_t *reused);
+
+/** chunkstore_batch_free() - free @b, removing the temporary files of
+ * chunks staged but not committed; NULL is a no-op. */
+void chunkstore_batch_free(struct chunkstore_batch *b);
+
 /**
  * chunkstore_get() - read the chunk @digest into @buf, checked
  * @cap: bytes at @buf; the chunk size always suffices

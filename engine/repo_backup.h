@@ -101,12 +101,15 @@ struct repo_backup_stats {
  * @out: on success owns the index (repo_index_release()); on failure empty
  * @stats: if not NULL, filled in (also on failure: what was done)
  *
- * Each chunk read is put in @cs (chunkstore_put(): durable before this
- * returns; a chunk of zeros gives the hole entry and stores nothing) by
- * one of 2 put threads while this thread reads the next chunks (3 chunk
- * buffers: 12 MiB at 4 MiB chunks); every put has ended when this
+ * Each chunk read is staged in @cs (chunkstore_batch_add(); a chunk of
+ * zeros gives the hole entry and stores nothing) by one of 2 put threads
+ * while this thread reads the next chunks (3 chunk buffers: 12 MiB at
+ * 4 MiB chunks); the staged chunks are committed (chunkstore_batch_commit():
+ * durable under their names) every 256 MiB (at most 64 chunks) by the put thread that fills
+ * the batch, and the rest before this returns, so every chunk the index
+ * names is durable when this returns 0.  Every put has ended when this
  * returns, also on failure and cancellation (a cancelled backup finishes
- * the chunks already read, at most 3).  On
+ * and commits the chunks already read, at most 3).  On
  * failure or cancellation the chunks already put stay in the store, whole
  * and durable, named by nothing yet (a retry finds them; GC collects them
  * otherwise); no temporary file is left.
@@ -124,6 +127,16 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 				       void *arg),
 		      void *progress_arg, struct repo_index *out,
 		      struct repo_backup_stats *stats);
+
+/**
+ * repo_backup_set_commit_bytes() - how many bytes of new chunks
+ * repo_backup_image() stages before it commits them (chunkstore.h,
+ * BATCHES); 0: the default, 256 MiB; at most the chunk size: every chunk
+ * is committed on its own (two journal commits per chunk, as a plain
+ * chunkstore_put()).  For the benchmark's before/after comparison
+ * (bench/repobench.c); process-wide, takes effect at the next call.
+ */
+void repo_backup_set_commit_bytes(uint64_t bytes);
 
 /**
  * repo_changed_extents() - what the layers @layer_paths allocate

@@ -651,6 +651,77 @@ static void test_path(void **state)
 	assert_string_equal(path, want);
 }
 
+/* ---- batches ---- */
+
+/* Staged chunks are nobody's until the commit; a commit names them all,
+ * the same content staged twice is written once; a hole or a present
+ * chunk is done at the add; free removes what no commit covered. */
+static void test_batch(void **state)
+{
+	struct root *r = *state;
+	g_autofree unsigned char *a = pattern(CS, 11), *b = pattern(5000, 12);
+	g_autofree unsigned char *z = g_malloc0(CS), *got = g_malloc(CS);
+	struct chunkstore_batch *batch;
+	uint8_t da[DIGEST_LEN], da2[DIGEST_LEN], db[DIGEST_LEN],
+		dz[DIGEST_LEN];
+	uint64_t written, reused;
+	size_t pending, len;
+	bool staged;
+
+	assert_errno(chunkstore_batch_new(r->cs, &batch), 0);
+	assert_errno(chunkstore_batch_add(batch, a, CS, da, &staged, &pending),
+		     0);
+	assert_true(staged);
+	assert_int_equal(pending, 1);
+	assert_errno(chunkstore_batch_add(batch, b, 5000, db, &staged,
+					  &pending),
+		     0);
+	assert_errno(chunkstore_batch_add(batch, a, CS, da2, &staged,
+					  &pending),
+		     0);
+	assert_true(staged); /* not named yet: staged again */
+	assert_int_equal(pending, 3);
+	assert_memory_equal(da, da2, DIGEST_LEN);
+	assert_errno(chunkstore_batch_add(batch, z, CS, dz, &staged, NULL), 0);
+	assert_false(staged);
+	assert_true(digest_is_zero(dz));
+	/* nothing is named before the commit */
+	assert_int_equal(count_chunks(r->dir), 0);
+	assert_int_equal(chunkstore_has(r->cs, da), 0);
+	assert_int_equal(count_tmp(r->dir), 3);
+
+	assert_errno(chunkstore_batch_commit(batch, &written, &reused), 0);
+	assert_int_equal(written, 2);
+	assert_int_equal(reused, 1);
+	assert_int_equal(count_chunks(r->dir), 2);
+	assert_int_equal(count_tmp(r->dir), 0);
+	assert_errno(chunkstore_get(r->cs, db, got, CS, &len), 0);
+	assert_int_equal(len, 5000);
+	assert_memory_equal(got, b, 5000);
+	/* an empty commit */
+	assert_errno(chunkstore_batch_commit(batch, &written, &reused), 0);
+	assert_int_equal(written + reused, 0);
+
+	/* present now: done at the add, nothing staged */
+	assert_errno(chunkstore_batch_add(batch, a, CS, da2, &staged, &pending),
+		     0);
+	assert_false(staged);
+	assert_int_equal(pending, 0);
+
+	/* staged, never committed: free removes the file */
+	g_free(b);
+	b = pattern(7000, 13);
+	assert_errno(chunkstore_batch_add(batch, b, 7000, db, &staged, NULL),
+		     0);
+	assert_true(staged);
+	assert_int_equal(count_tmp(r->dir), 1);
+	chunkstore_batch_free(batch);
+	assert_int_equal(count_tmp(r->dir), 0);
+	assert_int_equal(chunkstore_has(r->cs, db), 0);
+	assert_int_equal(count_chunks(r->dir), 2);
+	chunkstore_batch_free(NULL);
+}
+
 /* ---- faults, in a child process ---- */
 
 static char *self_exe;
@@ -674,11 +745,41 @@ static int put_child(const char *root)
 	return 0;
 }
 
+/* The batch child: stage 3 chunks of pattern bytes, commit them, print
+ * "rc written". */
+static int batch_child(const char *root)
+{
+	struct chunkstore *cs;
+	struct chunkstore_batch *b = NULL;
+	uint64_t written = 0, reused = 0;
+	int rc;
+
+	rc = chunkstore_open(root, CS, &cs);
+	if (rc == 0)
+		rc = chunkstore_batch_new(cs, &b);
+	for (uint32_t i = 0; rc == 0 && i < 3; i++) {
+		g_autofree unsigned char *d = pattern(CHILD_LEN, 500 + i);
+		uint8_t dg[DIGEST_LEN];
+		bool staged;
+
+		rc = chunkstore_batch_add(b, d, CHILD_LEN, dg, &staged, NULL);
+	}
+	if (rc == 0)
+		rc = chunkstore_batch_commit(b, &written, &reused);
+	chunkstore_batch_free(b);
+	if (cs)
+		chunkstore_close(cs);
+	printf("%d %d\n", rc, (int)written);
+	return 0;
+}
+
+static const char *child_mode = "--put-child";
+
 /* Run the child on @root with @var=@value; its rc and written. */
 static void run_child(const char *root, const char *var, const char *value,
 		      int *rc, int *written)
 {
-	char *argv[] = { self_exe, (char *)"--put-child", (char *)root, NULL };
+	char *argv[] = { self_exe, (char *)child_mode, (char *)root, NULL };
 	g_auto(GStrv) env = g_environ_setenv(g_get_environ(), var, value, TRUE);
 	g_autofree char *out = NULL;
 	g_autoptr(GError) error = NULL;
@@ -744,6 +845,37 @@ static void test_fault_walk(void **state)
 	unit_tmpdir_remove(g_steal_pointer(&dir));
 }
 
+/* The same walk over a batch of 3 new chunks: 3 writes, 3 fsyncs, 3
+ * renames; whatever fails, no temporary file is left, and a rerun stores
+ * all three. */
+static void test_batch_fault_walk(void **state)
+{
+	g_autofree char *dir = unit_tmpdir();
+	int n;
+
+	child_mode = "--batch-child";
+	for (n = 1; n < 30; n++) {
+		char at[16];
+		int rc, written;
+
+		g_snprintf(at, sizeof(at), "%d", n);
+		run_child(dir, "SNAPFS_FAULT_AT", at, &rc, &written);
+		assert_int_equal(count_tmp(dir), 0);
+		if (rc == 0) {
+			assert_int_equal(count_chunks(dir), 3);
+			break;
+		}
+		assert_errno(rc, -EIO);
+		/* a failed commit names no chunk but those renamed before */
+		assert_true(count_chunks(dir) <= 3);
+	}
+	child_mode = "--put-child";
+	/* the first run that passes no longer writes all three: the renames
+	 * that came before a failed one stayed */
+	assert_true(n >= 4 && n <= 10);
+	unit_tmpdir_remove(g_steal_pointer(&dir));
+}
+
 int main(int argc, char **argv)
 {
 #define ROOT(f) cmocka_unit_test_setup_teardown(f, setup_root, teardown_root)
@@ -755,6 +887,8 @@ int main(int argc, char **argv)
 		ROOT(test_zero_chunk_not_stored),
 		ROOT(test_same_content_written_once),
 		ROOT(test_concurrent_puts),
+		ROOT(test_batch),
+		cmocka_unit_test(test_batch_fault_walk),
 		ROOT(test_missing),
 		ROOT(test_truncated),
 		ROOT(test_flipped_bytes),
@@ -772,6 +906,8 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && !strcmp(argv[1], "--put-child"))
 		return put_child(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "--batch-child"))
+		return batch_child(argv[2]);
 	self_exe = g_file_read_link("/proc/self/exe", NULL);
 	if (!self_exe) {
 		printf("# cannot read /proc/self/exe\n");
