@@ -14,6 +14,9 @@ each after `sync; drop_caches`, cold sequential reads of:
 with `dd bs=1M`, `cat` and 128 KiB reads (rsync's block size; in Python,
 readinto of a 128 KiB buffer).  Samples alternate across the targets;
 printed are the median GB/s, min..max and the ratio of medians to (a).
+With --before OLD, a third daemon running the snapfs binary OLD (also
+repository=on) backs up the same volume and its views (b') and (c') are
+read in the same alternation: a before/after in one run.
 No target: this measures (docs/benchmarks.md, "Reading the views").
 """
 import os
@@ -83,7 +86,8 @@ def main():
     ap.add_argument('--samples', type=int, default=None, help='per target and reader (3)')
     ap.add_argument('--readers', default='dd,cat,128k',
                     help='which readers, comma-separated: dd,cat,128k')
-    ap.add_argument('--opts', default='', help='extra -o options for both daemons')
+    ap.add_argument('--opts', default='', help='extra -o options for the daemons')
+    ap.add_argument('--before', help='an older snapfs binary: read its views too')
     a = parse_args(ap)
     gib = a.gib or (1 if a.quick else 2)
     samples = a.samples or (2 if a.quick else 3)
@@ -103,21 +107,26 @@ def main():
                 'workers=1,keep_primary=1,retries=0,repository=on' + extra)
     off = Snapfs(binary, os.path.join(work, 'off'),
                  'workers=1,keep_primary=1,retries=0,repository=off' + extra)
+    old = None
+    if a.before:
+        old = Snapfs(os.path.realpath(a.before), os.path.join(work, 'old'),
+                     'workers=1,keep_primary=1,retries=0,repository=on' + extra)
+    daemons = [on, off] + ([old] if old else [])
     try:
         raw = os.path.join(work, 'direct.raw')
         t = time.perf_counter()
         mixed_data(raw, gib * GiB)
-        for fs in (on, off):
+        for fs in daemons:
             run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw,
                  os.path.join(fs.primary, VOL + '.qcow2')], timeout=1800)
             fsync_file(os.path.join(fs.primary, VOL + '.qcow2'))
         log('  data written in %.0f s' % (time.perf_counter() - t))
-        on.start()
-        off.start()
+        for fs in daemons:
+            fs.start()
         t = time.perf_counter()
-        backup(on, VOL, SNAP)
-        backup(off, VOL, SNAP)
-        log('  backed up (repository=on and off) in %.0f s' % (time.perf_counter() - t))
+        for fs in daemons:
+            backup(fs, VOL, SNAP)
+        log('  backed up (%d daemons) in %.0f s' % (len(daemons), time.perf_counter() - t))
         targets = [
             ('(a) direct file', raw),
             ('(b) raw view', on.p('images', 'volumes', VOL, SNAP + '.raw')),
@@ -125,6 +134,12 @@ def main():
             ('(d) qcow2 file (repository=off)',
              off.p('backed-up', 'volumes', VOL, SNAP + '.qcow2')),
         ]
+        if old:
+            targets += [
+                ("(b') raw view, --before binary", old.p('images', 'volumes', VOL, SNAP + '.raw')),
+                ("(c') qcow2 view, --before binary",
+                 old.p('backed-up', 'volumes', VOL, SNAP + '.qcow2')),
+            ]
         for name, path in targets:
             log('  %-34s %6.0f MiB  %s' % (name, os.path.getsize(path) / MiB, path))
         res = {}
@@ -154,9 +169,9 @@ def main():
         log('viewbench: %s' % e)
         return 2
     finally:
-        on.stop()
-        off.stop()
-        remove_work(a, work, own_work, parts=['on', 'off'])
+        for fs in daemons:
+            fs.stop()
+        remove_work(a, work, own_work, parts=['on', 'off', 'old'])
 
 
 if __name__ == '__main__':
