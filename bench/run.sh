@@ -7,7 +7,8 @@
 # simulated day, ls -l of 10,000 snapshots) with --policy, all four with
 # --all.  --chunks runs bench/chunkbench.c of issue 13 (what a repository
 # chunk costs: SHA-256, zstd; no mount, about a minute) and is not part of
-# --all.
+# --all.  --views runs viewbench.py of issue 13 (cold reads of the raw and
+# qcow2 views vs a direct read; about 5 minutes), not part of --all either.
 #
 #   bash bench/run.sh [--quick] [snapbench.py options...]
 #   bash bench/run.sh --vm [--quick] [--libvirt=embedded|system|both] [vmbench.py options...]
@@ -16,6 +17,7 @@
 #   bash bench/run.sh --all [--quick]
 #   bash bench/run.sh --chunks [--mib=N] [--reps=N] [--drop]
 #   bash bench/run.sh --repo [--gib=N] [--reps=N] [--chunk-mib=N] [--no-drop]
+#   bash bench/run.sh --views [--quick] [viewbench.py options...]
 #
 # --vm runs under libvirt's QEMU driver embedded in snapfs (QEMU as root) by
 # default; --libvirt=system under a private system libvirtd started with
@@ -50,6 +52,7 @@ for a in "$@"; do
 	--all) which=all ;;
 	--chunks) which=chunks ;;
 	--repo) which=repo ;;
+	--views) which=view ;;
 	--libvirt=*)
 		[ "$which" = io ] && which=vm
 		args+=("$a")

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "backup.h"
+#include "chunkcache.h"
 #include "events.h"
 #include "log.h"
 #include "paths.h"
@@ -84,19 +85,16 @@ int snap_backup_paths(struct snap_engine *eng, const char *vol,
 
 /*
  * struct snap_backup_view - an open synthesized qcow2 view of one
- * repository backup: its index, its layout, and the last chunk read (one
- * FUSE read after another mostly reads on in the same chunk).  @lock
- * guards the chunk cache; the rest is read-only after open.
+ * repository backup: its index, its layout, and its chunk cache
+ * (chunkcache.h: the chunks last read, and the next ones read ahead for a
+ * sequential reader; thread-safe).  Read-only after open.
  */
 struct snap_backup_view {
 	struct snap_engine *eng;
 	char *name; /* vol/snap, for messages */
 	struct repo_index idx;
 	struct qcow2_synth *synth;
-	GMutex lock;
-	uint8_t *chunk;	     /* chunk_size bytes, under lock */
-	uint64_t chunk_i;    /* which entry @chunk holds, under lock */
-	bool chunk_valid;    /* under lock */
+	struct chunk_cache *cache;
 };
 
 /* The BackedUp snapshot @vol/@snap. */
@@ -208,8 +206,8 @@ int snap_backup_open(struct snap_engine *eng, const char *vol,
 		g_free(v);
 		return rc;
 	}
-	v->chunk = g_try_malloc(v->idx.chunk_size);
-	if (!v->chunk) {
+	v->cache = chunk_cache_new(repo_chunks(eng), &v->idx);
+	if (!v->cache) {
 		qcow2_synth_free(v->synth);
 		repo_index_release(&v->idx);
 		g_free(v);
@@ -217,7 +215,6 @@ int snap_backup_open(struct snap_engine *eng, const char *vol,
 	}
 	v->eng = eng;
 	v->name = g_strdup_printf("%s/%s", vol, snap);
-	g_mutex_init(&v->lock);
 	*view_out = v;
 	return 0;
 }
@@ -226,27 +223,11 @@ int snap_backup_open(struct snap_engine *eng, const char *vol,
 static int view_chunk(struct snap_backup_view *v, uint64_t i, uint32_t off,
 		      size_t len, void *dst)
 {
-	struct chunkstore *cs = repo_chunks(v->eng);
-	size_t got;
-	int rc = 0;
+	int rc = chunk_cache_copy(v->cache, i, off, len, dst);
 
-	g_mutex_lock(&v->lock);
-	if (!v->chunk_valid || v->chunk_i != i) {
-		v->chunk_valid = false;
-		rc = chunkstore_get(cs, v->idx.digests[i], v->chunk,
-				    v->idx.chunk_size, &got);
-		if (rc == 0 && got != repo_index_chunk_len(&v->idx, i))
-			rc = -EBADMSG;
-		if (rc == 0) {
-			v->chunk_i = i;
-			v->chunk_valid = true;
-		}
-	}
-	if (rc == 0)
-		memcpy(dst, v->chunk + off, len);
-	g_mutex_unlock(&v->lock);
 	if (rc < 0) {
-		g_autofree char *path = chunkstore_path(cs, v->idx.digests[i]);
+		g_autofree char *path = chunkstore_path(repo_chunks(v->eng),
+							v->idx.digests[i]);
 
 		snap_log(LOG_ERR, "backedup: cannot read chunk '%s' of backup '%s': %s",
 			 path, v->name, g_strerror(-rc));
@@ -291,10 +272,9 @@ void snap_backup_release(struct snap_backup_view *v)
 {
 	if (!v)
 		return;
+	chunk_cache_free(v->cache); /* before the index it reads */
 	qcow2_synth_free(v->synth);
 	repo_index_release(&v->idx);
-	g_free(v->chunk);
 	g_free(v->name);
-	g_mutex_clear(&v->lock);
 	g_free(v);
 }

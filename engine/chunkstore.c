@@ -802,6 +802,28 @@ static int open_chunk(const struct chunkstore *cs, const char *name)
 	return rc;
 }
 
+void chunkstore_prefetch(struct chunkstore *cs,
+			 const uint8_t digest[DIGEST_LEN])
+{
+	char name[DIGEST_HEX_LEN + 1];
+	struct stat st;
+	int dir_fd, fd;
+
+	if (digest_is_zero(digest))
+		return;
+	digest_to_hex(digest, name);
+	dir_fd = open_dir(cs->chunks_fd, (char[3]){ name[0], name[1], '\0' });
+	if (dir_fd < 0)
+		return;
+	fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	close(dir_fd);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+	close(fd);
+}
+
 int chunkstore_get(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN],
 		   void *buf, size_t cap, size_t *len)
 {

@@ -1,0 +1,321 @@
+/*
+ * chunkcache.c - the chunks an open view keeps, and its read-ahead
+ * (chunkcache.h).
+ *
+ * The kernel reads a file in requests of at most 1 MiB (max_readahead,
+ * fs/ops.c; the kernel's FUSE client caps a request at 256 pages), often
+ * several in flight at once from libfuse's worker threads, while a chunk
+ * is 4 MiB: each cache keeps the last CACHE_SLOTS chunks it read.  A
+ * request whose chunk is being read by another thread waits for that read
+ * (@loaded) instead of reading the chunk again; requests for different
+ * chunks read them side by side.
+ *
+ * Reading a chunk is a cold pread and a SHA-256 of 4 MiB (about 3 ms per
+ * chunk on one core of the test machine); copying it out to the kernel is
+ * four 1 MiB requests and costs far less.  So a sequential reader gets the
+ * next CACHE_AHEAD data chunks read ahead by up to CACHE_LOADERS workers
+ * of a shared GThreadPool at once: the hashing of two chunks runs on two
+ * cores, and the disk read of one overlaps the hashing of another.  With
+ * one chunk ahead (the first version) the daemon sat at 0.6 cores and
+ * every FUSE request of a new chunk waited for the one loader
+ * (docs/benchmarks.md, "Reading the views (issue 13)").
+ *
+ * A mechanism over the chunk store and an index: no engine lock, no
+ * events (the callers report a failed chunk).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "chunkcache.h"
+#include "chunkstore.h"
+#include "repo_index.h"
+
+/* chunks each cache keeps: the one being copied out, the one before (a
+ * request may still finish there) and the ones read ahead */
+#define CACHE_SLOTS 6
+/* data chunks read ahead of a sequential reader */
+#define CACHE_AHEAD 3
+/* read-ahead workers at once per cache (the machine has 2 cores) */
+#define CACHE_LOADERS 2
+/* data chunks past the ones read ahead that the kernel is asked to start
+ * reading into its page cache (chunkstore_prefetch()): the disk needs
+ * several reads in flight, the hashing does not need more buffers */
+#define CACHE_PREFETCH 8
+
+enum cache_slot_state {
+	CACHE_SLOT_EMPTY,
+	CACHE_SLOT_LOADING, /* a thread reads it, the lock not held */
+	CACHE_SLOT_READY,
+	CACHE_SLOT_LAST
+};
+
+/* one cached chunk; every field under the cache's @lock */
+struct cache_slot {
+	enum cache_slot_state state;
+	uint64_t entry; /* the index entry it holds (LOADING, READY) */
+	uint8_t *buf;	/* chunk_size bytes, allocated at first use */
+	unsigned users; /* threads copying out of @buf (READY) or loading */
+	uint64_t used;	/* @tick at the last use: the oldest is replaced */
+};
+
+/*
+ * struct chunk_cache - @cs and @idx are read-only after new; @lock guards
+ * @slots, @tick and @last_entry; @loaded is signalled when a slot leaves
+ * LOADING or loses its last user.
+ */
+struct chunk_cache {
+	struct chunkstore *cs;
+	const struct repo_index *idx;
+	GMutex lock;
+	GCond loaded;
+	struct cache_slot slots[CACHE_SLOTS];
+	uint64_t tick;
+	uint64_t last_entry; /* the furthest entry of the sequential run */
+	uint64_t hinted;     /* the furthest entry prefetched in that run */
+	GThreadPool *ahead;  /* reads the next chunks of a sequential reader */
+};
+
+static void ahead_run(void *data, void *user);
+
+struct chunk_cache *chunk_cache_new(struct chunkstore *cs,
+				    const struct repo_index *idx)
+{
+	struct chunk_cache *c = g_try_new0(struct chunk_cache, 1);
+
+	if (!c)
+		return NULL;
+	c->cs = cs;
+	c->idx = idx;
+	g_mutex_init(&c->lock);
+	g_cond_init(&c->loaded);
+	c->last_entry = UINT64_MAX - 1;
+	/* shared threads (not exclusive); without them (no thread) reads
+	 * work the same, only slower */
+	c->ahead = g_thread_pool_new(ahead_run, c, CACHE_LOADERS, false, NULL);
+	return c;
+}
+
+/*
+ * Read entry @i into slot @s, which the caller claimed (LOADING, one
+ * user).  Called with @c->lock held; drops it across the read.
+ * Return: 0 (READY) or -errno (the slot is EMPTY again, no user).
+ */
+static int slot_fill(struct chunk_cache *c, struct cache_slot *s, uint64_t i)
+{
+	size_t got;
+	int rc;
+
+	g_mutex_unlock(&c->lock);
+	rc = chunkstore_get(c->cs, c->idx->digests[i], s->buf,
+			    c->idx->chunk_size, &got);
+	if (rc == 0 && got != repo_index_chunk_len(c->idx, i))
+		rc = -EBADMSG;
+	g_mutex_lock(&c->lock);
+	g_cond_broadcast(&c->loaded);
+	if (rc < 0) {
+		s->state = CACHE_SLOT_EMPTY;
+		s->users = 0;
+		return rc;
+	}
+	s->state = CACHE_SLOT_READY;
+	return 0;
+}
+
+/*
+ * Claim the least recently used free slot for entry @i (LOADING, one
+ * user), under @c->lock.  Return: the slot; NULL when every slot is in
+ * use (*@rc 0) or no memory (*@rc -ENOMEM).
+ */
+static struct cache_slot *slot_claim(struct chunk_cache *c, uint64_t i, int *rc)
+{
+	struct cache_slot *s, *victim = NULL;
+
+	*rc = 0;
+	for (s = c->slots; s < c->slots + CACHE_SLOTS; s++)
+		if (s->users == 0 &&
+		    (!victim || s->state == CACHE_SLOT_EMPTY ||
+		     (victim->state != CACHE_SLOT_EMPTY && s->used < victim->used)))
+			victim = s;
+	if (!victim)
+		return NULL;
+	if (!victim->buf)
+		victim->buf = g_try_malloc(c->idx->chunk_size);
+	if (!victim->buf) {
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	victim->state = CACHE_SLOT_LOADING;
+	victim->entry = i;
+	victim->users = 1;
+	victim->used = ++c->tick;
+	return victim;
+}
+
+/* The slot holding entry @i (any state), or NULL; under @c->lock. */
+static struct cache_slot *slot_find(struct chunk_cache *c, uint64_t i)
+{
+	for (struct cache_slot *s = c->slots; s < c->slots + CACHE_SLOTS; s++)
+		if (s->state != CACHE_SLOT_EMPTY && s->entry == i)
+			return s;
+	return NULL;
+}
+
+/* The first data entry after @i (holes skipped), or idx->count. */
+static uint64_t next_data(const struct chunk_cache *c, uint64_t i)
+{
+	uint64_t n = i + 1;
+
+	while (n < c->idx->count && repo_index_is_hole(c->idx, n))
+		n++;
+	return n;
+}
+
+/* The read-ahead worker: fill the slot it was given (a failure is left
+ * for the reader that needs the chunk to report). */
+static void ahead_run(void *data, void *user)
+{
+	struct chunk_cache *c = user;
+	struct cache_slot *s = data;
+	uint64_t hint[CACHE_PREFETCH], e;
+	unsigned n = 0;
+
+	/* the chunks after this one go to the page cache meanwhile */
+	g_mutex_lock(&c->lock);
+	e = MAX(c->hinted, s->entry);
+	while (n < CACHE_PREFETCH) {
+		e = next_data(c, e);
+		if (e >= c->idx->count || e > s->entry + 2 * CACHE_PREFETCH)
+			break;
+		hint[n++] = e;
+	}
+	if (n)
+		c->hinted = hint[n - 1];
+	g_mutex_unlock(&c->lock);
+	for (unsigned k = 0; k < n; k++)
+		chunkstore_prefetch(c->cs, c->idx->digests[hint[k]]);
+
+	g_mutex_lock(&c->lock);
+	if (slot_fill(c, s, s->entry) == 0 && --s->users == 0)
+		g_cond_broadcast(&c->loaded);
+	g_mutex_unlock(&c->lock);
+}
+
+/*
+ * A reader is in entry @i, whose slot it holds: when it reads on
+ * sequentially (in the entry of the run, or in the next one or two: the
+ * kernel's requests overlap), start reading the next CACHE_AHEAD data
+ * chunks in the background.  Under @c->lock.
+ */
+static void read_ahead(struct chunk_cache *c, uint64_t i)
+{
+	uint64_t last = c->last_entry, next;
+	struct cache_slot *s;
+	int rc;
+
+	if (!c->ahead)
+		return;
+	if (last == UINT64_MAX - 1 || i < last || i > next_data(c, next_data(c, last))) {
+		c->last_entry = c->hinted = i; /* a new run starts here */
+		return;
+	}
+	if (i == last)
+		return; /* started already */
+	c->last_entry = i;
+	next = i;
+	for (unsigned k = 0; k < CACHE_AHEAD; k++) {
+		next = next_data(c, next);
+		if (next >= c->idx->count)
+			return;
+		if (slot_find(c, next))
+			continue;
+		s = slot_claim(c, next, &rc);
+		if (!s)
+			return; /* every slot in use: later */
+		g_thread_pool_push(c->ahead, s, NULL);
+	}
+}
+
+/*
+ * The slot holding entry @i, ready, with one more user (the caller's: drop
+ * it with slot_put()); reads the chunk when no slot holds it.  Called and
+ * returns with @c->lock held.  Return: the slot; NULL and *@rc on failure.
+ */
+static struct cache_slot *slot_get(struct chunk_cache *c, uint64_t i, int *rc)
+{
+	struct cache_slot *s;
+	bool ahead_done = false;
+
+	for (;;) {
+		s = slot_find(c, i);
+		if (s && s->state == CACHE_SLOT_READY) {
+			s->users++;
+			s->used = ++c->tick;
+			if (!ahead_done)
+				read_ahead(c, i);
+			return s;
+		}
+		if (!s) {
+			s = slot_claim(c, i, rc);
+			if (s)
+				break;
+			if (*rc < 0)
+				return NULL;
+		}
+		/* another thread reads it, or every slot is in use: start the
+		 * ones after it meanwhile (this slot is not theirs to take) */
+		if (s && !ahead_done) {
+			s->users++;
+			read_ahead(c, i);
+			ahead_done = true;
+			if (--s->users == 0)
+				g_cond_broadcast(&c->loaded);
+		}
+		g_cond_wait(&c->loaded, &c->lock);
+	}
+	/* ours to read: start the ones after it first, so they overlap */
+	if (!ahead_done)
+		read_ahead(c, i);
+	*rc = slot_fill(c, s, i);
+	return *rc < 0 ? NULL : s;
+}
+
+/* Drop the caller's use of @s (under @c->lock). */
+static void slot_put(struct chunk_cache *c, struct cache_slot *s)
+{
+	if (--s->users == 0)
+		g_cond_broadcast(&c->loaded);
+}
+
+int chunk_cache_copy(struct chunk_cache *c, uint64_t i, uint32_t off,
+		     size_t len, void *dst)
+{
+	struct cache_slot *s;
+	int rc = 0;
+
+	g_mutex_lock(&c->lock);
+	s = slot_get(c, i, &rc);
+	g_mutex_unlock(&c->lock);
+	if (!s)
+		return rc;
+	/* a used slot is neither replaced nor reloaded: copy unlocked */
+	memcpy(dst, s->buf + off, len);
+	g_mutex_lock(&c->lock);
+	slot_put(c, s);
+	g_mutex_unlock(&c->lock);
+	return 0;
+}
+
+void chunk_cache_free(struct chunk_cache *c)
+{
+	if (!c)
+		return;
+	if (c->ahead)
+		g_thread_pool_free(c->ahead, true, true); /* those in flight */
+	for (size_t k = 0; k < CACHE_SLOTS; k++)
+		g_free(c->slots[k].buf);
+	g_mutex_clear(&c->lock);
+	g_cond_clear(&c->loaded);
+	g_free(c);
+}
