@@ -55,6 +55,8 @@ static int reference(const uint8_t *data, size_t len, struct control_cmd *out)
 		out->verb = CONTROL_VERB_REVERT;
 	else if (n == 3 && !strcmp(w[0], "clone"))
 		out->verb = CONTROL_VERB_CLONE;
+	else if (n == 2 && !strcmp(w[0], "verify"))
+		out->verb = CONTROL_VERB_VERIFY;
 	else
 		return -EINVAL;
 	if (!fuzz_name_ok(w[1]) || (n == 3 && !fuzz_name_ok(w[2])))

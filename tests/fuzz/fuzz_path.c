@@ -10,8 +10,8 @@
  *    snapshot, VM, VM snapshot, policy);
  *  - on success: the kind is inside the enum, every name it carries is a
  *    valid name (checked against an independent definition), the fields
- *    it does not carry are empty, read_only says "under backed-up/", a node
- *    is never both a directory and a link; and the path, with repeated and
+ *    it does not carry are empty, read_only says "under backed-up/ or
+ *    images/", a node is never both a directory and a link; and the path, with repeated and
  *    trailing slashes removed, is exactly the canonical path of the node
  *    (so the parser accepts one spelling per node), which parses again to
  *    the same node.
@@ -133,6 +133,22 @@ static int canonical(const struct node *n, GString *s)
 		g_string_append_printf(s, "/backed-up/volumes/%s/%s.json",
 				       n->vol, n->snap);
 		return HAS_VOL | HAS_SNAP;
+	case NODE_IMAGES:
+		g_string_append(s, "/images");
+		return 0;
+	case NODE_IMAGES_VOLUMES:
+		g_string_append(s, "/images/volumes");
+		return 0;
+	case NODE_IMAGES_VOLUME:
+		g_string_append_printf(s, "/images/volumes/%s", n->vol);
+		return HAS_VOL;
+	case NODE_IMAGE_RAW:
+		g_string_append_printf(s, "/images/volumes/%s/%s.raw",
+				       n->vol, n->snap);
+		return HAS_VOL | HAS_SNAP;
+	case NODE_IMAGES_TAG:
+		g_string_append(s, "/images/CACHEDIR.TAG");
+		return 0;
 	case NODE_VMS:
 		g_string_append(s, "/vms");
 		return 0;
@@ -252,7 +268,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK((has & HAS_ID) ? n.id != 0 : n.id == 0, "kind %d id %" PRIu64,
 		   (int)n.kind, n.id);
 	normalize(path, got);
-	FUZZ_CHECK(n.read_only == g_str_has_prefix(got->str, "/backed-up"),
+	FUZZ_CHECK(n.read_only == (g_str_has_prefix(got->str, "/backed-up") ||
+				   g_str_has_prefix(got->str, "/images")),
 		   "read_only %d", n.read_only);
 	FUZZ_CHECK(!strcmp(got->str, want->str),
 		   "'%s' parsed as kind %d, whose path is '%s'", got->str,
