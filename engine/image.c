@@ -146,7 +146,9 @@ const char *image_qemu_nbd(void)
 	return p && *p ? p : "qemu-nbd";
 }
 
-char **image_argv_nbd_server(const char *path)
+/* qemu-nbd serving the qcow2 at @path, killed with its parent;
+ * @read_only also reports allocation depth (what a backup reads). */
+static char **nbd_argv(const char *path, bool read_only)
 {
 	GPtrArray *v;
 
@@ -159,30 +161,24 @@ char **image_argv_nbd_server(const char *path)
 	g_ptr_array_add(v, g_strdup("KILL"));
 	g_ptr_array_add(v, g_strdup("--"));
 	g_ptr_array_add(v, g_strdup(image_qemu_nbd()));
-	g_ptr_array_add(v, g_strdup("--read-only"));
+	if (read_only)
+		g_ptr_array_add(v, g_strdup("--read-only"));
 	g_ptr_array_add(v, g_strdup("--format=qcow2"));
-	g_ptr_array_add(v, g_strdup("--allocation-depth"));
+	if (read_only)
+		g_ptr_array_add(v, g_strdup("--allocation-depth"));
 	g_ptr_array_add(v, g_strdup(path));
 	g_ptr_array_add(v, NULL);
 	return (char **)g_ptr_array_free(v, FALSE);
 }
 
+char **image_argv_nbd_server(const char *path)
+{
+	return nbd_argv(path, true);
+}
+
 char **image_argv_nbd_writer(const char *path)
 {
-	GPtrArray *v;
-
-	if (!absolute(path))
-		return NULL;
-	v = g_ptr_array_new();
-	g_ptr_array_add(v, g_strdup("setpriv"));
-	g_ptr_array_add(v, g_strdup("--pdeathsig"));
-	g_ptr_array_add(v, g_strdup("KILL"));
-	g_ptr_array_add(v, g_strdup("--"));
-	g_ptr_array_add(v, g_strdup(image_qemu_nbd()));
-	g_ptr_array_add(v, g_strdup("--format=qcow2"));
-	g_ptr_array_add(v, g_strdup(path));
-	g_ptr_array_add(v, NULL);
-	return (char **)g_ptr_array_free(v, FALSE);
+	return nbd_argv(path, false);
 }
 
 char **image_argv_create(const char *path, uint64_t size)

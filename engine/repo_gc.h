@@ -89,7 +89,7 @@ struct repo_gc_stats {
  * symbolic link stands at a volume directory's name (never followed, and
  * it might lead to indexes: nothing removed); -ENOENT
  * @volumes_dir missing (nothing removed); -ECANCELED; -ENOMEM; -EIO...
- * from the file system (a removal fails: the run stops there).  Logged
+ * from storage when a removal fails (the run stops there).  Logged
  * once where it happens.
  */
 int repo_gc_run(struct chunkstore *cs, const char *volumes_dir,

@@ -46,22 +46,13 @@ int list_backed_up_volumes(const struct node *n, struct lister *l)
 /* A volume's backups: there while it has one, even once the volume is gone. */
 int stat_backed_up_volume(const struct node *n, struct stat *st)
 {
-	struct snap_volume_stat vs;
 	g_auto(GStrv) names = NULL;
-	int rc = snap_backup_list(node_engine(), n->vol, &names);
+	int rc = stat_copies_dir(n, st, snap_backup_list(node_engine(),
+							 n->vol, &names));
 
-	if (rc < 0)
-		return rc;
 	if (rc == 0)
-		return -ENOENT;
-	rc = snap_volume_stat(node_engine(), n->vol, &vs);
-	fill_dir(st, INO(rc == 0 ? vs.id : 0, n->kind));
-	if (rc == 0) {
-		own(st, vs.uid, vs.gid);
-		st->st_mode = S_IFDIR | 0750;
-	}
-	backed_up_dir_times(n->vol, st);
-	return 0;
+		backed_up_dir_times(n->vol, st);
+	return rc;
 }
 
 /* <snap>.qcow2 and <snap>.json of each backup that stats */

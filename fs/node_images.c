@@ -56,21 +56,10 @@ int list_images_volumes(const struct node *n, struct lister *l)
 /* A volume's raw views: there while it has one, even once it is gone. */
 int stat_images_volume(const struct node *n, struct stat *st)
 {
-	struct snap_volume_stat vs;
 	g_auto(GStrv) names = NULL;
-	int rc = snap_raw_list(node_engine(), n->vol, &names);
 
-	if (rc < 0)
-		return rc;
-	if (rc == 0)
-		return -ENOENT;
-	rc = snap_volume_stat(node_engine(), n->vol, &vs);
-	fill_dir(st, INO(rc == 0 ? vs.id : 0, n->kind));
-	if (rc == 0) {
-		own(st, vs.uid, vs.gid);
-		st->st_mode = S_IFDIR | 0750;
-	}
-	return 0;
+	return stat_copies_dir(n, st, snap_raw_list(node_engine(), n->vol,
+						     &names));
 }
 
 int list_images_volume(const struct node *n, struct lister *l)

@@ -94,6 +94,24 @@ void own(struct stat *st, uid_t uid, gid_t gid)
 		st->st_mode = S_IFREG | ((st->st_mode & 0222) ? 0660 : 0440);
 }
 
+int stat_copies_dir(const struct node *n, struct stat *st, int listed)
+{
+	struct snap_volume_stat vs;
+	int rc;
+
+	if (listed < 0)
+		return listed;
+	if (listed == 0)
+		return -ENOENT;
+	rc = snap_volume_stat(node_engine(), n->vol, &vs);
+	fill_dir(st, INO(rc == 0 ? vs.id : 0, n->kind));
+	if (rc == 0) {
+		own(st, vs.uid, vs.gid);
+		st->st_mode = S_IFDIR | 0750;
+	}
+	return 0;
+}
+
 /* The fixed places of the tree (root's directories, README, events...). */
 int stat_plain(const struct node *n, struct stat *st)
 {

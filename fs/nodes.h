@@ -148,6 +148,15 @@ void fill_times(struct stat *st, time_t t);
  */
 void own(struct stat *st, uid_t uid, gid_t gid);
 
+/**
+ * stat_copies_dir() - a volume's directory of backup copies
+ * (backed-up/volumes/<vol>, images/volumes/<vol>), from @listed, what
+ * listing them returned: there while it holds one, even once the volume
+ * is gone (then root's, inode 0); the volume's owner's, 0750, while it
+ * exists.  Return: 0; -ENOENT @listed is 0; @listed when negative.
+ */
+int stat_copies_dir(const struct node *n, struct stat *st, int listed);
+
 /** lister_add() - add entry @name with inode @ino (a directory or not). */
 void lister_add(struct lister *l, const char *name, ino_t ino, bool dir);
 
