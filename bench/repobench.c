@@ -13,10 +13,9 @@
  * 1. Full backup: repo_backup_image() of the image into an empty
  *    repository (every chunk read, hashed, written, fsynced, renamed)
  *    against `qemu-img convert -U -O qcow2` of it plus fsync of the copy
- *    (what engine/backup.c does today), and against itself with every
- *    chunk committed alone (repo_backup_set_commit_bytes(1): the put of
- *    before chunkstore batches, one file and one directory fsync per
- *    chunk).  The sides alternate which goes
+ *    (what engine/backup.c does today), and against itself reading the
+ *    image over NBD (repo_backup_set_read_over_nbd(true): before the
+ *    layer files were read directly, imagemap.h).  The sides alternate which goes
  *    first; each pass starts with the page cache dropped (--no-drop: not).
  * 2. Incremental: a layer over the image (qemu-img create -b) gets 1% of
  *    the image's size in 1 MiB writes at random 1 MiB-aligned offsets;
@@ -385,18 +384,18 @@ int main(int argc, char **argv)
 	       reps, drop ? "dropped before each pass" : "kept");
 
 	/* 1. full backup against convert + fsync; and against itself with
-	 * every chunk committed on its own (the put before batches) */
+	 * over NBD (before the layer files were read directly) */
 	for (int i = 0; i < reps; i++) {
 		if (i % 2 == 0) {
 			t_repo[i] = repo_full(repo, image, chunk, &st_full, NULL);
 			t_conv[i] = convert_fsync(dir, image);
-			repo_backup_set_commit_bytes(1);
+			repo_backup_set_read_over_nbd(true);
 			t_each[i] = repo_full(repo, image, chunk, NULL, NULL);
-			repo_backup_set_commit_bytes(0);
+			repo_backup_set_read_over_nbd(false);
 		} else {
-			repo_backup_set_commit_bytes(1);
+			repo_backup_set_read_over_nbd(true);
 			t_each[i] = repo_full(repo, image, chunk, NULL, NULL);
-			repo_backup_set_commit_bytes(0);
+			repo_backup_set_read_over_nbd(false);
 			t_conv[i] = convert_fsync(dir, image);
 			t_repo[i] = repo_full(repo, image, chunk, &st_full, NULL);
 		}
@@ -404,8 +403,8 @@ int main(int argc, char **argv)
 	printf("\n## full backup of %.0f MiB\n", size / (double)MiB);
 	row("qemu-img convert + fsync (today, baseline)", t_conv, reps, size);
 	row("repo_backup_image, empty repository", t_repo, reps, size);
-	row("same, every chunk committed alone (before)", t_each, reps, size);
-	printf("time ratio repo / convert: %.2fx (every chunk alone: %.2fx); "
+	row("same, read over NBD (before)", t_each, reps, size);
+	printf("time ratio repo / convert: %.2fx (read over NBD: %.2fx); "
 	       "read %.0f MiB, %" G_GUINT64_FORMAT
 	       " chunks written, %" G_GUINT64_FORMAT " reused, %" G_GUINT64_FORMAT
 	       " zero\n",

@@ -366,6 +366,7 @@ static void stats_add(struct repo_backup_stats *to,
 	to->chunks_written += st->chunks_written;
 	to->chunks_reused += st->chunks_reused;
 	to->chunks_zero += st->chunks_zero;
+	to->chunks_over_nbd += st->chunks_over_nbd;
 }
 
 /*

@@ -85,6 +85,18 @@ char **image_argv_repair_leaks(const char *path)
 	return argv_build("check", "-q", "-r", "leaks", "-f", "qcow2", path, NULL);
 }
 
+char **image_argv_map(const char *path, uint64_t offset, uint64_t length)
+{
+	char start[48], max[48];
+
+	if (!absolute(path))
+		return NULL;
+	g_snprintf(start, sizeof(start), "--start-offset=%" G_GUINT64_FORMAT,
+		   offset);
+	g_snprintf(max, sizeof(max), "--max-length=%" G_GUINT64_FORMAT, length);
+	return argv_build("map", "-U", "-f", "qcow2", start, max, path, NULL);
+}
+
 char **image_argv_info(const char *path)
 {
 	if (!absolute(path))

@@ -37,6 +37,14 @@ char **image_argv_check(const char *path);
  * table points to (a write cut by a crash); never touches data. */
 char **image_argv_repair_leaks(const char *path);
 
+/**
+ * image_argv_map() - `qemu-img map` of bytes [@offset, @offset + @length)
+ * of the chain ending in @path, in the human format: one line per data
+ * extent with its file and offset there (imagemap.c parses it).  With -U,
+ * like convert: the chain is frozen.
+ */
+char **image_argv_map(const char *path, uint64_t offset, uint64_t length);
+
 /** image_argv_info() - JSON facts of one image, shared with other users. */
 char **image_argv_info(const char *path);
 

@@ -3,9 +3,18 @@
  * that is not zeros in the chunk store, list them in an index; read only
  * the chunks that changed since a base backup (contract in repo_backup.h).
  *
- * The image is read over NBD (nbd.h): block status says which chunks read
- * as zeros without reading them, and which ranges a layer allocates
- * itself, which is how repo_changed_extents() finds what changed.  Why
+ * The image's data is read from its layer files directly (imagemap.h: the
+ * places `qemu-img map` gives, read with pread(2) by the put threads, so
+ * reads overlap hashing and writing and cost one copy per byte); the
+ * chunks it shows no data in are holes, never read.  An image that map
+ * cannot place (compressed, encrypted clusters) is read over NBD (nbd.h)
+ * instead, as all of it was before: block status says which chunks read
+ * as zeros, and the caller's thread reads the others.
+ *
+ * What changed is found over NBD in any case: block status at allocation
+ * depth 1 says which ranges a layer allocates itself, zero clusters and
+ * discards included (map shows data only), which is how
+ * repo_changed_extents() finds what changed.  Why
  * block status over NBD rather than `qemu-img map --output=json` of each
  * layer: both report the same allocation, but the backup needs an NBD
  * connection anyway (the zero map of the image it reads), so the change
@@ -20,20 +29,26 @@
 
 #include "repo_backup.h"
 #include "digest.h"
+#include "imagemap.h"
 #include "log.h"
 #include "nbd.h"
 
 /* Block status is asked for this many chunks at a time: one request per
  * 256 MiB of 1 MiB chunks, 1 GiB of 4 MiB ones */
 #define STATUS_WINDOW_CHUNKS 256
+/* `qemu-img map` is run for this many chunks at a time (64 GiB of 4 MiB
+ * chunks): one child per window, and the extents held at once bounded
+ * (at most one per 64 KiB cluster: 16 Mi pieces of 32 bytes, worst case) */
+#define MAP_WINDOW_CHUNKS 16384
 /* repo_changed_extents() asks for this much of a layer at a time, so the
  * extents held at once stay bounded */
 #define CHANGED_WINDOW (UINT64_C(64) << 30)
 
-/* Chunks are put by this many threads while the caller's thread reads the
- * next ones: a put's hash, write and fsync then overlap the reads and
- * each other (bench/repobench.c measured one thread doing both) */
-#define PUT_THREADS 2
+/* Chunks are read (from the layer files) and put by this many threads
+ * while the caller's thread plans the next ones: one thread's read, hash,
+ * write and fsync then overlap the others' (bench/repobench.c measured
+ * one thread doing both, and 2 against 3) */
+#define PUT_THREADS 3
 /* chunk buffers: one being read, one per put thread */
 #define PUT_BUFFERS (PUT_THREADS + 1)
 /* New chunks are staged (chunkstore_batch_add()) and made durable this
@@ -52,6 +67,14 @@ void repo_backup_set_commit_bytes(uint64_t bytes)
 	__atomic_store_n(&commit_bytes, bytes, __ATOMIC_RELAXED);
 }
 
+/* repo_backup_set_read_over_nbd() */
+static bool over_nbd_only;
+
+void repo_backup_set_read_over_nbd(bool on)
+{
+	__atomic_store_n(&over_nbd_only, on, __ATOMIC_RELAXED);
+}
+
 /* One backup in progress.
  *
  * DESIGN: the caller's thread asks block status and reads chunks; each
@@ -65,7 +88,8 @@ struct backup_run {
 	struct chunkstore *cs;
 	struct chunkstore_batch *batch; /* new chunks not yet durable */
 	size_t commit_every;		/* chunks per commit */
-	struct nbd_image *img;
+	struct imagemap *map;	/* reading from the layer files, or */
+	struct nbd_image *img;	/* ... over NBD (opened when map cannot) */
 	const char *path;
 	struct repo_index *idx;
 	uint8_t *need;	/* need[i]: chunk i is to be read (or found zero) */
@@ -81,10 +105,13 @@ struct backup_run {
 	int error;	/* the first put's failure */
 };
 
+/* Chunk @i: in @buf already (NBD), or to be read from @pieces first. */
 struct put_task {
 	uint64_t i;
 	uint32_t len;
 	void *buf;
+	struct imagemap_piece *pieces;
+	size_t n_pieces;
 };
 
 /* Under r->lock. */
@@ -116,10 +143,22 @@ static void put_thread(gpointer data, gpointer arg)
 	struct backup_run *r = arg;
 	bool staged = false;
 	size_t pending = 0;
-	int rc;
+	int rc = 0;
 
-	rc = chunkstore_batch_add(r->batch, t->buf, t->len,
-				  r->idx->digests[t->i], &staged, &pending);
+	if (t->pieces) {
+		rc = imagemap_read(t->pieces, t->n_pieces, t->buf,
+				   t->i * r->idx->chunk_size, t->len);
+		g_mutex_lock(&r->lock);
+		if (rc == 0) {
+			r->st->bytes_read += t->len;
+			r->st->chunks_read++;
+		}
+		g_mutex_unlock(&r->lock);
+	}
+	if (rc == 0)
+		rc = chunkstore_batch_add(r->batch, t->buf, t->len,
+					  r->idx->digests[t->i], &staged,
+					  &pending);
 	g_mutex_lock(&r->lock);
 	if (rc < 0) {
 		if (!r->error)
@@ -136,6 +175,7 @@ static void put_thread(gpointer data, gpointer arg)
 	g_queue_push_tail(&r->free, t->buf);
 	g_cond_signal(&r->buffer_free);
 	g_mutex_unlock(&r->lock);
+	g_free(t->pieces);
 	g_free(t);
 	/* the buffer is back: the reader goes on while this thread waits
 	 * for the batch to be durable */
@@ -188,8 +228,10 @@ static bool range_is_zero(const struct nbd_extent *ext, size_t n, size_t *k,
 	return j > *k && ext[j - 1].offset + ext[j - 1].length >= b;
 }
 
-/* Read chunk @i and hand it to a put thread. */
-static int backup_chunk(struct backup_run *r, uint64_t i)
+/* Hand chunk @i to a put thread, which reads it from @pieces (g_free,
+ * taken), or read it here over NBD when @pieces is NULL. */
+static int backup_chunk(struct backup_run *r, uint64_t i,
+			struct imagemap_piece *pieces, size_t n_pieces)
 {
 	struct put_task *t;
 	uint32_t len = repo_index_chunk_len(r->idx, i);
@@ -197,8 +239,16 @@ static int backup_chunk(struct backup_run *r, uint64_t i)
 	int rc = 0;
 
 	buf = take_buffer(r, &rc);
-	if (!buf)
+	if (!buf) {
+		g_free(pieces);
 		return rc;
+	}
+	if (pieces) {
+		t = g_new(struct put_task, 1);
+		*t = (struct put_task){ i, len, buf, pieces, n_pieces };
+		g_thread_pool_push(r->pool, t, NULL);
+		return 0;
+	}
 	rc = nbd_image_pread(r->img, buf, len, i * r->idx->chunk_size);
 	g_mutex_lock(&r->lock);
 	if (rc < 0) {
@@ -208,8 +258,9 @@ static int backup_chunk(struct backup_run *r, uint64_t i)
 	}
 	r->st->bytes_read += len;
 	r->st->chunks_read++;
+	r->st->chunks_over_nbd++;
 	g_mutex_unlock(&r->lock);
-	t = g_new(struct put_task, 1);
+	t = g_new0(struct put_task, 1);
 	t->i = i;
 	t->len = len;
 	t->buf = buf;
@@ -218,23 +269,83 @@ static int backup_chunk(struct backup_run *r, uint64_t i)
 	return 0;
 }
 
-/* Back up the chunks [@w0, @w1) that r->need marks. */
-static int backup_window(struct backup_run *r, uint64_t w0, uint64_t w1)
+/* The first and last chunk of [@w0, @w1) that r->need marks; false when
+ * none is. */
+static bool needed_span(struct backup_run *r, uint64_t w0, uint64_t w1,
+			uint64_t *first, uint64_t *last)
+{
+	uint64_t i;
+
+	*first = w1;
+	for (i = w0; i < w1; i++) {
+		if (!r->need[i])
+			continue;
+		if (*first == w1)
+			*first = i;
+		*last = i;
+	}
+	return *first != w1;
+}
+
+/* Chunk @i is a hole: no data, nothing stored. */
+static void chunk_zero(struct backup_run *r, uint64_t i)
+{
+	memset(r->idx->digests[i], 0, DIGEST_LEN);
+	g_mutex_lock(&r->lock);
+	r->st->chunks_zero++;
+	chunk_done_locked(r);
+	g_mutex_unlock(&r->lock);
+}
+
+/* Back up the chunks [@w0, @w1) that r->need marks, reading them from the
+ * layer files.  Return: -ENOTSUP, before any chunk, when the map cannot
+ * place the window's data (read it over NBD). */
+static int map_window(struct backup_run *r, uint64_t w0, uint64_t w1)
 {
 	uint32_t cs = r->idx->chunk_size;
-	uint64_t first = w1, last = w0, i;
+	uint64_t first, last = 0, i;
+	int rc;
+
+	if (!needed_span(r, w0, w1, &first, &last))
+		return 0;
+	rc = imagemap_load(r->map, first * cs,
+			   last * cs + repo_index_chunk_len(r->idx, last) -
+				   first * cs,
+			   r->cancel);
+	if (rc < 0)
+		return rc;
+	for (i = first; i <= last; i++) {
+		uint64_t a = i * cs, b = a + repo_index_chunk_len(r->idx, i);
+		struct imagemap_piece *p;
+		size_t n;
+
+		if (!r->need[i])
+			continue;
+		if (g_cancellable_is_cancelled(r->cancel))
+			return -ECANCELED;
+		if (imagemap_is_zero(r->map, a, b)) {
+			chunk_zero(r, i);
+			continue;
+		}
+		rc = imagemap_pieces(r->map, a, b, &p, &n);
+		if (rc == 0)
+			rc = backup_chunk(r, i, p, n);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Back up the chunks [@w0, @w1) that r->need marks, over NBD. */
+static int nbd_window(struct backup_run *r, uint64_t w0, uint64_t w1)
+{
+	uint32_t cs = r->idx->chunk_size;
+	uint64_t first, last = 0, i;
 	g_autofree struct nbd_extent *ext = NULL;
 	size_t n = 0, k = 0;
 	int rc;
 
-	for (i = w0; i < w1; i++) {
-		if (!r->need[i])
-			continue;
-		if (first == w1)
-			first = i;
-		last = i;
-	}
-	if (first == w1)
+	if (!needed_span(r, w0, w1, &first, &last))
 		return 0;
 	rc = nbd_image_extents(r->img, first * cs,
 			       last * cs + repo_index_chunk_len(r->idx, last) -
@@ -251,18 +362,34 @@ static int backup_window(struct backup_run *r, uint64_t w0, uint64_t w1)
 			return -ECANCELED;
 		if (range_is_zero(ext, n, &k, a,
 				  a + repo_index_chunk_len(r->idx, i))) {
-			memset(r->idx->digests[i], 0, DIGEST_LEN);
-			g_mutex_lock(&r->lock);
-			r->st->chunks_zero++;
-			chunk_done_locked(r);
-			g_mutex_unlock(&r->lock);
+			chunk_zero(r, i);
 			continue;
 		}
-		rc = backup_chunk(r, i);
+		rc = backup_chunk(r, i, NULL, 0);
 		if (rc < 0)
 			return rc;
 	}
 	return 0;
+}
+
+/* From now on read over NBD: the map could not place some data. */
+static int read_over_nbd(struct backup_run *r)
+{
+	/* the put threads may still read with the map's files */
+	int rc = wait_puts(r);
+
+	if (rc < 0)
+		return rc;
+	imagemap_close(r->map);
+	r->map = NULL;
+	rc = nbd_image_open(r->path, &r->img);
+	if (rc == 0 && nbd_image_size(r->img) != r->idx->virtual_size) {
+		snap_log(LOG_ERR, "repo_backup: '%s' is %" G_GUINT64_FORMAT
+			 " bytes over NBD, %" G_GUINT64_FORMAT " in its header",
+			 r->path, nbd_image_size(r->img), r->idx->virtual_size);
+		rc = -EIO;
+	}
+	return rc;
 }
 
 /* Mark in r->need what @base cannot give, copy the rest from it. */
@@ -316,7 +443,7 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 		.st = stats ? stats : &scratch,
 	};
 	uint32_t chunk = chunkstore_chunk_size(cs);
-	uint64_t i, w;
+	uint64_t i, w, w1;
 	int rc, rc2;
 
 	memset(out, 0, sizeof(*out));
@@ -324,10 +451,14 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 	g_mutex_init(&r.lock);
 	g_cond_init(&r.buffer_free);
 	g_queue_init(&r.free);
-	rc = nbd_image_open(image_path, &r.img);
-	if (rc < 0)
-		goto close_image;
-	rc = repo_index_init(out, chunk, nbd_image_size(r.img));
+	if (__atomic_load_n(&over_nbd_only, __ATOMIC_RELAXED) ||
+	    imagemap_open(image_path, &r.map) < 0) {
+		rc = nbd_image_open(image_path, &r.img);
+		if (rc < 0)
+			goto close_image;
+	}
+	rc = repo_index_init(out, chunk, r.map ? imagemap_size(r.map)
+					       : nbd_image_size(r.img));
 	if (rc < 0) {
 		snap_log(LOG_ERR, "repo_backup: cannot make an index of '%s': "
 			 "%s", image_path, g_strerror(-rc));
@@ -365,10 +496,14 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 	for (i = 0; i < out->count; i++)
 		if (r.need[i])
 			r.st->chunks_planned++;
-	for (w = 0; w < out->count; w += STATUS_WINDOW_CHUNKS) {
-		uint64_t w1 = MIN(w + STATUS_WINDOW_CHUNKS, out->count);
-
-		rc = backup_window(&r, w, w1);
+	for (w = 0; w < out->count; w = w1) {
+		w1 = MIN(w + (r.map ? MAP_WINDOW_CHUNKS : STATUS_WINDOW_CHUNKS),
+			 out->count);
+		rc = r.map ? map_window(&r, w, w1) : nbd_window(&r, w, w1);
+		if (rc == -ENOTSUP && r.map) {
+			rc = read_over_nbd(&r);
+			w1 = w; /* this window again, over NBD */
+		}
 		if (rc < 0)
 			break;
 	}
@@ -404,6 +539,7 @@ close_image:
 	g_mutex_clear(&r.lock);
 	g_free(r.need);
 	nbd_image_close(r.img);
+	imagemap_close(r.map);
 	return rc;
 }
 

@@ -42,6 +42,7 @@
 #ifndef SNAP_REPO_BACKUP_H
 #define SNAP_REPO_BACKUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <gio/gio.h>
@@ -63,6 +64,8 @@ struct repo_extent {
  * @chunks_reused: of those, chunks the store had already (not written)
  * @chunks_zero: chunks found to be zeros, by block status (not read) or
  *	by their content (read): holes, nothing stored
+ * @chunks_over_nbd: of @chunks_read, those read over NBD, not from the
+ *	layer files (an image `qemu-img map` cannot place: imagemap.h)
  * @chunks_copied: entries copied from the base index without reading
  * @chunks_planned: chunks to read or find zero (every chunk of a full
  *	backup; those not copied of an incremental one)
@@ -76,6 +79,7 @@ struct repo_backup_stats {
 	uint64_t chunks_written;
 	uint64_t chunks_reused;
 	uint64_t chunks_zero;
+	uint64_t chunks_over_nbd;
 	uint64_t chunks_copied;
 };
 
@@ -137,6 +141,14 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
  * (bench/repobench.c); process-wide, takes effect at the next call.
  */
 void repo_backup_set_commit_bytes(uint64_t bytes);
+
+/**
+ * repo_backup_set_read_over_nbd() - read every image over NBD, as before
+ * the layer files were read directly (imagemap.h), when @on.  For the
+ * benchmark's before/after comparison (bench/repobench.c); process-wide,
+ * takes effect at the next call.
+ */
+void repo_backup_set_read_over_nbd(bool on);
 
 /**
  * repo_changed_extents() - what the layers @layer_paths allocate

@@ -1,0 +1,325 @@
+/*
+ * imagemap.c - the data extents of a qcow2 chain and their places in its
+ * files, from `qemu-img map` (contract in imagemap.h).
+ *
+ * Why the human format of `qemu-img map` and not --output=json: the JSON
+ * gives each extent's depth in the chain but not its file, which would
+ * need a second program (`qemu-img info --backing-chain`) and the
+ * assumption that both saw the same chain; the human format names the
+ * file on each line, as QEMU resolved it.  QEMU 7.2 prints it as
+ *
+ *	Offset          Length          Mapped to       File
+ *	0               0x80000         0x50000         /primary/.snapfs/v/l1
+ *
+ * one line per extent that holds data (printf "%#-16x%#-16x%#-16x%s"),
+ * nothing for holes and zero clusters (they read as zeros), and fails with
+ * "File contains external, encrypted or compressed clusters." when a data
+ * extent has no offset.  Anything else on a line makes the load fail with
+ * -ENOTSUP, so the caller reads over NBD rather than trusting a guess.  A
+ * number of 16 characters or more (at or above 2^52) would run into the
+ * next column: such lines are refused the same way.
+ *
+ * Each file named is opened once (by name, in a hash table) and kept open
+ * until imagemap_close(): pieces carry the descriptor itself, so readers
+ * in other threads never look at the table.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <glib.h>
+
+#include "imagemap.h"
+#include "image.h"
+#include "log.h"
+#include "proc.h"
+
+/* the first bytes of the file hold the qcow2 header (image.h) */
+#define HEADER_BYTES 4096
+
+struct imagemap {
+	char *path;
+	uint64_t size;
+	GHashTable *fds;	/* file name -> fd + 1 (GINT_TO_POINTER) */
+	GArray *ext;		/* struct imagemap_piece, the loaded window */
+	bool bad_line;		/* a line that is not a map line */
+};
+
+int imagemap_open(const char *path, struct imagemap **out)
+{
+	g_autofree unsigned char *buf = g_malloc(HEADER_BYTES);
+	struct qcow2_header *h = g_new0(struct qcow2_header, 1);
+	struct imagemap *m;
+	ssize_t n;
+	int fd, rc;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		g_free(h);
+		return rc;
+	}
+	n = pread(fd, buf, HEADER_BYTES, 0);
+	rc = n < 0 ? -errno : 0;
+	close(fd);
+	if (rc == 0)
+		rc = image_parse_header(buf, (size_t)n, h);
+	if (rc == -E2BIG)
+		rc = 0; /* the backing name is not needed, the size is there */
+	if (rc < 0) {
+		g_free(h);
+		return rc;
+	}
+	m = g_new0(struct imagemap, 1);
+	m->path = g_strdup(path);
+	m->size = h->virtual_size;
+	m->fds = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	m->ext = g_array_new(FALSE, FALSE, sizeof(struct imagemap_piece));
+	g_free(h);
+	*out = m;
+	return 0;
+}
+
+uint64_t imagemap_size(const struct imagemap *m)
+{
+	return m->size;
+}
+
+/* The descriptor of @name, opened on first use; -errno. */
+static int file_fd(struct imagemap *m, const char *name)
+{
+	gpointer v = g_hash_table_lookup(m->fds, name);
+	struct stat st;
+	int fd;
+
+	if (v)
+		return GPOINTER_TO_INT(v) - 1;
+	if (name[0] != '/')
+		return -ENOTSUP; /* not a path qemu-img resolved */
+	fd = open(name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -ENOTSUP; /* NBD will say what is wrong with the chain */
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		close(fd);
+		return -ENOTSUP;
+	}
+	g_hash_table_insert(m->fds, g_strdup(name), GINT_TO_POINTER(fd + 1));
+	return fd;
+}
+
+/* One hex number of qemu-img's "%#-16" column at *@p ("0" or "0x..."),
+ * followed by at least one space; moves *@p past the spaces. */
+static bool column(const char **p, uint64_t *out)
+{
+	const char *s = *p;
+	char *end;
+
+	if (!g_ascii_isdigit(*s))
+		return false;
+	errno = 0;
+	*out = g_ascii_strtoull(s, &end, 16);
+	if (errno || end == s || end - s >= 16 || *end != ' ')
+		return false;
+	while (*end == ' ')
+		end++;
+	*p = end;
+	return true;
+}
+
+struct load_ctx {
+	struct imagemap *m;
+	int rc;
+};
+
+static int on_line(const char *line, void *arg)
+{
+	struct load_ctx *c = arg;
+	struct imagemap_piece x;
+	uint64_t off, len, at;
+	const char *p = line;
+	int fd;
+
+	if (g_str_has_prefix(line, "Offset ") && strstr(line, "Mapped to"))
+		return 0; /* the heading */
+	if (c->rc < 0)
+		return 1;
+	if (strlen(line) >= 4095 || !column(&p, &off) || !column(&p, &len) ||
+	    !column(&p, &at) || !*p || len == 0 || off + len < off ||
+	    at + len < at) {
+		c->m->bad_line = true;
+		return 1; /* kept as the child's "other" text */
+	}
+	fd = file_fd(c->m, p);
+	if (fd < 0) {
+		c->rc = fd;
+		return 1;
+	}
+	x = (struct imagemap_piece){ off, len, at, fd };
+	g_array_append_val(c->m->ext, x);
+	return 0;
+}
+
+int imagemap_load(struct imagemap *m, uint64_t offset, uint64_t length,
+		  GCancellable *cancel)
+{
+	struct load_ctx c = { .m = m };
+	g_autofree char *err = NULL;
+	char **argv;
+	uint64_t prev_end = offset;
+	guint i;
+	int rc;
+
+	g_array_set_size(m->ext, 0);
+	m->bad_line = false;
+	if (length == 0 || offset >= m->size)
+		return 0;
+	length = MIN(length, m->size - offset);
+	argv = image_argv_map(m->path, offset, length);
+	if (!argv)
+		return -EINVAL;
+	rc = proc_run_lines(argv, cancel, on_line, &c, &err);
+	g_strfreev(argv);
+	if (rc == 0 && c.rc < 0)
+		rc = c.rc;
+	if (rc == 0 && m->bad_line)
+		rc = -ENOTSUP;
+	/* whatever else qemu-img failed on (a missing backing file, a
+	 * damaged image), reading over NBD meets it again and says it in
+	 * the terms of every other read */
+	if (rc < 0 && rc != -ECANCELED)
+		rc = -ENOTSUP;
+	/* the extents come in order, inside the window, and do not overlap */
+	for (i = 0; rc == 0 && i < m->ext->len; i++) {
+		struct imagemap_piece *x =
+			&g_array_index(m->ext, struct imagemap_piece, i);
+
+		if (x->offset < prev_end || x->offset + x->length > offset + length)
+			rc = -ENOTSUP;
+		prev_end = x->offset + x->length;
+	}
+	if (rc < 0) {
+		if (rc == -ENOTSUP)
+			snap_log(LOG_INFO, "imagemap: the data of '%s' cannot be "
+				 "placed in its files (compressed, encrypted or external "
+				 "clusters, an unknown map, or qemu-img failed): read "
+				 "over NBD", m->path);
+		g_array_set_size(m->ext, 0);
+		return rc;
+	}
+	return 0;
+}
+
+/* Index of the first extent that ends after @a (binary search). */
+static guint first_after(struct imagemap *m, uint64_t a)
+{
+	guint lo = 0, hi = m->ext->len;
+
+	while (lo < hi) {
+		guint mid = lo + (hi - lo) / 2;
+		struct imagemap_piece *x =
+			&g_array_index(m->ext, struct imagemap_piece, mid);
+
+		if (x->offset + x->length <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+bool imagemap_is_zero(struct imagemap *m, uint64_t a, uint64_t b)
+{
+	guint i = first_after(m, a);
+
+	return i >= m->ext->len ||
+	       g_array_index(m->ext, struct imagemap_piece, i).offset >= b;
+}
+
+int imagemap_pieces(struct imagemap *m, uint64_t a, uint64_t b,
+		    struct imagemap_piece **out, size_t *n)
+{
+	GArray *v = g_array_new(FALSE, FALSE, sizeof(struct imagemap_piece));
+	guint i;
+
+	for (i = first_after(m, a); i < m->ext->len; i++) {
+		struct imagemap_piece x =
+			g_array_index(m->ext, struct imagemap_piece, i);
+		uint64_t s = MAX(x.offset, a), e = MIN(x.offset + x.length, b);
+
+		if (x.offset >= b)
+			break;
+		x.file_offset += s - x.offset;
+		x.offset = s;
+		x.length = e - s;
+		g_array_append_val(v, x);
+	}
+	*n = v->len;
+	*out = v->len ? (struct imagemap_piece *)(void *)g_array_free(v, FALSE)
+		       : (g_array_free(v, TRUE), NULL);
+	return 0;
+}
+
+int imagemap_read(const struct imagemap_piece *pieces, size_t n, void *buf,
+		  uint64_t offset, size_t len)
+{
+	unsigned char *b = buf;
+	uint64_t at = offset; /* bytes before this are filled */
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct imagemap_piece *x = &pieces[i];
+		uint64_t done = 0;
+
+		if (x->offset < at || x->offset + x->length > offset + len)
+			return -EINVAL;
+		memset(b + (at - offset), 0, x->offset - at);
+		while (done < x->length) {
+			ssize_t r = pread(x->fd, b + (x->offset - offset) + done,
+					  x->length - done,
+					  (off_t)(x->file_offset + done));
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				int rc = -errno;
+
+				snap_log(LOG_ERR, "imagemap: cannot read %" G_GUINT64_FORMAT
+					 " bytes at %" G_GUINT64_FORMAT ": %s",
+					 x->length - done, x->file_offset + done,
+					 g_strerror(-rc));
+				return rc;
+			}
+			if (r == 0) {
+				snap_log(LOG_ERR, "imagemap: a layer file ends at %" G_GUINT64_FORMAT
+					 ", before the data its map places there",
+					 x->file_offset + done);
+				return -EIO;
+			}
+			done += (uint64_t)r;
+		}
+		at = x->offset + x->length;
+	}
+	memset(b + (at - offset), 0, offset + len - at);
+	return 0;
+}
+
+static void close_fd(gpointer key, gpointer value, gpointer data)
+{
+	(void)key;
+	(void)data;
+	close(GPOINTER_TO_INT(value) - 1);
+}
+
+void imagemap_close(struct imagemap *m)
+{
+	if (!m)
+		return;
+	g_hash_table_foreach(m->fds, close_fd, NULL);
+	g_hash_table_destroy(m->fds);
+	g_array_free(m->ext, TRUE);
+	g_free(m->path);
+	g_free(m);
+}

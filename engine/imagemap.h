@@ -1,0 +1,112 @@
+/*
+ * imagemap.h - where the data of a qcow2 image and its backing chain lies
+ * in their files, from `qemu-img map` (see imagemap.c), so that a backup
+ * reads it with pread(2) from the layer files themselves instead of
+ * through qemu-nbd: one copy per byte instead of three (qemu-nbd's read,
+ * its send into the socket, our receive) and no server process in the way
+ * (docs/benchmarks.md, "Backups into the repository").
+ *
+ * A base module: no engine state; it runs qemu-img (proc.h) and reads
+ * files.  Only images whose every data cluster has a plain offset in a
+ * file are mapped: compressed, encrypted or external-data clusters make
+ * imagemap_load() fail with -ENOTSUP, and the caller then reads over NBD
+ * (nbd.h), which serves every image QEMU can open.
+ *
+ * The files must not change while mapped: snapfs maps only frozen layers
+ * (a snapshot's layer and its backing chain), which nothing writes while a
+ * backup holds the snapshot.
+ *
+ * CALLING SEQUENCE:
+ *
+ *	struct imagemap *m;
+ *	struct imagemap_piece *p;
+ *	size_t n;
+ *
+ *	rc = imagemap_open(path, &m);            // reads the qcow2 header
+ *	size = imagemap_size(m);
+ *	for each window [a, a + len) of the image, in any order:
+ *		rc = imagemap_load(m, a, len, cancel);   // runs qemu-img map
+ *		for each range [x, y) inside the window:
+ *			if (imagemap_is_zero(m, x, y)) ... no read needed
+ *			rc = imagemap_pieces(m, x, y, &p, &n);  // g_free(p)
+ *			rc = imagemap_read(p, n, buf, x, y - x); // any thread
+ *	imagemap_close(m);
+ *
+ * THREAD SAFETY: imagemap_open/load/is_zero/pieces/close belong to one
+ * thread.  imagemap_read() touches only the pieces it is given and the
+ * file descriptors they name, which stay open until imagemap_close(), so
+ * any number of threads may call it at once, also during a load.
+ */
+#ifndef SNAP_IMAGEMAP_H
+#define SNAP_IMAGEMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <gio/gio.h>
+
+/*
+ * struct imagemap_piece - bytes [@offset, @offset + @length) of the image
+ * are the bytes at @file_offset of the file open as @fd.  Bytes of a range
+ * that no piece covers read as zeros.
+ */
+struct imagemap_piece {
+	uint64_t offset;
+	uint64_t length;
+	uint64_t file_offset;
+	int fd;
+};
+
+struct imagemap;
+
+/**
+ * imagemap_open() - start mapping the qcow2 image at @path (absolute)
+ * Return: 0 and *@out (imagemap_close()); -errno when @path cannot be
+ * read; -EINVAL when it is not qcow2.  Not logged: the caller reads over
+ * NBD then, which says what is wrong.
+ */
+int imagemap_open(const char *path, struct imagemap **out);
+
+/** imagemap_size() - the image's virtual size in bytes. */
+uint64_t imagemap_size(const struct imagemap *m);
+
+/**
+ * imagemap_load() - map [@offset, @offset + @length) of the image, which
+ * replaces the window mapped before (pieces already taken stay valid).
+ * Return: 0; -ECANCELED; -ENOTSUP when the data cannot be placed: a
+ * data cluster with no plain file offset, output this parser does not
+ * know, a file of the chain that cannot be opened, or qemu-img failing
+ * (proc.h logs that): read over NBD instead, which fails in its own
+ * terms if the chain is broken.
+ */
+int imagemap_load(struct imagemap *m, uint64_t offset, uint64_t length,
+		  GCancellable *cancel);
+
+/**
+ * imagemap_is_zero() - do the bytes [@a, @b), inside the loaded window,
+ * read as zeros without any read (holes, zero clusters)?
+ */
+bool imagemap_is_zero(struct imagemap *m, uint64_t a, uint64_t b);
+
+/**
+ * imagemap_pieces() - the pieces of [@a, @b), inside the loaded window,
+ * clipped to it; *@out is NULL when there are none (all zeros).
+ * Return: 0 and *@out (g_free) and *@n.
+ */
+int imagemap_pieces(struct imagemap *m, uint64_t a, uint64_t b,
+		    struct imagemap_piece **out, size_t *n);
+
+/**
+ * imagemap_read() - fill @buf with bytes [@offset, @offset + @len) of the
+ * image from @pieces (from imagemap_pieces() of that range); what no
+ * piece covers is zeroed.
+ * Return: 0; -errno of pread(2); -EIO when a file ends before a piece
+ * (logged).
+ */
+int imagemap_read(const struct imagemap_piece *pieces, size_t n, void *buf,
+		  uint64_t offset, size_t len);
+
+/** imagemap_close() - close the files and free @m; NULL is a no-op. */
+void imagemap_close(struct imagemap *m);
+
+#endif
