@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -54,4 +55,13 @@ int checksum_file(int fd, GCancellable *cancel, char text[CHECKSUM_TEXT_MAX])
 	}
 	XXH3_freeState(st);
 	return rc;
+}
+
+void checksum_quick(const void *data, size_t len,
+		    uint8_t out[CHECKSUM_QUICK_LEN])
+{
+	XXH128_canonical_t c;
+
+	XXH128_canonicalFromHash(&c, XXH3_128bits(data, len));
+	memcpy(out, c.digest, CHECKSUM_QUICK_LEN);
 }

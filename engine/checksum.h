@@ -9,6 +9,7 @@
 #ifndef SNAP_CHECKSUM_H
 #define SNAP_CHECKSUM_H
 
+#include <stdint.h>
 #include <gio/gio.h>
 
 #define CHECKSUM_TEXT_MAX 80 /* "xxh128:<32 hex>", or "sha256:<64 hex>": a repository index (backup.c) */
@@ -20,5 +21,15 @@
  * Return: 0; -errno of a failed read; -ECANCELED.
  */
 int checksum_file(int fd, GCancellable *cancel, char text[CHECKSUM_TEXT_MAX]);
+
+#define CHECKSUM_QUICK_LEN 16
+
+/**
+ * checksum_quick() - XXH3-128 of @len bytes at @data into @out, for
+ * comparing bytes read back with the bytes written (chunkstore.c), at
+ * memory speed; never a name (it is not collision-resistant: digest.h).
+ */
+void checksum_quick(const void *data, size_t len,
+		    uint8_t out[CHECKSUM_QUICK_LEN]);
 
 #endif

@@ -28,10 +28,12 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <glib.h>
 
 #include "chunkstore.h"
+#include "checksum.h"
 #include "fault.h"
 #include "log.h"
 #include "testpoint.h"
@@ -383,7 +385,7 @@ static int tmp_create(const struct chunkstore *cs, char tmp[64])
 		snprintf(tmp, 64, "%08x%08x.chunk", g_random_int(),
 			 g_random_int());
 		fd = openat(cs->tmp_fd, tmp,
-			    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+			    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
 				    O_CLOEXEC,
 			    0600);
 		if (fd >= 0)
@@ -492,6 +494,8 @@ struct staged_chunk {
 	int fd;		/* the temporary file, open for its fsync */
 	char tmp[64];	/* its name in ROOT/.tmp */
 	char name[DIGEST_HEX_LEN + 1];
+	uint32_t len;	/* payload bytes */
+	uint8_t quick[CHECKSUM_QUICK_LEN]; /* of the payload, to read back */
 };
 
 /* Drop @st: its temporary file goes. */
@@ -559,12 +563,59 @@ static int stage_chunk(struct chunkstore *cs, const void *data, size_t len,
 		staged_discard(cs, st);
 		return rc;
 	}
+	st->len = (uint32_t)len;
+	checksum_quick(data, len, st->quick);
 	return 1;
 }
 
 /*
+ * Read back staged chunk @st, once its fsync returned: the file must hold
+ * the header and the payload that were written (XXH3-128 of the payload
+ * against the one of the bytes handed in: memory speed, where re-hashing
+ * with SHA-256 would cost as much CPU as the put itself).  It reads the
+ * page cache, not necessarily the disk (docs/repository.md).
+ * Return: 0; -EIO (logged).
+ */
+static int read_back(const struct chunkstore *cs, const struct staged_chunk *st)
+{
+	size_t size = CHUNKSTORE_HEADER + (size_t)st->len;
+	uint8_t quick[CHECKSUM_QUICK_LEN];
+	const unsigned char *p;
+	struct stat sb;
+	bool same;
+
+	if (fault("chunk.read_back", EIO) || fstat(st->fd, &sb) < 0) {
+		snap_log(LOG_ERR, "chunkstore: cannot read back '%s/.tmp/%s': %m",
+			 cs->root, st->tmp);
+		return -EIO;
+	}
+	if ((uint64_t)sb.st_size != size) {
+		snap_log(LOG_ERR, "chunkstore: '%s/.tmp/%s' reads back %lld bytes, "
+			 "not the %zu written", cs->root, st->tmp,
+			 (long long)sb.st_size, size);
+		return -EIO;
+	}
+	p = mmap(NULL, size, PROT_READ, MAP_SHARED | MAP_POPULATE, st->fd, 0);
+	if (p == MAP_FAILED) {
+		snap_log(LOG_ERR, "chunkstore: cannot read back '%s/.tmp/%s': %m",
+			 cs->root, st->tmp);
+		return -EIO;
+	}
+	checksum_quick(p + CHUNKSTORE_HEADER, st->len, quick);
+	same = memcmp(p, CHUNKSTORE_MAGIC, 8) == 0 &&
+	       memcmp(quick, st->quick, sizeof(quick)) == 0;
+	munmap((void *)p, size);
+	if (!same) {
+		snap_log(LOG_ERR, "chunkstore: '%s/.tmp/%s' does not read back "
+			 "as written", cs->root, st->tmp);
+		return -EIO;
+	}
+	return 0;
+}
+
+/*
  * The second half, for @n staged chunks at once: fsync every temporary
- * file, then rename each to its name (or touch the chunk another put
+ * file and read it back (read_back()), then rename each to its name (or touch the chunk another put
  * named first), then fsync .chunks and each fan-out directory renamed
  * into, once each.  Every staged file is consumed, whatever happens: a
  * failure removes the temporary files not yet renamed (a chunk renamed
@@ -585,6 +636,11 @@ static int stage_commit(struct chunkstore *cs, struct staged_chunk *st,
 				 "chunkstore: cannot fsync '%s/.tmp/%s': %m",
 				 cs->root, st[i].tmp);
 			i = 0; /* nothing renamed yet: every file goes */
+			goto discard;
+		}
+		rc = read_back(cs, &st[i]);
+		if (rc < 0) {
+			i = 0;
 			goto discard;
 		}
 		close(st[i].fd);

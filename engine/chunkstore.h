@@ -30,7 +30,9 @@
  *	chunkstore_close(cs);
  *
  * DURABILITY: chunkstore_put() returns 0 only once the chunk is durable
- * under its name (its data and its directory entry fsynced).  A crash in
+ * under its name (its data and its directory entry fsynced) and was read
+ * back equal to what was written (after the fsync, before the rename: a
+ * chunk under its name has been read back once; XXH3-128 compared).  A crash in
  * between leaves at most a temporary ROOT/.tmp/<random>.chunk, which
  * nothing names (the caller's recovery may remove *.chunk there).  A
  * chunk is never rewritten: a name that exists already is taken as

@@ -797,7 +797,7 @@ static void run_child(const char *root, const char *var, const char *value,
 static void test_fault_points(void **state)
 {
 	static const char *points[] = { "chunk.write", "chunk.fsync",
-					"chunk.rename" };
+					"chunk.read_back", "chunk.rename" };
 
 	for (size_t i = 0; i < G_N_ELEMENTS(points); i++) {
 		g_autofree char *dir = unit_tmpdir();
@@ -819,7 +819,7 @@ static void test_fault_points(void **state)
 }
 
 /* SNAPFS_FAULT_AT=1, 2, ... until no point fires: each failure leaves
- * nothing behind; there are exactly three points on a put's path. */
+ * nothing behind; there are exactly four points on a put's path. */
 static void test_fault_walk(void **state)
 {
 	g_autofree char *dir = unit_tmpdir();
@@ -840,13 +840,13 @@ static void test_fault_walk(void **state)
 		assert_int_equal(count_chunks(dir), 0);
 		assert_int_equal(count_tmp(dir), 0);
 	}
-	assert_int_equal(n, 4);
+	assert_int_equal(n, 5);
 	assert_int_equal(count_tmp(dir), 0);
 	unit_tmpdir_remove(g_steal_pointer(&dir));
 }
 
 /* The same walk over a batch of 3 new chunks: 3 writes, 3 fsyncs, 3
- * renames; whatever fails, no temporary file is left, and a rerun stores
+ * reads back, 3 renames; whatever fails, no temporary file is left, and a rerun stores
  * all three. */
 static void test_batch_fault_walk(void **state)
 {
@@ -872,7 +872,7 @@ static void test_batch_fault_walk(void **state)
 	child_mode = "--put-child";
 	/* the first run that passes no longer writes all three: the renames
 	 * that came before a failed one stayed */
-	assert_true(n >= 4 && n <= 10);
+	assert_true(n >= 4 && n <= 13);
 	unit_tmpdir_remove(g_steal_pointer(&dir));
 }
 
