@@ -4,13 +4,23 @@ after a remount, re-reads nothing (by each tool's own statistics); a
 restore gives back images with the data of the snapshots (qemu-img compare
 against reference images) and manifests whose checksum matches; pointed at
 the whole mount, tar, restic and borg skip the live views that carry a
-CACHEDIR.TAG (--exclude-caches), and rsync does with its filter."""
+CACHEDIR.TAG (--exclude-caches), and rsync does with its filter.
 
+Every test runs twice: with the default (repository=off: the views are the
+qcow2 files on secondary storage) and with -o repository=on (the views are
+qcow2 files synthesized from the backups' indexes, docs/repository.md).  In
+both, the daemon's own read count (/proc/<pid>/io rchar) across the second
+run stays far below one chunk: the tools' statistics are not the only
+witness that nothing was read again."""
+
+import contextlib
 import json
 import os
 import re
 
-from snapfs_harness import qemu_img_compare, run, xxh128
+import pytest
+
+from snapfs_harness import MiB, qemu_img_compare, run, xxh128
 
 # the backups every test makes: (volume, snapshot) -> data written by then
 WEB1 = [(0x61, 0, '6M')]
@@ -20,6 +30,49 @@ BACKUPS = {('web', 's1'): ('32M', WEB1), ('web', 's2'): ('32M', WEB2),
            ('db', 's1'): ('16M', DB1)}
 FILES = sorted('volumes/%s/%s.%s' % (v, s, ext) for v, s in BACKUPS for ext in ('qcow2', 'json'))
 LIVE_VIEWS = ('volumes', 'vms', 'jobs', 'alerts', 'policies')
+CHUNK = 4 * MiB     # the repository's chunk size (docs/repository.md)
+# what the daemon may read during a second run: requests from /dev/fuse,
+# the catalog, manifests; a view read again costs at least a chunk (or, with
+# repository=off, a whole qcow2 file of several MiB)
+SECOND_RUN_RCHAR = CHUNK // 8
+
+
+@pytest.fixture(autouse=True, params=['off', 'on'], ids=['repository=off', 'repository=on'])
+def repository(request, env):
+    """Each test once with the default (no option: repository=off) and once
+    with -o repository=on; mount() and remount() remember the option."""
+    if request.param == 'on':
+        env.options['repository'] = 'on'
+    return request.param
+
+
+def repository_on(env):
+    return env.options.get('repository') == 'on'
+
+
+def live_views(env):
+    """The views that carry a CACHEDIR.TAG: images/ too with repository=on."""
+    return LIVE_VIEWS + (('images',) if repository_on(env) else ())
+
+
+def daemon_rchar(env):
+    """Bytes the snapfs daemon has read so far (all its threads), by the kernel's count."""
+    with open('/proc/%d/io' % env.proc.pid) as f:
+        for line in f:
+            if line.startswith('rchar:'):
+                return int(line.split()[1])
+    raise AssertionError('no rchar in /proc/%d/io' % env.proc.pid)
+
+
+@contextlib.contextmanager
+def daemon_reads_nothing(env, what):
+    """The daemon reads (far) less than one chunk during the with block: no
+    view is served again, whatever the tool's statistics say."""
+    before = daemon_rchar(env)
+    yield
+    read = daemon_rchar(env) - before
+    assert read < SECOND_RUN_RCHAR, \
+        'the daemon read %d bytes during %s: views were read again' % (read, what)
 
 
 def make_backups(env):
@@ -46,7 +99,9 @@ def files_under(top):
 
 def check_restored(env, refs, top):
     """@top is a restored backed-up/: every image holds its snapshot's data,
-    every manifest is the mount's and names the image's xxh128."""
+    every manifest is the mount's; with repository=off it names the image's
+    xxh128, with repository=on the backup's index (whose SHA-256 the catalog
+    records as the checksum: the synthesized image has no checksum of its own)."""
     assert files_under(top) == FILES, files_under(top)
     for (vol, snap), ref in refs.items():
         img = os.path.join(top, 'volumes', vol, snap + '.qcow2')
@@ -54,7 +109,16 @@ def check_restored(env, refs, top):
         with open(os.path.join(top, 'volumes', vol, snap + '.json')) as f:
             manifest = json.load(f)
         assert manifest == env.manifest(vol, snap)
-        assert manifest['checksum'] == 'xxh128:' + xxh128(img)
+        if not repository_on(env):
+            assert manifest['format'] == 'qcow2', manifest
+            assert manifest['checksum'] == 'xxh128:' + xxh128(img)
+            continue
+        info = env.info(vol, snap)
+        assert manifest['format'] == 'index' and 'checksum' not in manifest, manifest
+        assert manifest['index'] == info['uuid'] + '.index', manifest
+        assert info['checksum'] == 'sha256:' + manifest['index_sha256'], (info, manifest)
+        with open(os.path.join(env.secondary, 'volumes', vol, manifest['index']), 'rb') as f:
+            assert f.read()[-32:].hex() == manifest['index_sha256'], manifest
 
 
 def stat_line(text, pattern):
@@ -88,7 +152,8 @@ def test_rsync(env):
     # directories too look the same after a remount (their times are those
     # of their directories on secondary storage, not the mount's)
     assert dir_times(env) == before
-    copied, out = rsync(env, env.p('backed-up') + '/', dest + '/')
+    with daemon_reads_nothing(env, 'the second rsync'):
+        copied, out = rsync(env, env.p('backed-up') + '/', dest + '/')
     assert copied == 0, 'the second rsync copied files again:\n' + out
     assert stat_line(out, r'Total transferred file size: ([\d,]+) bytes') == 0
     check_restored(env, refs, dest)     # the copy is the restore
@@ -137,7 +202,8 @@ def test_tar(env):
     # device number: hence --no-check-device): directories only, no file
     env.remount(workers=2)
     level1 = os.path.join(env.scratch, 'level1.tar')
-    totals1 = tar_create(env, level1, snar0)
+    with daemon_reads_nothing(env, 'the level 1 tar'):
+        totals1 = tar_create(env, level1, snar0)
     members1 = tar_members(level1)
     assert members1 and set(members1.values()) == {'d'}, \
         'the level 1 archive holds files again: %s' % members1
@@ -158,7 +224,7 @@ def test_tar(env):
     run(['tar', '--create', '--exclude-caches', '--file', whole, '-C', env.mnt, '.'],
         timeout=300)
     members = tar_members(whole, incremental=False)
-    for view in LIVE_VIEWS:
+    for view in live_views(env):
         inside = sorted(n for n in members if n.startswith('./%s/' % view))
         assert inside == ['./%s/CACHEDIR.TAG' % view], inside
     assert {'./backed-up/' + f for f in FILES} <= set(members)
@@ -193,7 +259,8 @@ def test_restic(env):
 
     dev = os.stat(top).st_dev
     env.remount(workers=2)
-    second = restic_backup(env, '.', cwd=top)
+    with daemon_reads_nothing(env, 'the second restic backup'):
+        second = restic_backup(env, '.', cwd=top)
     assert (second['files_new'], second['files_changed'], second['files_unmodified'],
             second['data_blobs']) == (0, 0, len(FILES), 0), second
     # directories keep their times across remounts, but restic 0.14 also
@@ -216,7 +283,7 @@ def test_restic(env):
     restic_backup(env, '--exclude-caches', env.mnt)
     listed = restic(env, 'ls', 'latest').stdout.splitlines()
     rel = sorted(os.path.relpath(p, env.mnt) for p in listed if p.startswith(env.mnt + '/'))
-    for view in LIVE_VIEWS:
+    for view in live_views(env):
         assert not [p for p in rel if p.startswith(view + '/')], rel
     assert {'backed-up/' + f for f in FILES} <= set(rel), rel
 
@@ -254,7 +321,8 @@ def test_borg(env):
     assert stats['nfiles'] == len(FILES)
 
     env.remount(workers=2)
-    stats, status = borg_create(env, 'second', 'backed-up')
+    with daemon_reads_nothing(env, 'the second borg create'):
+        stats, status = borg_create(env, 'second', 'backed-up')
     assert stats['nfiles'] == len(FILES)
     read_again = {p for p, s in status.items() if s != 'd' and s != 'U'}
     # borg never trusts its files cache for the newest files of a run (its
@@ -274,7 +342,7 @@ def test_borg(env):
 
     # the whole mount: the live views are skipped (x), backed-up/ is there
     _, status = borg_create(env, 'whole', '.', options=['--exclude-caches'])
-    for view in LIVE_VIEWS:
+    for view in live_views(env):
         assert status.get(view) == 'x', status
         assert not [p for p in status if p.startswith(view + '/')], status
     assert files <= set(status), status

@@ -1254,18 +1254,23 @@ def test_recovery_of_a_vm_revert_cut_before_the_vm_stopped(vmenv):
 # ---- the repository (-o repository=on) ------------------------------------------------------
 
 REPO_KILL_POINTS = ['backup.repo.chunks_written', 'backup.repo.index_written',
-                    'verify.chunk_moved', 'gc.unlink']
+                    'verify.chunk_moved', 'gc.unlink',
+                    # restores from the repository (repo_restore() done, the
+                    # copy not yet published): a clone, a revert
+                    'clone.converted', 'volume.revert.copied']
 
 
 @pytest.mark.parametrize('point', REPO_KILL_POINTS)
 def test_repository_kill9_then_recovery(env, point):
     """kill -9 at each test point of the repository (a backup's chunks
     written, its index written, verify's move of a damaged chunk, GC's
-    unlink with the fan-out lock held), then remount: no BackedUp backup
-    names a missing or wrong chunk and each restores, a failed one retries
-    to BackedUp, the damaged backup is found Damaged by the next verify,
-    GC (which runs again at the mount) removed nothing a published backup
-    names, and the next backup of the volume succeeds."""
+    unlink with the fan-out lock held, a clone's and a revert's restore from
+    the repository done but not published), then remount: no BackedUp
+    backup names a missing or wrong chunk and each restores, a failed one
+    retries to BackedUp, the damaged backup is found Damaged by the next
+    verify, GC (which runs again at the mount) removed nothing a published
+    backup names, the clone completes with the backup's data, the revert
+    left the volume as it was, and the next backup of the volume succeeds."""
     from test_faults import A as FA, B as FB, W, repo_violations, settle, \
         violations_repo_catalog
     from test_repository import age_chunks, chunk_path, index_path, read_index
@@ -1296,11 +1301,29 @@ def test_repository_kill9_then_recovery(env, point):
     if point == 'gc.unlink':
         age_chunks(env)
         os.rmdir(env.snap_dir('v', 's1'))
+    if point in ('clone.converted', 'volume.revert.copied'):
+        # v/s1 only in the repository (v/s2's backup released its layer)
+        env.wait_for(lambda: env.info('v', 's1')['on_primary'] is False,
+                     'v/s1 to leave primary storage')
+        if point == 'clone.converted':
+            env.control('v', 'clone s1 c1')     # queued: returns at once
+        else:   # the revert returns when done: never, here
+            threading.Thread(target=lambda: env.control_errno('v', 'revert s1'),
+                             daemon=True).start()
     env.wait_testpoint(point)
     env.kill9()
     env.mount()
     settle(env, 'jobs after recovery')
     bad = repo_violations(env, refs, {})
+    if point == 'clone.converted':
+        if 'c1' not in env.listdir('volumes'):
+            bad.append('the clone of v/s1 cut by kill -9 did not complete after the remount')
+        elif H.qemu_img_compare(refs[('v', 's1')], env.volume_path('c1'),
+                                force_share=True) != 0:
+            bad.append('the clone of v/s1 does not hold its data')
+    if point == 'volume.revert.copied' and H.qemu_img_compare(
+            refs[('v', 's2')], env.volume_path('v'), force_share=True) != 0:
+        bad.append('the revert cut by kill -9 changed the volume')
     # the volume backs up again, and that backup restores too
     env.write_volume('v', [(0xe1, '20M', '1M')])
     env.take('v', 's3')

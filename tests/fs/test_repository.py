@@ -15,6 +15,8 @@ import re
 import struct
 import time
 
+import pytest
+
 from snapfs_harness import (MiB, events_of, qemu_img_compare, qemu_img_info, run)
 
 CHUNK = 4 * MiB
@@ -285,6 +287,61 @@ def test_delete_leaves_others_restorable_and_gc_frees(env):
     assert qemu_img_compare(ref_ab, env.volume_path('v'), force_share=True) == 0
     view_check(env, 'v', 's3', ref_abc)
     del ref_a
+
+
+D = [(0xd4, '48M', '4M')]
+
+
+@pytest.mark.parametrize('kept', ['s1', 's2', 's3'])
+def test_every_backup_restores_alone_after_the_others_are_deleted(env, kept):
+    """Three backups of one volume with different data (s2 incremental over
+    s1, s3 over s2), and a fourth, s4, whose backup releases s3 from primary;
+    every backup but @kept is deleted: GC leaves exactly the chunks @kept's
+    index names, and @kept restores alone, from secondary storage (a clone,
+    and its backed-up/ view)."""
+    data = {'s1': A, 's2': A + B, 's3': A + B + C, 's4': A + B + C + D}
+    env.make_volume('v', '64M', A)
+    ref = env.make_reference('64M', data[kept])
+    env.mount(repository='on', keep_primary=1)
+    take_backed_up(env, 'v', 's1')
+    for snap, writes in (('s2', B), ('s3', C), ('s4', D)):
+        env.write_volume('v', writes)
+        take_backed_up(env, 'v', snap)
+        assert backup_end(env, 'v', snap)['incremental'], backup_end(env, 'v', snap)
+    indexes = {snap: set(read_index(index_path(env, 'v', snap))[2]) - {None}
+               for snap in data}
+    assert len({frozenset(i) for i in indexes.values()}) == 4, 'the backups should differ'
+    keep_uuid = uuid_of(env, 'v', kept)
+    env.wait_for(lambda: env.info('v', kept)['on_primary'] is False,
+                 '%s to leave primary storage' % kept)
+    env.no_jobs_left()
+    age_chunks(env)     # GC's grace is over for every chunk
+    n = len(env.read_events())
+    for snap in sorted(set(data) - {kept}):
+        os.rmdir(env.snap_dir('v', snap))
+
+    def gc_done():
+        gcs = [e for e in env.events_since(n) if e['type'] == 'repository.gc']
+        assert all(e.get('result') == 'ok' for e in gcs), gcs
+        have = set(chunk_files(env))
+        # at no moment may a GC remove a chunk the kept index names
+        assert indexes[kept] <= have, 'GC removed chunks %s names: %s' % (
+            kept, sorted(indexes[kept] - have))
+        return gcs and have == indexes[kept]
+    env.wait_for(gc_done, 'a GC run that leaves only the chunks of ' + kept, timeout=60)
+    env.no_jobs_left()
+    assert set(chunk_files(env)) == indexes[kept] == named_chunks(env)
+    assert sorted(os.listdir(os.path.join(env.secondary, 'volumes', 'v'))) == \
+        [keep_uuid + '.index', keep_uuid + '.json']
+    assert env.listdir('backed-up', 'volumes', 'v') == [kept + '.json', kept + '.qcow2']
+    assert env.snapshots('v') == [kept], env.snapshots('v')
+    check_published(env, 'v', kept, 64 * MiB)
+    # restored alone: a clone (from secondary storage) and the view
+    n = len(env.read_events())
+    clone_and_compare(env, 'v', kept, 'restored', ref)
+    ends = events_of(env.events_since(n), 'clone.end', 'v', kept)
+    assert ends and 'from secondary storage' in ends[-1]['message'], ends
+    view_check(env, 'v', kept, ref)
 
 
 def test_revert_and_clone_from_the_repository(env):
