@@ -665,6 +665,10 @@ static int stage_commit(struct chunkstore *cs, struct staged_chunk *st,
 			dirty[g_ascii_xdigit_value(st[i].name[0]) * 16 +
 			      g_ascii_xdigit_value(st[i].name[1])] = 1;
 			(*written)++;
+			/* a crash test's kill -9 in the middle of a commit:
+			 * one chunk named, its directory not yet fsynced */
+			if (*written == 1)
+				testpoint("chunk.batch_renamed");
 		}
 	}
 	rc = 0;
@@ -1094,6 +1098,7 @@ int chunkstore_remove_if_older(struct chunkstore *cs,
 	}
 	*bytes = (uint64_t)st.st_size;
 	rc = 1;
+	testpoint("gc.unlinked"); /* a crash test's kill -9 in a sweep */
 unlock:
 	fanout_unlock(lock_fd);
 	close(dir_fd);

@@ -19,9 +19,22 @@
  * number of 16 characters or more (at or above 2^52) would run into the
  * next column: such lines are refused the same way.
  *
- * Each file named is opened once (by name, in a hash table) and kept open
- * until imagemap_close(): pieces carry the descriptor itself, so readers
- * in other threads never look at the table.
+ * The chain may be renamed under us: a merge (layer.c) folds a layer L
+ * into its child X by committing X's data into L and renaming L's inode
+ * over X's name, while a backup of a snapshot over X may be running.
+ * Reading X's name after that at offsets qemu-img found in the old X
+ * would read garbage.  So, like a seqlock: before each map the chain is
+ * walked through the qcow2 headers and every file opened (the
+ * descriptors are what the pieces read), and after the map every file it
+ * named must still be, under that name, the inode opened before; else the
+ * map is run again (MAP_TRIES), then left to NBD.  An inode's data at the
+ * offsets the map gave does not change while it is mapped: a merge's
+ * commit writes into L only clusters its child X shadows.
+ *
+ * Every file opened stays open until imagemap_close() (a map may replace
+ * the chain, pieces of the one before may still be read): pieces carry
+ * the descriptor itself, so readers in other threads never look at the
+ * table.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,20 +49,34 @@
 #include "log.h"
 #include "proc.h"
 
-/* the first bytes of the file hold the qcow2 header (image.h) */
-#define HEADER_BYTES 4096
+/* the first bytes of a qcow2 file hold its header and backing name */
+#define HEADER_BYTES 65536
+/* a chain longer than this is not mapped (read over NBD) */
+#define CHAIN_MAX 1024
+/* maps run again when the chain changed during one */
+#define MAP_TRIES 3
+
+/* One file of the chain, open. */
+struct chain_file {
+	char *path;	/* as qemu-img names it */
+	int fd;
+	dev_t dev;
+	ino_t ino;
+};
 
 struct imagemap {
 	char *path;
 	uint64_t size;
-	GHashTable *fds;	/* file name -> fd + 1 (GINT_TO_POINTER) */
+	GPtrArray *files;	/* struct chain_file, every one ever opened */
+	GPtrArray *chain;	/* of those, the chain of the last walk */
 	GArray *ext;		/* struct imagemap_piece, the loaded window */
 	bool bad_line;		/* a line that is not a map line */
+	bool changed;		/* a file named is not the one opened */
 };
 
 int imagemap_open(const char *path, struct imagemap **out)
 {
-	g_autofree unsigned char *buf = g_malloc(HEADER_BYTES);
+	g_autofree unsigned char *buf = g_malloc(4096);
 	struct qcow2_header *h = g_new0(struct qcow2_header, 1);
 	struct imagemap *m;
 	ssize_t n;
@@ -62,7 +89,7 @@ int imagemap_open(const char *path, struct imagemap **out)
 		g_free(h);
 		return rc;
 	}
-	n = pread(fd, buf, HEADER_BYTES, 0);
+	n = pread(fd, buf, 4096, 0);
 	rc = n < 0 ? -errno : 0;
 	close(fd);
 	if (rc == 0)
@@ -76,7 +103,8 @@ int imagemap_open(const char *path, struct imagemap **out)
 	m = g_new0(struct imagemap, 1);
 	m->path = g_strdup(path);
 	m->size = h->virtual_size;
-	m->fds = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	m->files = g_ptr_array_new();
+	m->chain = g_ptr_array_new();
 	m->ext = g_array_new(FALSE, FALSE, sizeof(struct imagemap_piece));
 	g_free(h);
 	*out = m;
@@ -88,26 +116,125 @@ uint64_t imagemap_size(const struct imagemap *m)
 	return m->size;
 }
 
-/* The descriptor of @name, opened on first use; -errno. */
+/* @path, open as @fd, as a chain file: the one already open when it is
+ * the same inode under the same name, else a new entry.  Takes @fd. */
+static struct chain_file *chain_add(struct imagemap *m, const char *path,
+				    int fd, const struct stat *st)
+{
+	struct chain_file *f;
+	guint i;
+
+	for (i = 0; i < m->files->len; i++) {
+		f = g_ptr_array_index(m->files, i);
+		if (f->dev == st->st_dev && f->ino == st->st_ino &&
+		    strcmp(f->path, path) == 0) {
+			close(fd);
+			return f;
+		}
+	}
+	f = g_new(struct chain_file, 1);
+	f->path = g_strdup(path);
+	f->fd = fd;
+	f->dev = st->st_dev;
+	f->ino = st->st_ino;
+	g_ptr_array_add(m->files, f);
+	return f;
+}
+
+/* The name qemu gives the backing file @backing of @path: itself when
+ * absolute, else beside @path (QEMU's path_combine()). */
+static char *backing_path(const char *path, const char *backing)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (backing[0] == '/' || !slash)
+		return g_strdup(backing);
+	return g_strdup_printf("%.*s%s", (int)(slash - path + 1), path, backing);
+}
+
+/* Walk the chain from m->path through the qcow2 headers, opening every
+ * file, into m->chain.  A file that is not qcow2 ends the chain (a raw
+ * base).  Return: 0; -ENOTSUP (a file cannot be opened or read: NBD
+ * will say why). */
+static int chain_walk(struct imagemap *m)
+{
+	g_autofree unsigned char *buf = g_malloc(HEADER_BYTES);
+	g_autofree struct qcow2_header *h = g_new0(struct qcow2_header, 1);
+	char *path = g_strdup(m->path);
+	int rc = 0;
+
+	g_ptr_array_set_size(m->chain, 0);
+	while (path && rc == 0) {
+		struct chain_file *f;
+		struct stat st;
+		ssize_t n;
+		int fd;
+
+		if (m->chain->len >= CHAIN_MAX) {
+			rc = -ENOTSUP;
+			break;
+		}
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &st) < 0 ||
+		    !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+			if (fd >= 0)
+				close(fd);
+			rc = -ENOTSUP;
+			break;
+		}
+		f = chain_add(m, path, fd, &st);
+		g_ptr_array_add(m->chain, f);
+		n = pread(f->fd, buf, HEADER_BYTES, 0);
+		g_clear_pointer(&path, g_free);
+		if (n < 0)
+			rc = -ENOTSUP;
+		else if (image_parse_header(buf, (size_t)n, h) == 0 &&
+			 h->backing[0])
+			path = backing_path(f->path, h->backing);
+	}
+	g_free(path);
+	return rc;
+}
+
+/* The descriptor of chain file @name, if it is still, under that name,
+ * the inode the walk opened; -ENOTSUP when not in the chain, and sets
+ * m->changed when it is but its name now holds another inode. */
 static int file_fd(struct imagemap *m, const char *name)
 {
-	gpointer v = g_hash_table_lookup(m->fds, name);
 	struct stat st;
-	int fd;
+	guint i;
 
-	if (v)
-		return GPOINTER_TO_INT(v) - 1;
-	if (name[0] != '/')
-		return -ENOTSUP; /* not a path qemu-img resolved */
-	fd = open(name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -ENOTSUP; /* NBD will say what is wrong with the chain */
-	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
-		close(fd);
-		return -ENOTSUP;
+	for (i = 0; i < m->chain->len; i++) {
+		struct chain_file *f = g_ptr_array_index(m->chain, i);
+
+		if (strcmp(f->path, name) != 0)
+			continue;
+		if (stat(name, &st) < 0 || st.st_dev != f->dev ||
+		    st.st_ino != f->ino) {
+			m->changed = true;
+			return -ENOTSUP;
+		}
+		return f->fd;
 	}
-	g_hash_table_insert(m->fds, g_strdup(name), GINT_TO_POINTER(fd + 1));
-	return fd;
+	return -ENOTSUP;
+}
+
+/* After a map: are the files of the walk still the ones under their
+ * names?  (Those the map named are checked as read; this catches the
+ * others, e.g. a backing file renamed while qemu-img opened the chain.) */
+static bool chain_unchanged(struct imagemap *m)
+{
+	struct stat st;
+	guint i;
+
+	for (i = 0; i < m->chain->len; i++) {
+		struct chain_file *f = g_ptr_array_index(m->chain, i);
+
+		if (stat(f->path, &st) < 0 || st.st_dev != f->dev ||
+		    st.st_ino != f->ino)
+			return false;
+	}
+	return true;
 }
 
 /* One hex number of qemu-img's "%#-16" column at *@p ("0" or "0x..."),
@@ -162,26 +289,30 @@ static int on_line(const char *line, void *arg)
 	return 0;
 }
 
-int imagemap_load(struct imagemap *m, uint64_t offset, uint64_t length,
-		  GCancellable *cancel)
+/* One walk and one map of [@offset, @offset + @length).  Return: 0;
+ * -EAGAIN the chain changed meanwhile; -ECANCELED; -ENOTSUP. */
+static int map_once(struct imagemap *m, uint64_t offset, uint64_t length,
+		    GCancellable *cancel)
 {
 	struct load_ctx c = { .m = m };
 	g_autofree char *err = NULL;
-	char **argv;
 	uint64_t prev_end = offset;
+	char **argv;
 	guint i;
 	int rc;
 
 	g_array_set_size(m->ext, 0);
-	m->bad_line = false;
-	if (length == 0 || offset >= m->size)
-		return 0;
-	length = MIN(length, m->size - offset);
+	m->bad_line = m->changed = false;
+	rc = chain_walk(m);
+	if (rc < 0)
+		return rc;
 	argv = image_argv_map(m->path, offset, length);
 	if (!argv)
 		return -EINVAL;
 	rc = proc_run_lines(argv, cancel, on_line, &c, &err);
 	g_strfreev(argv);
+	if (rc == 0 && (m->changed || !chain_unchanged(m)))
+		return -EAGAIN;
 	if (rc == 0 && c.rc < 0)
 		rc = c.rc;
 	if (rc == 0 && m->bad_line)
@@ -200,12 +331,28 @@ int imagemap_load(struct imagemap *m, uint64_t offset, uint64_t length,
 			rc = -ENOTSUP;
 		prev_end = x->offset + x->length;
 	}
+	return rc;
+}
+
+int imagemap_load(struct imagemap *m, uint64_t offset, uint64_t length,
+		  GCancellable *cancel)
+{
+	int rc = -EAGAIN, tries;
+
+	g_array_set_size(m->ext, 0);
+	if (length == 0 || offset >= m->size)
+		return 0;
+	length = MIN(length, m->size - offset);
+	for (tries = 0; rc == -EAGAIN && tries < MAP_TRIES; tries++)
+		rc = map_once(m, offset, length, cancel);
+	if (rc == -EAGAIN)
+		rc = -ENOTSUP;
 	if (rc < 0) {
 		if (rc == -ENOTSUP)
 			snap_log(LOG_INFO, "imagemap: the data of '%s' cannot be "
 				 "placed in its files (compressed, encrypted or external "
-				 "clusters, an unknown map, or qemu-img failed): read "
-				 "over NBD", m->path);
+				 "clusters, an unknown map, a chain that kept changing, or "
+				 "qemu-img failed): read over NBD", m->path);
 		g_array_set_size(m->ext, 0);
 		return rc;
 	}
@@ -306,19 +453,21 @@ int imagemap_read(const struct imagemap_piece *pieces, size_t n, void *buf,
 	return 0;
 }
 
-static void close_fd(gpointer key, gpointer value, gpointer data)
-{
-	(void)key;
-	(void)data;
-	close(GPOINTER_TO_INT(value) - 1);
-}
-
 void imagemap_close(struct imagemap *m)
 {
+	guint i;
+
 	if (!m)
 		return;
-	g_hash_table_foreach(m->fds, close_fd, NULL);
-	g_hash_table_destroy(m->fds);
+	for (i = 0; i < m->files->len; i++) {
+		struct chain_file *f = g_ptr_array_index(m->files, i);
+
+		close(f->fd);
+		g_free(f->path);
+		g_free(f);
+	}
+	g_ptr_array_free(m->files, TRUE);
+	g_ptr_array_free(m->chain, TRUE);
 	g_array_free(m->ext, TRUE);
 	g_free(m->path);
 	g_free(m);

@@ -1253,8 +1253,9 @@ def test_recovery_of_a_vm_revert_cut_before_the_vm_stopped(vmenv):
 
 # ---- the repository (-o repository=on) ------------------------------------------------------
 
-REPO_KILL_POINTS = ['backup.repo.chunks_written', 'backup.repo.index_written',
-                    'verify.chunk_moved', 'gc.unlink',
+REPO_KILL_POINTS = ['chunk.batch_renamed', 'backup.repo.chunks_written',
+                    'backup.repo.index_written', 'backup.repo.manifest_written',
+                    'verify.chunk_moved', 'gc.unlink', 'gc.unlinked',
                     # restores from the repository (repo_restore() done, the
                     # copy not yet published): a clone, a revert
                     'clone.converted', 'volume.revert.copied']
@@ -1262,9 +1263,10 @@ REPO_KILL_POINTS = ['backup.repo.chunks_written', 'backup.repo.index_written',
 
 @pytest.mark.parametrize('point', REPO_KILL_POINTS)
 def test_repository_kill9_then_recovery(env, point):
-    """kill -9 at each test point of the repository (a backup's chunks
-    written, its index written, verify's move of a damaged chunk, GC's
-    unlink with the fan-out lock held, a clone's and a revert's restore from
+    """kill -9 at each test point of the repository (a commit of chunks
+    with one renamed, a backup's chunks written, its index written, its
+    manifest written but the catalog not told, verify's move of a damaged chunk, GC's
+    unlink with the fan-out lock held and after it, a clone's and a revert's restore from
     the repository done but not published), then remount: no BackedUp
     backup names a missing or wrong chunk and each restores, a failed one
     retries to BackedUp, the damaged backup is found Damaged by the next
@@ -1280,7 +1282,7 @@ def test_repository_kill9_then_recovery(env, point):
             ('v', 's2'): env.make_reference('64M', FA + FB),
             ('w', 's1'): env.make_reference('64M', W)}
     env.mount_hanging(point, repository='on', workers=1, retries=0)
-    if point.startswith('backup.'):
+    if point.startswith(('backup.', 'chunk.')):
         env.take('v', 's1')
     else:
         for vol in ('v', 'w'):
@@ -1298,7 +1300,7 @@ def test_repository_kill9_then_recovery(env, point):
         env.planted = True
         threading.Thread(target=lambda: env.control_errno('w', 'verify s1'),
                          daemon=True).start()
-    if point == 'gc.unlink':
+    if point.startswith('gc.'):
         age_chunks(env)
         os.rmdir(env.snap_dir('v', 's1'))
     if point in ('clone.converted', 'volume.revert.copied'):
@@ -1329,7 +1331,8 @@ def test_repository_kill9_then_recovery(env, point):
     env.take('v', 's3')
     env.wait_state('v', 's3', 'BackedUp', timeout=60)
     refs[('v', 's3')] = env.make_reference(
-        '64M', (FA if point.startswith('backup.') else FA + FB) + [(0xe1, '20M', '1M')])
+        '64M', (FA if point.startswith(('backup.', 'chunk.')) else FA + FB)
+        + [(0xe1, '20M', '1M')])
     bad += repo_violations(env, refs, {})
     env.unmount()
     bad += violations_repo_catalog(env)

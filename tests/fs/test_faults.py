@@ -193,8 +193,9 @@ def test_every_failure_point_leaves_a_clear_state(request):
 # snapshot), a failed backup is BackupFailed with an error event and its
 # `retry` succeeds, and GC removed nothing a published backup names.
 
-REPO_POINTS = ['chunk.write', 'chunk.fsync', 'chunk.rename', 'chunk.touch',
-               'index.write', 'index.fsync', 'index.rename', 'index.fsync_dir',
+REPO_POINTS = ['chunk.write', 'chunk.fsync', 'chunk.read_back', 'chunk.rename',
+               'chunk.touch', 'index.write', 'index.fsync', 'index.rename',
+               'index.fsync_dir', 'rename.manifest',
                'gc.scan', 'gc.index', 'gc.stat', 'gc.unlink', 'verify.move']
 W = [(0xd1, '8M', '4M')]
 REPO_ALLOWED = ALLOWED | {errno.EINVAL}   # verify of a BackupFailed backup
