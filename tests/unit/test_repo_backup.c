@@ -358,6 +358,68 @@ static void test_imagemap(void **state)
 	imagemap_close(NULL);
 }
 
+/* qemu-img map, through a script that renames a file over the backing
+ * file's name after the map, as a merge does (layer.c): once when @once,
+ * else at every run. */
+static void map_renaming(struct fixture *f, const char *target,
+			 const char *src, bool once)
+{
+	g_autofree char *script = path_of(f, "qemu-img-renaming");
+	g_autofree char *mark = path_of(f, "renamed-once");
+	g_autofree char *text = g_strdup_printf(
+		"#!/bin/sh\n"
+		"out=$(qemu-img \"$@\"); rc=$?\n"
+		"if [ %s ! -e '%s' ]; then\n"
+		"  touch '%s'; cp '%s' '%s.new' && mv -f '%s.new' '%s'\n"
+		"fi\n"
+		"printf '%%s\\n' \"$out\"; exit $rc\n",
+		once ? "" : "-n x -o", mark, mark, src, target, target, target);
+
+	assert_true(g_file_set_contents(script, text, -1, NULL));
+	assert_int_equal(chmod(script, 0755), 0);
+	g_setenv("SNAPFS_QEMU_IMG", script, TRUE);
+}
+
+/* The chain changes under a map (a merge renames another inode over a
+ * backing file's name): the map is run again on the new chain and reads
+ * its data; a chain that keeps changing is left to NBD (-ENOTSUP). */
+static void test_imagemap_chain_renamed(void **state)
+{
+	struct fixture *f = *state;
+	g_autofree char *base = image_create(f, "b.qcow2", NULL, "8M");
+	g_autofree char *other = image_create(f, "b2.qcow2", NULL, "8M");
+	g_autofree char *top = NULL, *plain = path_of(f, "plain.raw");
+	g_autofree char *buf = g_malloc(8 * MiB), *want = NULL;
+	g_autofree struct imagemap_piece *p = NULL;
+	struct imagemap *m;
+	gsize len;
+	size_t n;
+
+	image_io(base, "write -P 0xab 0 2M", NULL);
+	/* the same data at other file offsets, and more of it */
+	image_io(other, "write -P 0x01 6M 1M", "write -P 0xab 0 2M", NULL);
+	top = image_create(f, "t.qcow2", base, "8M");
+	image_io(top, "write -P 0xcd 1M 64k", NULL);
+
+	map_renaming(f, base, other, true);
+	assert_errno(imagemap_open(top, &m), 0);
+	assert_errno(imagemap_load(m, 0, 8 * MiB, NULL), 0);
+	g_unsetenv("SNAPFS_QEMU_IMG");
+	assert_errno(imagemap_pieces(m, 0, 8 * MiB, &p, &n), 0);
+	assert_errno(imagemap_read(p, n, buf, 0, 8 * MiB), 0);
+	run("qemu-img", "convert", "-O", "raw", top, plain, NULL);
+	assert_true(g_file_get_contents(plain, &want, &len, NULL));
+	assert_memory_equal(buf, want, 8 * MiB);
+	assert_int_equal((unsigned char)buf[6 * MiB], 0x01); /* the new file's */
+	imagemap_close(m);
+
+	map_renaming(f, base, other, false);
+	assert_errno(imagemap_open(top, &m), 0);
+	assert_errno(imagemap_load(m, 0, 8 * MiB, NULL), -ENOTSUP);
+	g_unsetenv("SNAPFS_QEMU_IMG");
+	imagemap_close(m);
+}
+
 /* An image with compressed clusters has no file offsets to read at: the
  * map refuses it, and the backup reads it over NBD, with the same index. */
 static void test_compressed_read_over_nbd(void **state)
@@ -702,6 +764,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		CASE(test_nbd_extents),
 		CASE(test_imagemap),
+		CASE(test_imagemap_chain_renamed),
 		CASE(test_compressed_read_over_nbd),
 		CASE(test_full),
 		CASE(test_full_empty_and_odd_size),
