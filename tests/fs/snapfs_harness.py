@@ -312,6 +312,10 @@ class Snapfs:
             opts.append('secondary=' + self.secondary)
         for key, value in self.options.items():
             opts.append(key if value is True else '%s=%s' % (key, value))
+        # a test that does not choose runs in the mode SNAPFS_TEST_REPOSITORY
+        # names (on|off), else in the daemon's default
+        if 'repository' not in self.options and os.environ.get('SNAPFS_TEST_REPOSITORY'):
+            opts.append('repository=' + os.environ['SNAPFS_TEST_REPOSITORY'])
         self.mount_count += 1
         out_path = os.path.join(self.root, 'daemon-%d.out' % self.mount_count)
         with open(out_path, 'wb') as out:
