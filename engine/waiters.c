@@ -104,10 +104,14 @@ void waiters_stop(struct snap_engine *eng)
 	g_mutex_unlock(&w->lock);
 }
 
+/* A state no backup job will leave by itself: the waiter's answer.
+ * Damaged (verify found a chunk of the backup bad) is one: it stays
+ * until a verify after the next backup heals it, if ever. */
 static bool state_is_final(enum snap_state state)
 {
 	return state == SNAP_STATE_BACKED_UP ||
-	       state == SNAP_STATE_BACKUP_FAILED;
+	       state == SNAP_STATE_BACKUP_FAILED ||
+	       state == SNAP_STATE_DAMAGED;
 }
 
 /*

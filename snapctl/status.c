@@ -16,7 +16,7 @@
 
 /* The snapshot states of the tree (docs/tree.md), in the order shown. */
 static const char *const states[] = { "BackingUp", "BackedUp", "BackupFailed",
-				      "Destroying" };
+				      "Damaged", "Destroying" };
 
 /* Reads that may fail because the object went or is not ours: skip it. */
 static bool skippable(int rc)

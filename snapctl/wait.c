@@ -89,7 +89,8 @@ static gpointer reader_main(gpointer data)
 
 static bool is_final(const char *state)
 {
-	return !strcmp(state, "BackedUp") || !strcmp(state, "BackupFailed");
+	return !strcmp(state, "BackedUp") || !strcmp(state, "BackupFailed") ||
+	       !strcmp(state, "Damaged");
 }
 
 /* "volumes/V/snapshots/S" when @comps (from @i on) is exactly that. */
@@ -354,7 +355,7 @@ static void print_final(const struct snapctl *ctl, const char *target,
 	struct json_object *info = NULL;
 	const char *error = NULL;
 
-	if (!strcmp(state, "BackupFailed") &&
+	if ((!strcmp(state, "BackupFailed") || !strcmp(state, "Damaged")) &&
 	    mount_read_json(ctl, info_path, &info) == 0)
 		error = json_get_str(info, "error");
 	printf("%s: %s%s%s\n", target, state, error ? ": " : "", error ?: "");
@@ -458,7 +459,7 @@ int cmd_wait(struct snapctl *ctl, int argc, char **argv)
 	} else {
 		fprintf(stderr, "snapctl: wait: %s: %s\n", rel, g_strerror(-rc));
 	}
-	if (rc == 0 && !strcmp(state, "BackupFailed"))
+	if (rc == 0 && (!strcmp(state, "BackupFailed") || !strcmp(state, "Damaged")))
 		ctl->outcome = SNAPCTL_EXIT_BACKUP_FAILED;
 
 	g_free(p.job_id);

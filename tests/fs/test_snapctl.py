@@ -224,7 +224,7 @@ def test_status_of_a_mount(env):
         assert web['snapshots'] == 2 and web['states']['BackedUp'] == 2, doc
         assert web['states']['BackingUp'] == 0 and web['vm'] is None, doc
         assert doc['snapshots'] == {'BackingUp': 0, 'BackedUp': 3, 'BackupFailed': 0,
-                                    'Destroying': 0}, doc
+                                    'Damaged': 0, 'Destroying': 0}, doc
         assert doc['vms'] == [] and doc['jobs'] == [] and doc['alerts'] == [], doc
 
     # the mount from $SNAPFS_MOUNT; a mount that is not there

@@ -8,6 +8,7 @@ an event; -o verify_interval=<days> verifies on the test clock."""
 
 import errno
 import glob
+import json
 import os
 import threading
 
@@ -74,6 +75,16 @@ def test_verify_damaged_and_healed(env):
     assert end and end[-1].get('errno') in ('EIO', errno.EIO), end
     assert verify_alerts(env, 'v', 's1') and verify_alerts(env, 'v', 's2'), env.alerts()
     assert env.info('v', 's1')['state'] == 'Damaged'
+    # Damaged is an answer for waiters: no job changes it by itself
+    with open(env.p('wait', 'v', 's1')) as f:
+        assert f.read() == 'Damaged\n'
+    from test_snapctl import EXIT_FAILED, snapctl
+    proc = snapctl('wait', '-t', '5', env.p('volumes', 'v', 'snapshots', 's1'))
+    assert proc.returncode == EXIT_FAILED, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stdout.strip().splitlines()[-1].startswith(
+        'volumes/v/snapshots/s1: Damaged'), proc.stdout
+    status = json.loads(snapctl('-m', env.mnt, 'status', '--json').stdout)
+    assert status['snapshots']['Damaged'] == 2, status
     # listed, but the view is not served
     assert 's1.qcow2' in env.listdir('backed-up', 'volumes', 'v')
     try:
