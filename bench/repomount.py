@@ -92,6 +92,10 @@ def fmt_mib(b):
     return '%.1f MiB' % (b / MiB)
 
 
+def fmt_tail(t):
+    return 'not seen' if t is None else fmt_s(t)
+
+
 def mixed_piece(path, size, seed):
     """@size bytes (a multiple of 4 MiB): per 4 MiB, 50% random, 30%
     text-like (unique: each line numbered), 20% zero bytes."""
@@ -159,6 +163,7 @@ class Bench:
         self.vpath = os.path.join(self.fs.primary, VOL + '.qcow2')
         self.chunk = None
         self.rng = random.Random(a.seed)
+        self.tail = None
 
     # ---- the repository --------------------------------------------------------
 
@@ -267,12 +272,32 @@ class Bench:
                              % (vol, snap, self.logpath))
         return found['backup.end'] - found['backup.start']
 
+    def job_all_done(self, target):
+        """Does the backup job of @target show bytes_done >= bytes_total
+        (every planned chunk read, hashed and staged)?"""
+        for name in os.listdir(self.fs.p('jobs')):
+            try:
+                with open(self.fs.p('jobs', name)) as f:
+                    j = json.loads(f.read() or '{}')
+            except (OSError, ValueError):
+                continue
+            if j.get('kind') == 'backup' and j.get('target') == target and \
+                    0 < j.get('bytes_total', 0) <= j.get('bytes_done', 0):
+                return True
+        return False
+
     def wait_backed_up(self, vol, snap, timeout=1800):
+        """Returns the perf_counter() time at which its job's progress was
+        first seen complete (None if never seen)."""
         deadline = time.monotonic() + timeout
+        target = 'volumes/%s/snapshots/%s' % (vol, snap)
+        seen = None
         while True:
             st = self.fs.state(vol, snap)
             if st == 'BackedUp':
-                return
+                return seen
+            if seen is None and self.job_all_done(target):
+                seen = time.perf_counter()
             if st not in ('BackingUp', 'Taken', 'Creating'):
                 raise BenchError('backup of %s/%s ended %s' % (vol, snap, st))
             if time.monotonic() > deadline:
@@ -286,10 +311,15 @@ class Bench:
         d0 = self.disk.sample()
         t = time.perf_counter()
         os.mkdir(self.fs.snap_dir(vol, snap))
-        self.wait_backed_up(vol, snap)
-        wall = time.perf_counter() - t
+        seen = self.wait_backed_up(vol, snap)
+        t1 = time.perf_counter()
+        wall = t1 - t
         d1 = self.disk.sample()
         self.fs.wait_quiet()
+        # the tail: from the job's progress complete to BackedUp (the last
+        # batch commit, touches, the read-back of every new chunk, index,
+        # manifest, catalog)
+        self.tail = t1 - seen if seen is not None else None
         return wall, self.log_times(vol, snap), Disk.delta(d0, d1)
 
     def delete(self, vol, snap):
@@ -370,7 +400,7 @@ class Bench:
     def full(self):
         a = self.a
         log('== [load %s] ' % loadavg() + '2. first full backup vs qemu-img convert + fsync (%d repetitions)' % a.full)
-        snaps, backup, wall, conv, reads, writes = [], [], [], [], [], []
+        snaps, backup, wall, conv, reads, writes, tails = [], [], [], [], [], [], []
         cur = None
         for k in range(a.full):
             order = ('snap', 'conv') if k % 2 == 0 else ('conv', 'snap')
@@ -402,17 +432,20 @@ class Bench:
                     raise BenchError('%s was backed up incrementally: %s' % (cur, ev['message']))
                 backup.append(b)
                 wall.append(w)
+                tails.append(self.tail)
                 reads.append(ev['read'])
                 writes.append(cb1 - cb0 + ib1 - ib0)
                 snaps.append(cur)
-                log('   rep %d: backup of %s: %s (mkdir to BackedUp %s); read %s, '
+                log('   rep %d: backup of %s: %s (mkdir to BackedUp %s; of it after the '
+                    'progress was complete: %s); read %s, '
                     '%d chunks written (%s), %d holes; disk: %s read, %s written'
-                    % (k, cur, fmt_s(b), fmt_s(w), fmt_mib(ev['read']), ev['written'],
+                    % (k, cur, fmt_s(b), fmt_s(w), fmt_tail(self.tail), fmt_mib(ev['read']),
+                       ev['written'],
                        fmt_mib(cb1 - cb0), ev['holes'], fmt_mib(dr or 0), fmt_mib(dw or 0)))
         self.base = cur
         pairs = [b / c for b, c in zip(backup, conv)]
         ratio = median(backup) / median(conv)
-        self.res['full'] = dict(backup=backup, wall=wall, convert=conv, read=reads,
+        self.res['full'] = dict(backup=backup, wall=wall, convert=conv, read=reads, tail=tails,
                                 written=writes, ratio=ratio, pairs=pairs)
         log('   backup %s; convert + fsync %s; ratio %.2fx (pairs %.2f..%.2f)'
             % (spread(backup, fmt_s), spread(conv, fmt_s), ratio, min(pairs), max(pairs)))
@@ -461,10 +494,11 @@ class Bench:
                 disk_rd.append(dr or 0)
                 self.inc_snaps.append(snap)
                 prev_layer = self.layer()
-                log('   rep %d: backup of %s: %s (mkdir to BackedUp %s); %d chunks touched '
+                log('   rep %d: backup of %s: %s (mkdir to BackedUp %s; after the progress '
+                    'was complete: %s); %d chunks touched '
                     '-> reference %s; written %s (%d chunks, index %s); read %s (%d chunks); '
                     'disk, machine-wide: %s read, %s written'
-                    % (k, snap, fmt_s(b), fmt_s(w), touched, fmt_mib(r), fmt_mib(cb1 - cb0 + ib1 - ib0),
+                    % (k, snap, fmt_s(b), fmt_s(w), fmt_tail(self.tail), touched, fmt_mib(r), fmt_mib(cb1 - cb0 + ib1 - ib0),
                        ev['written'], fmt_mib(ib1 - ib0), fmt_mib(ev['read']), ev['chunks_read'],
                        fmt_mib(dr or 0), fmt_mib(dw or 0)))
         wq = [x / y for x, y in zip(wr, ref)]
@@ -532,6 +566,7 @@ class Bench:
             os.mkdir(self.fs.snap_dir(c, 'b'))
         for c in clones:
             self.wait_backed_up(c, 'b')
+        self.tail = None
         self.fs.wait_quiet()
         cb1, cn1, ib1 = self.repo_bytes()
         written = sum(self.backup_event(c, 'b')['written'] for c in clones)
