@@ -530,6 +530,9 @@ class Bench:
 
     def dedup(self):
         a = self.a
+        if a.clones < 1:
+            log('== 3. dedup: skipped (--clones=0)')
+            return
         src = self.inc_snaps[-1] if self.inc_snaps else self.base
         need = a.clones * int(self.written * 1.1)     # each clone: a full copy
         free = shutil.disk_usage(self.fs.primary).free
