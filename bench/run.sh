@@ -9,6 +9,11 @@
 # chunk costs: SHA-256, zstd; no mount, about a minute) and is not part of
 # --all.  --views runs viewbench.py of issue 13 (cold reads of the raw and
 # qcow2 views vs a direct read; about 5 minutes), not part of --all either.
+# --repo runs bench/repobench.c (repo_backup_image() against qemu-img
+# convert, no mount; its options) and then repomount.py (issue 13's "Done
+# when" targets on a mount with -o repository=on; only --quick of the
+# line goes to it); --repo --mount-only runs repomount.py alone with every
+# option, --repo --no-mount repobench alone.  Neither is part of --all.
 #
 #   bash bench/run.sh [--quick] [snapbench.py options...]
 #   bash bench/run.sh --vm [--quick] [--libvirt=embedded|system|both] [vmbench.py options...]
@@ -16,7 +21,9 @@
 #   bash bench/run.sh --policy [--quick] [policybench.py options...]
 #   bash bench/run.sh --all [--quick]
 #   bash bench/run.sh --chunks [--mib=N] [--reps=N] [--drop]
-#   bash bench/run.sh --repo [--gib=N] [--reps=N] [--chunk-mib=N] [--no-drop]
+#   bash bench/run.sh --repo [--quick] [--gib=N] [--reps=N] [--chunk-mib=N] [--no-drop]
+#   bash bench/run.sh --repo --no-mount [--gib=N] [--reps=N] [--chunk-mib=N] [--no-drop]
+#   bash bench/run.sh --repo --mount-only [--quick] [repomount.py options...]
 #   bash bench/run.sh --views [--quick] [viewbench.py options...]
 #
 # --vm runs under libvirt's QEMU driver embedded in snapfs (QEMU as root) by
@@ -43,9 +50,12 @@ root=$(dirname "$here")
 # --vm, --clone, --policy or --all, anywhere on the line; the rest goes to the
 # Python side
 which=io
+repo_part=both
 args=()
 for a in "$@"; do
 	case $a in
+	--mount-only) repo_part=mount ;;
+	--no-mount) repo_part=bench ;;
 	--vm) which=vm ;;
 	--clone) which=clone ;;
 	--policy) which=policy ;;
@@ -60,7 +70,11 @@ for a in "$@"; do
 	*) args+=("$a") ;;
 	esac
 done
-set -- "${args[@]}"
+set -- "${args[@]+"${args[@]}"}"
+if [ "$repo_part" != both ] && [ "$which" != repo ]; then
+	echo "bench/run.sh: --mount-only and --no-mount go with --repo" >&2
+	exit 2
+fi
 if [ "$which" = all ] && [ $# -gt 0 ] && [ "$*" != --quick ]; then
 	echo "bench/run.sh: --all takes only --quick; run --vm, --clone, --policy or the default alone for other options" >&2
 	exit 2
@@ -81,6 +95,10 @@ elif [ "$which" = repo ]; then
 	bin=$root/build/bench/repobench
 	(cd "$root" && { [ -f build/build.ninja ] || meson setup build; } &&
 		ninja -C build bench/repobench) >/dev/null
+	if [ "$repo_part" != bench ]; then
+		snapfs_bin=${SNAPFS_BIN:-$root/build/fs/snapfs}
+		[ -x "$snapfs_bin" ] || (cd "$root" && meson compile -C build)
+	fi
 elif [ ! -x "$bin" ]; then
 	echo "bench/run.sh: building snapfs ($bin is missing)"
 	(cd "$root" && { [ -f build/build.ninja ] || meson setup build; } &&
@@ -157,7 +175,36 @@ bench() {
 }
 
 case $which in
-chunks | repo) "$bin" --dir "$work" "$@" ;;
+chunks) "$bin" --dir "$work" "$@" ;;
+repo)
+	# repobench.c (--no-mount: alone), then repomount.py (--mount-only:
+	# alone, with every option; else only --quick); the exit status is
+	# the worse one
+	st=0
+	mount_args=()
+	bench_args=()
+	for a in "$@"; do
+		case $a in
+		--quick) mount_args+=("$a") ;;
+		*) bench_args+=("$a") ;;
+		esac
+	done
+	[ "$repo_part" = mount ] && mount_args=("$@")
+	if [ "$repo_part" != mount ]; then
+		mkdir "$work/chunks"
+		"$bin" --dir "$work/chunks" "${bench_args[@]+"${bench_args[@]}"}" || st=$?
+	fi
+	if [ "$repo_part" != bench ]; then
+		[ "$repo_part" = both ] && echo
+		mkdir "$work/mount"
+		python3 "$here/repomount.py" --bin "$snapfs_bin" --workdir "$work/mount" \
+			"${mount_args[@]+"${mount_args[@]}"}" || {
+			r=$?
+			[ "$r" -gt "$st" ] && st=$r
+		}
+	fi
+	exit "$st"
+	;;
 all)
 	# all four, each in its own directory; the exit status is the worst one
 	st=0
