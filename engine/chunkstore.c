@@ -622,6 +622,72 @@ static int read_back(const struct chunkstore *cs, const struct staged_chunk *st)
  * before it stays: whole, its data durable).
  * Return: 0, *@written and *@reused counted; -errno (logged).
  */
+/* fsyncs of a commit run in this many threads at once: the file system
+ * joins concurrent fsyncs into one journal commit (ext4's jbd2, XFS's
+ * log), where one after another each waits for its own */
+#define FLUSH_THREADS 8
+
+struct flush_share {
+	const struct chunkstore *cs;
+	struct staged_chunk *st;
+	size_t n, first, step;
+	int rc;
+};
+
+/* fsync and read back st[first], st[first + step], ...; closes each. */
+static gpointer flush_some(gpointer data)
+{
+	struct flush_share *f = data;
+	size_t i;
+
+	for (i = f->first; i < f->n && f->rc == 0; i += f->step) {
+		struct staged_chunk *x = &f->st[i];
+
+		if (fault("chunk.fsync", EIO) || fsync(x->fd) < 0) {
+			f->rc = -errno;
+			snap_log(LOG_ERR, "chunkstore: cannot fsync '%s/.tmp/%s': %m",
+				 f->cs->root, x->tmp);
+			break;
+		}
+		f->rc = read_back(f->cs, x);
+		if (f->rc < 0)
+			break;
+		close(x->fd);
+		x->fd = -1;
+	}
+	return NULL;
+}
+
+/* fsync and read back every staged file, FLUSH_THREADS at a time.
+ * Return: 0; the first failure (logged). */
+static int flush_all(const struct chunkstore *cs, struct staged_chunk *st,
+		     size_t n)
+{
+	struct flush_share share[FLUSH_THREADS];
+	GThread *t[FLUSH_THREADS] = { NULL };
+	size_t k, threads = MIN(n, FLUSH_THREADS);
+	int rc = 0;
+
+	for (k = 0; k < threads; k++) {
+		share[k] = (struct flush_share){ cs, st, n, k, threads, 0 };
+		/* the caller's thread takes share 0, and any share whose
+		 * thread cannot start */
+		if (k > 0)
+			t[k] = g_thread_try_new("snapfs-fsync", flush_some,
+						&share[k], NULL);
+	}
+	flush_some(&share[0]);
+	for (k = 1; k < threads; k++) {
+		if (t[k])
+			g_thread_join(t[k]);
+		else
+			flush_some(&share[k]);
+	}
+	for (k = 0; k < threads && rc == 0; k++)
+		rc = share[k].rc;
+	return rc;
+}
+
 static int stage_commit(struct chunkstore *cs, struct staged_chunk *st,
 			size_t n, uint64_t *written, uint64_t *reused)
 {
@@ -629,22 +695,10 @@ static int stage_commit(struct chunkstore *cs, struct staged_chunk *st,
 	size_t i;
 	int rc = 0;
 
-	for (i = 0; i < n; i++) {
-		if (fault("chunk.fsync", EIO) || fsync(st[i].fd) < 0) {
-			rc = -errno;
-			snap_log(LOG_ERR,
-				 "chunkstore: cannot fsync '%s/.tmp/%s': %m",
-				 cs->root, st[i].tmp);
-			i = 0; /* nothing renamed yet: every file goes */
-			goto discard;
-		}
-		rc = read_back(cs, &st[i]);
-		if (rc < 0) {
-			i = 0;
-			goto discard;
-		}
-		close(st[i].fd);
-		st[i].fd = -1;
+	rc = flush_all(cs, st, n);
+	if (rc < 0) {
+		i = 0; /* nothing renamed yet: every file goes */
+		goto discard;
 	}
 	for (i = 0; i < n; i++) {
 		int dir_fd = open_fanout_sync(cs, st[i].name, true, false);
