@@ -97,6 +97,14 @@ char **image_argv_map(const char *path, uint64_t offset, uint64_t length)
 	return argv_build("map", "-U", "-f", "qcow2", start, max, path, NULL);
 }
 
+char **image_argv_map_json(const char *path)
+{
+	if (!absolute(path))
+		return NULL;
+	return argv_build("map", "-U", "-f", "qcow2", "--output=json", path,
+			  NULL);
+}
+
 char **image_argv_info(const char *path)
 {
 	if (!absolute(path))

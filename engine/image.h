@@ -45,6 +45,13 @@ char **image_argv_repair_leaks(const char *path);
  */
 char **image_argv_map(const char *path, uint64_t offset, uint64_t length);
 
+/**
+ * image_argv_map_json() - `qemu-img map --output=json` of the chain ending
+ * in @path: one object per line with each extent's depth in the chain
+ * (0: @path itself allocates it, data or zeros).  With -U.
+ */
+char **image_argv_map_json(const char *path);
+
 /** image_argv_info() - JSON facts of one image, shared with other users. */
 char **image_argv_info(const char *path);
 

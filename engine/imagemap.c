@@ -46,6 +46,7 @@
 
 #include "imagemap.h"
 #include "image.h"
+#include "json.h"
 #include "log.h"
 #include "proc.h"
 
@@ -451,6 +452,76 @@ int imagemap_read(const struct imagemap_piece *pieces, size_t n, void *buf,
 	}
 	memset(b + (at - offset), 0, offset + len - at);
 	return 0;
+}
+
+/* ---- what one layer allocates itself ---- */
+
+struct own_ctx {
+	void (*cb)(uint64_t offset, uint64_t length, void *arg);
+	void *arg;
+	uint64_t next;	/* the extents cover the image in order */
+	bool bad;
+};
+
+/* One line of `qemu-img map --output=json` as QEMU 7.2 prints it: "[{...},"
+ * first, "{...}," then, "{...}]" last, one extent per object. */
+static int on_json_line(const char *line, void *arg)
+{
+	struct own_ctx *c = arg;
+	g_autofree char *obj = g_strdup(line);
+	struct jdoc *d = NULL;
+	int64_t start, length, depth;
+	bool present;
+	char *p = obj;
+	size_t n;
+
+	if (c->bad)
+		return 1;
+	if (*p == '[')
+		p++;
+	n = strlen(p);
+	if (n && (p[n - 1] == ',' || p[n - 1] == ']'))
+		p[--n] = '\0';
+	if (!*p)
+		return 0; /* "[]": an empty image */
+	if (jdoc_parse(p, &d) < 0 || jdoc_get_int(d, "start", &start) < 0 ||
+	    jdoc_get_int(d, "length", &length) < 0 ||
+	    jdoc_get_int(d, "depth", &depth) < 0 ||
+	    jdoc_get_bool(d, "present", &present) < 0 || start < 0 || length <= 0 ||
+	    depth < 0 || (uint64_t)start != c->next) {
+		jdoc_free(d);
+		c->bad = true;
+		return 1;
+	}
+	jdoc_free(d);
+	c->next = (uint64_t)start + (uint64_t)length;
+	/* depth 0 and present: this file allocates it (an extent no file
+	 * of the chain allocates has the last file's depth, not present) */
+	if (depth == 0 && present)
+		c->cb((uint64_t)start, (uint64_t)length, c->arg);
+	return 0;
+}
+
+int imagemap_own_extents(const char *path, GCancellable *cancel,
+			 void (*cb)(uint64_t offset, uint64_t length, void *arg),
+			 void *arg)
+{
+	struct own_ctx c = { .cb = cb, .arg = arg };
+	char **argv = image_argv_map_json(path);
+	int rc;
+
+	if (!argv)
+		return -EINVAL;
+	rc = proc_run_lines(argv, cancel, on_json_line, &c, NULL);
+	g_strfreev(argv);
+	if (rc == 0 && c.bad)
+		rc = -ENOTSUP;
+	if (rc < 0 && rc != -ECANCELED) {
+		snap_log(LOG_INFO, "imagemap: what '%s' allocates cannot be read from "
+			 "qemu-img map: asking block status over NBD", path);
+		rc = -ENOTSUP;
+	}
+	return rc;
 }
 
 void imagemap_close(struct imagemap *m)

@@ -106,6 +106,19 @@ int imagemap_pieces(struct imagemap *m, uint64_t a, uint64_t b,
 int imagemap_read(const struct imagemap_piece *pieces, size_t n, void *buf,
 		  uint64_t offset, size_t len);
 
+/**
+ * imagemap_own_extents() - call @cb for each extent the qcow2 file @path
+ * allocates itself (data, zero clusters, discards: what its writes
+ * touched, not what its backing chain holds), in order, from `qemu-img map
+ * --output=json` (depth 0, present).  A standalone function: no struct
+ * imagemap.
+ * Return: 0; -ECANCELED; -ENOTSUP when qemu-img fails or its output is not
+ * what this parser knows (ask block status over NBD instead, nbd.h).
+ */
+int imagemap_own_extents(const char *path, GCancellable *cancel,
+			 void (*cb)(uint64_t offset, uint64_t length, void *arg),
+			 void *arg);
+
 /** imagemap_close() - close the files and free @m; NULL is a no-op. */
 void imagemap_close(struct imagemap *m);
 

@@ -136,6 +136,18 @@ int jdoc_get_int(struct jdoc *d, const char *key, int64_t *out)
 	return 0;
 }
 
+int jdoc_get_bool(struct jdoc *d, const char *key, bool *out)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(OBJ(d), key, &v))
+		return -ENOENT;
+	if (!json_object_is_type(v, json_type_boolean))
+		return -EINVAL;
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
 struct jdoc *jdoc_get_obj(struct jdoc *d, const char *key)
 {
 	json_object *v;

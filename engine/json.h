@@ -43,6 +43,8 @@ int jdoc_parse(const char *text, struct jdoc **out);
 const char *jdoc_get_str(struct jdoc *d, const char *key);
 /** jdoc_get_int() - 0; -ENOENT absent; -EINVAL not an integer. */
 int jdoc_get_int(struct jdoc *d, const char *key, int64_t *out);
+/** jdoc_get_bool() - 0; -ENOENT absent; -EINVAL not true or false. */
+int jdoc_get_bool(struct jdoc *d, const char *key, bool *out);
 /** jdoc_get_obj() - borrowed member object, NULL when absent. */
 struct jdoc *jdoc_get_obj(struct jdoc *d, const char *key);
 

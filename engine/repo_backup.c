@@ -552,13 +552,36 @@ static int extent_cmp(const void *pa, const void *pb)
 	return a->offset < b->offset ? -1 : a->offset > b->offset;
 }
 
-/* Append to @acc the extents of @path at allocation depth 1. */
+/* Append [@offset, @offset + @length) to @acc (an array of struct
+ * repo_extent), merged with the last one when they touch. */
+static void extent_append(uint64_t offset, uint64_t length, void *arg)
+{
+	GArray *acc = arg;
+	struct repo_extent x = { offset, length };
+	struct repo_extent *prev =
+		acc->len ? &g_array_index(acc, struct repo_extent, acc->len - 1)
+			 : NULL;
+
+	if (prev && prev->offset + prev->length == x.offset)
+		prev->length += x.length;
+	else
+		g_array_append_val(acc, x);
+}
+
+/* Append to @acc the extents @path allocates itself: from `qemu-img map`
+ * (imagemap.h: one child, no server), else from block status at
+ * allocation depth 1 over NBD. */
 static int layer_extents(const char *path, GCancellable *cancel, GArray *acc)
 {
 	struct nbd_image *img;
 	uint64_t size, off;
+	guint len0 = acc->len;
 	int rc;
 
+	rc = imagemap_own_extents(path, cancel, extent_append, acc);
+	if (rc != -ENOTSUP)
+		return rc;
+	g_array_set_size(acc, len0); /* what a failed parse added */
 	rc = nbd_image_open(path, &img);
 	if (rc < 0)
 		return rc;
@@ -575,20 +598,9 @@ static int layer_extents(const char *path, GCancellable *cancel, GArray *acc)
 				       &ext, &n);
 		if (rc < 0)
 			break;
-		for (j = 0; j < n; j++) {
-			struct repo_extent x = { ext[j].offset, ext[j].length };
-			struct repo_extent *prev;
-
-			if (ext[j].depth != 1)
-				continue;
-			prev = acc->len ? &g_array_index(acc, struct repo_extent,
-							 acc->len - 1)
-					: NULL;
-			if (prev && prev->offset + prev->length == x.offset)
-				prev->length += x.length;
-			else
-				g_array_append_val(acc, x);
-		}
+		for (j = 0; j < n; j++)
+			if (ext[j].depth == 1)
+				extent_append(ext[j].offset, ext[j].length, acc);
 	}
 	nbd_image_close(img);
 	return rc;

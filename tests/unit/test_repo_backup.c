@@ -502,6 +502,12 @@ static void test_full_empty_and_odd_size(void **state)
 
 /* ---- changed extents, incremental ---- */
 
+static void collect_extent(uint64_t offset, uint64_t length, void *arg)
+{
+	g_array_append_val((GArray *)arg, offset);
+	g_array_append_val((GArray *)arg, length);
+}
+
 static void test_changed_extents(void **state)
 {
 	struct fixture *f = *state;
@@ -515,6 +521,16 @@ static void test_changed_extents(void **state)
 	l2 = image_create(f, "l2.qcow2", l1, "64M");
 	/* touches l1's first extent, overlaps nothing else */
 	image_io(l2, "write -P 2 5184k 64k", "discard 50M 1M", NULL);
+
+	/* what l2 allocates itself, from qemu-img map (not over NBD) */
+	GArray *own = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	assert_errno(imagemap_own_extents(l2, NULL, collect_extent, own), 0);
+	assert_int_equal(own->len, 4);
+	assert_int_equal(g_array_index(own, uint64_t, 0), 5184 << 10);
+	assert_int_equal(g_array_index(own, uint64_t, 1), 64 << 10);
+	assert_int_equal(g_array_index(own, uint64_t, 2), 50 * MiB);
+	assert_int_equal(g_array_index(own, uint64_t, 3), MiB);
+	g_array_free(own, TRUE);
 
 	/* the layers, newest first or not: the same union */
 	const char *layers[] = { l2, l1 };
