@@ -384,29 +384,42 @@ static int touch_reused(struct snap_engine *eng, struct running_job *rj,
 						sizeof(struct repo_extent));
 	struct repo_backup_stats st = { 0 };
 	struct repo_index again;
-	uint64_t i, n = MIN(idx->count, base->count);
+	uint64_t i, k, n = MIN(idx->count, base->count);
+	g_autoptr(GArray) at = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	uint8_t (*reused)[DIGEST_LEN];
+	bool *gone;
 	int rc;
 
-	for (i = 0; i < n; i++) {
-		if (repo_index_is_hole(idx, i) ||
-		    memcmp(idx->digests[i], base->digests[i], DIGEST_LEN) != 0)
-			continue;
-		rc = chunkstore_touch(cs, idx->digests[i]);
-		if (rc == -ENOENT) {
-			struct repo_extent e = {
-				.offset = i * idx->chunk_size,
-				.length = repo_index_chunk_len(idx, i),
-			};
+	for (i = 0; i < n; i++)
+		if (!repo_index_is_hole(idx, i) &&
+		    memcmp(idx->digests[i], base->digests[i], DIGEST_LEN) == 0)
+			g_array_append_val(at, i);
+	reused = g_malloc((at->len ? at->len : 1) * (size_t)DIGEST_LEN);
+	gone = g_new(bool, at->len ? at->len : 1);
+	for (k = 0; k < at->len; k++)
+		memcpy(reused[k], idx->digests[g_array_index(at, uint64_t, k)],
+		       DIGEST_LEN);
+	/* each fan-out directory locked once for all its chunks */
+	rc = chunkstore_touch_many(cs, (const uint8_t (*)[DIGEST_LEN])reused,
+				   at->len, gone);
+	for (k = 0; rc == 0 && k < at->len; k++) {
+		uint64_t j = g_array_index(at, uint64_t, k);
+		struct repo_extent e = {
+			.offset = j * idx->chunk_size,
+			.length = repo_index_chunk_len(idx, j),
+		};
 
+		if (gone[k])
 			g_array_append_val(missing, e);
-			continue;
-		}
-		if (rc < 0) {
-			g_string_printf(why, "cannot touch a reused chunk: %s",
-					g_strerror(-rc));
-			return rc;
-		}
-		(*touched)++;
+		else
+			(*touched)++;
+	}
+	g_free(reused);
+	g_free(gone);
+	if (rc < 0) {
+		g_string_printf(why, "cannot touch a reused chunk: %s",
+				g_strerror(-rc));
+		return rc;
 	}
 	if (missing->len == 0)
 		return 0;

@@ -668,6 +668,8 @@ static int flush_all(const struct chunkstore *cs, struct staged_chunk *st,
 	size_t k, threads = MIN(n, FLUSH_THREADS);
 	int rc = 0;
 
+	if (n == 0)
+		return 0;
 	for (k = 0; k < threads; k++) {
 		share[k] = (struct flush_share){ cs, st, n, k, threads, 0 };
 		/* the caller's thread takes share 0, and any share whose
@@ -1102,6 +1104,73 @@ int chunkstore_touch(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN])
 	fanout_unlock(lock_fd);
 	close(dir_fd);
 	return rc == 0 ? -ENOENT : rc < 0 ? rc : 0;
+}
+
+/* chunkstore_touch_many() sorts by name, so that the chunks of one
+ * fan-out directory come together */
+struct touch_item {
+	char name[DIGEST_HEX_LEN + 1];
+	size_t i;
+};
+
+static int touch_item_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct touch_item *)a)->name,
+		      ((const struct touch_item *)b)->name);
+}
+
+int chunkstore_touch_many(struct chunkstore *cs,
+			  const uint8_t (*digests)[DIGEST_LEN], size_t n,
+			  bool *gone)
+{
+	struct touch_item *v = g_new(struct touch_item, n ? n : 1);
+	size_t m = 0, k = 0, i;
+	int rc = 0;
+
+	for (i = 0; i < n; i++) {
+		gone[i] = false;
+		if (digest_is_zero(digests[i]))
+			continue;
+		digest_to_hex(digests[i], v[m].name);
+		v[m++].i = i;
+	}
+	qsort(v, m, sizeof(*v), touch_item_cmp);
+	while (k < m && rc == 0) {
+		size_t end = k;
+		int dir_fd, lock_fd;
+
+		while (end < m && v[end].name[0] == v[k].name[0] &&
+		       v[end].name[1] == v[k].name[1])
+			end++;
+		dir_fd = open_fanout(cs, v[k].name, false);
+		if (dir_fd == -ENOENT) {
+			for (; k < end; k++)
+				gone[v[k].i] = true;
+			continue;
+		}
+		if (dir_fd < 0) {
+			rc = dir_fd;
+			break;
+		}
+		lock_fd = fanout_lock(cs, v[k].name, false);
+		if (lock_fd < 0) {
+			close(dir_fd);
+			rc = lock_fd;
+			break;
+		}
+		for (; k < end && rc == 0; k++) {
+			int r = touch_if_present_locked(cs, dir_fd, v[k].name);
+
+			if (r == 0)
+				gone[v[k].i] = true;
+			else if (r < 0)
+				rc = r;
+		}
+		fanout_unlock(lock_fd);
+		close(dir_fd);
+	}
+	g_free(v);
+	return rc;
 }
 
 /* ---- the sweep (garbage collection) ---- */

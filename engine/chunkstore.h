@@ -252,6 +252,19 @@ int chunkstore_has(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN]);
 int chunkstore_touch(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN]);
 
 /**
+ * chunkstore_touch_many() - chunkstore_touch() of the @n chunks @digests,
+ * taking each fan-out directory's lock once for all of its chunks (a
+ * backup over a base touches every chunk it reuses: thousands).
+ * @gone: receives, per digest, true when it is gone (chunkstore_touch()'s
+ *	-ENOENT: read it from the volume again); false for holes
+ * Return: 0; the first other failure of chunkstore_touch() (logged), the
+ * digests after it not looked at.
+ */
+int chunkstore_touch_many(struct chunkstore *cs,
+			  const uint8_t (*digests)[DIGEST_LEN], size_t n,
+			  bool *gone);
+
+/**
  * chunkstore_remove() - remove the chunk file named @digest (a damaged
  * chunk before it is put again), whatever its age; under the fan-out
  * directory's lock, exclusive.  The removal is not fsynced: a chunk that

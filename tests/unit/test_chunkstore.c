@@ -309,6 +309,45 @@ static void test_same_content_written_once(void **state)
 	put_pattern(r, 5000, 11, d2, NULL);
 }
 
+/* Many chunks touched at once: each present one young again, the gone
+ * ones and only those flagged, holes neither. */
+static void test_touch_many(void **state)
+{
+	struct root *r = *state;
+	uint8_t d[5][DIGEST_LEN] = { { 0 } };
+	struct timespec old[2] = { { 1000000, 0 }, { 1000000, 0 } };
+	bool gone[5] = { true, true, true, true, true };
+	struct stat st;
+
+	for (int i = 0; i < 4; i++)
+		if (i != 1) /* d[1]: a hole */
+			put_pattern(r, 5000 + i, 20 + i, d[i], NULL);
+	for (int i = 0; i < 4; i++) {
+		g_autofree char *p = i == 1 ? NULL : chunkstore_path(r->cs, d[i]);
+
+		if (p)
+			assert_int_equal(utimensat(AT_FDCWD, p, old, 0), 0);
+	}
+	/* d[3] is gone; d[4] was never stored */
+	assert_errno(chunkstore_remove(r->cs, d[3]), 0);
+	put_pattern(r, 7000, 99, d[4], NULL);
+	assert_errno(chunkstore_remove(r->cs, d[4]), 0);
+	assert_errno(chunkstore_touch_many(r->cs, (const uint8_t (*)[DIGEST_LEN])d,
+					   5, gone), 0);
+	assert_false(gone[0]);
+	assert_false(gone[1]);
+	assert_false(gone[2]);
+	assert_true(gone[3]);
+	assert_true(gone[4]);
+	for (int i = 0; i < 3; i += 2) {
+		g_autofree char *p = chunkstore_path(r->cs, d[i]);
+
+		assert_int_equal(stat(p, &st), 0);
+		assert_true(st.st_mtim.tv_sec > 1000000);
+	}
+	assert_errno(chunkstore_touch_many(r->cs, NULL, 0, gone), 0);
+}
+
 struct racer {
 	struct chunkstore *cs;
 	const unsigned char *data;
@@ -886,6 +925,7 @@ int main(int argc, char **argv)
 		ROOT(test_get_buffer_too_small),
 		ROOT(test_zero_chunk_not_stored),
 		ROOT(test_same_content_written_once),
+		ROOT(test_touch_many),
 		ROOT(test_concurrent_puts),
 		ROOT(test_batch),
 		cmocka_unit_test(test_batch_fault_walk),
