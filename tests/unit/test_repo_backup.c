@@ -304,15 +304,27 @@ static void test_nbd_extents(void **state)
 
 /* ---- reading from the layer files ---- */
 
+/* The 8 MiB image @top as `qemu-img convert -O raw` reads it (g_free). */
+static char *raw_of(struct fixture *f, const char *top)
+{
+	g_autofree char *plain = path_of(f, "plain.raw");
+	char *want = NULL;
+	gsize len;
+
+	run("qemu-img", "convert", "-O", "raw", top, plain, NULL);
+	assert_true(g_file_get_contents(plain, &want, &len, NULL));
+	assert_int_equal(len, 8 * MiB);
+	return want;
+}
+
 static void test_imagemap(void **state)
 {
 	struct fixture *f = *state;
 	g_autofree char *base = image_create(f, "b.qcow2", NULL, "8M");
-	g_autofree char *top = NULL, *plain = path_of(f, "plain.raw");
+	g_autofree char *top = NULL;
 	g_autofree char *buf = g_malloc(8 * MiB), *want = NULL;
 	g_autofree struct imagemap_piece *p = NULL;
 	struct imagemap *m;
-	gsize len;
 	size_t n;
 
 	image_io(base, "write -P 0xab 0 1M", "write -z 2M 1M",
@@ -336,9 +348,7 @@ static void test_imagemap(void **state)
 	assert_true(p[0].fd != p[1].fd);
 	/* the bytes equal what qemu-img convert gives */
 	assert_errno(imagemap_read(p, n, buf, 0, 8 * MiB), 0);
-	run("qemu-img", "convert", "-O", "raw", top, plain, NULL);
-	assert_true(g_file_get_contents(plain, &want, &len, NULL));
-	assert_int_equal(len, 8 * MiB);
+	want = raw_of(f, top);
 	assert_memory_equal(buf, want, 8 * MiB);
 	g_clear_pointer(&p, g_free);
 	/* a range cut inside pieces, read at its own offset */
@@ -388,11 +398,10 @@ static void test_imagemap_chain_renamed(void **state)
 	struct fixture *f = *state;
 	g_autofree char *base = image_create(f, "b.qcow2", NULL, "8M");
 	g_autofree char *other = image_create(f, "b2.qcow2", NULL, "8M");
-	g_autofree char *top = NULL, *plain = path_of(f, "plain.raw");
+	g_autofree char *top = NULL;
 	g_autofree char *buf = g_malloc(8 * MiB), *want = NULL;
 	g_autofree struct imagemap_piece *p = NULL;
 	struct imagemap *m;
-	gsize len;
 	size_t n;
 
 	image_io(base, "write -P 0xab 0 2M", NULL);
@@ -407,8 +416,7 @@ static void test_imagemap_chain_renamed(void **state)
 	g_unsetenv("SNAPFS_QEMU_IMG");
 	assert_errno(imagemap_pieces(m, 0, 8 * MiB, &p, &n), 0);
 	assert_errno(imagemap_read(p, n, buf, 0, 8 * MiB), 0);
-	run("qemu-img", "convert", "-O", "raw", top, plain, NULL);
-	assert_true(g_file_get_contents(plain, &want, &len, NULL));
+	want = raw_of(f, top);
 	assert_memory_equal(buf, want, 8 * MiB);
 	assert_int_equal((unsigned char)buf[6 * MiB], 0x01); /* the new file's */
 	imagemap_close(m);
