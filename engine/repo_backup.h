@@ -29,15 +29,17 @@
  * CHANGED EXTENTS come from block status, not from a dirty bitmap: each
  * frozen layer holds exactly the writes made between its snapshot and the
  * previous one, so what changed between B and N is the union of the
- * extents the layers after B up to N allocate themselves (allocation
- * depth 1 over NBD: data, zeroes or discards alike).  Nothing is lost on a
+ * extents the layers after B up to N allocate themselves (`qemu-img map`
+ * depth 0, or allocation depth 1 over NBD: data, zeroes or discards
+ * alike).  Nothing is lost on a
  * crash or a VM restart.
  *
  * THREAD SAFETY: every function may run in any number of threads at once
  * (on distinct outputs); each blocks on primary and secondary storage and
- * runs qemu-nbd children, so call them from long-lived threads (nbd.h).
- * repo_backup_image() puts chunks from GLib's shared thread pool threads
- * (2 at a time); they touch only the chunk store and the new index.
+ * runs qemu-img (and, as a fallback, qemu-nbd) children, so call them
+ * from long-lived threads (proc.h, nbd.h).  repo_backup_image() reads
+ * and puts chunks from GLib's shared thread pool threads (3 at a time);
+ * they touch only the layer files, the chunk store and the new index.
  */
 #ifndef SNAP_REPO_BACKUP_H
 #define SNAP_REPO_BACKUP_H
