@@ -21,11 +21,13 @@ Only the Python 3.11 standard library is used here.
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import threading
@@ -337,6 +339,15 @@ class Snapfs:
             time.sleep(0.05)
         # The first request waits for FUSE_INIT (and the engine's recovery).
         os.listdir(self.mnt)
+
+    def repository_mode(self):
+        """'on' or 'off': the mode this mount runs in (or will, at its next
+        mount()): the test's own repository= option, else
+        SNAPFS_TEST_REPOSITORY, else the daemon's default (off)."""
+        value = self.options.get('repository')
+        if value is None:
+            value = os.environ.get('SNAPFS_TEST_REPOSITORY') or 'off'
+        return 'on' if value in (True, 'on') else 'off'
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -743,6 +754,23 @@ class Snapfs:
                 files.append(os.path.normpath(os.path.join(rel, name)))
         return sorted(files)
 
+    def stored_backup_ext(self):
+        """The extension of the file a backup is stored as under
+        SECONDARY/volumes/<vol>/<uuid>.*: 'qcow2' (a full copy) with
+        repository=off, 'index' with repository=on."""
+        return 'index' if self.repository_mode() == 'on' else 'qcow2'
+
+    def secondary_backup_files(self):
+        """secondary_files() less the repository's own files with
+        repository=on (repository.json, .locks/, .chunks/: chunks are shared
+        and freed by GC after its grace, not by the delete of one backup);
+        with repository=off exactly secondary_files()."""
+        files = self.secondary_files()
+        if self.repository_mode() == 'off':
+            return files
+        return [f for f in files if f != 'repository.json'
+                and not f.startswith(('.locks/', '.chunks/'))]
+
     def secondary_tmp_files(self):
         tmp = os.path.join(self.secondary, '.tmp')
         files = []
@@ -770,9 +798,12 @@ class Snapfs:
 def check_backup(env, vol, snap, reference, virtual_size, force_share=False):
     """The backup of @vol/@snap under backed-up/ is complete and right:
     same guest data as @reference, standalone qcow2 (no backing file) of
-    @virtual_size, `qemu-img check` clean, and a manifest whose fields and
-    checksum (xxh128sum of the image) agree with it.  @force_share: the
-    reference is a live volume (qemu-img -U)."""
+    @virtual_size, `qemu-img check` clean, and a manifest whose fields agree
+    with it: with repository=off its checksum is the xxh128sum of the image;
+    with repository=on it names an index that is sound, whose checksum the
+    catalog records and whose every chunk exists (index_problems()), or it
+    is a full copy made before the repository (checked as with off).
+    @force_share: the reference is a live volume (qemu-img -U)."""
     img = env.backup_file(vol, snap)
     assert env.state(vol, snap) == 'BackedUp'
     assert qemu_img_compare(reference, img, force_share=force_share) == 0, \
@@ -785,17 +816,142 @@ def check_backup(env, vol, snap, reference, virtual_size, force_share=False):
     check = run(['qemu-img', 'check', img], check=False, timeout=300)
     assert check.returncode == 0, 'qemu-img check %s: %s%s' % (img, check.stdout, check.stderr)
     m = env.manifest(vol, snap)
-    for field in ('volume', 'snapshot', 'created_at', 'backed_up_at', 'virtual_size',
-                  'checksum'):
+    for field in ('volume', 'snapshot', 'created_at', 'backed_up_at', 'virtual_size'):
         assert field in m, 'manifest lacks %r: %s' % (field, m)
     assert m['volume'] == vol and m['snapshot'] == snap, m
     assert m['virtual_size'] == virtual_size, m
-    assert m['checksum'] == 'xxh128:' + xxh128(img), \
-        'manifest checksum %s does not match xxh128sum of the image' % m['checksum']
     sinfo = env.info(vol, snap)
+    # repository=off: always a full copy; repository=on: a repository
+    # backup, unless its manifest says it is a full copy made before (the
+    # upgrade: served as it is), which is then checked as one
+    if env.repository_mode() == 'off' or ('index' not in m and m.get('format') == 'qcow2'):
+        assert 'checksum' in m, 'manifest lacks %r: %s' % ('checksum', m)
+        assert m['checksum'] == 'xxh128:' + xxh128(img), \
+            'manifest checksum %s does not match xxh128sum of the image' % m['checksum']
+    else:
+        problems = index_problems(env, vol, m.get('uuid'), virtual_size,
+                                  sinfo.get('checksum'))
+        assert problems == [], problems
     assert sinfo.get('state') == 'BackedUp' and sinfo.get('on_secondary') is True, sinfo
     assert sinfo.get('error') is None, sinfo
     return m
+
+
+# ---- the repository (repository=on) ------------------------------------------------
+
+REPO_INDEX = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.index')
+CHUNK_NAME = re.compile(r'[0-9a-f]{64}')
+
+
+def read_index(path):
+    """(chunk_size, virtual_size, [hex digest or None for a hole]) of a
+    repository index (docs/repository.md); AssertionError when it is not
+    a sound one."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    assert data[:8] == b'SNAPIDX1', '%s: not an index' % path
+    assert len(data) >= 64, '%s: %d bytes' % (path, len(data))
+    version, chunk_size, vsize, count = struct.unpack('<IIQQ', data[8:32])
+    assert version == 1 and len(data) == 64 + 32 * count, '%s: bad header' % path
+    assert hashlib.sha256(data[:-32]).digest() == data[-32:], '%s: bad checksum' % path
+    entries = []
+    for i in range(count):
+        d = data[32 + 32 * i:64 + 32 * i]
+        entries.append(None if d == bytes(32) else d.hex())
+    return chunk_size, vsize, entries
+
+
+def chunk_file(env, name):
+    return os.path.join(env.secondary, '.chunks', name[:2], name)
+
+
+def index_problems(env, vol, uuid, virtual_size=None, catalog_checksum=None, name=None):
+    """A repository backup SECONDARY/volumes/@vol/@uuid.index + .json: the
+    index is sound (magic, size, checksum) and of @virtual_size, the
+    manifest is format "index", names it and its checksum and has no
+    "checksum", the catalog's checksum (when given) is "sha256:" + the
+    index's, no <uuid>.qcow2 beside it, and every chunk the index names is
+    a file under .chunks/ (header checked).  Returns problems."""
+    what = 'repository backup of %s (%s)' % (vol, uuid)
+    d = os.path.join(env.secondary, 'volumes', vol)
+    ipath = os.path.join(d, '%s.index' % uuid)
+    problems = []
+    try:
+        chunk_size, vsize, entries = read_index(ipath)
+        with open(ipath, 'rb') as f:
+            tail = f.read()[-32:].hex()
+    except (OSError, AssertionError) as e:
+        return ['%s: index unreadable: %s' % (what, e)]
+    if virtual_size is not None and vsize != virtual_size:
+        problems.append('%s: index virtual size %d, expected %d' % (what, vsize, virtual_size))
+    if os.path.exists(os.path.join(d, '%s.qcow2' % uuid)):
+        problems.append('%s: a full-copy image lies beside the index' % what)
+    try:
+        with open(os.path.join(d, '%s.json' % uuid)) as f:
+            m = json.load(f)
+        if m.get('format') != 'index' or m.get('index') != '%s.index' % uuid \
+                or m.get('index_sha256') != tail or m.get('chunk_size') != chunk_size \
+                or 'checksum' in m:
+            problems.append('%s: the manifest does not describe its index: %s' % (what, m))
+        if m.get('uuid') != uuid or m.get('volume') != vol or \
+                (name is not None and m.get('snapshot') != name):
+            problems.append('%s: the manifest names %s/%s (%s)' % (
+                what, m.get('volume'), m.get('snapshot'), m.get('uuid')))
+    except (OSError, ValueError) as e:
+        problems.append('%s: manifest unreadable: %s' % (what, e))
+        m = {}
+    if catalog_checksum is not None and catalog_checksum != 'sha256:' + tail:
+        problems.append('%s: catalog checksum %s is not the index\'s sha256:%s' % (
+            what, catalog_checksum, tail))
+    size = 0
+    for i, digest in enumerate(entries):
+        if not digest:
+            continue
+        path = chunk_file(env, digest)
+        try:
+            with open(path, 'rb') as f:
+                head = f.read(16)
+            raw = struct.unpack('<I', head[12:16])[0] if len(head) == 16 else -1
+            if head[:8] != b'SNAPCHK1':
+                problems.append('%s: chunk %d (%s) has no chunk header' % (what, i, digest))
+            size += raw
+        except OSError as e:
+            problems.append('%s: chunk %d (%s) the index names: %s' % (what, i, digest, e))
+    if not problems and 'size' in m and m['size'] != size:
+        problems.append('%s: manifest size %s, the chunks hold %d' % (what, m['size'], size))
+    return problems
+
+
+def index_to_raw(env, vol, uuid, out):
+    """Write the volume's bytes a repository backup holds into the raw file
+    @out, read from its chunks (uncompressed ones; a zstd one through
+    `zstd -dc`), without snapfs: what a restore script would do."""
+    chunk_size, vsize, entries = read_index(
+        os.path.join(env.secondary, 'volumes', vol, uuid + '.index'))
+    with open(out, 'wb') as f:
+        f.truncate(vsize)
+        for i, digest in enumerate(entries):
+            if not digest:
+                continue
+            with open(chunk_file(env, digest), 'rb') as c:
+                data = c.read()
+            flags = struct.unpack('<I', data[8:12])[0]
+            payload = data[16:]
+            if flags & 1:
+                payload = subprocess.run(['zstd', '-dc'], input=payload, check=True,
+                                         stdout=subprocess.PIPE).stdout
+            assert hashlib.sha256(payload).hexdigest() == digest, 'chunk %s' % digest
+            f.seek(i * chunk_size)
+            f.write(payload)
+
+
+def repository_chunk_names(env):
+    """The names of the chunk files under SECONDARY/.chunks/."""
+    names = set()
+    root = os.path.join(env.secondary, '.chunks')
+    for fan in (sorted(os.listdir(root)) if os.path.isdir(root) else []):
+        names |= set(os.listdir(os.path.join(root, fan)))
+    return names
 
 
 def assert_pattern(path, pattern, offset, length):
@@ -838,7 +994,13 @@ def same_bytes(a, b, chunk=1 << 20):
 
 def secondary_matches_backups(env):
     """Every file on secondary storage (outside .tmp/) is byte for byte one of
-    the files under backed-up/, and every backed-up file is one of them."""
+    the files under backed-up/, and every backed-up file is one of them.
+    With repository=on: every manifest under backed-up/ is byte for byte
+    one under SECONDARY/volumes/, each beside its sound index with every
+    chunk it names (index_problems()), each image shown has its manifest,
+    and SECONDARY/volumes/ holds nothing else."""
+    if env.repository_mode() == 'on':
+        return repository_matches_backups(env)
     shown = []
     for dirpath, _, names in os.walk(env.p('backed-up')):
         shown += [os.path.join(dirpath, n) for n in names]
@@ -853,6 +1015,35 @@ def secondary_matches_backups(env):
                      and same_bytes(path, s)), None)
         assert twin is not None, '%s matches no file on secondary storage' % path
         unmatched.remove(twin)
+
+
+def repository_matches_backups(env):
+    shown = []
+    for dirpath, _, names in os.walk(env.p('backed-up')):
+        shown += [os.path.join(dirpath, n) for n in names]
+    manifests = [p for p in shown if p.endswith('.json')]
+    images = [p for p in shown if p.endswith('.qcow2')]
+    assert len(manifests) + len(images) == len(shown), \
+        'backed-up/ shows other files: %s' % shown
+    assert sorted(p[:-5] for p in manifests) == sorted(p[:-6] for p in images), \
+        'backed-up/ images and manifests do not pair: %s' % shown
+    stored = [f for f in env.secondary_files() if f.startswith('volumes/')]
+    want = set()
+    for path in manifests:
+        with open(path, 'rb') as f:
+            text = f.read()
+        m = json.loads(text)
+        vol = os.path.basename(os.path.dirname(path))
+        uuid = m.get('uuid')
+        base = 'volumes/%s/%s' % (vol, uuid)
+        want |= {base + '.json', base + '.index'}
+        with open(os.path.join(env.secondary, base + '.json'), 'rb') as f:
+            assert f.read() == text, '%s is not SECONDARY/%s.json' % (path, base)
+        problems = index_problems(env, vol, uuid, m.get('virtual_size'))
+        assert problems == [], problems
+    assert set(stored) == want, \
+        'SECONDARY/volumes holds %s but backed-up/ shows %s' % (
+            stored, [os.path.relpath(s, env.mnt) for s in shown])
 
 
 # ---- event matching ----------------------------------------------------------------
@@ -1194,7 +1385,10 @@ def orphan_problems(env):
     empty; every file under PRIMARY/.snapfs/<vol>/ a layer of that volume in
     the catalog and every catalog layer a file there; memory save files
     exactly those of VM snapshots; SECONDARY/volumes/<vol>/ exactly the
-    image and manifest of each BackedUp snapshot, named by its uuid."""
+    image and manifest of each BackedUp snapshot, named by its uuid (with
+    repository=on: its index and manifest, every chunk the index names
+    present; besides them only chunk files, .locks/<xx> and
+    repository.json)."""
     problems = []
     if env.secondary_tmp_files():
         problems.append('SECONDARY/.tmp not empty: %s' % env.secondary_tmp_files())
@@ -1230,11 +1424,31 @@ def orphan_problems(env):
         if not os.path.isfile(path):
             problems.append('memory file %s of a VM snapshot is missing' % path)
     want = set()
+    repo = env.repository_mode() == 'on'
     for s in catalog_snapshots(env):
         if s['state'] == SNAP_BACKED_UP:
-            for ext in ('qcow2', 'json'):
+            # with repository=on the catalog's checksum says which kind
+            # (sha256: an index; xxh128: a full copy made before)
+            full = not repo or not (s['checksum'] or '').startswith('sha256:')
+            for ext in (('qcow2', 'json') if full else ('index', 'json')):
                 want.add('volumes/%s/%s.%s' % (s['volume'], s['uuid'], ext))
     have = set(env.secondary_files())
+    if repo:
+        # the repository's own files: repository.json, the fan-out locks,
+        # and chunk files (those no index names are GC's: it frees them
+        # only after its grace, so they are no orphans here); every chunk a
+        # BackedUp snapshot's index names must exist (index_problems())
+        for f in sorted(have):
+            parts = f.split('/')
+            if f == 'repository.json' or \
+                    (len(parts) == 2 and parts[0] == '.locks' and re.fullmatch(r'[0-9a-f]{2}', parts[1])) or \
+                    (len(parts) == 3 and parts[0] == '.chunks' and CHUNK_NAME.fullmatch(parts[2])
+                     and parts[1] == parts[2][:2]):
+                have.discard(f)
+        for s in catalog_snapshots(env):
+            if s['state'] == SNAP_BACKED_UP and (s['checksum'] or '').startswith('sha256:'):
+                problems += index_problems(env, s['volume'], s['uuid'], s['virtual_size'],
+                                           s['checksum'], s['name'])
     for f in sorted(have - want):
         problems.append('file SECONDARY/%s belongs to no BackedUp snapshot' % f)
     for f in sorted(want - have):
@@ -1249,6 +1463,8 @@ def verify_backup(env, snap, reference=None):
     holding the image's checksum; with @reference, the same guest data."""
     vol, name, uuid = snap['volume'], snap['name'], snap['uuid']
     what = 'backup of %s/%s (%s)' % (vol, name, uuid)
+    if env.repository_mode() == 'on' and not (snap['checksum'] or '').startswith('xxh128:'):
+        return verify_repository_backup(env, snap, reference)
     img = os.path.join(env.secondary, 'volumes', vol, uuid + '.qcow2')
     problems = []
     if not os.path.isfile(img):
@@ -1282,6 +1498,43 @@ def verify_backup(env, snap, reference=None):
                 what, m.get('checksum')))
     except (OSError, ValueError) as e:
         problems.append('%s: manifest unreadable: %s' % (what, e))
+    if reference is not None and not problems:
+        if qemu_img_compare(reference, img) != 0:
+            problems.append('%s: does not hold the data the volume had at its mkdir' % what)
+    return problems
+
+
+def verify_repository_backup(env, snap, reference=None):
+    """verify_backup() with repository=on: a sound index and manifest whose
+    chunks all exist (index_problems()), the manifest's size the catalog's
+    backup_bytes, and the view backed-up/volumes/<vol>/<name>.qcow2 a
+    standalone qcow2 that passes `qemu-img check`, of the right size; with
+    @reference, the same guest data."""
+    vol, name, uuid = snap['volume'], snap['name'], snap['uuid']
+    what = 'backup of %s/%s (%s)' % (vol, name, uuid)
+    problems = index_problems(env, vol, uuid, snap['virtual_size'], snap['checksum'], name)
+    if problems:
+        return problems
+    with open(os.path.join(env.secondary, 'volumes', vol, uuid + '.json')) as f:
+        m = json.load(f)
+    if m.get('size') != snap['backup_bytes']:
+        problems.append('%s: manifest size %s, the catalog says %s' % (
+            what, m.get('size'), snap['backup_bytes']))
+    img = env.backup_file(vol, name)
+    if not os.path.isfile(img):
+        return problems + ['%s: backed-up/volumes/%s/%s.qcow2 is not shown' % (what, vol, name)]
+    chk = run(['qemu-img', 'check', img], check=False, timeout=300)
+    if chk.returncode != 0:
+        problems.append('%s: qemu-img check: %s%s' % (what, chk.stdout, chk.stderr))
+    try:
+        info = qemu_img_info(img)
+        if 'backing-filename' in info or 'full-backing-filename' in info:
+            problems.append('%s: has a backing file: %s' % (what, info.get('backing-filename')))
+        if info.get('virtual-size') != snap['virtual_size']:
+            problems.append('%s: virtual size %s, catalog %s' % (
+                what, info.get('virtual-size'), snap['virtual_size']))
+    except AssertionError as e:
+        problems.append('%s: qemu-img info: %s' % (what, e))
     if reference is not None and not problems:
         if qemu_img_compare(reference, img) != 0:
             problems.append('%s: does not hold the data the volume had at its mkdir' % what)

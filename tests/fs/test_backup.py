@@ -104,8 +104,8 @@ def test_secondary_full_fails_then_retry_succeeds(env):
     assert info['on_primary'] is True and info['on_secondary'] is False, info
     assert env.backups('v') == []
     assert not os.path.exists(env.backup_file('v', 's1'))
-    assert env.secondary_files() == [] and env.secondary_tmp_files() == [], \
-        (env.secondary_files(), env.secondary_tmp_files())
+    assert env.secondary_backup_files() == [] and env.secondary_tmp_files() == [], \
+        (env.secondary_backup_files(), env.secondary_tmp_files())
     # the job waits for its automatic retry, or is gone; it does not run
     for job in env.jobs():
         assert job['state'] == 'waiting', job

@@ -39,15 +39,15 @@ SECOND_RUN_RCHAR = CHUNK // 8
 
 @pytest.fixture(autouse=True, params=['off', 'on'], ids=['repository=off', 'repository=on'])
 def repository(request, env):
-    """Each test once with the default (no option: repository=off) and once
-    with -o repository=on; mount() and remount() remember the option."""
-    if request.param == 'on':
-        env.options['repository'] = 'on'
+    """Each test once with repository=off and once with -o repository=on;
+    mount() and remount() remember the option.  Both are pinned, so that
+    SNAPFS_TEST_REPOSITORY does not turn the off run into a second on run."""
+    env.options['repository'] = request.param
     return request.param
 
 
 def repository_on(env):
-    return env.options.get('repository') == 'on'
+    return env.repository_mode() == 'on'
 
 
 def live_views(env):

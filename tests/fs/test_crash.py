@@ -36,7 +36,7 @@ def test_kill9_during_a_copy_then_remount(env):
     # nothing wrote the volume, so the backup must equal it
     check_backup(env, 'big', 's1', env.volume_path('big'), 2 * GiB, force_share=True)
     assert env.secondary_tmp_files() == [], env.secondary_tmp_files()
-    assert len(env.secondary_files()) == 2, env.secondary_files()
+    assert len(env.secondary_backup_files()) == 2, env.secondary_backup_files()
     secondary_matches_backups(env)
     assert env.no_jobs_left() and env.alerts() == {}
     _no_leftover_processes(env)
@@ -67,7 +67,7 @@ def test_kill9_right_after_mkdir_then_remount(env):
         assert env.state(vol, snap) == 'BackedUp'
     assert env.no_jobs_left() and env.alerts() == {}
     assert env.secondary_tmp_files() == []
-    assert len(env.secondary_files()) == 2 * len(refs), env.secondary_files()
+    assert len(env.secondary_backup_files()) == 2 * len(refs), env.secondary_backup_files()
     secondary_matches_backups(env)
     _no_leftover_processes(env)
 

@@ -874,7 +874,10 @@ class Loop:
                     continue
                 if row['state'] != H.SNAP_BACKED_UP:
                     continue        # reported by quiet_problems()
-                img = os.path.join(env.secondary, 'volumes', vol.name, row['uuid'] + '.qcow2')
+                # what identifies the backup's stored form: its image, or
+                # with repository=on its index (chunks never change)
+                img = os.path.join(env.secondary, 'volumes', vol.name, row['uuid'] + (
+                    '.index' if env.repository_mode() == 'on' else '.qcow2'))
                 try:
                     st = os.stat(img)
                     ident = (st.st_ino, st.st_size, st.st_mtime_ns, snap.name)

@@ -35,7 +35,7 @@ def test_rmdir_cancels_a_running_and_a_queued_copy(env):
     assert env.job_for('big', 's1') is None, env.jobs()
     assert env.backups('big') == []
     # rmdir returns once the snapshot is gone from secondary storage too
-    assert env.secondary_files() == [], env.secondary_files()
+    assert env.secondary_backup_files() == [], env.secondary_backup_files()
     assert env.secondary_tmp_files() == [], env.secondary_tmp_files()
     env.wait_event(lambda ev: events_of([ev], 'backup.cancel', 'big', 's1'),
                    since=n, what='a backup.cancel event for big/s1', timeout=10)
@@ -64,13 +64,13 @@ def test_rmdir_of_a_backed_up_snapshot(env):
     env.take('v', 'gone')
     env.wait_state('v', 'keep', 'BackedUp')
     env.wait_state('v', 'gone', 'BackedUp')
-    assert len(env.secondary_files()) == 4
+    assert len(env.secondary_backup_files()) == 4
 
     n = len(env.read_events())
     os.rmdir(env.snap_dir('v', 'gone'))
     assert env.snapshots('v') == ['keep']
     assert env.backups('v') == ['keep.json', 'keep.qcow2']
-    assert len(env.secondary_files()) == 2, env.secondary_files()
+    assert len(env.secondary_backup_files()) == 2, env.secondary_backup_files()
     assert events_of(env.events_since(n), 'snapshot.delete', 'v', 'gone'), env.events_since(n)
     check_backup(env, 'v', 'keep', ref, 64 * MiB)
     assert qemu_img_compare(ref, env.volume_path('v'), force_share=True) == 0

@@ -24,6 +24,7 @@ import errno
 import os
 import sqlite3
 
+import snapfs_harness as H
 from snapfs_harness import (MiB, check_backup, errno_name, events_of, fill,
                             qemu_img_compare, rejected_events, run)
 
@@ -100,6 +101,9 @@ def invariants(env):
     for rel in env.secondary_files():
         if rel.endswith('.qcow2'):
             problems.append(qemu_check(os.path.join(env.secondary, rel)))
+        elif rel.endswith('.index') and env.repository_mode() == 'on':
+            vol, name = rel.split('/')[1], os.path.basename(rel)[:-len('.index')]
+            problems += H.index_problems(env, vol, name)
     problems = [p for p in problems if p]
     assert not problems, 'audit:\n' + '\n'.join(problems)
 
@@ -371,7 +375,8 @@ def test_several_backups_when_secondary_fills(env):
         assert [a['errno'] for a in alerts.values()] == ['ENOSPC'], alerts
         # nothing lost: the volume still holds its data
         assert qemu_img_compare(refs[vol], env.volume_path(vol), force_share=True) == 0
-    assert len([f for f in env.secondary_files() if f.endswith('.qcow2')]) == len(done)
+    assert len([f for f in env.secondary_files()
+                if f.endswith('.' + env.stored_backup_ext())]) == len(done)
     invariants(env)
 
     # room again: a retry of each failed one; all backed up, alerts resolved
@@ -392,7 +397,10 @@ def test_kill9_while_secondary_is_full_then_remount(env):
     env.make_volume('v', '64M', data_v)
     env.make_volume('w', '64M', data_w)
     ref_v, ref_w = env.make_reference('64M', data_v), env.make_reference('64M', data_w)
-    env.mount_hanging('backup.converted', workers=1, retries=3, retry_delay=3600)
+    # about the full copy's qemu-img convert (test point backup.converted,
+    # the copy in SECONDARY/.tmp): pinned to repository=off
+    env.mount_hanging('backup.converted', workers=1, retries=3, retry_delay=3600,
+                      repository='off')
 
     # v/s1's copy is made (8 MiB in SECONDARY/.tmp: what is left is too
     # little for w/s1's) and the daemon dies before publishing it

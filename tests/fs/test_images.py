@@ -121,7 +121,7 @@ def test_listing_size_content_and_stability(env):
 
 def test_no_images_without_repository(env):
     env.make_volume('v', '16M', [(0x11, 0, '1M')])
-    env.mount()
+    env.mount(repository='off')  # about repository=off: pinned
     take_backed_up(env, 'v', 's1')
     assert 'images' not in os.listdir(env.mnt)
     assert not os.path.exists(env.p('images'))

@@ -195,8 +195,7 @@ def test_repository_json_made_and_checked(env):
         assert 'not a snapfs repository' in str(e), str(e)
     with open(os.path.join(env.secondary, 'repository.json')) as f:
         assert f.read() == '{"format": "something-else"'
-    env.options.pop('repository')
-    env.mount()  # repository=off does not read it
+    env.mount(repository='off')  # repository=off does not read it
 
 
 def test_backup_is_published_as_index_and_manifest(env):

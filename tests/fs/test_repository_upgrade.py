@@ -32,7 +32,7 @@ def make_old_tree(env):
     env.make_volume('w', '64M', B)
     refs = {'a': env.make_reference('64M', A), 'ab': env.make_reference('64M', A + B),
             'w': env.make_reference('64M', B)}
-    env.mount(keep_primary=1)
+    env.mount(repository='off', keep_primary=1)  # today's full copies: pinned
     take_backed_up(env, 'v', 's1')
     env.write_volume('v', B)
     take_backed_up(env, 'v', 's2')
@@ -112,8 +112,7 @@ def test_old_backups_work_with_the_repository_on(env):
     env.unmount()
 
     # without the option again: repository backups are kept, not served
-    env.options.pop('repository')
-    env.mount()
+    env.mount(repository='off')
     assert env.state('v', 's3') == 'BackedUp'
     assert not [e for e in env.read_events() if e['type'] == 'recovery.missing']
     assert os.path.exists(os.path.join(env.secondary, 'volumes', 'v',

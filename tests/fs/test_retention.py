@@ -44,7 +44,7 @@ def test_keep_primary_one(env):
     os.rmdir(env.snap_dir('v', 's2'))
     assert env.snapshots('v') == ['old1', 's3']
     assert env.backups('v') == ['old1.json', 'old1.qcow2', 's3.json', 's3.qcow2']
-    assert len(env.secondary_files()) == 4, env.secondary_files()
+    assert len(env.secondary_backup_files()) == 4, env.secondary_backup_files()
     assert events_of(env.events_since(n), 'snapshot.rename', 'old1')
     assert events_of(env.events_since(n), 'snapshot.delete', 's2')
 

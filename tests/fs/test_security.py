@@ -305,6 +305,11 @@ def test_security_matrix(vmenv, users, request):
         run_as(user, create_and_write, env.p('policies', policy), policy_payload(vol))
     # a backup that fails for each: an alert and a job of the account
     fill(os.path.join(fs, 'filler'), '256K')
+    if env.repository_mode() == 'on':
+        # an incremental backup of unchanged data writes no chunk, so it
+        # would not fail: new data (1 MiB, more than the room left)
+        for vol in (v[0] for v in mine.values()):
+            env.write_volume(vol, [(0x77, '4M', '1M')])
     for user, (vol, _, _, _) in mine.items():
         run_as(user, os.mkdir, env.snap_dir(vol, 'j1'))
     alerts, jobs = {}, {}
@@ -608,7 +613,8 @@ def test_names_at_the_limit_and_differing_in_case(env):
     assert qemu_img_compare(ref_a, env.backup_file('v', 'A')) == 0
     assert qemu_img_compare(ref_ab, env.backup_file('v', 'a')) == 0
     assert env.manifest('v', 'A')['snapshot'] == 'A' and env.manifest('v', 'a')['snapshot'] == 'a'
-    assert len([f for f in env.secondary_files() if f.endswith('.qcow2')]) == 3
+    assert len([f for f in env.secondary_files()
+                if f.endswith('.' + env.stored_backup_ext())]) == 3
     assert env.backups(v128) == [n128 + '.json', n128 + '.qcow2']
     assert qemu_img_compare(ref_a, env.backup_file(v128, n128)) == 0
 
@@ -1003,7 +1009,9 @@ def test_planted_backup_file_symlinks_are_not_served(env):
     data = [(0x91, 0, '1M')]
     env.make_volume('v', '16M', data)
     ref = env.make_reference('16M', data)
-    env.mount(workers=1)
+    # about the full-copy image file; the repository's files (an index or a
+    # chunk planted as a symlink) are test_repo_hostile.py's: pinned
+    env.mount(workers=1, repository='off')
     env.take('v', 's1')
     env.wait_state('v', 's1', 'BackedUp')
     uuid = env.info('v', 's1')['uuid']

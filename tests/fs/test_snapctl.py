@@ -153,6 +153,9 @@ def stalled_mount(env, **options):
     """A mount with one worker and a big `blocker` volume, and volume `v`."""
     env.make_volume('blocker', '2G', [(0x5a, 0, '1G')])
     env.make_volume('v', '64M', [(0x11, 0, '16M')])
+    # the stall SIGSTOPs the full copy's qemu-img convert, which only
+    # repository=off runs: pinned
+    options.setdefault('repository', 'off')
     env.mount(workers=1, **options)
     return Stall(env)
 

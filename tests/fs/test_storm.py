@@ -425,7 +425,11 @@ class Storm:
                 found = H.verify_backup(env, row)
                 problems += found
                 if not found:
-                    img = os.path.join(env.secondary, 'volumes', vol, row['uuid'] + '.qcow2')
+                    if env.repository_mode() == 'on':
+                        # no image on SECONDARY: the synthesized view is the backup
+                        img = env.backup_file(vol, name)
+                    else:
+                        img = os.path.join(env.secondary, 'volumes', vol, row['uuid'] + '.qcow2')
                     problems += self.holds_one(img, vol, 'the backup of %s/%s' % (vol, name))
                 if row['layer']:
                     layer = os.path.join(env.primary, '.snapfs', vol, row['layer'] + '.qcow2')

@@ -121,7 +121,7 @@ def test_verify_damaged_and_healed(env):
 
 def test_verify_full_copy_backup(env):
     env.make_volume('v', '16M', [(0x11, 0, '1M')])
-    env.mount()
+    env.mount(repository='off')  # a full-copy backup is made with repository=off: pinned
     take_backed_up(env, 'v', 's1')
     assert verify_errno(env, 'v', 's1') == 0
     assert env.info('v', 's1')['verified_at'] is not None
