@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backedup.h"
 #include "backup.h"
 #include "chunkcache.h"
 #include "events.h"
@@ -59,19 +60,11 @@ int snap_backup_paths(struct snap_engine *eng, const char *vol,
 		      const char *snap, uint64_t *id_out, char **image_out,
 		      char **manifest_out)
 {
-	struct catalog_volume v;
 	struct catalog_snapshot s;
-	int rc;
+	int rc = backedup_snapshot(eng, vol, snap, &s);
 
-	if (snap_name_valid(vol) < 0 || snap_name_valid(snap) < 0)
-		return -ENOENT;
-	rc = catalog_volume_get(eng->cat, vol, &v);
-	if (rc == 0)
-		rc = catalog_snapshot_get(eng->cat, v.id, snap, &s);
 	if (rc < 0)
 		return rc;
-	if (s.state != SNAP_STATE_BACKED_UP && s.state != SNAP_STATE_DAMAGED)
-		return -ENOENT;
 	if (id_out)
 		*id_out = (uint64_t)s.id;
 	if (image_out)
@@ -97,9 +90,8 @@ struct snap_backup_view {
 	struct chunk_cache *cache;
 };
 
-/* The BackedUp snapshot @vol/@snap. */
-static int backed_up_snapshot(struct snap_engine *eng, const char *vol,
-			      const char *snap, struct catalog_snapshot *s)
+int backedup_snapshot(struct snap_engine *eng, const char *vol,
+		      const char *snap, struct catalog_snapshot *s)
 {
 	struct catalog_volume v;
 	int rc;
@@ -143,7 +135,7 @@ int snap_backup_image_stat(struct snap_engine *eng, const char *vol,
 	struct stat st;
 	int rc;
 
-	rc = backed_up_snapshot(eng, vol, snap, &s);
+	rc = backedup_snapshot(eng, vol, snap, &s);
 	if (rc < 0)
 		return rc;
 	memset(out, 0, sizeof(*out));
@@ -182,7 +174,7 @@ int snap_backup_open(struct snap_engine *eng, const char *vol,
 
 	*fd_out = -1;
 	*view_out = NULL;
-	rc = backed_up_snapshot(eng, vol, snap, &s);
+	rc = backedup_snapshot(eng, vol, snap, &s);
 	if (rc < 0)
 		return rc;
 	if (s.state == SNAP_STATE_DAMAGED) { /* verify.h: listed, not served */

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "backedup.h"
 #include "backup.h"
 #include "chunkcache.h"
 #include "chunkstore.h"
@@ -50,18 +51,14 @@ bool snap_raw_available(struct snap_engine *eng)
 static int raw_snapshot(struct snap_engine *eng, const char *vol,
 			const char *snap, struct catalog_snapshot *s)
 {
-	struct catalog_volume v;
 	int rc;
 
 	if (!snap_raw_available(eng))
 		return -ENOENT;
-	if (snap_name_valid(vol) < 0 || snap_name_valid(snap) < 0)
-		return -ENOENT;
-	rc = catalog_volume_get(eng->cat, vol, &v);
-	if (rc == 0)
-		rc = catalog_snapshot_get(eng->cat, v.id, snap, s);
+	rc = backedup_snapshot(eng, vol, snap, s);
 	if (rc < 0)
 		return rc;
+	/* a Damaged backup is listed in backed-up/, but has no raw view */
 	if (s->state != SNAP_STATE_BACKED_UP || !backup_indexed(s))
 		return -ENOENT;
 	return 0;

@@ -1475,18 +1475,7 @@ def verify_backup(env, snap, reference=None):
     shown = env.backup_file(vol, name)
     if not os.path.isfile(shown):
         problems.append('%s: backed-up/volumes/%s/%s.qcow2 is not shown' % (what, vol, name))
-    chk = run(['qemu-img', 'check', img], check=False, timeout=300)
-    if chk.returncode != 0:
-        problems.append('%s: qemu-img check: %s%s' % (what, chk.stdout, chk.stderr))
-    try:
-        info = qemu_img_info(img)
-        if 'backing-filename' in info or 'full-backing-filename' in info:
-            problems.append('%s: has a backing file: %s' % (what, info.get('backing-filename')))
-        if info.get('virtual-size') != snap['virtual_size']:
-            problems.append('%s: virtual size %s, catalog %s' % (
-                what, info.get('virtual-size'), snap['virtual_size']))
-    except AssertionError as e:
-        problems.append('%s: qemu-img info: %s' % (what, e))
+    problems += standalone_image_problems(what, img, snap['virtual_size'])
     try:
         with open(os.path.join(env.secondary, 'volumes', vol, uuid + '.json')) as f:
             m = json.load(f)
@@ -1501,6 +1490,25 @@ def verify_backup(env, snap, reference=None):
     if reference is not None and not problems:
         if qemu_img_compare(reference, img) != 0:
             problems.append('%s: does not hold the data the volume had at its mkdir' % what)
+    return problems
+
+
+def standalone_image_problems(what, img, virtual_size):
+    """@img is a standalone qcow2 of @virtual_size that passes `qemu-img
+    check`: what is wrong with it, each line starting with @what."""
+    problems = []
+    chk = run(['qemu-img', 'check', img], check=False, timeout=300)
+    if chk.returncode != 0:
+        problems.append('%s: qemu-img check: %s%s' % (what, chk.stdout, chk.stderr))
+    try:
+        info = qemu_img_info(img)
+        if 'backing-filename' in info or 'full-backing-filename' in info:
+            problems.append('%s: has a backing file: %s' % (what, info.get('backing-filename')))
+        if info.get('virtual-size') != virtual_size:
+            problems.append('%s: virtual size %s, catalog %s' % (
+                what, info.get('virtual-size'), virtual_size))
+    except AssertionError as e:
+        problems.append('%s: qemu-img info: %s' % (what, e))
     return problems
 
 
@@ -1523,18 +1531,7 @@ def verify_repository_backup(env, snap, reference=None):
     img = env.backup_file(vol, name)
     if not os.path.isfile(img):
         return problems + ['%s: backed-up/volumes/%s/%s.qcow2 is not shown' % (what, vol, name)]
-    chk = run(['qemu-img', 'check', img], check=False, timeout=300)
-    if chk.returncode != 0:
-        problems.append('%s: qemu-img check: %s%s' % (what, chk.stdout, chk.stderr))
-    try:
-        info = qemu_img_info(img)
-        if 'backing-filename' in info or 'full-backing-filename' in info:
-            problems.append('%s: has a backing file: %s' % (what, info.get('backing-filename')))
-        if info.get('virtual-size') != snap['virtual_size']:
-            problems.append('%s: virtual size %s, catalog %s' % (
-                what, info.get('virtual-size'), snap['virtual_size']))
-    except AssertionError as e:
-        problems.append('%s: qemu-img info: %s' % (what, e))
+    problems += standalone_image_problems(what, img, snap['virtual_size'])
     if reference is not None and not problems:
         if qemu_img_compare(reference, img) != 0:
             problems.append('%s: does not hold the data the volume had at its mkdir' % what)

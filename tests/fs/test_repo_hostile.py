@@ -18,7 +18,7 @@ import time
 import pytest
 
 from snapfs_harness import events_of
-from test_repository import A, B, chunk_path, index_path, read_index, take_backed_up
+from test_repository import chunk_path, index_path, read_index, s1_only_in_the_repository
 
 CASES = ['truncated_chunk', 'chunk_symlink', 'fanout_symlink', 'missing_chunk',
          'index_symlink']
@@ -91,12 +91,7 @@ def plant(env, case, victim, index):
 
 @pytest.mark.parametrize('case', CASES)
 def test_hostile_repository_content(env, case):
-    env.make_volume('v', '64M', A)
-    env.mount(repository='on', keep_primary=1)
-    take_backed_up(env, 'v', 's1')
-    env.write_volume('v', B)
-    take_backed_up(env, 'v', 's2')
-    env.wait_for(lambda: env.info('v', 's1')['on_primary'] is False, 's1 off primary')
+    s1_only_in_the_repository(env)
     env.no_jobs_left()
     index = index_path(env, 'v', 's1')
     only_s1 = sorted(set(read_index(index)[2]) -

@@ -85,6 +85,17 @@ def take_backed_up(env, vol, snap):
     env.wait_state(vol, snap, 'BackedUp')
 
 
+def s1_only_in_the_repository(env):
+    """Volume v: s1 (A) and s2 (A + B) backed up with keep_primary=1, so
+    that s1 is left only in the repository."""
+    env.make_volume('v', '64M', A)
+    env.mount(repository='on', keep_primary=1)
+    take_backed_up(env, 'v', 's1')
+    env.write_volume('v', B)
+    take_backed_up(env, 'v', 's2')
+    env.wait_for(lambda: env.info('v', 's1')['on_primary'] is False, 's1 off primary')
+
+
 def check_published(env, vol, snap, vsize):
     """The backup of @vol/@snap is an index and a manifest that agree;
     every chunk it names is there and hashes to its name; no qcow2."""
@@ -390,12 +401,7 @@ def test_kill9_after_index_written(env):
 
 
 def test_damaged_chunk_fails_the_restore_with_eio(env):
-    env.make_volume('v', '64M', A)
-    env.mount(repository='on', keep_primary=1)
-    take_backed_up(env, 'v', 's1')
-    env.write_volume('v', B)
-    take_backed_up(env, 'v', 's2')
-    env.wait_for(lambda: env.info('v', 's1')['on_primary'] is False, 's1 off primary')
+    s1_only_in_the_repository(env)
     only_s1 = sorted(set(read_index(index_path(env, 'v', 's1'))[2]) -
                      set(read_index(index_path(env, 'v', 's2'))[2]) - {None})
     victim = chunk_path(env, only_s1[0])
