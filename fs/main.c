@@ -252,8 +252,9 @@ static void usage(const char *prog)
 	       "    -o max_snapshots=N     snapshots each account may store (volume and VM;\n"
 	       "                           root is not limited); MOUNT/limits sets lower\n"
 	       "                           ones per account (default 0: no limit)\n"
-	       "    -o repository=on|off   back up into a repository of deduplicated\n"
-	       "                           chunks (default off)\n"
+	       "    -o repository=on|off   on: back up into a repository of deduplicated\n"
+	       "                           chunks; off: a full qcow2 copy per backup\n"
+	       "                           (default on)\n"
 	       "    -o verify_interval=DAYS  verify each backup every DAYS days, the\n"
 	       "                           least recently verified first (default 0: never)\n"
 	       "    -o testclock           the clock only moves when MOUNT/.clock is written\n"
@@ -328,7 +329,7 @@ int main(int argc, char *argv[])
 			o.repository);
 		goto out;
 	}
-	cfg.repository = o.repository && !strcmp(o.repository, "on");
+	cfg.repository = !o.repository || !strcmp(o.repository, "on");
 	cfg.verify_interval = o.verify_interval;
 	cfg.libvirt = o.libvirt;
 	cfg.vm_snapshots_off = o.vm_snapshots_off;

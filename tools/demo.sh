@@ -121,6 +121,10 @@ $demo/primary).  Try:
 
   # the finished backup: a standalone qcow2 and its manifest
   ls -l $mnt/backed-up/volumes/web/
+  # it lives as deduplicated chunks in $demo/secondary/.chunks; a raw view
+  # to loop-mount for single-file restore; re-check its chunks
+  ls -l $mnt/images/volumes/web/
+  echo "verify $snap" > $mnt/volumes/web/control; grep verified_at $mnt/volumes/web/snapshots/$snap/info
 
   # what happened, as JSON Lines
   cat $mnt/events

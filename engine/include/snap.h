@@ -90,7 +90,7 @@ struct snap_config {
 	const char *vm_snapshots_off;
 	unsigned stop_timeout;
 	unsigned max_snapshots; /* per account, 0: no limit */
-	bool repository;
+	bool repository; /* back up into the repository; the mount's default */
 	unsigned verify_interval; /* days, 0: off */
 	bool test_clock;
 	bool foreground;

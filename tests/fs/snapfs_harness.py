@@ -343,10 +343,10 @@ class Snapfs:
     def repository_mode(self):
         """'on' or 'off': the mode this mount runs in (or will, at its next
         mount()): the test's own repository= option, else
-        SNAPFS_TEST_REPOSITORY, else the daemon's default (off)."""
+        SNAPFS_TEST_REPOSITORY, else the daemon's default (on)."""
         value = self.options.get('repository')
         if value is None:
-            value = os.environ.get('SNAPFS_TEST_REPOSITORY') or 'off'
+            value = os.environ.get('SNAPFS_TEST_REPOSITORY') or 'on'
         return 'on' if value in (True, 'on') else 'off'
 
     def alive(self):

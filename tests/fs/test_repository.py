@@ -209,6 +209,26 @@ def test_repository_json_made_and_checked(env):
     env.mount(repository='off')  # repository=off does not read it
 
 
+def test_repository_is_the_default(env):
+    """Without -o repository (and without SNAPFS_TEST_REPOSITORY) the mount
+    backs up into the repository: repository.json, an index, a synthesized
+    view; the daemon's start line says repository=on."""
+    env.make_volume('v', '16M', [(0x11, 0, '1M')])
+    ref = env.make_reference('16M', [(0x11, 0, '1M')])
+    env.options.pop('repository', None)
+    saved = os.environ.pop('SNAPFS_TEST_REPOSITORY', None)
+    try:
+        env.mount()
+        assert os.path.exists(os.path.join(env.secondary, 'repository.json'))
+        take_backed_up(env, 'v', 's1')
+        check_published(env, 'v', 's1', 16 * MiB)
+        view_check(env, 'v', 's1', ref)
+        assert 'repository=on' in env.log_text()
+    finally:
+        if saved is not None:
+            os.environ['SNAPFS_TEST_REPOSITORY'] = saved
+
+
 def test_backup_is_published_as_index_and_manifest(env):
     env.make_volume('v', '64M', A)
     ref = env.make_reference('64M', A)
