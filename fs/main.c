@@ -384,6 +384,7 @@ int main(int argc, char *argv[])
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_unmount:
 	fuse_unmount(fuse);
+	ops_release_all();
 out_fuse:
 	snap_engine_close(ctx.eng);
 	ctx.eng = NULL;

@@ -13,6 +13,14 @@
  * Backed-up images and manifests keep a descriptor of the file on
  * secondary storage (node_backed_up.c) and are spliced when the kernel
  * can.  A wait file's first read blocks (node_top.c).
+ *
+ * OPEN HANDLES: every file and directory handle made by an open is in
+ * `handles` until its release.  The kernel does not always send a release
+ * before the mount ends (a close racing the unmount, a reader killed as
+ * the daemon stops), so ops_release_all() frees what is left once the loop
+ * has returned, before the engine that views hold is closed.  The one lock
+ * here, handles_lock, guards only that set: held for an insert or a
+ * removal, never across a handler, an engine call or a reply.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +31,31 @@
 #include <linux/fs.h>
 
 #include "nodes.h"
+
+static GMutex handles_lock;
+static GHashTable *handles_files; /* struct open_file *, until release */
+static GHashTable *handles_dirs;  /* struct dir_copy *, until releasedir */
+
+/* Remember @h in @set (created on first use). */
+static void handle_add(GHashTable **set, void *h)
+{
+	g_mutex_lock(&handles_lock);
+	if (!*set)
+		*set = g_hash_table_new(g_direct_hash, g_direct_equal);
+	g_hash_table_add(*set, h);
+	g_mutex_unlock(&handles_lock);
+}
+
+/* Forget @h; false when it was not there (already freed by the end). */
+static bool handle_remove(GHashTable *set, void *h)
+{
+	bool found;
+
+	g_mutex_lock(&handles_lock);
+	found = set && g_hash_table_remove(set, h);
+	g_mutex_unlock(&handles_lock);
+	return found;
+}
 
 static const struct node_ops *ops_of(const struct node *n)
 {
@@ -86,14 +119,21 @@ static int op_opendir(const char *path, struct fuse_file_info *fi)
 	struct node n;
 
 	fi->fh = 0;
-	if (path_parse(path, &n) == 0 && ops_of(&n)->list_from)
-		fi->fh = (uint64_t)(uintptr_t)g_new0(struct dir_copy, 1);
+	if (path_parse(path, &n) == 0 && ops_of(&n)->list_from) {
+		struct dir_copy *dc = g_new0(struct dir_copy, 1);
+
+		handle_add(&handles_dirs, dc);
+		fi->fh = (uint64_t)(uintptr_t)dc;
+	}
 	return 0;
 }
 
 static int op_releasedir(const char *path, struct fuse_file_info *fi)
 {
-	dir_copy_free((struct dir_copy *)(uintptr_t)fi->fh);
+	struct dir_copy *dc = (struct dir_copy *)(uintptr_t)fi->fh;
+
+	if (dc && handle_remove(handles_dirs, dc))
+		dir_copy_free(dc);
 	fi->fh = 0;
 	return 0;
 }
@@ -156,6 +196,13 @@ static void open_file_free(struct open_file *of)
 	g_free(of);
 }
 
+/* Hand @of to the kernel as @fi's handle; op_release() frees it. */
+static void open_file_give(struct open_file *of, struct fuse_file_info *fi)
+{
+	handle_add(&handles_files, of);
+	fi->fh = (uint64_t)(uintptr_t)of;
+}
+
 static struct open_file *file_of(struct fuse_file_info *fi)
 {
 	return (struct open_file *)(uintptr_t)fi->fh;
@@ -196,7 +243,7 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 		open_file_free(of);
 		return rc;
 	}
-	fi->fh = (uint64_t)(uintptr_t)of;
+	open_file_give(of, fi);
 	return 0;
 }
 
@@ -328,7 +375,10 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off,
 
 static int op_release(const char *path, struct fuse_file_info *fi)
 {
-	open_file_free(file_of(fi));
+	struct open_file *of = file_of(fi);
+
+	if (handle_remove(handles_files, of))
+		open_file_free(of);
 	return 0;
 }
 
@@ -449,7 +499,7 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	if (rc < 0)
 		return rc;
 	fi->direct_io = 1;
-	fi->fh = (uint64_t)(uintptr_t)open_file_new(&n);
+	open_file_give(open_file_new(&n), fi);
 	return 0;
 }
 
@@ -598,3 +648,28 @@ const struct fuse_operations snapfs_ops = {
 	.utimens = op_utimens,
 	.statfs = op_statfs,
 };
+
+void ops_release_all(void)
+{
+	GHashTable *files, *dirs;
+	GHashTableIter it;
+	gpointer h;
+
+	g_mutex_lock(&handles_lock);
+	files = handles_files;
+	dirs = handles_dirs;
+	handles_files = handles_dirs = NULL;
+	g_mutex_unlock(&handles_lock);
+	if (files) {
+		g_hash_table_iter_init(&it, files);
+		while (g_hash_table_iter_next(&it, &h, NULL))
+			open_file_free(h);
+		g_hash_table_destroy(files);
+	}
+	if (dirs) {
+		g_hash_table_iter_init(&it, dirs);
+		while (g_hash_table_iter_next(&it, &h, NULL))
+			dir_copy_free(h);
+		g_hash_table_destroy(dirs);
+	}
+}

@@ -20,4 +20,12 @@ struct snapfs_ctx {
 
 extern const struct fuse_operations snapfs_ops;
 
+/**
+ * ops_release_all() - free every file and directory handle the kernel has
+ * not released (a close that raced the unmount).  Call once, after the
+ * FUSE loop has returned and before the engine is closed: a handle may
+ * hold an engine view.  Not thread-safe against running operations.
+ */
+void ops_release_all(void);
+
 #endif
