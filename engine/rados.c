@@ -36,9 +36,7 @@
 struct rados_store {
 	rados_t cluster;
 	rados_ioctx_t io;
-	char *conf; /* for messages */
-	char *pool;
-	char *ns; /* NULL: the default namespace */
+	char *where; /* "POOL" or "POOL/NS", for messages */
 };
 
 /* Writes never wait for space: a full pool or cluster is an error. */
@@ -49,9 +47,8 @@ struct rados_store {
 static int store_error(const struct rados_store *rs, const char *what,
 		       const char *name, int rc)
 {
-	snap_log(LOG_ERR, "rados: %s '%s' in pool '%s%s%s': %s", what, name,
-		 rs->pool, rs->ns ? "/" : "", rs->ns ? rs->ns : "",
-		 g_strerror(-rc));
+	snap_log(LOG_ERR, "rados: %s '%s' in pool '%s': %s", what, name,
+		 rs->where, g_strerror(-rc));
 	return rc;
 }
 
@@ -106,9 +103,9 @@ int rados_store_open(const char *conf, const char *client_id, const char *pool,
 	rs = g_try_new0(struct rados_store, 1);
 	if (!rs)
 		return -ENOMEM;
-	rs->conf = g_strdup(conf);
-	rs->pool = g_strdup(pool);
-	rs->ns = ns && *ns ? g_strdup(ns) : NULL;
+	if (ns && !*ns)
+		ns = NULL; /* "" is the default namespace too */
+	rs->where = ns ? g_strconcat(pool, "/", ns, NULL) : g_strdup(pool);
 
 	rc = rados_create(&rs->cluster, client_id);
 	if (rc < 0) {
@@ -158,16 +155,14 @@ int rados_store_open(const char *conf, const char *client_id, const char *pool,
 				 pool, g_strerror(-rc));
 		goto shutdown;
 	}
-	rados_ioctx_set_namespace(rs->io, rs->ns);
+	rados_ioctx_set_namespace(rs->io, ns);
 	*out = rs;
 	return 0;
 
 shutdown:
 	rados_shutdown(rs->cluster);
 free_rs:
-	g_free(rs->conf);
-	g_free(rs->pool);
-	g_free(rs->ns);
+	g_free(rs->where);
 	g_free(rs);
 	return rc;
 }
@@ -178,9 +173,7 @@ void rados_store_close(struct rados_store *rs)
 		return;
 	rados_ioctx_destroy(rs->io);
 	rados_shutdown(rs->cluster);
-	g_free(rs->conf);
-	g_free(rs->pool);
-	g_free(rs->ns);
+	g_free(rs->where);
 	g_free(rs);
 }
 
@@ -320,7 +313,7 @@ int rados_store_get(struct rados_store *rs, const char *name, void *buf,
 		snap_log(LOG_ERR,
 			 "rados: object '%s' in pool '%s' holds %" PRIu64
 			 " bytes, more than the %zu expected",
-			 name, rs->pool, size, cap);
+			 name, rs->where, size, cap);
 		return -EFBIG;
 	}
 	if (got != size)
@@ -359,7 +352,7 @@ int rados_store_stat(struct rados_store *rs, const char *name, uint64_t *size,
 		if (parse_time_digits(val, vlen, &t) < 0) {
 			snap_log(LOG_ERR,
 				 "rados: object '%s' in pool '%s': xattr %s is not %d digits",
-				 name, rs->pool, RADOS_STORE_TIME_XATTR,
+				 name, rs->where, RADOS_STORE_TIME_XATTR,
 				 RADOS_STORE_TIME_DIGITS);
 			rc = -EBADMSG;
 		}

@@ -44,8 +44,9 @@
  * about the @op_timeout_s given to rados_store_open() per RADOS operation
  * (a list makes one per placement group and per 1024 names, each bounded):
  * an OSD that stopped, or a network partition, gives -ETIMEDOUT then;
- * librados retries the operation until that time is up, so a short outage
- * (an OSD restart) is invisible.  Writes (put, touch and both removals)
+ * librados resends the operation until that time is up, so an outage
+ * shorter than it is invisible, and once the cluster answers again the
+ * same store works (nothing to reopen).  Writes (put, touch and both removals)
  * are sent with LIBRADOS_OPERATION_FULL_TRY: on a pool over its quota they
  * fail with -EDQUOT, on a full cluster with -ENOSPC, instead of waiting
  * for space; operations that free space or take none (the removals, a
