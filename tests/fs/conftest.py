@@ -1,12 +1,14 @@
 """pytest glue for the mount tests: skip (exit 77) where they cannot run,
 an `env` fixture that always cleans up, snapfs.log in every failure, and
 the libvirt driver each VM test runs against (vm_harness.drivers_for()),
-with the session's private system libvirtd stopped at the end."""
+with the session's private system libvirtd and Ceph cluster stopped at the
+end."""
 
 import os
 
 import pytest
 
+import ceph_harness
 import snapfs_harness
 import vm_harness
 from snapfs_harness import Snapfs
@@ -37,6 +39,8 @@ def pytest_sessionfinish(session, exitstatus):
     # also after failures and on an interrupt (Ctrl-C, or SIGTERM: see
     # vm_harness.system_libvirtd()); a no-op when no test started one
     vm_harness.stop_system_libvirtd()
+    # the same for the session's Ceph cluster (ceph_harness.ceph_cluster())
+    ceph_harness.stop_ceph_cluster()
 
 
 def pytest_generate_tests(metafunc):

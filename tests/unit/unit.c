@@ -26,7 +26,7 @@ const char *unit_errno_name(int err)
 		{ EPERM, "EPERM" },   { ENAMETOOLONG, "ENAMETOOLONG" },
 		{ EBADF, "EBADF" },   { EROFS, "EROFS" },
 		{ EBADMSG, "EBADMSG" }, { EFBIG, "EFBIG" },
-		{ ELOOP, "ELOOP" },
+		{ ELOOP, "ELOOP" },   { ETIMEDOUT, "ETIMEDOUT" },
 	};
 	int e = err < 0 ? -err : err;
 
