@@ -66,6 +66,8 @@ static char *manifest_text(struct snap_engine *eng,
 	jdoc_str(d, "volume", s->volume);
 	jdoc_str(d, "snapshot", s->name);
 	jdoc_str(d, "uuid", s->uuid);
+	jdoc_str(d, "host", eng->host);
+	jdoc_str(d, "volume_uuid", s->volume_uuid);
 	clock_iso(s->created_at, stamp);
 	jdoc_str(d, "created_at", stamp);
 	clock_iso(s->backed_up_at, stamp);

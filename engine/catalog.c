@@ -17,7 +17,7 @@
 #include "catalog.h"
 #include "log.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 struct catalog {
 	sqlite3 *db;
@@ -130,7 +130,11 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS policies_next_run ON policies(next_run);"
 	"CREATE TABLE IF NOT EXISTS limits ("
 	"  uid INTEGER PRIMARY KEY,"
-	"  max_snapshots INTEGER NOT NULL);";
+	"  max_snapshots INTEGER NOT NULL);"
+	/* schema 5: who this catalog is (the host name, issue 14) */
+	"CREATE TABLE IF NOT EXISTS identity ("
+	"  key TEXT PRIMARY KEY,"
+	"  value TEXT NOT NULL);";
 
 /* Columns later schemas added to tables of earlier ones. */
 static const struct {
@@ -855,7 +859,8 @@ int catalog_layer_children(struct catalog *cat, const char *uuid)
 #define SNAPSHOT_COLS                                                       \
 	"s.id, s.volume_id, v.name, s.name, s.uuid, s.layer, s.state,"     \
 	" s.created_at, s.backed_up_at, s.virtual_size, s.backup_bytes,"   \
-	" s.checksum, s.err, s.error, s.attempts, s.policy_id, s.verified_at"
+	" s.checksum, s.err, s.error, s.attempts, s.policy_id, s.verified_at,"\
+	" v.uuid"
 #define SNAPSHOT_FROM " FROM snapshots s JOIN volumes v ON v.id = s.volume_id"
 
 static void snapshot_row(sqlite3_stmt *st, struct catalog_snapshot *s)
@@ -878,6 +883,7 @@ static void snapshot_row(sqlite3_stmt *st, struct catalog_snapshot *s)
 	s->attempts = sqlite3_column_int(st, 14);
 	s->policy_id = sqlite3_column_int64(st, 15);
 	s->verified_at = sqlite3_column_int64(st, 16);
+	COPY_TEXT(s->volume_uuid, st, 17);
 }
 
 int catalog_snapshot_get(struct catalog *cat, int64_t volume_id,
@@ -1569,4 +1575,20 @@ int catalog_limit_list(struct catalog *cat, GArray **out)
 			  "SELECT uid, max_snapshots FROM limits ORDER BY uid",
 			  NULL, sizeof(struct catalog_limit), (row_fn)limit_row,
 			  out);
+}
+
+int catalog_identity_get(struct catalog *cat, const char *key, char **value)
+{
+	return query_row(cat, "identity read",
+			 "SELECT value FROM identity WHERE key = ?1",
+			 BINDS(BIND_TEXT(key)), (row_fn)text_dup_row, value);
+}
+
+int catalog_identity_set(struct catalog *cat, const char *key,
+			 const char *value)
+{
+	return query_write(cat, "identity write",
+			   "INSERT OR REPLACE INTO identity(key, value)"
+			   " VALUES (?1, ?2)",
+			   BINDS(BIND_TEXT(key), BIND_TEXT(value)));
 }

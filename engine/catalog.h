@@ -85,6 +85,7 @@ struct catalog_snapshot {
 	int64_t policy_id; /* the policy that took it, 0 for a manual one */
 	int64_t verified_at; /* last verify that found the backup sound (or
 			      * Damaged), 0 never (verify.h); schema 4 */
+	char volume_uuid[UUID_TEXT_MAX]; /* filled by reads (join) */
 };
 
 enum job_state {
@@ -388,5 +389,17 @@ int catalog_limit_get(struct catalog *cat, uid_t uid, int64_t *max);
 int catalog_limit_set(struct catalog *cat, uid_t uid, int64_t max);
 /** catalog_limit_list() - GArray of struct catalog_limit, by uid. */
 int catalog_limit_list(struct catalog *cat, GArray **out);
+
+/* ---- identity (schema 5) ---- */
+/**
+ * catalog_identity_get() - the value recorded under @key ("host": the
+ * mount's host name, engine.c)
+ * @value: on success a copy; g_free() it
+ * Return: 0; -ENOENT nothing recorded; -EIO... (logged).
+ */
+int catalog_identity_get(struct catalog *cat, const char *key, char **value);
+/** catalog_identity_set() - record @value under @key (replacing). */
+int catalog_identity_set(struct catalog *cat, const char *key,
+			 const char *value);
 
 #endif

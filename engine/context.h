@@ -60,6 +60,7 @@ struct snap_engine {
 	char *backups_dir; /* SECONDARY/volumes */
 	char *tmp_dir;	   /* SECONDARY/.tmp */
 	char *ptmp_dir;	   /* PRIMARY/.snapfs/.tmp: clones, restores */
+	char *host;	   /* this host's name, recorded in the catalog */
 	struct catalog *cat; /* its own lock (catalog.h) */
 	int64_t test_now;    /* atomic (clock.c) */
 

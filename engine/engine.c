@@ -72,6 +72,57 @@ static int open_dir(const char *what, const char *path, mode_t mode,
 	return 0;
 }
 
+/*
+ * The host name this catalog goes by (issue 14: every manifest names it,
+ * and hosts sharing a repository tell their backups apart by it).  The
+ * first mount records it: -o host, else the machine's host name.  Later
+ * mounts keep it; a -o host that names another refuses the mount, since
+ * this host's backups would then read as another host's.
+ */
+static int host_identity(struct snap_engine *eng)
+{
+	g_autofree char *recorded = NULL;
+	char name[256];
+	const char *want = eng->cfg.host;
+	int rc = catalog_identity_get(eng->cat, "host", &recorded);
+
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	if (want && snap_name_valid(want) < 0) {
+		snap_log(LOG_ERR, "engine: -o host='%s': a host name is 1 to %d letters, digits, '.', '_' or '-', not starting with '.' or '-'",
+			 want, SNAP_NAME_MAX);
+		return -EINVAL;
+	}
+	if (recorded) {
+		if (want && strcmp(want, recorded) != 0) {
+			snap_log(LOG_ERR, "engine: this catalog is host '%s': -o host=%s would make its backups another host's; refusing to mount (leave host= out, or use host=%s)",
+				 recorded, want, recorded);
+			return -EINVAL;
+		}
+		eng->host = g_steal_pointer(&recorded);
+		return 0;
+	}
+	if (!want) {
+		if (gethostname(name, sizeof(name)) < 0 || !name[0]) {
+			snap_log(LOG_ERR, "engine: cannot read this machine's host name (%m): give one with -o host=NAME");
+			return -EINVAL;
+		}
+		name[sizeof(name) - 1] = '\0';
+		*strchrnul(name, '.') = '\0'; /* the short name */
+		if (snap_name_valid(name) < 0) {
+			snap_log(LOG_ERR, "engine: this machine's host name '%s' cannot name it in the repository: give one with -o host=NAME",
+				 name);
+			return -EINVAL;
+		}
+		want = name;
+	}
+	rc = catalog_identity_set(eng->cat, "host", want);
+	if (rc < 0)
+		return rc;
+	eng->host = g_strdup(want);
+	return 0;
+}
+
 int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 {
 	struct snap_engine *eng;
@@ -155,6 +206,8 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 	catpath = g_strdup_printf("%s/catalog.db", eng->source);
 	rc = catalog_open(catpath, &eng->cat);
 	if (rc == 0)
+		rc = host_identity(eng);
+	if (rc == 0)
 		rc = repo_open(eng);
 	if (rc < 0)
 		goto undo_alloc;
@@ -170,8 +223,8 @@ int snap_engine_start(struct snap_engine *eng)
 {
 	int rc;
 
-	snap_log(LOG_INFO, "engine: starting: primary '%s', secondary '%s', %u worker(s), keep_primary=%u, repository=%s",
-		 eng->primary, eng->secondary, eng->cfg.workers,
+	snap_log(LOG_INFO, "engine: starting: host '%s', primary '%s', secondary '%s', %u worker(s), keep_primary=%u, repository=%s",
+		 eng->host, eng->primary, eng->secondary, eng->cfg.workers,
 		 eng->cfg.keep_primary, eng->repo ? "on" : "off");
 	testpoint("engine.start");
 	/* a libvirt the admin named must answer; only the embedded driver
@@ -228,6 +281,7 @@ void snap_engine_close(struct snap_engine *eng)
 	g_free(eng->backups_dir);
 	g_free(eng->tmp_dir);
 	g_free(eng->ptmp_dir);
+	g_free(eng->host);
 	g_free(eng);
 	snap_log_close();
 }

@@ -45,6 +45,7 @@ struct options {
 	unsigned stop_timeout;
 	unsigned max_snapshots;
 	char *repository;
+	char *host;
 	unsigned verify_interval;
 	int test_clock;
 	int nonopts;
@@ -60,6 +61,7 @@ static void options_free(struct options *o)
 	free(o->libvirt);
 	free(o->vm_snapshots_off);
 	free(o->repository);
+	free(o->host);
 }
 
 enum { KEY_IGNORE, KEY_HELP, KEY_VERSION };
@@ -79,6 +81,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("min_free=%llu", min_free),
 	OPT("testclock", test_clock),
 	OPT("repository=%s", repository),
+	OPT("host=%s", host),
 	OPT("verify_interval=%u", verify_interval),
 	OPT("libvirt=%s", libvirt),
 	OPT("vm_snapshots_off=%s", vm_snapshots_off),
@@ -255,6 +258,9 @@ static void usage(const char *prog)
 	       "    -o repository=on|off   on: back up into a repository of deduplicated\n"
 	       "                           chunks; off: a full qcow2 copy per backup\n"
 	       "                           (default on)\n"
+	       "    -o host=NAME           this host's name in the repository, recorded\n"
+	       "                           at the first mount (default: the machine's\n"
+	       "                           short host name)\n"
 	       "    -o verify_interval=DAYS  verify each backup every DAYS days, the\n"
 	       "                           least recently verified first (default 0: never)\n"
 	       "    -o testclock           the clock only moves when MOUNT/.clock is written\n"
@@ -331,6 +337,7 @@ int main(int argc, char *argv[])
 	}
 	cfg.repository = !o.repository || !strcmp(o.repository, "on");
 	cfg.verify_interval = o.verify_interval;
+	cfg.host = o.host;
 	cfg.libvirt = o.libvirt;
 	cfg.vm_snapshots_off = o.vm_snapshots_off;
 	cfg.stop_timeout = o.stop_timeout;

@@ -91,6 +91,8 @@ struct snap_config {
 	unsigned stop_timeout;
 	unsigned max_snapshots; /* per account, 0: no limit */
 	bool repository; /* back up into the repository; the mount's default */
+	const char *host; /* this host's name in the repository; NULL: the one
+			   * the catalog recorded, else gethostname() */
 	unsigned verify_interval; /* days, 0: off */
 	bool test_clock;
 	bool foreground;

@@ -3,6 +3,7 @@ a mount that fails says why on stderr and in snapfs.log, and leaves nothing."""
 
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -58,6 +59,48 @@ def test_sigterm_with_files_and_directories_open(env):
         for fd in dirs:
             os.close(fd)
     assert not is_mounted(env.mnt)
+
+
+def test_host_name_is_recorded_and_kept(env):
+    # every manifest names this host and the volume's uuid (issue 14); the
+    # first mount records the host name, later ones keep it
+    env.make_volume('v', '16M', [(0x11, 0, '1M')])
+    env.mount()
+    env.take('v', 's1')
+    env.wait_state('v', 's1', 'BackedUp')
+    short = socket.gethostname().split('.')[0]
+    m = env.manifest('v', 's1')
+    assert m['host'] == short, m
+    assert m['volume_uuid'] == env.volume_info('v')['uuid'], m
+    assert "host '%s'" % short in env.log_text()
+    env.unmount()
+    # another name for the same catalog: refused, the backups untouched
+    manifest = open(os.path.join(env.secondary, 'volumes', 'v', m['uuid'] + '.json')).read()
+    for bad, says in (('other-host', "this catalog is host '%s'" % short),
+                      ('.hidden', 'a host name is')):
+        with pytest.raises(AssertionError) as e:
+            env.mount(host=bad)
+        assert says in str(e.value) and not is_mounted(env.mnt), str(e.value)
+        env.options.pop('host')
+    assert open(os.path.join(env.secondary, 'volumes', 'v', m['uuid'] + '.json')).read() == manifest
+    env.mount(host=short)           # the recorded one is fine
+    assert env.manifest('v', 's1')['host'] == short
+    env.unmount()
+
+
+def test_host_option_names_a_new_catalog(env):
+    env.make_volume('v', '16M', [(0x11, 0, '1M')])
+    env.mount(host='kvm-a')
+    env.take('v', 's1')
+    env.wait_state('v', 's1', 'BackedUp')
+    assert env.manifest('v', 's1')['host'] == 'kvm-a'
+    env.unmount()
+    env.options.pop('host')
+    env.mount()                     # without host=: the recorded one
+    env.take('v', 's2')
+    env.wait_state('v', 's2', 'BackedUp')
+    assert env.manifest('v', 's2')['host'] == 'kvm-a'
+    assert env.manifest('v', 's1')['host'] == 'kvm-a'
 
 
 def test_version_names_the_parts(env):

@@ -1195,6 +1195,25 @@ static void test_policies(void **state)
 	assert_int_equal(when, 100);
 }
 
+/* ---- identity ---------------------------------------------------------- */
+
+static void test_identity(void **state)
+{
+	struct catalog *cat = *state;
+	char *value = NULL;
+
+	assert_int_equal(catalog_identity_get(cat, "host", &value), -ENOENT);
+	assert_null(value);
+	assert_int_equal(catalog_identity_set(cat, "host", "kvm-01"), 0);
+	assert_int_equal(catalog_identity_get(cat, "host", &value), 0);
+	assert_string_equal(value, "kvm-01");
+	g_free(value);
+	assert_int_equal(catalog_identity_set(cat, "host", "kvm-02"), 0);
+	assert_int_equal(catalog_identity_get(cat, "host", &value), 0);
+	assert_string_equal(value, "kvm-02");
+	g_free(value);
+}
+
 /* ---- accounts ---------------------------------------------------------- */
 
 static void test_limits(void **state)
@@ -1511,7 +1530,7 @@ static void test_file_newer_version(void **state)
 	cat = NULL;
 	assert_errno(catalog_open(path, &cat), 0);
 	catalog_close(cat);
-	assert_int_equal(user_version_of(path), 4);
+	assert_int_equal(user_version_of(path), 5);
 	cat = NULL;
 	assert_errno(catalog_open(path, &cat), 0);
 	catalog_close(cat);
@@ -1541,7 +1560,7 @@ static void test_file_upgrades_schema_1(void **state)
 	assert_int_equal(got.snapshot_id, 3);
 	assert_string_equal(got.target, "");
 	catalog_close(cat);
-	assert_int_equal(user_version_of(path), 4);
+	assert_int_equal(user_version_of(path), 5);
 	cat = NULL;
 	assert_errno(catalog_open(path, &cat), 0); /* and opens again */
 	catalog_close(cat);
@@ -1586,7 +1605,7 @@ static void test_file_upgrades_schema_3(void **state)
 	sqlite3_close(db);
 
 	assert_errno(catalog_open(path, &cat), 0);
-	assert_int_equal(user_version_of(path), 4);
+	assert_int_equal(user_version_of(path), 5);
 	memset(&got, 0x5a, sizeof(got));
 	assert_errno(catalog_snapshot_get(cat, 1, "s1", &got), 0);
 	assert_int_equal(got.state, SNAP_STATE_BACKED_UP);
@@ -1691,6 +1710,7 @@ int main(void)
 		MEM(test_vms),
 		MEM(test_vm_snapshots_and_disks),
 		MEM(test_policies),
+		MEM(test_identity),
 		MEM(test_limits),
 		MEM(test_snapshots_owned),
 		MEM(test_tx_rollback),
