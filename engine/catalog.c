@@ -643,6 +643,11 @@ int catalog_open(const char *path, struct catalog **out)
 			rc = add_column(cat, upgrades[i].table, upgrades[i].column);
 	if (rc == 0)
 		rc = exec(cat, schema);
+	/* a new catalog may sit over an existing repository: it waits for
+	 * the import of its backups (import.h), in the same transaction as
+	 * its schema, so a crash cannot lose the mark */
+	if (rc == 0 && version == 0)
+		rc = exec(cat, "INSERT INTO identity(key, value) VALUES ('import', 'pending')");
 	if (rc == 0)
 		rc = exec(cat, "PRAGMA user_version=" G_STRINGIFY(SCHEMA_VERSION));
 	if (rc == 0)
@@ -651,6 +656,7 @@ int catalog_open(const char *path, struct catalog **out)
 		exec(cat, "ROLLBACK");
 		goto undo_open;
 	}
+
 	g_mutex_lock(&registry_lock);
 	if (!registry)
 		registry = g_hash_table_new(g_direct_hash, g_direct_equal);
@@ -894,6 +900,14 @@ int catalog_snapshot_get(struct catalog *cat, int64_t volume_id,
 			 " WHERE s.volume_id = ?1 AND s.name = ?2",
 			 BINDS(BIND_INT(volume_id), BIND_TEXT(name)),
 			 (row_fn)snapshot_row, out);
+}
+
+int catalog_snapshot_get_by_uuid(struct catalog *cat, const char *uuid,
+				 struct catalog_snapshot *out)
+{
+	return query_row(cat, "snapshot read",
+			 "SELECT " SNAPSHOT_COLS SNAPSHOT_FROM " WHERE s.uuid = ?1",
+			 BINDS(BIND_TEXT(uuid)), (row_fn)snapshot_row, out);
 }
 
 int catalog_snapshot_get_by_id(struct catalog *cat, int64_t id,

@@ -162,6 +162,9 @@ int catalog_layer_children(struct catalog *cat, const char *uuid);
 /* ---- snapshots ---- */
 int catalog_snapshot_get(struct catalog *cat, int64_t volume_id,
 			 const char *name, struct catalog_snapshot *out);
+/** catalog_snapshot_get_by_uuid() - the snapshot of @uuid; -ENOENT none. */
+int catalog_snapshot_get_by_uuid(struct catalog *cat, const char *uuid,
+				 struct catalog_snapshot *out);
 int catalog_snapshot_get_by_id(struct catalog *cat, int64_t id,
 			       struct catalog_snapshot *out);
 /** catalog_snapshot_by_layer() - the snapshot using layer @uuid. */
@@ -391,6 +394,8 @@ int catalog_limit_set(struct catalog *cat, uid_t uid, int64_t max);
 int catalog_limit_list(struct catalog *cat, GArray **out);
 
 /* ---- identity (schema 5) ---- */
+/* A catalog catalog_open() creates starts with ("import", "pending"):
+ * import.h. */
 /**
  * catalog_identity_get() - the value recorded under @key ("host": the
  * mount's host name, engine.c)

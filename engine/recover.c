@@ -26,6 +26,7 @@
 #include "vms.h"
 #include "volume.h"
 #include "freeze.h"
+#include "import.h"
 #include "log.h"
 
 /* Remove every file in @dir (temporaries); return how many. */
@@ -291,6 +292,10 @@ int recover_all(struct snap_engine *eng)
 	rc = layer_recover(eng);
 	if (rc < 0)
 		return rc;
+	/* a new catalog over an existing SECONDARY: its backups come back
+	 * first, then are checked like every other */
+	if (import_pending(eng))
+		import_backups(eng);
 	vms_recover(eng);
 	rc = catalog_snapshot_list(eng->cat, -1, -1, &snaps);
 	if (rc < 0)
