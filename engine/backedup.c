@@ -15,23 +15,45 @@
 #include "chunkcache.h"
 #include "events.h"
 #include "log.h"
+#include "manifests.h"
 #include "paths.h"
 #include "qcow2_synth.h"
 #include "repo.h"
 
-int snap_backup_volumes(struct snap_engine *eng, char ***names_out)
+/* This host's backup (@host NULL) from the catalog, or another host's
+ * from its manifest. */
+static int backedup_find(struct snap_engine *eng, const char *host,
+			 const char *vol, const char *snap,
+			 struct catalog_snapshot *s)
 {
+	if (host)
+		return foreign_backup(eng, host, vol, snap, s);
+	return backedup_snapshot(eng, vol, snap, s);
+}
+
+int snap_backup_hosts(struct snap_engine *eng, char ***names_out)
+{
+	return foreign_hosts(eng, names_out);
+}
+
+int snap_backup_volumes(struct snap_engine *eng, const char *host,
+			char ***names_out)
+{
+	if (host)
+		return foreign_volumes(eng, host, names_out);
 	return catalog_backup_volume_names(eng->cat, names_out);
 }
 
-int snap_backup_list(struct snap_engine *eng, const char *vol,
-		     char ***names_out)
+int snap_backup_list(struct snap_engine *eng, const char *host,
+		     const char *vol, char ***names_out)
 {
 	struct catalog_volume v;
 	int rc = snap_name_valid(vol);
 
 	if (rc < 0)
 		return -ENOENT;
+	if (host)
+		return foreign_snapshots(eng, host, vol, names_out);
 	rc = catalog_volume_get(eng->cat, vol, &v);
 	if (rc < 0)
 		return rc;
@@ -56,12 +78,12 @@ int snap_backup_dir_mtime(struct snap_engine *eng, const char *vol,
 	return 0;
 }
 
-int snap_backup_paths(struct snap_engine *eng, const char *vol,
-		      const char *snap, uint64_t *id_out, char **image_out,
-		      char **manifest_out)
+int snap_backup_paths(struct snap_engine *eng, const char *host,
+		      const char *vol, const char *snap, uint64_t *id_out,
+		      char **image_out, char **manifest_out)
 {
 	struct catalog_snapshot s;
-	int rc = backedup_snapshot(eng, vol, snap, &s);
+	int rc = backedup_find(eng, host, vol, snap, &s);
 
 	if (rc < 0)
 		return rc;
@@ -126,8 +148,9 @@ static int synth_open(struct snap_engine *eng, const struct catalog_snapshot *s,
 	return 0;
 }
 
-int snap_backup_image_stat(struct snap_engine *eng, const char *vol,
-			   const char *snap, struct snap_backup_image *out)
+int snap_backup_image_stat(struct snap_engine *eng, const char *host,
+			   const char *vol, const char *snap,
+			   struct snap_backup_image *out)
 {
 	struct catalog_snapshot s;
 	struct qcow2_synth *synth;
@@ -135,7 +158,7 @@ int snap_backup_image_stat(struct snap_engine *eng, const char *vol,
 	struct stat st;
 	int rc;
 
-	rc = backedup_snapshot(eng, vol, snap, &s);
+	rc = backedup_find(eng, host, vol, snap, &s);
 	if (rc < 0)
 		return rc;
 	memset(out, 0, sizeof(*out));
@@ -164,8 +187,8 @@ int snap_backup_image_stat(struct snap_engine *eng, const char *vol,
 	return 0;
 }
 
-int snap_backup_open(struct snap_engine *eng, const char *vol,
-		     const char *snap, int *fd_out,
+int snap_backup_open(struct snap_engine *eng, const char *host,
+		     const char *vol, const char *snap, int *fd_out,
 		     struct snap_backup_view **view_out)
 {
 	struct catalog_snapshot s;
@@ -174,7 +197,7 @@ int snap_backup_open(struct snap_engine *eng, const char *vol,
 
 	*fd_out = -1;
 	*view_out = NULL;
-	rc = backedup_snapshot(eng, vol, snap, &s);
+	rc = backedup_find(eng, host, vol, snap, &s);
 	if (rc < 0)
 		return rc;
 	if (s.state == SNAP_STATE_DAMAGED) { /* verify.h: listed, not served */

@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,7 +11,7 @@
 #include "import.h"
 #include "events.h"
 #include "log.h"
-#include "manifest.h"
+#include "manifests.h"
 
 /* What one walk found, for the summary event. */
 struct import_counts {
@@ -25,36 +24,6 @@ bool import_pending(struct snap_engine *eng)
 
 	return catalog_identity_get(eng->cat, IMPORT_PENDING_KEY, &value) == 0 &&
 	       !strcmp(value, "pending");
-}
-
-/*
- * Read the regular file @name in @dfd (no link followed) of at most
- * MANIFEST_MAX_BYTES into a NUL-terminated *@out.
- */
-static int read_small(int dfd, const char *name, char **out)
-{
-	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-	g_autofree char *buf = NULL;
-	struct stat st;
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size > (off_t)MANIFEST_MAX_BYTES) {
-		close(fd);
-		return -EINVAL;
-	}
-	buf = g_malloc((size_t)st.st_size + 1);
-	n = pread(fd, buf, (size_t)st.st_size, 0);
-	close(fd);
-	if (n != st.st_size)
-		return n < 0 ? -errno : -EIO;
-	buf[n] = '\0';
-	if (strlen(buf) != (size_t)n)
-		return -EINVAL; /* a NUL inside */
-	*out = g_steal_pointer(&buf);
-	return 0;
 }
 
 /* Whether @name in @dfd is a regular file (not a link). */
@@ -106,27 +75,31 @@ static int import_volume(struct snap_engine *eng, const struct manifest *m,
 	return rc;
 }
 
-/* One manifest @file of volume directory @vol (@dfd). */
-static int import_one(struct snap_engine *eng, int dfd, const char *vol,
-		      const char *file, struct import_counts *c)
+/* The walk's state: the engine and what it counted. */
+struct import_walk {
+	struct snap_engine *eng;
+	struct import_counts c;
+};
+
+/* One manifest @file of volume directory @vol (@dfd); manifests_fn. */
+static int import_one(int dfd, const char *vol, const char *file,
+		      const struct manifest *mp, const char *why, void *arg)
 {
-	g_autofree char *text = NULL, *data = NULL;
+	struct import_walk *w = arg;
+	struct snap_engine *eng = w->eng;
+	struct import_counts *c = &w->c;
+	g_autofree char *data = NULL;
 	struct catalog_snapshot s, old;
 	struct catalog_volume v;
 	struct manifest m;
-	const char *why = NULL;
 	bool made;
 	int rc;
 
-	rc = read_small(dfd, file, &text);
-	if (rc == 0)
-		rc = manifest_parse(text, &m, &why);
-	if (rc == -ENOMEM)
-		return rc;
-	if (rc < 0) {
-		skip(eng, c, vol, file, why ? why : "not a readable manifest");
+	if (!mp) {
+		skip(eng, c, vol, file, why);
 		return 0;
 	}
+	m = *mp;
 	if (catalog_snapshot_get_by_uuid(eng->cat, m.uuid, &old) == 0) {
 		c->known++;
 		return 0;
@@ -185,68 +158,23 @@ static int import_one(struct snap_engine *eng, int dfd, const char *vol,
 	return 0;
 }
 
-/* Every manifest under volume directory @vol of @vfd. */
-static int import_volume_dir(struct snap_engine *eng, int vfd, const char *vol,
-			     struct import_counts *c)
-{
-	int dfd = openat(vfd, vol, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	struct dirent *de;
-	DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
-	int rc = 0;
-
-	if (!d) {
-		if (dfd >= 0)
-			close(dfd);
-		skip(eng, c, vol, "", "not a directory");
-		return 0;
-	}
-	while (rc == 0 && (de = readdir(d))) {
-		if (de->d_name[0] == '.' || !g_str_has_suffix(de->d_name, ".json"))
-			continue;
-		rc = import_one(eng, dirfd(d), vol, de->d_name, c);
-	}
-	closedir(d);
-	return rc;
-}
-
 int import_backups(struct snap_engine *eng)
 {
-	int vfd = open(eng->backups_dir,
-		       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	struct import_counts c = { 0 };
-	struct dirent *de;
-	DIR *vd = vfd < 0 ? NULL : fdopendir(vfd);
-	int rc = 0;
+	struct import_walk w = { .eng = eng };
+	int rc = manifests_walk(eng, NULL, import_one, &w);
 
-	if (!vd) {
-		rc = -errno;
-		if (vfd >= 0)
-			close(vfd);
-		snap_log(LOG_ERR, "import: cannot read '%s': %s", eng->backups_dir,
-			 g_strerror(-rc));
-		return rc;
-	}
-	while (rc == 0 && (de = readdir(vd))) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (snap_name_valid(de->d_name) < 0) {
-			skip(eng, &c, de->d_name, "", "not a volume name");
-			continue;
-		}
-		rc = import_volume_dir(eng, dirfd(vd), de->d_name, &c);
-	}
-	closedir(vd);
 	if (rc < 0) {
 		snap_log(LOG_ERR, "import: stopped after %u backup(s): %s; it goes on at the next mount",
-			 c.imported, g_strerror(-rc));
+			 w.c.imported, g_strerror(-rc));
 		return rc;
 	}
 	rc = catalog_identity_set(eng->cat, IMPORT_PENDING_KEY, "done");
 	if (rc < 0)
 		return rc;
-	if (c.imported || c.foreign || c.skipped)
+	if (w.c.imported || w.c.foreign || w.c.skipped)
 		event_record(eng, "recovery.import", NULL, NULL, 0,
 			     "a new catalog over existing secondary storage: %u backup(s) of host '%s' imported (%u new volume(s)), %u of other hosts left to them, %u skipped",
-			     c.imported, eng->host, c.volumes, c.foreign, c.skipped);
-	return (int)c.imported;
+			     w.c.imported, eng->host, w.c.volumes, w.c.foreign,
+			     w.c.skipped);
+	return (int)w.c.imported;
 }

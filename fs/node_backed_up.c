@@ -5,6 +5,11 @@
  * Backed-up images and manifests are passed through from secondary
  * storage with keep_cache (images never change) and spliced when the
  * kernel can (ops.c's read_buf).
+ *
+ * backed-up/hosts/<host>/volumes/ is the same tree for another host's
+ * backups on the same SECONDARY (issue 14): the same handlers, with the
+ * node's @host passed to the engine; its files are owned by root (this
+ * host's accounts do not own another host's volumes).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +31,22 @@ static void backed_up_dir_times(const char *vol, struct stat *st)
 	st->st_atim = st->st_mtim = st->st_ctim = t;
 }
 
-/* backed-up/ and backed-up/volumes/ */
+/* The host a node of backed-up/ is about: NULL for this host's. */
+static const char *host_of(const struct node *n)
+{
+	return n->host[0] ? n->host : NULL;
+}
+
+/* A stable inode number for a directory named by @a and @b (another
+ * host's, which has no catalog id). */
+static ino_t named_ino(const struct node *n, const char *a, const char *b)
+{
+	g_autofree char *key = g_strconcat(a, "/", b, NULL);
+
+	return INO((uint64_t)g_str_hash(key) + 1, n->kind);
+}
+
+/* backed-up/, backed-up/volumes/ and backed-up/hosts/ */
 int stat_backed_up_dir(const struct node *n, struct stat *st)
 {
 	fill_dir(st, INO(0, n->kind));
@@ -37,19 +57,56 @@ int stat_backed_up_dir(const struct node *n, struct stat *st)
 int list_backed_up_volumes(const struct node *n, struct lister *l)
 {
 	g_auto(GStrv) names = NULL;
-	int rc = snap_backup_volumes(node_engine(), &names);
+	int rc = snap_backup_volumes(node_engine(), host_of(n), &names);
 
-	lister_add_names(l, n, names, NODE_BACKED_UP_VOLUME);
+	lister_add_names(l, n, names, host_of(n) ? NODE_BACKED_UP_HOST_VOLUME :
+						   NODE_BACKED_UP_VOLUME);
 	return rc < 0 ? rc : 0;
+}
+
+int list_backed_up_hosts(const struct node *n, struct lister *l)
+{
+	g_auto(GStrv) names = NULL;
+	int rc = snap_backup_hosts(node_engine(), &names);
+
+	lister_add_names(l, n, names, NODE_BACKED_UP_HOST);
+	return rc < 0 ? rc : 0;
+}
+
+/* backed-up/hosts/<host>/ and its volumes/: there while the host has a
+ * backup on SECONDARY. */
+int stat_backed_up_host(const struct node *n, struct stat *st)
+{
+	g_auto(GStrv) names = NULL;
+	int rc = snap_backup_volumes(node_engine(), n->host, &names);
+
+	if (rc < 0)
+		return rc;
+	if (!names || !names[0])
+		return -ENOENT;
+	fill_dir(st, named_ino(n, n->host, ""));
+	backed_up_dir_times(NULL, st);
+	return 0;
 }
 
 /* A volume's backups: there while it has one, even once the volume is gone. */
 int stat_backed_up_volume(const struct node *n, struct stat *st)
 {
 	g_auto(GStrv) names = NULL;
-	int rc = stat_copies_dir(n, st, snap_backup_list(node_engine(),
-							 n->vol, &names));
+	int rc;
 
+	if (host_of(n)) {
+		rc = snap_backup_list(node_engine(), n->host, n->vol, &names);
+		if (rc < 0)
+			return rc;
+		if (!names || !names[0])
+			return -ENOENT;
+		fill_dir(st, named_ino(n, n->host, n->vol));
+		backed_up_dir_times(n->vol, st);
+		return 0;
+	}
+	rc = stat_copies_dir(n, st, snap_backup_list(node_engine(), NULL,
+						     n->vol, &names));
 	if (rc == 0)
 		backed_up_dir_times(n->vol, st);
 	return rc;
@@ -58,15 +115,18 @@ int stat_backed_up_volume(const struct node *n, struct stat *st)
 /* <snap>.qcow2 and <snap>.json of each backup that stats */
 int list_backed_up_volume(const struct node *n, struct lister *l)
 {
-	static const enum node_kind kinds[] = { NODE_BACKED_UP_IMAGE,
-						NODE_BACKED_UP_MANIFEST };
+	static const enum node_kind own[] = { NODE_BACKED_UP_IMAGE,
+					      NODE_BACKED_UP_MANIFEST };
+	static const enum node_kind other[] = { NODE_BACKED_UP_HOST_IMAGE,
+						NODE_BACKED_UP_HOST_MANIFEST };
+	const enum node_kind *kinds = host_of(n) ? other : own;
 	g_auto(GStrv) names = NULL;
-	int rc = snap_backup_list(node_engine(), n->vol, &names);
+	int rc = snap_backup_list(node_engine(), host_of(n), n->vol, &names);
 
 	if (rc < 0)
 		return rc;
 	for (char **p = names; p && *p; p++) {
-		for (size_t i = 0; i < G_N_ELEMENTS(kinds); i++) {
+		for (size_t i = 0; i < G_N_ELEMENTS(own); i++) {
 			struct node f;
 			struct stat fst;
 
@@ -90,8 +150,8 @@ static int backed_up_path(const struct node *n, bool image, uint64_t *id,
 	g_autofree char *image_path = NULL, *manifest_path = NULL;
 	int rc;
 
-	rc = snap_backup_paths(node_engine(), n->vol, n->snap, id, &image_path,
-			       &manifest_path);
+	rc = snap_backup_paths(node_engine(), host_of(n), n->vol, n->snap, id,
+			       &image_path, &manifest_path);
 	if (rc < 0)
 		return rc;
 	*path = image ? g_steal_pointer(&image_path) :
@@ -117,7 +177,7 @@ static int stat_backed_up_file(const struct node *n, bool image,
 	if (!S_ISREG(real.st_mode))
 		return -ENOENT;
 	fill_file(st, INO(id, n->kind), 0444, real.st_size);
-	if (snap_volume_stat(node_engine(), n->vol, &vs) == 0)
+	if (!host_of(n) && snap_volume_stat(node_engine(), n->vol, &vs) == 0)
 		own(st, vs.uid, vs.gid);
 	st->st_atim = real.st_mtim;
 	st->st_mtim = real.st_mtim;
@@ -157,11 +217,12 @@ int stat_backed_up_image(const struct node *n, struct stat *st)
 	struct snap_volume_stat vs;
 	int rc;
 
-	rc = snap_backup_image_stat(node_engine(), n->vol, n->snap, &img);
+	rc = snap_backup_image_stat(node_engine(), host_of(n), n->vol, n->snap,
+				    &img);
 	if (rc < 0)
 		return rc;
 	fill_file(st, INO(img.id, n->kind), 0444, (off_t)img.size);
-	if (snap_volume_stat(node_engine(), n->vol, &vs) == 0)
+	if (!host_of(n) && snap_volume_stat(node_engine(), n->vol, &vs) == 0)
 		own(st, vs.uid, vs.gid);
 	st->st_atim = img.mtime;
 	st->st_mtim = img.mtime;
@@ -174,7 +235,8 @@ int stat_backed_up_image(const struct node *n, struct stat *st)
 int open_backed_up_image(const struct node *n, struct open_file *of,
 			 struct fuse_file_info *fi)
 {
-	int rc = snap_backup_open(node_engine(), n->vol, n->snap, &of->fd,
+	int rc = snap_backup_open(node_engine(), host_of(n), n->vol, n->snap,
+				  &of->fd,
 				  &of->view);
 
 	if (rc < 0)

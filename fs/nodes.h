@@ -245,6 +245,8 @@ void dir_copy_free(struct dir_copy *dc);
 /* node_backed_up.c: backed-up/ */
 int stat_backed_up_dir(const struct node *n, struct stat *st);
 int list_backed_up_volumes(const struct node *n, struct lister *l);
+int list_backed_up_hosts(const struct node *n, struct lister *l);
+int stat_backed_up_host(const struct node *n, struct stat *st);
 int stat_backed_up_volume(const struct node *n, struct stat *st);
 int list_backed_up_volume(const struct node *n, struct lister *l);
 int stat_backed_up_image(const struct node *n, struct stat *st);

@@ -36,6 +36,7 @@ static char *name_field(struct node *n, enum node_take take)
 		[TAKE_VOL] = offsetof(struct node, vol),
 		[TAKE_SNAP] = offsetof(struct node, snap),
 		[TAKE_VM] = offsetof(struct node, vm),
+		[TAKE_HOST] = offsetof(struct node, host),
 	};
 
 	return offsets[take] ? (char *)n + offsets[take] : NULL;

@@ -36,6 +36,7 @@ struct node {
 	char vol[SNAP_NAME_MAX + 1];
 	char snap[SNAP_NAME_MAX + 1];
 	char vm[SNAP_NAME_MAX + 1];
+	char host[SNAP_NAME_MAX + 1]; /* backed-up/hosts/<host>/ */
 	uint64_t id;
 	bool read_only;
 };
@@ -48,6 +49,7 @@ enum node_take {
 	TAKE_VM,	  /* a VM's name into @vm */
 	TAKE_ID,	  /* a decimal id (no sign, no leading zero) into @id */
 	TAKE_PARENT_KIND, /* fixed name; @id says the directory's kind */
+	TAKE_HOST,	  /* another host's name into @host */
 	TAKE_LAST
 };
 

@@ -412,13 +412,24 @@ int snap_snapshot_wait(struct snap_engine *eng, uint64_t id,
 		       enum snap_state *state_out);
 
 /* ---- backed-up/ ------------------------------------------------------- */
+/*
+ * The functions of backed-up/ take a @host: NULL for this host's backups
+ * (the catalog's: backed-up/volumes/), or the name of another host whose
+ * backups are on the same SECONDARY (backed-up/hosts/<host>/volumes/: read
+ * from their manifests, manifests.h; issue 14).  Another host's backups
+ * are served read-only, as this host's are; their files are owned by root.
+ */
+
+/** snap_backup_hosts() - the other hosts with a backup on SECONDARY. */
+int snap_backup_hosts(struct snap_engine *eng, char ***names_out);
 
 /** snap_backup_volumes() - volumes with at least one complete backup. */
-int snap_backup_volumes(struct snap_engine *eng, char ***names_out);
+int snap_backup_volumes(struct snap_engine *eng, const char *host,
+			char ***names_out);
 
 /** snap_backup_list() - snapshots of @vol whose backup is complete. */
-int snap_backup_list(struct snap_engine *eng, const char *vol,
-		     char ***names_out);
+int snap_backup_list(struct snap_engine *eng, const char *host,
+		     const char *vol, char ***names_out);
 
 /**
  * snap_backup_paths() - where the backup of @vol/@snap lives
@@ -431,9 +442,9 @@ int snap_backup_list(struct snap_engine *eng, const char *vol,
  * once the snapshot is BackedUp, except that a rename rewrites the manifest.
  * Return: 0; -ENOENT not backed up (yet).
  */
-int snap_backup_paths(struct snap_engine *eng, const char *vol,
-		      const char *snap, uint64_t *id_out, char **image_out,
-		      char **manifest_out);
+int snap_backup_paths(struct snap_engine *eng, const char *host,
+		      const char *vol, const char *snap, uint64_t *id_out,
+		      char **image_out, char **manifest_out);
 
 /*
  * struct snap_backup_image - what backed-up/volumes/<vol>/<snap>.qcow2
@@ -457,8 +468,9 @@ struct snap_backup_image {
  * Return: 0; -ENOENT not backed up, or a repository backup on a mount
  * with repository=off; -EIO its index is damaged (logged).
  */
-int snap_backup_image_stat(struct snap_engine *eng, const char *vol,
-			   const char *snap, struct snap_backup_image *out);
+int snap_backup_image_stat(struct snap_engine *eng, const char *host,
+			   const char *vol, const char *snap,
+			   struct snap_backup_image *out);
 
 struct snap_backup_view;
 
@@ -471,8 +483,8 @@ struct snap_backup_view;
  * snap_backup_release()), *@fd_out is -1.  The bytes never change.
  * Return: 0; -ENOENT as for snap_backup_image_stat(); -EIO; -ENOMEM.
  */
-int snap_backup_open(struct snap_engine *eng, const char *vol,
-		     const char *snap, int *fd_out,
+int snap_backup_open(struct snap_engine *eng, const char *host,
+		     const char *vol, const char *snap, int *fd_out,
 		     struct snap_backup_view **view_out);
 
 /**

@@ -7,6 +7,7 @@ and damaged manifests are left in place, the latter with an event; a
 remount imports nothing twice.  In both modes: the repository (indexes)
 and full copies (qcow2 files)."""
 
+import errno
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import uuid
 
 import pytest
 
-from snapfs_harness import qemu_img_compare
+from snapfs_harness import qemu_img_compare, snapfs_env
 from test_clone import check_clone, wait_clone
 
 MiB = 1 << 20
@@ -140,3 +141,55 @@ def test_another_host_name_imports_nothing(env):
     summary = [e for e in import_events(env) if 'a new catalog' in e['message']]
     assert summary and "0 backup(s) of host 'kvm-b' imported (0 new volume(s)), 1 of other " \
         "hosts left to them" in summary[0]['message'], summary
+
+
+def test_other_hosts_backups_are_served_under_hosts(env):
+    """Two hosts, one SECONDARY (one after the other here): each sees its
+    own backups under backed-up/volumes/ and the other's, read-only and
+    equal to the snapshot, under backed-up/hosts/<host>/volumes/; the same
+    volume name on both stays two volumes."""
+    env.make_volume('v', '64M', A)
+    ref_a = env.make_reference('64M', A)
+    env.mount(host='kvm-a')
+    take_backed_up(env, 'v', 's1')
+    a_manifest = env.manifest('v', 's1')
+    assert env.listdir('backed-up', 'hosts') == []
+    env.unmount()
+    with snapfs_env('host-b') as b:
+        b.secondary = env.secondary
+        b.make_volume('v', '32M', W)
+        ref_w = env.make_reference('32M', W)
+        b.mount(host='kvm-b')
+        take_backed_up(b, 'v', 's1')
+        # its own v/s1, and kvm-a's v/s1 beside it
+        assert b.listdir('backed-up', 'volumes', 'v') == ['s1.json', 's1.qcow2']
+        assert qemu_img_compare(ref_w, b.backup_file('v', 's1')) == 0
+        assert b.listdir('backed-up', 'hosts') == ['kvm-a']
+        assert b.listdir('backed-up', 'hosts', 'kvm-a') == ['volumes']
+        assert b.listdir('backed-up', 'hosts', 'kvm-a', 'volumes') == ['v']
+        theirs = b.p('backed-up', 'hosts', 'kvm-a', 'volumes', 'v')
+        assert sorted(os.listdir(theirs)) == ['s1.json', 's1.qcow2']
+        assert qemu_img_compare(ref_a, os.path.join(theirs, 's1.qcow2')) == 0
+        with open(os.path.join(theirs, 's1.json')) as f:
+            assert json.load(f) == a_manifest
+        st = os.stat(os.path.join(theirs, 's1.qcow2'))
+        assert st.st_uid == 0 and st.st_mode & 0o777 == 0o444, st
+        # stable across remounts, as this host's own
+        b.remount()
+        assert os.stat(os.path.join(theirs, 's1.qcow2'))[1:] == st[1:]
+        # read-only, and names that are no host's are absent
+        for path, err in ((os.path.join(theirs, 'x.qcow2'), errno.EROFS),):
+            with pytest.raises(OSError) as e:
+                open(path, 'w').close()
+            assert e.value.errno == err, e.value
+        for missing in (('backed-up', 'hosts', 'kvm-b'), ('backed-up', 'hosts', 'nobody'),
+                        ('backed-up', 'hosts', 'kvm-a', 'volumes', 'w'),
+                        ('backed-up', 'hosts', 'kvm-a', 'volumes', 'v', 's2.qcow2')):
+            assert not os.path.exists(b.p(*missing)), missing
+        b.unmount()
+    # and kvm-a sees kvm-b's
+    env.mount()
+    assert env.listdir('backed-up', 'hosts') == ['kvm-b']
+    assert qemu_img_compare(ref_a, env.backup_file('v', 's1')) == 0
+    assert qemu_img_compare(
+        ref_w, env.p('backed-up', 'hosts', 'kvm-b', 'volumes', 'v', 's1.qcow2')) == 0

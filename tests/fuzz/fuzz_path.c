@@ -28,7 +28,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-enum { HAS_VOL = 1, HAS_SNAP = 2, HAS_VM = 4, HAS_ID = 8 };
+enum { HAS_VOL = 1, HAS_SNAP = 2, HAS_VM = 4, HAS_ID = 8, HAS_HOST = 16 };
 
 /* What a node of @kind carries, and its canonical path into @s. */
 static int canonical(const struct node *n, GString *s)
@@ -133,6 +133,27 @@ static int canonical(const struct node *n, GString *s)
 		g_string_append_printf(s, "/backed-up/volumes/%s/%s.json",
 				       n->vol, n->snap);
 		return HAS_VOL | HAS_SNAP;
+	case NODE_BACKED_UP_HOSTS:
+		g_string_append(s, "/backed-up/hosts");
+		return 0;
+	case NODE_BACKED_UP_HOST:
+		g_string_append_printf(s, "/backed-up/hosts/%s", n->host);
+		return HAS_HOST;
+	case NODE_BACKED_UP_HOST_VOLUMES:
+		g_string_append_printf(s, "/backed-up/hosts/%s/volumes", n->host);
+		return HAS_HOST;
+	case NODE_BACKED_UP_HOST_VOLUME:
+		g_string_append_printf(s, "/backed-up/hosts/%s/volumes/%s",
+				       n->host, n->vol);
+		return HAS_HOST | HAS_VOL;
+	case NODE_BACKED_UP_HOST_IMAGE:
+		g_string_append_printf(s, "/backed-up/hosts/%s/volumes/%s/%s.qcow2",
+				       n->host, n->vol, n->snap);
+		return HAS_HOST | HAS_VOL | HAS_SNAP;
+	case NODE_BACKED_UP_HOST_MANIFEST:
+		g_string_append_printf(s, "/backed-up/hosts/%s/volumes/%s/%s.json",
+				       n->host, n->vol, n->snap);
+		return HAS_HOST | HAS_VOL | HAS_SNAP;
 	case NODE_IMAGES:
 		g_string_append(s, "/images");
 		return 0;
@@ -225,7 +246,8 @@ static bool names_terminated(const struct node *n)
 {
 	return fuzz_terminated(n->vol, sizeof(n->vol)) &&
 	       fuzz_terminated(n->snap, sizeof(n->snap)) &&
-	       fuzz_terminated(n->vm, sizeof(n->vm));
+	       fuzz_terminated(n->vm, sizeof(n->vm)) &&
+	       fuzz_terminated(n->host, sizeof(n->host));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -265,6 +287,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		   "kind %d snap '%s'", (int)n.kind, n.snap);
 	FUZZ_CHECK((has & HAS_VM) ? fuzz_name_ok(n.vm) : !n.vm[0],
 		   "kind %d vm '%s'", (int)n.kind, n.vm);
+	FUZZ_CHECK((has & HAS_HOST) ? fuzz_name_ok(n.host) : !n.host[0],
+		   "kind %d host '%s'", (int)n.kind, n.host);
 	FUZZ_CHECK((has & HAS_ID) ? n.id != 0 : n.id == 0, "kind %d id %" PRIu64,
 		   (int)n.kind, n.id);
 	normalize(path, got);
@@ -278,7 +302,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = path_parse(want->str, &again);
 	FUZZ_CHECK(rc == 0 && again.kind == n.kind &&
 		   !strcmp(again.vol, n.vol) && !strcmp(again.snap, n.snap) &&
-		   !strcmp(again.vm, n.vm) && again.id == n.id &&
+		   !strcmp(again.vm, n.vm) && !strcmp(again.host, n.host) &&
+		   again.id == n.id &&
 		   again.read_only == n.read_only,
 		   "'%s' parses differently", want->str);
 	return 0;
