@@ -72,7 +72,8 @@ static const char schema[] =
 	"  state INTEGER NOT NULL,"
 	"  not_before INTEGER NOT NULL DEFAULT 0,"
 	"  attempts INTEGER NOT NULL DEFAULT 0,"
-	"  target TEXT NOT NULL DEFAULT '');"
+	"  target TEXT NOT NULL DEFAULT '',"
+	"  source TEXT NOT NULL DEFAULT '');"
 	"CREATE TABLE IF NOT EXISTS events ("
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  time INTEGER NOT NULL,"
@@ -151,6 +152,8 @@ static const struct {
 	/* verify (verify.c): the Damaged state is a new value of the
 	 * integer state column, which needs no change */
 	{ 4, "snapshots", "verified_at INTEGER NOT NULL DEFAULT 0" },
+	/* restore of another host's backup (issue 14): what it reads */
+	{ 5, "jobs", "source TEXT NOT NULL DEFAULT ''" },
 };
 
 /* The one table from sqlite result codes to errno. */
@@ -1018,7 +1021,7 @@ int catalog_backup_volume_names(struct catalog *cat, char ***out)
 
 /* ---- jobs ------------------------------------------------------------- */
 
-#define JOB_COLS "id, kind, snapshot_id, volume_id, state, not_before, attempts, target"
+#define JOB_COLS "id, kind, snapshot_id, volume_id, state, not_before, attempts, target, source"
 
 static void job_row(sqlite3_stmt *st, struct catalog_job *j)
 {
@@ -1030,18 +1033,19 @@ static void job_row(sqlite3_stmt *st, struct catalog_job *j)
 	j->not_before = sqlite3_column_int64(st, 5);
 	j->attempts = sqlite3_column_int(st, 6);
 	COPY_TEXT(j->target, st, 7);
+	COPY_TEXT(j->source, st, 8);
 }
 
 int catalog_job_insert(struct catalog *cat, struct catalog_job *job)
 {
 	return query_insert(cat, "job insert",
 			    "INSERT INTO jobs(kind, snapshot_id, volume_id, state,"
-			    " not_before, attempts, target)"
-			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+			    " not_before, attempts, target, source)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 			    BINDS(BIND_INT(job->kind), BIND_INT(job->snapshot_id),
 				  BIND_INT(job->volume_id), BIND_INT(job->state),
 				  BIND_INT(job->not_before), BIND_INT(job->attempts),
-				  BIND_TEXT(job->target)),
+				  BIND_TEXT(job->target), BIND_TEXT(job->source)),
 			    &job->id);
 }
 

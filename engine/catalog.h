@@ -112,6 +112,9 @@ struct catalog_job {
 	int64_t not_before;
 	int attempts;
 	char target[SNAP_NAME_MAX + 1]; /* clone: the new volume's name */
+	/* a restore of another host's backup (a clone with snapshot_id 0):
+	 * "<host>/<vol>/<snapshot uuid>"; "" for every other job; schema 5 */
+	char source[2 * SNAP_NAME_MAX + UUID_TEXT_MAX + 4];
 };
 
 /**

@@ -49,6 +49,7 @@
 #include "copy.h"
 #include "json.h"
 #include "log.h"
+#include "manifests.h"
 
 static char *clone_tmp_path(struct snap_engine *eng, int64_t job_id)
 {
@@ -124,6 +125,84 @@ int snapshot_clone(struct snap_engine *eng, const char *vol, const char *snap,
 	return rc;
 }
 
+int backup_restore(struct snap_engine *eng, const char *host, const char *vol,
+		   const char *snap, const char *newvol)
+{
+	static const char target[] = "control";
+	struct snap_volume_stat other;
+	struct catalog_snapshot s;
+	struct catalog_job job;
+	const char *why = NULL;
+	int rc, err = 0;
+
+	/* this host's own backup: a clone of its snapshot, as its volume's
+	 * control does */
+	if (!strcmp(host, eng->host))
+		return snapshot_clone(eng, vol, snap, newvol);
+	/* read from SECONDARY before the catalog's lock is taken: a
+	 * published backup never changes, and the job finds it by uuid */
+	rc = foreign_backup(eng, host, vol, snap, &s);
+	if (rc < 0) {
+		event_reject(eng, "write", target, -rc, rc == -ENOENT ?
+			     "restore: no such backup (see backed-up/hosts/)" :
+			     "restore: cannot read the backups on secondary storage");
+		return rc;
+	}
+	rc = catalog_tx_begin(eng->cat);
+	if (rc < 0) {
+		event_reject(eng, "write", target, -rc, "restore: the catalog refused it; nothing queued");
+		return rc;
+	}
+	if (snap_volume_stat(eng, newvol, &other) == 0) {
+		err = EEXIST;
+		why = "restore: a volume of that name exists";
+	} else if (catalog_job_by_target(eng->cat, newvol, &job) == 0) {
+		err = EEXIST;
+		why = "restore: a clone or restore to that name is already queued";
+	} else if (backup_indexed(&s) && !repo_chunks(eng)) {
+		err = EOPNOTSUPP;
+		why = "restore: the backup is in the repository, and this mount has repository=off";
+	}
+	if (err) {
+		event_reject(eng, "write", target, err, "%s", why);
+		catalog_tx_end(eng->cat, 0); /* keeps the event */
+		return -err;
+	}
+	memset(&job, 0, sizeof(job));
+	job.kind = JOB_KIND_CLONE;
+	job.state = JOB_STATE_QUEUED;
+	g_strlcpy(job.target, newvol, sizeof(job.target));
+	g_snprintf(job.source, sizeof(job.source), "%s/%s/%s", host, vol, s.uuid);
+	rc = catalog_job_insert(eng->cat, &job);
+	if (rc == 0)
+		event_record(eng, "clone.queue", vol, snap, 0,
+			     "restore of host '%s''s backup into volumes/%s queued (job %" G_GINT64_FORMAT ")",
+			     host, newvol, job.id);
+	rc = catalog_tx_end(eng->cat, rc);
+	if (rc == 0)
+		wake_schedulers(eng);
+	else
+		event_reject(eng, "write", target, -rc, "restore: the catalog refused it; nothing queued");
+	return rc;
+}
+
+/*
+ * The snapshot a clone job reads: this host's by id, or (a restore) another
+ * host's backup by the job's source, "<host>/<vol>/<uuid>".
+ */
+static int clone_source(struct snap_engine *eng, const struct catalog_job *job,
+			struct catalog_snapshot *s)
+{
+	g_auto(GStrv) parts = NULL;
+
+	if (!job->source[0])
+		return catalog_snapshot_get_by_id(eng->cat, job->snapshot_id, s);
+	parts = g_strsplit(job->source, "/", 3);
+	if (g_strv_length(parts) != 3)
+		return -ENOENT;
+	return foreign_backup_by_uuid(eng, parts[0], parts[1], parts[2], s);
+}
+
 static int alert_raise_clone(struct snap_engine *eng, const struct catalog_job *job,
 			     const struct catalog_snapshot *s, int err,
 			     const char *why)
@@ -174,8 +253,9 @@ static int clone_copy(struct snap_engine *eng, struct running_job *rj,
 	rc = copy_verify(tmp, rj->cancel, s->virtual_size, why);
 	if (rc < 0)
 		return rc;
-	/* the new volume belongs to whoever owns the source volume */
-	if (stat(vpath, &st) == 0 &&
+	/* the new volume belongs to whoever owns the source volume (root, for
+	 * a restore of another host's backup: no account here owns it) */
+	if (!rj->job.source[0] && stat(vpath, &st) == 0 &&
 	    (chown(tmp, st.st_uid, st.st_gid) < 0 || chmod(tmp, st.st_mode & 0777) < 0))
 		snap_log(LOG_WARNING, "clone: cannot copy the owner of '%s'", vpath);
 	return 0;
@@ -233,7 +313,7 @@ static int clone_publish(struct snap_engine *eng, const struct catalog_job *job,
 			     job->target, s->virtual_size,
 			     s->layer[0] ? "primary" : "secondary");
 	/* keep_primary may have waited for this clone to let go */
-	if (rc == 0)
+	if (rc == 0 && s->volume_id > 0) /* 0: another host's backup */
 		rc = layer_prune_primary(eng, s->volume_id);
 	catalog_tx_end(eng->cat, rc);
 	return 0;
@@ -252,7 +332,7 @@ static void clone_failed(struct snap_engine *eng, const struct catalog_job *job,
 			     "clone into volumes/%s failed: %s", job->target, why);
 	if (rc == 0)
 		rc = alert_raise_clone(eng, job, s, -err, why);
-	if (rc == 0)
+	if (rc == 0 && s->volume_id > 0) /* 0: another host's backup */
 		rc = layer_prune_primary(eng, s->volume_id);
 	catalog_tx_end(eng->cat, rc);
 }
@@ -264,12 +344,20 @@ void clone_run(struct snap_engine *eng, struct running_job *rj)
 	struct catalog_snapshot s;
 	int rc;
 
-	rc = catalog_snapshot_get_by_id(eng->cat, rj->job.snapshot_id, &s);
+	rc = clone_source(eng, &rj->job, &s);
 	if (rc < 0) {
-		/* cannot happen while rmdir refuses; never leave a stuck job */
-		snap_log(LOG_ERR, "clone: job %" G_GINT64_FORMAT " reads a missing snapshot",
-			 rj->job.id);
+		/* cannot happen while rmdir refuses, or (a restore) unless
+		 * another host deleted its backup meanwhile; never leave a
+		 * stuck job */
+		snap_log(LOG_ERR, "clone: job %" G_GINT64_FORMAT " reads a missing snapshot%s%s",
+			 rj->job.id, rj->job.source[0] ? ": " : "", rj->job.source);
+		catalog_tx_begin(eng->cat);
 		catalog_job_delete(eng->cat, rj->job.id);
+		if (rj->job.source[0])
+			event_record(eng, "clone.fail", NULL, NULL, -ENOENT,
+				     "restore into volumes/%s failed: the backup %s is gone",
+				     rj->job.target, rj->job.source);
+		catalog_tx_end(eng->cat, 0);
 		return;
 	}
 	event_record(eng, "clone.start", s.volume, s.name, 0,

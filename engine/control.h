@@ -78,4 +78,29 @@ const char *vm_control_verb_name(enum vm_control_verb verb);
 int one_line(const char *buf, size_t *len, const char **why,
 	     const char *nul_why, const char *lines_why);
 
+/* ---- MOUNT/control (issue 14) ---------------------------------------- */
+
+/* `restore <host>/<vol>/<snap> <newvol>`: a new local volume from any
+ * backup, this host's or another's on the same SECONDARY. */
+struct restore_cmd {
+	char host[SNAP_NAME_MAX + 1];
+	char vol[SNAP_NAME_MAX + 1];
+	char snap[SNAP_NAME_MAX + 1];
+	char newvol[SNAP_NAME_MAX + 1];
+};
+
+/**
+ * restore_parse() - parse the bytes of one write(2) to MOUNT/control
+ *
+ * One command, `restore <host>/<vol>/<snap> <newvol>`, words separated by
+ * runs of spaces or tabs (leading and trailing ones ignored), at most one
+ * trailing newline; every name a valid object name (not looked up).  On
+ * failure *@out is zeroed and *@why (may be NULL) points to a static
+ * sentence saying what is wrong.  Pure, thread-safe; fuzzed
+ * (tests/fuzz/fuzz_control.c).
+ * Return: 0; -EINVAL anything else.
+ */
+int restore_parse(const char *buf, size_t len, struct restore_cmd *out,
+		  const char **why);
+
 #endif

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "manifests.h"
 #include "clock.h"
 #include "json.h"
 #include "running.h"
@@ -28,6 +29,10 @@ int snap_job_owner(struct snap_engine *eng, uint64_t id, uid_t *uid)
 	struct catalog_volume v;
 	int rc = catalog_job_get(eng->cat, (int64_t)id, &job);
 
+	if (rc == 0 && job.source[0]) {
+		*uid = 0; /* a restore of another host's backup: root's */
+		return 0;
+	}
 	if (rc == 0)
 		rc = catalog_volume_get_by_id(eng->cat, job.volume_id, &v);
 	if (rc == 0)
@@ -57,7 +62,19 @@ int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out)
 	rc = catalog_job_get(eng->cat, (int64_t)id, &job);
 	if (rc < 0)
 		return rc;
-	if (job.kind != JOB_KIND_MERGE) {
+	if (job.source[0]) {
+		/* a restore of another host's backup: "<host>/<vol>/<uuid>" */
+		g_auto(GStrv) parts = g_strsplit(job.source, "/", 3);
+
+		rc = g_strv_length(parts) == 3 ?
+			     foreign_backup_by_uuid(eng, parts[0], parts[1], parts[2], &snap) :
+			     -ENOENT;
+		if (rc < 0)
+			return rc;
+		target = g_strdup_printf("backed-up/hosts/%s/volumes/%s/%s.qcow2",
+					 parts[0], snap.volume, snap.name);
+		total = snap.virtual_size;
+	} else if (job.kind != JOB_KIND_MERGE) {
 		rc = catalog_snapshot_get_by_id(eng->cat, job.snapshot_id, &snap);
 		if (rc < 0)
 			return rc == -ENOENT ? -ENOENT : rc;

@@ -121,7 +121,7 @@ int manifests_walk(struct snap_engine *eng, const char *vol, manifests_fn fn,
 /* What a foreign query looks for, and what it found. */
 struct foreign_query {
 	struct snap_engine *eng;
-	const char *host, *snap; /* NULL: any */
+	const char *host, *snap, *uuid; /* NULL: any */
 	enum { WANT_HOSTS, WANT_VOLUMES, WANT_SNAPSHOTS, WANT_ONE } want;
 	GHashTable *names;	 /* WANT_HOSTS .. WANT_SNAPSHOTS */
 	struct manifest best;	 /* WANT_ONE */
@@ -150,6 +150,7 @@ static int foreign_one(int dfd, const char *vol, const char *file,
 	if (!m || strcmp(m->volume, vol) != 0 ||
 	    (q->host && strcmp(m->host, q->host) != 0) ||
 	    (q->snap && strcmp(m->snapshot, q->snap) != 0) ||
+	    (q->uuid && strcmp(m->uuid, q->uuid) != 0) ||
 	    !foreign_and_whole(q->eng, dfd, m))
 		return 0;
 	switch (q->want) {
@@ -250,32 +251,52 @@ static int64_t id_of_uuid(const char *uuid)
 	return id;
 }
 
+/* Run @q (WANT_ONE) over @vol; fill @s from the newest match. */
+static int foreign_find(struct snap_engine *eng, struct foreign_query *q,
+			const char *vol, struct catalog_snapshot *s)
+{
+	int rc;
+
+	if (snap_name_valid(q->host) < 0 || !strcmp(q->host, eng->host) ||
+	    snap_name_valid(vol) < 0)
+		return -ENOENT;
+	q->eng = eng;
+	q->want = WANT_ONE;
+	rc = manifests_walk(eng, vol, foreign_one, q);
+	if (rc < 0)
+		return rc;
+	if (!q->found)
+		return -ENOENT;
+	memset(s, 0, sizeof(*s));
+	s->id = id_of_uuid(q->best.uuid);
+	g_strlcpy(s->volume, q->best.volume, sizeof(s->volume));
+	g_strlcpy(s->name, q->best.snapshot, sizeof(s->name));
+	g_strlcpy(s->uuid, q->best.uuid, sizeof(s->uuid));
+	g_strlcpy(s->volume_uuid, q->best.volume_uuid, sizeof(s->volume_uuid));
+	s->state = SNAP_STATE_BACKED_UP;
+	s->created_at = q->best.created_at;
+	s->backed_up_at = q->best.backed_up_at;
+	s->virtual_size = q->best.virtual_size;
+	s->backup_bytes = q->best.size;
+	g_strlcpy(s->checksum, q->best.checksum, sizeof(s->checksum));
+	return 0;
+}
+
 int foreign_backup(struct snap_engine *eng, const char *host, const char *vol,
 		   const char *snap, struct catalog_snapshot *s)
 {
-	struct foreign_query q = { .eng = eng, .want = WANT_ONE, .host = host,
-				   .snap = snap };
-	int rc;
+	struct foreign_query q = { .host = host, .snap = snap };
 
-	if (snap_name_valid(host) < 0 || !strcmp(host, eng->host) ||
-	    snap_name_valid(vol) < 0 || snap_name_valid(snap) < 0)
+	if (snap_name_valid(snap) < 0)
 		return -ENOENT;
-	rc = manifests_walk(eng, vol, foreign_one, &q);
-	if (rc < 0)
-		return rc;
-	if (!q.found)
-		return -ENOENT;
-	memset(s, 0, sizeof(*s));
-	s->id = id_of_uuid(q.best.uuid);
-	g_strlcpy(s->volume, q.best.volume, sizeof(s->volume));
-	g_strlcpy(s->name, q.best.snapshot, sizeof(s->name));
-	g_strlcpy(s->uuid, q.best.uuid, sizeof(s->uuid));
-	g_strlcpy(s->volume_uuid, q.best.volume_uuid, sizeof(s->volume_uuid));
-	s->state = SNAP_STATE_BACKED_UP;
-	s->created_at = q.best.created_at;
-	s->backed_up_at = q.best.backed_up_at;
-	s->virtual_size = q.best.virtual_size;
-	s->backup_bytes = q.best.size;
-	g_strlcpy(s->checksum, q.best.checksum, sizeof(s->checksum));
-	return 0;
+	return foreign_find(eng, &q, vol, s);
+}
+
+int foreign_backup_by_uuid(struct snap_engine *eng, const char *host,
+			   const char *vol, const char *uuid,
+			   struct catalog_snapshot *s)
+{
+	struct foreign_query q = { .host = host, .uuid = uuid };
+
+	return foreign_find(eng, &q, vol, s);
 }

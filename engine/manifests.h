@@ -71,4 +71,10 @@ int foreign_snapshots(struct snap_engine *eng, const char *host,
 int foreign_backup(struct snap_engine *eng, const char *host, const char *vol,
 		   const char *snap, struct catalog_snapshot *s);
 
+/** foreign_backup_by_uuid() - the same, found by the snapshot's @uuid
+ * (stable across the other host's renames). */
+int foreign_backup_by_uuid(struct snap_engine *eng, const char *host,
+			   const char *vol, const char *uuid,
+			   struct catalog_snapshot *s);
+
 #endif

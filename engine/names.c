@@ -222,3 +222,53 @@ int vm_control_parse(const char *buf, size_t len, struct vm_control_cmd *out,
 		strcpy(out->snap, words[1]);
 	return 0;
 }
+
+/* ---- MOUNT/control ------------------------------------------------------ */
+
+int restore_parse(const char *buf, size_t len, struct restore_cmd *out,
+		  const char **why)
+{
+	char line[4 * (SNAP_NAME_MAX + 2) + 16];
+	char *words[4], *slash1, *slash2;
+	const char *dummy;
+	int n;
+
+	if (!why)
+		why = &dummy;
+	memset(out, 0, sizeof(*out));
+	if (one_line(buf, &len, why, "one command per write, without NUL bytes",
+		     "one command per write, without NUL bytes") < 0)
+		return -EINVAL;
+	if (len >= sizeof(line)) {
+		*why = "command too long";
+		return -EINVAL;
+	}
+	memcpy(line, buf, len);
+	line[len] = '\0';
+	n = split_words(line, words, 3);
+	if (n == 0) {
+		*why = "empty command";
+		return -EINVAL;
+	}
+	if (n < 0 || strcmp(words[0], "restore") != 0 || n != 3) {
+		*why = "usage: restore <host>/<vol>/<snap> <newvol>";
+		return -EINVAL;
+	}
+	slash1 = strchr(words[1], '/');
+	slash2 = slash1 ? strchr(slash1 + 1, '/') : NULL;
+	if (!slash2 || strchr(slash2 + 1, '/')) {
+		*why = "usage: restore <host>/<vol>/<snap> <newvol>";
+		return -EINVAL;
+	}
+	*slash1 = *slash2 = '\0';
+	if (snap_name_valid(words[1]) < 0 || snap_name_valid(slash1 + 1) < 0 ||
+	    snap_name_valid(slash2 + 1) < 0 || snap_name_valid(words[2]) < 0) {
+		*why = "names are 1-128 bytes of [A-Za-z0-9._-], not starting with '.' or '-'";
+		return -EINVAL;
+	}
+	strcpy(out->host, words[1]);
+	strcpy(out->vol, slash1 + 1);
+	strcpy(out->snap, slash2 + 1);
+	strcpy(out->newvol, words[2]);
+	return 0;
+}

@@ -76,3 +76,35 @@ int snap_volume_control_text(struct snap_engine *eng, const char *vol,
 		"#                          EIO: the backup is Damaged, see alerts/)\n");
 	return 0;
 }
+
+int snap_control(struct snap_engine *eng, const char *cmd, size_t len)
+{
+	static const char target[] = "control";
+	g_autofree char *shown = g_strndup(cmd, MIN(len, 400));
+	struct restore_cmd c;
+	const char *why = NULL;
+	int rc;
+
+	g_strchomp(shown);
+	g_strcanon(shown, G_CSET_a_2_z G_CSET_A_2_Z G_CSET_DIGITS "._- <>/", '?');
+	rc = restore_parse(cmd, len, &c, &why);
+	if (rc < 0) {
+		event_reject(eng, "write", target, -rc, "%s", why);
+		control_result_record(eng, target, shown, rc, why);
+		return rc;
+	}
+	rc = backup_restore(eng, c.host, c.vol, c.snap, c.newvol);
+	control_result_record(eng, target, shown, rc, NULL);
+	return rc;
+}
+
+int snap_control_text(struct snap_engine *eng, char **text_out)
+{
+	*text_out = control_result_text(eng, "control",
+		"# write one command per write(2), e.g.\n"
+		"#   echo 'restore kvm-a/web/daily new-web' > control\n"
+		"#   restore <host>/<vol>/<snap> <newvol>  new volume, a full copy of a\n"
+		"#        backup: another host's (backed-up/hosts/<host>/volumes/) or this\n"
+		"#        host's (queued: see jobs/; volumes/<newvol> appears when complete)\n");
+	return *text_out ? 0 : -ENOMEM;
+}

@@ -1,5 +1,5 @@
 /*
- * node_top.c - the root and its files (README, events, .clock, limits,
+ * node_top.c - the root and its files (README, events, .clock, limits, control,
  * CACHEDIR.TAG), alerts/, jobs/, policies/ and wait/.
  *
  * A snapshot's wait file, wait/<vol>/<snap>, is the one read that blocks:
@@ -42,6 +42,10 @@ static const char readme_text[] =
 	"                                     (wait/ lists nothing: name the file)\n"
 	"  backed-up/volumes/<vol>/<snap>.qcow2  complete backups (read-only), with\n"
 	"  backed-up/volumes/<vol>/<snap>.json   their manifests\n"
+	"  backed-up/hosts/<host>/volumes/...    other hosts' backups on the same\n"
+	"                                     secondary storage (read-only)\n"
+	"  control                            root writes: restore <host>/<vol>/<snap>\n"
+	"                                     <newvol> (a full copy of any backup, queued)\n"
 	"  policies/<name>                    recurring snapshots: write\n"
 	"                                     target=volume:<v>|vm:<vm> schedule=daily@02:00\n"
 	"                                     keep=7 [tz=Europe/Paris]; rm removes\n"
@@ -81,7 +85,7 @@ static const char cachedir_tag_text[] =
 static const enum node_kind root_entries[] = {
 	NODE_README,   NODE_EVENTS,    NODE_ALERTS,   NODE_JOBS,
 	NODE_VOLUMES,  NODE_VMS,       NODE_BACKED_UP, NODE_POLICIES,
-	NODE_LIMITS,   NODE_WAIT,
+	NODE_LIMITS,   NODE_WAIT,      NODE_CONTROL,
 };
 
 /* .clock and the tags are found by name, never listed */
@@ -178,6 +182,18 @@ int read_limits(const struct node *n, char **data, size_t *len)
 int write_limits(const struct node *n, const char *buf, size_t size)
 {
 	return snap_limits_write(node_engine(), buf, size);
+}
+
+/* MOUNT/control: root's (its mode), like limits */
+int read_control(const struct node *n, char **data, size_t *len)
+{
+	*data = NULL;
+	return node_text_len(snap_control_text(node_engine(), data), data, len);
+}
+
+int write_control(const struct node *n, const char *buf, size_t size)
+{
+	return snap_control(node_engine(), buf, size);
 }
 
 /* everyone adds (policies) or removes (alerts) their own */

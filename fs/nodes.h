@@ -181,6 +181,8 @@ int read_events(const struct node *n, char **data, size_t *len);
 int stat_clock(const struct node *n, struct stat *st);
 int read_clock(const struct node *n, char **data, size_t *len);
 int write_clock(const struct node *n, const char *buf, size_t size);
+int read_control(const struct node *n, char **data, size_t *len);
+int write_control(const struct node *n, const char *buf, size_t size);
 int read_limits(const struct node *n, char **data, size_t *len);
 int write_limits(const struct node *n, const char *buf, size_t size);
 int stat_sticky_dir(const struct node *n, struct stat *st);

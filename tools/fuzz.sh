@@ -28,7 +28,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 src=$PWD
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 all_targets=(path control vm_control snapshot_options limits policy qemu_img json
-	domain_xml options repo_index repo_json manifest)
+	domain_xml options repo_index repo_json manifest restore)
 seconds=20
 jobs=$(nproc 2>/dev/null || echo 2)
 merge=0

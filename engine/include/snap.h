@@ -282,6 +282,24 @@ int snap_volume_control(struct snap_engine *eng, const char *vol,
 int snap_volume_control_text(struct snap_engine *eng, const char *vol,
 			     char **text_out);
 
+/**
+ * snap_control() - run one command written to MOUNT/control (issue 14)
+ *
+ *   restore <host>/<vol>/<snap> <newvol>   queue a full copy of that
+ *       backup (another host's on the same SECONDARY, or this host's) as
+ *       the new local volume <newvol>; returns once queued (jobs/)
+ *
+ * As snap_volume_control(): one write(2), every refusal an event, the
+ * result kept for snap_control_text().
+ * Return: 0; -EINVAL malformed; -ENOENT no such backup; -EEXIST <newvol>
+ * exists or is being made; -EOPNOTSUPP a repository backup with
+ * repository=off; -errno.
+ */
+int snap_control(struct snap_engine *eng, const char *cmd, size_t len);
+
+/** snap_control_text() - what reading MOUNT/control shows. */
+int snap_control_text(struct snap_engine *eng, char **text_out);
+
 /* ---- snapshots -------------------------------------------------------- */
 
 enum snap_state {

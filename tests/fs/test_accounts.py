@@ -173,6 +173,11 @@ def test_two_accounts_cannot_reach_each_other(vmenv, users):
     assert mode_of(env, 'events')[:2] == (0o444, 0)
     assert mode_of(env, 'policies')[:2] == (0o1777, 0)
     assert mode_of(env, 'limits')[:2] == (0o644, 0)
+    assert mode_of(env, 'control')[:2] == (0o644, 0)
+    # MOUNT/control (restore) is root's: the kernel refuses the accounts
+    for user in (ALICE, BOB):
+        assert errno_as(user, env.write_file, env.p('control'),
+                        'restore x/va/s1 mine\n') == errno.EACCES
 
     # the names are visible to all (like home directories); what is inside is not
     for user in (ALICE, BOB):

@@ -193,3 +193,92 @@ def test_other_hosts_backups_are_served_under_hosts(env):
     assert qemu_img_compare(ref_a, env.backup_file('v', 's1')) == 0
     assert qemu_img_compare(
         ref_w, env.p('backed-up', 'hosts', 'kvm-b', 'volumes', 'v', 's1.qcow2')) == 0
+
+
+def restore(env, line):
+    """Write @line to MOUNT/control; the errno (0: accepted)."""
+    try:
+        with open(env.p('control'), 'w') as f:
+            f.write(line + '\n')
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+def test_restore_another_hosts_backup(env):
+    """`restore <host>/<vol>/<snap> <newvol>` on MOUNT/control: a full copy
+    of another host's backup becomes a local volume, queued like a clone;
+    this host's own backups restore the same way; refusals are events."""
+    env.make_volume('v', '64M', A)
+    ref_a = env.make_reference('64M', A)
+    env.mount(host='kvm-a')
+    take_backed_up(env, 'v', 's1')
+    env.unmount()
+    with snapfs_env('host-b') as b:
+        b.secondary = env.secondary
+        b.make_volume('mine', '16M', W)
+        ref_w = env.make_reference('16M', W)
+        b.mount(host='kvm-b')
+        take_backed_up(b, 'mine', 's1')
+        assert 'control' in os.listdir(b.mnt)
+        assert 'restore <host>/<vol>/<snap> <newvol>' in b.read('control')
+        n = len(b.read_events())
+        assert restore(b, 'restore kvm-a/v/s1 from-a') == 0
+        wait_clone(b, 'v', 's1', 'from-a', n)
+        check_clone(b, 'from-a', ref_a, 64 * MiB)
+        assert os.stat(b.volume_path('from-a')).st_uid == 0
+        # this host's own backup, by its own host name
+        n = len(b.read_events())
+        assert restore(b, 'restore kvm-b/mine/s1 mine-copy') == 0
+        wait_clone(b, 'mine', 's1', 'mine-copy', n)
+        check_clone(b, 'mine-copy', ref_w, 16 * MiB)
+        # refusals: each an errno and a rejected event saying why
+        for line, err, says in (
+                ('restore kvm-a/v/s9 x', errno.ENOENT, 'no such backup'),
+                ('restore kvm-c/v/s1 x', errno.ENOENT, 'no such backup'),
+                ('restore kvm-a/v/s1 from-a', errno.EEXIST, 'exists'),
+                ('restore kvm-a/v/s1 mine', errno.EEXIST, 'exists'),
+                ('restore kvm-a/v s1', errno.EINVAL, 'usage'),
+                ('restore kvm-a/v/s1/x y', errno.EINVAL, 'usage'),
+                ('restore kvm-a/v/.s1 y', errno.EINVAL, 'names are'),
+                ('clone v/s1 y', errno.EINVAL, 'usage')):
+            n = len(b.read_events())
+            assert restore(b, line) == err, line
+            rej = [e for e in b.events_since(n) if e['type'] == 'rejected']
+            assert rej and rej[0]['path'] == 'control' and says in rej[0]['message'], \
+                (line, b.events_since(n))
+        # reading control shows the commands and the last result
+        text = b.read('control')
+        assert 'clone v/s1 y' in text and 'EINVAL' in text, text
+        b.no_jobs_left()
+        b.unmount()
+
+
+
+def test_restore_shows_in_jobs_and_survives_kill9(env):
+    """A restore is a job like a clone: jobs/<id> names the other host's
+    backup and the new volume while it runs; kill -9 in it leaves no
+    volume, and the next mount runs it again to the end."""
+    env.make_volume('v', '64M', A)
+    ref_a = env.make_reference('64M', A)
+    env.mount(host='kvm-a')
+    take_backed_up(env, 'v', 's1')
+    env.unmount()
+    with snapfs_env('host-b') as b:
+        b.secondary = env.secondary
+        b.mount_hanging('clone.converted', host='kvm-b')
+        assert restore(b, 'restore kvm-a/v/s1 from-a') == 0
+        b.wait_for(lambda: 'clone.converted' in b.log_text(), 'the restore to hang')
+        jobs = b.jobs()
+        assert len(jobs) == 1 and jobs[0]['kind'] == 'clone' and \
+            jobs[0]['new_volume'] == 'from-a' and \
+            jobs[0]['target'] == 'backed-up/hosts/kvm-a/volumes/v/s1.qcow2' and \
+            jobs[0]['bytes_total'] == 64 * MiB, jobs
+        b.kill9()
+        assert 'from-a' not in b.primary_volume_files()
+        n = 0
+        b.mount(host='kvm-b')
+        wait_clone(b, 'v', 's1', 'from-a', n)
+        check_clone(b, 'from-a', ref_a, 64 * MiB)
+        b.no_jobs_left()
+        b.unmount()

@@ -154,6 +154,9 @@ static int canonical(const struct node *n, GString *s)
 		g_string_append_printf(s, "/backed-up/hosts/%s/volumes/%s/%s.json",
 				       n->host, n->vol, n->snap);
 		return HAS_HOST | HAS_VOL | HAS_SNAP;
+	case NODE_CONTROL:
+		g_string_append(s, "/control");
+		return 0;
 	case NODE_IMAGES:
 		g_string_append(s, "/images");
 		return 0;
