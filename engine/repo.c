@@ -17,8 +17,17 @@
  *   backup workers  repo_restore() runs in the thread of a clone or a
  *                   revert (a pool worker or a request thread).
  *
+ * LEASES (repo_lease.h): this host's SECONDARY/.leases/<host> says when
+ * its oldest running backup began, for the GCs of hosts sharing the
+ * SECONDARY; repo_backup_begin() writes it durably before the backup
+ * writes a chunk, repo_backup_end() and repo_start() after.  Each GC run
+ * takes the other hosts' leases into its cutoff.
+ *
  * LOCKS: repo->lock is a leaf: it guards active, gc_requested, stopping
  * and is held for list and flag updates only, never across I/O.
+ * repo->lease_lock serializes this host's lease writes (a small file's
+ * write, fsync and rename: it is held across that I/O, and only that);
+ * it is taken before repo->lock, to read the value to write.
  */
 #include <errno.h>
 #include <dirent.h>
@@ -41,6 +50,7 @@
 #include "paths.h"
 #include "proc.h"
 #include "repo_gc.h"
+#include "repo_lease.h"
 
 struct repo_active {
 	int64_t started; /* unix seconds, the wall clock (chunk mtimes) */
@@ -55,6 +65,7 @@ struct repo {
 	bool gc_requested; /* under lock */
 	bool stopping;	   /* under lock; also GC's cancel flag */
 	GThread *gc_thread;
+	GMutex lease_lock; /* this host's lease writes, in order */
 };
 
 #define REPO_JSON_MAX 4096
@@ -205,10 +216,12 @@ int repo_open(struct snap_engine *eng)
 		return rc;
 	repo = g_new0(struct repo, 1);
 	g_mutex_init(&repo->lock);
+	g_mutex_init(&repo->lease_lock);
 	g_cond_init(&repo->gc_wanted);
 	rc = chunkstore_open(eng->secondary, chunk_size, &repo->cs);
 	if (rc < 0) {
 		g_mutex_clear(&repo->lock);
+		g_mutex_clear(&repo->lease_lock);
 		g_cond_clear(&repo->gc_wanted);
 		g_free(repo);
 		return rc;
@@ -289,6 +302,31 @@ int repo_recover(struct snap_engine *eng)
 	return (int)removed + n;
 }
 
+/*
+ * Write this host's lease from the backups running now (repo_lease.h):
+ * the value is read under repo->lock inside lease_lock, so the last write
+ * always says the latest state.
+ */
+static int lease_update(struct snap_engine *eng)
+{
+	struct repo *repo = eng->repo;
+	int64_t oldest = -1;
+	int rc;
+
+	g_mutex_lock(&repo->lease_lock);
+	g_mutex_lock(&repo->lock);
+	for (GList *l = repo->active; l; l = l->next) {
+		struct repo_active *act = l->data;
+
+		if (oldest < 0 || act->started < oldest)
+			oldest = act->started;
+	}
+	g_mutex_unlock(&repo->lock);
+	rc = lease_write(eng->secondary, eng->host, oldest);
+	g_mutex_unlock(&repo->lease_lock);
+	return rc;
+}
+
 int repo_backup_begin(struct snap_engine *eng, const struct repo_index *base,
 		      struct repo_active **out)
 {
@@ -314,6 +352,16 @@ int repo_backup_begin(struct snap_engine *eng, const struct repo_index *base,
 	g_mutex_lock(&eng->repo->lock);
 	eng->repo->active = g_list_prepend(eng->repo->active, act);
 	g_mutex_unlock(&eng->repo->lock);
+	/* other hosts' GCs must know before the first chunk is written */
+	rc = lease_update(eng);
+	if (rc < 0) {
+		g_mutex_lock(&eng->repo->lock);
+		eng->repo->active = g_list_remove(eng->repo->active, act);
+		g_mutex_unlock(&eng->repo->lock);
+		repo_index_release(&act->base);
+		g_free(act);
+		return rc;
+	}
 	*out = act;
 	return 0;
 }
@@ -327,6 +375,7 @@ void repo_backup_end(struct snap_engine *eng, struct repo_active *act)
 	g_mutex_unlock(&eng->repo->lock);
 	repo_index_release(&act->base);
 	g_free(act);
+	lease_update(eng); /* a failure (logged) leaves an older start: safe */
 }
 
 void repo_gc_request(struct snap_engine *eng)
@@ -346,7 +395,8 @@ static void gc_once(struct snap_engine *eng)
 	struct repo *repo = eng->repo;
 	struct repo_gc_stats st = { 0 };
 	GPtrArray *roots = g_ptr_array_new();
-	int64_t cutoff = (int64_t)time(NULL);
+	int64_t cutoff = (int64_t)time(NULL), others;
+	unsigned hosts;
 	guint i;
 	int rc;
 
@@ -366,6 +416,10 @@ static void gc_once(struct snap_engine *eng)
 		g_ptr_array_add(roots, copy);
 	}
 	g_mutex_unlock(&repo->lock);
+	/* and the running backups of the hosts sharing this SECONDARY (0: a
+	 * lease that cannot be read, so every unnamed chunk is kept) */
+	lease_others(eng->secondary, eng->host, &others, &hosts);
+	cutoff = MIN(cutoff, others);
 	cutoff -= REPO_GC_MARGIN;
 
 	rc = repo_gc_run(repo->cs, eng->backups_dir,
@@ -379,9 +433,10 @@ static void gc_once(struct snap_engine *eng)
 			     G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
 			     " chunk file(s) removed (%" G_GUINT64_FORMAT
 			     " bytes freed), %" G_GUINT64_FORMAT
-			     " unnamed kept as young, %" G_GUINT64_FORMAT " foreign",
+			     " unnamed kept as young, %" G_GUINT64_FORMAT
+			     " foreign; %u other host lease(s)",
 			     st.indexes, st.marked, st.removed, st.chunks_seen,
-			     st.bytes_freed, st.kept_young, st.foreign);
+			     st.bytes_freed, st.kept_young, st.foreign, hosts);
 	else if (rc != -ECANCELED)
 		event_record(eng, "repository.gc", NULL, NULL, -rc,
 			     "garbage collection stopped, nothing more removed: %s (%"
@@ -420,6 +475,8 @@ int repo_start(struct snap_engine *eng)
 
 	if (!eng->repo)
 		return 0;
+	/* nothing of this host runs yet: a lease a crash left says idle now */
+	lease_update(eng);
 	eng->repo->gc_thread = g_thread_try_new("snapfs-gc", gc_thread, eng,
 						&err);
 	if (!eng->repo->gc_thread) {
@@ -447,6 +504,7 @@ void repo_close(struct snap_engine *eng)
 	chunkstore_close(repo->cs);
 	g_list_free_full(repo->active, g_free);
 	g_mutex_clear(&repo->lock);
+	g_mutex_clear(&repo->lease_lock);
 	g_cond_clear(&repo->gc_wanted);
 	g_free(repo);
 	eng->repo = NULL;

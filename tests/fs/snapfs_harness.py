@@ -763,13 +763,14 @@ class Snapfs:
     def secondary_backup_files(self):
         """secondary_files() less the repository's own files with
         repository=on (repository.json, .locks/, .chunks/: chunks are shared
-        and freed by GC after its grace, not by the delete of one backup);
-        with repository=off exactly secondary_files()."""
+        and freed by GC after its grace, not by the delete of one backup;
+        .leases/: each host's running backups, for every host's GC); with
+        repository=off exactly secondary_files()."""
         files = self.secondary_files()
         if self.repository_mode() == 'off':
             return files
         return [f for f in files if f != 'repository.json'
-                and not f.startswith(('.locks/', '.chunks/'))]
+                and not f.startswith(('.locks/', '.chunks/', '.leases/'))]
 
     def secondary_tmp_files(self):
         tmp = os.path.join(self.secondary, '.tmp')
@@ -1387,8 +1388,8 @@ def orphan_problems(env):
     exactly those of VM snapshots; SECONDARY/volumes/<vol>/ exactly the
     image and manifest of each BackedUp snapshot, named by its uuid (with
     repository=on: its index and manifest, every chunk the index names
-    present; besides them only chunk files, .locks/<xx> and
-    repository.json)."""
+    present; besides them only chunk files, .locks/<xx>, .leases/<host>
+    and repository.json)."""
     problems = []
     if env.secondary_tmp_files():
         problems.append('SECONDARY/.tmp not empty: %s' % env.secondary_tmp_files())
@@ -1442,6 +1443,7 @@ def orphan_problems(env):
             parts = f.split('/')
             if f == 'repository.json' or \
                     (len(parts) == 2 and parts[0] == '.locks' and re.fullmatch(r'[0-9a-f]{2}', parts[1])) or \
+                    (len(parts) == 2 and parts[0] == '.leases' and re.fullmatch(r'[A-Za-z0-9_][A-Za-z0-9._-]*', parts[1])) or \
                     (len(parts) == 3 and parts[0] == '.chunks' and CHUNK_NAME.fullmatch(parts[2])
                      and parts[1] == parts[2][:2]):
                 have.discard(f)

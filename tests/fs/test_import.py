@@ -282,3 +282,70 @@ def test_restore_shows_in_jobs_and_survives_kill9(env):
         check_clone(b, 'from-a', ref_a, 64 * MiB)
         b.no_jobs_left()
         b.unmount()
+
+
+def lease_of(env, host):
+    with open(os.path.join(env.secondary, '.leases', host)) as f:
+        return f.read()
+
+
+def gc_after_a_delete(env, vol, snap):
+    """rmdir @vol/@snap (its backup done) and wait for the GC it asks for;
+    the repository.gc event."""
+    n = len(env.read_events())
+    os.rmdir(env.snap_dir(vol, snap))
+    return env.wait_event(lambda e: e['type'] == 'repository.gc', since=n,
+                          what='the GC after the delete')
+
+
+def test_gc_keeps_what_another_hosts_running_backup_wrote(env):
+    """Two hosts mounted at once over one SECONDARY.  Host B's backup has
+    written its chunks and not published its index yet (held at a test
+    point); host A's GC must not collect them, however old, while B's
+    lease says its backup runs: the lease (SECONDARY/.leases/<host>) is
+    what tells A.  With B's lease saying idle, the same GC collects them:
+    the lease is what keeps them.  B, killed and mounted again, publishes
+    its backup whole."""
+    from test_repository import age_chunks, chunk_files, chunk_path
+    import time
+    env.make_volume('a', '16M', [(0x11, 0, '1M')])
+    env.mount(host='kvm-a')
+    take_backed_up(env, 'a', 'a1')
+    assert lease_of(env, 'kvm-a') == 'idle\n'
+    with snapfs_env('host-b') as b:
+        b.secondary = env.secondary
+        b.make_volume('v', '64M', A)
+        ref_a = env.make_reference('64M', A)
+        before = set(chunk_files(env))
+        b.mount_hanging('backup.repo.chunks_written', host='kvm-b')
+        b.take('v', 's1')
+        b.wait_for(lambda: 'backup.repo.chunks_written' in b.log_text(),
+                   "B's backup to write its chunks")
+        theirs = set(chunk_files(env)) - before
+        assert len(theirs) == 2, theirs      # A's 4M at 0 and 2M at 40M: two chunks
+        started = int(lease_of(env, 'kvm-b').split()[1])
+        assert abs(started - time.time()) < 120
+        # as if B's backup had begun two hours ago and written them one
+        # hour ago: far older than any GC grace
+        with open(os.path.join(env.secondary, '.leases', 'kvm-b'), 'w') as f:
+            f.write('oldest %d\n' % (time.time() - 7200))
+        age_chunks(env)
+        take_backed_up(env, 'a', 'a2')
+        ev = gc_after_a_delete(env, 'a', 'a1')
+        assert '1 other host lease(s)' in ev['message'], ev
+        assert all(os.path.exists(chunk_path(env, c)) for c in theirs), ev
+        # the control: B's lease says idle, and the same GC collects them
+        with open(os.path.join(env.secondary, '.leases', 'kvm-b'), 'w') as f:
+            f.write('idle\n')
+        age_chunks(env)
+        take_backed_up(env, 'a', 'a3')
+        gc_after_a_delete(env, 'a', 'a2')
+        assert not any(os.path.exists(chunk_path(env, c)) for c in theirs)
+        # B killed in its backup; mounted again, it says idle and backs up
+        # again (its chunks are read and written anew)
+        b.kill9()
+        b.mount(host='kvm-b')
+        b.wait_state('v', 's1', 'BackedUp')
+        assert lease_of(env, 'kvm-b') == 'idle\n'
+        assert qemu_img_compare(ref_a, b.backup_file('v', 's1')) == 0
+        b.unmount()
