@@ -423,6 +423,10 @@ static void test_node_is_dir(void **state)
 		[NODE_IMAGES] = true,
 		[NODE_IMAGES_VOLUMES] = true,
 		[NODE_IMAGES_VOLUME] = true,
+		[NODE_BACKED_UP_HOSTS] = true,
+		[NODE_BACKED_UP_HOST] = true,
+		[NODE_BACKED_UP_HOST_VOLUMES] = true,
+		[NODE_BACKED_UP_HOST_VOLUME] = true,
 	};
 
 	for (int k = 0; k < NODE_LAST; k++) {
@@ -503,6 +507,10 @@ static void test_every_kind(void **state)
 		"/wait", "/wait/v", "/wait/v/s",
 		"/images", "/images/volumes", "/images/volumes/v",
 		"/images/volumes/v/s.raw", "/images/CACHEDIR.TAG",
+		"/backed-up/hosts", "/backed-up/hosts/h",
+		"/backed-up/hosts/h/volumes", "/backed-up/hosts/h/volumes/v",
+		"/backed-up/hosts/h/volumes/v/s.qcow2",
+		"/backed-up/hosts/h/volumes/v/s.json", "/control",
 	};
 	bool seen[NODE_LAST] = { false };
 	struct node n;
