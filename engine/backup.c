@@ -128,8 +128,8 @@ int backup_write_manifest(struct snap_engine *eng,
 	g_autofree char *text = manifest_text(eng, s);
 	g_autofree char *final = backup_manifest_path(eng, s);
 	g_autofree char *rnd = g_uuid_string_random();
-	g_autofree char *tmp = g_strdup_printf("%s/%s.%s.json", eng->tmp_dir,
-					       s->uuid, rnd);
+	g_autofree char *tmp = g_strdup_printf("%s/%s@%s.%s.json", eng->tmp_dir,
+					       eng->host, s->uuid, rnd);
 	g_autofree char *dir = g_path_get_dirname(final);
 	int rc;
 
@@ -508,7 +508,7 @@ static int repo_publish(struct snap_engine *eng, struct catalog_snapshot *s,
 				g_strerror(-rc));
 		return rc;
 	}
-	rc = repo_index_write(dfd, name, idx);
+	rc = repo_index_write_tagged(dfd, name, eng->host, idx);
 	if (rc < 0) {
 		g_string_printf(why, "cannot write the index: %s", g_strerror(-rc));
 		goto close_dir;

@@ -44,6 +44,7 @@ struct chunkstore {
 	int chunks_fd; /* ROOT/.chunks */
 	int tmp_fd;    /* ROOT/.tmp */
 	int locks_fd;  /* ROOT/.locks */
+	char *tag;     /* this host's, in its temporary names; NULL: none */
 };
 
 /* Log "chunkstore: @what '<root>/.chunks/<xx>/@name': @why" (@why NULL:
@@ -332,6 +333,7 @@ void chunkstore_close(struct chunkstore *cs)
 	if (cs->locks_fd >= 0)
 		close(cs->locks_fd);
 	g_free(cs->root);
+	g_free(cs->tag);
 	g_free(cs);
 }
 
@@ -373,17 +375,21 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-/* Create a new temporary file in ROOT/.tmp; its name in @tmp.
- * Return: its fd; -errno (logged). */
-static int tmp_create(const struct chunkstore *cs, char tmp[64])
+/* Create a new temporary file in ROOT/.tmp; its name in @tmp
+ * ("[<tag>@]<16 hex>.chunk").  Return: its fd; -errno (logged). */
+static int tmp_create(const struct chunkstore *cs, char tmp[CHUNKSTORE_TMP_NAME])
 {
 	int rc;
 
 	for (int tries = 0; tries < 16; tries++) {
 		int fd;
 
-		snprintf(tmp, 64, "%08x%08x.chunk", g_random_int(),
-			 g_random_int());
+		if (cs->tag)
+			snprintf(tmp, CHUNKSTORE_TMP_NAME, "%s@%08x%08x.chunk",
+				 cs->tag, g_random_int(), g_random_int());
+		else
+			snprintf(tmp, CHUNKSTORE_TMP_NAME, "%08x%08x.chunk", g_random_int(),
+				 g_random_int());
 		fd = openat(cs->tmp_fd, tmp,
 			    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
 				    O_CLOEXEC,
@@ -492,7 +498,7 @@ static int publish_or_touch(const struct chunkstore *cs, const char *tmp,
 /* One chunk written to a temporary file, not yet durable nor named. */
 struct staged_chunk {
 	int fd;		/* the temporary file, open for its fsync */
-	char tmp[64];	/* its name in ROOT/.tmp */
+	char tmp[CHUNKSTORE_TMP_NAME]; /* its name in ROOT/.tmp */
 	char name[DIGEST_HEX_LEN + 1];
 	uint32_t len;	/* payload bytes */
 	uint8_t quick[CHECKSUM_QUICK_LEN]; /* of the payload, to read back */
@@ -1339,17 +1345,36 @@ int chunkstore_scan(struct chunkstore *cs, chunkstore_scan_fn fn, void *arg,
 	return rc;
 }
 
-/* A name tmp_create() makes: 16 lowercase hex digits and ".chunk". */
-static bool is_tmp_chunk_name(const char *s)
+/*
+ * A name tmp_create() makes: 16 lowercase hex digits and ".chunk", after
+ * "<tag>@" when the store has a tag.  *@own: untagged (made before tags:
+ * every host's own to clear) or tagged @tag.
+ */
+static bool is_tmp_chunk_name(const char *s, const char *tag, bool *own)
 {
+	const char *at = strchr(s, '@');
+	const char *hex = at ? at + 1 : s;
+
 	for (int i = 0; i < 16; i++)
-		if (!g_ascii_isxdigit(s[i]) || g_ascii_isupper(s[i]))
+		if (!g_ascii_isxdigit(hex[i]) || g_ascii_isupper(hex[i]))
 			return false;
-	return !strcmp(s + 16, ".chunk");
+	if (strcmp(hex + 16, ".chunk") != 0)
+		return false;
+	*own = !at || (tag && (size_t)(at - s) == strlen(tag) &&
+		       !strncmp(s, tag, strlen(tag)));
+	return true;
 }
 
-int chunkstore_tmp_sweep(struct chunkstore *cs, int64_t cutoff,
-			 uint64_t *removed, uint64_t *bytes)
+void chunkstore_set_tag(struct chunkstore *cs, const char *tag)
+{
+	g_free(cs->tag);
+	cs->tag = tag ? g_strdup(tag) : NULL;
+}
+
+/* The sweep of ROOT/.tmp: every temporary chunk older than @cutoff, or
+ * (@own_only) this store's own and untagged ones, whatever their age. */
+static int tmp_sweep(struct chunkstore *cs, int64_t cutoff, bool own_only,
+		     uint64_t *removed, uint64_t *bytes)
 {
 	struct dirent *e;
 	struct stat st;
@@ -1369,11 +1394,15 @@ int chunkstore_tmp_sweep(struct chunkstore *cs, int64_t cutoff,
 		e = readdir(d);
 		if (!e)
 			break;
-		if (!is_tmp_chunk_name(e->d_name))
-			continue; /* someone else's */
+		bool own;
+
+		if (!is_tmp_chunk_name(e->d_name, cs->tag, &own) ||
+		    (own_only && !own))
+			continue; /* not a chunk's, or another host's */
 		if (fstatat(cs->tmp_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) <
 			    0 ||
-		    !S_ISREG(st.st_mode) || (int64_t)st.st_mtim.tv_sec >= cutoff)
+		    !S_ISREG(st.st_mode) ||
+		    (!own_only && (int64_t)st.st_mtim.tv_sec >= cutoff))
 			continue; /* gone, not a file, or a put's in progress */
 		if (fault("gc.unlink", EIO) ||
 		    unlinkat(cs->tmp_fd, e->d_name, 0) < 0) {
@@ -1395,4 +1424,16 @@ int chunkstore_tmp_sweep(struct chunkstore *cs, int64_t cutoff,
 	}
 	closedir(d);
 	return rc;
+}
+
+int chunkstore_tmp_sweep(struct chunkstore *cs, int64_t cutoff,
+			 uint64_t *removed, uint64_t *bytes)
+{
+	return tmp_sweep(cs, cutoff, false, removed, bytes);
+}
+
+int chunkstore_tmp_sweep_own(struct chunkstore *cs, uint64_t *removed,
+			     uint64_t *bytes)
+{
+	return tmp_sweep(cs, 0, true, removed, bytes);
 }

@@ -72,12 +72,15 @@
 #include <stdint.h>
 
 #include "digest.h"
+#include "snap.h"
 
 #define CHUNKSTORE_MAGIC "SNAPCHK1"
 #define CHUNKSTORE_HEADER 16	/* magic, flags, raw length */
 #define CHUNKSTORE_FLAG_ZSTD 1u /* in the format; never written here */
 #define CHUNKSTORE_SIZE_MIN (64u << 10)
 #define CHUNKSTORE_SIZE_MAX (64u << 20)
+/* room for a temporary chunk's name: "<tag>@<16 hex>.chunk" */
+#define CHUNKSTORE_TMP_NAME (SNAP_NAME_MAX + 32)
 
 struct chunkstore;
 
@@ -329,6 +332,24 @@ int chunkstore_scan(struct chunkstore *cs, chunkstore_scan_fn fn, void *arg,
  */
 int chunkstore_tmp_sweep(struct chunkstore *cs, int64_t cutoff,
 			 uint64_t *removed, uint64_t *bytes);
+
+/**
+ * chunkstore_set_tag() - name this store's temporary chunks
+ * "<@tag>@<16 hex>.chunk" (@tag: the host's name, issue 14), so that a
+ * host's recovery removes its own and leaves those of hosts sharing ROOT.
+ * Call right after chunkstore_open(), before any other call; NULL: none.
+ */
+void chunkstore_set_tag(struct chunkstore *cs, const char *tag);
+
+/**
+ * chunkstore_tmp_sweep_own() - at start, nothing of this store running:
+ * remove every temporary chunk of its tag, and every untagged one (made
+ * before tags), whatever its age; another tag's are left (another host's
+ * puts in progress: GC's chunkstore_tmp_sweep() takes them once old).
+ * Return: 0; -errno (logged).
+ */
+int chunkstore_tmp_sweep_own(struct chunkstore *cs, uint64_t *removed,
+			     uint64_t *bytes);
 
 /**
  * chunkstore_path() - ROOT/.chunks/<xx>/<name> of @digest, for messages

@@ -78,3 +78,16 @@ int fsync_path(const char *path)
 {
 	return fsync_open(path, O_RDONLY | O_NOFOLLOW);
 }
+
+bool tmp_name_mine(const char *name, const char *host)
+{
+	const char *at = strchr(name, '@');
+	size_t len;
+
+	if (!at)
+		return true;
+	if (name[0] == '.')
+		name++;
+	len = strlen(host);
+	return (size_t)(at - name) == len && !strncmp(name, host, len);
+}

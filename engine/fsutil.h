@@ -7,6 +7,7 @@
 #ifndef SNAP_FSUTIL_H
 #define SNAP_FSUTIL_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 /**
@@ -28,5 +29,12 @@ int chain_mkdir(const char *path);
 int fsync_dir(const char *dir);
 /** fsync_path() - fsync a file by name. */
 int fsync_path(const char *path);
+/**
+ * tmp_name_mine() - whether temporary file @name on SECONDARY is this
+ * host's to remove at start: tagged "<@host>@..." (after any leading
+ * '.'), or untagged (made before temporary files named their host, issue
+ * 14).  Another host's ("<other>@...") is not: it may be writing it now.
+ */
+bool tmp_name_mine(const char *name, const char *host);
 
 #endif

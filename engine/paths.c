@@ -43,7 +43,10 @@ char *backup_index_path(struct snap_engine *eng,
 char *backup_tmp_path(struct snap_engine *eng, const struct catalog_snapshot *s,
 		      const char *suffix)
 {
-	return g_strdup_printf("%s/%s.%s", eng->tmp_dir, s->uuid, suffix);
+	/* named by host: hosts sharing SECONDARY clear only their own at
+	 * start (tmp_name_mine()) */
+	return g_strdup_printf("%s/%s@%s.%s", eng->tmp_dir, eng->host, s->uuid,
+			       suffix);
 }
 
 char *freeze_tmp_path(struct snap_engine *eng, const char *vol,

@@ -27,7 +27,7 @@ char *backup_manifest_path(struct snap_engine *eng,
 /** backup_index_path() - SECONDARY/volumes/<vol>/<uuid>.index (repository). */
 char *backup_index_path(struct snap_engine *eng,
 			const struct catalog_snapshot *s);
-/** backup_tmp_path() - SECONDARY/.tmp/<uuid>.<suffix>, a copy in flight. */
+/** backup_tmp_path() - SECONDARY/.tmp/<host>@<uuid>.<suffix>, a copy in flight. */
 char *backup_tmp_path(struct snap_engine *eng, const struct catalog_snapshot *s,
 		      const char *suffix);
 

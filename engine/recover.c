@@ -29,8 +29,10 @@
 #include "import.h"
 #include "log.h"
 
-/* Remove every file in @dir (temporaries); return how many. */
-static int clear_dir(const char *dir)
+/* Remove every file in @dir (temporaries), or with @host only this host's
+ * and untagged ones (tmp_name_mine(): SECONDARY may be shared); return
+ * how many. */
+static int clear_dir(const char *dir, const char *host)
 {
 	struct dirent *de;
 	int n = 0;
@@ -43,7 +45,8 @@ static int clear_dir(const char *dir)
 		return 0;
 	}
 	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    (host && !tmp_name_mine(de->d_name, host)))
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
 			n++;
@@ -275,11 +278,11 @@ int recover_all(struct snap_engine *eng)
 	guint i;
 	int n, rc;
 
-	n = clear_dir(eng->tmp_dir);
+	n = clear_dir(eng->tmp_dir, eng->host);
 	if (n > 0)
 		event_record(eng, "recovery.tmp", NULL, NULL, 0,
 			     "removed %d partial file(s) from secondary storage", n);
-	n = clear_dir(eng->ptmp_dir);
+	n = clear_dir(eng->ptmp_dir, NULL);
 	if (n > 0)
 		event_record(eng, "recovery.tmp", NULL, NULL, 0,
 			     "removed %d partial clone or revert copies from primary storage", n);

@@ -219,6 +219,8 @@ int repo_open(struct snap_engine *eng)
 	g_mutex_init(&repo->lease_lock);
 	g_cond_init(&repo->gc_wanted);
 	rc = chunkstore_open(eng->secondary, chunk_size, &repo->cs);
+	if (rc == 0) /* hosts sharing SECONDARY tell their temporary chunks apart */
+		chunkstore_set_tag(repo->cs, eng->host);
 	if (rc < 0) {
 		g_mutex_clear(&repo->lock);
 		g_mutex_clear(&repo->lease_lock);
@@ -266,6 +268,7 @@ static int sweep_index_tmp(struct snap_engine *eng)
 
 			if (de->d_name[0] != '.' ||
 			    !g_str_has_suffix(de->d_name, ".tmp") ||
+			    !tmp_name_mine(de->d_name, eng->host) ||
 			    fstatat(dirfd(d), de->d_name, &st,
 				    AT_SYMLINK_NOFOLLOW) < 0 ||
 			    !S_ISREG(st.st_mode))
@@ -290,9 +293,9 @@ int repo_recover(struct snap_engine *eng)
 
 	if (!eng->repo)
 		return 0;
-	/* nothing runs yet: every temporary chunk is a dead put's */
-	chunkstore_tmp_sweep(eng->repo->cs, (int64_t)time(NULL) + 1, &removed,
-			     &bytes);
+	/* nothing of this host runs yet: each of its temporary chunks is a
+	 * dead put's (other hosts' are GC's, once old) */
+	chunkstore_tmp_sweep_own(eng->repo->cs, &removed, &bytes);
 	n = sweep_index_tmp(eng);
 	if (removed + (uint64_t)n > 0)
 		event_record(eng, "recovery.tmp", NULL, NULL, 0,

@@ -265,6 +265,12 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
 
 int repo_index_write(int dirfd, const char *name, const struct repo_index *idx)
 {
+	return repo_index_write_tagged(dirfd, name, NULL, idx);
+}
+
+int repo_index_write_tagged(int dirfd, const char *name, const char *tag,
+			    const struct repo_index *idx)
+{
 	g_autofree char *tmp = NULL;
 	void *buf = NULL;
 	size_t len = 0;
@@ -276,7 +282,8 @@ int repo_index_write(int dirfd, const char *name, const struct repo_index *idx)
 	if (rc < 0)
 		return rc;
 	/* a leading '.' and a '.tmp' end: no uuid index can have this name */
-	tmp = g_strdup_printf(".%s.%08x%08x.tmp", name, g_random_int(),
+	tmp = g_strdup_printf(".%s%s%s.%08x%08x.tmp", tag ? tag : "",
+			      tag ? "@" : "", name, g_random_int(),
 			      g_random_int());
 	fd = openat(dirfd, tmp,
 		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);

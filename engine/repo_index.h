@@ -140,6 +140,10 @@ int repo_index_decode(const void *buf, size_t len, struct repo_index *out);
  * rename (-ENOSPC, -EIO...).
  */
 int repo_index_write(int dirfd, const char *name, const struct repo_index *idx);
+/** repo_index_write_tagged() - the same, its temporary file named
+ * ".<@tag>@<@name>.<random>.tmp" (@tag: the host's, issue 14; NULL: none). */
+int repo_index_write_tagged(int dirfd, const char *name, const char *tag,
+			    const struct repo_index *idx);
 
 /**
  * repo_index_read() - read and decode @dirfd/@name

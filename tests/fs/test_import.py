@@ -176,7 +176,9 @@ def test_other_hosts_backups_are_served_under_hosts(env):
         assert st.st_uid == 0 and st.st_mode & 0o777 == 0o444, st
         # stable across remounts, as this host's own
         b.remount()
-        assert os.stat(os.path.join(theirs, 's1.qcow2'))[1:] == st[1:]
+        again = os.stat(os.path.join(theirs, 's1.qcow2'))
+        assert (again.st_ino, again.st_size, again.st_mtime_ns) == \
+            (st.st_ino, st.st_size, st.st_mtime_ns)
         # read-only, and names that are no host's are absent
         for path, err in ((os.path.join(theirs, 'x.qcow2'), errno.EROFS),):
             with pytest.raises(OSError) as e:
@@ -349,3 +351,35 @@ def test_gc_keeps_what_another_hosts_running_backup_wrote(env):
         assert lease_of(env, 'kvm-b') == 'idle\n'
         assert qemu_img_compare(ref_a, b.backup_file('v', 's1')) == 0
         b.unmount()
+
+
+def test_start_clears_only_its_own_temporary_files(env):
+    """A mount's recovery removes its host's temporary files on SECONDARY
+    (and untagged ones, from before host names) and leaves those of other
+    hosts sharing it, which may be writing them now."""
+    env.make_volume('v', '16M', [(0x11, 0, '1M')])
+    env.mount(host='kvm-a')
+    take_backed_up(env, 'v', 's1')
+    env.unmount()
+    tmp = os.path.join(env.secondary, '.tmp')
+    vdir = os.path.join(env.secondary, 'volumes', 'v')
+    u = str(uuid.uuid4())
+    planted = {
+        os.path.join(tmp, 'kvm-a@0123456789abcdef.chunk'): False,
+        os.path.join(tmp, '0123456789abcdee.chunk'): False,
+        os.path.join(tmp, 'kvm-b@0123456789abcdef.chunk'): True,
+        os.path.join(tmp, 'kvm-a@%s.json' % u): False,
+        os.path.join(tmp, '%s.qcow2' % u): False,
+        os.path.join(tmp, 'kvm-b@%s.json' % u): True,
+        os.path.join(tmp, 'kvm-b@%s.qcow2' % u): True,
+        os.path.join(vdir, '.kvm-a@%s.index.00000001.tmp' % u): False,
+        os.path.join(vdir, '.%s.index.00000002.tmp' % u): False,
+        os.path.join(vdir, '.kvm-b@%s.index.00000003.tmp' % u): True,
+    }
+    for path in planted:
+        with open(path, 'wb') as f:
+            f.write(b'x' * 100)
+    env.mount(host='kvm-a')
+    for path, kept in planted.items():
+        assert os.path.exists(path) == kept, (path, kept)
+    assert env.state('v', 's1') == 'BackedUp'
