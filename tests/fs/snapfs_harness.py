@@ -1201,6 +1201,7 @@ def policy_events(events, type_, policy):
 # catalog numbering: enum snap_state (snap.h), job_state, job_kind,
 # layer_state, vm_snapshot_state (engine/catalog.h)
 SNAP_CREATING, SNAP_BACKING_UP, SNAP_BACKED_UP, SNAP_BACKUP_FAILED, SNAP_DESTROYING = range(5)
+SNAP_DAMAGED = 5  # engine/include/snap.h: after Destroying
 SNAP_STATE_NAMES = ('Creating', 'BackingUp', 'BackedUp', 'BackupFailed', 'Destroying')
 JOB_QUEUED, JOB_RUNNING, JOB_WAITING = range(3)
 JOB_BACKUP, JOB_MERGE, JOB_CLONE, JOB_REVERT = range(4)

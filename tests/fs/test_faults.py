@@ -329,7 +329,17 @@ def repo_violations(env, refs, results):
                 bad.append('the view of %s/%s holds other data' % (vol, snap))
     if env.secondary_tmp_files():
         bad.append('temporary files left in secondary: %s' % env.secondary_tmp_files())
-    return bad
+    return bad + stray_backup_files(env)
+
+
+def stray_backup_files(env):
+    """An index or manifest only for a published backup: a failed publish
+    leaves none behind (an index whose directory fsync failed, once, did)."""
+    published = {s['uuid'] for s in H.catalog_snapshots(env)
+                 if s['state'] in (H.SNAP_BACKED_UP, H.SNAP_DAMAGED)}
+    return ['%s belongs to no published backup' % os.path.relpath(path, env.secondary)
+            for path in glob.glob(os.path.join(env.secondary, 'volumes', '*', '*'))
+            if os.path.basename(path).split('.')[0] not in published]
 
 
 def repo_one_run(how, value):
@@ -347,6 +357,9 @@ def repo_one_run(how, value):
         finally:
             del os.environ[how]
         results = repo_scenario(env)
+        # before any retry rewrites it: nothing of a failed publish left
+        for problem in stray_backup_files(env):
+            results[problem] = errno.EPROTO
         text = env.log_text()
         m = re.search(r'fault: point (?:\d+ \()?([a-z_.]+)\)? fails', text)
         point = m.group(1) if m else None

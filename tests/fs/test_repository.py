@@ -449,3 +449,22 @@ def test_damaged_chunk_fails_the_restore_with_eio(env):
     # s2 names no damaged chunk: it still restores
     ref_ab = env.make_reference('64M', A + B)
     clone_and_compare(env, 'v', 's2', 'c2', ref_ab)
+
+
+def test_a_failed_index_publish_leaves_no_index(env):
+    """The index's directory fsync fails after its rename: the backup is
+    BackupFailed and the index is not left under its name (found by the
+    fault walk once the lease's fault point moved the walk's numbering);
+    a retry publishes it."""
+    env.make_volume('v', '16M', [(0x11, 0, '1M')])
+    os.environ['SNAPFS_FAULT_POINT'] = 'index.fsync_dir'
+    try:
+        env.mount(workers=1, retries=0)
+    finally:
+        del os.environ['SNAPFS_FAULT_POINT']
+    env.take('v', 's1')
+    env.wait_state('v', 's1', 'BackupFailed', fail_fast=False)
+    assert glob.glob(os.path.join(env.secondary, 'volumes', 'v', '*')) == []
+    env.control('v', 'retry s1')
+    env.wait_state('v', 's1', 'BackedUp')
+    check_published(env, 'v', 's1', 16 * MiB)
