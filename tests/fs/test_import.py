@@ -17,6 +17,7 @@ import pytest
 
 from snapfs_harness import qemu_img_compare, snapfs_env
 from test_clone import check_clone, wait_clone
+from vm_harness import VmSnapfs, vmenv  # noqa: F401
 
 MiB = 1 << 20
 A = [(0xa1, 0, '4M'), (0xa2, '40M', '2M')]
@@ -383,3 +384,49 @@ def test_start_clears_only_its_own_temporary_files(env):
     for path, kept in planted.items():
         assert os.path.exists(path) == kept, (path, kept)
     assert env.state('v', 's1') == 'BackedUp'
+
+
+def test_disaster_drill_a_fresh_host_restores_and_boots_the_vm(vmenv):
+    """Issue 14's disaster drill on a POSIX SECONDARY: host A's VM wrote
+    data, A backed its disk up, then A died (its SOURCE, PRIMARY and
+    domain gone).  A fresh host B, sharing only SECONDARY, restores A's
+    newest backup of the disk as a local volume, defines a VM on it, boots
+    it, and the guest reads exactly what A's guest wrote."""
+    a = vmenv
+    a.make_vm('web', ['web'], size='64M', writes={'web': [(0xa1, 0, '4M')]})
+    ref = a.make_reference('64M', [(0xa1, 0, '4M'), (0xb2, '8M', '1M')])
+    a.mount(host='kvm-a')
+    a.vm_start('web')
+    a.guest_write('web', 0, 0xb2, '8M', '1M')
+    a.vm_force_stop('web')
+    take_backed_up(a, 'web', 'older')
+    a.vm_start('web')
+    a.guest_write('web', 0, 0xb2, '8M', '1M')   # the same data: s2 is the newest
+    a.vm_force_stop('web')
+    take_backed_up(a, 'web', 'newest')
+    a.unmount()
+    # host A dies: its domain, SOURCE and PRIMARY are gone
+    a.undefine_vm('web')
+    shutil.rmtree(a.primary)
+    b = VmSnapfs('drill-b', driver=a.driver, libvirtd=a.libvirtd)
+    try:
+        b.secondary = a.secondary
+        b.mount(host='kvm-b')
+        assert b.listdir('backed-up', 'hosts', 'kvm-a', 'volumes', 'web') == [
+            'newest.json', 'newest.qcow2', 'older.json', 'older.qcow2']
+        n = len(b.read_events())
+        assert restore(b, 'restore kvm-a/web/newest web') == 0
+        wait_clone(b, 'web', 'newest', 'web', n)
+        check_clone(b, 'web', ref, 64 * MiB)
+        b.unmount()
+        b.define_vm('web', ['web'])
+        b.mount(host='kvm-b')
+        b.vm_start('web')
+        assert b.guest_reads('web', 0, 0xa1, 0, '4M')
+        assert b.guest_reads('web', 0, 0xb2, '8M', '1M')
+        assert b.guest_reads('web', 0, 0x00, '4M', '4M')
+        b.vm_force_stop('web')
+        assert b.volume_equals('web', ref)
+        b.unmount()
+    finally:
+        b.cleanup()
