@@ -58,6 +58,7 @@ static void test_not_a_lease_keeps_everything(void **state)
 	g_autofree char *dir = g_build_filename(root, LEASE_DIR, NULL);
 	g_autofree char *sub = g_build_filename(dir, "sub", NULL);
 	g_autofree char *link = g_build_filename(dir, "link", NULL);
+	g_autofree char *x = g_build_filename(dir, "x", NULL);
 	int64_t oldest;
 	unsigned hosts;
 
@@ -68,7 +69,7 @@ static void test_not_a_lease_keeps_everything(void **state)
 		if (!(oldest == 0 && hosts == 1))
 			fail_msg("bad[%zu] gives oldest %lld hosts %u", i, (long long)oldest, hosts);
 	}
-	unlink(g_build_filename(dir, "x", NULL));
+	unlink(x);
 	assert_int_equal(mkdir(sub, 0755), 0);
 	assert_int_equal(lease_others(root, "a", &oldest, &hosts), 0);
 	assert_true(oldest == 0);
