@@ -511,7 +511,9 @@ static int repo_publish(struct snap_engine *eng, struct catalog_snapshot *s,
 	rc = repo_index_write_tagged(dfd, name, eng->host, idx);
 	if (rc < 0) {
 		g_string_printf(why, "cannot write the index: %s", g_strerror(-rc));
-		goto close_dir;
+		/* a failed directory fsync leaves it under its name: this
+		 * backup's own, never published, so it goes */
+		goto undo_index;
 	}
 	rc = repo_index_read(dfd, name, &back);
 	if (rc == 0 && !index_equal(idx, &back))

@@ -316,13 +316,11 @@ int repo_index_write_tagged(int dirfd, const char *name, const char *tag,
 		goto undo_tmp;
 	}
 	/* the new name is in place but not durable until its directory is;
-	 * the caller does not publish a backup whose index failed here, so
-	 * the name goes too: a failed write leaves nothing */
+	 * the caller does not publish a backup whose index failed here */
 	if (fault("index.fsync_dir", EIO) || fsync(dirfd) < 0) {
 		rc = -errno;
 		snap_log(LOG_ERR, "repo_index: cannot fsync the directory of '%s': %s",
 			 name, g_strerror(-rc));
-		unlinkat(dirfd, name, 0);
 		return rc;
 	}
 	return 0;

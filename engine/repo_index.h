@@ -133,9 +133,7 @@ int repo_index_decode(const void *buf, size_t len, struct repo_index *out);
  * it over @name and fsyncs @dirfd: a reader sees the old file, no file, or
  * the whole new one, never a part.  On failure the temporary file is
  * removed (a crash may leave one; docs/repository.md says who removes
- * it), and so is @name when only the directory's fsync failed (it was in
- * place, not durable).  Fault points: "index.write", "index.fsync",
- * "index.rename", "index.fsync_dir".
+ * it).  Fault points: "index.write", "index.fsync", "index.rename".
  * Blocks on the disk; logs the failure once.
  * Return: 0; -EINVAL @name not one component, or @idx as for
  * repo_index_encode(); -EFBIG; -ENOMEM; -errno of the write, fsync or
