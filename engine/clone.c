@@ -57,14 +57,70 @@ static char *clone_tmp_path(struct snap_engine *eng, int64_t job_id)
 			       eng->ptmp_dir, job_id);
 }
 
+/*
+ * Whether @newvol can be made: -EEXIST (with *@why) when a volume of that
+ * name is listed (its file exists, or its snapshots do) or a clone or
+ * restore to it is queued.  Inside the caller's transaction.
+ */
+static int newvol_free(struct snap_engine *eng, const char *newvol,
+		       const char **why)
+{
+	struct snap_volume_stat other;
+	struct catalog_job job;
+
+	if (snap_volume_stat(eng, newvol, &other) == 0) {
+		*why = "a volume of that name exists";
+		return -EEXIST;
+	}
+	if (catalog_job_by_target(eng->cat, newvol, &job) == 0) {
+		*why = "a clone or restore to that name is already queued";
+		return -EEXIST;
+	}
+	return 0;
+}
+
+/*
+ * The end both requests share, inside their transaction: refuse with @err
+ * (> 0) and "@verb: @why", or queue @job (kind, target and what it reads
+ * set by the caller) with the event @queued ("... queued (job N)"); then
+ * end the transaction and wake the scheduler.
+ */
+static int clone_queue_end(struct snap_engine *eng, const char *target,
+			   const char *verb, int err, const char *why,
+			   struct catalog_job *job, const char *vol,
+			   const char *snap, const char *queued)
+{
+	int rc;
+
+	if (err) {
+		event_reject(eng, "write", target, err, "%s: %s", verb, why);
+		catalog_tx_end(eng->cat, 0); /* keeps the event */
+		return -err;
+	}
+	job->kind = JOB_KIND_CLONE;
+	job->state = JOB_STATE_QUEUED;
+	rc = catalog_job_insert(eng->cat, job);
+	if (rc == 0)
+		event_record(eng, "clone.queue", vol, snap, 0,
+			     "%s queued (job %" G_GINT64_FORMAT ")", queued,
+			     job->id);
+	rc = catalog_tx_end(eng->cat, rc);
+	if (rc == 0)
+		wake_schedulers(eng);
+	else
+		event_reject(eng, "write", target, -rc,
+			     "%s: the catalog refused it; nothing queued", verb);
+	return rc;
+}
+
 int snapshot_clone(struct snap_engine *eng, const char *vol, const char *snap,
 		   const char *newvol)
 {
 	g_autofree char *target = g_strdup_printf("volumes/%s/control", vol);
+	g_autofree char *queued = g_strdup_printf("clone into volumes/%s", newvol);
 	struct catalog_volume v;
-	struct snap_volume_stat other;
 	struct catalog_snapshot s;
-	struct catalog_job job;
+	struct catalog_job job = { 0 };
 	const char *why = NULL;
 	int rc, err = 0;
 
@@ -83,55 +139,36 @@ int snapshot_clone(struct snap_engine *eng, const char *vol, const char *snap,
 	rc = snapshot_lookup(eng, vol, snap, &v, &s);
 	if (rc < 0 || s.state == SNAP_STATE_DESTROYING) {
 		err = ENOENT;
-		why = "clone: no such snapshot";
+		why = "no such snapshot";
 	} else if (!strcmp(newvol, vol)) {
 		err = EEXIST;
-		why = "clone: a volume cannot be cloned onto itself";
-	} else if (snap_volume_stat(eng, newvol, &other) == 0) {
-		/* listed: its file exists, or its snapshots do */
-		err = EEXIST;
-		why = "clone: a volume of that name exists";
-	} else if (catalog_job_by_target(eng->cat, newvol, &job) == 0) {
-		err = EEXIST;
-		why = "clone: a clone to that name is already queued";
+		why = "a volume cannot be cloned onto itself";
+	} else if ((rc = newvol_free(eng, newvol, &why)) < 0) {
+		err = -rc;
 	} else if (!s.layer[0] && s.state == SNAP_STATE_DAMAGED) {
 		err = EIO;
-		why = "clone: the snapshot's backup is Damaged (a verify found a bad or missing chunk; see alerts/)";
+		why = "the snapshot's backup is Damaged (a verify found a bad or missing chunk; see alerts/)";
 	} else if (!s.layer[0] && s.state != SNAP_STATE_BACKED_UP) {
 		err = EIO;
-		why = "clone: the snapshot's data is on neither storage";
+		why = "the snapshot's data is on neither storage";
 	}
-	if (err) {
-		event_reject(eng, "write", target, err, "%s", why);
-		catalog_tx_end(eng->cat, 0); /* keeps the event */
-		return -err;
+	if (!err) {
+		job.snapshot_id = s.id;
+		job.volume_id = v.id;
+		g_strlcpy(job.target, newvol, sizeof(job.target));
 	}
-	memset(&job, 0, sizeof(job));
-	job.kind = JOB_KIND_CLONE;
-	job.snapshot_id = s.id;
-	job.volume_id = v.id;
-	job.state = JOB_STATE_QUEUED;
-	g_strlcpy(job.target, newvol, sizeof(job.target));
-	rc = catalog_job_insert(eng->cat, &job);
-	if (rc == 0)
-		event_record(eng, "clone.queue", vol, snap, 0,
-			     "clone into volumes/%s queued (job %" G_GINT64_FORMAT ")",
-			     newvol, job.id);
-	rc = catalog_tx_end(eng->cat, rc);
-	if (rc == 0)
-		wake_schedulers(eng);
-	else
-		event_reject(eng, "write", target, -rc, "clone: the catalog refused it; nothing queued");
-	return rc;
+	return clone_queue_end(eng, target, "clone", err, why, &job, vol, snap,
+			       queued);
 }
 
 int backup_restore(struct snap_engine *eng, const char *host, const char *vol,
 		   const char *snap, const char *newvol)
 {
 	static const char target[] = "control";
-	struct snap_volume_stat other;
+	g_autofree char *queued = g_strdup_printf(
+		"restore of host '%s''s backup into volumes/%s", host, newvol);
 	struct catalog_snapshot s;
-	struct catalog_job job;
+	struct catalog_job job = { 0 };
 	const char *why = NULL;
 	int rc, err = 0;
 
@@ -153,37 +190,19 @@ int backup_restore(struct snap_engine *eng, const char *host, const char *vol,
 		event_reject(eng, "write", target, -rc, "restore: the catalog refused it; nothing queued");
 		return rc;
 	}
-	if (snap_volume_stat(eng, newvol, &other) == 0) {
-		err = EEXIST;
-		why = "restore: a volume of that name exists";
-	} else if (catalog_job_by_target(eng->cat, newvol, &job) == 0) {
-		err = EEXIST;
-		why = "restore: a clone or restore to that name is already queued";
+	if ((rc = newvol_free(eng, newvol, &why)) < 0) {
+		err = -rc;
 	} else if (backup_indexed(&s) && !repo_chunks(eng)) {
 		err = EOPNOTSUPP;
-		why = "restore: the backup is in the repository, and this mount has repository=off";
+		why = "the backup is in the repository, and this mount has repository=off";
 	}
-	if (err) {
-		event_reject(eng, "write", target, err, "%s", why);
-		catalog_tx_end(eng->cat, 0); /* keeps the event */
-		return -err;
+	if (!err) {
+		g_strlcpy(job.target, newvol, sizeof(job.target));
+		g_snprintf(job.source, sizeof(job.source), "%s/%s/%s", host, vol,
+			   s.uuid);
 	}
-	memset(&job, 0, sizeof(job));
-	job.kind = JOB_KIND_CLONE;
-	job.state = JOB_STATE_QUEUED;
-	g_strlcpy(job.target, newvol, sizeof(job.target));
-	g_snprintf(job.source, sizeof(job.source), "%s/%s/%s", host, vol, s.uuid);
-	rc = catalog_job_insert(eng->cat, &job);
-	if (rc == 0)
-		event_record(eng, "clone.queue", vol, snap, 0,
-			     "restore of host '%s''s backup into volumes/%s queued (job %" G_GINT64_FORMAT ")",
-			     host, newvol, job.id);
-	rc = catalog_tx_end(eng->cat, rc);
-	if (rc == 0)
-		wake_schedulers(eng);
-	else
-		event_reject(eng, "write", target, -rc, "restore: the catalog refused it; nothing queued");
-	return rc;
+	return clone_queue_end(eng, target, "restore", err, why, &job, vol, snap,
+			       queued);
 }
 
 /*
