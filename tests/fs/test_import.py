@@ -7,6 +7,7 @@ and damaged manifests are left in place, the latter with an event; a
 remount imports nothing twice.  In both modes: the repository (indexes)
 and full copies (qcow2 files)."""
 
+import contextlib
 import errno
 import json
 import os
@@ -23,6 +24,26 @@ MiB = 1 << 20
 A = [(0xa1, 0, '4M'), (0xa2, '40M', '2M')]
 B = [(0xb2, '8M', '4M')]
 W = [(0xd1, '1M', '3M')]
+
+
+def host_a_backs_up_v(env):
+    """Host kvm-a (the env): volume v (A), backed up as s1, unmounted;
+    the reference of its data."""
+    env.make_volume('v', '64M', A)
+    ref = env.make_reference('64M', A)
+    env.mount(host='kvm-a')
+    take_backed_up(env, 'v', 's1')
+    env.unmount()
+    return ref
+
+
+@contextlib.contextmanager
+def host_b(env):
+    """A second host, kvm-b's state directory, sharing env's SECONDARY
+    (not mounted yet); cleaned up on the way out."""
+    with snapfs_env('host-b') as b:
+        b.secondary = env.secondary
+        yield b
 
 
 def take_backed_up(env, vol, snap):
@@ -149,15 +170,12 @@ def test_other_hosts_backups_are_served_under_hosts(env):
     own backups under backed-up/volumes/ and the other's, read-only and
     equal to the snapshot, under backed-up/hosts/<host>/volumes/; the same
     volume name on both stays two volumes."""
-    env.make_volume('v', '64M', A)
-    ref_a = env.make_reference('64M', A)
-    env.mount(host='kvm-a')
-    take_backed_up(env, 'v', 's1')
+    ref_a = host_a_backs_up_v(env)
+    env.mount()
     a_manifest = env.manifest('v', 's1')
     assert env.listdir('backed-up', 'hosts') == []
     env.unmount()
-    with snapfs_env('host-b') as b:
-        b.secondary = env.secondary
+    with host_b(env) as b:
         b.make_volume('v', '32M', W)
         ref_w = env.make_reference('32M', W)
         b.mount(host='kvm-b')
@@ -212,13 +230,8 @@ def test_restore_another_hosts_backup(env):
     """`restore <host>/<vol>/<snap> <newvol>` on MOUNT/control: a full copy
     of another host's backup becomes a local volume, queued like a clone;
     this host's own backups restore the same way; refusals are events."""
-    env.make_volume('v', '64M', A)
-    ref_a = env.make_reference('64M', A)
-    env.mount(host='kvm-a')
-    take_backed_up(env, 'v', 's1')
-    env.unmount()
-    with snapfs_env('host-b') as b:
-        b.secondary = env.secondary
+    ref_a = host_a_backs_up_v(env)
+    with host_b(env) as b:
         b.make_volume('mine', '16M', W)
         ref_w = env.make_reference('16M', W)
         b.mount(host='kvm-b')
@@ -262,13 +275,8 @@ def test_restore_shows_in_jobs_and_survives_kill9(env):
     """A restore is a job like a clone: jobs/<id> names the other host's
     backup and the new volume while it runs; kill -9 in it leaves no
     volume, and the next mount runs it again to the end."""
-    env.make_volume('v', '64M', A)
-    ref_a = env.make_reference('64M', A)
-    env.mount(host='kvm-a')
-    take_backed_up(env, 'v', 's1')
-    env.unmount()
-    with snapfs_env('host-b') as b:
-        b.secondary = env.secondary
+    ref_a = host_a_backs_up_v(env)
+    with host_b(env) as b:
         b.mount_hanging('clone.converted', host='kvm-b')
         assert restore(b, 'restore kvm-a/v/s1 from-a') == 0
         b.wait_for(lambda: 'clone.converted' in b.log_text(), 'the restore to hang')
