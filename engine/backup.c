@@ -558,7 +558,6 @@ static int repo_publish(struct snap_engine *eng, struct catalog_snapshot *s,
 undo_index:
 	unlinkat(dfd, name, 0);
 	s->checksum[0] = '\0';
-close_dir:
 	close(dfd);
 	return rc;
 }
