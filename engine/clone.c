@@ -205,12 +205,8 @@ int backup_restore(struct snap_engine *eng, const char *host, const char *vol,
 			       queued);
 }
 
-/*
- * The snapshot a clone job reads: this host's by id, or (a restore) another
- * host's backup by the job's source, "<host>/<vol>/<uuid>".
- */
-static int clone_source(struct snap_engine *eng, const struct catalog_job *job,
-			struct catalog_snapshot *s)
+int clone_source(struct snap_engine *eng, const struct catalog_job *job,
+		 struct catalog_snapshot *s)
 {
 	g_auto(GStrv) parts = NULL;
 

@@ -30,6 +30,14 @@ int snapshot_clone(struct snap_engine *eng, const char *vol, const char *snap,
  */
 int backup_restore(struct snap_engine *eng, const char *host, const char *vol,
 		   const char *snap, const char *newvol);
+/**
+ * clone_source() - the snapshot job @job reads: this host's by its
+ * snapshot_id (every job but a restore), or (a restore) another host's
+ * backup by the job's source, "<host>/<vol>/<uuid>" (manifests.h).
+ * Return: 0 and *@s; -ENOENT gone; -errno reading SECONDARY.
+ */
+int clone_source(struct snap_engine *eng, const struct catalog_job *job,
+		 struct catalog_snapshot *s);
 /** clone_run() - run one clone job to its end (worker thread). */
 void clone_run(struct snap_engine *eng, struct running_job *rj);
 

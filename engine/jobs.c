@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "manifests.h"
+#include "clone.h"
 #include "clock.h"
 #include "json.h"
 #include "running.h"
@@ -62,24 +62,17 @@ int snap_job_read(struct snap_engine *eng, uint64_t id, char **json_out)
 	rc = catalog_job_get(eng->cat, (int64_t)id, &job);
 	if (rc < 0)
 		return rc;
-	if (job.source[0]) {
-		/* a restore of another host's backup: "<host>/<vol>/<uuid>" */
-		g_auto(GStrv) parts = g_strsplit(job.source, "/", 3);
-
-		rc = g_strv_length(parts) == 3 ?
-			     foreign_backup_by_uuid(eng, parts[0], parts[1], parts[2], &snap) :
-			     -ENOENT;
+	if (job.kind != JOB_KIND_MERGE) {
+		rc = clone_source(eng, &job, &snap);
 		if (rc < 0)
 			return rc;
-		target = g_strdup_printf("backed-up/hosts/%s/volumes/%s/%s.qcow2",
-					 parts[0], snap.volume, snap.name);
-		total = snap.virtual_size;
-	} else if (job.kind != JOB_KIND_MERGE) {
-		rc = catalog_snapshot_get_by_id(eng->cat, job.snapshot_id, &snap);
-		if (rc < 0)
-			return rc == -ENOENT ? -ENOENT : rc;
-		target = g_strdup_printf("volumes/%s/snapshots/%s", snap.volume,
-					 snap.name);
+		if (job.source[0]) /* a restore: "<host>/<vol>/<uuid>" */
+			target = g_strdup_printf("backed-up/hosts/%.*s/volumes/%s/%s.qcow2",
+						 (int)strcspn(job.source, "/"),
+						 job.source, snap.volume, snap.name);
+		else
+			target = g_strdup_printf("volumes/%s/snapshots/%s",
+						 snap.volume, snap.name);
 		total = snap.virtual_size;
 	} else {
 		rc = catalog_volume_get_by_id(eng->cat, job.volume_id, &vol);

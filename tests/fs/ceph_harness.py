@@ -36,12 +36,12 @@ import glob
 import os
 import random
 import shutil
-import signal
 import socket
 import tempfile
 import threading
 
-from snapfs_harness import run
+from snapfs_harness import (SessionDaemon, interrupt_on_termination, pid_alive,
+                            read_pid, run)
 
 CEPH_CLUSTER_SH = os.path.normpath(os.path.join(
     os.path.dirname(os.path.abspath(__file__)), '..', '..', 'tools', 'ceph-cluster.sh'))
@@ -75,26 +75,6 @@ def free_loopback_addr():
             if s.connect_ex((addr, MON_PORT)) != 0:
                 return addr
     raise AssertionError('no free 127.x.y.z address for a Ceph monitor')
-
-
-def _read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
-def _pid_alive(pid):
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # every cluster this process started and has not stopped: stopped at exit
@@ -175,8 +155,8 @@ class CephCluster:
     def pid(self, name):
         """The pid of daemon @name ('mon.a', 'mgr.x', 'osd.0') when it runs
         for this DIR, else None."""
-        pid = _read_pid(os.path.join(self.dir, 'run', name + '.pid'))
-        if not _pid_alive(pid):
+        pid = read_pid(os.path.join(self.dir, 'run', name + '.pid'))
+        if not pid_alive(pid):
             return None
         try:
             with open('/proc/%d/cmdline' % pid, 'rb') as f:
@@ -244,7 +224,7 @@ def reap_stale_clusters():
     gone)."""
     base = '/var/tmp' if os.path.isdir('/var/tmp') else tempfile.gettempdir()
     for owner in glob.glob(os.path.join(base, CEPH_PREFIX + '*', 'owner')):
-        if _pid_alive(_read_pid(owner)):
+        if pid_alive(read_pid(owner)):
             continue
         CephCluster(os.path.dirname(owner)).close()
 
@@ -254,10 +234,6 @@ def _stop_started():
         clusters = list(_started)
     for c in clusters:
         c.close()
-
-
-def _interrupted(signum, frame):
-    raise KeyboardInterrupt('signal %d' % signum)
 
 
 _armed = []
@@ -272,16 +248,12 @@ def _arm_cleanup():
             return
         _armed.append(True)
     atexit.register(_stop_started)
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(sig) == signal.SIG_DFL:
-                signal.signal(sig, _interrupted)
+    interrupt_on_termination()
 
 
 # ---- one cluster per pytest session ------------------------------------------------------
 
-_session = {'cluster': None, 'error': None}
-_session_lock = threading.Lock()
+_session_cluster = SessionDaemon('the Ceph cluster', lambda: CephCluster.temporary())
 
 
 def ceph_cluster():
@@ -289,26 +261,10 @@ def ceph_cluster():
     (again when found dead) in a temporary directory on a free loopback
     address; a start that failed fails every later call at once.
     stop_ceph_cluster() ends it (conftest.py, at the end of the session)."""
-    with _session_lock:
-        if _session['error'] is not None:
-            raise AssertionError('the Ceph cluster could not start earlier: '
-                                 + _session['error'])
-        cluster = _session['cluster']
-        if cluster is None:
-            cluster = _session['cluster'] = CephCluster.temporary()
-        if not cluster.alive():
-            try:
-                cluster.start()
-            except AssertionError as e:
-                _session['error'] = str(e)
-                raise
-        return cluster
+    return _session_cluster.get()
 
 
 def stop_ceph_cluster():
     """Stop and remove the session's cluster, if one was started (safe to
     call twice)."""
-    with _session_lock:
-        cluster, _session['cluster'] = _session['cluster'], None
-    if cluster is not None:
-        cluster.close()
+    _session_cluster.stop()

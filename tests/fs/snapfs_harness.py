@@ -190,6 +190,76 @@ def parent_pid(pid):
         return 0
 
 
+def read_pid(path):
+    """The pid in pid file @path; 0 when it is missing or not a number."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def pid_alive(pid):
+    """Whether process @pid exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return os.path.exists('/proc/%d' % pid) and parent_pid(pid) != 0
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt('signal %d' % signum)
+
+
+def interrupt_on_termination():
+    """Turn SIGTERM and SIGHUP into a KeyboardInterrupt (where nobody
+    handles them yet; from the main thread only), so that a stopped run
+    still runs pytest's teardown and atexit: what it started is stopped."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                signal.signal(sig, _interrupted)
+
+
+class SessionDaemon:
+    """One daemon of a kind per pytest process (the private libvirtd, the
+    Ceph cluster): get() makes it with @make at the first call and starts
+    it (again when found dead: its alive() and start()); a start that
+    failed fails every later get() at once, naming @what.  stop() closes
+    it (close()); conftest.py calls it at the end of the session, safe to
+    call twice."""
+
+    def __init__(self, what, make):
+        self.what, self.make = what, make
+        self.daemon, self.error = None, None
+        self.lock = threading.Lock()
+
+    def get(self):
+        with self.lock:
+            if self.error is not None:
+                raise AssertionError('%s could not start earlier: %s' % (self.what, self.error))
+            if self.daemon is None:
+                self.daemon = self.make()
+            if not self.daemon.alive():
+                try:
+                    self.daemon.start()
+                except AssertionError as e:
+                    self.error = str(e)
+                    raise
+            return self.daemon
+
+    def stop(self):
+        with self.lock:
+            daemon, self.daemon = self.daemon, None
+        if daemon is not None:
+            daemon.close()
+
+
 def processes_mentioning(text, exclude=()):
     """[(pid, cmdline)] of processes whose command line contains @text,
     leaving out this process and the processes in @exclude with all their

@@ -16,6 +16,7 @@ import pytest
 
 import ceph_harness
 from ceph_harness import DAEMONS, CephCluster
+from snapfs_harness import processes_mentioning
 
 _missing = ceph_harness.missing_prerequisites()
 if _missing:
@@ -24,18 +25,9 @@ if _missing:
 
 def no_daemons_of(cluster):
     """The daemons of @cluster still running, as text ('' when none)."""
-    left = []
-    for name in os.listdir('/proc'):
-        if not name.isdigit():
-            continue
-        try:
-            with open('/proc/%s/cmdline' % name, 'rb') as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if cmd.startswith(b'ceph-') and cluster.conf.encode() in cmd:
-            left.append('%s: %s' % (name, cmd.replace(b'\0', b' ').decode()))
-    return '\n'.join(left)
+    return '\n'.join('%d: %s' % (pid, cmd)
+                     for pid, cmd in processes_mentioning(cluster.conf)
+                     if cmd.startswith('ceph-'))
 
 
 @pytest.fixture

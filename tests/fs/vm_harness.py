@@ -57,15 +57,15 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid as uuidlib
 
 import pytest
 
 import snapfs_harness
-from snapfs_harness import (MiB, Snapfs, parse_size, processes_mentioning,
-                            qemu_img_compare, qemu_io_write, run)
+from snapfs_harness import (MiB, SessionDaemon, Snapfs, interrupt_on_termination,
+                            parse_size, pid_alive, processes_mentioning, read_pid, qemu_img_compare,
+                            qemu_io_write, run)
 
 VM_WATCHDOG_SECONDS = int(os.environ.get('SNAPFS_VM_TEST_WATCHDOG', '420'))
 QEMU = '/usr/bin/qemu-system-x86_64'
@@ -161,24 +161,6 @@ QEMU_USER = 'libvirt-qemu'
 LIBVIRTD_PREFIX = 'snapfs-libvirtd-'
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return os.path.exists('/proc/%d' % pid) and snapfs_harness.parent_pid(pid) != 0
-
-
-def _read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
 class SystemLibvirtd:
     """A private system libvirtd and virtlogd (tools/system-libvirtd.sh) in
     a temporary directory DIR, as the Debian packages run them: QEMU as
@@ -219,8 +201,8 @@ class SystemLibvirtd:
 
     def pid(self, name='libvirtd'):
         """The pid of the running @name (libvirtd or virtlogd), or None."""
-        pid = _read_pid(os.path.join(self.dir, name + '.pid'))
-        if pid <= 0 or not _pid_alive(pid):
+        pid = read_pid(os.path.join(self.dir, name + '.pid'))
+        if pid <= 0 or not pid_alive(pid):
             return None
         try:
             with open('/proc/%d/comm' % pid) as f:
@@ -291,7 +273,7 @@ class SystemLibvirtd:
         """Pids of the QEMUs this libvirtd started (libvirt's pid files)."""
         pids = []
         for path in glob.glob(os.path.join(self.dir, 'run', 'qemu', '*.pid')):
-            pid = _read_pid(path)
+            pid = read_pid(path)
             try:
                 with open('/proc/%d/cmdline' % pid, 'rb') as f:
                     if b'qemu-system' in f.read():
@@ -306,7 +288,7 @@ class SystemLibvirtd:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + wait
-        while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
         return pids
 
@@ -333,8 +315,8 @@ def reap_stale_libvirtds():
     without closing them (their DIR/owner names a process that is gone)."""
     base = '/var/tmp' if os.path.isdir('/var/tmp') else tempfile.gettempdir()
     for owner in glob.glob(os.path.join(base, LIBVIRTD_PREFIX + '*', 'owner')):
-        pid = _read_pid(owner)
-        if pid > 0 and _pid_alive(pid):
+        pid = read_pid(owner)
+        if pid > 0 and pid_alive(pid):
             continue
         stale = SystemLibvirtd.__new__(SystemLibvirtd)
         stale.dir = os.path.dirname(owner)
@@ -342,49 +324,30 @@ def reap_stale_libvirtds():
         stale.close()
 
 
-_session = {'libvirtd': None, 'error': None}
-_session_lock = threading.Lock()
+def _new_system_libvirtd():
+    """The session's libvirtd, made at the first call of system_libvirtd():
+    earlier sessions' leftovers reaped first; stopped at exit as a last
+    resort, and on SIGTERM/SIGHUP through pytest's teardown."""
+    reap_stale_libvirtds()
+    atexit.register(stop_system_libvirtd)
+    interrupt_on_termination()
+    return SystemLibvirtd()
 
 
-def _interrupted(signum, frame):
-    raise KeyboardInterrupt('signal %d' % signum)
+_session_libvirtd = SessionDaemon('the private system libvirtd', _new_system_libvirtd)
 
 
 def system_libvirtd():
     """The private system libvirtd of this pytest process, started by the
     first call (and again when it is found dead); a start that failed fails
     every later call at once.  stop_system_libvirtd() ends it: conftest.py
-    calls it at the end of the session, atexit as a last resort, and
-    SIGTERM/SIGHUP become a KeyboardInterrupt so that pytest's teardown
-    runs."""
-    with _session_lock:
-        if _session['error'] is not None:
-            raise AssertionError('the private system libvirtd could not start earlier: '
-                                 + _session['error'])
-        daemon = _session['libvirtd']
-        if daemon is None:
-            reap_stale_libvirtds()
-            daemon = _session['libvirtd'] = SystemLibvirtd()
-            atexit.register(stop_system_libvirtd)
-            if threading.current_thread() is threading.main_thread():
-                for sig in (signal.SIGTERM, signal.SIGHUP):
-                    if signal.getsignal(sig) == signal.SIG_DFL:
-                        signal.signal(sig, _interrupted)
-        if not daemon.alive():
-            try:
-                daemon.start()
-            except AssertionError as e:
-                _session['error'] = str(e)
-                raise
-        return daemon
+    calls it at the end of the session."""
+    return _session_libvirtd.get()
 
 
 def stop_system_libvirtd():
     """Close the session's libvirtd, if one was started (safe to call twice)."""
-    with _session_lock:
-        daemon, _session['libvirtd'] = _session['libvirtd'], None
-    if daemon is not None:
-        daemon.close()
+    _session_libvirtd.stop()
 
 
 class QmpError(AssertionError):
