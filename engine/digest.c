@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 #include <glib.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
@@ -36,7 +37,17 @@ static int openssl_error(const char *what)
 	return -EIO;
 }
 
-/* The SHA-256 implementation, fetched once; NULL when OpenSSL has none. */
+/*
+ * The SHA-256 implementation, fetched once; NULL when OpenSSL has none.
+ *
+ * The first fetch initializes OpenSSL (its configuration file included)
+ * and leaves state owned by the calling thread, its error queue among it.
+ * That thread is often a pool worker, and OpenSSL frees a thread's state
+ * when the thread ends: a worker ending while the process exits races
+ * OpenSSL's own cleanup at exit, and the state is lost (LeakSanitizer saw
+ * it in CI).  OPENSSL_thread_stop() frees it at once; hashing with the
+ * fetched implementation creates no per-thread state again.
+ */
 static EVP_MD *sha256_md(void)
 {
 	static gsize once;
@@ -46,6 +57,7 @@ static EVP_MD *sha256_md(void)
 		md = EVP_MD_fetch(NULL, "SHA256", NULL);
 		if (!md)
 			openssl_error("fetching sha256");
+		OPENSSL_thread_stop();
 		g_once_init_leave(&once, 1);
 	}
 	return md;
