@@ -14,6 +14,11 @@
 # when" targets on a mount with -o repository=on; only --quick of the
 # line goes to it); --repo --mount-only runs repomount.py alone with every
 # option, --repo --no-mount repobench alone.  Neither is part of --all.
+# --rados runs radosbench.py of issue 14 (a full backup to RADOS vs
+# qemu-img convert to RBD, an incremental backup's objects written vs
+# chunks changed) on a one-host Ceph cluster it starts in its work
+# directory (tools/ceph-cluster.sh) and stops at the end; about 3 minutes;
+# not part of --all.
 #
 #   bash bench/run.sh [--quick] [snapbench.py options...]
 #   bash bench/run.sh --vm [--quick] [--libvirt=embedded|system|both] [vmbench.py options...]
@@ -25,6 +30,7 @@
 #   bash bench/run.sh --repo --no-mount [--gib=N] [--reps=N] [--chunk-mib=N] [--no-drop]
 #   bash bench/run.sh --repo --mount-only [--quick] [repomount.py options...]
 #   bash bench/run.sh --views [--quick] [viewbench.py options...]
+#   bash bench/run.sh --rados [--quick] [radosbench.py options...]
 #
 # --vm runs under libvirt's QEMU driver embedded in snapfs (QEMU as root) by
 # default; --libvirt=system under a private system libvirtd started with
@@ -35,6 +41,8 @@
 # Needs root (a FUSE mount, /proc/sys/vm/drop_caches, libvirt's embedded QEMU
 # driver), qemu-img, qemu-io and fusermount3, and for --vm
 # qemu-system-x86_64 (and libvirtd, virtlogd, virsh with --libvirt=system);
+# --rados ceph-mon, ceph-mgr, ceph-osd, ceph, rbd, Debian's python3-rados
+# and qemu-img's rbd driver (qemu-block-extra), and 8 GiB free for the OSD;
 # --clone needs about 30 GiB free (16 GiB with --quick)
 # and clonebench.py refuses to start without it.  Uses $SNAPFS_BIN, else
 # build/fs/snapfs (built first if it is missing).  Works in a fresh directory
@@ -63,6 +71,7 @@ for a in "$@"; do
 	--chunks) which=chunks ;;
 	--repo) which=repo ;;
 	--views) which=view ;;
+	--rados) which=rados ;;
 	--libvirt=*)
 		[ "$which" = io ] && which=vm
 		args+=("$a")
@@ -148,6 +157,11 @@ cleanup() {
 		echo "bench/run.sh: stopping the system libvirtd left in $d" >&2
 		bash "$root/tools/system-libvirtd.sh" stop "$d" || true
 	done
+	# radosbench.py's Ceph cluster (WORK/ceph): its daemons by their pid
+	# files, those naming WORK/ceph/ceph.conf only
+	if [ -f "$work/ceph/ceph.conf" ]; then
+		bash "$root/tools/ceph-cluster.sh" stop "$work/ceph" || true
+	fi
 	# VMs outlive snapfs: kill every QEMU whose command line names $work
 	for f in /proc/[0-9]*/cmdline; do
 		pid=${f#/proc/}
@@ -170,8 +184,12 @@ trap 'exit 130' INT TERM
 # Run the benchmarks $1 (io, vm, clone or policy) in directory $2.
 bench() {
 	local script=$here/${1}bench.py
+	local py=python3
 	[ "$1" = io ] && script=$here/snapbench.py
-	python3 "$script" --bin "$bin" --workdir "$2" "${@:3}"
+	# Debian's python3-rados (pulled in by ceph-common) is the system
+	# Python's, not a virtualenv's or pyenv's
+	[ "$1" = rados ] && py=/usr/bin/python3
+	"$py" "$script" --bin "$bin" --workdir "$2" "${@:3}"
 }
 
 case $which in
