@@ -127,6 +127,14 @@ class Cluster:
         self.conn.conf_set('rados_osd_op_timeout', '60')
         self.conn.connect(timeout=30)
         self.io = self.conn.open_ioctx(POOL)
+        # the new pool's placement groups active (a write waits for them),
+        # and RBD's own objects of the pool (rbd_directory, rbd_info) made
+        # before the first timed convert
+        with self.conn.open_ioctx(RBD_POOL) as io:
+            io.write_full('.radosbench-probe', b'')
+            io.remove_object('.radosbench-probe')
+        self.rbd('create', '--size', '4M', '%s/warm-up' % RBD_POOL)
+        self.rbd('rm', '%s/warm-up' % RBD_POOL)
         log('   cluster up on %s:%d in %.1f s (%s)' % (addr, MON_PORT, time.perf_counter() - t,
                                                       self.conf))
 
@@ -465,11 +473,11 @@ def main():
     except Refused as e:
         log(str(e))
         return 2
-    h = run([binary, '-h'], check=False)
-    if 'rados' not in h.stdout + h.stderr:
-        log('radosbench: %s -h names no rados secondary: a snapfs without the RADOS backend'
-            % binary)
-        return 2
+    with open(binary, 'rb') as f:
+        if b'ceph_conf=' not in f.read():
+            log('radosbench: %s knows no ceph_conf= option: a snapfs without the RADOS '
+                'backend' % binary)
+            return 2
     if 'rbd' not in run(['qemu-img', '--help'], check=False).stdout.split():
         log('radosbench: qemu-img has no rbd driver (Debian: qemu-block-extra, '
             'tools/packages.txt)')
