@@ -328,6 +328,25 @@ class Snapfs:
         self.watchdog = None
         self.watchdog_fired = False
         self.refs = 0
+        self.rados = None           # a repo_backend.RadosRepo: SECONDARY on RADOS
+
+    # -- the repository's storage ------------------------------------------------------
+
+    def use_rados(self, repo):
+        """Mount with the repository in @repo (a repo_backend.RadosRepo):
+        -o secondary=rados:<pool>/<namespace>,ceph_conf=<conf>.  SECONDARY
+        (self.secondary) stays a local directory the daemon does not use."""
+        self.rados = repo
+
+    @property
+    def repo(self):
+        """The repository's storage, for a test's direct looks and pokes
+        (repo_backend.py): the RADOS namespace of use_rados(), else the
+        files under SECONDARY."""
+        if self.rados is not None:
+            return self.rados
+        from repo_backend import PosixRepo
+        return PosixRepo(self.secondary)
 
     # -- storage set-up ------------------------------------------------------------
 
@@ -380,7 +399,10 @@ class Snapfs:
         opts = ['testclock']
         if self.primary != os.path.join(self.source, 'primary'):
             opts.append('primary=' + self.primary)
-        if self.secondary != os.path.join(self.source, 'secondary'):
+        if self.rados is not None:
+            opts += ['secondary=' + self.rados.secondary_option(),
+                     'ceph_conf=' + self.rados.conf]
+        elif self.secondary != os.path.join(self.source, 'secondary'):
             opts.append('secondary=' + self.secondary)
         for key, value in self.options.items():
             opts.append(key if value is True else '%s=%s' % (key, value))
@@ -413,7 +435,10 @@ class Snapfs:
     def repository_mode(self):
         """'on' or 'off': the mode this mount runs in (or will, at its next
         mount()): the test's own repository= option, else
-        SNAPFS_TEST_REPOSITORY, else the daemon's default (on)."""
+        SNAPFS_TEST_REPOSITORY, else the daemon's default (on); always on
+        with a RADOS secondary."""
+        if self.rados is not None:
+            return 'on'
         value = self.options.get('repository')
         if value is None:
             value = os.environ.get('SNAPFS_TEST_REPOSITORY') or 'on'
@@ -814,15 +839,9 @@ class Snapfs:
     # -- secondary storage ---------------------------------------------------------------
 
     def secondary_files(self):
-        """Relative paths of regular files on secondary storage outside .tmp/."""
-        files = []
-        for dirpath, dirnames, filenames in os.walk(self.secondary):
-            rel = os.path.relpath(dirpath, self.secondary)
-            if rel == '.tmp' or rel.startswith('.tmp/'):
-                continue
-            for name in filenames:
-                files.append(os.path.normpath(os.path.join(rel, name)))
-        return sorted(files)
+        """Relative paths of regular files on secondary storage outside
+        .tmp/ (the objects' names on RADOS)."""
+        return [f for f in self.repo.names() if not f.startswith('.tmp/')]
 
     def stored_backup_ext(self):
         """The extension of the file a backup is stored as under
@@ -843,6 +862,8 @@ class Snapfs:
                 and not f.startswith(('.locks/', '.chunks/', '.leases/'))]
 
     def secondary_tmp_files(self):
+        if self.rados is not None:      # RADOS has no temporary objects
+            return [n[len('.tmp/'):] for n in self.rados.names('.tmp/')]
         tmp = os.path.join(self.secondary, '.tmp')
         files = []
         for dirpath, _, filenames in os.walk(tmp):
