@@ -27,6 +27,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'posix_only(reason): a test using `backend` that means something '
         'on a POSIX secondary only (runs as [posix] alone)')
+    config.addinivalue_line(
+        'markers', 'rados_only(reason): a test using `backend` that means something '
+        'on a RADOS secondary only (runs as [rados] alone)')
     try:
         vm_harness.requested_drivers()
     except ValueError as e:
@@ -56,10 +59,12 @@ def pytest_generate_tests(metafunc):
     """Every test that uses `vm_driver` (through `vmenv`, say) runs once per
     driver it is meant for; the id says which: test_x[system].  Every test
     that uses `backend` runs once per storage backend of the repository,
-    test_x[posix] and test_x[rados], unless marked posix_only."""
+    test_x[posix] and test_x[rados], unless marked posix_only or rados_only."""
     if 'backend' in metafunc.fixturenames:
-        only = metafunc.definition.get_closest_marker('posix_only')
-        kinds = ('posix',) if only is not None else BACKENDS
+        kinds = BACKENDS
+        for kind in BACKENDS:
+            if metafunc.definition.get_closest_marker(kind + '_only') is not None:
+                kinds = (kind,)
         metafunc.parametrize('backend', [pytest.param(k, id=k) for k in kinds])
     if 'vm_driver' not in metafunc.fixturenames:
         return
