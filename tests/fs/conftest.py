@@ -65,7 +65,7 @@ def pytest_generate_tests(metafunc):
         for kind in BACKENDS:
             if metafunc.definition.get_closest_marker(kind + '_only') is not None:
                 kinds = (kind,)
-        metafunc.parametrize('backend', [pytest.param(k, id=k) for k in kinds])
+        metafunc.parametrize('backend', [pytest.param(k, id=k) for k in kinds], indirect=True)
     if 'vm_driver' not in metafunc.fixturenames:
         return
     params = [pytest.param(driver, id=driver,

@@ -389,27 +389,15 @@ class Snapfs:
 
         @options become -o key=value (True: a bare flag); they are remembered
         for remount().  primary= and secondary= are passed when the test moved
-        them away from their defaults.
+        them away from their defaults (secondary=rados:... and ceph_conf=
+        after use_rados()).
         """
         assert self.bin, 'SNAPFS_BIN is not set (meson sets it; by hand: ' \
                          'SNAPFS_BIN=build/fs/snapfs python3 -m pytest tests/fs)'
         assert os.access(self.bin, os.X_OK), 'SNAPFS_BIN=%s is not executable' % self.bin
         assert self.proc is None, 'already mounted'
         self.options.update(options)
-        opts = ['testclock']
-        if self.primary != os.path.join(self.source, 'primary'):
-            opts.append('primary=' + self.primary)
-        if self.rados is not None:
-            opts += ['secondary=' + self.rados.secondary_option(),
-                     'ceph_conf=' + self.rados.conf]
-        elif self.secondary != os.path.join(self.source, 'secondary'):
-            opts.append('secondary=' + self.secondary)
-        for key, value in self.options.items():
-            opts.append(key if value is True else '%s=%s' % (key, value))
-        # a test that does not choose runs in the mode SNAPFS_TEST_REPOSITORY
-        # names (on|off), else in the daemon's default
-        if 'repository' not in self.options and os.environ.get('SNAPFS_TEST_REPOSITORY'):
-            opts.append('repository=' + os.environ['SNAPFS_TEST_REPOSITORY'])
+        opts = self.mount_options()
         self.mount_count += 1
         out_path = os.path.join(self.root, 'daemon-%d.out' % self.mount_count)
         with open(out_path, 'wb') as out:
@@ -431,6 +419,24 @@ class Snapfs:
             time.sleep(0.05)
         # The first request waits for FUSE_INIT (and the engine's recovery).
         os.listdir(self.mnt)
+
+    def mount_options(self):
+        """The -o list mount() passes for self.options (without -f)."""
+        opts = ['testclock']
+        if self.primary != os.path.join(self.source, 'primary'):
+            opts.append('primary=' + self.primary)
+        if self.rados is not None:
+            opts += ['secondary=' + self.rados.secondary_option(),
+                     'ceph_conf=' + self.rados.conf]
+        elif self.secondary != os.path.join(self.source, 'secondary'):
+            opts.append('secondary=' + self.secondary)
+        for key, value in self.options.items():
+            opts.append(key if value is True else '%s=%s' % (key, value))
+        # a test that does not choose runs in the mode SNAPFS_TEST_REPOSITORY
+        # names (on|off), else in the daemon's default
+        if 'repository' not in self.options and os.environ.get('SNAPFS_TEST_REPOSITORY'):
+            opts.append('repository=' + os.environ['SNAPFS_TEST_REPOSITORY'])
+        return opts
 
     def repository_mode(self):
         """'on' or 'off': the mode this mount runs in (or will, at its next

@@ -19,8 +19,8 @@ cases."""
 import contextlib
 import json
 import os
-import re
 import shutil
+import subprocess
 import time
 import uuid
 
@@ -28,7 +28,7 @@ import pytest
 
 import ceph_harness
 import snapfs_harness
-from repo_backend import RadosRepo, chunk_name, is_chunk, rados_namespace
+from repo_backend import PosixRepo, RadosRepo, chunk_name, is_chunk, rados_namespace
 from snapfs_harness import events_of, qemu_img_compare, snapfs_env
 from test_clone import check_clone, wait_clone
 from test_import import import_events, lose_source_and_primary, restore
@@ -44,24 +44,27 @@ pytestmark = [pytest.mark.usefixtures('backend'),
 
 # ---- helpers ------------------------------------------------------------------------
 
-def mount_refused(env, monkeypatch, timeout=60, **options):
-    """Mount with @options, which must fail: the daemon exits non-zero
-    before mounting (within @timeout seconds).  Returns what it printed
-    and logged, less the engine's start line (which names the options),
-    and the seconds it took."""
-    monkeypatch.setattr(snapfs_harness, 'MOUNT_TIMEOUT', timeout)
+def mount_refused(env, timeout=60, **options):
+    """`snapfs -o ... SOURCE MNT` as a user runs it (in the background, no
+    -f) with env's options and @options: the command must fail, exit
+    non-zero within @timeout seconds, leave nothing mounted and no daemon.
+    Returns its stderr, less the engine's start line (which names the
+    options), and the seconds it took."""
+    saved = dict(env.options)
+    env.options.update(options)
+    try:
+        argv = [env.bin, '-o', ','.join(env.mount_options()), env.source, env.mnt]
+    finally:
+        env.options = saved
     t0 = time.monotonic()
-    with pytest.raises(AssertionError) as e:
-        env.mount(**options)
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=timeout)
     took = time.monotonic() - t0
-    text = str(e.value)
-    assert 'before mounting' in text, text
-    m = re.search(r'exited with status (\d+)', text)
-    assert m and int(m.group(1)) != 0, text
-    assert not snapfs_harness.is_mounted(env.mnt)
-    for key in options:
-        env.options.pop(key, None)
-    text = '\n'.join(line for line in text.splitlines() if 'engine: starting' not in line)
+    assert proc.returncode != 0, 'mounted: %s\n%s' % (argv, proc.stderr)
+    poll(lambda: not snapfs_harness.is_mounted(env.mnt), 'nothing mounted', 10)
+    poll(lambda: not env.leftover_processes(), 'no daemon left', 10)
+    text = '\n'.join(line for line in proc.stderr.splitlines()
+                     if 'engine: starting' not in line)
     return text, took
 
 
@@ -69,6 +72,15 @@ def lines_with(text, *words):
     """The lines of @text that contain every one of @words (any case)."""
     return [line for line in text.splitlines()
             if all(w.lower() in line.lower() for w in words)]
+
+
+def poll(predicate, what, timeout):
+    """Poll @predicate (no daemon needed) until true, at most @timeout s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, 'timed out after %d s waiting for %s' % (
+            timeout, what)
+        time.sleep(0.1)
 
 
 def pool_flags(cluster, pool):
@@ -79,15 +91,14 @@ def pool_flags(cluster, pool):
     raise AssertionError('no pool %s in the OSD map' % pool)
 
 
-def wait_pool_full(env, cluster, pool, full):
-    env.wait_for(lambda: ('full_quota' in pool_flags(cluster, pool)) == full,
-                 'the pool %s to be %s' % (pool, 'flagged full' if full else 'no longer full'),
-                 timeout=60)
+def wait_pool_full(cluster, pool, full):
+    poll(lambda: ('full_quota' in pool_flags(cluster, pool)) == full,
+         'the pool %s to be %s' % (pool, 'flagged full' if full else 'no longer full'), 60)
 
 
 # ---- refusals -------------------------------------------------------------------------
 
-def test_mount_refused_without_pool_monitor_or_with_repository_off(env, monkeypatch):
+def test_mount_refused_without_pool_monitor_or_with_repository_off(env):
     """No such pool; a ceph_conf whose monitor nobody answers on; a
     ceph_conf that does not exist; repository=off: each refused, one clear
     line, nothing mounted and nothing written in the namespace; then the
@@ -97,7 +108,7 @@ def test_mount_refused_without_pool_monitor_or_with_repository_off(env, monkeypa
 
     # a pool that does not exist
     env.use_rados(RadosRepo(repo.cluster, repo.namespace, pool='snapfs-no-such-pool'))
-    text, _ = mount_refused(env, monkeypatch)
+    text, _ = mount_refused(env)
     assert lines_with(text, 'snapfs-no-such-pool'), text
     env.use_rados(repo)
 
@@ -110,7 +121,7 @@ def test_mount_refused_without_pool_monitor_or_with_repository_off(env, monkeypa
                 % (addr, ceph_harness.MON_PORT))
     repo.conf = conf
     try:
-        text, took = mount_refused(env, monkeypatch, timeout=120)
+        text, took = mount_refused(env, timeout=120)
     finally:
         repo.conf = repo.cluster.conf
     assert lines_with(text, 'connect', conf), text
@@ -119,13 +130,13 @@ def test_mount_refused_without_pool_monitor_or_with_repository_off(env, monkeypa
     # a ceph_conf that is not there
     repo.conf = os.path.join(env.scratch, 'missing.conf')
     try:
-        text, _ = mount_refused(env, monkeypatch)
+        text, _ = mount_refused(env)
     finally:
         repo.conf = repo.cluster.conf
     assert lines_with(text, 'missing.conf'), text
 
     # repository=off: full copies are POSIX only
-    text, _ = mount_refused(env, monkeypatch, repository='off')
+    text, _ = mount_refused(env, repository='off')
     assert lines_with(text, 'repository=off', 'rados'), text
 
     assert repo.names() == [], 'a refused mount wrote %s' % repo.names()
@@ -160,9 +171,10 @@ def test_objects_after_a_backup(env):
     for name in have:
         t = env.repo.touched(name)
         assert t is not None and t0 - 5 <= t <= time.time() + 5, (name, t, t0)
-    # the catalog, the log and PRIMARY stay local; SECONDARY is not used
-    assert not os.path.exists(env.secondary) or os.listdir(env.secondary) == [], \
-        os.listdir(env.secondary)
+    # the catalog, the log and PRIMARY stay local, and the manifests'
+    # copies that backed-up/ serves; nothing of the repository is local
+    local = PosixRepo(env.secondary).names()
+    assert set(local) <= {'volumes/v/%s.json' % u}, local
     assert env.secondary_files() == have
     assert env.secondary_backup_files() == ['volumes/v/%s.index' % u, 'volumes/v/%s.json' % u]
 
@@ -190,15 +202,16 @@ def test_pool_quota_reached_mid_backup(env):
 
         env.write_volume('v', B)
         env.mount_hanging('backup.repo.chunks_written')
+        s1_chunks = set(index_of(env, 'v', 's1')[2]) - {None}
+        assert env.repo.chunk_names() == sorted(s1_chunks)
         env.take('v', 's2')
         env.wait_testpoint('backup.repo.chunks_written')
         env.kill9()
-        b_chunks = set(index_of(env, 'v', 's1')[2])
-        assert len(env.repo.chunk_names()) > len(b_chunks - {None}), \
+        assert len(env.repo.chunk_names()) > len(s1_chunks), \
             "s2's chunks should be written by now"
 
         cluster.ceph('osd', 'pool', 'set-quota', pool, 'max_bytes', str(MiB))
-        wait_pool_full(env, cluster, pool, True)
+        wait_pool_full(cluster, pool, True)
         n = 0
         env.mount()
         env.wait_state('v', 's2', 'BackupFailed', fail_fast=False, timeout=60)
@@ -213,14 +226,14 @@ def test_pool_quota_reached_mid_backup(env):
         # nothing of s2 published; s1 and the volume intact
         u1 = env.info('v', 's1')['uuid']
         assert env.repo.listdir('volumes/v') == sorted([u1 + '.index', u1 + '.json'])
-        assert env.backups('v') == ['s1'], env.backups('v')
+        assert env.backups('v') == ['s1.json', 's1.qcow2'], env.backups('v')
         assert qemu_img_compare(ref_ab, env.volume_path('v'), force_share=True) == 0
         assert qemu_img_compare(ref_a, env.backup_file('v', 's1')) == 0
         clone_and_compare(env, 'v', 's1', 'c1', ref_a)
 
         # the quota lifted: the retry and a new backup go through
         cluster.ceph('osd', 'pool', 'set-quota', pool, 'max_bytes', '0')
-        wait_pool_full(env, cluster, pool, False)
+        wait_pool_full(cluster, pool, False)
         env.control('v', 'retry s2')
         env.wait_state('v', 's2', 'BackedUp', fail_fast=False)
         check_published(env, 'v', 's2', 64 * MiB)
