@@ -420,6 +420,36 @@ class Snapfs:
         # The first request waits for FUSE_INIT (and the engine's recovery).
         os.listdir(self.mnt)
 
+    def mount_refused(self, timeout=60, **options):
+        """`snapfs -o ... SOURCE MNT` as a user runs it (in the background,
+        no -f) with self.options and @options (not remembered): the command
+        must fail, exit non-zero within @timeout seconds, and leave nothing
+        mounted and no daemon.  A check at the daemon's start (RADOS is
+        connected after the fork) fails it too, where a -f mount would show
+        the mount point first.  Returns (its stderr less the engine's start
+        line, which names the options; the seconds it took)."""
+        assert self.proc is None, 'already mounted'
+        saved = dict(self.options)
+        self.options.update(options)
+        try:
+            argv = [self.bin] + self.flags + ['-o', ','.join(self.mount_options()),
+                                             self.source, self.mnt]
+        finally:
+            self.options = saved
+        t0 = time.monotonic()
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=timeout)
+        took = time.monotonic() - t0
+        assert proc.returncode != 0, 'mounted: %s\n%s' % (argv, proc.stderr)
+        deadline = time.monotonic() + 10
+        while is_mounted(self.mnt) or self.leftover_processes():
+            assert time.monotonic() < deadline, 'a refused mount left %s mounted (%s)' % (
+                self.mnt, self.leftover_processes())
+            time.sleep(0.05)
+        text = '\n'.join(line for line in proc.stderr.splitlines()
+                         if 'engine: starting' not in line)
+        return text, took
+
     def mount_options(self):
         """The -o list mount() passes for self.options (without -f)."""
         opts = ['testclock']

@@ -20,14 +20,12 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import time
 import uuid
 
 import pytest
 
 import ceph_harness
-import snapfs_harness
 from repo_backend import PosixRepo, RadosRepo, chunk_name, is_chunk, rados_namespace
 from snapfs_harness import events_of, qemu_img_compare, snapfs_env
 from test_clone import check_clone, wait_clone
@@ -43,30 +41,6 @@ pytestmark = [pytest.mark.usefixtures('backend'),
 
 
 # ---- helpers ------------------------------------------------------------------------
-
-def mount_refused(env, timeout=60, **options):
-    """`snapfs -o ... SOURCE MNT` as a user runs it (in the background, no
-    -f) with env's options and @options: the command must fail, exit
-    non-zero within @timeout seconds, leave nothing mounted and no daemon.
-    Returns its stderr, less the engine's start line (which names the
-    options), and the seconds it took."""
-    saved = dict(env.options)
-    env.options.update(options)
-    try:
-        argv = [env.bin, '-o', ','.join(env.mount_options()), env.source, env.mnt]
-    finally:
-        env.options = saved
-    t0 = time.monotonic()
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=timeout)
-    took = time.monotonic() - t0
-    assert proc.returncode != 0, 'mounted: %s\n%s' % (argv, proc.stderr)
-    poll(lambda: not snapfs_harness.is_mounted(env.mnt), 'nothing mounted', 10)
-    poll(lambda: not env.leftover_processes(), 'no daemon left', 10)
-    text = '\n'.join(line for line in proc.stderr.splitlines()
-                     if 'engine: starting' not in line)
-    return text, took
-
 
 def lines_with(text, *words):
     """The lines of @text that contain every one of @words (any case)."""
@@ -108,7 +82,7 @@ def test_mount_refused_without_pool_monitor_or_with_repository_off(env):
 
     # a pool that does not exist
     env.use_rados(RadosRepo(repo.cluster, repo.namespace, pool='snapfs-no-such-pool'))
-    text, _ = mount_refused(env)
+    text, _ = env.mount_refused()
     assert lines_with(text, 'snapfs-no-such-pool'), text
     env.use_rados(repo)
 
@@ -121,7 +95,7 @@ def test_mount_refused_without_pool_monitor_or_with_repository_off(env):
                 % (addr, ceph_harness.MON_PORT))
     repo.conf = conf
     try:
-        text, took = mount_refused(env, timeout=120)
+        text, took = env.mount_refused(timeout=120)
     finally:
         repo.conf = repo.cluster.conf
     assert lines_with(text, 'connect', conf), text
@@ -130,13 +104,13 @@ def test_mount_refused_without_pool_monitor_or_with_repository_off(env):
     # a ceph_conf that is not there
     repo.conf = os.path.join(env.scratch, 'missing.conf')
     try:
-        text, _ = mount_refused(env)
+        text, _ = env.mount_refused()
     finally:
         repo.conf = repo.cluster.conf
     assert lines_with(text, 'missing.conf'), text
 
     # repository=off: full copies are POSIX only
-    text, _ = mount_refused(env, repository='off')
+    text, _ = env.mount_refused(repository='off')
     assert lines_with(text, 'repository=off', 'rados'), text
 
     assert repo.names() == [], 'a refused mount wrote %s' % repo.names()
