@@ -12,7 +12,9 @@ backed-up/hosts/ and restores one.
 
 Every test runs once, [rados], in a namespace of its own of the session's
 Ceph cluster (the `backend` fixture, conftest.py); the quota test in a
-pool of its own, since quotas are per pool.  The repository's other
+pool of its own, since quotas are per pool.  The mount with an unreachable
+monitor, which takes the engine's RADOS timeout (30 s) to fail, runs in a
+thread beside the other tests, and the refusal test, the last, checks it.  The repository's other
 behaviour on RADOS is test_repository.py's and test_verify.py's [rados]
 cases."""
 
@@ -20,7 +22,9 @@ import contextlib
 import json
 import os
 import shutil
+import threading
 import time
+import types
 import uuid
 
 import pytest
@@ -36,7 +40,7 @@ from test_repository import (A, B, CHUNK, check_published, clone_and_compare, in
 MiB = 1 << 20
 W = [(0xd1, '1M', '3M')]
 
-pytestmark = [pytest.mark.usefixtures('backend'),
+pytestmark = [pytest.mark.usefixtures('backend', 'unreachable_monitor'),
               pytest.mark.rados_only('what only a RADOS secondary has')]
 
 
@@ -68,55 +72,6 @@ def pool_flags(cluster, pool):
 def wait_pool_full(cluster, pool, full):
     poll(lambda: ('full_quota' in pool_flags(cluster, pool)) == full,
          'the pool %s to be %s' % (pool, 'flagged full' if full else 'no longer full'), 60)
-
-
-# ---- refusals -------------------------------------------------------------------------
-
-def test_mount_refused_without_pool_monitor_or_with_repository_off(env):
-    """No such pool; a ceph_conf whose monitor nobody answers on; a
-    ceph_conf that does not exist; repository=off: each refused, one clear
-    line, nothing mounted and nothing written in the namespace; then the
-    same SOURCE mounts."""
-    repo = env.rados
-    env.make_volume('v', '16M', [(0x11, 0, '1M')])
-
-    # a pool that does not exist
-    env.use_rados(RadosRepo(repo.cluster, repo.namespace, pool='snapfs-no-such-pool'))
-    text, _ = env.mount_refused()
-    assert lines_with(text, 'snapfs-no-such-pool'), text
-    env.use_rados(repo)
-
-    # a monitor nobody answers on: refused within a bounded time
-    conf = os.path.join(env.scratch, 'unreachable.conf')
-    addr = ceph_harness.free_loopback_addr()
-    with open(conf, 'w') as f:
-        f.write('[global]\nmon host = v2:%s:%d\nauth cluster required = none\n'
-                'auth service required = none\nauth client required = none\n'
-                % (addr, ceph_harness.MON_PORT))
-    repo.conf = conf
-    try:
-        text, took = env.mount_refused(timeout=120)
-    finally:
-        repo.conf = repo.cluster.conf
-    assert lines_with(text, 'connect', conf), text
-    print('refused after %.1f s with an unreachable monitor' % took)
-
-    # a ceph_conf that is not there
-    repo.conf = os.path.join(env.scratch, 'missing.conf')
-    try:
-        text, _ = env.mount_refused()
-    finally:
-        repo.conf = repo.cluster.conf
-    assert lines_with(text, 'missing.conf'), text
-
-    # repository=off: full copies are POSIX only
-    text, _ = env.mount_refused(repository='off')
-    assert lines_with(text, 'repository=off', 'rados'), text
-
-    assert repo.names() == [], 'a refused mount wrote %s' % repo.names()
-    # the same SOURCE, the same options less the bad ones: mounts and backs up
-    env.mount()
-    take_backed_up(env, 'v', 's1')
 
 
 # ---- what a backup leaves -----------------------------------------------------------
@@ -299,3 +254,86 @@ def test_disaster_recovery_and_another_host(env):
         b.no_jobs_left()
         b.unmount()
     assert '.leases/kvm-b' in env.repo.names('.leases/')
+
+
+# ---- refusals -------------------------------------------------------------------------
+
+UNREACHABLE_CONF = """[global]
+mon host = v2:%s:%d
+auth cluster required = none
+auth service required = none
+auth client required = none
+"""
+
+
+@pytest.fixture(scope='module')
+def unreachable_monitor():
+    """A mount whose ceph_conf names a monitor nobody answers on, tried in
+    a thread of its own from the module's first test on: the engine gives
+    up connecting only after its RADOS timeout (30 s), which so passes
+    beside the other tests; the refusal test (the last) checks the result.
+    Yields (thread, result dict: refusal or error, the conf's path)."""
+    if ceph_harness.missing_prerequisites():
+        yield None
+        return
+    result = {}
+    with snapfs_env('unreachable-monitor') as u:
+        conf = os.path.join(u.scratch, 'unreachable.conf')
+        with open(conf, 'w') as f:
+            f.write(UNREACHABLE_CONF % (ceph_harness.free_loopback_addr(),
+                                        ceph_harness.MON_PORT))
+        u.use_rados(RadosRepo(types.SimpleNamespace(pool='snapfs', conf=conf), 'unreachable'))
+        u.make_volume('v', '16M', [(0x11, 0, '1M')])
+
+        def attempt():
+            try:
+                result['refusal'] = u.mount_refused(timeout=120)
+            except BaseException as e:     # reported by the test
+                result['error'] = e
+        thread = threading.Thread(target=attempt, daemon=True)
+        thread.start()
+        yield thread, result, conf
+        thread.join(130)
+
+
+def test_mount_refused_without_pool_monitor_or_with_repository_off(env, unreachable_monitor):
+    """No such pool; a ceph_conf whose monitor nobody answers on (refused
+    within a bounded time: unreachable_monitor()); a ceph_conf that does
+    not exist; repository=off: each refused, one clear line, nothing
+    mounted and nothing written in the namespace; then the same SOURCE
+    mounts."""
+    repo = env.rados
+    env.make_volume('v', '16M', [(0x11, 0, '1M')])
+
+    # a pool that does not exist
+    env.use_rados(RadosRepo(repo.cluster, repo.namespace, pool='snapfs-no-such-pool'))
+    text, _ = env.mount_refused()
+    assert lines_with(text, 'snapfs-no-such-pool'), text
+    env.use_rados(repo)
+
+    # a monitor nobody answers on: refused within a bounded time
+    thread, result, conf = unreachable_monitor
+    thread.join(130)
+    assert not thread.is_alive(), 'a mount with an unreachable monitor still runs'
+    if 'error' in result:
+        raise result['error']
+    text, took = result['refusal']
+    assert lines_with(text, 'connect', conf), text
+    assert took < 90, 'refused only after %.0f s' % took
+
+    # a ceph_conf that is not there
+    repo.conf = os.path.join(env.scratch, 'missing.conf')
+    try:
+        text, _ = env.mount_refused()
+    finally:
+        repo.conf = repo.cluster.conf
+    assert lines_with(text, 'missing.conf'), text
+
+    # repository=off: full copies are POSIX only
+    text, _ = env.mount_refused(repository='off')
+    assert lines_with(text, 'repository=off', 'rados'), text
+
+    assert repo.names() == [], 'a refused mount wrote %s' % repo.names()
+    # the same SOURCE, the same options less the bad ones: mounts and backs up
+    env.mount()
+    take_backed_up(env, 'v', 's1')
