@@ -463,8 +463,9 @@ class Snapfs:
         for key, value in self.options.items():
             opts.append(key if value is True else '%s=%s' % (key, value))
         # a test that does not choose runs in the mode SNAPFS_TEST_REPOSITORY
-        # names (on|off), else in the daemon's default
-        if 'repository' not in self.options and os.environ.get('SNAPFS_TEST_REPOSITORY'):
+        # names (on|off), else in the daemon's default; on RADOS always on
+        if 'repository' not in self.options and os.environ.get('SNAPFS_TEST_REPOSITORY') \
+                and self.rados is None:
             opts.append('repository=' + os.environ['SNAPFS_TEST_REPOSITORY'])
         return opts
 
