@@ -61,7 +61,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import threading
 
 from ceph_harness import CephCluster
