@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backup.h"
@@ -32,6 +33,7 @@
 #include "fsutil.h"
 #include "layer.h"
 #include "paths.h"
+#include "rados.h"
 #include "repo.h"
 #include "repo_backup.h"
 #include "testpoint.h"
@@ -122,6 +124,24 @@ static int write_durable(const char *path, const char *text)
 	return rc;
 }
 
+/* On a RADOS secondary: the manifest object of @s, @text whole (the
+ * local file beside it serves backed-up/). */
+static int manifest_put_object(struct snap_engine *eng,
+			       const struct catalog_snapshot *s,
+			       const char *text)
+{
+	g_autofree char *name = backup_object_name(s, "json");
+	int rc;
+
+	rc = fault("manifest.put", EIO) ? -errno :
+		rados_store_put(repo_rados(eng), name, text, strlen(text),
+				false, (int64_t)time(NULL));
+	if (rc < 0)
+		snap_log(LOG_ERR, "backup: cannot write manifest object '%s': %s",
+			 name, g_strerror(-rc));
+	return rc;
+}
+
 int backup_write_manifest(struct snap_engine *eng,
 			  const struct catalog_snapshot *s)
 {
@@ -144,7 +164,10 @@ int backup_write_manifest(struct snap_engine *eng,
 		unlink(tmp);
 		return rc;
 	}
-	return fsync_dir(dir);
+	rc = fsync_dir(dir);
+	if (rc == 0 && repo_rados(eng))
+		rc = manifest_put_object(eng, s, text);
+	return rc;
 }
 
 int backup_check_manifest(struct snap_engine *eng,
@@ -450,6 +473,73 @@ static bool index_equal(const struct repo_index *a, const struct repo_index *b)
 }
 
 /*
+ * repo_publish() on a RADOS secondary, from the index's digest @hex on:
+ * the index object written whole and read back equal, then the manifest
+ * object, and the manifest's local file for backed-up/.  On failure the
+ * index object goes again.
+ */
+static int repo_publish_rados(struct snap_engine *eng,
+			      struct catalog_snapshot *s,
+			      const struct repo_index *idx, const char *hex,
+			      uint64_t bytes, GString *why)
+{
+	struct rados_store *rs = repo_rados(eng);
+	g_autofree char *iname = backup_object_name(s, "index");
+	g_autofree char *mname = backup_object_name(s, "json");
+	g_autofree char *manifest = backup_manifest_path(eng, s);
+	g_autofree char *tmpm = backup_tmp_path(eng, s, "json");
+	g_autofree char *text = NULL;
+	struct repo_index back;
+	int rc;
+
+	rc = repo_index_put_object(rs, iname, idx, (int64_t)time(NULL));
+	if (rc < 0) {
+		g_string_printf(why, "cannot write the index: %s", g_strerror(-rc));
+		goto undo_index;
+	}
+	rc = repo_index_get_object(rs, iname, &back);
+	if (rc == 0 && !index_equal(idx, &back))
+		rc = -EIO;
+	repo_index_release(&back);
+	if (rc < 0) {
+		g_string_printf(why, "the index read back is not what was written: %s",
+				g_strerror(-rc));
+		goto undo_index;
+	}
+	testpoint("backup.repo.index_written");
+
+	g_snprintf(s->checksum, sizeof(s->checksum), "sha256:%s", hex);
+	s->backup_bytes = bytes;
+	s->backed_up_at = clock_now(eng);
+	text = manifest_text(eng, s);
+	rc = text ? manifest_put_object(eng, s, text) : -ENOMEM;
+	if (rc < 0) {
+		g_string_printf(why, "cannot write the manifest: %s",
+				g_strerror(-rc));
+		goto undo_index;
+	}
+	rc = write_durable(tmpm, text);
+	if (rc == 0 && rename(tmpm, manifest) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmpm);
+		g_string_printf(why, "cannot write the manifest's local copy '%s': %s",
+				manifest, g_strerror(-rc));
+		goto undo_manifest;
+	}
+	/* a crash test's kill -9: published in the pool, not in the catalog */
+	testpoint("backup.repo.manifest_written");
+	return 0;
+
+undo_manifest:
+	rados_store_remove(rs, mname);
+undo_index:
+	rados_store_remove(rs, iname);
+	s->checksum[0] = '\0';
+	return rc;
+}
+
+/*
  * Publish @idx as the backup of @s (docs/repository.md, "Writing and
  * publishing", steps 1-3): every chunk present, the index written and
  * read back equal, then the manifest.  Fills s->checksum, backup_bytes,
@@ -500,6 +590,8 @@ static int repo_publish(struct snap_engine *eng, struct catalog_snapshot *s,
 	}
 	digest_to_hex((const uint8_t *)buf + len - DIGEST_LEN, hex);
 	free(buf);
+	if (repo_rados(eng))
+		return repo_publish_rados(eng, s, idx, hex, bytes, why);
 
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0) {

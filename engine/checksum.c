@@ -65,3 +65,8 @@ void checksum_quick(const void *data, size_t len,
 	XXH128_canonicalFromHash(&c, XXH3_128bits(data, len));
 	memcpy(out, c.digest, CHECKSUM_QUICK_LEN);
 }
+
+uint64_t checksum_xxh64(const void *data, size_t len)
+{
+	return XXH64(data, len, 0);
+}

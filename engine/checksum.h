@@ -32,4 +32,10 @@ int checksum_file(int fd, GCancellable *cancel, char text[CHECKSUM_TEXT_MAX]);
 void checksum_quick(const void *data, size_t len,
 		    uint8_t out[CHECKSUM_QUICK_LEN]);
 
+/**
+ * checksum_xxh64() - XXH64 with seed 0 of @len bytes at @data, the hash a
+ * Ceph OSD computes for a checksum read (rados_store_checksum()).
+ */
+uint64_t checksum_xxh64(const void *data, size_t len);
+
 #endif

@@ -33,6 +33,7 @@
 #include <glib.h>
 
 #include "chunkstore.h"
+#include "chunkstore_rados.h"
 #include "checksum.h"
 #include "fault.h"
 #include "log.h"
@@ -45,6 +46,8 @@ struct chunkstore {
 	int tmp_fd;    /* ROOT/.tmp */
 	int locks_fd;  /* ROOT/.locks */
 	char *tag;     /* this host's, in its temporary names; NULL: none */
+	struct rados_store *rs; /* borrowed; set: the chunks are RADOS
+				 * objects (chunkstore_rados.c), the fds -1 */
 };
 
 /* Log "chunkstore: @what '<root>/.chunks/<xx>/@name': @why" (@why NULL:
@@ -322,6 +325,29 @@ fail:
 	return rc;
 }
 
+int chunkstore_open_rados(struct rados_store *rs, const char *where,
+			  uint32_t chunk_size, struct chunkstore **out)
+{
+	struct chunkstore *cs;
+
+	if (chunk_size < CHUNKSTORE_SIZE_MIN ||
+	    chunk_size > CHUNKSTORE_SIZE_MAX ||
+	    (chunk_size & (chunk_size - 1))) {
+		snap_log(LOG_ERR, "chunkstore: bad chunk size %u for '%s'",
+			 chunk_size, where);
+		return -EINVAL;
+	}
+	cs = g_try_new0(struct chunkstore, 1);
+	if (!cs)
+		return -ENOMEM;
+	cs->root = g_strdup(where);
+	cs->chunk_size = chunk_size;
+	cs->chunks_fd = cs->tmp_fd = cs->locks_fd = -1;
+	cs->rs = rs;
+	*out = cs;
+	return 0;
+}
+
 void chunkstore_close(struct chunkstore *cs)
 {
 	if (!cs)
@@ -348,6 +374,8 @@ char *chunkstore_path(const struct chunkstore *cs,
 	char hex[DIGEST_HEX_LEN + 1];
 
 	digest_to_hex(digest, hex);
+	if (cs->rs)
+		return g_strdup_printf("%s:.chunks/%.2s/%s", cs->root, hex, hex);
 	return g_strdup_printf("%s/.chunks/%.2s/%s", cs->root, hex, hex);
 }
 
@@ -770,6 +798,27 @@ discard:
 	return rc;
 }
 
+/* A put on RADOS: hash, then one atomic write (chunkstore_rados.c). */
+static int rados_put(struct chunkstore *cs, const void *data, size_t len,
+		     uint8_t digest_out[DIGEST_LEN], bool *written)
+{
+	bool w = false;
+	int rc;
+
+	if (len == 0 || len > cs->chunk_size)
+		return -EINVAL;
+	if (all_zero(data, len)) {
+		memset(digest_out, 0, DIGEST_LEN);
+		return 0;
+	}
+	rc = digest_sha256(data, len, digest_out);
+	if (rc == 0)
+		rc = chunk_rados_put(cs->rs, digest_out, data, len, &w);
+	if (written)
+		*written = w;
+	return rc;
+}
+
 int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
 		   uint8_t digest_out[DIGEST_LEN], bool *written)
 {
@@ -781,6 +830,8 @@ int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
 
 	if (written)
 		*written = false;
+	if (cs->rs)
+		return rados_put(cs, data, len, digest_out, written);
 	rc = stage_chunk(cs, data, len, d, &present, &st);
 	if (rc < 0)
 		return rc;
@@ -799,6 +850,7 @@ int chunkstore_put(struct chunkstore *cs, const void *data, size_t len,
 
 struct chunkstore_batch {
 	struct chunkstore *cs;
+	uint64_t rados_written; /* RADOS: puts done since the last commit */
 	GMutex lock;	/* guards staged */
 	GArray *staged; /* struct staged_chunk, not yet committed */
 };
@@ -837,6 +889,20 @@ int chunkstore_batch_add(struct chunkstore_batch *b, const void *data,
 	int rc;
 
 	*staged = false;
+	if (b->cs->rs) {
+		/* each put is durable when it returns: nothing to stage */
+		bool w = false;
+
+		rc = rados_put(b->cs, data, len, digest_out, &w);
+		if (rc < 0)
+			return rc;
+		g_mutex_lock(&b->lock);
+		b->rados_written += w;
+		if (pending)
+			*pending = 0;
+		g_mutex_unlock(&b->lock);
+		return 0;
+	}
 	rc = stage_chunk(b->cs, data, len, digest_out, &present, &st);
 	if (rc < 0)
 		return rc;
@@ -858,6 +924,8 @@ int chunkstore_batch_commit(struct chunkstore_batch *b, uint64_t *written,
 
 	*written = *reused = 0;
 	g_mutex_lock(&b->lock);
+	*written = b->rados_written;
+	b->rados_written = 0;
 	mine = b->staged;
 	b->staged = g_array_new(FALSE, FALSE, sizeof(struct staged_chunk));
 	g_mutex_unlock(&b->lock);
@@ -931,7 +999,7 @@ void chunkstore_prefetch(struct chunkstore *cs,
 	struct stat st;
 	int dir_fd, fd;
 
-	if (digest_is_zero(digest))
+	if (digest_is_zero(digest) || cs->rs)
 		return;
 	digest_to_hex(digest, name);
 	dir_fd = open_dir(cs->chunks_fd, (char[3]){ name[0], name[1], '\0' });
@@ -958,6 +1026,9 @@ int chunkstore_get(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN],
 
 	if (digest_is_zero(digest))
 		return -EINVAL;
+	if (cs->rs)
+		return chunk_rados_get(cs->rs, cs->chunk_size, digest, buf, cap,
+				       len);
 	digest_to_hex(digest, name);
 	fd = open_chunk(cs, name);
 	if (fd < 0)
@@ -1050,6 +1121,8 @@ int chunkstore_has(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN])
 
 	if (digest_is_zero(digest))
 		return 1;
+	if (cs->rs)
+		return chunk_rados_has(cs->rs, digest);
 	digest_to_hex(digest, name);
 	dir_fd = open_fanout(cs, name, false);
 	if (dir_fd == -ENOENT)
@@ -1069,6 +1142,8 @@ int chunkstore_remove(struct chunkstore *cs,
 
 	if (digest_is_zero(digest))
 		return -EINVAL;
+	if (cs->rs)
+		return chunk_rados_remove(cs->rs, digest);
 	digest_to_hex(digest, name);
 	dir_fd = open_fanout(cs, name, false);
 	if (dir_fd < 0)
@@ -1097,6 +1172,8 @@ int chunkstore_touch(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN])
 
 	if (digest_is_zero(digest))
 		return 0;
+	if (cs->rs)
+		return chunk_rados_touch(cs->rs, digest);
 	digest_to_hex(digest, name);
 	dir_fd = open_fanout(cs, name, false);
 	if (dir_fd < 0)
@@ -1133,6 +1210,17 @@ int chunkstore_touch_many(struct chunkstore *cs,
 	size_t m = 0, k = 0, i;
 	int rc = 0;
 
+	if (cs->rs) {
+		for (i = 0; i < n && rc == 0; i++) {
+			int r = chunkstore_touch(cs, digests[i]);
+
+			gone[i] = r == -ENOENT;
+			if (r < 0 && r != -ENOENT)
+				rc = r;
+		}
+		g_free(v);
+		return rc;
+	}
 	for (i = 0; i < n; i++) {
 		gone[i] = false;
 		if (digest_is_zero(digests[i]))
@@ -1192,6 +1280,13 @@ int chunkstore_remove_if_older(struct chunkstore *cs,
 	*bytes = 0;
 	if (digest_is_zero(digest))
 		return -EINVAL;
+	if (cs->rs) {
+		testpoint("gc.unlink");
+		rc = chunk_rados_remove_if_older(cs->rs, digest, cutoff, bytes);
+		if (rc == 1)
+			testpoint("gc.unlinked");
+		return rc;
+	}
 	digest_to_hex(digest, name);
 	dir_fd = open_fanout(cs, name, false);
 	if (dir_fd < 0)
@@ -1305,6 +1400,19 @@ static int scan_fanout(struct chunkstore *cs, const char *xx,
 	return rc;
 }
 
+struct rados_scan {
+	struct chunkstore *cs;
+	chunkstore_scan_fn fn;
+	void *arg;
+};
+
+static int rados_scan_one(const uint8_t digest[DIGEST_LEN], void *arg)
+{
+	struct rados_scan *rsc = arg;
+
+	return rsc->fn(rsc->cs, digest, rsc->arg);
+}
+
 int chunkstore_scan(struct chunkstore *cs, chunkstore_scan_fn fn, void *arg,
 		    uint64_t *foreign)
 {
@@ -1314,6 +1422,11 @@ int chunkstore_scan(struct chunkstore *cs, chunkstore_scan_fn fn, void *arg,
 	int rc = 0;
 
 	*foreign = 0;
+	if (cs->rs) {
+		struct rados_scan rsc = { cs, fn, arg };
+
+		return chunk_rados_scan(cs->rs, rados_scan_one, &rsc, foreign);
+	}
 	/* list first, then scan: the top stream stays short-lived */
 	d = open_stream(cs->chunks_fd, ".");
 	if (!d) {
@@ -1429,11 +1542,17 @@ static int tmp_sweep(struct chunkstore *cs, int64_t cutoff, bool own_only,
 int chunkstore_tmp_sweep(struct chunkstore *cs, int64_t cutoff,
 			 uint64_t *removed, uint64_t *bytes)
 {
+	*removed = *bytes = 0;
+	if (cs->rs)
+		return 0; /* a RADOS put leaves no temporary object */
 	return tmp_sweep(cs, cutoff, false, removed, bytes);
 }
 
 int chunkstore_tmp_sweep_own(struct chunkstore *cs, uint64_t *removed,
 			     uint64_t *bytes)
 {
+	*removed = *bytes = 0;
+	if (cs->rs)
+		return 0;
 	return tmp_sweep(cs, 0, true, removed, bytes);
 }

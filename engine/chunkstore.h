@@ -74,11 +74,7 @@
 #include "digest.h"
 #include "snap.h"
 
-#define CHUNKSTORE_MAGIC "SNAPCHK1"
-#define CHUNKSTORE_HEADER 16	/* magic, flags, raw length */
-#define CHUNKSTORE_FLAG_ZSTD 1u /* in the format; never written here */
-#define CHUNKSTORE_SIZE_MIN (64u << 10)
-#define CHUNKSTORE_SIZE_MAX (64u << 20)
+#include "chunk_format.h"
 /* room for a temporary chunk's name: "<tag>@<16 hex>.chunk" */
 #define CHUNKSTORE_TMP_NAME (SNAP_NAME_MAX + 32)
 
@@ -101,6 +97,24 @@ struct chunkstore;
 int chunkstore_open(const char *root, uint32_t chunk_size,
 		    struct chunkstore **out);
 
+/**
+ * chunkstore_open_rados() - the chunk store as objects of a RADOS pool
+ * @rs: the pool (borrowed: close it after chunkstore_close())
+ * @where: "rados:<pool>[/<ns>]", for messages and chunkstore_path()
+ * @chunk_size: as chunkstore_open()
+ *
+ * Every function below then works on objects ".chunks/<xx>/<name>"
+ * (chunkstore_rados.h): same contracts, with RADOS's atomic operations in
+ * place of temporary files, fsyncs and fan-out locks; a batch puts each
+ * chunk at its add (durable then) and its commit only counts them; the
+ * temporary sweeps and prefetch do nothing.  Errors from the cluster:
+ * -ETIMEDOUT (no answer within the store's operation timeout), -EDQUOT
+ * (pool quota), -ENOSPC (cluster full).
+ * Return: 0; -EINVAL bad @chunk_size (logged); -ENOMEM.
+ */
+struct rados_store;
+int chunkstore_open_rados(struct rados_store *rs, const char *where,
+			  uint32_t chunk_size, struct chunkstore **out);
 /** chunkstore_close() - close @cs; NULL is a no-op. */
 void chunkstore_close(struct chunkstore *cs);
 

@@ -61,6 +61,8 @@ struct snap_engine {
 	char *tmp_dir;	   /* SECONDARY/.tmp */
 	char *ptmp_dir;	   /* PRIMARY/.snapfs/.tmp: clones, restores */
 	char *host;	   /* this host's name, recorded in the catalog */
+	char *rados_pool;  /* secondary=rados:<pool>[/<ns>]; NULL: POSIX */
+	char *rados_ns;	   /* its namespace; NULL: the pool's default */
 	struct catalog *cat; /* its own lock (catalog.h) */
 	int64_t test_now;    /* atomic (clock.c) */
 

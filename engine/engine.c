@@ -123,6 +123,33 @@ static int host_identity(struct snap_engine *eng)
 	return 0;
 }
 
+/*
+ * "rados:<pool>[/<namespace>]" of -o secondary= into eng->rados_pool and
+ * eng->rados_ns.  Return: 0; -EINVAL (logged).
+ */
+static int rados_secondary(struct snap_engine *eng, const char *spec)
+{
+	const char *p = spec + strlen("rados:");
+	const char *slash = strchr(p, '/');
+	g_autofree char *pool = slash ? g_strndup(p, (gsize)(slash - p)) :
+					g_strdup(p);
+	const char *ns = slash ? slash + 1 : NULL;
+
+	if (!*pool || (ns && (!*ns || strchr(ns, '/')))) {
+		snap_log(LOG_ERR, "engine: secondary '%s': expected rados:<pool> or rados:<pool>/<namespace>",
+			 spec);
+		return -EINVAL;
+	}
+	if (!eng->cfg.repository) {
+		snap_log(LOG_ERR, "engine: secondary '%s' holds a repository: repository=off (full copies) needs a directory",
+			 spec);
+		return -EINVAL;
+	}
+	eng->rados_pool = g_steal_pointer(&pool);
+	eng->rados_ns = g_strdup(ns);
+	return 0;
+}
+
 int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 {
 	struct snap_engine *eng;
@@ -173,8 +200,14 @@ int snap_engine_open(const struct snap_config *cfg, struct snap_engine **out)
 	 * or storage not mounted yet, never an empty directory to make */
 	prim = cfg->primary ? g_strdup(cfg->primary) :
 			      g_strdup_printf("%s/primary", eng->source);
-	sec = cfg->secondary ? g_strdup(cfg->secondary) :
-			       g_strdup_printf("%s/secondary", eng->source);
+	if (cfg->secondary && g_str_has_prefix(cfg->secondary, "rados:")) {
+		rc = rados_secondary(eng, cfg->secondary);
+		if (rc < 0)
+			goto undo_alloc;
+	}
+	sec = cfg->secondary && !eng->rados_pool ?
+		      g_strdup(cfg->secondary) :
+		      g_strdup_printf("%s/secondary", eng->source);
 	rc = open_dir("primary storage", prim, cfg->primary ? 0 : 0755,
 		      &eng->primary);
 	if (rc == 0)
@@ -232,6 +265,11 @@ int snap_engine_start(struct snap_engine *eng)
 	rc = vms_start(eng);
 	if (rc < 0)
 		return rc;
+	/* librados starts threads: after the fork, before recovery reads
+	 * the repository */
+	rc = repo_connect(eng);
+	if (rc < 0)
+		return rc;
 	rc = recover_all(eng);
 	if (rc < 0) {
 		snap_log(LOG_ERR, "engine: recovery failed: %s", g_strerror(-rc));
@@ -282,6 +320,8 @@ void snap_engine_close(struct snap_engine *eng)
 	g_free(eng->tmp_dir);
 	g_free(eng->ptmp_dir);
 	g_free(eng->host);
+	g_free(eng->rados_pool);
+	g_free(eng->rados_ns);
 	g_free(eng);
 	snap_log_close();
 }

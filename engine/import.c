@@ -26,15 +26,6 @@ bool import_pending(struct snap_engine *eng)
 	       !strcmp(value, "pending");
 }
 
-/* Whether @name in @dfd is a regular file (not a link). */
-static bool regular_at(int dfd, const char *name)
-{
-	struct stat st;
-
-	return fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	       S_ISREG(st.st_mode);
-}
-
 /* Skip one backup, saying why. */
 static void skip(struct snap_engine *eng, struct import_counts *c,
 		 const char *vol, const char *file, const char *why)
@@ -81,14 +72,14 @@ struct import_walk {
 	struct import_counts c;
 };
 
-/* One manifest @file of volume directory @vol (@dfd); manifests_fn. */
-static int import_one(int dfd, const char *vol, const char *file,
-		      const struct manifest *mp, const char *why, void *arg)
+/* One manifest @file of volume directory @vol; manifests_fn. */
+static int import_one(const char *vol, const char *file,
+		      const struct manifest *mp, bool whole, const char *why,
+		      void *arg)
 {
 	struct import_walk *w = arg;
 	struct snap_engine *eng = w->eng;
 	struct import_counts *c = &w->c;
-	g_autofree char *data = NULL;
 	struct catalog_snapshot s, old;
 	struct catalog_volume v;
 	struct manifest m;
@@ -112,8 +103,7 @@ static int import_one(int dfd, const char *vol, const char *file,
 		skip(eng, c, vol, file, "its manifest names another volume");
 		return 0;
 	}
-	data = g_strdup_printf("%s.%s", m.uuid, m.indexed ? "index" : "qcow2");
-	if (!regular_at(dfd, data)) {
+	if (!whole) {
 		skip(eng, c, vol, file, m.indexed ? "its index is missing" :
 						    "its qcow2 file is missing");
 		return 0;

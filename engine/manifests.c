@@ -4,12 +4,16 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <dirent.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "manifests.h"
+#include "fsutil.h"
+#include "rados.h"
+#include "repo.h"
 #include "log.h"
 
 /*
@@ -42,6 +46,18 @@ static int read_small(int dfd, const char *name, char **out)
 	return 0;
 }
 
+/* Whether backup @m's data, its index or qcow2 file, is in @dfd as a
+ * regular file (not a link). */
+static bool data_beside(int dfd, const struct manifest *m)
+{
+	g_autofree char *data = g_strdup_printf("%s.%s", m->uuid,
+						m->indexed ? "index" : "qcow2");
+	struct stat st;
+
+	return fstatat(dfd, data, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISREG(st.st_mode);
+}
+
 /* Every <uuid>.json of volume directory @vol in @vfd. */
 static int walk_volume(int vfd, const char *vol, manifests_fn fn, void *arg)
 {
@@ -53,7 +69,7 @@ static int walk_volume(int vfd, const char *vol, manifests_fn fn, void *arg)
 	if (!d) {
 		if (dfd >= 0)
 			close(dfd);
-		return fn(-1, vol, "", NULL, "not a directory", arg);
+		return fn(vol, "", NULL, false, "not a directory", arg);
 	}
 	while (rc == 0 && (de = readdir(d))) {
 		g_autofree char *text = NULL;
@@ -67,7 +83,8 @@ static int walk_volume(int vfd, const char *vol, manifests_fn fn, void *arg)
 			rc = manifest_parse(text, &m, &why);
 		if (rc == -ENOMEM)
 			break;
-		rc = fn(dirfd(d), vol, de->d_name, rc == 0 ? &m : NULL,
+		rc = fn(vol, de->d_name, rc == 0 ? &m : NULL,
+			rc == 0 && data_beside(dirfd(d), &m),
 			rc == 0 ? NULL : why ? why : "not a readable manifest",
 			arg);
 	}
@@ -75,15 +92,120 @@ static int walk_volume(int vfd, const char *vol, manifests_fn fn, void *arg)
 	return rc;
 }
 
+/* ---- on RADOS ---------------------------------------------------------- */
+
+/* The names under "volumes/" the walk wants: "<vol>/<file>" -> present */
+static int collect_one(const char *name, void *arg)
+{
+	g_hash_table_add(arg, g_strdup(name + strlen("volumes/")));
+	return 0;
+}
+
+/* Keep the manifest @text of @vol/@file as the local file backed-up/
+ * serves, unless it is there (best effort: the object is the truth). */
+static void keep_local(struct snap_engine *eng, const char *vol,
+		       const char *file, const char *text)
+{
+	g_autofree char *dir = g_build_filename(eng->backups_dir, vol, NULL);
+	g_autofree char *path = g_build_filename(dir, file, NULL);
+	g_autofree char *tmp = NULL;
+
+	if (access(path, F_OK) == 0 || safe_mkdir(dir, 0755) < 0)
+		return;
+	tmp = g_strdup_printf("%s/.%s@%s.%08x.tmp", dir, eng->host, file,
+			      g_random_int());
+	if (g_file_set_contents(tmp, text, -1, NULL) && rename(tmp, path) == 0)
+		return;
+	unlink(tmp);
+}
+
+static int walk_rados(struct snap_engine *eng, const char *vol,
+		      manifests_fn fn, void *arg)
+{
+	struct rados_store *rs = repo_rados(eng);
+	g_autoptr(GHashTable) names = g_hash_table_new_full(g_str_hash,
+							    g_str_equal,
+							    g_free, NULL);
+	g_autofree char *prefix = vol ? g_strdup_printf("volumes/%s/", vol) :
+					g_strdup("volumes/");
+	g_autoptr(GPtrArray) sorted = NULL;
+	GHashTableIter it;
+	gpointer key;
+	int rc;
+
+	if (vol && snap_name_valid(vol) < 0)
+		return -ENOENT;
+	rc = rados_store_list(rs, prefix, collect_one, names);
+	if (rc < 0)
+		return rc;
+	if (vol && g_hash_table_size(names) == 0)
+		return -ENOENT;
+	sorted = g_ptr_array_new();
+	g_hash_table_iter_init(&it, names);
+	while (g_hash_table_iter_next(&it, &key, NULL))
+		if (g_str_has_suffix(key, ".json"))
+			g_ptr_array_add(sorted, key);
+	for (guint i = 0; rc == 0 && i < sorted->len; i++) {
+		const char *rel = sorted->pdata[i];
+		const char *slash = strchr(rel, '/');
+		g_autofree char *v = NULL, *obj = NULL, *text = NULL;
+		g_autofree char *data = NULL;
+		const char *why = NULL, *file;
+		struct manifest m;
+		size_t len = 0;
+
+		if (!slash || strchr(slash + 1, '/'))
+			continue; /* not volumes/<vol>/<file> */
+		v = g_strndup(rel, (gsize)(slash - rel));
+		file = slash + 1;
+		if (snap_name_valid(v) < 0) {
+			rc = fn(v, "", NULL, false, "not a volume name", arg);
+			continue;
+		}
+		obj = g_strdup_printf("volumes/%s", rel);
+		text = g_malloc(MANIFEST_MAX_BYTES + 1);
+		rc = rados_store_get(rs, obj, text, MANIFEST_MAX_BYTES, &len);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue; /* removed since the listing */
+		}
+		if (rc == -EFBIG) {
+			rc = fn(v, file, NULL, false, "not a readable manifest",
+				arg);
+			continue;
+		}
+		if (rc < 0)
+			break;
+		text[len] = '\0';
+		rc = strlen(text) == len ? manifest_parse(text, &m, &why) :
+					   -EINVAL;
+		if (rc == -ENOMEM)
+			break;
+		if (rc == 0) {
+			data = g_strdup_printf("%s/%s.index", v, m.uuid);
+			keep_local(eng, v, file, text);
+		}
+		rc = fn(v, file, rc == 0 ? &m : NULL,
+			rc == 0 && m.indexed && g_hash_table_contains(names, data),
+			rc == 0 ? NULL : why ? why : "not a readable manifest",
+			arg);
+	}
+	return rc;
+}
+
 int manifests_walk(struct snap_engine *eng, const char *vol, manifests_fn fn,
 		   void *arg)
 {
-	int vfd = open(eng->backups_dir,
-		       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int vfd;
 	struct dirent *de;
-	DIR *vd = vfd < 0 ? NULL : fdopendir(vfd);
+	DIR *vd;
 	int rc = 0;
 
+	if (repo_rados(eng))
+		return walk_rados(eng, vol, fn, arg);
+	vfd = open(eng->backups_dir,
+		   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	vd = vfd < 0 ? NULL : fdopendir(vfd);
 	if (!vd) {
 		rc = -errno;
 		if (vfd >= 0)
@@ -108,7 +230,8 @@ int manifests_walk(struct snap_engine *eng, const char *vol, manifests_fn fn,
 		if (de->d_name[0] == '.')
 			continue;
 		if (snap_name_valid(de->d_name) < 0)
-			rc = fn(-1, de->d_name, "", NULL, "not a volume name", arg);
+			rc = fn(de->d_name, "", NULL, false, "not a volume name",
+				arg);
 		else
 			rc = walk_volume(dirfd(vd), de->d_name, fn, arg);
 	}
@@ -128,30 +251,23 @@ struct foreign_query {
 	bool found;
 };
 
-/* Whether the backup of @m (in @dfd) is another host's and has its data. */
-static bool foreign_and_whole(struct snap_engine *eng, int dfd,
-			      const struct manifest *m)
+/* Whether the backup of @m is another host's (this host's: the catalog
+ * says). */
+static bool foreign(struct snap_engine *eng, const struct manifest *m)
 {
-	g_autofree char *data = NULL;
-	struct stat st;
-
-	if (!m->host[0] || !strcmp(m->host, eng->host))
-		return false; /* this host's: the catalog says */
-	data = g_strdup_printf("%s.%s", m->uuid, m->indexed ? "index" : "qcow2");
-	return fstatat(dfd, data, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	       S_ISREG(st.st_mode);
+	return m->host[0] && strcmp(m->host, eng->host) != 0;
 }
 
-static int foreign_one(int dfd, const char *vol, const char *file,
-		       const struct manifest *m, const char *why, void *arg)
+static int foreign_one(const char *vol, const char *file,
+		       const struct manifest *m, bool whole, const char *why,
+		       void *arg)
 {
 	struct foreign_query *q = arg;
 
-	if (!m || strcmp(m->volume, vol) != 0 ||
+	if (!m || !whole || !foreign(q->eng, m) || strcmp(m->volume, vol) != 0 ||
 	    (q->host && strcmp(m->host, q->host) != 0) ||
 	    (q->snap && strcmp(m->snapshot, q->snap) != 0) ||
-	    (q->uuid && strcmp(m->uuid, q->uuid) != 0) ||
-	    !foreign_and_whole(q->eng, dfd, m))
+	    (q->uuid && strcmp(m->uuid, q->uuid) != 0))
 		return 0;
 	switch (q->want) {
 	case WANT_HOSTS:

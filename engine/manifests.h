@@ -29,20 +29,28 @@
 /*
  * manifests_fn - called by manifests_walk() for each <uuid>.json: @m the
  * parsed manifest, or NULL when it could not be read or parsed, with @why
- * saying why (static).  @dfd is the volume directory, @file the name in
- * it (both borrowed for the call).  Return 0 to go on, -errno to stop.
+ * saying why (static).  @file is its name in volume directory @vol (both
+ * borrowed for the call); @whole says whether the backup's data (its
+ * index, or its qcow2 file) is beside it, as a regular file or an object.
+ * Return 0 to go on, -errno to stop.
  */
-typedef int (*manifests_fn)(int dfd, const char *vol, const char *file,
-			    const struct manifest *m, const char *why,
-			    void *arg);
+typedef int (*manifests_fn)(const char *vol, const char *file,
+			    const struct manifest *m, bool whole,
+			    const char *why, void *arg);
 
 /**
  * manifests_walk() - call @fn for each manifest under SECONDARY/volumes/
  * @vol: one volume directory, or NULL for every one (a directory entry
  *	that is not an object name, or not a real directory, is passed to
  *	@fn with @file "" and @m NULL)
- * Return: 0; what @fn returned to stop; -ENOENT @vol has no directory;
- * -errno SECONDARY/volumes cannot be read (logged).
+ * On a RADOS secondary the walk lists the pool's objects "volumes/..."
+ * and reads each "<uuid>.json" (only indexed backups count as whole
+ * there); each manifest read is also kept as the local file
+ * SECONDARY/volumes/<vol>/<uuid>.json when that is missing, for
+ * backed-up/ to serve.
+ * Return: 0; what @fn returned to stop; -ENOENT @vol has no directory
+ * (no object); -errno SECONDARY/volumes, or the pool, cannot be read
+ * (logged).
  */
 int manifests_walk(struct snap_engine *eng, const char *vol, manifests_fn fn,
 		   void *arg);

@@ -54,3 +54,9 @@ char *freeze_tmp_path(struct snap_engine *eng, const char *vol,
 {
 	return g_strdup_printf("%s/%s/.%s.overlay", eng->layers_dir, vol, uuid);
 }
+
+char *backup_object_name(const struct catalog_snapshot *s, const char *ext)
+{
+	/* the file's path relative to SECONDARY (backup_index_path()...) */
+	return g_strdup_printf("volumes/%s/%s.%s", s->volume, s->uuid, ext);
+}

@@ -31,4 +31,8 @@ char *backup_index_path(struct snap_engine *eng,
 char *backup_tmp_path(struct snap_engine *eng, const struct catalog_snapshot *s,
 		      const char *suffix);
 
+/* On a RADOS secondary: the object of backup @s's "index" or "json"
+ * (manifest), "volumes/<vol>/<uuid>.<ext>"; the caller frees it. */
+char *backup_object_name(const struct catalog_snapshot *s, const char *ext);
+
 #endif

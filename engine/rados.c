@@ -322,6 +322,41 @@ int rados_store_get(struct rados_store *rs, const char *name, void *buf,
 	return 0;
 }
 
+int rados_store_checksum(struct rados_store *rs, const char *name,
+			 uint64_t len, uint64_t *xxh64)
+{
+	/* the result: a little-endian count of checksums, then each one */
+	uint8_t out[4 + 8];
+	uint8_t seed[8] = { 0 };
+	uint64_t size = 0, v;
+	int stat_rc = 0, sum_rc = 0, rc;
+	rados_read_op_t op;
+
+	op = rados_create_read_op();
+	if (!op)
+		return -ENOMEM;
+	rados_read_op_stat(op, &size, NULL, &stat_rc);
+	rados_read_op_checksum(op, LIBRADOS_CHECKSUM_TYPE_XXHASH64,
+			       (const char *)seed, sizeof(seed), 0, len, 0,
+			       (char *)out, sizeof(out), &sum_rc);
+	rc = fault("rados.checksum", EIO) ? -errno :
+					    rados_read_op_operate(op, rs->io,
+								  name, 0);
+	rados_release_read_op(op);
+	if (rc == 0)
+		rc = stat_rc < 0 ? stat_rc : sum_rc;
+	if (rc == -ENOENT)
+		return rc;
+	if (rc < 0)
+		return store_error(rs, "cannot checksum", name, rc);
+	if (size != len || out[0] != 1 || out[1] || out[2] || out[3])
+		return store_error(rs, "unexpected size or checksum count of",
+				   name, -EIO);
+	memcpy(&v, out + 4, 8);
+	*xxh64 = GUINT64_FROM_LE(v);
+	return 0;
+}
+
 int rados_store_stat(struct rados_store *rs, const char *name, uint64_t *size,
 		     int64_t *touched)
 {

@@ -137,6 +137,18 @@ int rados_store_get(struct rados_store *rs, const char *name, void *buf,
 		    size_t cap, size_t *len);
 
 /**
+ * rados_store_checksum() - the XXH64 (seed 0) of the first @len bytes of
+ * object @name, computed by the OSD from what it stored (nothing is sent
+ * back but the 8 bytes): a writer's read-back without the transfer
+ * @xxh64: receives it
+ *
+ * Fault point "rados.checksum".
+ * Return: 0; -ENOENT no such object (not logged); -EIO the object is not
+ * @len bytes long (logged); -ETIMEDOUT... (logged).
+ */
+int rados_store_checksum(struct rados_store *rs, const char *name,
+			 uint64_t len, uint64_t *xxh64);
+/**
  * rados_store_stat() - the size of object @name and when it was last put
  * or touched
  * @size, @touched: receive them; either may be NULL.  *@touched is 0 when

@@ -20,6 +20,7 @@
 #include "fsutil.h"
 #include "layer.h"
 #include "paths.h"
+#include "rados.h"
 #include "repo.h"
 #include "revert.h"
 #include "snapshot.h"
@@ -122,6 +123,27 @@ static bool file_ok(const char *path, uint64_t size)
 	       (size == 0 || (uint64_t)st.st_size == size);
 }
 
+/*
+ * On a RADOS secondary: are backup @s's index and manifest objects there?
+ * Return: 1 both; 0 one is missing; -errno the pool cannot tell (logged:
+ * the backup is left as it is, never taken for lost).
+ */
+static int objects_ok(struct snap_engine *eng, const struct catalog_snapshot *s)
+{
+	static const char *const exts[] = { "index", "json" };
+
+	for (size_t i = 0; i < G_N_ELEMENTS(exts); i++) {
+		g_autofree char *name = backup_object_name(s, exts[i]);
+		int rc = rados_store_stat(repo_rados(eng), name, NULL, NULL);
+
+		if (rc == -ENOENT)
+			return 0;
+		if (rc < 0 && rc != -EBADMSG)
+			return rc;
+	}
+	return 1;
+}
+
 static void mark_failed(struct snap_engine *eng, struct catalog_snapshot *s,
 			const char *why)
 {
@@ -165,9 +187,19 @@ static void recover_snapshot(struct snap_engine *eng, struct catalog_snapshot *s
 		g_autofree char *image = indexed ? backup_index_path(eng, s) :
 						   backup_image_path(eng, s);
 		g_autofree char *manifest = backup_manifest_path(eng, s);
+		int ok;
 
-		if (file_ok(image, indexed ? 0 : s->backup_bytes) &&
-		    file_ok(manifest, 0)) {
+		if (indexed && repo_rados(eng)) {
+			ok = objects_ok(eng, s);
+			if (ok < 0)
+				return; /* unreachable now: nothing is decided */
+			g_free(image);
+			image = backup_object_name(s, "index");
+		} else {
+			ok = file_ok(image, indexed ? 0 : s->backup_bytes) &&
+			     file_ok(manifest, 0);
+		}
+		if (ok) {
 			if (backup_check_manifest(eng, s) == 1)
 				event_record(eng, "recovery.manifest", s->volume, s->name, 0,
 					     "the manifest named the snapshot's old name; rewritten");

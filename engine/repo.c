@@ -49,6 +49,7 @@
 #include "nbd.h"
 #include "paths.h"
 #include "proc.h"
+#include "rados.h"
 #include "repo_gc.h"
 #include "repo_lease.h"
 
@@ -58,7 +59,10 @@ struct repo_active {
 };
 
 struct repo {
-	struct chunkstore *cs; /* read-only after repo_open() */
+	struct chunkstore *cs; /* read-only after repo_open() (RADOS: after
+				* repo_connect()) */
+	struct rados_store *rs; /* RADOS: the pool, from repo_connect() */
+	char *where;		/* RADOS: "rados:<pool>[/<ns>]" */
 	GMutex lock;
 	GCond gc_wanted;
 	GList *active;	   /* struct repo_active *, under lock */
@@ -192,6 +196,16 @@ static int repo_json_check(const char *path, uint32_t *chunk_size)
 	return -EINVAL;
 }
 
+static struct repo *repo_new(void)
+{
+	struct repo *repo = g_new0(struct repo, 1);
+
+	g_mutex_init(&repo->lock);
+	g_mutex_init(&repo->lease_lock);
+	g_cond_init(&repo->gc_wanted);
+	return repo;
+}
+
 int repo_open(struct snap_engine *eng)
 {
 	g_autofree char *path = NULL;
@@ -201,6 +215,15 @@ int repo_open(struct snap_engine *eng)
 
 	if (!eng->cfg.repository)
 		return 0;
+	if (eng->rados_pool) {
+		/* connected after the daemon's fork: repo_connect() */
+		eng->repo = repo_new();
+		eng->repo->where = eng->rados_ns ?
+			g_strdup_printf("rados:%s/%s", eng->rados_pool,
+					eng->rados_ns) :
+			g_strdup_printf("rados:%s", eng->rados_pool);
+		return 0;
+	}
 	path = g_strdup_printf("%s/repository.json", eng->secondary);
 	if (access(path, F_OK) < 0 && errno == ENOENT) {
 		struct stat st;
@@ -214,10 +237,7 @@ int repo_open(struct snap_engine *eng)
 	}
 	if (rc < 0)
 		return rc;
-	repo = g_new0(struct repo, 1);
-	g_mutex_init(&repo->lock);
-	g_mutex_init(&repo->lease_lock);
-	g_cond_init(&repo->gc_wanted);
+	repo = repo_new();
 	rc = chunkstore_open(eng->secondary, chunk_size, &repo->cs);
 	if (rc == 0) /* hosts sharing SECONDARY tell their temporary chunks apart */
 		chunkstore_set_tag(repo->cs, eng->host);
@@ -230,6 +250,68 @@ int repo_open(struct snap_engine *eng)
 	}
 	eng->repo = repo;
 	return 0;
+}
+
+/* The seconds a RADOS operation may take before it fails (rados.h) */
+#define REPO_RADOS_TIMEOUT 30
+
+int repo_connect(struct snap_engine *eng)
+{
+	struct repo *repo = eng->repo;
+	const char *conf = eng->cfg.ceph_conf ? eng->cfg.ceph_conf :
+						"/etc/ceph/ceph.conf";
+	char text[REPO_JSON_MAX + 1];
+	uint32_t chunk_size = REPO_CHUNK_SIZE;
+	int64_t version = 0;
+	const char *why = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!repo || !eng->rados_pool)
+		return 0;
+	rc = rados_store_open(conf, eng->cfg.ceph_id, eng->rados_pool,
+			      eng->rados_ns, REPO_RADOS_TIMEOUT, &repo->rs);
+	if (rc < 0)
+		return rc; /* rados.c said why */
+	rc = rados_store_get(repo->rs, "repository.json", text, REPO_JSON_MAX,
+			     &len);
+	if (rc == -ENOENT) {
+		g_autofree char *json = repo_json_text(REPO_CHUNK_SIZE);
+
+		/* exclusive: two hosts creating it at once agree on one */
+		rc = rados_store_put(repo->rs, "repository.json", json,
+				     strlen(json), true, (int64_t)time(NULL));
+		if (rc == -EEXIST)
+			rc = rados_store_get(repo->rs, "repository.json", text,
+					     REPO_JSON_MAX, &len);
+		else if (rc == 0)
+			len = (size_t)g_strlcpy(text, json, sizeof(text));
+	}
+	if (rc == -EFBIG)
+		why = "too large to be a repository.json";
+	else if (rc < 0)
+		return rc;
+	if (!why) {
+		text[len] = '\0';
+		if (memchr(text, '\0', len))
+			why = "not a JSON object";
+	}
+	if (!why && repo_json_parse(text, &chunk_size, &version, &why) == 0)
+		return chunkstore_open_rados(repo->rs, repo->where, chunk_size,
+					     &repo->cs);
+	if (why)
+		snap_log(LOG_ERR, "repo: '%s:repository.json': %s: not a snapfs repository, refusing to mount",
+			 repo->where, why);
+	else
+		snap_log(LOG_ERR, "repo: '%s:repository.json': repository format version %" G_GINT64_FORMAT
+			 " is not one this snapfs reads (1): refusing to mount",
+			 repo->where, version);
+	return -EINVAL;
+}
+
+struct rados_store *repo_rados(struct snap_engine *eng)
+{
+	return eng->repo ? eng->repo->rs : NULL;
 }
 
 struct chunkstore *repo_chunks(struct snap_engine *eng)
@@ -296,7 +378,7 @@ int repo_recover(struct snap_engine *eng)
 	/* nothing of this host runs yet: each of its temporary chunks is a
 	 * dead put's (other hosts' are GC's, once old) */
 	chunkstore_tmp_sweep_own(eng->repo->cs, &removed, &bytes);
-	n = sweep_index_tmp(eng);
+	n = eng->repo->rs ? 0 : sweep_index_tmp(eng);
 	if (removed + (uint64_t)n > 0)
 		event_record(eng, "recovery.tmp", NULL, NULL, 0,
 			     "removed %" G_GUINT64_FORMAT
@@ -325,7 +407,8 @@ static int lease_update(struct snap_engine *eng)
 			oldest = act->started;
 	}
 	g_mutex_unlock(&repo->lock);
-	rc = lease_write(eng->secondary, eng->host, oldest);
+	rc = repo->rs ? lease_write_rados(repo->rs, eng->host, oldest) :
+			lease_write(eng->secondary, eng->host, oldest);
 	g_mutex_unlock(&repo->lease_lock);
 	return rc;
 }
@@ -421,11 +504,14 @@ static void gc_once(struct snap_engine *eng)
 	g_mutex_unlock(&repo->lock);
 	/* and the running backups of the hosts sharing this SECONDARY (0: a
 	 * lease that cannot be read, so every unnamed chunk is kept) */
-	lease_others(eng->secondary, eng->host, &others, &hosts);
+	if (repo->rs)
+		lease_others_rados(repo->rs, eng->host, &others, &hosts);
+	else
+		lease_others(eng->secondary, eng->host, &others, &hosts);
 	cutoff = MIN(cutoff, others);
 	cutoff -= REPO_GC_MARGIN;
 
-	rc = repo_gc_run(repo->cs, eng->backups_dir,
+	rc = repo_gc_run_on(repo->cs, repo->rs, eng->backups_dir,
 			 (const struct repo_index *const *)roots->pdata,
 			 roots->len, cutoff, (volatile bool *)&repo->stopping,
 			 &st);
@@ -505,6 +591,8 @@ void repo_close(struct snap_engine *eng)
 	if (repo->gc_thread)
 		g_thread_join(repo->gc_thread);
 	chunkstore_close(repo->cs);
+	rados_store_close(repo->rs);
+	g_free(repo->where);
 	g_list_free_full(repo->active, g_free);
 	g_mutex_clear(&repo->lock);
 	g_mutex_clear(&repo->lease_lock);
@@ -525,11 +613,19 @@ int repo_index_of(struct snap_engine *eng, const struct catalog_snapshot *s,
 	int dfd, rc;
 
 	memset(out, 0, sizeof(*out));
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	rc = repo_index_read(dfd, name, out);
-	close(dfd);
+	if (eng->repo && eng->repo->rs) {
+		g_autofree char *obj = backup_object_name(s, "index");
+
+		rc = repo_index_get_object(eng->repo->rs, obj, out);
+		g_free(path);
+		path = g_strdup_printf("%s:%s", eng->repo->where, obj);
+	} else {
+		dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0)
+			return -errno;
+		rc = repo_index_read(dfd, name, out);
+		close(dfd);
+	}
 	if (rc < 0)
 		return rc;
 	/* the catalog's "sha256:<hex>" binds the backup to this index */

@@ -12,6 +12,7 @@
  * CALLING SEQUENCE
  *
  *	snap_engine_open():  repo_open(eng)        repository.json, chunk store
+ *	snap_engine_start(): repo_connect(eng)     RADOS: the same, after the fork
  *	recover_all():       repo_recover(eng)     temporary chunks and indexes
  *	snap_engine_start(): repo_start(eng)       the GC thread, one GC run
  *	a backup:            repo_backup_begin(eng, base, &act) ...
@@ -59,6 +60,24 @@ struct repo_active;
  * repository snapfs can read (unknown version, bad file); -errno.
  */
 int repo_open(struct snap_engine *eng);
+
+/**
+ * repo_connect() - with a RADOS secondary (secondary=rados:...): connect
+ * to the cluster (cfg.ceph_conf, cfg.ceph_id), read or create the
+ * repository.json object (created exclusively: hosts starting at once
+ * agree on one), and open the chunk store on the pool.  Called once the
+ * daemon has forked (librados starts threads), before recovery.  Nothing
+ * with a POSIX secondary or repository=off.
+ * Return: 0; -ENOENT no such pool; -ETIMEDOUT no monitor answered;
+ * -EACCES, -EPERM the CephX user may not; -EINVAL not a repository snapfs
+ * reads; -errno.  All logged.
+ */
+int repo_connect(struct snap_engine *eng);
+
+/** repo_rados() - the RADOS pool of a RADOS secondary; NULL with a POSIX
+ * one or repository=off.  Valid once repo_connect() returned 0. */
+struct rados_store;
+struct rados_store *repo_rados(struct snap_engine *eng);
 
 /** repo_start() - start the GC thread and request one run. */
 int repo_start(struct snap_engine *eng);

@@ -32,6 +32,7 @@
 #include "digest.h"
 #include "fault.h"
 #include "log.h"
+#include "rados.h"
 
 /* The marked set: @len distinct digests, sorted by memcmp, no hole. */
 struct marked {
@@ -246,6 +247,51 @@ static int mark_all(struct marked *m, const char *volumes_dir,
 	return rc;
 }
 
+/* ---- mark, on RADOS: every object "volumes/<vol>/<x>.index" ---- */
+
+struct mark_objects {
+	struct marked *m;
+	struct rados_store *rs;
+	volatile bool *cancel;
+	struct repo_gc_stats *stats;
+};
+
+static int mark_object(const char *name, void *arg)
+{
+	struct mark_objects *mo = arg;
+	const char *base = strrchr(name, '/');
+	struct repo_index idx;
+	int rc;
+
+	if (!base || !is_index_name(base + 1))
+		return 0;
+	if (cancelled(mo->cancel))
+		return -ECANCELED;
+	rc = fault("gc.index", EIO) ? -errno :
+		repo_index_get_object(mo->rs, name, &idx);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0) {
+		snap_log(LOG_ERR,
+			 "repo_gc: cannot read index object '%s': %s; nothing "
+			 "removed", name,
+			 rc == -EBADMSG ? "damaged" : g_strerror(-rc));
+		return rc;
+	}
+	mo->stats->indexes++;
+	rc = marked_merge(mo->m, idx.digests, (size_t)idx.count);
+	repo_index_release(&idx);
+	return rc;
+}
+
+static int mark_all_objects(struct marked *m, struct rados_store *rs,
+			    volatile bool *cancel, struct repo_gc_stats *stats)
+{
+	struct mark_objects mo = { m, rs, cancel, stats };
+
+	return rados_store_list(rs, "volumes/", mark_object, &mo);
+}
+
 /* Mark the digests of the caller's @roots (borrowed: copied to sort). */
 static int mark_roots(struct marked *m, const struct repo_index *const *roots,
 		      size_t n)
@@ -315,6 +361,16 @@ int repo_gc_run(struct chunkstore *cs, const char *volumes_dir,
 		int64_t cutoff, volatile bool *cancel,
 		struct repo_gc_stats *stats)
 {
+	return repo_gc_run_on(cs, NULL, volumes_dir, extra_roots, n_extra,
+			      cutoff, cancel, stats);
+}
+
+int repo_gc_run_on(struct chunkstore *cs, struct rados_store *rs,
+		   const char *volumes_dir,
+		   const struct repo_index *const *extra_roots, size_t n_extra,
+		   int64_t cutoff, volatile bool *cancel,
+		   struct repo_gc_stats *stats)
+{
 	struct marked m = { NULL, 0 };
 	struct sweep sw = { &m, cutoff, cancel, stats };
 	uint64_t foreign = 0, tmp_removed = 0, tmp_bytes = 0;
@@ -323,7 +379,8 @@ int repo_gc_run(struct chunkstore *cs, const char *volumes_dir,
 	memset(stats, 0, sizeof(*stats));
 	rc = mark_roots(&m, extra_roots, n_extra);
 	if (rc == 0)
-		rc = mark_all(&m, volumes_dir, cancel, stats);
+		rc = rs ? mark_all_objects(&m, rs, cancel, stats) :
+			  mark_all(&m, volumes_dir, cancel, stats);
 	if (rc == 0 && cancelled(cancel))
 		rc = -ECANCELED;
 	stats->marked = m.len;

@@ -97,4 +97,20 @@ int repo_gc_run(struct chunkstore *cs, const char *volumes_dir,
 		int64_t cutoff, volatile bool *cancel,
 		struct repo_gc_stats *stats);
 
+/**
+ * repo_gc_run_on() - repo_gc_run() where the indexes may be RADOS objects
+ * @rs: NULL: the indexes are files under @volumes_dir (repo_gc_run());
+ *	else every object "volumes/<vol>/<x>.index" of @rs is read (and
+ *	@volumes_dir is not used), @cs being a chunk store on the same pool
+ *	(chunkstore_open_rados())
+ * Return: as repo_gc_run(); an index object that cannot be read stops the
+ * run before anything is removed.
+ */
+struct rados_store;
+int repo_gc_run_on(struct chunkstore *cs, struct rados_store *rs,
+		   const char *volumes_dir,
+		   const struct repo_index *const *extra_roots, size_t n_extra,
+		   int64_t cutoff, volatile bool *cancel,
+		   struct repo_gc_stats *stats);
+
 #endif

@@ -20,6 +20,7 @@
 #include "fault.h"
 #include "log.h"
 #include "repo_index.h"
+#include "rados.h"
 
 /* the header's fields: offsets in the file */
 #define OFF_MAGIC 0
@@ -419,5 +420,57 @@ out:
 	if (rc < 0 && rc != -ENOMEM)
 		snap_log(LOG_ERR, "repo_index: cannot read '%s': %s", name,
 			 rc == -EBADMSG ? "not a valid index" : g_strerror(-rc));
+	return rc;
+}
+
+/* ---- on RADOS ---------------------------------------------------------- */
+
+int repo_index_put_object(struct rados_store *rs, const char *name,
+			  const struct repo_index *idx, int64_t now)
+{
+	void *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = repo_index_encode(idx, &buf, &len);
+	if (rc < 0)
+		return rc;
+	rc = fault("index.put", EIO) ? -errno :
+		rados_store_put(rs, name, buf, len, false, now);
+	free(buf);
+	return rc;
+}
+
+int repo_index_get_object(struct rados_store *rs, const char *name,
+			  struct repo_index *out)
+{
+	g_autofree uint8_t *buf = NULL;
+	uint64_t size = 0;
+	size_t len = 0;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = rados_store_stat(rs, name, &size, NULL);
+	if (rc == -EBADMSG)
+		rc = 0; /* the time is not ours to read here */
+	if (rc < 0)
+		return rc;
+	if (size < REPO_INDEX_HEADER_SIZE || size >= SIZE_MAX) {
+		snap_log(LOG_ERR, "repo_index: object '%s' is not a valid index",
+			 name);
+		return -EBADMSG;
+	}
+	buf = g_try_malloc((size_t)size);
+	if (!buf)
+		return -ENOMEM;
+	rc = rados_store_get(rs, name, buf, (size_t)size, &len);
+	if (rc == -EFBIG)
+		rc = -EBADMSG; /* it grew since the stat: not one we wrote */
+	if (rc < 0)
+		return rc;
+	rc = repo_index_decode(buf, len, out);
+	if (rc < 0 && rc != -ENOMEM)
+		snap_log(LOG_ERR, "repo_index: object '%s' is not a valid index",
+			 name);
 	return rc;
 }

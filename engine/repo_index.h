@@ -159,4 +159,24 @@ int repo_index_write_tagged(int dirfd, const char *name, const char *tag,
  */
 int repo_index_read(int dirfd, const char *name, struct repo_index *out);
 
+/*
+ * On a RADOS secondary an index is the object named as its file would be
+ * ("volumes/<vol>/<uuid>.index"), the same bytes.
+ *
+ * repo_index_put_object() - write @idx whole as object @name (replacing
+ * one of that name) in one atomic write op, marked put at @now.  Fault
+ * point "index.put".
+ * Return: 0; -ENOMEM; -EDQUOT, -ENOSPC, -ETIMEDOUT... (logged by rados.c).
+ *
+ * repo_index_get_object() - read and decode object @name into @out
+ * (release with repo_index_release()).
+ * Return: 0; -ENOENT (not logged); -EBADMSG not a valid index; -ENOMEM;
+ * -ETIMEDOUT... (logged).
+ */
+struct rados_store;
+int repo_index_put_object(struct rados_store *rs, const char *name,
+			  const struct repo_index *idx, int64_t now);
+int repo_index_get_object(struct rados_store *rs, const char *name,
+			  struct repo_index *out);
+
 #endif

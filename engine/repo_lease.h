@@ -53,4 +53,15 @@ int lease_write(const char *secondary, const char *host, int64_t oldest);
 int lease_others(const char *secondary, const char *host, int64_t *oldest,
 		 unsigned *hosts);
 
+/*
+ * On a RADOS secondary the leases are objects ".leases/<host>" with the
+ * same text, each written whole by one write op (rados.h): the same
+ * contracts as lease_write() and lease_others().
+ */
+struct rados_store;
+int lease_write_rados(struct rados_store *rs, const char *host,
+		      int64_t oldest);
+int lease_others_rados(struct rados_store *rs, const char *host,
+		       int64_t *oldest, unsigned *hosts);
+
 #endif

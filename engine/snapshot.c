@@ -31,6 +31,7 @@
 #include "gone.h"
 #include "layer.h"
 #include "paths.h"
+#include "rados.h"
 #include "repo.h"
 #include "testpoint.h"
 #include "vmdisk.h"
@@ -319,6 +320,23 @@ static void snapshot_gone(struct snap_engine *eng, const char *vol,
 	gone_path(eng, "backed-up/volumes/%s/%s.json", vol, name);
 }
 
+/* On a RADOS secondary: remove backup @snap's manifest, then its index.
+ * Return: 0 (also when they were not there); -errno (logged). */
+static int remove_objects(struct snap_engine *eng,
+			  const struct catalog_snapshot *snap)
+{
+	static const char *const exts[] = { "json", "index" };
+
+	for (size_t i = 0; i < G_N_ELEMENTS(exts); i++) {
+		g_autofree char *name = backup_object_name(snap, exts[i]);
+		int rc = rados_store_remove(repo_rados(eng), name);
+
+		if (rc < 0 && rc != -ENOENT)
+			return rc;
+	}
+	return 0;
+}
+
 int snapshot_finish_delete(struct snap_engine *eng,
 			   struct catalog_snapshot *snap, const char *type,
 			   const char *message)
@@ -340,6 +358,12 @@ int snapshot_finish_delete(struct snap_engine *eng,
 	unlink_quiet(index);
 	unlink_quiet(image);
 	fsync_dir(dir);
+	if (repo_rados(eng)) {
+		int r = remove_objects(eng, snap);
+
+		if (r < 0)
+			return r; /* still Destroying: done again later */
+	}
 
 	rc = catalog_tx_begin(eng->cat);
 	if (rc < 0)

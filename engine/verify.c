@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "verify.h"
@@ -37,6 +38,8 @@
 #include "fault.h"
 #include "log.h"
 #include "paths.h"
+#include "chunkstore_rados.h"
+#include "rados.h"
 #include "repo.h"
 #include "snapshot.h"
 #include "testpoint.h"
@@ -85,6 +88,36 @@ static int open_real_dir(int dir_fd, const char *name)
 	if (fd >= 0)
 		return fd;
 	return errno == ELOOP || errno == ENOTDIR ? -EBADMSG : -errno;
+}
+
+/* quarantine() on a RADOS secondary: the damaged object is copied to
+ * ".damaged/<name>.<random>" (when it is no larger than a chunk can be)
+ * and removed.  Return: 0; -ENOENT gone already; -errno (logged). */
+static int quarantine_object(struct snap_engine *eng,
+			     const uint8_t d[DIGEST_LEN])
+{
+	struct rados_store *rs = repo_rados(eng);
+	size_t cap = CHUNKSTORE_HEADER +
+		     (size_t)chunkstore_chunk_size(repo_chunks(eng));
+	g_autofree uint8_t *buf = g_malloc(cap);
+	char name[CHUNK_OBJECT_NAME];
+	g_autofree char *dst = NULL;
+	size_t len = 0;
+	int rc;
+
+	chunk_object_name(d, name);
+	dst = g_strdup_printf(".damaged/%s.%08x", strrchr(name, '/') + 1,
+			      g_random_int());
+	rc = rados_store_get(rs, name, buf, cap, &len);
+	if (rc == 0)
+		rados_store_put(rs, dst, buf, len, true, (int64_t)time(NULL));
+	else if (rc == -ENOENT)
+		return rc;
+	rc = fault("verify.move", EIO) ? -errno : rados_store_remove(rs, name);
+	if (rc == 0)
+		snap_log(LOG_WARNING, "verify: damaged chunk object '%s' removed (a copy kept as '%s' when it could be read)",
+			 name, dst);
+	return rc;
 }
 
 /* Move the damaged chunk @d out of .chunks into SECONDARY/.damaged/.
@@ -218,7 +251,8 @@ static int check_repo(struct snap_engine *eng, const struct catalog_snapshot *s,
 		}
 		if (rc == -EBADMSG || rc == -EIO) {
 			/* unreadable or wrong: never read again */
-			int mrc = quarantine(eng, d);
+			int mrc = repo_rados(eng) ? quarantine_object(eng, d) :
+						    quarantine(eng, d);
 
 			if (mrc == 0) {
 				f->moved++;

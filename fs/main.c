@@ -46,6 +46,8 @@ struct options {
 	unsigned max_snapshots;
 	char *repository;
 	char *host;
+	char *ceph_conf;
+	char *ceph_id;
 	unsigned verify_interval;
 	int test_clock;
 	int nonopts;
@@ -62,6 +64,8 @@ static void options_free(struct options *o)
 	free(o->vm_snapshots_off);
 	free(o->repository);
 	free(o->host);
+	free(o->ceph_conf);
+	free(o->ceph_id);
 }
 
 enum { KEY_IGNORE, KEY_HELP, KEY_VERSION };
@@ -82,6 +86,8 @@ static const struct fuse_opt option_spec[] = {
 	OPT("testclock", test_clock),
 	OPT("repository=%s", repository),
 	OPT("host=%s", host),
+	OPT("ceph_conf=%s", ceph_conf),
+	OPT("ceph_id=%s", ceph_id),
 	OPT("verify_interval=%u", verify_interval),
 	OPT("libvirt=%s", libvirt),
 	OPT("vm_snapshots_off=%s", vm_snapshots_off),
@@ -338,6 +344,8 @@ int main(int argc, char *argv[])
 	cfg.repository = !o.repository || !strcmp(o.repository, "on");
 	cfg.verify_interval = o.verify_interval;
 	cfg.host = o.host;
+	cfg.ceph_conf = o.ceph_conf;
+	cfg.ceph_id = o.ceph_id;
 	cfg.libvirt = o.libvirt;
 	cfg.vm_snapshots_off = o.vm_snapshots_off;
 	cfg.stop_timeout = o.stop_timeout;

@@ -21,7 +21,8 @@ LIBS = [('snapbase', 0), ('snapvirt', 0), ('snapcore', 1), ('snaptake', 2),
         ('snapmech', 2), ('snaporch', 3), ('snapengine', 4)]
 NAMES = ['base', 'core', 'mechanisms', 'orchestration', 'lifecycle']
 # headers without a .c of the same name, and the layer they belong to
-HEADER_LAYER = {'context.h': 1, 'control.h': 0, 'snap.h': None}
+HEADER_LAYER = {'context.h': 1, 'control.h': 0, 'snap.h': None,
+                'chunk_format.h': 0}
 
 
 def layers_of(src):

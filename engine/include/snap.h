@@ -52,7 +52,14 @@ struct snap_engine;
  * @primary:      primary storage directory, which must exist; NULL means
  *                @source/primary, made when missing
  * @secondary:    secondary storage directory, made when missing; NULL
- *                means @source/secondary
+ *                means @source/secondary; "rados:<pool>[/<namespace>]"
+ *                puts the repository in that Ceph RADOS pool (then
+ *                @repository must be true; @source/secondary is still
+ *                made, for nothing of the repository)
+ * @ceph_conf:    with a RADOS secondary, the cluster's ceph.conf; NULL
+ *                /etc/ceph/ceph.conf
+ * @ceph_id:      with a RADOS secondary, the CephX user without
+ *                "client."; NULL "admin"
  * @workers:      background copy workers (1..64)
  * @keep_primary: backed-up snapshots per volume kept on primary storage
  * @retries:      automatic retries of a failed backup
@@ -81,6 +88,8 @@ struct snap_config {
 	const char *source;
 	const char *primary;
 	const char *secondary;
+	const char *ceph_conf;
+	const char *ceph_id;
 	unsigned workers;
 	unsigned keep_primary;
 	unsigned retries;
