@@ -320,6 +320,10 @@ class Snapfs:
             os.makedirs(d, exist_ok=True)
         self.options = {}
         self.flags = []         # command-line flags before -o (e.g. -s)
+        # argv words the daemon's command line starts with, e.g. nsenter
+        # --net=... -- (netns_harness.py: a host in a network namespace);
+        # they must exec the daemon, so that proc.pid is its own (kill9())
+        self.prefix = []
         self.proc = None
         self.pids = []              # every daemon pid this object started
         self.mount_count = 0
@@ -402,7 +406,7 @@ class Snapfs:
         out_path = os.path.join(self.root, 'daemon-%d.out' % self.mount_count)
         with open(out_path, 'wb') as out:
             self.proc = subprocess.Popen(
-                [self.bin, '-f'] + self.flags + ['-o', ','.join(opts), self.source, self.mnt],
+                self.prefix + [self.bin, '-f'] + self.flags + ['-o', ','.join(opts), self.source, self.mnt],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
         self.pids.append(self.proc.pid)
