@@ -436,7 +436,7 @@ class Snapfs:
         saved = dict(self.options)
         self.options.update(options)
         try:
-            argv = [self.bin] + self.flags + ['-o', ','.join(self.mount_options()),
+            argv = self.prefix + [self.bin] + self.flags + ['-o', ','.join(self.mount_options()),
                                              self.source, self.mnt]
         finally:
             self.options = saved
