@@ -473,6 +473,53 @@ static bool index_equal(const struct repo_index *a, const struct repo_index *b)
 }
 
 /*
+ * Write @idx as backup @s's index and read it back equal: the file @name
+ * in @dfd, or on a RADOS secondary its object (@dfd, @name unused).
+ * Return: 0 (testpoint "backup.repo.index_written" passed); -errno, *@why
+ * saying what failed.
+ */
+static int index_write_checked(struct snap_engine *eng,
+			       const struct catalog_snapshot *s, int dfd,
+			       const char *name, const struct repo_index *idx,
+			       GString *why)
+{
+	struct rados_store *rs = repo_rados(eng);
+	g_autofree char *obj = rs ? backup_object_name(s, "index") : NULL;
+	struct repo_index back;
+	int rc;
+
+	rc = rs ? repo_index_put_object(rs, obj, idx, (int64_t)time(NULL)) :
+		  repo_index_write_tagged(dfd, name, eng->host, idx);
+	if (rc < 0) {
+		g_string_printf(why, "cannot write the index: %s", g_strerror(-rc));
+		return rc;
+	}
+	rc = rs ? repo_index_get_object(rs, obj, &back) :
+		  repo_index_read(dfd, name, &back);
+	if (rc == 0 && !index_equal(idx, &back))
+		rc = -EIO;
+	repo_index_release(&back);
+	if (rc < 0) {
+		g_string_printf(why, "the index read back is not what was written: %s",
+				g_strerror(-rc));
+		return rc;
+	}
+	testpoint("backup.repo.index_written");
+	return 0;
+}
+
+/* Fill @s as published with index digest @hex and @bytes of data, now;
+ * its manifest's text (NULL: no memory). */
+static char *published(struct snap_engine *eng, struct catalog_snapshot *s,
+		       const char *hex, uint64_t bytes)
+{
+	g_snprintf(s->checksum, sizeof(s->checksum), "sha256:%s", hex);
+	s->backup_bytes = bytes;
+	s->backed_up_at = clock_now(eng);
+	return manifest_text(eng, s);
+}
+
+/*
  * repo_publish() on a RADOS secondary, from the index's digest @hex on:
  * the index object written whole and read back equal, then the manifest
  * object, and the manifest's local file for backed-up/.  On failure the
@@ -489,29 +536,12 @@ static int repo_publish_rados(struct snap_engine *eng,
 	g_autofree char *manifest = backup_manifest_path(eng, s);
 	g_autofree char *tmpm = backup_tmp_path(eng, s, "json");
 	g_autofree char *text = NULL;
-	struct repo_index back;
 	int rc;
 
-	rc = repo_index_put_object(rs, iname, idx, (int64_t)time(NULL));
-	if (rc < 0) {
-		g_string_printf(why, "cannot write the index: %s", g_strerror(-rc));
+	rc = index_write_checked(eng, s, -1, NULL, idx, why);
+	if (rc < 0)
 		goto undo_index;
-	}
-	rc = repo_index_get_object(rs, iname, &back);
-	if (rc == 0 && !index_equal(idx, &back))
-		rc = -EIO;
-	repo_index_release(&back);
-	if (rc < 0) {
-		g_string_printf(why, "the index read back is not what was written: %s",
-				g_strerror(-rc));
-		goto undo_index;
-	}
-	testpoint("backup.repo.index_written");
-
-	g_snprintf(s->checksum, sizeof(s->checksum), "sha256:%s", hex);
-	s->backup_bytes = bytes;
-	s->backed_up_at = clock_now(eng);
-	text = manifest_text(eng, s);
+	text = published(eng, s, hex, bytes);
 	rc = text ? manifest_put_object(eng, s, text) : -ENOMEM;
 	if (rc < 0) {
 		g_string_printf(why, "cannot write the manifest: %s",
@@ -556,7 +586,6 @@ static int repo_publish(struct snap_engine *eng, struct catalog_snapshot *s,
 	g_autofree char *name = g_path_get_basename(ipath);
 	g_autofree char *text = NULL;
 	char hex[DIGEST_HEX_LEN + 1];
-	struct repo_index back;
 	void *buf = NULL;
 	size_t len;
 	uint64_t i, bytes = 0;
@@ -600,28 +629,12 @@ static int repo_publish(struct snap_engine *eng, struct catalog_snapshot *s,
 				g_strerror(-rc));
 		return rc;
 	}
-	rc = repo_index_write_tagged(dfd, name, eng->host, idx);
-	if (rc < 0) {
-		g_string_printf(why, "cannot write the index: %s", g_strerror(-rc));
-		/* a failed directory fsync leaves it under its name: this
-		 * backup's own, never published, so it goes */
+	/* a failed directory fsync leaves the index under its name: this
+	 * backup's own, never published, so it goes (undo_index) */
+	rc = index_write_checked(eng, s, dfd, name, idx, why);
+	if (rc < 0)
 		goto undo_index;
-	}
-	rc = repo_index_read(dfd, name, &back);
-	if (rc == 0 && !index_equal(idx, &back))
-		rc = -EIO;
-	repo_index_release(&back);
-	if (rc < 0) {
-		g_string_printf(why, "the index read back is not what was written: %s",
-				g_strerror(-rc));
-		goto undo_index;
-	}
-	testpoint("backup.repo.index_written");
-
-	g_snprintf(s->checksum, sizeof(s->checksum), "sha256:%s", hex);
-	s->backup_bytes = bytes;
-	s->backed_up_at = clock_now(eng);
-	text = manifest_text(eng, s);
+	text = published(eng, s, hex, bytes);
 	rc = text ? write_durable(tmpm, text) : -ENOMEM;
 	if (rc < 0) {
 		g_string_printf(why, "cannot write the manifest: %s",

@@ -549,13 +549,14 @@ static void staged_discard(const struct chunkstore *cs, struct staged_chunk *st)
  * 1 staged: *@st must be committed (stage_commit()) or discarded;
  * -errno (logged; -EINVAL not).
  */
-static int stage_chunk(struct chunkstore *cs, const void *data, size_t len,
-		       uint8_t digest[DIGEST_LEN], bool *present,
-		       struct staged_chunk *st)
+/* The name of @len bytes at @data into @digest.  Return: 1 named by its
+ * SHA-256; 0 all zero, a hole (the all-zero digest); -EINVAL @len out of
+ * range; -EIO, -ENOMEM. */
+static int chunk_name(const struct chunkstore *cs, const void *data,
+		      size_t len, uint8_t digest[DIGEST_LEN])
 {
-	int dir_fd, lock_fd, fd, rc;
+	int rc;
 
-	*present = false;
 	if (len == 0 || len > cs->chunk_size)
 		return -EINVAL;
 	if (all_zero(data, len)) {
@@ -563,7 +564,18 @@ static int stage_chunk(struct chunkstore *cs, const void *data, size_t len,
 		return 0;
 	}
 	rc = digest_sha256(data, len, digest);
-	if (rc < 0)
+	return rc < 0 ? rc : 1;
+}
+
+static int stage_chunk(struct chunkstore *cs, const void *data, size_t len,
+		       uint8_t digest[DIGEST_LEN], bool *present,
+		       struct staged_chunk *st)
+{
+	int dir_fd, lock_fd, fd, rc;
+
+	*present = false;
+	rc = chunk_name(cs, data, len, digest);
+	if (rc <= 0)
 		return rc;
 	digest_to_hex(digest, st->name);
 
@@ -805,14 +817,8 @@ static int rados_put(struct chunkstore *cs, const void *data, size_t len,
 	bool w = false;
 	int rc;
 
-	if (len == 0 || len > cs->chunk_size)
-		return -EINVAL;
-	if (all_zero(data, len)) {
-		memset(digest_out, 0, DIGEST_LEN);
-		return 0;
-	}
-	rc = digest_sha256(data, len, digest_out);
-	if (rc == 0)
+	rc = chunk_name(cs, data, len, digest_out);
+	if (rc == 1)
 		rc = chunk_rados_put(cs->rs, digest_out, data, len, &w);
 	if (written)
 		*written = w;

@@ -271,11 +271,8 @@ int repo_connect(struct snap_engine *eng)
 		return 0;
 	rc = rados_store_open(conf, eng->cfg.ceph_id, eng->rados_pool,
 			      eng->rados_ns, REPO_RADOS_TIMEOUT, &repo->rs);
-	if (rc < 0) {
-		snap_log(LOG_ERR, "repo: cannot open secondary '%s' (ceph_conf '%s'): %s",
-			 repo->where, conf, g_strerror(-rc));
-		return rc;
-	}
+	if (rc < 0)
+		return rc; /* rados.c said why */
 	rc = rados_store_get(repo->rs, "repository.json", text, REPO_JSON_MAX,
 			     &len);
 	if (rc == -ENOENT) {

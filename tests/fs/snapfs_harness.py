@@ -320,6 +320,10 @@ class Snapfs:
             os.makedirs(d, exist_ok=True)
         self.options = {}
         self.flags = []         # command-line flags before -o (e.g. -s)
+        # argv words the daemon's command line starts with, e.g. nsenter
+        # --net=... -- (netns_harness.py: a host in a network namespace);
+        # they must exec the daemon, so that proc.pid is its own (kill9())
+        self.prefix = []
         self.proc = None
         self.pids = []              # every daemon pid this object started
         self.mount_count = 0
@@ -328,6 +332,25 @@ class Snapfs:
         self.watchdog = None
         self.watchdog_fired = False
         self.refs = 0
+        self.rados = None           # a repo_backend.RadosRepo: SECONDARY on RADOS
+
+    # -- the repository's storage ------------------------------------------------------
+
+    def use_rados(self, repo):
+        """Mount with the repository in @repo (a repo_backend.RadosRepo):
+        -o secondary=rados:<pool>/<namespace>,ceph_conf=<conf>.  SECONDARY
+        (self.secondary) stays a local directory the daemon does not use."""
+        self.rados = repo
+
+    @property
+    def repo(self):
+        """The repository's storage, for a test's direct looks and pokes
+        (repo_backend.py): the RADOS namespace of use_rados(), else the
+        files under SECONDARY."""
+        if self.rados is not None:
+            return self.rados
+        from repo_backend import PosixRepo
+        return PosixRepo(self.secondary)
 
     # -- storage set-up ------------------------------------------------------------
 
@@ -370,29 +393,20 @@ class Snapfs:
 
         @options become -o key=value (True: a bare flag); they are remembered
         for remount().  primary= and secondary= are passed when the test moved
-        them away from their defaults.
+        them away from their defaults (secondary=rados:... and ceph_conf=
+        after use_rados()).
         """
         assert self.bin, 'SNAPFS_BIN is not set (meson sets it; by hand: ' \
                          'SNAPFS_BIN=build/fs/snapfs python3 -m pytest tests/fs)'
         assert os.access(self.bin, os.X_OK), 'SNAPFS_BIN=%s is not executable' % self.bin
         assert self.proc is None, 'already mounted'
         self.options.update(options)
-        opts = ['testclock']
-        if self.primary != os.path.join(self.source, 'primary'):
-            opts.append('primary=' + self.primary)
-        if self.secondary != os.path.join(self.source, 'secondary'):
-            opts.append('secondary=' + self.secondary)
-        for key, value in self.options.items():
-            opts.append(key if value is True else '%s=%s' % (key, value))
-        # a test that does not choose runs in the mode SNAPFS_TEST_REPOSITORY
-        # names (on|off), else in the daemon's default
-        if 'repository' not in self.options and os.environ.get('SNAPFS_TEST_REPOSITORY'):
-            opts.append('repository=' + os.environ['SNAPFS_TEST_REPOSITORY'])
+        opts = self.mount_options()
         self.mount_count += 1
         out_path = os.path.join(self.root, 'daemon-%d.out' % self.mount_count)
         with open(out_path, 'wb') as out:
             self.proc = subprocess.Popen(
-                [self.bin, '-f'] + self.flags + ['-o', ','.join(opts), self.source, self.mnt],
+                self.prefix + [self.bin, '-f'] + self.flags + ['-o', ','.join(opts), self.source, self.mnt],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
         self.pids.append(self.proc.pid)
@@ -410,10 +424,62 @@ class Snapfs:
         # The first request waits for FUSE_INIT (and the engine's recovery).
         os.listdir(self.mnt)
 
+    def mount_refused(self, timeout=60, **options):
+        """`snapfs -o ... SOURCE MNT` as a user runs it (in the background,
+        no -f) with self.options and @options (not remembered): the command
+        must fail, exit non-zero within @timeout seconds, and leave nothing
+        mounted and no daemon.  A check at the daemon's start (RADOS is
+        connected after the fork) fails it too, where a -f mount would show
+        the mount point first.  Returns (its stderr less the engine's start
+        line, which names the options; the seconds it took)."""
+        assert self.proc is None, 'already mounted'
+        saved = dict(self.options)
+        self.options.update(options)
+        try:
+            argv = self.prefix + [self.bin] + self.flags + ['-o', ','.join(self.mount_options()),
+                                             self.source, self.mnt]
+        finally:
+            self.options = saved
+        t0 = time.monotonic()
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=timeout)
+        took = time.monotonic() - t0
+        assert proc.returncode != 0, 'mounted: %s\n%s' % (argv, proc.stderr)
+        deadline = time.monotonic() + 10
+        while is_mounted(self.mnt) or self.leftover_processes():
+            assert time.monotonic() < deadline, 'a refused mount left %s mounted (%s)' % (
+                self.mnt, self.leftover_processes())
+            time.sleep(0.05)
+        text = '\n'.join(line for line in proc.stderr.splitlines()
+                         if 'engine: starting' not in line)
+        return text, took
+
+    def mount_options(self):
+        """The -o list mount() passes for self.options (without -f)."""
+        opts = ['testclock']
+        if self.primary != os.path.join(self.source, 'primary'):
+            opts.append('primary=' + self.primary)
+        if self.rados is not None:
+            opts += ['secondary=' + self.rados.secondary_option(),
+                     'ceph_conf=' + self.rados.conf]
+        elif self.secondary != os.path.join(self.source, 'secondary'):
+            opts.append('secondary=' + self.secondary)
+        for key, value in self.options.items():
+            opts.append(key if value is True else '%s=%s' % (key, value))
+        # a test that does not choose runs in the mode SNAPFS_TEST_REPOSITORY
+        # names (on|off), else in the daemon's default; on RADOS always on
+        if 'repository' not in self.options and os.environ.get('SNAPFS_TEST_REPOSITORY') \
+                and self.rados is None:
+            opts.append('repository=' + os.environ['SNAPFS_TEST_REPOSITORY'])
+        return opts
+
     def repository_mode(self):
         """'on' or 'off': the mode this mount runs in (or will, at its next
         mount()): the test's own repository= option, else
-        SNAPFS_TEST_REPOSITORY, else the daemon's default (on)."""
+        SNAPFS_TEST_REPOSITORY, else the daemon's default (on); always on
+        with a RADOS secondary."""
+        if self.rados is not None:
+            return 'on'
         value = self.options.get('repository')
         if value is None:
             value = os.environ.get('SNAPFS_TEST_REPOSITORY') or 'on'
@@ -814,15 +880,9 @@ class Snapfs:
     # -- secondary storage ---------------------------------------------------------------
 
     def secondary_files(self):
-        """Relative paths of regular files on secondary storage outside .tmp/."""
-        files = []
-        for dirpath, dirnames, filenames in os.walk(self.secondary):
-            rel = os.path.relpath(dirpath, self.secondary)
-            if rel == '.tmp' or rel.startswith('.tmp/'):
-                continue
-            for name in filenames:
-                files.append(os.path.normpath(os.path.join(rel, name)))
-        return sorted(files)
+        """Relative paths of regular files on secondary storage outside
+        .tmp/ (the objects' names on RADOS)."""
+        return [f for f in self.repo.names() if not f.startswith('.tmp/')]
 
     def stored_backup_ext(self):
         """The extension of the file a backup is stored as under
@@ -843,6 +903,8 @@ class Snapfs:
                 and not f.startswith(('.locks/', '.chunks/', '.leases/'))]
 
     def secondary_tmp_files(self):
+        if self.rados is not None:      # RADOS has no temporary objects
+            return [n[len('.tmp/'):] for n in self.rados.names('.tmp/')]
         tmp = os.path.join(self.secondary, '.tmp')
         files = []
         for dirpath, _, filenames in os.walk(tmp):

@@ -394,13 +394,43 @@ def test_start_clears_only_its_own_temporary_files(env):
     assert env.state('v', 's1') == 'BackedUp'
 
 
-def test_disaster_drill_a_fresh_host_restores_and_boots_the_vm(vmenv):
-    """Issue 14's disaster drill on a POSIX SECONDARY: host A's VM wrote
-    data, A backed its disk up, then A died (its SOURCE, PRIMARY and
-    domain gone).  A fresh host B, sharing only SECONDARY, restores A's
-    newest backup of the disk as a local volume, defines a VM on it, boots
-    it, and the guest reads exactly what A's guest wrote."""
-    a = vmenv
+@pytest.fixture(scope='module')
+def rados_hosts():
+    """kvm-a and kvm-b in network namespaces around a Ceph cluster on their
+    bridge (netns_harness.py), for the drill over RADOS; started only by
+    the first test that asks for it, skipped without Ceph, ip or nsenter."""
+    import ceph_harness
+    import netns_harness
+    missing = ceph_harness.missing_prerequisites() + netns_harness.missing_prerequisites()
+    if missing:
+        pytest.skip('RADOS tests cannot run: ' + ', '.join(missing))
+    with netns_harness.ceph_hosts(['kvm-a', 'kvm-b']) as hosts:
+        yield hosts
+
+
+@pytest.fixture(params=['posix', 'rados'])
+def drill_hosts(request):
+    """None: SECONDARY is a directory; else the rados_hosts (asked for
+    here, before vmenv, so that the cluster's start does not count
+    against the test's watchdog)."""
+    if request.param == 'posix':
+        return None
+    return request.getfixturevalue('rados_hosts')
+
+
+def test_disaster_drill_a_fresh_host_restores_and_boots_the_vm(drill_hosts, vmenv):
+    """Issue 14's disaster drill: host A's VM wrote data, A backed its disk
+    up, then A died (its SOURCE, PRIMARY and domain gone).  A fresh host
+    B, sharing only SECONDARY, restores A's newest backup of the disk as a
+    local volume, defines a VM on it, boots it, and the guest reads
+    exactly what A's guest wrote.  SECONDARY is a directory (posix), or a
+    namespace of a RADOS pool (rados) that each host, in a network
+    namespace of its own, reaches over the network; A's whole SOURCE then
+    goes, B never sees A's files."""
+    a, hosts = vmenv, drill_hosts
+    if hosts is not None:
+        ns = 'drill-' + uuid.uuid4().hex[:8]
+        hosts.place(a, 'kvm-a', ns)
     a.make_vm('web', ['web'], size='64M', writes={'web': [(0xa1, 0, '4M')]})
     ref = a.make_reference('64M', [(0xa1, 0, '4M'), (0xb2, '8M', '1M')])
     a.mount(host='kvm-a')
@@ -415,10 +445,20 @@ def test_disaster_drill_a_fresh_host_restores_and_boots_the_vm(vmenv):
     a.unmount()
     # host A dies: its domain, SOURCE and PRIMARY are gone
     a.undefine_vm('web')
-    shutil.rmtree(a.primary)
+    if hosts is None:
+        shutil.rmtree(a.primary)
+    else:
+        objs = hosts.cluster.objects(namespace=ns, prefix='volumes/web/')
+        assert sorted(o.rsplit('.', 1)[1] for o in objs) == \
+            ['index', 'index', 'json', 'json'], objs
+        # all of SOURCE, its local copies of manifests (SOURCE/secondary) too
+        shutil.rmtree(a.source)
     b = VmSnapfs('drill-b', driver=a.driver, libvirtd=a.libvirtd)
     try:
-        b.secondary = a.secondary
+        if hosts is None:
+            b.secondary = a.secondary
+        else:
+            hosts.place(b, 'kvm-b', ns)
         b.mount(host='kvm-b')
         assert b.listdir('backed-up', 'hosts', 'kvm-a', 'volumes', 'web') == [
             'newest.json', 'newest.qcow2', 'older.json', 'older.qcow2']

@@ -4,7 +4,14 @@ an incremental one reads and writes only what changed; identical volumes
 share chunks; deleting a backup leaves the others restorable and GC frees
 what nothing names; revert and clone read the repository; kill -9 in the
 middle of a backup loses nothing; a damaged chunk fails a restore with EIO
-and an event naming it."""
+and an event naming it.
+
+Every test runs on both storage backends of the repository (the `backend`
+fixture, conftest.py): [posix], files under SECONDARY, and [rados], the
+objects of a namespace of the session's Ceph cluster; a test reads and
+pokes the repository through env.repo (repo_backend.py).  The path-based
+helpers (index_path, chunk_path, read_index) serve the POSIX-only tests of
+other files."""
 
 import errno
 import glob
@@ -17,7 +24,10 @@ import time
 
 import pytest
 
+from repo_backend import chunk_name
 from snapfs_harness import (MiB, events_of, qemu_img_compare, qemu_img_info, run)
+
+pytestmark = pytest.mark.usefixtures('backend')
 
 CHUNK = 4 * MiB
 A = [(0xa1, 0, '4M'), (0xa3, '4M', '4M'), (0xa2, '40M', '4M')]
@@ -31,14 +41,30 @@ def uuid_of(env, vol, snap):
     return env.info(vol, snap)['uuid']
 
 
+def index_name(env, vol, snap):
+    """The repository name of the index of @vol/@snap."""
+    return 'volumes/%s/%s.index' % (vol, uuid_of(env, vol, snap))
+
+
 def index_path(env, vol, snap):
-    return os.path.join(env.secondary, 'volumes', vol, uuid_of(env, vol, snap) + '.index')
+    """Its path on a POSIX secondary."""
+    return os.path.join(env.secondary, index_name(env, vol, snap))
 
 
 def read_index(path):
-    """(chunk_size, virtual_size, [hex digest or None for a hole])"""
+    """(chunk_size, virtual_size, [hex digest or None for a hole]) of the
+    index file at @path (POSIX)."""
     with open(path, 'rb') as f:
-        data = f.read()
+        return parse_index(f.read(), path)
+
+
+def index_of(env, vol, snap):
+    """read_index() of @vol/@snap's index, on either backend."""
+    name = index_name(env, vol, snap)
+    return parse_index(env.repo.read(name), name)
+
+
+def parse_index(data, path):
     assert data[:8] == b'SNAPIDX1', path
     version, chunk_size, vsize, count = struct.unpack('<IIQQ', data[8:32])
     assert version == 1 and len(data) == 64 + 32 * count, path
@@ -51,18 +77,30 @@ def read_index(path):
 
 
 def chunk_files(env):
-    return sorted(os.path.basename(p) for p in
-                  glob.glob(os.path.join(env.secondary, '.chunks', '*', '*')))
+    return env.repo.chunk_names()
 
 
 def chunk_path(env, name):
+    """The path of chunk @name on a POSIX secondary (env.repo and
+    repo_backend.chunk_name() on either backend)."""
     return os.path.join(env.secondary, '.chunks', name[:2], name)
+
+
+def index_names(env):
+    """The names of every index (as the glob volumes/*/*.index finds them)."""
+    out = []
+    for n in env.repo.names('volumes/'):
+        parts = n.split('/')
+        if len(parts) == 3 and not parts[1].startswith('.') and \
+                not parts[2].startswith('.') and parts[2].endswith('.index'):
+            out.append(n)
+    return out
 
 
 def named_chunks(env):
     names = set()
-    for path in glob.glob(os.path.join(env.secondary, 'volumes', '*', '*.index')):
-        names |= {d for d in read_index(path)[2] if d}
+    for name in index_names(env):
+        names |= {d for d in parse_index(env.repo.read(name), name)[2] if d}
     return names
 
 
@@ -100,14 +138,13 @@ def check_published(env, vol, snap, vsize):
     """The backup of @vol/@snap is an index and a manifest that agree;
     every chunk it names is there and hashes to its name; no qcow2."""
     uuid = uuid_of(env, vol, snap)
-    d = os.path.join(env.secondary, 'volumes', vol)
-    assert not os.path.exists(os.path.join(d, uuid + '.qcow2'))
-    chunk_size, got_vsize, entries = read_index(os.path.join(d, uuid + '.index'))
+    d = 'volumes/%s/' % vol
+    assert not env.repo.exists(d + uuid + '.qcow2')
+    index = env.repo.read(d + uuid + '.index')
+    chunk_size, got_vsize, entries = parse_index(index, d + uuid + '.index')
     assert chunk_size == CHUNK and got_vsize == vsize
-    with open(os.path.join(d, uuid + '.json')) as f:
-        m = json.load(f)
-    with open(os.path.join(d, uuid + '.index'), 'rb') as f:
-        tail = f.read()[-32:]
+    m = json.loads(env.repo.read(d + uuid + '.json'))
+    tail = index[-32:]
     assert m['format'] == 'index' and m['index'] == uuid + '.index', m
     assert m['index_sha256'] == tail.hex() and m['chunk_size'] == CHUNK, m
     assert m['volume'] == vol and m['snapshot'] == snap and m['uuid'] == uuid, m
@@ -116,8 +153,7 @@ def check_published(env, vol, snap, vsize):
     for i, name in enumerate(entries):
         if not name:
             continue
-        with open(chunk_path(env, name), 'rb') as f:
-            data = f.read()
+        data = env.repo.read(chunk_name(name))
         assert data[:8] == b'SNAPCHK1', name
         assert hashlib.sha256(data[16:]).hexdigest() == name, name
         size += len(data) - 16
@@ -172,41 +208,47 @@ def revert(env, vol, snap, where):
 
 
 def age_chunks(env, seconds=3600):
+    """As if every chunk were written @seconds ago: POSIX mtime, RADOS the
+    xattr snapfs.t (GC compares either with the real time)."""
     past = time.time() - seconds
     for name in chunk_files(env):
-        os.utime(chunk_path(env, name), (past, past))
+        env.repo.age(chunk_name(name), past)
 
 
 # ---- the tests ------------------------------------------------------------------------
 
-def test_repository_json_made_and_checked(env):
+def test_repository_json_made_and_checked(env, backend):
     env.make_volume('v', '16M', [(0x11, 0, '1M')])
     env.mount(repository='on')
-    with open(os.path.join(env.secondary, 'repository.json')) as f:
-        rj = json.load(f)
+    rj = json.loads(env.repo.read('repository.json'))
     assert rj == {'format': 'snapfs-repository', 'version': 1, 'chunk_size': CHUNK,
                   'hash': 'sha256', 'compression': 'none'}, rj
     env.unmount()
     # a version this snapfs does not know: the mount fails, one clear line
     rj['version'] = 2
-    with open(os.path.join(env.secondary, 'repository.json'), 'w') as f:
-        json.dump(rj, f)
-    try:
-        env.mount(repository='on')
-        raise AssertionError('mounted a repository of version 2')
-    except AssertionError as e:
-        assert 'version 2' in str(e) and 'refusing to mount' in str(e), str(e)
-    # a file that is not a repository's: refused too, nothing changed
-    with open(os.path.join(env.secondary, 'repository.json'), 'w') as f:
-        f.write('{"format": "something-else"')
-    try:
-        env.mount()
-        raise AssertionError('mounted over a damaged repository.json')
-    except AssertionError as e:
-        assert 'not a snapfs repository' in str(e), str(e)
-    with open(os.path.join(env.secondary, 'repository.json')) as f:
-        assert f.read() == '{"format": "something-else"'
-    env.mount(repository='off')  # repository=off does not read it
+    env.repo.write('repository.json', json.dumps(rj).encode())
+    if backend == 'rados':      # checked after the daemon's start: see mount_refused()
+        text = env.mount_refused(repository='on')[0]
+        assert 'version 2' in text and 'refusing to mount' in text, text
+        env.repo.write('repository.json', b'{"format": "something-else"')
+        text = env.mount_refused()[0]
+        assert 'not a snapfs repository' in text, text
+    else:
+        try:
+            env.mount(repository='on')
+            raise AssertionError('mounted a repository of version 2')
+        except AssertionError as e:
+            assert 'version 2' in str(e) and 'refusing to mount' in str(e), str(e)
+        # a file that is not a repository's: refused too, nothing changed
+        env.repo.write('repository.json', b'{"format": "something-else"')
+        try:
+            env.mount()
+            raise AssertionError('mounted over a damaged repository.json')
+        except AssertionError as e:
+            assert 'not a snapfs repository' in str(e), str(e)
+    assert env.repo.read('repository.json') == b'{"format": "something-else"'
+    if backend == 'posix':      # (RADOS has no repository=off)
+        env.mount(repository='off')  # repository=off does not read it
 
 
 def test_repository_is_the_default(env):
@@ -219,7 +261,7 @@ def test_repository_is_the_default(env):
     saved = os.environ.pop('SNAPFS_TEST_REPOSITORY', None)
     try:
         env.mount()
-        assert os.path.exists(os.path.join(env.secondary, 'repository.json'))
+        assert env.repo.exists('repository.json')
         take_backed_up(env, 'v', 's1')
         check_published(env, 'v', 's1', 16 * MiB)
         view_check(env, 'v', 's1', ref)
@@ -281,7 +323,7 @@ def test_identical_volumes_share_chunks(env):
     assert len(chunk_files(env)) == n == 3
     ev = backup_end(env, 'v2', 's')
     assert ev['written'] == 0 and ev['reused'] == 3, ev
-    assert read_index(index_path(env, 'v1', 's'))[2] == read_index(index_path(env, 'v2', 's'))[2]
+    assert index_of(env, 'v1', 's')[2] == index_of(env, 'v2', 's')[2]
 
 
 def test_delete_leaves_others_restorable_and_gc_frees(env):
@@ -295,9 +337,9 @@ def test_delete_leaves_others_restorable_and_gc_frees(env):
     take_backed_up(env, 'v', 's2')
     env.write_volume('v', C)
     take_backed_up(env, 'v', 's3')
-    only_s1 = set(read_index(index_path(env, 'v', 's1'))[2]) - \
-        set(read_index(index_path(env, 'v', 's2'))[2]) - \
-        set(read_index(index_path(env, 'v', 's3'))[2]) - {None}
+    only_s1 = set(index_of(env, 'v', 's1')[2]) - \
+        set(index_of(env, 'v', 's2')[2]) - \
+        set(index_of(env, 'v', 's3')[2]) - {None}
     assert only_s1, 'the test data should give s1 chunks of its own'
     env.no_jobs_left()
     # as if the chunks were written long ago: GC's grace is over for them
@@ -338,7 +380,7 @@ def test_every_backup_restores_alone_after_the_others_are_deleted(env, kept):
         env.write_volume('v', writes)
         take_backed_up(env, 'v', snap)
         assert backup_end(env, 'v', snap)['incremental'], backup_end(env, 'v', snap)
-    indexes = {snap: set(read_index(index_path(env, 'v', snap))[2]) - {None}
+    indexes = {snap: set(index_of(env, 'v', snap)[2]) - {None}
                for snap in data}
     assert len({frozenset(i) for i in indexes.values()}) == 4, 'the backups should differ'
     keep_uuid = uuid_of(env, 'v', kept)
@@ -361,8 +403,7 @@ def test_every_backup_restores_alone_after_the_others_are_deleted(env, kept):
     env.wait_for(gc_done, 'a GC run that leaves only the chunks of ' + kept, timeout=60)
     env.no_jobs_left()
     assert set(chunk_files(env)) == indexes[kept] == named_chunks(env)
-    assert sorted(os.listdir(os.path.join(env.secondary, 'volumes', 'v'))) == \
-        [keep_uuid + '.index', keep_uuid + '.json']
+    assert env.repo.listdir('volumes/v') == [keep_uuid + '.index', keep_uuid + '.json']
     assert env.listdir('backed-up', 'volumes', 'v') == [kept + '.json', kept + '.qcow2']
     assert env.snapshots('v') == [kept], env.snapshots('v')
     check_published(env, 'v', kept, 64 * MiB)
@@ -405,7 +446,8 @@ def kill_mid_backup(env, point):
     env.mount()
     env.wait_state('v', 's1', 'BackedUp', timeout=60)
     check_published(env, 'v', 's1', 64 * MiB)
-    assert not glob.glob(os.path.join(env.secondary, 'volumes', 'v', '.*.tmp'))
+    assert not [n for n in env.repo.listdir('volumes/v')
+                if n.startswith('.') and n.endswith('.tmp')]
     env.write_volume('v', B)
     take_backed_up(env, 'v', 's2')
     env.wait_for(lambda: env.info('v', 's1')['on_primary'] is False, 's1 off primary')
@@ -422,12 +464,9 @@ def test_kill9_after_index_written(env):
 
 def test_damaged_chunk_fails_the_restore_with_eio(env):
     s1_only_in_the_repository(env)
-    only_s1 = sorted(set(read_index(index_path(env, 'v', 's1'))[2]) -
-                     set(read_index(index_path(env, 'v', 's2'))[2]) - {None})
-    victim = chunk_path(env, only_s1[0])
-    with open(victim, 'r+b') as f:
-        f.seek(100)
-        f.write(b'\xff\x00\xff')
+    only_s1 = sorted(set(index_of(env, 'v', 's1')[2]) -
+                     set(index_of(env, 'v', 's2')[2]) - {None})
+    env.repo.patch(chunk_name(only_s1[0]), 100, b'\xff\x00\xff')
     n = len(env.read_events())
     try:
         env.control('v', 'revert s1')
@@ -451,6 +490,7 @@ def test_damaged_chunk_fails_the_restore_with_eio(env):
     clone_and_compare(env, 'v', 's2', 'c2', ref_ab)
 
 
+@pytest.mark.posix_only('the fault point is the POSIX directory fsync')
 def test_a_failed_index_publish_leaves_no_index(env):
     """The index's directory fsync fails after its rename: the backup is
     BackupFailed and the index is not left under its name (found by the

@@ -4,7 +4,11 @@ chunk makes every backup naming it Damaged, with an alert and events, and
 the chunk file moves to SECONDARY/.damaged/; the next backup of the volume
 writes the data again and a verify returns the backups to BackedUp; a
 full-copy backup is verified by its checksum; bad commands are EINVAL with
-an event; -o verify_interval=<days> verifies on the test clock."""
+an event; -o verify_interval=<days> verifies on the test clock.
+
+On both storage backends of the repository (the `backend` fixture,
+conftest.py; the repository read and damaged through env.repo), but for
+the full-copy backup, which is POSIX only (repository=off)."""
 
 import errno
 import glob
@@ -12,8 +16,13 @@ import json
 import os
 import threading
 
+import pytest
+
+from repo_backend import chunk_name
 from snapfs_harness import events_of
-from test_repository import A, B, chunk_path, index_path, read_index, take_backed_up
+from test_repository import A, B, index_of, take_backed_up
+
+pytestmark = pytest.mark.usefixtures('backend')
 
 DAY = 24 * 3600
 
@@ -35,7 +44,9 @@ def verify_alerts(env, vol, snap):
 
 
 def damaged_files(env):
-    return glob.glob(os.path.join(env.secondary, '.damaged', '*'))
+    """What verify moved to SECONDARY/.damaged/ (names, as the glob
+    .damaged/* finds them)."""
+    return [n for n in env.repo.listdir('.damaged') if not n.startswith('.')]
 
 
 def test_verify_damaged_and_healed(env):
@@ -55,17 +66,17 @@ def test_verify_damaged_and_healed(env):
     assert ends and 'sound' in ends[-1]['message'], env.events_since(n)
 
     # a byte flipped in a chunk both backups name: both Damaged
-    i1 = read_index(index_path(env, 'v', 's1'))[2]
-    i2 = read_index(index_path(env, 'v', 's2'))[2]
+    i1 = index_of(env, 'v', 's1')[2]
+    i2 = index_of(env, 'v', 's2')[2]
     shared = sorted(set(i1) & set(i2) - {None})
     only_s2 = sorted(set(i2) - set(i1) - {None})
     assert shared and only_s2
-    flip_byte(chunk_path(env, shared[0]))
+    env.repo.flip_byte(chunk_name(shared[0]))
     n = len(env.read_events())
     assert verify_errno(env, 'v', 's1') == errno.EIO
     assert env.state('v', 's1') == 'Damaged'
     assert env.state('v', 's2') == 'Damaged'
-    assert not os.path.exists(chunk_path(env, shared[0]))
+    assert not env.repo.exists(chunk_name(shared[0]))
     moved = damaged_files(env)
     assert len(moved) == 1 and os.path.basename(moved[0]).startswith(shared[0]), moved
     new = env.events_since(n)
@@ -94,7 +105,7 @@ def test_verify_damaged_and_healed(env):
         assert e.errno == errno.EIO, e
 
     # a deleted chunk is missing: Damaged too, and a verify of a Damaged one says EIO
-    os.unlink(chunk_path(env, only_s2[0]))
+    env.repo.remove(chunk_name(only_s2[0]))
     assert verify_errno(env, 'v', 's2') == errno.EIO
     assert env.state('v', 's2') == 'Damaged'
     end = events_of(env.read_events(), 'verify.end', 'v', 's2')[-1]
@@ -103,8 +114,8 @@ def test_verify_damaged_and_healed(env):
 
     # the next backup writes the data again; a verify heals both
     take_backed_up(env, 'v', 's3')
-    assert os.path.exists(chunk_path(env, shared[0]))
-    assert os.path.exists(chunk_path(env, only_s2[0]))
+    assert env.repo.exists(chunk_name(shared[0]))
+    assert env.repo.exists(chunk_name(only_s2[0]))
     n = len(env.read_events())
     assert verify_errno(env, 'v', 's1') == 0
     assert verify_errno(env, 'v', 's2') == 0
@@ -119,6 +130,7 @@ def test_verify_damaged_and_healed(env):
     assert env.info('v', 's1')['verified_at'] == at
 
 
+@pytest.mark.posix_only('full copies (repository=off) are POSIX only')
 def test_verify_full_copy_backup(env):
     env.make_volume('v', '16M', [(0x11, 0, '1M')])
     env.mount(repository='off')  # a full-copy backup is made with repository=off: pinned
@@ -160,8 +172,8 @@ def test_periodic_verify_on_the_test_clock(env):
     env.wait_for(lambda: env.info('v', 's1')['verified_at'] is not None,
                  'the periodic verify of s1')
     assert env.state('v', 's1') == 'BackedUp'
-    victim = [d for d in read_index(index_path(env, 'v', 's1'))[2] if d][0]
-    flip_byte(chunk_path(env, victim))
+    victim = [d for d in index_of(env, 'v', 's1')[2] if d][0]
+    env.repo.flip_byte(chunk_name(victim))
     env.set_clock(env.clock() + 2 * DAY)
     env.wait_for(lambda: env.state('v', 's1') == 'Damaged', 's1 Damaged by the periodic verify')
     assert verify_alerts(env, 'v', 's1')
@@ -176,8 +188,8 @@ def test_kill9_after_a_chunk_moved(env):
     take_backed_up(env, 'v', 's1')
     env.unmount()
     env.mount_hanging('verify.chunk_moved', repository='on')
-    victim = [d for d in read_index(index_path(env, 'v', 's1'))[2] if d][0]
-    flip_byte(chunk_path(env, victim))
+    victim = [d for d in index_of(env, 'v', 's1')[2] if d][0]
+    env.repo.flip_byte(chunk_name(victim))
     writer = threading.Thread(target=verify_errno, args=(env, 'v', 's1'), daemon=True)
     writer.start()
     env.wait_testpoint('verify.chunk_moved')
@@ -185,7 +197,7 @@ def test_kill9_after_a_chunk_moved(env):
     writer.join(30)
     env.mount()
     assert env.state('v', 's1') == 'BackedUp'
-    assert not os.path.exists(chunk_path(env, victim)) and damaged_files(env)
+    assert not env.repo.exists(chunk_name(victim)) and damaged_files(env)
     assert verify_errno(env, 'v', 's1') == errno.EIO
     assert env.state('v', 's1') == 'Damaged'
     assert verify_alerts(env, 'v', 's1')

@@ -26,6 +26,8 @@
 
 #include "unit.h"
 #include "log.h"
+#include "chunkstore.h"
+#include "chunkstore_rados.h"
 #include "rados.h"
 
 #define OP_TIMEOUT 10 /* seconds; the stopped-OSD case uses 3 */
@@ -405,7 +407,136 @@ static void test_full_pool(void **state)
 	rados_store_close(rs);
 }
 
-/* ---- an OSD that stops (last: the cluster is of no use afterwards) ---- */
+/* ---- the chunk store on RADOS (chunkstore_rados.c) ---- */
+
+struct seen {
+	GHashTable *names;
+};
+
+static int seen_one(struct chunkstore *cs, const uint8_t d[DIGEST_LEN],
+		    void *arg)
+{
+	char hex[DIGEST_HEX_LEN + 1];
+
+	digest_to_hex(d, hex);
+	g_hash_table_add(((struct seen *)arg)->names, g_strdup(hex));
+	return 0;
+}
+
+static void test_chunks(void **state)
+{
+	struct rados_store *rs = open_ns("chunks", OP_TIMEOUT);
+	const uint32_t csize = 64 << 10;
+	g_autofree uint8_t *a = g_malloc(csize), *buf = g_malloc(csize);
+	g_autofree uint8_t *zero = g_malloc0(csize);
+	uint8_t da[DIGEST_LEN], dz[DIGEST_LEN], d2[DIGEST_LEN];
+	char name[CHUNK_OBJECT_NAME], hex[DIGEST_HEX_LEN + 1];
+	struct seen seen = { g_hash_table_new_full(g_str_hash, g_str_equal,
+						   g_free, NULL) };
+	struct chunkstore_batch *b = NULL;
+	struct chunkstore *cs = NULL;
+	uint64_t written = 0, reused = 0, foreign = 0, bytes = 0;
+	bool w = true, staged = true;
+	int64_t t0 = -1, t1 = -1;
+	size_t len = 0;
+
+	assert_errno(chunkstore_open_rados(rs, "rados:test", 1000, &cs),
+		     -EINVAL);
+	assert_errno(chunkstore_open_rados(rs, "rados:test", csize, &cs), 0);
+	for (uint32_t i = 0; i < csize; i++)
+		a[i] = (uint8_t)g_random_int();
+
+	/* a hole is stored as nothing */
+	assert_errno(chunkstore_put(cs, zero, csize, dz, &w), 0);
+	assert_true(digest_is_zero(dz));
+	assert_false(w);
+
+	/* a new chunk: written whole, under its name, marked young */
+	assert_errno(chunkstore_put(cs, a, 1000, da, &w), 0);
+	assert_true(w);
+	chunk_object_name(da, name);
+	digest_to_hex(da, hex);
+	assert_true(g_str_has_prefix(name, ".chunks/"));
+	assert_int_equal(strncmp(name + 8, hex, 2), 0);
+	assert_errno(rados_store_stat(rs, name, NULL, &t0), 0);
+	assert_true(t0 > 0);
+	assert_int_equal(chunkstore_has(cs, da), 1);
+	assert_errno(chunkstore_get(cs, da, buf, csize, &len), 0);
+	assert_int_equal(len, 1000);
+	assert_memory_equal(buf, a, 1000);
+	assert_errno(chunkstore_get(cs, da, buf, 10, &len), -ERANGE);
+
+	/* the same content again: nothing written, the chunk touched */
+	assert_errno(rados_store_touch(rs, name, 1000), 0);
+	assert_errno(chunkstore_put(cs, a, 1000, d2, &w), 0);
+	assert_false(w);
+	assert_memory_equal(d2, da, DIGEST_LEN);
+	assert_errno(rados_store_stat(rs, name, NULL, &t1), 0);
+	assert_true(t1 >= t0);
+
+	/* GC: young kept, old removed; a touch of a gone chunk fails */
+	assert_int_equal(chunkstore_remove_if_older(cs, da, 1000, &bytes), 0);
+	assert_errno(chunkstore_touch(cs, da), 0);
+	assert_int_equal(chunkstore_remove_if_older(cs, da, t1 + 3600, &bytes),
+			 1);
+	assert_int_equal(bytes, CHUNKSTORE_HEADER + 1000);
+	assert_int_equal(chunkstore_has(cs, da), 0);
+	assert_errno(chunkstore_touch(cs, da), -ENOENT);
+	assert_errno(chunkstore_get(cs, da, buf, csize, &len), -ENOENT);
+
+	/* a batch puts at each add; the commit counts them */
+	assert_errno(chunkstore_batch_new(cs, &b), 0);
+	assert_errno(chunkstore_batch_add(b, a, csize, d2, &staged, NULL), 0);
+	assert_false(staged);
+	assert_errno(chunkstore_batch_add(b, a, 1000, da, &staged, NULL), 0);
+	assert_errno(chunkstore_batch_commit(b, &written, &reused), 0);
+	assert_int_equal(written, 2);
+	chunkstore_batch_free(b);
+	assert_int_equal(chunkstore_has(cs, d2), 1);
+
+	/* the scan names both, and leaves other names alone */
+	assert_errno(rados_store_put(rs, ".chunks/zz/not-a-chunk", "x", 1,
+				     false, 1), 0);
+	assert_errno(chunkstore_scan(cs, seen_one, &seen, &foreign), 0);
+	assert_int_equal(g_hash_table_size(seen.names), 2);
+	assert_true(g_hash_table_contains(seen.names, hex));
+	assert_int_equal(foreign, 1);
+
+	/* damage: each is -EBADMSG, never a crash */
+	{
+		uint8_t obj[CHUNKSTORE_HEADER + 1000];
+		uint32_t raw = GUINT32_TO_LE(1000);
+
+		memcpy(obj, CHUNKSTORE_MAGIC, 8);
+		memset(obj + 8, 0, 4);
+		memcpy(obj + 12, &raw, 4);
+		memcpy(obj + CHUNKSTORE_HEADER, a, 1000);
+		obj[CHUNKSTORE_HEADER] ^= 1; /* content not its name's */
+		assert_errno(rados_store_put(rs, name, obj, sizeof(obj), false,
+					     1), 0);
+		assert_errno(chunkstore_get(cs, da, buf, csize, &len), -EBADMSG);
+		assert_errno(rados_store_put(rs, name, obj, 100, false, 1), 0);
+		assert_errno(chunkstore_get(cs, da, buf, csize, &len), -EBADMSG);
+		obj[0] = 'X'; /* bad magic */
+		assert_errno(rados_store_put(rs, name, obj, sizeof(obj), false,
+					     1), 0);
+		assert_errno(chunkstore_get(cs, da, buf, csize, &len), -EBADMSG);
+		assert_errno(rados_store_put(rs, name, obj, 4, false, 1), 0);
+		assert_errno(chunkstore_get(cs, da, buf, csize, &len), -EBADMSG);
+	}
+	/* a removed damaged chunk is healed by the next put */
+	assert_errno(chunkstore_remove(cs, da), 0);
+	assert_errno(chunkstore_remove(cs, da), -ENOENT);
+	assert_errno(chunkstore_put(cs, a, 1000, da, &w), 0);
+	assert_true(w);
+	assert_errno(chunkstore_get(cs, da, buf, csize, &len), 0);
+
+	g_hash_table_destroy(seen.names);
+	chunkstore_close(cs);
+	rados_store_close(rs);
+}
+
+/* ---- an OSD that stops (last: the cluster is left without it) ---- */
 
 static void test_osd_stopped(void **state)
 {
@@ -452,6 +583,7 @@ int main(void)
 		cmocka_unit_test(test_touch_gc_race),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_full_pool),
+		cmocka_unit_test(test_chunks),
 		cmocka_unit_test(test_osd_stopped),
 	};
 
