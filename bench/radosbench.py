@@ -138,6 +138,13 @@ class Cluster:
         log('   cluster up on %s:%d in %.1f s (%s)' % (addr, MON_PORT, time.perf_counter() - t,
                                                       self.conf))
 
+    def osd_pid(self):
+        try:
+            with open(os.path.join(self.dir, 'run', 'osd.0.pid')) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
     def stop(self):
         if self.io is not None:
             self.io.close()
@@ -209,6 +216,30 @@ class Cluster:
             time.sleep(1)
         raise BenchError('the statistics of pool %s did not settle at %d objects within %d s '
                          '(last: %s)' % (pool, objects, timeout, last))
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of process @pid and of its children it
+    has waited for (/proc/PID/stat), None when it is gone."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except (OSError, TypeError):
+        return None
+    # utime, stime, cutime, cstime: fields 14-17 of stat(5), 12-15 here
+    return sum(int(x) for x in fields[11:15]) / os.sysconf('SC_CLK_TCK')
+
+
+def rss_kib(pid, key):
+    """VmRSS or VmHWM (peak) of process @pid in KiB, None when gone."""
+    try:
+        with open('/proc/%d/status' % pid) as f:
+            for line in f:
+                if line.startswith(key + ':'):
+                    return int(line.split()[1])
+    except (OSError, TypeError, ValueError):
+        pass
+    return None
 
 
 class RadosSnapfs(Snapfs):
@@ -307,31 +338,44 @@ class Bench(repomount.Bench):
         src = backing_file(self.vpath(vol)) or self.vpath(vol)
         dst = 'rbd:%s/%s:conf=%s' % (RBD_POOL, vol, self.cluster.conf)
         drop_caches()
+        osd0 = cpu_seconds(self.cluster.osd_pid())
+        kids0 = os.times()
         t = time.perf_counter()
         run(['qemu-img', 'convert', '-U', '-f', 'qcow2', '-O', 'raw', src, dst], timeout=3600)
         dt = time.perf_counter() - t
+        kids1 = os.times()
+        cpu = dict(client=kids1.children_user + kids1.children_system - kids0.children_user -
+                   kids0.children_system, osd=cpu_seconds(self.cluster.osd_pid()) - osd0)
         n = sum(1 for o in self.cluster.objects(RBD_POOL) if o.startswith('rbd_data.'))
         self.cluster.rbd('rm', '%s/%s' % (RBD_POOL, vol))
-        return dt, n, os.path.basename(src)
+        return dt, n, os.path.basename(src), cpu
 
     def full(self):
         a = self.a
         log('== [load %s] a. full backup to RADOS vs qemu-img convert to RBD (%d repetitions, '
             'one volume each)' % (loadavg(), a.full))
         backup, wall, conv, pairs_b, pairs_c, objs, rbd_objs, stored = [], [], [], [], [], [], [], []
+        cpu_b, cpu_c = [], []
         for k, vol in enumerate(self.vols):
             order = ('snap', 'conv') if k % 2 == 0 else ('conv', 'snap')
             for side in order:
                 if side == 'conv':
-                    dt, n, src = self.convert_rbd(vol)
+                    dt, n, src, cpu = self.convert_rbd(vol)
                     conv.append(dt)
                     rbd_objs.append(n)
-                    log('   rep %d: qemu-img convert of %s to rbd:%s/%s: %s (%d data objects)'
-                        % (k, src, RBD_POOL, vol, fmt_s(dt), n))
+                    cpu_c.append(cpu)
+                    log('   rep %d: qemu-img convert of %s to rbd:%s/%s: %s (%d data objects); '
+                        'CPU: qemu-img %s, ceph-osd %s'
+                        % (k, src, RBD_POOL, vol, fmt_s(dt), n, fmt_s(cpu['client']),
+                           fmt_s(cpu['osd'])))
                     continue
                 before = set(self.cluster.objects())
                 drop_caches()
+                fs0, osd0 = cpu_seconds(self.fs.pid), cpu_seconds(self.cluster.osd_pid())
                 w, b, _ = self.take(vol, 'f')
+                cpu = dict(client=cpu_seconds(self.fs.pid) - fs0,
+                           osd=cpu_seconds(self.cluster.osd_pid()) - osd0)
+                cpu_b.append(cpu)
                 new = set(self.cluster.objects()) - before
                 ev = self.backup_event(vol, 'f')
                 if ev['incremental']:
@@ -342,17 +386,27 @@ class Bench(repomount.Bench):
                 objs.append(len(new))
                 stored.append(size)
                 log('   rep %d: backup of %s/f: %s (mkdir to BackedUp %s); read %s, %d chunks '
-                    'written, %d holes; %d new objects, %s'
+                    'written, %d holes; %d new objects, %s; CPU from mkdir to quiet: snapfs '
+                    '%s, ceph-osd %s'
                     % (k, vol, fmt_s(b), fmt_s(w), fmt_mib(ev['read']), ev['written'],
-                       ev['holes'], len(new), fmt_mib(size)))
+                       ev['holes'], len(new), fmt_mib(size), fmt_s(cpu['client']),
+                       fmt_s(cpu['osd'])))
             pairs_b.append(backup[-1])
             pairs_c.append(conv[-1])
         pairs = [x / y for x, y in zip(pairs_b, pairs_c)]
         ratio = median(backup) / median(conv)
         self.res['full'] = dict(backup=backup, wall=wall, convert=conv, ratio=ratio, pairs=pairs,
-                                objects=objs, stored=stored, rbd_objects=rbd_objs)
+                                objects=objs, stored=stored, rbd_objects=rbd_objs,
+                                cpu_backup=cpu_b, cpu_convert=cpu_c)
         log('   backup %s; convert %s; ratio %.2fx (pairs %.2f..%.2f)'
             % (spread(backup, fmt_s), spread(conv, fmt_s), ratio, min(pairs), max(pairs)))
+        hwm, rss = rss_kib(self.fs.pid, 'VmHWM'), rss_kib(self.fs.pid, 'VmRSS')
+        osd = rss_kib(self.cluster.osd_pid(), 'VmRSS')
+        if hwm and rss and osd:
+            log('   memory: snapfs peak RSS %.0f MiB (now %.0f MiB); ceph-osd RSS %.0f MiB'
+                % (hwm / 1024, rss / 1024, osd / 1024))
+            self.res['memory_mib'] = dict(snapfs_peak=hwm / 1024, snapfs=rss / 1024,
+                                          osd=osd / 1024)
         self.rows.append(dict(
             name='a. full backup to RADOS (%.1f GiB data) vs qemu-img convert to RBD'
             % (self.written / GiB),
