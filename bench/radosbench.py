@@ -53,7 +53,6 @@ is /usr/bin/python3's, not a virtualenv's).  Needs root.
 import json
 import os
 import random
-import shutil
 import socket
 import sys
 import time
