@@ -257,7 +257,9 @@ int snap_engine_start(struct snap_engine *eng)
 	int rc;
 
 	snap_log(LOG_INFO, "engine: starting: host '%s', primary '%s', secondary '%s', %u worker(s), keep_primary=%u, repository=%s",
-		 eng->host, eng->primary, eng->secondary, eng->cfg.workers,
+		 eng->host, eng->primary,
+		 eng->rados_pool ? eng->cfg.secondary : eng->secondary,
+		 eng->cfg.workers,
 		 eng->cfg.keep_primary, eng->repo ? "on" : "off");
 	testpoint("engine.start");
 	/* a libvirt the admin named must answer; only the embedded driver

@@ -276,7 +276,7 @@ int repo_connect(struct snap_engine *eng)
 	rc = rados_store_get(repo->rs, "repository.json", text, REPO_JSON_MAX,
 			     &len);
 	if (rc == -ENOENT) {
-		g_autofree char *json = repo_json_text(REPO_CHUNK_SIZE);
+		g_autofree char *json = repo_json_text(REPO_RADOS_CHUNK_SIZE);
 
 		/* exclusive: two hosts creating it at once agree on one */
 		rc = rados_store_put(repo->rs, "repository.json", json,

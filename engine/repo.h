@@ -33,6 +33,10 @@
 #include "running.h"
 
 #define REPO_CHUNK_SIZE (4u << 20) /* of a new repository */
+/* of a new repository on RADOS: a write message of 4 MiB or more costs a
+ * Ceph 16 OSD about 2.5 times the CPU per byte of a smaller one
+ * (docs/benchmarks.md, "The repository on Ceph") */
+#define REPO_RADOS_CHUNK_SIZE (2u << 20)
 
 /**
  * repo_json_parse() - check the text of a repository.json (pure: no I/O,
