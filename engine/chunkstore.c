@@ -907,6 +907,7 @@ int chunkstore_batch_add(struct chunkstore_batch *b, const void *data,
 		if (pending)
 			*pending = 0;
 		g_mutex_unlock(&b->lock);
+		*staged = w; /* counted as written by the next commit */
 		return 0;
 	}
 	rc = stage_chunk(b->cs, data, len, digest_out, &present, &st);

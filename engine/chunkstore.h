@@ -191,8 +191,9 @@ int chunkstore_batch_new(struct chunkstore *cs, struct chunkstore_batch **out);
  * @digest_out: its name (all zero: a hole, nothing stored), as
  *	chunkstore_put()
  * @staged: true when a temporary file was written (the chunk is new: it
- *	is named by the next commit); false for a hole or a chunk present
- *	(touched: done)
+ *	is named by the next commit; on RADOS: the object was created, and
+ *	the next commit counts it as written); false for a hole or a chunk
+ *	present (touched: done)
  * @pending: if not NULL, receives how many chunks the batch now holds
  * Return: 0; the errors of chunkstore_put() (nothing left behind).
  */

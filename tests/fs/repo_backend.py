@@ -26,6 +26,7 @@ Both offer the same operations on names:
     repo.age(name, t)          make @name look last written at unix time
                                @t for GC: POSIX mtime (os.utime), RADOS the
                                xattr snapfs.t (20 decimal digits)
+    repo.new_chunk_size        the chunk size of a repository snapfs makes
     repo.chunk_names()         the chunks' names (64 hex digits), sorted
     repo.chunk_bytes()         their total size in bytes (headers included)
 
@@ -41,6 +42,11 @@ import subprocess
 
 CHUNKS = '.chunks/'
 XATTR_TIME = 'snapfs.t'
+MiB = 1 << 20
+# repository.json's chunk_size for a new repository (engine/repo.h): RADOS
+# gets 2 MiB, the OSD's CPU per byte of 4 MiB writes (docs/benchmarks.md)
+POSIX_CHUNK = 4 * MiB
+RADOS_CHUNK = 2 * MiB
 
 
 def chunk_name(digest):
@@ -89,6 +95,7 @@ class Repo:
 
 class PosixRepo(Repo):
     kind = 'posix'
+    new_chunk_size = POSIX_CHUNK
 
     def __init__(self, root):
         self.root = root
@@ -154,6 +161,7 @@ class RadosRepo(Repo):
     """The objects of @namespace in @pool of @cluster (a CephCluster)."""
 
     kind = 'rados'
+    new_chunk_size = RADOS_CHUNK
 
     def __init__(self, cluster, namespace, pool=None):
         self.cluster = cluster

@@ -25,6 +25,7 @@ import pytest
 
 import ceph_harness
 import netns_harness
+from repo_backend import MiB, RADOS_CHUNK
 from snapfs_harness import qemu_img_compare, snapfs_env
 from test_clone import check_clone, wait_clone
 from test_import import gc_after_a_delete, restore
@@ -33,8 +34,7 @@ _missing = ceph_harness.missing_prerequisites() + netns_harness.missing_prerequi
 if _missing:
     pytest.exit('RADOS host tests skipped: ' + ', '.join(_missing), returncode=77)
 
-MiB = 1 << 20
-CHUNK = 4 * MiB         # repository.json's chunk_size for new repositories
+CHUNK = RADOS_CHUNK     # repository.json's chunk_size for new repositories
 HANG = 'backup.repo.chunks_written'
 
 

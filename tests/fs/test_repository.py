@@ -29,13 +29,20 @@ from snapfs_harness import (MiB, events_of, qemu_img_compare, qemu_img_info, run
 
 pytestmark = pytest.mark.usefixtures('backend')
 
-CHUNK = 4 * MiB
 A = [(0xa1, 0, '4M'), (0xa3, '4M', '4M'), (0xa2, '40M', '4M')]
-B = [(0xb1, 0, '2M'), (0xb3, '60M', '2M')]
+B = [(0xb1, 0, '3M'), (0xb3, '60M', '2M')]   # 3M: s1's first chunk changes also at 2 MiB
 C = [(0xc1, '16M', '4M')]
 
 
 # ---- helpers ------------------------------------------------------------------------
+
+def chunks_in(env, nbytes):
+    """How many chunks of the repository @env mounts hold @nbytes (a
+    multiple of the chunk size: 4 MiB on POSIX, 2 MiB on RADOS)."""
+    cs = env.repo.new_chunk_size
+    assert nbytes % cs == 0, (nbytes, cs)
+    return nbytes // cs
+
 
 def uuid_of(env, vol, snap):
     return env.info(vol, snap)['uuid']
@@ -142,11 +149,11 @@ def check_published(env, vol, snap, vsize):
     assert not env.repo.exists(d + uuid + '.qcow2')
     index = env.repo.read(d + uuid + '.index')
     chunk_size, got_vsize, entries = parse_index(index, d + uuid + '.index')
-    assert chunk_size == CHUNK and got_vsize == vsize
+    assert chunk_size == env.repo.new_chunk_size and got_vsize == vsize
     m = json.loads(env.repo.read(d + uuid + '.json'))
     tail = index[-32:]
     assert m['format'] == 'index' and m['index'] == uuid + '.index', m
-    assert m['index_sha256'] == tail.hex() and m['chunk_size'] == CHUNK, m
+    assert m['index_sha256'] == tail.hex() and m['chunk_size'] == env.repo.new_chunk_size, m
     assert m['volume'] == vol and m['snapshot'] == snap and m['uuid'] == uuid, m
     assert 'checksum' not in m, m
     size = 0
@@ -221,7 +228,7 @@ def test_repository_json_made_and_checked(env, backend):
     env.make_volume('v', '16M', [(0x11, 0, '1M')])
     env.mount(repository='on')
     rj = json.loads(env.repo.read('repository.json'))
-    assert rj == {'format': 'snapfs-repository', 'version': 1, 'chunk_size': CHUNK,
+    assert rj == {'format': 'snapfs-repository', 'version': 1, 'chunk_size': env.repo.new_chunk_size,
                   'hash': 'sha256', 'compression': 'none'}, rj
     env.unmount()
     # a version this snapfs does not know: the mount fails, one clear line
@@ -277,9 +284,11 @@ def test_backup_is_published_as_index_and_manifest(env):
     env.mount(repository='on')
     take_backed_up(env, 'v', 's1')
     m = check_published(env, 'v', 's1', 64 * MiB)
-    assert m['size'] == 3 * CHUNK, m   # 8M at 0 and 4M at 40M; the rest holes
+    assert m['size'] == 12 * MiB, m   # 8M at 0 and 4M at 40M; the rest holes
     ev = backup_end(env, 'v', 's1')
     assert not ev['incremental'] and ev['written'] == 3, ev
+    # 2 MiB chunks: each 4M write is two equal chunks, one stored
+    assert ev['reused'] == chunks_in(env, 12 * MiB) - 3, ev
     seen = view_check(env, 'v', 's1', ref)
     assert env.listdir('backed-up', 'volumes', 'v') == ['s1.json', 's1.qcow2']
     # it survives a remount (recovery finds the index, not a qcow2), and the
@@ -304,9 +313,9 @@ def test_incremental_backup_reads_only_what_changed(env):
     take_backed_up(env, 'v', 's2')
     inc = backup_end(env, 'v', 's2')
     assert inc['incremental'], inc
-    assert inc['bytes_read'] <= 2 * CHUNK, inc
+    assert inc['bytes_read'] <= 2 * env.repo.new_chunk_size, inc
     assert inc['chunks_read'] <= 2 and inc['written'] <= 2, inc
-    assert inc['copied'] >= 60, inc
+    assert inc['copied'] >= chunks_in(env, 256 * MiB) - 4, inc
     check_published(env, 'v', 's2', 256 * MiB)
     assert len(chunk_files(env)) == 34, chunk_files(env)
     view_check(env, 'v', 's2', ref2)
@@ -322,7 +331,7 @@ def test_identical_volumes_share_chunks(env):
     take_backed_up(env, 'v2', 's')
     assert len(chunk_files(env)) == n == 3
     ev = backup_end(env, 'v2', 's')
-    assert ev['written'] == 0 and ev['reused'] == 3, ev
+    assert ev['written'] == 0 and ev['reused'] == chunks_in(env, 12 * MiB), ev
     assert index_of(env, 'v1', 's')[2] == index_of(env, 'v2', 's')[2]
 
 

@@ -34,7 +34,7 @@ from repo_backend import PosixRepo, RadosRepo, chunk_name, is_chunk, rados_names
 from snapfs_harness import events_of, qemu_img_compare, snapfs_env
 from test_clone import check_clone, wait_clone
 from test_import import import_events, lose_source_and_primary, restore
-from test_repository import (A, B, CHUNK, check_published, clone_and_compare, index_of,
+from test_repository import (A, B, check_published, clone_and_compare, index_of,
                              take_backed_up)
 
 MiB = 1 << 20
@@ -89,14 +89,14 @@ def test_objects_after_a_backup(env):
     check_published(env, 'v', 's1', 64 * MiB)
     u = env.info('v', 's1')['uuid']
     chunks = sorted(chunk_name(d) for d in set(index_of(env, 'v', 's1')[2]) - {None})
-    assert len(chunks) == 3, chunks
+    assert len(chunks) == 3, chunks      # 6 entries of 2 MiB, 3 distinct
     want = sorted(['repository.json', '.leases/kvm-a', 'volumes/v/%s.index' % u,
                    'volumes/v/%s.json' % u] + chunks)
     have = env.repo.names()
     assert have == want, 'objects: %s\nexpected: %s' % (have, want)
     assert all(is_chunk(n) for n in have if n.startswith('.chunks/'))
     assert env.repo.read('.leases/kvm-a') == b'idle\n'
-    assert env.repo.size(chunks[0]) == 16 + CHUNK
+    assert env.repo.size(chunks[0]) == 16 + env.repo.new_chunk_size
     for name in have:
         t = env.repo.touched(name)
         assert t is not None and t0 - 5 <= t <= time.time() + 5, (name, t, t0)
