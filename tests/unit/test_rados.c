@@ -484,11 +484,16 @@ static void test_chunks(void **state)
 	assert_errno(chunkstore_touch(cs, da), -ENOENT);
 	assert_errno(chunkstore_get(cs, da, buf, csize, &len), -ENOENT);
 
-	/* a batch puts at each add; the commit counts them */
+	/* a batch puts at each add; a new chunk is "staged" (the commit
+	 * counts it as written), one present is not (its caller counts it
+	 * as reused) */
 	assert_errno(chunkstore_batch_new(cs, &b), 0);
 	assert_errno(chunkstore_batch_add(b, a, csize, d2, &staged, NULL), 0);
-	assert_false(staged);
+	assert_true(staged);
 	assert_errno(chunkstore_batch_add(b, a, 1000, da, &staged, NULL), 0);
+	assert_true(staged);
+	assert_errno(chunkstore_batch_add(b, a, csize, d2, &staged, NULL), 0);
+	assert_false(staged);
 	assert_errno(chunkstore_batch_commit(b, &written, &reused), 0);
 	assert_int_equal(written, 2);
 	chunkstore_batch_free(b);
