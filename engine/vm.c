@@ -48,6 +48,9 @@ struct vm_conn {
 	GThread *loop;
 	GThread *reaper;
 	gint stopping;
+	GMutex reap_lock; /* guards reap_until; with reap_cond */
+	GCond reap_cond;  /* wakes the reaper: an operation, or stopping */
+	gint64 reap_until; /* monotonic us: poll fast until then */
 };
 
 /* The one table from libvirt errors to errno. */
@@ -174,7 +177,27 @@ static gpointer event_loop(gpointer data)
  * pays for it.  snapfs is a child subreaper instead, and this thread reaps
  * the QEMU zombies handed to it, and only those (by name: GLib and libvirt
  * wait for their own children themselves).
+ *
+ * It looks every REAP_BUSY_US for REAP_WINDOW_US after an operation that
+ * may end a QEMU (reap_soon(): start, destroy, shutdown, save, restore),
+ * and every REAP_IDLE_US otherwise, for a QEMU that ends by itself (a
+ * guest powering off): an idle daemon scanning /proc 50 times a second
+ * would be seen in top.
  */
+#define REAP_BUSY_US (20 * 1000)
+#define REAP_IDLE_US (1000 * 1000)
+#define REAP_WINDOW_US (30 * G_USEC_PER_SEC)
+
+/* An operation that may end a QEMU is about to run: the reaper looks
+ * often for the next REAP_WINDOW_US. */
+static void reap_soon(struct vm_conn *c)
+{
+	g_mutex_lock(&c->reap_lock);
+	c->reap_until = g_get_monotonic_time() + REAP_WINDOW_US;
+	g_cond_signal(&c->reap_cond);
+	g_mutex_unlock(&c->reap_lock);
+}
+
 static bool qemu_orphan_zombie(pid_t pid, pid_t own_session)
 {
 	g_autofree char *path = g_strdup_printf("/proc/%d/stat", (int)pid);
@@ -225,7 +248,15 @@ static gpointer reaper(gpointer data)
 					snap_log(LOG_DEBUG, "vm: reaped QEMU %d", (int)pid);
 			}
 		}
-		g_usleep(20000);
+		g_mutex_lock(&c->reap_lock);
+		if (!g_atomic_int_get(&c->stopping)) {
+			gint64 now = g_get_monotonic_time();
+
+			g_cond_wait_until(&c->reap_cond, &c->reap_lock,
+					  now + (now < c->reap_until ?
+						 REAP_BUSY_US : REAP_IDLE_US));
+		}
+		g_mutex_unlock(&c->reap_lock);
 	}
 	return NULL;
 }
@@ -281,7 +312,10 @@ static void ensure_qemu_user(void)
 /* Stop what vm_open() started, in reverse order (any part may be unset). */
 static void vm_conn_stop(struct vm_conn *c)
 {
+	g_mutex_lock(&c->reap_lock);
 	g_atomic_int_set(&c->stopping, 1);
+	g_cond_signal(&c->reap_cond);
+	g_mutex_unlock(&c->reap_lock);
 	if (c->reaper)
 		g_thread_join(c->reaper);
 	c->reaper = NULL;
@@ -312,6 +346,8 @@ int vm_open(const char *uri, const char *embed_root, vm_notify_fn notify,
 	}
 	c = g_new0(struct vm_conn, 1);
 	g_mutex_init(&c->lock);
+	g_mutex_init(&c->reap_lock);
+	g_cond_init(&c->reap_cond);
 	c->notify = notify;
 	c->notify_data = notify_data;
 	c->timer = -1;
@@ -341,6 +377,7 @@ int vm_open(const char *uri, const char *embed_root, vm_notify_fn notify,
 	 * driver may start QEMUs as it opens (autostart) */
 	if (!uri && prctl(PR_SET_CHILD_SUBREAPER, 1) == 0) {
 		c->subreaper = true;
+		c->reap_until = g_get_monotonic_time() + REAP_WINDOW_US;
 		c->reaper = g_thread_try_new("snapfs-reaper", reaper, c, NULL);
 		if (!c->reaper) {
 			/* orphans nobody reaps would stall libvirt: pid 1 */
@@ -362,6 +399,8 @@ stop:
 	vm_conn_stop(c);
 free_conn:
 	g_free(c->uri);
+	g_cond_clear(&c->reap_cond);
+	g_mutex_clear(&c->reap_lock);
 	g_mutex_clear(&c->lock);
 	g_free(c);
 	return rc;
@@ -375,6 +414,8 @@ void vm_close(struct vm_conn *c)
 		virConnectClose(c->conn);
 	vm_conn_stop(c);
 	g_free(c->uri);
+	g_cond_clear(&c->reap_cond);
+	g_mutex_clear(&c->reap_lock);
 	g_mutex_clear(&c->lock);
 	g_free(c);
 }
@@ -704,13 +745,17 @@ int vm_define_xml(struct vm_conn *c, const char *xml, char *name_out,
 
 int vm_start(struct vm_conn *c, const char *name)
 {
+	reap_soon(c); /* a QEMU that fails to start exits at once */
 	WITH_DOMAIN(c, name, "start", virDomainCreate(dom));
 }
 
 int vm_destroy(struct vm_conn *c, const char *name)
 {
 	int rc = 0, state = 0;
-	virDomainPtr dom = lookup(c, name, &rc);
+	virDomainPtr dom;
+
+	reap_soon(c);
+	dom = lookup(c, name, &rc);
 
 	if (!dom)
 		return rc;
@@ -744,7 +789,10 @@ int vm_destroy(struct vm_conn *c, const char *name)
 int vm_shutdown(struct vm_conn *c, const char *name, int timeout_s)
 {
 	int rc = 0, state = 0, i;
-	virDomainPtr dom = lookup(c, name, &rc);
+	virDomainPtr dom;
+
+	reap_soon(c);
+	dom = lookup(c, name, &rc);
 
 	if (!dom)
 		return rc;
@@ -803,6 +851,7 @@ int vm_qmp(struct vm_conn *c, const char *name, const char *cmd,
 
 int vm_save(struct vm_conn *c, const char *name, const char *path)
 {
+	reap_soon(c);	/* the QEMU ends once saved */
 	WITH_DOMAIN(c, name, "save", virDomainSaveFlags(dom, path, NULL,
 						       VIR_DOMAIN_SAVE_RUNNING));
 }
@@ -909,6 +958,7 @@ int vm_restore(struct vm_conn *c, const char *path)
 	char *xml;
 	int rc = 0;
 
+	reap_soon(c);	/* a restore that fails ends its QEMU */
 	if (fault("libvirt.restore", EIO)) {
 		snap_log(LOG_ERR, "vm: restore '%s' failed: injected", path);
 		return -EIO;
