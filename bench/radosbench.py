@@ -189,9 +189,11 @@ class Cluster:
                     pass
         if errors:
             raise errors[0]
+        c1 = cpu_seconds(osd)
         log('   OSD warmed: %d objects of 4 MiB (%.1f GiB) written and removed in %.1f s, '
-            'OSD CPU %.1f s' % (n, n * 4 * MiB / GiB, time.perf_counter() - t,
-                                cpu_seconds(osd) - c0))
+            'OSD CPU %s' % (n, n * 4 * MiB / GiB, time.perf_counter() - t,
+                            '%.1f s' % (c1 - c0) if c0 is not None and c1 is not None
+                            else 'unknown'))
 
     def osd_pid(self):
         try:

@@ -228,7 +228,8 @@ def test_repository_json_made_and_checked(env, backend):
     env.make_volume('v', '16M', [(0x11, 0, '1M')])
     env.mount(repository='on')
     rj = json.loads(env.repo.read('repository.json'))
-    assert rj == {'format': 'snapfs-repository', 'version': 1, 'chunk_size': env.repo.new_chunk_size,
+    assert rj == {'format': 'snapfs-repository', 'version': 1,
+                  'chunk_size': env.repo.new_chunk_size,
                   'hash': 'sha256', 'compression': 'none'}, rj
     env.unmount()
     # a version this snapfs does not know: the mount fails, one clear line
