@@ -29,7 +29,7 @@ comes from a file, so no two chunks are equal unless they are zeros).
      bytes" of its backup.end event: what repo_backup_image() read over
      NBD; disk sectors read machine-wide from /proc/diskstats during the
      backup are printed beside it, for information); time as in 2.
-     Reference for bytes: the distinct 4 MiB chunks the 64 writes touched
+     Reference for bytes: the distinct chunks the 64 writes touched
      x chunk size, plus the index's size.  Time baseline: a bare
      `qemu-img convert -U -O qcow2` of s<k>'s own layer opened without its
      backing file (json:{"driver":"qcow2","backing":null,...}) plus

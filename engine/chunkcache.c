@@ -5,7 +5,7 @@
  * The kernel reads a file in requests of at most 1 MiB (max_readahead,
  * fs/ops.c; the kernel's FUSE client caps a request at 256 pages), often
  * several in flight at once from libfuse's worker threads, while a chunk
- * is 4 MiB: each cache keeps the last CACHE_SLOTS chunks it read.  A
+ * is 1 to 4 MiB: each cache keeps the last n_slots chunks it read.  A
  * request whose chunk is being read by another thread waits for that read
  * (@loaded) instead of reading the chunk again; requests for different
  * chunks read them side by side.
@@ -13,7 +13,7 @@
  * Reading a chunk is a cold pread and a SHA-256 of 4 MiB (about 3 ms per
  * chunk on one core of the test machine); copying it out to the kernel is
  * four 1 MiB requests and costs far less.  So a sequential reader gets the
- * next CACHE_AHEAD data chunks read ahead by up to CACHE_LOADERS workers
+ * next 12 MiB of data chunks read ahead by up to CACHE_LOADERS workers
  * of a shared GThreadPool at once: the hashing of two chunks runs on two
  * cores, and the disk read of one overlaps the hashing of another.  With
  * one chunk ahead (the first version) the daemon sat at 0.6 cores and
@@ -32,17 +32,24 @@
 #include "chunkstore.h"
 #include "repo_index.h"
 
+/* A sequential reader gets this many bytes read ahead, counted in whole
+ * chunks and at least CACHE_AHEAD_MIN of them: 3 chunks of 4 MiB, 12 of
+ * 1 MiB (the chunk size is the repository's, repository.json) */
+#define CACHE_AHEAD_BYTES (UINT64_C(12) << 20)
+#define CACHE_AHEAD_MIN 3
+#define CACHE_AHEAD_MAX 16
 /* chunks each cache keeps: the one being copied out, the one before (a
- * request may still finish there) and the ones read ahead */
-#define CACHE_SLOTS 6
-/* data chunks read ahead of a sequential reader */
-#define CACHE_AHEAD 3
+ * request may still finish there), the ones read ahead and one spare */
+#define CACHE_SLOTS_MAX (CACHE_AHEAD_MAX + 3)
 /* read-ahead workers at once per cache (the machine has 2 cores) */
 #define CACHE_LOADERS 2
-/* data chunks past the ones read ahead that the kernel is asked to start
+/* bytes past the ones read ahead that the kernel is asked to start
  * reading into its page cache (chunkstore_prefetch()): the disk needs
- * several reads in flight, the hashing does not need more buffers */
-#define CACHE_PREFETCH 8
+ * several reads in flight, the hashing does not need more buffers;
+ * counted in chunks as above, at least CACHE_PREFETCH_MIN */
+#define CACHE_PREFETCH_BYTES (UINT64_C(32) << 20)
+#define CACHE_PREFETCH_MIN 8
+#define CACHE_PREFETCH_MAX 64
 
 enum cache_slot_state {
 	CACHE_SLOT_EMPTY,
@@ -70,7 +77,10 @@ struct chunk_cache {
 	const struct repo_index *idx;
 	GMutex lock;
 	GCond loaded;
-	struct cache_slot slots[CACHE_SLOTS];
+	struct cache_slot slots[CACHE_SLOTS_MAX];
+	unsigned n_slots;   /* slots in use: n_ahead + 3 */
+	unsigned n_ahead;   /* data chunks read ahead (CACHE_AHEAD_BYTES) */
+	unsigned n_prefetch; /* data chunks prefetched past them */
 	uint64_t tick;
 	uint64_t last_entry; /* the furthest entry of the sequential run */
 	uint64_t hinted;     /* the furthest entry prefetched in that run */
@@ -91,6 +101,12 @@ struct chunk_cache *chunk_cache_new(struct chunkstore *cs,
 	g_mutex_init(&c->lock);
 	g_cond_init(&c->loaded);
 	c->last_entry = UINT64_MAX - 1;
+	c->n_ahead = (unsigned)CLAMP(CACHE_AHEAD_BYTES / MAX(idx->chunk_size, 1),
+				     CACHE_AHEAD_MIN, CACHE_AHEAD_MAX);
+	c->n_slots = c->n_ahead + 3;
+	c->n_prefetch = (unsigned)CLAMP(CACHE_PREFETCH_BYTES /
+						MAX(idx->chunk_size, 1),
+					CACHE_PREFETCH_MIN, CACHE_PREFETCH_MAX);
 	/* shared threads (not exclusive); without them (no thread) reads
 	 * work the same, only slower */
 	c->ahead = g_thread_pool_new(ahead_run, c, CACHE_LOADERS, false, NULL);
@@ -133,7 +149,7 @@ static struct cache_slot *slot_claim(struct chunk_cache *c, uint64_t i, int *rc)
 	struct cache_slot *s, *victim = NULL;
 
 	*rc = 0;
-	for (s = c->slots; s < c->slots + CACHE_SLOTS; s++)
+	for (s = c->slots; s < c->slots + c->n_slots; s++)
 		if (s->users == 0 &&
 		    (!victim || s->state == CACHE_SLOT_EMPTY ||
 		     (victim->state != CACHE_SLOT_EMPTY && s->used < victim->used)))
@@ -156,7 +172,7 @@ static struct cache_slot *slot_claim(struct chunk_cache *c, uint64_t i, int *rc)
 /* The slot holding entry @i (any state), or NULL; under @c->lock. */
 static struct cache_slot *slot_find(struct chunk_cache *c, uint64_t i)
 {
-	for (struct cache_slot *s = c->slots; s < c->slots + CACHE_SLOTS; s++)
+	for (struct cache_slot *s = c->slots; s < c->slots + c->n_slots; s++)
 		if (s->state != CACHE_SLOT_EMPTY && s->entry == i)
 			return s;
 	return NULL;
@@ -178,15 +194,15 @@ static void ahead_run(void *data, void *user)
 {
 	struct chunk_cache *c = user;
 	struct cache_slot *s = data;
-	uint64_t hint[CACHE_PREFETCH], e;
+	uint64_t hint[CACHE_PREFETCH_MAX], e;
 	unsigned n = 0;
 
 	/* the chunks after this one go to the page cache meanwhile */
 	g_mutex_lock(&c->lock);
 	e = MAX(c->hinted, s->entry);
-	while (n < CACHE_PREFETCH) {
+	while (n < c->n_prefetch) {
 		e = next_data(c, e);
-		if (e >= c->idx->count || e > s->entry + 2 * CACHE_PREFETCH)
+		if (e >= c->idx->count || e > s->entry + 2 * c->n_prefetch)
 			break;
 		hint[n++] = e;
 	}
@@ -205,7 +221,7 @@ static void ahead_run(void *data, void *user)
 /*
  * A reader is in entry @i, whose slot it holds: when it reads on
  * sequentially (in the entry of the run, or in the next one or two: the
- * kernel's requests overlap), start reading the next CACHE_AHEAD data
+ * kernel's requests overlap), start reading the next n_ahead data
  * chunks in the background.  Under @c->lock.
  */
 static void read_ahead(struct chunk_cache *c, uint64_t i)
@@ -224,7 +240,7 @@ static void read_ahead(struct chunk_cache *c, uint64_t i)
 		return; /* started already */
 	c->last_entry = i;
 	next = i;
-	for (unsigned k = 0; k < CACHE_AHEAD; k++) {
+	for (unsigned k = 0; k < c->n_ahead; k++) {
 		next = next_data(c, next);
 		if (next >= c->idx->count)
 			return;
@@ -313,7 +329,7 @@ void chunk_cache_free(struct chunk_cache *c)
 		return;
 	if (c->ahead)
 		g_thread_pool_free(c->ahead, true, true); /* those in flight */
-	for (size_t k = 0; k < CACHE_SLOTS; k++)
+	for (size_t k = 0; k < CACHE_SLOTS_MAX; k++)
 		g_free(c->slots[k].buf);
 	g_mutex_clear(&c->lock);
 	g_cond_clear(&c->loaded);

@@ -70,6 +70,7 @@ struct repo {
 	bool stopping;	   /* under lock; also GC's cancel flag */
 	GThread *gc_thread;
 	GMutex lease_lock; /* this host's lease writes, in order */
+	uint64_t moves;	   /* repo_note_move(): atomic, no lock */
 };
 
 #define REPO_JSON_MAX 4096
@@ -462,6 +463,18 @@ void repo_backup_end(struct snap_engine *eng, struct repo_active *act)
 	repo_index_release(&act->base);
 	g_free(act);
 	lease_update(eng); /* a failure (logged) leaves an older start: safe */
+}
+
+void repo_note_move(struct snap_engine *eng)
+{
+	if (eng->repo)
+		__atomic_add_fetch(&eng->repo->moves, 1, __ATOMIC_SEQ_CST);
+}
+
+uint64_t repo_moves(struct snap_engine *eng)
+{
+	return eng->repo ? __atomic_load_n(&eng->repo->moves, __ATOMIC_SEQ_CST)
+			 : 0;
 }
 
 void repo_gc_request(struct snap_engine *eng)

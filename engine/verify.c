@@ -256,6 +256,7 @@ static int check_repo(struct snap_engine *eng, const struct catalog_snapshot *s,
 
 			if (mrc == 0) {
 				f->moved++;
+				repo_note_move(eng);
 				testpoint("verify.chunk_moved");
 			}
 			else if (mrc != -ENOENT && mrc != -EBADMSG) {

@@ -28,7 +28,7 @@ from snapfs_harness import (qemu_img_compare, qemu_img_info, report_line, run,
                             snapfs_env)
 
 A = [(0xa1, 0, '4M'), (0xa2, '8M', '2M')]
-B = [(0xb1, '2M', '4M')]
+B = [(0xb1, 0, '6M')]   # covers s1's 0xa1 chunks: GC has one to remove at every chunk size
 STRIDE = int(os.environ.get('SNAPFS_FAULT_STRIDE', '8'))
 START = int(os.environ.get('SNAPFS_FAULT_START', '1'))
 MAX_POINTS = 2000

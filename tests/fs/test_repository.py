@@ -30,7 +30,7 @@ from snapfs_harness import (MiB, events_of, qemu_img_compare, qemu_img_info, run
 pytestmark = pytest.mark.usefixtures('backend')
 
 A = [(0xa1, 0, '4M'), (0xa3, '4M', '4M'), (0xa2, '40M', '4M')]
-B = [(0xb1, 0, '3M'), (0xb3, '60M', '2M')]   # 3M: s1's first chunk changes also at 2 MiB
+B = [(0xb1, 0, '4M'), (0xb3, '60M', '2M')]   # 4M: s1's first 4 MiB (one pattern) is its own at every chunk size
 C = [(0xc1, '16M', '4M')]
 
 
