@@ -395,129 +395,56 @@ static void stats_add(struct repo_backup_stats *to,
 }
 
 /*
- * Touching the chunks an incremental backup takes from its base unread
- * (GC spares them until the index is published; chunkstore.h, GARBAGE
- * COLLECTION).  Which they are is known before any chunk is read: the
- * base's entries outside the changed extents.  So they are touched by a
- * thread of their own while repo_backup_image() reads, hashes and writes
- * the changed ones (cold, a touch is an inode read: 0.04-0.06 s for 4096
- * chunks here, a quarter of a small incremental's time when done after).
- * An entry touched and then read anyway costs one touch too many.
+ * Touch each chunk @idx took from @base unread (GC spares it until the
+ * index is published); the chunks GC or verify removed meanwhile are read
+ * again from the image into @idx.  *@touched counts the touches.
  */
-struct reuse_touch {
-	GThread *thread;	 /* NULL: touched in the caller's thread */
-	uint64_t *at;		 /* the base entries touched */
-	uint8_t (*digests)[DIGEST_LEN];
-	bool *gone;		 /* gone[k]: at[k]'s chunk was not there */
-	size_t n;
-	struct chunkstore *cs;
-	int rc;			 /* of chunkstore_touch_many() */
-};
-
-static gpointer reuse_touch_run(gpointer arg)
-{
-	struct reuse_touch *t = arg;
-
-	t->rc = chunkstore_touch_many(t->cs,
-				      (const uint8_t (*)[DIGEST_LEN])t->digests,
-				      t->n, t->gone);
-	return NULL;
-}
-
-/* Start touching the entries of @base that @changed (sorted, from
- * repo_changed_extents()) leaves alone; reuse_touch_finish() waits. */
-static void reuse_touch_start(struct chunkstore *cs,
-			      const struct repo_index *base,
-			      const struct repo_extent *changed,
-			      size_t n_changed, struct reuse_touch *t)
-{
-	uint64_t i, cs_size = base->chunk_size;
-	size_t e = 0;
-
-	memset(t, 0, sizeof(*t));
-	t->cs = cs;
-	t->at = g_new(uint64_t, base->count ? base->count : 1);
-	for (i = 0; i < base->count; i++) {
-		uint64_t a = i * cs_size, b = a + repo_index_chunk_len(base, i);
-
-		if (repo_index_is_hole(base, i))
-			continue;
-		while (e < n_changed &&
-		       changed[e].offset + changed[e].length <= a)
-			e++;
-		if (e < n_changed && changed[e].offset < b &&
-		    changed[e].length > 0)
-			continue; /* read again: the put touches or writes it */
-		t->at[t->n++] = i;
-	}
-	t->digests = g_malloc((t->n ? t->n : 1) * (size_t)DIGEST_LEN);
-	t->gone = g_new0(bool, t->n ? t->n : 1);
-	for (i = 0; i < t->n; i++)
-		memcpy(t->digests[i], base->digests[t->at[i]], DIGEST_LEN);
-	t->thread = g_thread_try_new("snapfs-touch", reuse_touch_run, t, NULL);
-	if (!t->thread)
-		reuse_touch_run(t);
-}
-
-/* Wait for the touches; free @t.  Return: chunkstore_touch_many()'s. */
-static int reuse_touch_join(struct reuse_touch *t)
-{
-	if (t->thread)
-		g_thread_join(t->thread);
-	t->thread = NULL;
-	return t->rc;
-}
-
-static void reuse_touch_free(struct reuse_touch *t)
-{
-	reuse_touch_join(t);
-	g_free(t->at);
-	g_free(t->digests);
-	g_free(t->gone);
-	memset(t, 0, sizeof(*t));
-}
-
-/*
- * Once repo_backup_image() made @idx over @base: wait for the touches of
- * @t; the chunks @idx took from @base unread that GC or verify removed
- * meanwhile are read again from the image into @idx.  *@touched counts
- * the touches.
- */
-static int reuse_touch_finish(struct snap_engine *eng, struct running_job *rj,
-			      const char *src, const struct repo_index *base,
-			      struct reuse_touch *t, struct repo_index *idx,
-			      struct repo_backup_stats *total,
-			      uint64_t *touched, GString *why)
+static int touch_reused(struct snap_engine *eng, struct running_job *rj,
+			const char *src, const struct repo_index *base,
+			struct repo_index *idx, struct repo_backup_stats *total,
+			uint64_t *touched, GString *why)
 {
 	struct chunkstore *cs = repo_chunks(eng);
 	g_autoptr(GArray) missing = g_array_new(FALSE, FALSE,
 						sizeof(struct repo_extent));
 	struct repo_backup_stats st = { 0 };
 	struct repo_index again;
-	size_t k;
+	uint64_t i, k, n = MIN(idx->count, base->count);
+	g_autoptr(GArray) at = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	uint8_t (*reused)[DIGEST_LEN];
+	bool *gone;
 	int rc;
 
-	rc = reuse_touch_join(t);
+	for (i = 0; i < n; i++)
+		if (!repo_index_is_hole(idx, i) &&
+		    memcmp(idx->digests[i], base->digests[i], DIGEST_LEN) == 0)
+			g_array_append_val(at, i);
+	reused = g_malloc((at->len ? at->len : 1) * (size_t)DIGEST_LEN);
+	gone = g_new(bool, at->len ? at->len : 1);
+	for (k = 0; k < at->len; k++)
+		memcpy(reused[k], idx->digests[g_array_index(at, uint64_t, k)],
+		       DIGEST_LEN);
+	/* each fan-out directory locked once for all its chunks */
+	rc = chunkstore_touch_many(cs, (const uint8_t (*)[DIGEST_LEN])reused,
+				   at->len, gone);
+	for (k = 0; rc == 0 && k < at->len; k++) {
+		uint64_t j = g_array_index(at, uint64_t, k);
+		struct repo_extent e = {
+			.offset = j * idx->chunk_size,
+			.length = repo_index_chunk_len(idx, j),
+		};
+
+		if (gone[k])
+			g_array_append_val(missing, e);
+		else
+			(*touched)++;
+	}
+	g_free(reused);
+	g_free(gone);
 	if (rc < 0) {
 		g_string_printf(why, "cannot touch a reused chunk: %s",
 				g_strerror(-rc));
 		return rc;
-	}
-	for (k = 0; k < t->n; k++) {
-		uint64_t j = t->at[k];
-		struct repo_extent e = {
-			.offset = j * idx->chunk_size,
-			.length = j < idx->count ? repo_index_chunk_len(idx, j) : 0,
-		};
-
-		/* the entries @idx did not take from @base are its own */
-		if (j >= idx->count || repo_index_is_hole(idx, j) ||
-		    memcmp(idx->digests[j], base->digests[j], DIGEST_LEN) != 0)
-			continue;
-		if (t->gone[k])
-			g_array_append_val(missing, e);
-		else
-			(*touched)++;
 	}
 	if (missing->len == 0)
 		return 0;
@@ -536,6 +463,7 @@ static int reuse_touch_finish(struct snap_engine *eng, struct running_job *rj,
 	return 0;
 }
 
+/* @a and @b are the same index. */
 static bool index_equal(const struct repo_index *a, const struct repo_index *b)
 {
 	return a->chunk_size == b->chunk_size &&
@@ -667,7 +595,7 @@ static int repo_publish(struct snap_engine *eng, struct catalog_snapshot *s,
 	 * began: its new chunks by the commits before repo_backup_image()
 	 * returned (each read back once, chunkstore.h, DURABILITY), a chunk
 	 * it found stored by the put that touched it, the chunks taken from
-	 * the base by the touches, which read again those gone.  Only when a
+	 * the base by touch_reused(), which read again those gone.  Only when a
 	 * verify moved damaged chunks out meanwhile (@moves_at_start) is
 	 * each name looked up once more: a stat per entry, which otherwise
 	 * proves nothing new (a removal can still come after it; verify
@@ -764,7 +692,6 @@ static int backup_repo(struct snap_engine *eng, struct running_job *rj,
 	struct repo_active *act = NULL;
 	struct catalog_snapshot b = { 0 };
 	struct repo_index bidx = { 0 }, idx = { 0 };
-	struct reuse_touch reuse = { 0 };
 	const char *why_full = NULL;
 	uint64_t moves_at_start;
 	size_t n_changed = 0;
@@ -799,8 +726,6 @@ static int backup_repo(struct snap_engine *eng, struct running_job *rj,
 			goto out;
 		}
 	}
-	if (incremental)
-		reuse_touch_start(cs, &bidx, changed, n_changed, &reuse);
 	__atomic_store_n(&rj->bytes_total, s->virtual_size, __ATOMIC_RELAXED);
 	rc = repo_backup_image(cs, src, incremental ? &bidx : NULL, changed,
 			       n_changed, rj->cancel, repo_progress_cb, &prog,
@@ -812,8 +737,7 @@ static int backup_repo(struct snap_engine *eng, struct running_job *rj,
 		goto out;
 	}
 	if (incremental) {
-		rc = reuse_touch_finish(eng, rj, src, &bidx, &reuse, &idx,
-					&total, &touched, why);
+		rc = touch_reused(eng, rj, src, &bidx, &idx, &total, &touched, why);
 		if (rc < 0)
 			goto out;
 	}
@@ -838,7 +762,6 @@ static int backup_repo(struct snap_engine *eng, struct running_job *rj,
 				       " chunks read over NBD)",
 				       total.chunks_over_nbd);
 out:
-	reuse_touch_free(&reuse); /* joined before its arrays go */
 	repo_backup_end(eng, act);
 	repo_index_release(&idx);
 	repo_index_release(&bidx);
