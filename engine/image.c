@@ -24,6 +24,7 @@
 #include <glib.h>
 
 #include "image.h"
+#include "json.h"
 
 const char *image_qemu_img(void)
 {
@@ -99,10 +100,17 @@ char **image_argv_map(const char *path, uint64_t offset, uint64_t length)
 
 char **image_argv_map_json(const char *path)
 {
+	g_autofree char *file = NULL, *spec = NULL;
+
 	if (!absolute(path))
 		return NULL;
-	return argv_build("map", "-U", "-f", "qcow2", "--output=json", path,
-			  NULL);
+	/* the file alone: its backing files are neither opened nor read
+	 * (a chain of n layers cost n files' cold metadata reads) */
+	file = json_quote(path);
+	spec = g_strdup_printf("json:{\"driver\":\"qcow2\",\"backing\":null,"
+			       "\"file\":{\"driver\":\"file\",\"filename\":%s}}",
+			       file);
+	return argv_build("map", "-U", "--output=json", spec, NULL);
 }
 
 char **image_argv_info(const char *path)

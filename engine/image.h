@@ -46,9 +46,10 @@ char **image_argv_repair_leaks(const char *path);
 char **image_argv_map(const char *path, uint64_t offset, uint64_t length);
 
 /**
- * image_argv_map_json() - `qemu-img map --output=json` of the chain ending
- * in @path: one object per line with each extent's depth in the chain
- * (0: @path itself allocates it, data or zeros).  With -U.
+ * image_argv_map_json() - `qemu-img map --output=json` of the qcow2 file
+ * @path opened without its backing files: one object per line, "present"
+ * where @path itself allocates the extent (data or zeros), depth 0
+ * throughout.  With -U.
  */
 char **image_argv_map_json(const char *path);
 
