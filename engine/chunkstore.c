@@ -1256,12 +1256,65 @@ static int touch_item_cmp(const void *a, const void *b)
 		      ((const struct touch_item *)b)->name);
 }
 
+/* chunkstore_touch_many(): the fan-out directories (runs of @v sharing
+ * their first two digits), shared out among threads by index */
+struct touch_share {
+	struct chunkstore *cs;
+	const struct touch_item *v;
+	const size_t *dir_start; /* run d is v[dir_start[d] .. dir_start[d+1]) */
+	size_t dirs;
+	bool *gone;
+	unsigned first, step;
+	int rc;
+};
+
+static gpointer touch_some(gpointer data)
+{
+	struct touch_share *f = data;
+
+	for (size_t d = f->first; d < f->dirs && f->rc == 0; d += f->step) {
+		size_t k = f->dir_start[d], end = f->dir_start[d + 1];
+		int dir_fd, lock_fd;
+
+		dir_fd = open_fanout(f->cs, f->v[k].name, false);
+		if (dir_fd == -ENOENT) {
+			for (; k < end; k++)
+				f->gone[f->v[k].i] = true;
+			continue;
+		}
+		if (dir_fd < 0) {
+			f->rc = dir_fd;
+			break;
+		}
+		lock_fd = fanout_lock(f->cs, f->v[k].name, false);
+		if (lock_fd < 0) {
+			close(dir_fd);
+			f->rc = lock_fd;
+			break;
+		}
+		for (; k < end && f->rc == 0; k++) {
+			int r = touch_if_present_locked(f->cs, dir_fd, f->v[k].name);
+
+			if (r == 0)
+				f->gone[f->v[k].i] = true;
+			else if (r < 0)
+				f->rc = r;
+		}
+		fanout_unlock(lock_fd);
+		close(dir_fd);
+	}
+	return NULL;
+}
+
 int chunkstore_touch_many(struct chunkstore *cs,
 			  const uint8_t (*digests)[DIGEST_LEN], size_t n,
 			  bool *gone)
 {
+	struct touch_share share[FLUSH_THREADS];
 	struct touch_item *v = g_new(struct touch_item, n ? n : 1);
-	size_t m = 0, k = 0, i;
+	size_t dir_start[257];
+	size_t m = 0, dirs = 0, i;
+	unsigned k, threads;
 	int rc = 0;
 
 	if (cs->rs) {
@@ -1283,40 +1336,21 @@ int chunkstore_touch_many(struct chunkstore *cs,
 		v[m++].i = i;
 	}
 	qsort(v, m, sizeof(*v), touch_item_cmp);
-	while (k < m && rc == 0) {
-		size_t end = k;
-		int dir_fd, lock_fd;
-
-		while (end < m && v[end].name[0] == v[k].name[0] &&
-		       v[end].name[1] == v[k].name[1])
-			end++;
-		dir_fd = open_fanout(cs, v[k].name, false);
-		if (dir_fd == -ENOENT) {
-			for (; k < end; k++)
-				gone[v[k].i] = true;
-			continue;
-		}
-		if (dir_fd < 0) {
-			rc = dir_fd;
-			break;
-		}
-		lock_fd = fanout_lock(cs, v[k].name, false);
-		if (lock_fd < 0) {
-			close(dir_fd);
-			rc = lock_fd;
-			break;
-		}
-		for (; k < end && rc == 0; k++) {
-			int r = touch_if_present_locked(cs, dir_fd, v[k].name);
-
-			if (r == 0)
-				gone[v[k].i] = true;
-			else if (r < 0)
-				rc = r;
-		}
-		fanout_unlock(lock_fd);
-		close(dir_fd);
-	}
+	for (i = 0; i < m; i++)
+		if (i == 0 || v[i].name[0] != v[i - 1].name[0] ||
+		    v[i].name[1] != v[i - 1].name[1])
+			dir_start[dirs++] = i;
+	dir_start[dirs] = m;
+	/* cold, each directory is a few random reads (its block, its
+	 * chunks' inodes): in threads they overlap, one after another each
+	 * waits (4096 chunks took 0.04 s in one thread) */
+	threads = (unsigned)MIN(dirs, FLUSH_THREADS);
+	for (k = 0; k < threads; k++)
+		share[k] = (struct touch_share){ cs, v, dir_start, dirs, gone,
+						 k, threads, 0 };
+	run_shares(touch_some, share, sizeof(share[0]), threads);
+	for (k = 0; k < threads && rc == 0; k++)
+		rc = share[k].rc;
 	g_free(v);
 	return rc;
 }

@@ -272,11 +272,12 @@ int chunkstore_touch(struct chunkstore *cs, const uint8_t digest[DIGEST_LEN]);
 /**
  * chunkstore_touch_many() - chunkstore_touch() of the @n chunks @digests,
  * taking each fan-out directory's lock once for all of its chunks (a
- * backup over a base touches every chunk it reuses: thousands).
+ * backup over a base touches every chunk it reuses: thousands), the
+ * directories shared out among up to 8 threads.
  * @gone: receives, per digest, true when it is gone (chunkstore_touch()'s
  *	-ENOENT: read it from the volume again); false for holes
- * Return: 0; the first other failure of chunkstore_touch() (logged), the
- * digests after it not looked at.
+ * Return: 0; a failure of chunkstore_touch() other than -ENOENT (logged),
+ * some digests then not looked at (@gone false).
  */
 int chunkstore_touch_many(struct chunkstore *cs,
 			  const uint8_t (*digests)[DIGEST_LEN], size_t n,
