@@ -682,16 +682,17 @@ struct flush_share {
 
 /* Run @fn on each of the @n (<= FLUSH_THREADS) shares at @shares, @size
  * bytes apart: share 0 in the caller's thread, the others in threads of
- * their own, or in the caller's when a thread cannot start.  Returns once
+ * their own (named @name), or in the caller's when a thread cannot start.  Returns once
  * every share is done. */
-static void run_shares(GThreadFunc fn, void *shares, size_t size, unsigned n)
+static void run_shares(const char *name, GThreadFunc fn, void *shares,
+		       size_t size, unsigned n)
 {
 	GThread *t[FLUSH_THREADS] = { NULL };
 	unsigned k;
 
 	for (k = 1; k < n; k++)
-		t[k] = g_thread_try_new("snapfs-fsync", fn,
-					(char *)shares + k * size, NULL);
+		t[k] = g_thread_try_new(name, fn, (char *)shares + k * size,
+					NULL);
 	if (n)
 		fn(shares);
 	for (k = 1; k < n; k++) {
@@ -739,7 +740,7 @@ static int flush_all(const struct chunkstore *cs, struct staged_chunk *st,
 		return 0;
 	for (k = 0; k < threads; k++)
 		share[k] = (struct flush_share){ cs, st, n, k, threads, 0 };
-	run_shares(flush_some, share, sizeof(share[0]), threads);
+	run_shares("snapfs-fsync", flush_some, share, sizeof(share[0]), threads);
 	for (k = 0; k < threads && rc == 0; k++)
 		rc = share[k].rc;
 	return rc;
@@ -796,7 +797,7 @@ static int fsync_fanouts(const struct chunkstore *cs, const uint8_t dirty[256])
 	threads = MIN(n, FLUSH_THREADS);
 	for (k = 0; k < threads; k++)
 		share[k] = (struct fanout_share){ cs, dirty, k, threads, 0 };
-	run_shares(fsync_fanout_some, share, sizeof(share[0]), threads);
+	run_shares("snapfs-fsync", fsync_fanout_some, share, sizeof(share[0]), threads);
 	for (k = 0; k < threads && rc == 0; k++)
 		rc = share[k].rc;
 	return rc;
@@ -1348,7 +1349,7 @@ int chunkstore_touch_many(struct chunkstore *cs,
 	for (k = 0; k < threads; k++)
 		share[k] = (struct touch_share){ cs, v, dir_start, dirs, gone,
 						 k, threads, 0 };
-	run_shares(touch_some, share, sizeof(share[0]), threads);
+	run_shares("snapfs-touch", touch_some, share, sizeof(share[0]), threads);
 	for (k = 0; k < threads && rc == 0; k++)
 		rc = share[k].rc;
 	g_free(v);
