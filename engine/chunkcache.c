@@ -38,9 +38,12 @@
 #define CACHE_AHEAD_BYTES (UINT64_C(12) << 20)
 #define CACHE_AHEAD_MIN 3
 #define CACHE_AHEAD_MAX 16
-/* chunks each cache keeps: the one being copied out, the one before (a
- * request may still finish there), the ones read ahead and one spare */
-#define CACHE_SLOTS_MAX (CACHE_AHEAD_MAX + 3)
+/* requests of one sequential run come this far apart (read_ahead()) */
+#define CACHE_SLACK_BYTES (UINT64_C(8) << 20)
+/* chunks each cache keeps: the ones read ahead, the ones requests of the
+ * run may still be copied out of (n_slack) and one spare: 6 of 4 MiB,
+ * 21 of 1 MiB */
+#define CACHE_SLOTS_MAX (2 * CACHE_AHEAD_MAX + 1)
 /* read-ahead workers at once per cache (the machine has 2 cores) */
 #define CACHE_LOADERS 2
 /* bytes past the ones read ahead that the kernel is asked to start
@@ -78,9 +81,10 @@ struct chunk_cache {
 	GMutex lock;
 	GCond loaded;
 	struct cache_slot slots[CACHE_SLOTS_MAX];
-	unsigned n_slots;   /* slots in use: n_ahead + 3 */
+	unsigned n_slots;   /* slots in use: n_ahead + n_slack + 1 */
 	unsigned n_ahead;   /* data chunks read ahead (CACHE_AHEAD_BYTES) */
 	unsigned n_prefetch; /* data chunks prefetched past them */
+	unsigned n_slack;   /* entries a request of the run may be off */
 	uint64_t tick;
 	uint64_t last_entry; /* the furthest entry of the sequential run */
 	uint64_t hinted;     /* the furthest entry prefetched in that run */
@@ -103,7 +107,9 @@ struct chunk_cache *chunk_cache_new(struct chunkstore *cs,
 	c->last_entry = UINT64_MAX - 1;
 	c->n_ahead = (unsigned)CLAMP(CACHE_AHEAD_BYTES / MAX(idx->chunk_size, 1),
 				     CACHE_AHEAD_MIN, CACHE_AHEAD_MAX);
-	c->n_slots = c->n_ahead + 3;
+	c->n_slack = (unsigned)CLAMP(CACHE_SLACK_BYTES / MAX(idx->chunk_size, 1),
+				     2, CACHE_AHEAD_MAX);
+	c->n_slots = c->n_ahead + c->n_slack + 1;
 	c->n_prefetch = (unsigned)CLAMP(CACHE_PREFETCH_BYTES /
 						MAX(idx->chunk_size, 1),
 					CACHE_PREFETCH_MIN, CACHE_PREFETCH_MAX);
@@ -218,11 +224,24 @@ static void ahead_run(void *data, void *user)
 	g_mutex_unlock(&c->lock);
 }
 
+/* The @n-th data entry after @i (holes skipped), or idx->count. */
+static uint64_t nth_data(const struct chunk_cache *c, uint64_t i, unsigned n)
+{
+	while (n-- > 0 && i < c->idx->count)
+		i = next_data(c, i);
+	return i;
+}
+
 /*
  * A reader is in entry @i, whose slot it holds: when it reads on
- * sequentially (in the entry of the run, or in the next one or two: the
- * kernel's requests overlap), start reading the next n_ahead data
- * chunks in the background.  Under @c->lock.
+ * sequentially, start reading the next n_ahead data chunks in the
+ * background.  Sequentially means within n_slack data entries of the
+ * furthest one of the run, before or after it: the kernel has several
+ * requests of up to 1 MiB in flight, which libfuse's workers take in any
+ * order, so with 1 MiB chunks the requests of one sequential reader come
+ * a few entries apart and out of order (a window of 2 entries, right for
+ * 4 MiB chunks, restarted the run on most requests: the views read at
+ * half the speed).  Under @c->lock.
  */
 static void read_ahead(struct chunk_cache *c, uint64_t i)
 {
@@ -232,12 +251,13 @@ static void read_ahead(struct chunk_cache *c, uint64_t i)
 
 	if (!c->ahead)
 		return;
-	if (last == UINT64_MAX - 1 || i < last || i > next_data(c, next_data(c, last))) {
+	if (last == UINT64_MAX - 1 || i + c->n_slack < last ||
+	    i > nth_data(c, last, c->n_slack)) {
 		c->last_entry = c->hinted = i; /* a new run starts here */
 		return;
 	}
-	if (i == last)
-		return; /* started already */
+	if (i <= last)
+		return; /* started already (or a request that came late) */
 	c->last_entry = i;
 	next = i;
 	for (unsigned k = 0; k < c->n_ahead; k++) {
