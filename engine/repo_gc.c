@@ -8,7 +8,7 @@
  * directory's lock.  Nothing is removed until the whole mark has
  * succeeded: an index that cannot be read might name any chunk.
  *
- * WHY A SORTED ARRAY: 2^20 distinct digests (1 TiB of data in 1 MiB
+ * WHY A SORTED ARRAY: 2^20 distinct digests (4 TiB of data in 4 MiB
  * chunks) take 32.0 MiB as a sorted array and 72.0 MiB in a GHashTable
  * keyed by a g_memdup2()'d digest (a 48-byte allocation per key plus the
  * table's slots), measured with mallinfo2() on this project's machine.

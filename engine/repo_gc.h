@@ -80,8 +80,8 @@ struct repo_gc_stats {
  * Reads every "*.index" in every directory under @volumes_dir (names
  * beginning with "." are temporary and skipped); an index that cannot be
  * read stops the run before anything is removed.  Memory: 32 bytes per
- * distinct named chunk (a sorted array; 32 MiB for 2^20 chunks, 1 TiB in
- * 1 MiB chunks) plus the largest index while it is read.  Blocks on the
+ * distinct named chunk (a sorted array; 32 MiB for 2^20 chunks, 4 TiB in
+ * 4 MiB chunks) plus the largest index while it is read.  Blocks on the
  * file system for as long as the walk takes; holds a fan-out directory's
  * lock for one chunk's stat and unlink at a time.  Fault points:
  * "gc.index" (reading an index), "gc.scan", "gc.stat", "gc.unlink".
