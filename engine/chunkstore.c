@@ -670,7 +670,10 @@ static int read_back(const struct chunkstore *cs, const struct staged_chunk *st)
  */
 /* fsyncs of a commit run in this many threads at once: the file system
  * joins concurrent fsyncs into one journal commit (ext4's jbd2, XFS's
- * log), where one after another each waits for its own */
+ * log), where one after another each waits for its own; without a
+ * journal each still waits for its own cache flush, but side by side.
+ * The fan-out directories of a commit and chunkstore_touch_many()'s are
+ * shared out among as many (run_shares()) */
 #define FLUSH_THREADS 8
 
 struct flush_share {
@@ -682,8 +685,8 @@ struct flush_share {
 
 /* Run @fn on each of the @n (<= FLUSH_THREADS) shares at @shares, @size
  * bytes apart: share 0 in the caller's thread, the others in threads of
- * their own (named @name), or in the caller's when a thread cannot start.  Returns once
- * every share is done. */
+ * their own (named @name), or in the caller's when a thread cannot
+ * start.  Returns once every share is done. */
 static void run_shares(const char *name, GThreadFunc fn, void *shares,
 		       size_t size, unsigned n)
 {
@@ -740,7 +743,8 @@ static int flush_all(const struct chunkstore *cs, struct staged_chunk *st,
 		return 0;
 	for (k = 0; k < threads; k++)
 		share[k] = (struct flush_share){ cs, st, n, k, threads, 0 };
-	run_shares("snapfs-fsync", flush_some, share, sizeof(share[0]), threads);
+	run_shares("snapfs-fsync", flush_some, share, sizeof(share[0]),
+		   threads);
 	for (k = 0; k < threads && rc == 0; k++)
 		rc = share[k].rc;
 	return rc;
@@ -783,8 +787,8 @@ static gpointer fsync_fanout_some(gpointer data)
 /* fsync each fan-out directory @dirty marks (a commit renamed into it),
  * FLUSH_THREADS at a time: a directory's fsync waits for the device's
  * cache flush, and without a journal (ext4 -O ^has_journal) nothing joins
- * them, so one after another the 60 directories of 64 new 1 MiB chunks
- * took longer than writing the chunks.  Return: 0; the first failure
+ * them: on the test machine 256 of them took 91-238 ms one after another,
+ * 36 ms in 8 threads (docs/benchmarks.md).  Return: 0; the first failure
  * (logged). */
 static int fsync_fanouts(const struct chunkstore *cs, const uint8_t dirty[256])
 {
@@ -797,7 +801,8 @@ static int fsync_fanouts(const struct chunkstore *cs, const uint8_t dirty[256])
 	threads = MIN(n, FLUSH_THREADS);
 	for (k = 0; k < threads; k++)
 		share[k] = (struct fanout_share){ cs, dirty, k, threads, 0 };
-	run_shares("snapfs-fsync", fsync_fanout_some, share, sizeof(share[0]), threads);
+	run_shares("snapfs-fsync", fsync_fanout_some, share, sizeof(share[0]),
+		   threads);
 	for (k = 0; k < threads && rc == 0; k++)
 		rc = share[k].rc;
 	return rc;
@@ -1344,12 +1349,14 @@ int chunkstore_touch_many(struct chunkstore *cs,
 	dir_start[dirs] = m;
 	/* cold, each directory is a few random reads (its block, its
 	 * chunks' inodes): in threads they overlap, one after another each
-	 * waits (4096 chunks took 0.04 s in one thread) */
+	 * waits (3276 chunks took 0.041-0.044 s in one thread, 0.023-0.029 s
+	 * in 8) */
 	threads = (unsigned)MIN(dirs, FLUSH_THREADS);
 	for (k = 0; k < threads; k++)
 		share[k] = (struct touch_share){ cs, v, dir_start, dirs, gone,
 						 k, threads, 0 };
-	run_shares("snapfs-touch", touch_some, share, sizeof(share[0]), threads);
+	run_shares("snapfs-touch", touch_some, share, sizeof(share[0]),
+		   threads);
 	for (k = 0; k < threads && rc == 0; k++)
 		rc = share[k].rc;
 	g_free(v);
