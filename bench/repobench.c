@@ -237,7 +237,7 @@ static double repo_full(const char *repo, const char *image, uint32_t chunk,
 		die("chunkstore_open", rc);
 	drop_caches();
 	t = now();
-	rc = repo_backup_image(cs, image, NULL, NULL, 0, NULL, NULL, NULL,
+	rc = repo_backup_image(cs, image, NULL, NULL, NULL, NULL, NULL,
 			       idx ? idx : &local, st);
 	t = now() - t;
 	if (rc < 0)
@@ -442,9 +442,8 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < reps; i++) {
 		struct chunkstore *cs;
-		struct repo_extent *changed;
+		struct repo_changes changed;
 		const char *layers[] = { layer };
-		size_t n;
 
 		/* the base: a full backup of the image, not timed */
 		repo_index_release(&base_idx);
@@ -454,15 +453,15 @@ int main(int argc, char **argv)
 			die("chunkstore_open", rc);
 		drop_caches();
 		t_inc[i] = now();
-		rc = repo_changed_extents(layers, 1, NULL, &changed, &n);
+		rc = repo_changed_extents(layers, 1, NULL, &changed);
 		if (rc < 0)
 			die("repo_changed_extents", rc);
-		rc = repo_backup_image(cs, layer, &base_idx, changed, n, NULL,
+		rc = repo_backup_image(cs, layer, &base_idx, &changed, NULL,
 				       NULL, NULL, &inc_idx, &st_inc);
 		t_inc[i] = now() - t_inc[i];
 		if (rc < 0)
 			die("repo_backup_image (incremental)", rc);
-		g_free(changed);
+		repo_changes_clear(&changed);
 		chunkstore_close(cs);
 		t_layer[i] = convert_layer(dir, layer);
 		t_ifull[i] = repo_full(repo, layer, chunk, &st_ifull, &ifull_idx);

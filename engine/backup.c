@@ -409,6 +409,7 @@ static int touch_reused(struct snap_engine *eng, struct running_job *rj,
 						sizeof(struct repo_extent));
 	struct repo_backup_stats st = { 0 };
 	struct repo_index again;
+	struct repo_changes ch = { 0 };
 	uint64_t i, k, n = MIN(idx->count, base->count);
 	g_autoptr(GArray) at = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 	uint8_t (*reused)[DIGEST_LEN];
@@ -450,8 +451,10 @@ static int touch_reused(struct snap_engine *eng, struct running_job *rj,
 		return 0;
 	snap_log(LOG_WARNING, "backup: %u chunk(s) of the base backup are gone from the repository; reading them again",
 		 missing->len);
-	rc = repo_backup_image(cs, src, idx, (struct repo_extent *)missing->data,
-			       missing->len, rj->cancel, NULL, NULL, &again, &st);
+	ch.ext = (struct repo_extent *)(void *)missing->data;
+	ch.n = missing->len;
+	rc = repo_backup_image(cs, src, idx, &ch, rj->cancel, NULL, NULL,
+			       &again, &st);
 	stats_add(total, &st);
 	if (rc < 0) {
 		g_string_printf(why, "cannot read again the chunks gone from the repository: %s",
@@ -688,13 +691,12 @@ static int backup_repo(struct snap_engine *eng, struct running_job *rj,
 	struct repo_progress prog = { .rj = rj,
 				      .chunk_size = chunkstore_chunk_size(cs) };
 	struct repo_backup_stats st = { 0 }, total = { 0 };
-	struct repo_extent *changed = NULL;
+	struct repo_changes changed = { 0 };
 	struct repo_active *act = NULL;
 	struct catalog_snapshot b = { 0 };
 	struct repo_index bidx = { 0 }, idx = { 0 };
 	const char *why_full = NULL;
 	uint64_t moves_at_start;
-	size_t n_changed = 0;
 	uint64_t touched = 0;
 	bool incremental;
 	int rc;
@@ -718,8 +720,7 @@ static int backup_repo(struct snap_engine *eng, struct running_job *rj,
 	}
 	if (incremental) {
 		rc = repo_changed_extents((const char *const *)layers->pdata,
-					  layers->len, rj->cancel, &changed,
-					  &n_changed);
+					  layers->len, rj->cancel, &changed);
 		if (rc < 0) {
 			g_string_printf(why, "cannot read what changed since backup '%s': %s",
 					b.name, g_strerror(-rc));
@@ -727,8 +728,8 @@ static int backup_repo(struct snap_engine *eng, struct running_job *rj,
 		}
 	}
 	__atomic_store_n(&rj->bytes_total, s->virtual_size, __ATOMIC_RELAXED);
-	rc = repo_backup_image(cs, src, incremental ? &bidx : NULL, changed,
-			       n_changed, rj->cancel, repo_progress_cb, &prog,
+	rc = repo_backup_image(cs, src, incremental ? &bidx : NULL, &changed,
+			       rj->cancel, repo_progress_cb, &prog,
 			       &idx, &st);
 	stats_add(&total, &st);
 	if (rc < 0) {
@@ -765,7 +766,7 @@ out:
 	repo_backup_end(eng, act);
 	repo_index_release(&idx);
 	repo_index_release(&bidx);
-	g_free(changed);
+	repo_changes_clear(&changed);
 	return rc;
 }
 

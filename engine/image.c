@@ -246,6 +246,9 @@ int image_parse_header(const void *buf, size_t len, struct qcow2_header *out)
 	bsize = be32(p + 16);
 	out->cluster_bits = be32(p + 20);
 	out->virtual_size = be64(p + 24);
+	out->crypt_method = be32(p + 32);
+	if (out->version == 3 && len >= 80)
+		out->incompatible = be64(p + 72);
 	if (out->cluster_bits < 9 || out->cluster_bits > 21)
 		return -EINVAL;
 	if (boff == 0)

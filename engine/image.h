@@ -110,8 +110,13 @@ struct qcow2_header {
 	uint32_t version;
 	uint64_t virtual_size;
 	uint32_t cluster_bits;
+	uint32_t crypt_method;	/* 0: not encrypted */
+	uint64_t incompatible;	/* version 3's incompatible features, else 0 */
 	char backing[4096];
 };
+
+/* incompatible feature bit 2: the data clusters lie in an external file */
+#define QCOW2_INCOMPAT_DATA_FILE (UINT64_C(1) << 2)
 
 /**
  * image_parse_header() - read a qcow2 header from the first bytes of a file

@@ -360,15 +360,16 @@ int imagemap_load(struct imagemap *m, uint64_t offset, uint64_t length,
 	return 0;
 }
 
-/* Index of the first extent that ends after @a (binary search). */
-static guint first_after(struct imagemap *m, uint64_t a)
+/* Index of the first piece of @ext (in order, not overlapping) that ends
+ * after @a (binary search). */
+static guint first_after(const GArray *ext, uint64_t a)
 {
-	guint lo = 0, hi = m->ext->len;
+	guint lo = 0, hi = ext->len;
 
 	while (lo < hi) {
 		guint mid = lo + (hi - lo) / 2;
-		struct imagemap_piece *x =
-			&g_array_index(m->ext, struct imagemap_piece, mid);
+		const struct imagemap_piece *x =
+			&g_array_index(ext, struct imagemap_piece, mid);
 
 		if (x->offset + x->length <= a)
 			lo = mid + 1;
@@ -380,25 +381,29 @@ static guint first_after(struct imagemap *m, uint64_t a)
 
 bool imagemap_is_zero(struct imagemap *m, uint64_t a, uint64_t b)
 {
-	guint i = first_after(m, a);
+	guint i = first_after(m->ext, a);
 
 	return i >= m->ext->len ||
 	       g_array_index(m->ext, struct imagemap_piece, i).offset >= b;
 }
 
-int imagemap_pieces(struct imagemap *m, uint64_t a, uint64_t b,
-		    struct imagemap_piece **out, size_t *n)
+/* The pieces of @ext that hold data in [@a, @b), clipped to it (pieces
+ * of zeros, fd -1, left out: imagemap_read() fills the gaps). */
+static int pieces_in(const GArray *ext, uint64_t a, uint64_t b,
+		     struct imagemap_piece **out, size_t *n)
 {
 	GArray *v = g_array_new(FALSE, FALSE, sizeof(struct imagemap_piece));
 	guint i;
 
-	for (i = first_after(m, a); i < m->ext->len; i++) {
+	for (i = first_after(ext, a); i < ext->len; i++) {
 		struct imagemap_piece x =
-			g_array_index(m->ext, struct imagemap_piece, i);
+			g_array_index(ext, struct imagemap_piece, i);
 		uint64_t s = MAX(x.offset, a), e = MIN(x.offset + x.length, b);
 
 		if (x.offset >= b)
 			break;
+		if (x.fd < 0)
+			continue;
 		x.file_offset += s - x.offset;
 		x.offset = s;
 		x.length = e - s;
@@ -408,6 +413,12 @@ int imagemap_pieces(struct imagemap *m, uint64_t a, uint64_t b,
 	*out = v->len ? (struct imagemap_piece *)(void *)g_array_free(v, FALSE)
 		       : (g_array_free(v, TRUE), NULL);
 	return 0;
+}
+
+int imagemap_pieces(struct imagemap *m, uint64_t a, uint64_t b,
+		    struct imagemap_piece **out, size_t *n)
+{
+	return pieces_in(m->ext, a, b, out, n);
 }
 
 int imagemap_read(const struct imagemap_piece *pieces, size_t n, void *buf,
@@ -456,12 +467,44 @@ int imagemap_read(const struct imagemap_piece *pieces, size_t n, void *buf,
 
 /* ---- what one layer allocates itself ---- */
 
+/* What one layer allocates, with places: @placed holds the extents whose
+ * bytes are known (struct imagemap_piece: data at a file offset of @fd,
+ * or zero clusters with fd -1), in order, not overlapping. */
+struct imagemap_own {
+	int fd;
+	GArray *placed;
+};
+
 struct own_ctx {
 	void (*cb)(uint64_t offset, uint64_t length, void *arg);
 	void *arg;
+	struct imagemap_own *o; /* NULL: no places wanted */
 	uint64_t next;	/* the extents cover the image in order */
 	bool bad;
 };
+
+/* Record where the own extent [@start, @start + @length) is, when the map
+ * says: zeros, or data at "offset".  Data with no offset (compressed,
+ * encrypted) is not placed; a chunk over it is read through the chain. */
+static void own_place(struct own_ctx *c, struct jdoc *d, uint64_t start,
+		      uint64_t length)
+{
+	struct imagemap_piece x = { start, length, 0, -1 };
+	int64_t at;
+	bool zero, data;
+
+	if (jdoc_get_bool(d, "zero", &zero) < 0 ||
+	    jdoc_get_bool(d, "data", &data) < 0)
+		return;
+	if (!zero) {
+		if (!data || jdoc_get_int(d, "offset", &at) < 0 || at < 0 ||
+		    (uint64_t)at + length < (uint64_t)at)
+			return;
+		x.file_offset = (uint64_t)at;
+		x.fd = c->o->fd;
+	}
+	g_array_append_val(c->o->placed, x);
+}
 
 /* One line of `qemu-img map --output=json` as QEMU 7.2 prints it: "[{...},"
  * first, "{...}," then, "{...}]" last, one extent per object. */
@@ -493,25 +536,67 @@ static int on_json_line(const char *line, void *arg)
 		c->bad = true;
 		return 1;
 	}
-	jdoc_free(d);
 	c->next = (uint64_t)start + (uint64_t)length;
 	/* depth 0 and present: this file allocates it (an extent no file
 	 * of the chain allocates has the last file's depth, not present) */
-	if (depth == 0 && present)
+	if (depth == 0 && present) {
 		c->cb((uint64_t)start, (uint64_t)length, c->arg);
+		if (c->o)
+			own_place(c, d, (uint64_t)start, (uint64_t)length);
+	}
+	jdoc_free(d);
 	return 0;
+}
+
+/* Can the data offsets a map of the qcow2 file open as @fd gives be read
+ * from @fd itself?  Not when its data lies in an external file or is
+ * encrypted (the map gives no offset then, but a header says it first). */
+static bool own_placeable(int fd)
+{
+	g_autofree unsigned char *buf = g_malloc(4096);
+	g_autofree struct qcow2_header *h = g_new0(struct qcow2_header, 1);
+	ssize_t n = pread(fd, buf, 4096, 0);
+	int rc = n < 0 ? -errno : image_parse_header(buf, (size_t)n, h);
+
+	return (rc == 0 || rc == -E2BIG) && h->crypt_method == 0 &&
+	       !(h->incompatible & QCOW2_INCOMPAT_DATA_FILE);
+}
+
+/* Is @fd still the file under @path? */
+static bool same_file(int fd, const char *path)
+{
+	struct stat a, b;
+
+	return fstat(fd, &a) == 0 && stat(path, &b) == 0 &&
+	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 int imagemap_own_extents(const char *path, GCancellable *cancel,
 			 void (*cb)(uint64_t offset, uint64_t length, void *arg),
-			 void *arg)
+			 void *arg, struct imagemap_own **placed)
 {
 	struct own_ctx c = { .cb = cb, .arg = arg };
 	char **argv = image_argv_map_json(path);
 	int rc;
 
+	if (placed)
+		*placed = NULL;
 	if (!argv)
 		return -EINVAL;
+	if (placed) {
+		/* opened before the map, so the places are this inode's */
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		/* (a file that cannot be opened fails the map too, below) */
+		if (fd >= 0 && own_placeable(fd)) {
+			c.o = g_new0(struct imagemap_own, 1);
+			c.o->fd = fd;
+			c.o->placed = g_array_new(FALSE, FALSE,
+						  sizeof(struct imagemap_piece));
+		} else if (fd >= 0) {
+			close(fd);
+		}
+	}
 	rc = proc_run_lines(argv, cancel, on_json_line, &c, NULL);
 	g_strfreev(argv);
 	if (rc == 0 && c.bad)
@@ -521,7 +606,42 @@ int imagemap_own_extents(const char *path, GCancellable *cancel,
 			 "qemu-img map: asking block status over NBD", path);
 		rc = -ENOTSUP;
 	}
+	if (rc == 0 && c.o && same_file(c.o->fd, path)) {
+		*placed = c.o;
+		c.o = NULL;
+	}
+	imagemap_own_free(c.o);
 	return rc;
+}
+
+bool imagemap_own_placed(const struct imagemap_own *o, uint64_t a, uint64_t b)
+{
+	guint i;
+
+	for (i = first_after(o->placed, a); a < b && i < o->placed->len; i++) {
+		const struct imagemap_piece *x =
+			&g_array_index(o->placed, struct imagemap_piece, i);
+
+		if (x->offset > a)
+			return false; /* a gap: the chain's, or unplaced */
+		a = x->offset + x->length;
+	}
+	return a >= b;
+}
+
+int imagemap_own_pieces(const struct imagemap_own *o, uint64_t a, uint64_t b,
+			struct imagemap_piece **out, size_t *n)
+{
+	return pieces_in(o->placed, a, b, out, n);
+}
+
+void imagemap_own_free(struct imagemap_own *o)
+{
+	if (!o)
+		return;
+	close(o->fd);
+	g_array_free(o->placed, TRUE);
+	g_free(o);
 }
 
 void imagemap_close(struct imagemap *m)

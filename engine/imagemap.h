@@ -32,10 +32,22 @@
  *			rc = imagemap_read(p, n, buf, x, y - x); // any thread
  *	imagemap_close(m);
  *
+ * and for one layer alone, what it allocates and where (its data read
+ * without the chain's map when a range lies wholly in it):
+ *
+ *	struct imagemap_own *o;
+ *
+ *	rc = imagemap_own_extents(path, cancel, cb, arg, &o);  // o may be NULL
+ *	if (o && imagemap_own_placed(o, x, y))
+ *		rc = imagemap_own_pieces(o, x, y, &p, &n);     // g_free(p)
+ *		rc = imagemap_read(p, n, buf, x, y - x);       // any thread
+ *	imagemap_own_free(o);
+ *
  * THREAD SAFETY: imagemap_open/load/is_zero/pieces/close belong to one
  * thread.  imagemap_read() touches only the pieces it is given and the
- * file descriptors they name, which stay open until imagemap_close(), so
- * any number of threads may call it at once, also during a load.
+ * file descriptors they name, which stay open until imagemap_close() (or
+ * imagemap_own_free()), so any number of threads may call it at once,
+ * also during a load.  A struct imagemap_own is read-only once made.
  */
 #ifndef SNAP_IMAGEMAP_H
 #define SNAP_IMAGEMAP_H
@@ -58,6 +70,7 @@ struct imagemap_piece {
 };
 
 struct imagemap;
+struct imagemap_own;
 
 /**
  * imagemap_open() - start mapping the qcow2 image at @path (absolute)
@@ -112,12 +125,39 @@ int imagemap_read(const struct imagemap_piece *pieces, size_t n, void *buf,
  * touched, not what its backing chain holds), in order, from `qemu-img map
  * --output=json` (depth 0, present).  A standalone function: no struct
  * imagemap.
+ * @placed: NULL, or where to put what the same map says of the places of
+ *	those extents (imagemap_own_free()): the file is opened before the
+ *	map and kept open.  *@placed is NULL on failure, when the file's
+ *	data is encrypted or in an external data file, and when its name
+ *	held another inode after the map (a merge renamed a layer over it:
+ *	the extents are still what it allocated, their places may not be)
  * Return: 0; -ECANCELED; -ENOTSUP when qemu-img fails or its output is not
  * what this parser knows (ask block status over NBD instead, nbd.h).
  */
 int imagemap_own_extents(const char *path, GCancellable *cancel,
 			 void (*cb)(uint64_t offset, uint64_t length, void *arg),
-			 void *arg);
+			 void *arg, struct imagemap_own **placed);
+
+/**
+ * imagemap_own_placed() - is every byte of [@a, @b) allocated by the file
+ * of @o itself, at a place its map gave (data at a file offset, or a
+ * zero cluster)?  Then imagemap_own_pieces() gives them, and nothing
+ * under the file (its backing chain) is needed to read them.
+ */
+bool imagemap_own_placed(const struct imagemap_own *o, uint64_t a, uint64_t b);
+
+/**
+ * imagemap_own_pieces() - the data pieces of [@a, @b), which
+ * imagemap_own_placed() said @o places, for imagemap_read(); *@out is NULL
+ * when they are all zero clusters.  The pieces read @o's descriptor: keep
+ * @o until the reads are done.
+ * Return: 0 and *@out (g_free) and *@n.
+ */
+int imagemap_own_pieces(const struct imagemap_own *o, uint64_t a, uint64_t b,
+			struct imagemap_piece **out, size_t *n);
+
+/** imagemap_own_free() - close the file and free @o; NULL is a no-op. */
+void imagemap_own_free(struct imagemap_own *o);
 
 /** imagemap_close() - close the files and free @m; NULL is a no-op. */
 void imagemap_close(struct imagemap *m);

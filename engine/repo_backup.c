@@ -87,6 +87,7 @@ struct backup_run {
 	struct chunkstore *cs;
 	struct chunkstore_batch *batch; /* new chunks not yet durable */
 	size_t commit_every;		/* chunks per commit */
+	const struct imagemap_own *top; /* the image's own data (borrowed) */
 	struct imagemap *map;	/* reading from the layer files, or */
 	struct nbd_image *img;	/* ... over NBD (opened when map cannot) */
 	const char *path;
@@ -296,6 +297,36 @@ static void chunk_zero(struct backup_run *r, uint64_t i)
 	g_mutex_unlock(&r->lock);
 }
 
+/* Back up the chunks of [@w0, @w1) that r->need marks and that the image's
+ * own file holds whole (r->top), reading them from that file alone: no map
+ * of the chain is needed for them.  Unmarks each one handed out. */
+static int own_window(struct backup_run *r, uint64_t w0, uint64_t w1)
+{
+	uint32_t cs = r->idx->chunk_size;
+	uint64_t i;
+	int rc;
+
+	for (i = w0; i < w1; i++) {
+		uint64_t a = i * cs, b = a + repo_index_chunk_len(r->idx, i);
+		struct imagemap_piece *p;
+		size_t n;
+
+		if (!r->need[i] || !imagemap_own_placed(r->top, a, b))
+			continue;
+		if (g_cancellable_is_cancelled(r->cancel))
+			return -ECANCELED;
+		r->need[i] = 0;
+		rc = imagemap_own_pieces(r->top, a, b, &p, &n);
+		if (rc == 0 && !p)
+			chunk_zero(r, i); /* zero clusters */
+		else if (rc == 0)
+			rc = backup_chunk(r, i, p, n);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* Back up the chunks [@w0, @w1) that r->need marks, reading them from the
  * layer files.  Return: -ENOTSUP, before any chunk, when the map cannot
  * place the window's data (read it over NBD). */
@@ -393,8 +424,10 @@ static int read_over_nbd(struct backup_run *r)
 
 /* Mark in r->need what @base cannot give, copy the rest from it. */
 static int plan_incremental(struct backup_run *r, const struct repo_index *base,
-			    const struct repo_extent *changed, size_t n_changed)
+			    const struct repo_changes *changed)
 {
+	const struct repo_extent *ext = changed ? changed->ext : NULL;
+	size_t n_changed = changed ? changed->n : 0;
 	struct repo_index *idx = r->idx;
 	uint32_t cs = idx->chunk_size;
 	uint64_t i;
@@ -413,13 +446,12 @@ static int plan_incremental(struct backup_run *r, const struct repo_index *base,
 			r->need[i] = 1;
 	}
 	for (e = 0; e < n_changed; e++) {
-		uint64_t a = changed[e].offset, b;
+		uint64_t a = ext[e].offset, b;
 
-		if (changed[e].length == 0 || a >= idx->virtual_size)
+		if (ext[e].length == 0 || a >= idx->virtual_size)
 			continue;
-		b = idx->virtual_size - a < changed[e].length
-			    ? idx->virtual_size
-			    : a + changed[e].length;
+		b = idx->virtual_size - a < ext[e].length ? idx->virtual_size
+							  : a + ext[e].length;
 		for (i = a / cs; i <= (b - 1) / cs; i++)
 			r->need[i] = 1;
 	}
@@ -428,8 +460,7 @@ static int plan_incremental(struct backup_run *r, const struct repo_index *base,
 
 int repo_backup_image(struct chunkstore *cs, const char *image_path,
 		      const struct repo_index *base,
-		      const struct repo_extent *changed, size_t n_changed,
-		      GCancellable *cancel,
+		      const struct repo_changes *changed, GCancellable *cancel,
 		      void (*progress)(const struct repo_backup_stats *st,
 				       void *arg),
 		      void *progress_arg, struct repo_index *out,
@@ -486,9 +517,10 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 	r.commit_every = MIN(r.commit_every, COMMIT_CHUNKS_MAX);
 	r.pool = g_thread_pool_new(put_thread, &r, PUT_THREADS, FALSE, NULL);
 	if (base) {
-		rc = plan_incremental(&r, base, changed, n_changed);
+		rc = plan_incremental(&r, base, changed);
 		if (rc < 0)
 			goto release_index;
+		r.top = changed ? changed->top : NULL;
 	} else {
 		memset(r.need, 1, out->count);
 	}
@@ -498,7 +530,9 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 	for (w = 0; w < out->count; w = w1) {
 		w1 = MIN(w + (r.map ? MAP_WINDOW_CHUNKS : STATUS_WINDOW_CHUNKS),
 			 out->count);
-		rc = r.map ? map_window(&r, w, w1) : nbd_window(&r, w, w1);
+		rc = r.top ? own_window(&r, w, w1) : 0;
+		if (rc == 0)
+			rc = r.map ? map_window(&r, w, w1) : nbd_window(&r, w, w1);
 		if (rc == -ENOTSUP && r.map) {
 			rc = read_over_nbd(&r);
 			w1 = w; /* this window again, over NBD */
@@ -569,15 +603,17 @@ static void extent_append(uint64_t offset, uint64_t length, void *arg)
 
 /* Append to @acc the extents @path allocates itself: from `qemu-img map`
  * (imagemap.h: one child, no server), else from block status at
- * allocation depth 1 over NBD. */
-static int layer_extents(const char *path, GCancellable *cancel, GArray *acc)
+ * allocation depth 1 over NBD.  @placed: NULL, or where the map's places
+ * of them go (NULL when over NBD). */
+static int layer_extents(const char *path, GCancellable *cancel, GArray *acc,
+			 struct imagemap_own **placed)
 {
 	struct nbd_image *img;
 	uint64_t size, off;
 	guint len0 = acc->len;
 	int rc;
 
-	rc = imagemap_own_extents(path, cancel, extent_append, acc);
+	rc = imagemap_own_extents(path, cancel, extent_append, acc, placed);
 	if (rc != -ENOTSUP)
 		return rc;
 	g_array_set_size(acc, len0); /* what a failed parse added */
@@ -605,27 +641,31 @@ static int layer_extents(const char *path, GCancellable *cancel, GArray *acc)
 	return rc;
 }
 
+void repo_changes_clear(struct repo_changes *c)
+{
+	g_clear_pointer(&c->ext, g_free);
+	c->n = 0;
+	g_clear_pointer(&c->top, imagemap_own_free);
+}
+
 int repo_changed_extents(const char *const *layer_paths, size_t n,
-			 GCancellable *cancel, struct repo_extent **out,
-			 size_t *n_out)
+			 GCancellable *cancel, struct repo_changes *out)
 {
 	GArray *acc = g_array_new(FALSE, FALSE, sizeof(struct repo_extent));
 	struct repo_extent *v;
 	size_t i, m = 0;
 	int rc;
 
-	*out = NULL;
-	*n_out = 0;
+	memset(out, 0, sizeof(*out));
 	for (i = 0; i < n; i++) {
 		if (g_cancellable_is_cancelled(cancel)) {
-			g_array_free(acc, TRUE);
-			return -ECANCELED;
+			rc = -ECANCELED;
+			goto fail;
 		}
-		rc = layer_extents(layer_paths[i], cancel, acc);
-		if (rc < 0) {
-			g_array_free(acc, TRUE);
-			return rc;
-		}
+		rc = layer_extents(layer_paths[i], cancel, acc,
+				   i == 0 ? &out->top : NULL);
+		if (rc < 0)
+			goto fail;
 	}
 	if (acc->len == 0) {
 		g_array_free(acc, TRUE);
@@ -646,7 +686,12 @@ int repo_changed_extents(const char *const *layer_paths, size_t n,
 			v[++m] = v[i];
 		}
 	}
-	*n_out = m + 1;
-	*out = (struct repo_extent *)(void *)g_array_free(acc, FALSE);
+	out->n = m + 1;
+	out->ext = (struct repo_extent *)(void *)g_array_free(acc, FALSE);
 	return 0;
+
+fail:
+	g_array_free(acc, TRUE);
+	repo_changes_clear(out);
+	return rc;
 }

@@ -10,21 +10,21 @@
  *
  * CALLING SEQUENCE of an incremental backup of snapshot N over backup B:
  *
- *	struct repo_extent *changed;
- *	size_t n_changed;
+ *	struct repo_changes changed;
  *	struct repo_index idx;
  *	struct repo_backup_stats st;
  *
- *	rc = repo_changed_extents(layers_after_B_up_to_N, n_layers, cancel,
- *				  &changed, &n_changed);
- *	rc = repo_backup_image(cs, N_path, &B_index, changed, n_changed,
- *			       cancel, NULL, NULL, &idx, &st);
- *	g_free(changed);
+ *	// N's own layer first, then the others after B
+ *	rc = repo_changed_extents(layers_N_down_to_after_B, n_layers, cancel,
+ *				  &changed);
+ *	rc = repo_backup_image(cs, N_path, &B_index, &changed, cancel, NULL,
+ *			       NULL, &idx, &st);
+ *	repo_changes_clear(&changed);
  *	... repo_index_write(dirfd, "<uuid>.index", &idx) ...
  *	repo_index_release(&idx);
  *
- * and of a full backup: repo_backup_image(cs, N_path, NULL, NULL, 0,
- * cancel, NULL, NULL, &idx, &st).
+ * and of a full backup: repo_backup_image(cs, N_path, NULL, NULL, cancel,
+ * NULL, NULL, &idx, &st).
  *
  * CHANGED EXTENTS come from block status, not from a dirty bitmap: each
  * frozen layer holds exactly the writes made between its snapshot and the
@@ -50,12 +50,27 @@
 #include <gio/gio.h>
 
 #include "chunkstore.h"
+#include "imagemap.h"
 #include "repo_index.h"
 
 /* struct repo_extent - bytes [@offset, @offset + @length) of a volume. */
 struct repo_extent {
 	uint64_t offset;
 	uint64_t length;
+};
+
+/*
+ * struct repo_changes - what changed since a base backup
+ * (repo_changed_extents(); repo_changes_clear())
+ * @ext, @n: the bytes written since, as sorted, disjoint extents
+ * @top: where the new snapshot's own layer, the image backed up, holds
+ *	its own data (imagemap.h), or NULL: a chunk that lies wholly in it
+ *	is read from it alone, without mapping the chain under it
+ */
+struct repo_changes {
+	struct repo_extent *ext;
+	size_t n;
+	struct imagemap_own *top;
 };
 
 /*
@@ -96,9 +111,10 @@ struct repo_backup_stats {
  *	virtual size: its entries are copied but for the chunks that
  *	overlap @changed, that lie beyond its size, or whose length differs
  *	(the last one when the size changed), which are read
- * @changed, @n_changed: what changed since @base (repo_changed_extents()),
- *	borrowed; in any order, may overlap, may reach past the image's end;
- *	ignored when @base is NULL
+ * @changed: what changed since @base (repo_changed_extents() of layers
+ *	whose first is @image_path, or extents made by the caller with @top
+ *	NULL), borrowed; its extents in any order, may overlap, may reach
+ *	past the image's end; NULL: nothing; ignored when @base is NULL
  * @cancel: may be NULL; checked between chunks
  * @progress: may be NULL; called after each chunk done, with the stats so
  *	far and @progress_arg (a job's progress; the tests cancel from it),
@@ -127,8 +143,7 @@ struct repo_backup_stats {
  */
 int repo_backup_image(struct chunkstore *cs, const char *image_path,
 		      const struct repo_index *base,
-		      const struct repo_extent *changed, size_t n_changed,
-		      GCancellable *cancel,
+		      const struct repo_changes *changed, GCancellable *cancel,
 		      void (*progress)(const struct repo_backup_stats *st,
 				       void *arg),
 		      void *progress_arg, struct repo_index *out,
@@ -154,15 +169,19 @@ void repo_backup_set_read_over_nbd(bool on);
 
 /**
  * repo_changed_extents() - what the layers @layer_paths allocate
- * themselves, as one sorted list of disjoint extents
+ * themselves, as one sorted list of disjoint extents, and where the first
+ * of them holds its own data
  * @layer_paths: absolute paths of the frozen layers written after the
  *	base backup's snapshot, up to and including the new snapshot's own
- *	layer (any order); borrowed
+ *	layer, which comes first (the others in any order); borrowed
  * @cancel: may be NULL; checked between layers and between requests
- * @out: on success owns *@n_out extents (g_free), sorted, disjoint, not
- *	touching (adjacent ones merged); NULL when nothing changed
+ * @out: on success filled in (repo_changes_clear()): @out->ext sorted,
+ *	disjoint, not touching (adjacent ones merged), NULL when nothing
+ *	changed; @out->top the first layer's places, NULL when its map
+ *	could not give them.  On failure empty
  *
- * Each layer is opened over NBD (with its backing chain, which must be
+ * Each layer is mapped alone (`qemu-img map` depth 0, imagemap.h), or,
+ * when that fails, opened over NBD (with its backing chain, which must be
  * there) and its extents at allocation depth 1 are taken: whatever a
  * write, a write of zeroes or a discard made that layer hold.  A layer of
  * another virtual size (a resize) counts up to its own size; the backup
@@ -173,7 +192,9 @@ void repo_backup_set_read_over_nbd(bool on);
  * nbd_image_extents(); -ENOMEM.
  */
 int repo_changed_extents(const char *const *layer_paths, size_t n,
-			 GCancellable *cancel, struct repo_extent **out,
-			 size_t *n_out);
+			 GCancellable *cancel, struct repo_changes *out);
+
+/** repo_changes_clear() - free what @c holds and empty it. */
+void repo_changes_clear(struct repo_changes *c);
 
 #endif

@@ -242,7 +242,7 @@ static void assert_no_tmp(struct fixture *f)
 static int full(struct fixture *f, const char *path, struct repo_index *idx,
 		struct repo_backup_stats *st)
 {
-	return repo_backup_image(f->cs, path, NULL, NULL, 0, NULL, NULL, NULL,
+	return repo_backup_image(f->cs, path, NULL, NULL, NULL, NULL, NULL,
 				 idx, st);
 }
 
@@ -522,7 +522,9 @@ static void test_changed_extents(void **state)
 	g_autofree char *base = base_image(f, "a.qcow2");
 	g_autofree char *l1 = image_create(f, "l1.qcow2", base, "64M");
 	g_autofree char *l2 = NULL;
-	g_autofree struct repo_extent *ext = NULL;
+	struct repo_changes ch;
+	struct imagemap_own *o;
+	struct imagemap_piece *p;
 	size_t n;
 
 	image_io(l1, "write -P 1 5M 64k", "write -z 40M 128k", NULL);
@@ -532,7 +534,7 @@ static void test_changed_extents(void **state)
 
 	/* what l2 allocates itself, from qemu-img map (not over NBD) */
 	GArray *own = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-	assert_errno(imagemap_own_extents(l2, NULL, collect_extent, own), 0);
+	assert_errno(imagemap_own_extents(l2, NULL, collect_extent, own, &o), 0);
 	assert_int_equal(own->len, 4);
 	assert_int_equal(g_array_index(own, uint64_t, 0), 5184 << 10);
 	assert_int_equal(g_array_index(own, uint64_t, 1), 64 << 10);
@@ -540,40 +542,74 @@ static void test_changed_extents(void **state)
 	assert_int_equal(g_array_index(own, uint64_t, 3), MiB);
 	g_array_free(own, TRUE);
 
+	/* and where: the write's data in l2's file, the discard as zeros;
+	 * what lies partly under it (l1's, or nothing's) is not placed */
+	assert_non_null(o);
+	assert_true(imagemap_own_placed(o, 5184 << 10, 5248 << 10));
+	assert_false(imagemap_own_placed(o, 5 * MiB, 5248 << 10));
+	assert_false(imagemap_own_placed(o, 5184 << 10, 5312 << 10));
+	assert_false(imagemap_own_placed(o, 40 * MiB, 41 * MiB));
+	assert_errno(imagemap_own_pieces(o, 5184 << 10, 5248 << 10, &p, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(p[0].offset, 5184 << 10);
+	assert_int_equal(p[0].length, 64 << 10);
+	unsigned char buf[64 << 10], want[64 << 10];
+	memset(want, 2, sizeof(want));
+	assert_errno(imagemap_read(p, n, buf, 5184 << 10, sizeof(buf)), 0);
+	assert_memory_equal(buf, want, sizeof(buf));
+	g_free(p);
+	assert_true(imagemap_own_placed(o, 50 * MiB, 51 * MiB));
+	assert_errno(imagemap_own_pieces(o, 50 * MiB, 51 * MiB, &p, &n), 0);
+	assert_null(p);
+	assert_int_equal(n, 0);
+	imagemap_own_free(o);
+
 	/* the layers, newest first or not: the same union */
 	const char *layers[] = { l2, l1 };
-	assert_errno(repo_changed_extents(layers, 2, NULL, &ext, &n), 0);
-	assert_int_equal(n, 3);
-	assert_int_equal(ext[0].offset, 5 * MiB);
-	assert_int_equal(ext[0].length, 128 << 10);
-	assert_int_equal(ext[1].offset, 40 * MiB);
-	assert_int_equal(ext[1].length, 128 << 10);
-	assert_int_equal(ext[2].offset, 50 * MiB);
-	assert_int_equal(ext[2].length, MiB);
-	g_clear_pointer(&ext, g_free);
+	assert_errno(repo_changed_extents(layers, 2, NULL, &ch), 0);
+	assert_int_equal(ch.n, 3);
+	assert_int_equal(ch.ext[0].offset, 5 * MiB);
+	assert_int_equal(ch.ext[0].length, 128 << 10);
+	assert_int_equal(ch.ext[1].offset, 40 * MiB);
+	assert_int_equal(ch.ext[1].length, 128 << 10);
+	assert_int_equal(ch.ext[2].offset, 50 * MiB);
+	assert_int_equal(ch.ext[2].length, MiB);
+	/* the places are the first layer's */
+	assert_non_null(ch.top);
+	assert_true(imagemap_own_placed(ch.top, 50 * MiB, 51 * MiB));
+	assert_false(imagemap_own_placed(ch.top, 40 * MiB, 40 * MiB + 1));
+	repo_changes_clear(&ch);
+	assert_null(ch.ext);
+	assert_null(ch.top);
+	const char *reversed[] = { l1, l2 };
+	assert_errno(repo_changed_extents(reversed, 2, NULL, &ch), 0);
+	assert_int_equal(ch.n, 3);
+	assert_true(imagemap_own_placed(ch.top, 40 * MiB, 40 * MiB + 1));
+	repo_changes_clear(&ch);
 
 	/* the base alone has no layer after it: nothing changed in l1
 	 * relative to itself is an empty list */
 	const char *none[] = { base };
-	assert_errno(repo_changed_extents(none, 0, NULL, &ext, &n), 0);
-	assert_null(ext);
-	assert_int_equal(n, 0);
+	assert_errno(repo_changed_extents(none, 0, NULL, &ch), 0);
+	assert_null(ch.ext);
+	assert_null(ch.top);
+	assert_int_equal(ch.n, 0);
 	/* the base's own allocation (it has no backing file) */
-	assert_errno(repo_changed_extents(none, 1, NULL, &ext, &n), 0);
-	assert_true(n >= 1);
-	assert_int_equal(ext[0].offset, 0);
-	assert_int_equal(ext[0].length, 4 * MiB);
+	assert_errno(repo_changed_extents(none, 1, NULL, &ch), 0);
+	assert_true(ch.n >= 1);
+	assert_int_equal(ch.ext[0].offset, 0);
+	assert_int_equal(ch.ext[0].length, 4 * MiB);
+	repo_changes_clear(&ch);
 }
 
 static void test_incremental(void **state)
 {
 	struct fixture *f = *state;
 	g_autofree char *base = base_image(f, "a.qcow2");
-	g_autofree char *child = NULL;
-	g_autofree struct repo_extent *changed = NULL;
+	g_autofree char *child = NULL, *whole = NULL, *moved = NULL;
+	struct repo_changes changed;
 	struct repo_index bidx, idx, fidx;
 	struct repo_backup_stats st;
-	size_t n;
 
 	assert_errno(full(f, base, &bidx, NULL), 0);
 	child = image_create(f, "c.qcow2", base, "64M");
@@ -582,11 +618,12 @@ static void test_incremental(void **state)
 	image_io(child, "write -z 0 64k", "write -P 0x77 5M 64k",
 		 "write -P 0x78 40M 1088k", "write -z 10M 1M", NULL);
 	const char *layers[] = { child };
-	assert_errno(repo_changed_extents(layers, 1, NULL, &changed, &n), 0);
+	assert_errno(repo_changed_extents(layers, 1, NULL, &changed), 0);
 
-	assert_errno(repo_backup_image(f->cs, child, &bidx, changed, n, NULL,
+	assert_errno(repo_backup_image(f->cs, child, &bidx, &changed, NULL,
 				       NULL, NULL, &idx, &st),
 		     0);
+	repo_changes_clear(&changed);
 	assert_int_equal(st.chunks_planned, 5);
 	assert_int_equal(st.chunks_copied, 59);
 	assert_int_equal(st.chunks_read, 4);
@@ -603,12 +640,37 @@ static void test_incremental(void **state)
 
 	/* nothing changed: nothing read, the base's entries */
 	repo_index_release(&idx);
-	assert_errno(repo_backup_image(f->cs, base, &bidx, NULL, 0, NULL, NULL,
+	assert_errno(repo_backup_image(f->cs, base, &bidx, NULL, NULL, NULL,
 				       NULL, &idx, &st),
 		     0);
 	assert_int_equal(st.bytes_read, 0);
 	assert_int_equal(st.chunks_copied, 64);
 	assert_index_equal(&idx, &bidx);
+	repo_index_release(&fidx);
+	repo_index_release(&idx);
+
+	/* every changed chunk wholly in the child's own layer: read from it
+	 * alone, the chain under it never opened (moved away here, which
+	 * fails any read through the chain) */
+	whole = image_create(f, "w.qcow2", base, "64M");
+	image_io(whole, "write -P 0x79 7M 1M", "write -z 12M 1M", NULL);
+	const char *wl[] = { whole };
+	assert_errno(repo_changed_extents(wl, 1, NULL, &changed), 0);
+	assert_non_null(changed.top);
+	moved = path_of(f, "a.qcow2.moved");
+	assert_int_equal(rename(base, moved), 0);
+	assert_errno(repo_backup_image(f->cs, whole, &bidx, &changed, NULL,
+				       NULL, NULL, &idx, &st),
+		     0);
+	assert_int_equal(rename(moved, base), 0);
+	repo_changes_clear(&changed);
+	assert_int_equal(st.chunks_planned, 2);
+	assert_int_equal(st.chunks_read, 1);
+	assert_int_equal(st.bytes_read, MiB);
+	assert_true(repo_index_is_hole(&idx, 12));
+	check_index(f, &idx, whole);
+	assert_errno(full(f, whole, &fidx, NULL), 0);
+	assert_index_equal(&idx, &fidx);
 
 	repo_index_release(&fidx);
 	repo_index_release(&idx);
@@ -621,10 +683,9 @@ static void test_incremental_resize(void **state)
 	/* 10.5 MiB: a last chunk of 512 KiB, all 0x42 */
 	g_autofree char *base = image_create(f, "s.qcow2", NULL, "11010048");
 	g_autofree char *grown = NULL, *shrunk = NULL;
-	g_autofree struct repo_extent *changed = NULL;
+	struct repo_changes changed;
 	struct repo_index bidx, idx, fidx;
 	struct repo_backup_stats st;
-	size_t n;
 
 	image_io(base, "write -P 0x42 0 11010048", NULL);
 	assert_errno(full(f, base, &bidx, NULL), 0);
@@ -635,10 +696,11 @@ static void test_incremental_resize(void **state)
 	grown = image_create(f, "g.qcow2", base, "20975616");
 	image_io(grown, "write -P 0x43 15M 4k", NULL);
 	const char *layers[] = { grown };
-	assert_errno(repo_changed_extents(layers, 1, NULL, &changed, &n), 0);
-	assert_errno(repo_backup_image(f->cs, grown, &bidx, changed, n, NULL,
+	assert_errno(repo_changed_extents(layers, 1, NULL, &changed), 0);
+	assert_errno(repo_backup_image(f->cs, grown, &bidx, &changed, NULL,
 				       NULL, NULL, &idx, &st),
 		     0);
+	repo_changes_clear(&changed);
 	assert_int_equal(idx.count, 21);
 	assert_int_equal(st.chunks_copied, 10);
 	/* read: chunk 10 (its length changed) and 15; the rest are zeros */
@@ -656,7 +718,7 @@ static void test_incremental_resize(void **state)
 	run("cp", base, shrunk, NULL);
 	run("qemu-img", "resize", "-q", "--shrink", "-f", "qcow2", shrunk,
 	    "6M", NULL);
-	assert_errno(repo_backup_image(f->cs, shrunk, &bidx, NULL, 0, NULL,
+	assert_errno(repo_backup_image(f->cs, shrunk, &bidx, NULL, NULL,
 				       NULL, NULL, &idx, &st),
 		     0);
 	assert_int_equal(idx.count, 6);
@@ -708,14 +770,14 @@ static void test_damaged(void **state)
 	unlink(base);
 	assert_errno(full(f, orphan, &idx, &st), -EIO);
 	const char *layers[] = { missing };
-	struct repo_extent *ext;
-	size_t n;
-	assert_errno(repo_changed_extents(layers, 1, NULL, &ext, &n), -ENOENT);
+	struct repo_changes ch;
+	assert_errno(repo_changed_extents(layers, 1, NULL, &ch), -ENOENT);
+	assert_null(ch.top);
 
 	/* a base index of another chunk size */
 	g_autofree char *ok = image_create(f, "k.qcow2", NULL, "4M");
 	assert_errno(repo_index_init(&other, 2 * CS, 4 * MiB), 0);
-	assert_errno(repo_backup_image(f->cs, ok, &other, NULL, 0, NULL, NULL,
+	assert_errno(repo_backup_image(f->cs, ok, &other, NULL, NULL, NULL,
 				       NULL, &idx, &st),
 		     -EINVAL);
 	repo_index_release(&other);
@@ -753,7 +815,7 @@ static void test_cancel(void **state)
 	image_io_v(path, (const char *const *)cmds, 16);
 	for (int i = 0; i < 16; i++)
 		g_free(cmds[i]);
-	assert_errno(repo_backup_image(f->cs, path, NULL, NULL, 0, c.cancel,
+	assert_errno(repo_backup_image(f->cs, path, NULL, NULL, c.cancel,
 				       cancel_progress, &c, &idx, &st),
 		     -ECANCELED);
 	assert_null(idx.digests);
@@ -765,7 +827,7 @@ static void test_cancel(void **state)
 	assert_no_tmp(f);
 
 	/* cancelled before the start: nothing read */
-	assert_errno(repo_backup_image(f->cs, path, NULL, NULL, 0, c.cancel,
+	assert_errno(repo_backup_image(f->cs, path, NULL, NULL, c.cancel,
 				       NULL, NULL, &idx, &st),
 		     -ECANCELED);
 	assert_int_equal(st.bytes_read, 0);
