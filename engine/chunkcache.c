@@ -5,15 +5,16 @@
  * The kernel reads a file in requests of at most 1 MiB (max_readahead,
  * fs/ops.c; the kernel's FUSE client caps a request at 256 pages), often
  * several in flight at once from libfuse's worker threads, while a chunk
- * is 64 KiB to 64 MiB (4 MiB by default): each cache keeps the last
- * n_slots chunks it read.  A
- * request whose chunk is being read by another thread waits for that read
- * (@loaded) instead of reading the chunk again; requests for different
- * chunks read them side by side.
+ * is 64 KiB to 64 MiB (1 MiB in a new repository in a directory, 2 MiB on
+ * RADOS, 4 MiB in older ones): each cache keeps the last n_slots chunks
+ * it read.  A request whose chunk is being read by another thread waits
+ * for that read (@loaded) instead of reading the chunk again; requests
+ * for different chunks read them side by side.  A request of the qcow2
+ * view, whose data is not chunk-aligned, often spans two chunks.
  *
- * Reading a chunk is a cold pread and a SHA-256 of 4 MiB (about 3 ms per
- * chunk on one core of the test machine); copying it out to the kernel is
- * four 1 MiB requests and costs far less.  So a sequential reader gets the
+ * Reading a chunk is a cold pread and a SHA-256 of it (about 3 ms per
+ * 4 MiB on one core of the test machine); copying it out to the kernel
+ * costs far less.  So a sequential reader gets the
  * next 12 MiB of data chunks read ahead by up to CACHE_LOADERS workers
  * of a shared GThreadPool at once: the hashing of two chunks runs on two
  * cores, and the disk read of one overlaps the hashing of another.  With

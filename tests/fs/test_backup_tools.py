@@ -20,6 +20,7 @@ import re
 
 import pytest
 
+from repo_backend import POSIX_CHUNK
 from snapfs_harness import MiB, qemu_img_compare, run, xxh128
 
 # the backups every test makes: (volume, snapshot) -> data written by then
@@ -30,11 +31,11 @@ BACKUPS = {('web', 's1'): ('32M', WEB1), ('web', 's2'): ('32M', WEB2),
            ('db', 's1'): ('16M', DB1)}
 FILES = sorted('volumes/%s/%s.%s' % (v, s, ext) for v, s in BACKUPS for ext in ('qcow2', 'json'))
 LIVE_VIEWS = ('volumes', 'vms', 'jobs', 'alerts', 'policies')
-CHUNK = 4 * MiB     # the repository's chunk size (docs/repository.md)
+CHUNK = POSIX_CHUNK  # the repository's chunk size (docs/repository.md)
 # what the daemon may read during a second run: requests from /dev/fuse,
 # the catalog, manifests; a view read again costs at least a chunk (or, with
 # repository=off, a whole qcow2 file of several MiB)
-SECOND_RUN_RCHAR = CHUNK // 8
+SECOND_RUN_RCHAR = CHUNK // 2
 
 
 @pytest.fixture(autouse=True, params=['off', 'on'], ids=['repository=off', 'repository=on'])
