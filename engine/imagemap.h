@@ -59,18 +59,23 @@
 
 /*
  * struct imagemap_piece - bytes [@offset, @offset + @length) of the image
- * are the bytes at @file_offset of the file open as @fd.  Bytes of a range
- * that no piece covers read as zeros.
+ * are the bytes at @file_offset of the file open as @fd, and as
+ * @direct_fd with O_DIRECT (-1 where the file system refuses it).  Bytes
+ * of a range that no piece covers read as zeros.
  */
 struct imagemap_piece {
 	uint64_t offset;
 	uint64_t length;
 	uint64_t file_offset;
 	int fd;
+	int direct_fd;
 };
 
 struct imagemap;
 struct imagemap_own;
+
+/* what imagemap_read() reads with O_DIRECT is aligned to this */
+#define IMAGEMAP_DIRECT_ALIGN 4096
 
 /**
  * imagemap_open() - start mapping the qcow2 image at @path (absolute)
@@ -112,7 +117,11 @@ int imagemap_pieces(struct imagemap *m, uint64_t a, uint64_t b,
 /**
  * imagemap_read() - fill @buf with bytes [@offset, @offset + @len) of the
  * image from @pieces (from imagemap_pieces() of that range); what no
- * piece covers is zeroed.
+ * piece covers is zeroed.  A piece whose place in @buf, length and file
+ * offset are multiples of IMAGEMAP_DIRECT_ALIGN is read with O_DIRECT
+ * (no copy through the page cache, which a backup would also fill with a
+ * whole volume it reads once), the others through the page cache: give
+ * a @buf aligned to IMAGEMAP_DIRECT_ALIGN for the first.
  * Return: 0; -errno of pread(2); -EIO when a file ends before a piece
  * (logged).
  */

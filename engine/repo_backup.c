@@ -47,8 +47,11 @@
 /* Chunks are read (from the layer files) and put by this many threads
  * while the caller's thread plans the next ones: one thread's read, hash,
  * write and fsync then overlap the others' (bench/repobench.c measured
- * one thread doing both, and 2 against 3) */
-#define PUT_THREADS 3
+ * one thread doing both, and 2 against 3).  The reads are O_DIRECT
+ * (imagemap_read()): no kernel read-ahead, each waits for the disk, so
+ * more threads than cores keep it busy (6 against 3: docs/benchmarks.md,
+ * "The first full backup's CPU") */
+#define PUT_THREADS 6
 /* chunk buffers: one being read, one per put thread */
 #define PUT_BUFFERS (PUT_THREADS + 1)
 /* New chunks are staged (chunkstore_batch_add()) and made durable this
@@ -501,9 +504,10 @@ int repo_backup_image(struct chunkstore *cs, const char *image_path,
 		goto release_index;
 	}
 	for (i = 0; i < PUT_BUFFERS; i++) {
-		void *buf = g_try_malloc(chunk);
+		void *buf = NULL;
 
-		if (!buf) {
+		/* aligned for O_DIRECT reads (imagemap_read()) */
+		if (posix_memalign(&buf, IMAGEMAP_DIRECT_ALIGN, chunk) != 0) {
 			rc = -ENOMEM;
 			goto release_index;
 		}
@@ -568,7 +572,7 @@ close_image:
 	if (r.pool)
 		g_thread_pool_free(r.pool, FALSE, TRUE);
 	chunkstore_batch_free(r.batch); /* what no commit covered goes */
-	g_queue_clear_full(&r.free, g_free);
+	g_queue_clear_full(&r.free, free);
 	g_cond_clear(&r.buffer_free);
 	g_mutex_clear(&r.lock);
 	g_free(r.need);

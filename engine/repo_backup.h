@@ -38,7 +38,7 @@
  * (on distinct outputs); each blocks on primary and secondary storage and
  * runs qemu-img (and, as a fallback, qemu-nbd) children, so call them
  * from long-lived threads (proc.h, nbd.h).  repo_backup_image() reads
- * and puts chunks from GLib's shared thread pool threads (3 at a time);
+ * and puts chunks from GLib's shared thread pool threads (6 at a time);
  * they touch only the layer files, the chunk store and the new index.
  */
 #ifndef SNAP_REPO_BACKUP_H
@@ -123,15 +123,17 @@ struct repo_backup_stats {
  * @out: on success owns the index (repo_index_release()); on failure empty
  * @stats: if not NULL, filled in (also on failure: what was done)
  *
- * Each chunk read is staged in @cs (chunkstore_batch_add(); a chunk of
- * zeros gives the hole entry and stores nothing) by one of 2 put threads
- * while this thread reads the next chunks (3 chunk buffers: 12 MiB at
- * 4 MiB chunks); the staged chunks are committed (chunkstore_batch_commit():
- * durable under their names) every 256 MiB (at most 64 chunks) by the put thread that fills
- * the batch, and the rest before this returns, so every chunk the index
- * names is durable when this returns 0.  Every put has ended when this
- * returns, also on failure and cancellation (a cancelled backup finishes
- * and commits the chunks already read, at most 3).  On
+ * Each chunk is read (O_DIRECT where the layer's file system allows it,
+ * imagemap_read()) and staged in @cs (chunkstore_batch_add(); a chunk of
+ * zeros gives the hole entry and stores nothing) by one of 6 put threads
+ * while this thread plans the next chunks (7 chunk buffers: 7 MiB at
+ * 1 MiB chunks); the staged chunks are committed
+ * (chunkstore_batch_commit(): durable under their names) every 256 MiB
+ * (at most 64 chunks) by the put thread that fills the batch, and the
+ * rest before this returns, so every chunk the index names is durable
+ * when this returns 0.  Every put has ended when this returns, also on
+ * failure and cancellation (a cancelled backup finishes and commits the
+ * chunks already handed out, at most 7).  On
  * failure or cancellation the chunks already put stay in the store, whole
  * and durable, named by nothing yet (a retry finds them; GC collects them
  * otherwise); no temporary file is left.
