@@ -66,6 +66,40 @@ void checksum_quick(const void *data, size_t len,
 	memcpy(out, c.digest, CHECKSUM_QUICK_LEN);
 }
 
+int checksum_quick_fd(int fd, off_t off, uint64_t len, void *buf,
+		      size_t buf_len, uint8_t out[CHECKSUM_QUICK_LEN])
+{
+	XXH3_state_t *st = XXH3_createState();
+	XXH128_canonical_t c;
+	int rc = 0;
+
+	if (!st)
+		return -ENOMEM;
+	XXH3_128bits_reset(st);
+	while (len > 0) {
+		ssize_t n = pread(fd, buf, (size_t)MIN((uint64_t)buf_len, len), off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			snap_log(LOG_ERR, "checksum: read back at %lld: %s",
+				 (long long)off, n < 0 ? g_strerror(-rc)
+						       : "the file ends before");
+			break;
+		}
+		XXH3_128bits_update(st, buf, (size_t)n);
+		off += n;
+		len -= (uint64_t)n;
+	}
+	if (rc == 0) {
+		XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
+		memcpy(out, c.digest, CHECKSUM_QUICK_LEN);
+	}
+	XXH3_freeState(st);
+	return rc;
+}
+
 uint64_t checksum_xxh64(const void *data, size_t len)
 {
 	return XXH64(data, len, 0);

@@ -33,6 +33,17 @@ void checksum_quick(const void *data, size_t len,
 		    uint8_t out[CHECKSUM_QUICK_LEN]);
 
 /**
+ * checksum_quick_fd() - checksum_quick() of the @len bytes of file @fd at
+ * @off, read with pread(2) through @buf (@buf_len bytes, any size, reused
+ * piece by piece): a read-back without mapping the file (a munmap in a
+ * threaded process flushes the other CPUs' TLBs)
+ * Return: 0 and @out; -errno of a failed read (logged); -EIO when the
+ * file ends before (logged); -ENOMEM.
+ */
+int checksum_quick_fd(int fd, off_t off, uint64_t len, void *buf,
+		      size_t buf_len, uint8_t out[CHECKSUM_QUICK_LEN]);
+
+/**
  * checksum_xxh64() - XXH64 with seed 0 of @len bytes at @data, the hash a
  * Ceph OSD computes for a checksum read (rados_store_checksum()).
  */

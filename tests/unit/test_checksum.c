@@ -242,6 +242,42 @@ static void test_cancelled(void **state)
 	close(fd);
 }
 
+/* checksum_quick_fd(): the one-shot checksum_quick() of the same bytes,
+ * whatever the buffer size and offset; a file that ends before fails. */
+static void test_quick_fd(void **state)
+{
+	static const size_t bufs[] = { 1, 4096, 65536, 3 * 65536 + 5 };
+	const size_t len = 3 * 65536 + 123, off = 16;
+	struct files *f = *state;
+	g_autofree char *path = make_file(f, "quick", off + len, 21);
+	g_autofree unsigned char *b = pattern(off + len, 21);
+	uint8_t want[CHECKSUM_QUICK_LEN], got[CHECKSUM_QUICK_LEN];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	checksum_quick(b + off, len, want);
+	for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) {
+		g_autofree void *buf = g_malloc(bufs[i]);
+
+		memset(got, 0, sizeof(got));
+		assert_errno(checksum_quick_fd(fd, (off_t)off, len, buf, bufs[i],
+					       got),
+			     0);
+		assert_memory_equal(got, want, sizeof(want));
+	}
+	/* a different offset, a different checksum */
+	g_autofree void *buf = g_malloc(4096);
+	assert_errno(checksum_quick_fd(fd, (off_t)off + 1, len - 1, buf, 4096,
+				       got),
+		     0);
+	assert_memory_not_equal(got, want, sizeof(want));
+	/* past the end */
+	assert_errno(checksum_quick_fd(fd, (off_t)off, len + 1, buf, 4096, got),
+		     -EIO);
+	assert_errno(checksum_quick_fd(-1, 0, 1, buf, 4096, got), -EBADF);
+	close(fd);
+}
+
 static void test_read_errors(void **state)
 {
 	struct files *f = *state;
@@ -265,6 +301,7 @@ int main(void)
 		DIR(test_content_matters),
 		DIR(test_cancelled),
 		DIR(test_read_errors),
+		DIR(test_quick_fd),
 	};
 	const struct CMUnitTest with_tool[] = {
 		DIR(test_tool_small),
