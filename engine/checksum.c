@@ -83,9 +83,6 @@ int checksum_quick_fd(int fd, off_t off, uint64_t len, void *buf,
 			continue;
 		if (n <= 0) {
 			rc = n < 0 ? -errno : -EIO;
-			snap_log(LOG_ERR, "checksum: read back at %lld: %s",
-				 (long long)off, n < 0 ? g_strerror(-rc)
-						       : "the file ends before");
 			break;
 		}
 		XXH3_128bits_update(st, buf, (size_t)n);

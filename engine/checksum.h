@@ -37,8 +37,8 @@ void checksum_quick(const void *data, size_t len,
  * @off, read with pread(2) through @buf (@buf_len bytes, any size, reused
  * piece by piece): a read-back without mapping the file (a munmap in a
  * threaded process flushes the other CPUs' TLBs)
- * Return: 0 and @out; -errno of a failed read (logged); -EIO when the
- * file ends before (logged); -ENOMEM.
+ * Return: 0 and @out; -errno of a failed read; -EIO when the file ends
+ * before; -ENOMEM.  Not logged: the caller names the file.
  */
 int checksum_quick_fd(int fd, off_t off, uint64_t len, void *buf,
 		      size_t buf_len, uint8_t out[CHECKSUM_QUICK_LEN]);

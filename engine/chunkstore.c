@@ -637,6 +637,7 @@ static int read_back(const struct chunkstore *cs, const struct staged_chunk *st,
 	unsigned char hdr[CHUNKSTORE_HEADER];
 	struct stat sb;
 	bool same;
+	int rc;
 
 	if (fault("chunk.read_back", EIO) || fstat(st->fd, &sb) < 0) {
 		snap_log(LOG_ERR, "chunkstore: cannot read back '%s/.tmp/%s': %m",
@@ -649,11 +650,13 @@ static int read_back(const struct chunkstore *cs, const struct staged_chunk *st,
 			 (long long)sb.st_size, size);
 		return -EIO;
 	}
-	if (read_at(st->fd, hdr, sizeof(hdr), 0) < 0 ||
-	    checksum_quick_fd(st->fd, CHUNKSTORE_HEADER, st->len, buf,
-			      READ_BACK_BYTES, quick) < 0) {
-		snap_log(LOG_ERR, "chunkstore: cannot read back '%s/.tmp/%s'",
-			 cs->root, st->tmp);
+	rc = read_at(st->fd, hdr, sizeof(hdr), 0);
+	if (rc == 0)
+		rc = checksum_quick_fd(st->fd, CHUNKSTORE_HEADER, st->len, buf,
+				       READ_BACK_BYTES, quick);
+	if (rc < 0) {
+		snap_log(LOG_ERR, "chunkstore: cannot read back '%s/.tmp/%s': %s",
+			 cs->root, st->tmp, g_strerror(-rc));
 		return -EIO;
 	}
 	same = memcmp(hdr, CHUNKSTORE_MAGIC, 8) == 0 &&

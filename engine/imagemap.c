@@ -84,12 +84,22 @@ struct imagemap {
 	bool changed;		/* a file named is not the one opened */
 };
 
-int imagemap_open(const char *path, struct imagemap **out)
+/* The qcow2 header of the file open as @fd, from its first 4 KiB (a
+ * backing name beyond them is left empty: not needed here).  Return: 0;
+ * -errno of pread(2); -EINVAL not qcow2. */
+static int header_of(int fd, struct qcow2_header *h)
 {
 	g_autofree unsigned char *buf = g_malloc(4096);
+	ssize_t n = pread(fd, buf, 4096, 0);
+	int rc = n < 0 ? -errno : image_parse_header(buf, (size_t)n, h);
+
+	return rc == -E2BIG ? 0 : rc;
+}
+
+int imagemap_open(const char *path, struct imagemap **out)
+{
 	struct qcow2_header *h = g_new0(struct qcow2_header, 1);
 	struct imagemap *m;
-	ssize_t n;
 	int fd, rc;
 
 	*out = NULL;
@@ -99,13 +109,8 @@ int imagemap_open(const char *path, struct imagemap **out)
 		g_free(h);
 		return rc;
 	}
-	n = pread(fd, buf, 4096, 0);
-	rc = n < 0 ? -errno : 0;
+	rc = header_of(fd, h);
 	close(fd);
-	if (rc == 0)
-		rc = image_parse_header(buf, (size_t)n, h);
-	if (rc == -E2BIG)
-		rc = 0; /* the backing name is not needed, the size is there */
 	if (rc < 0) {
 		g_free(h);
 		return rc;
@@ -600,12 +605,9 @@ static int on_json_line(const char *line, void *arg)
  * encrypted (the map gives no offset then, but a header says it first). */
 static bool own_placeable(int fd)
 {
-	g_autofree unsigned char *buf = g_malloc(4096);
 	g_autofree struct qcow2_header *h = g_new0(struct qcow2_header, 1);
-	ssize_t n = pread(fd, buf, 4096, 0);
-	int rc = n < 0 ? -errno : image_parse_header(buf, (size_t)n, h);
 
-	return (rc == 0 || rc == -E2BIG) && h->crypt_method == 0 &&
+	return header_of(fd, h) == 0 && h->crypt_method == 0 &&
 	       !(h->incompatible & QCOW2_INCOMPAT_DATA_FILE);
 }
 
