@@ -133,8 +133,8 @@ uint64_t imagemap_size(const struct imagemap *m)
 
 /* The file open as @fd opened again with O_DIRECT (through /proc, so the
  * same inode whatever its name holds now), or -1 when the file system
- * refuses it (tmpfs) or /proc is not there: then it is read through the
- * page cache only. */
+ * refuses it (tmpfs before Linux 6.6) or /proc is not there: then it is
+ * read through the page cache only. */
 static int open_direct(int fd)
 {
 	char proc[40];

@@ -14,7 +14,11 @@
  * the same image; a grown image (new chunks, and a partial last chunk read
  * again); two identical images that write each chunk once; a missing,
  * garbage or backing-less image and a base of another chunk size, each
- * with its errno; cancellation from the progress callback, which leaves
+ * with its errno; a layer on a ramfs, which refuses O_DIRECT, read through
+ * the page cache with the same bytes (the ramfs is mounted in a mount
+ * namespace of this program's own, made before any thread starts, so it
+ * goes when the program ends whatever happens; needs root, as the suite
+ * does); cancellation from the progress callback, which leaves
  * whole chunks and no temporary file.  No sleeps; every directory removed.
  *
  * Chunks of 1 MiB over images of 64 MiB keep each case well under a
@@ -28,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 #include "unit.h"
@@ -44,8 +50,12 @@
 struct fixture {
 	char *dir;
 	char *repo;
+	char *ram;	/* a ramfs mounted there, when a case mounted one */
 	struct chunkstore *cs;
 };
+
+/* main() made a mount namespace for this program */
+static bool own_mounts;
 
 static int setup(void **state)
 {
@@ -65,6 +75,10 @@ static int teardown(void **state)
 
 	chunkstore_close(f->cs);
 	g_free(f->repo);
+	if (f->ram) {
+		umount2(f->ram, MNT_DETACH);
+		g_free(f->ram);
+	}
 	unit_tmpdir_remove(f->dir);
 	g_free(f);
 	return 0;
@@ -610,6 +624,63 @@ static void test_changed_extents(void **state)
 	repo_changes_clear(&ch);
 }
 
+/* A layer on a file system that refuses O_DIRECT (ramfs): no second
+ * descriptor, every piece read through the page cache, the same bytes,
+ * for the own layer's pieces and for a full backup over the chain map */
+static void test_direct_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct imagemap_own *o;
+	struct imagemap_piece *p;
+	struct repo_index idx;
+	struct repo_backup_stats st;
+	size_t n;
+
+	if (!own_mounts)
+		print_error("no mount namespace of this program's own (not "
+			    "root?): cannot mount the ramfs this case needs\n");
+	assert_true(own_mounts);
+	f->ram = path_of(f, "ram");
+	assert_int_equal(mkdir(f->ram, 0700), 0);
+	assert_int_equal(mount("snapfs-unit", f->ram, "ramfs", 0, "mode=0700"), 0);
+	g_autofree char *path = g_build_filename(f->ram, "l.qcow2", NULL);
+	run("qemu-img", "create", "-q", "-f", "qcow2", path, "16M", NULL);
+	image_io(path, "write -P 0x3c 1M 2M", "write -P 0x3d 9M 4k", NULL);
+	/* the file system does refuse it */
+	int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	assert_int_equal(fd, -1);
+	assert_int_equal(errno, EINVAL);
+
+	GArray *own = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+	assert_errno(imagemap_own_extents(path, NULL, collect_extent, own, &o), 0);
+	g_array_free(own, TRUE);
+	assert_non_null(o);
+	assert_errno(imagemap_own_pieces(o, MiB, 3 * MiB, &p, &n), 0);
+	assert_true(n >= 1);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(p[i].direct_fd, -1);
+	/* aligned buffer, aligned pieces: what would go O_DIRECT */
+	g_autofree unsigned char *want = g_malloc(2 * MiB);
+	void *al = NULL;
+	memset(want, 0x3c, 2 * MiB);
+	assert_int_equal(posix_memalign(&al, IMAGEMAP_DIRECT_ALIGN, 2 * MiB), 0);
+	memset(al, 0xee, 2 * MiB);
+	assert_errno(imagemap_read(p, n, al, MiB, 2 * MiB), 0);
+	assert_memory_equal(al, want, 2 * MiB);
+	free(al);
+	g_free(p);
+	imagemap_own_free(o);
+
+	/* a full backup: read from the layer file, not over NBD */
+	assert_errno(full(f, path, &idx, &st), 0);
+	assert_int_equal(st.chunks_over_nbd, 0);
+	/* chunks 1 and 2 are equal: written once */
+	assert_int_equal(st.chunks_written, 2);
+	assert_int_equal(st.chunks_reused, 1);
+	check_index(f, &idx, path);
+	repo_index_release(&idx);
+}
+
 static void test_incremental(void **state)
 {
 	struct fixture *f = *state;
@@ -863,6 +934,7 @@ int main(void)
 		CASE(test_full),
 		CASE(test_full_empty_and_odd_size),
 		CASE(test_changed_extents),
+		CASE(test_direct_refused),
 		CASE(test_incremental),
 		CASE(test_incremental_resize),
 		CASE(test_dedup),
@@ -870,6 +942,10 @@ int main(void)
 		CASE(test_cancel),
 	};
 
+	/* before any thread starts (unshare() refuses a threaded process):
+	 * test_direct_refused's ramfs lives and dies with this program */
+	own_mounts = unshare(CLONE_NEWNS) == 0 &&
+		     mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
 	if (!qemu_nbd || !qemu_io || !setpriv) {
 		printf("# qemu-nbd, qemu-io or setpriv missing\n");
 		return UNIT_SKIP;
