@@ -553,6 +553,43 @@ class Snapfs:
             else:
                 os.environ['SNAPFS_HANG_AT'] = old
 
+    def mount_pausing(self, point, **options):
+        """Mount with SNAPFS_HANG_AT=@point and SNAPFS_HANG_FIFO=<a FIFO
+        in the test's tree>: each thread that reaches that test point
+        waits there until release(@point) lets it go on."""
+        self.pause_fifo = os.path.join(self.root, 'testpoint.fifo')
+        if not os.path.exists(self.pause_fifo):
+            os.mkfifo(self.pause_fifo, 0o600)
+        saved = {k: os.environ.get(k) for k in ('SNAPFS_HANG_AT', 'SNAPFS_HANG_FIFO')}
+        os.environ['SNAPFS_HANG_AT'] = point
+        os.environ['SNAPFS_HANG_FIFO'] = self.pause_fifo
+        try:
+            self.mount(**options)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    del os.environ[k]
+                else:
+                    os.environ[k] = v
+
+    def wait_paused(self, point, arrivals=1):
+        """Wait until @arrivals threads in all have reached @point of a
+        mount_pausing() mount (counted in snapfs.log)."""
+        line = 'testpoint: waiting at %s' % point
+        self.wait_for(lambda: self.log_text().count(line) >= arrivals,
+                      'arrival %d at test point %s' % (arrivals, point))
+
+    def release(self, point, arrivals=1):
+        """Once arrival @arrivals waits at @point, let it go on (open the
+        FIFO for writing and close it: its reader is there, so this does
+        not block), and wait until it says so."""
+        self.wait_paused(point, arrivals)
+        fd = os.open(self.pause_fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        line = 'testpoint: released at %s' % point
+        self.wait_for(lambda: self.log_text().count(line) >= arrivals,
+                      'release %d at test point %s' % (arrivals, point))
+
     def in_background(self, fn):
         """Run @fn in a daemon thread (a request that may get its answer
         only when the daemon is killed); returns (thread, result dict with

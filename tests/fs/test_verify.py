@@ -20,7 +20,7 @@ import pytest
 
 from repo_backend import chunk_name
 from snapfs_harness import events_of
-from test_repository import A, B, index_of, take_backed_up
+from test_repository import A, B, index_name, index_of, take_backed_up
 
 pytestmark = pytest.mark.usefixtures('backend')
 
@@ -201,3 +201,43 @@ def test_kill9_after_a_chunk_moved(env):
     assert verify_errno(env, 'v', 's1') == errno.EIO
     assert env.state('v', 's1') == 'Damaged'
     assert verify_alerts(env, 'v', 's1')
+
+
+@pytest.mark.posix_only('the publish re-check is code of backup.c, the same for both '
+                        'backends; the verify moves a chunk on either')
+def test_a_chunk_moved_while_a_backup_publishes(env):
+    """A verify moves a damaged chunk out while a backup that found the
+    chunk stored is paused just before its publish: the backup looks every
+    chunk its index names up once more, and fails (BackupFailed, the
+    chunk named in its event) instead of publishing an index that names a
+    missing chunk.  The next backup writes the chunk again, and restores."""
+    P = 'backup.repo.chunks_written'
+    env.make_volume('v', '64M', A)
+    env.mount_pausing(P, repository='on', workers=2, retries=0)
+    env.take('v', 's1')
+    env.release(P, 1)
+    env.wait_state('v', 's1', 'BackedUp')
+    # nothing written since: s2 names s1's chunks, found stored
+    env.take('v', 's2')
+    env.wait_paused(P, 2)
+    victim = sorted(set(index_of(env, 'v', 's1')[2]) - {None})[0]
+    env.repo.flip_byte(chunk_name(victim))
+    assert verify_errno(env, 'v', 's1') == errno.EIO
+    assert not env.repo.exists(chunk_name(victim)) and damaged_files(env)
+    n = len(env.read_events())
+    env.release(P, 2)
+    final = env.wait_for(lambda: env.state('v', 's2') in ('BackedUp', 'BackupFailed')
+                         and env.state('v', 's2'), 's2 to end its backup')
+    assert final == 'BackupFailed', env.info('v', 's2')
+    fails = [e for e in env.events_since(n) if e.get('snapshot') == 's2'
+             and victim in e.get('message', '')]
+    assert fails and 'is not in the repository' in fails[-1]['message'], \
+        env.events_since(n)
+    assert not env.repo.exists(index_name(env, 'v', 's2'))
+    # the next backup writes it again (s1 is Damaged: no base) and restores
+    env.take('v', 's3')
+    env.release(P, 3)
+    env.wait_state('v', 's3', 'BackedUp')
+    assert env.repo.exists(chunk_name(victim))
+    assert all(env.repo.exists(chunk_name(d)) for d in index_of(env, 'v', 's3')[2] if d)
+    assert verify_errno(env, 'v', 's3') == 0
