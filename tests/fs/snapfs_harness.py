@@ -581,11 +581,21 @@ class Snapfs:
 
     def release(self, point, arrivals=1):
         """Once arrival @arrivals waits at @point, let it go on (open the
-        FIFO for writing and close it: its reader is there, so this does
-        not block), and wait until it says so."""
+        FIFO for writing and close it), and wait until it says so.  The
+        daemon logs its arrival just before it opens the FIFO: until it
+        has, a non-blocking open for writing fails with ENXIO, and is
+        tried again."""
         self.wait_paused(point, arrivals)
-        fd = os.open(self.pause_fifo, os.O_WRONLY | os.O_NONBLOCK)
-        os.close(fd)
+
+        def opened():
+            try:
+                os.close(os.open(self.pause_fifo, os.O_WRONLY | os.O_NONBLOCK))
+                return True
+            except OSError as e:
+                if e.errno != errno.ENXIO:
+                    raise
+                return False
+        self.wait_for(opened, 'the reader of %s at test point %s' % (self.pause_fifo, point))
         line = 'testpoint: released at %s' % point
         self.wait_for(lambda: self.log_text().count(line) >= arrivals,
                       'release %d at test point %s' % (arrivals, point))
