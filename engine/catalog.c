@@ -191,10 +191,13 @@ static int catalog_errno(int rc)
 static int fail(struct catalog *cat, int rc, const char *what)
 {
 	int err = catalog_errno(rc);
+	/* the connection's message, unless @rc is not its last error (a
+	 * failure point's SQLITE_IOERR: sqlite3 said "not an error") */
+	const char *msg = (sqlite3_errcode(cat->db) & 0xff) == (rc & 0xff) ?
+			  sqlite3_errmsg(cat->db) : sqlite3_errstr(rc);
 
 	if (err != -EEXIST)
-		snap_log(LOG_ERR, "catalog: %s failed: %s", what,
-			 sqlite3_errmsg(cat->db));
+		snap_log(LOG_ERR, "catalog: %s failed: %s", what, msg);
 	return err;
 }
 
