@@ -613,7 +613,25 @@ static int stage_chunk(struct chunkstore *cs, const void *data, size_t len,
 	return 1;
 }
 
-static int read_at(int fd, void *buf, size_t len, off_t off);
+static int read_at(int fd, void *buf, size_t len, off_t off)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EBADMSG; /* shorter than fstat said */
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
 
 /* read_back() reads through a buffer of this many bytes per thread,
  * whatever the chunk size */
@@ -1017,26 +1035,6 @@ static int damaged(const struct chunkstore *cs, const char *name,
 {
 	chunk_log(cs, name, "damaged chunk", why);
 	return -EBADMSG;
-}
-
-static int read_at(int fd, void *buf, size_t len, off_t off)
-{
-	char *p = buf;
-
-	while (len) {
-		ssize_t n = pread(fd, p, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EBADMSG; /* shorter than fstat said */
-		p += n;
-		off += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* Open chunk @name for reading.  Return: its fd; -ENOENT; -EBADMSG;

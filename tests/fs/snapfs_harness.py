@@ -538,31 +538,11 @@ class Snapfs:
         live = {self.proc.pid} if self.proc else set()
         return processes_mentioning(self.root, exclude=live)
 
-    def mount_hanging(self, point, **options):
-        """Mount with SNAPFS_HANG_AT=@point in the daemon's environment: the
-        thread that reaches that test point logs it and blocks for ever
-        (kill9() ends it; mount() again to go on without the test point).
-        The same as VmSnapfs.mount_hanging, for plain volumes."""
-        old = os.environ.get('SNAPFS_HANG_AT')
-        os.environ['SNAPFS_HANG_AT'] = point
-        try:
-            self.mount(**options)
-        finally:
-            if old is None:
-                del os.environ['SNAPFS_HANG_AT']
-            else:
-                os.environ['SNAPFS_HANG_AT'] = old
-
-    def mount_pausing(self, point, **options):
-        """Mount with SNAPFS_HANG_AT=@point and SNAPFS_HANG_FIFO=<a FIFO
-        in the test's tree>: each thread that reaches that test point
-        waits there until release(@point) lets it go on."""
-        self.pause_fifo = os.path.join(self.root, 'testpoint.fifo')
-        if not os.path.exists(self.pause_fifo):
-            os.mkfifo(self.pause_fifo, 0o600)
-        saved = {k: os.environ.get(k) for k in ('SNAPFS_HANG_AT', 'SNAPFS_HANG_FIFO')}
-        os.environ['SNAPFS_HANG_AT'] = point
-        os.environ['SNAPFS_HANG_FIFO'] = self.pause_fifo
+    def mount_with_environ(self, variables, **options):
+        """mount(**@options) with @variables (name -> value) set in the
+        daemon's environment, as they were before afterwards."""
+        saved = {k: os.environ.get(k) for k in variables}
+        os.environ.update(variables)
         try:
             self.mount(**options)
         finally:
@@ -571,6 +551,23 @@ class Snapfs:
                     del os.environ[k]
                 else:
                     os.environ[k] = v
+
+    def mount_hanging(self, point, **options):
+        """Mount with SNAPFS_HANG_AT=@point in the daemon's environment: the
+        thread that reaches that test point logs it and blocks for ever
+        (kill9() ends it; mount() again to go on without the test point).
+        The same as VmSnapfs.mount_hanging, for plain volumes."""
+        self.mount_with_environ({'SNAPFS_HANG_AT': point}, **options)
+
+    def mount_pausing(self, point, **options):
+        """Mount with SNAPFS_HANG_AT=@point and SNAPFS_HANG_FIFO=<a FIFO
+        in the test's tree>: each thread that reaches that test point
+        waits there until release(@point) lets it go on."""
+        self.pause_fifo = os.path.join(self.root, 'testpoint.fifo')
+        if not os.path.exists(self.pause_fifo):
+            os.mkfifo(self.pause_fifo, 0o600)
+        self.mount_with_environ({'SNAPFS_HANG_AT': point,
+                                 'SNAPFS_HANG_FIFO': self.pause_fifo}, **options)
 
     def wait_paused(self, point, arrivals=1):
         """Wait until @arrivals threads in all have reached @point of a

@@ -169,6 +169,23 @@ def repository_violations(env, refs, backed):
     return bad + unknown_and_primary_problems(env, known)
 
 
+def mount_refused(env, **options):
+    """Mount with @options; True when a failure point refused the mount
+    instead.  With repository=on the mount itself writes (the catalog's
+    identity, repository.json, .chunks/, the fsync of SECONDARY): a point
+    failing there refuses the mount, a clear state, and the recovery
+    after it must mount and leave everything sound.  With repository=off
+    the mount writes nothing a point can fail: still an error."""
+    try:
+        env.mount(**options)
+    except AssertionError:
+        if env.repository_mode() != 'on' or not fired(env):
+            raise
+        env.proc = None
+        return True
+    return False
+
+
 def one_run(n, refs):
     """Run the scenario with point @n failing; (fired point or None, violations)."""
     with snapfs_env('fault%d' % n) as env:
@@ -177,19 +194,8 @@ def one_run(n, refs):
                     s2=env.make_reference('16M', A + B))
         os.environ['SNAPFS_FAULT_AT'] = str(n)
         try:
-            env.mount(workers=1, retries=0)
-        except AssertionError:
-            # with repository=on the mount itself writes (repository.json,
-            # .chunks/, the fsync of SECONDARY): a point failing there
-            # refuses the mount, a clear state; the recovery below must
-            # then mount and leave everything sound.  With repository=off
-            # the mount writes nothing a point can fail: still an error.
-            if env.repository_mode() != 'on' or not fired(env):
-                raise
-            env.proc = None
-            results = {'mount': errno.EIO}
-        else:
-            results = None
+            results = {'mount': errno.EIO} if mount_refused(env, workers=1, retries=0) \
+                else None
         finally:
             del os.environ['SNAPFS_FAULT_AT']
         if results is None:
@@ -362,18 +368,9 @@ def repo_one_run(how, value):
                 ('v', 's2'): env.make_reference('64M', A + B),
                 ('w', 's1'): env.make_reference('64M', W)}
         os.environ[how] = str(value)
-        results = None
         try:
-            env.mount(workers=1, retries=0, repository='on')
-        except AssertionError:
-            # a point failing in the mount's own writes (the catalog's
-            # identity, repository.json, .chunks/, the fsync of
-            # SECONDARY) refuses the mount: a clear state, as in
-            # one_run(); the recovery below must mount and find it sound
-            if not fired(env):
-                raise
-            env.proc = None
-            results = {'mount': errno.EIO}
+            results = {'mount': errno.EIO} if mount_refused(
+                env, workers=1, retries=0, repository='on') else None
         finally:
             del os.environ[how]
         if results is None:
